@@ -1,0 +1,29 @@
+# The two commands a newcomer needs are `make demo` and `make test`.
+GO ?= go
+BIN := bin/convertro-etl
+
+.PHONY: demo test vet build bench fuzz soak clean
+
+demo: ## run the embedded sample export against the built-in simulator
+	$(GO) run ./cmd/convertro-etl run
+
+test: ## what CI runs: vet, then every test (fuzz seed corpora included) under the race detector
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+build:
+	$(GO) build -o $(BIN) ./cmd/convertro-etl
+
+bench: ## benchmarks (not in CI)
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+FUZZTIME ?= 30s
+fuzz: ## each fuzz target for FUZZTIME (not in CI)
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin
