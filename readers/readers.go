@@ -1,0 +1,57 @@
+package readers
+
+import (
+	"errors"
+	"io"
+	"time"
+)
+
+// Object is one object of a source as listed: a local file or a GCS object.
+type Object struct {
+	// URI names the object for people and for the manifest: a local path or gs://bucket/key.
+	URI string
+	// Key is the object's path relative to the source root (slash-separated).
+	Key  string
+	Size int64
+	// Generation pins the version that was planned: the GCS generation, or the
+	// local file's modification time in nanoseconds.
+	Generation int64
+	// Partition is what the object's path says about its date, hour and message type.
+	Partition Partition
+}
+
+// File is an opened object: random access by ranges, so that Parquet readers
+// fetch the footer first and then only the column chunks they need.
+type File interface {
+	io.ReaderAt
+	Size() int64
+	Close() error
+}
+
+// Error kinds. Callers test them with errors.Is; the wrapped message names the object.
+var (
+	// ErrNotFound: the object (or source) does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrChanged: the object was rewritten since it was planned (new generation or size).
+	ErrChanged = errors.New("object changed since it was planned")
+	// ErrBadFile: the object is not a Parquet file the readers can use (not Parquet,
+	// truncated, corrupt footer, column of an unusable type, undetectable message type).
+	ErrBadFile = errors.New("bad file")
+)
+
+// Partition is what an object's path says about it: Hive-style key=value
+// segments (day=, hr=, dt=, date=, year=/month=/day=/hour=, segment_type=) or
+// plain YYYY/MM/DD[/HH] folders, and the table folder name.
+type Partition struct {
+	// Day is the partition's date at UTC midnight; valid when HasDay.
+	Day    time.Time
+	HasDay bool
+	// Hour is 0–23, or -1 when the path names no hour.
+	Hour int
+	// SegmentType is the value of a segment_type= segment, lower case ("" if none).
+	SegmentType string
+	// Table is the nearest folder name that names a Segment table (identifies,
+	// users, tracks, pages, order_completed, track_order_completed, ...), lower
+	// case ("" if none). The Parquet reader uses it to detect the message type.
+	Table string
+}
