@@ -1,0 +1,306 @@
+package convertro
+
+import (
+	"math"
+	"slices"
+	"strconv"
+
+	"github.com/convertro-etl/convertro-etl/internal/segment"
+)
+
+// Kind is the Convertro endpoint a Delivery goes to.
+type Kind uint8
+
+// The three request kinds (see wire.go for their paths and parameters).
+const (
+	KindUser    Kind = iota // identify, audience membership: /api/user/
+	KindHit                 // track: /api/hit/
+	KindInstall             // Application Installed: /api/install/
+)
+
+var kindNames = [...]string{"user", "hit", "install"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// SkipReason says why a message produced no request. The constants are in
+// the design page's priority order: when several apply, the first names the
+// skip.
+type SkipReason uint8
+
+// The skip reasons, SkipNone first; String gives the counter names of the
+// run report.
+const (
+	SkipNone                   SkipReason = iota
+	SkipDisabledByIntegrations            // rule 19
+	SkipUnsupportedType                   // rule 16
+	SkipMissingUserID                     // rule 2 (identify only)
+	SkipMissingDeviceID                   // rule 3
+	SkipMissingTimestamp                  // rule 17
+	SkipMissingOrderID                    // rule 10
+	SkipUnmappedEvent                     // rule 14
+)
+
+var skipNames = [...]string{
+	"",
+	"disabled_by_integrations",
+	"unsupported_type",
+	"missing_user_id",
+	"missing_device_id",
+	"missing_timestamp",
+	"missing_order_id",
+	"unmapped_event",
+}
+
+func (r SkipReason) String() string {
+	if int(r) < len(skipNames) {
+		return skipNames[r]
+	}
+	return "skip(" + strconv.Itoa(int(r)) + ")"
+}
+
+// SkipReasons lists every reason but SkipNone, in priority order, in a new
+// slice the caller may keep.
+func SkipReasons() []SkipReason {
+	rs := make([]SkipReason, 0, len(skipNames)-1)
+	for r := SkipNone + 1; int(r) < len(skipNames); r++ {
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+// Delivery is one Convertro request before encoding: which endpoint and the
+// values of its parameters (wire.go decides names, order and encoding).
+//
+// Its byte slices are read-only views: into the message's decoder buffers
+// (valid until the decoder's next batch, like the message itself) or into
+// the Mapper's names. Copy a Delivery's bytes to keep them longer; encoding
+// it with Wire.AppendURL right away is the usual way.
+type Delivery struct {
+	Kind Kind
+	SID  []byte  // device id (all kinds)
+	ID   []byte  // userId (user)
+	Typ  []byte  // Convertro event name (hit)
+	EID  []byte  // orderId for sales, else the messageId (hit, install)
+	CUA  []byte  // context.userAgent, optional
+	CIP  []byte  // context.ip, optional
+	Val  float64 // event value (hit)
+	TS   int64   // event time, whole Unix seconds, floored
+
+	// Trait is the snake_case audience key of an audience sync (rule 18),
+	// sent as Trait=true or Trait=false after Member. Empty: no trait.
+	Trait  string
+	Member bool
+}
+
+// The fixed Convertro names of sales (rules 4-8).
+var (
+	typSale       = []byte("sale")
+	typSaleNew    = []byte("sale.new")
+	typSaleRepeat = []byte("sale.repeat")
+)
+
+// Mapper applies rules 1-19 of the design page to decoded messages. Build it
+// once per run with NewMapper; it is immutable afterwards.
+type Mapper struct {
+	events  map[string][][]byte // normalised Segment name → Convertro names, in settings order, unique
+	hybrid  bool
+	ignored []string // events entries that rules 11 and 15 override
+}
+
+// NewMapper compiles the events map of s (normalising the Segment names and
+// merging entries that normalise alike) and the hybrid flag. It fails, with
+// ErrInvalidSettings, only on an empty event name; the other settings are
+// Validate's business.
+func NewMapper(s Settings) (*Mapper, error) {
+	if errs := checkEvents(s.Events); errs != nil {
+		return nil, errs[0]
+	}
+	m := &Mapper{events: make(map[string][][]byte, len(s.Events)), hybrid: s.HybridAttributionModel}
+	for _, k := range sortedKeys(s.Events) { // sorted: merged entries keep one order from run to run
+		n := NormalizeEventName(k)
+		switch n {
+		case nameOrderCompleted, nameCompletedOrder, nameApplicationInstalled:
+			m.ignored = append(m.ignored, k) // rules 11 and 15: the fixed mapping wins
+			continue
+		}
+		for _, v := range s.Events[k] {
+			if !slices.ContainsFunc(m.events[n], func(b []byte) bool { return string(b) == v }) {
+				m.events[n] = append(m.events[n], []byte(v))
+			}
+		}
+	}
+	return m, nil
+}
+
+// IgnoredEvents lists the events entries that have no effect because rule 11
+// (Order Completed) or rule 15 (Application Installed) decides those events,
+// so that the job can warn about them.
+func (m *Mapper) IgnoredEvents() []string { return slices.Clone(m.ignored) }
+
+// Map appends to dst the requests that msg makes (none, one, or several for
+// a hybrid sale or a multiply mapped event) and returns the extended slice.
+// When it appends nothing it says why; SkipNone otherwise.
+//
+// Map is pure and, once dst has room, allocates nothing. The deliveries point
+// into msg's buffers (see Delivery).
+//
+// Skips are checked in the design page's order, so that a message the sender
+// excluded from Convertro counts as excluded whatever else is wrong with it:
+// 19 integrations, 16 type, 2 userId (identify), 3 device id, 17 timestamp,
+// 10 orderId (sales), 14 unmapped event.
+func (m *Mapper) Map(dst []Delivery, msg *segment.Message) ([]Delivery, SkipReason) {
+	ts, r := check(msg, true)
+	if r != SkipNone {
+		return dst, r
+	}
+	d := Delivery{SID: msg.DeviceID, TS: ts, CUA: msg.UserAgent, CIP: msg.IP}
+
+	if msg.Type == segment.TypeIdentify { // rule 1: sid, id, ts; no traits
+		d.Kind = KindUser
+		d.ID = msg.UserID
+		return append(dst, d), SkipNone
+	}
+
+	// Track. The name as sent (event_text) wins over the slug (event).
+	name := msg.EventText
+	var buf [128]byte // normalised name; stays on the stack for names up to 128 bytes
+	norm := appendNormalized(buf[:0], name)
+	if len(norm) == 0 {
+		name = msg.Event
+		norm = appendNormalized(buf[:0], name)
+	}
+
+	switch string(norm) { // comparing string(bytes) does not allocate
+	case nameOrderCompleted, nameCompletedOrder: // rules 4-11
+		if len(msg.OrderID) == 0 {
+			return dst, SkipMissingOrderID // rule 10: the seed wins over the browser code
+		}
+		d.Kind = KindHit
+		d.EID = msg.OrderID
+		d.Val = value(msg.Total, value(msg.Revenue, 1)) // rule 9
+		switch msg.Repeat {
+		case segment.True:
+			d.Typ = typSaleRepeat // rules 5, 7
+		case segment.False:
+			d.Typ = typSaleNew // rules 6, 8
+		default:
+			d.Typ = typSale // rule 4: absent, or not a real boolean
+			return append(dst, d), SkipNone
+		}
+		dst = append(dst, d)
+		if m.hybrid { // rules 7, 8: sale.new/sale.repeat first, then sale (browser code order)
+			d.Typ = typSale
+			dst = append(dst, d)
+		}
+		return dst, SkipNone
+
+	case nameApplicationInstalled: // rule 15: not subject to the events map
+		d.Kind = KindInstall
+		d.EID = msg.MessageID
+		return append(dst, d), SkipNone
+	}
+
+	if len(norm) == 0 {
+		// A track without a name cannot be mapped, and Convertro refuses an
+		// empty typ: skip it rather than dead-letter it (inferred).
+		return dst, SkipUnmappedEvent
+	}
+	d.Kind = KindHit
+	d.EID = msg.MessageID
+	d.Val = value(msg.Revenue, 1) // rules 12, 13: revenue, else 1
+	if len(m.events) == 0 {       // rule 12: sent under its own name
+		d.Typ = name
+		return append(dst, d), SkipNone
+	}
+	names, ok := m.events[string(norm)] // no allocation: the compiler uses the bytes in place
+	if !ok {
+		return dst, SkipUnmappedEvent // rule 14
+	}
+	for _, typ := range names { // rule 13: one hit per mapped name
+		d.Typ = typ
+		dst = append(dst, d)
+	}
+	return dst, SkipNone
+}
+
+// check applies, in priority order, the skip rules that do not depend on the
+// event name, and returns the event time. Tracks are accepted when
+// trackOK is set; identifies always, and they need a userId.
+func check(msg *segment.Message, trackOK bool) (int64, SkipReason) {
+	switch {
+	case disabled(msg):
+		return 0, SkipDisabledByIntegrations // rule 19
+	case msg.Type != segment.TypeIdentify && !(trackOK && msg.Type == segment.TypeTrack):
+		return 0, SkipUnsupportedType // rule 16
+	case msg.Type == segment.TypeIdentify && len(msg.UserID) == 0:
+		return 0, SkipMissingUserID // rule 2
+	case len(msg.DeviceID) == 0:
+		return 0, SkipMissingDeviceID // rule 3
+	}
+	ts, ok := eventTime(msg)
+	if !ok {
+		return 0, SkipMissingTimestamp // rule 17
+	}
+	return ts, SkipNone
+}
+
+// MapAudience appends the request of one Engage audience membership change
+// (rule 18). Engage sends an identify per user added or removed, so msg is
+// an identify: it ties its device id to its userId, and the trait says
+// whether the user is in the audience. The identify skips apply, in the same
+// order (rules 19, 16, 2, 3, 17). trait is the audience name or key, snake
+// cased by AudienceDelivery.
+func (m *Mapper) MapAudience(dst []Delivery, msg *segment.Message, trait string, member bool) ([]Delivery, SkipReason) {
+	ts, r := check(msg, false)
+	if r != SkipNone {
+		return dst, r
+	}
+	d := AudienceDelivery(msg.UserID, msg.DeviceID, ts, trait, member)
+	d.CUA, d.CIP = msg.UserAgent, msg.IP
+	return append(dst, d), SkipNone
+}
+
+// AudienceDelivery is the user request of rule 18: sid, id, ts and the
+// audience trait, trait=true while the user is a member and trait=false once
+// they leave. trait is snake cased with SnakeCase (a no-op, without
+// allocation, for a key that already is snake_case); pass the key once
+// computed to keep the per-row cost at zero.
+func AudienceDelivery(userID, deviceID []byte, ts int64, trait string, member bool) Delivery {
+	return Delivery{Kind: KindUser, SID: deviceID, ID: userID, TS: ts, Trait: SnakeCase(trait), Member: member}
+}
+
+// disabled applies rule 19: Convertro is off when the Integrations object
+// says Convertro: false, or All: false without Convertro: true.
+func disabled(msg *segment.Message) bool {
+	return msg.IntegrationsConvertro == segment.False ||
+		(msg.IntegrationsAll == segment.False && msg.IntegrationsConvertro != segment.True)
+}
+
+// eventTime is the first present of timestamp, original_timestamp, sent_at
+// and received_at, in whole Unix seconds, floored.
+func eventTime(msg *segment.Message) (int64, bool) {
+	for _, t := range [...]segment.Time{msg.Timestamp, msg.OriginalTimestamp, msg.SentAt, msg.ReceivedAt} {
+		if t.Valid {
+			return t.UnixSeconds(), true
+		}
+	}
+	return 0, false
+}
+
+// value is n when it holds a finite number, else fallback. 0 and negative
+// values are real values (a refund); NaN and ±Inf, which a DOUBLE column can
+// hold but Convertro cannot take, count as absent like "NA" (inferred).
+func value(n segment.Number, fallback float64) float64 {
+	if !n.Valid || math.IsNaN(n.Value) || math.IsInf(n.Value, 0) {
+		return fallback
+	}
+	if n.Value == 0 {
+		return 0 // -0 would print as "-0"
+	}
+	return n.Value
+}
