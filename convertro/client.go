@@ -1,0 +1,433 @@
+package convertro
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Client defaults, used where ClientOptions leaves a field zero.
+const (
+	DefaultConcurrency = 16
+	DefaultTimeout     = 10 * time.Second
+	DefaultMaxAttempts = 8
+	DefaultBaseBackoff = 100 * time.Millisecond
+	DefaultMaxBackoff  = 30 * time.Second
+	DefaultUserAgent   = "convertro-etl/dev"
+
+	// MaxRetryAfter caps a server's Retry-After. It is honoured beyond
+	// MaxBackoff (the server knows its own load better than our schedule),
+	// but a misconfigured server must not park a sender for hours.
+	MaxRetryAfter = 5 * time.Minute
+)
+
+const (
+	errorBodyLimit = 1 << 10  // kept in StatusError.Body
+	drainLimit     = 64 << 10 // read past this and the connection is not worth keeping
+)
+
+// Error kinds returned by Client.Get, tested with errors.Is.
+var (
+	// ErrPermanent: Convertro refused the request (a 4xx other than 408 and
+	// 429) and sending it again cannot help. The error is a *StatusError.
+	ErrPermanent = errors.New("permanent failure")
+	// ErrGaveUp: every attempt met a transient failure. The error also wraps
+	// the last one (a *StatusError or a transport error).
+	ErrGaveUp = errors.New("gave up")
+)
+
+// StatusError is a non-2xx answer.
+type StatusError struct {
+	Code int
+	// Body is the start of the answer's body, at most 1 KiB.
+	Body []byte
+	// Attempts made for the request, this one included.
+	Attempts int
+	// RetryAfter is the server's Retry-After, capped at MaxRetryAfter; 0 when absent.
+	RetryAfter time.Duration
+}
+
+func (e *StatusError) Error() string {
+	s := strconv.Itoa(e.Code)
+	if t := http.StatusText(e.Code); t != "" {
+		s += " " + t
+	}
+	if b := bytes.TrimSpace(e.Body); len(b) > 0 {
+		s += ": " + string(b)
+	}
+	return s
+}
+
+// Temporary reports whether the same request may succeed later: 408, 429 and 5xx.
+func (e *StatusError) Temporary() bool {
+	return e.Code == http.StatusRequestTimeout || e.Code == http.StatusTooManyRequests || e.Code >= 500
+}
+
+// Is makes errors.Is(err, ErrPermanent) true for answers that are not Temporary.
+func (e *StatusError) Is(target error) bool {
+	return target == ErrPermanent && !e.Temporary()
+}
+
+// ClientOptions configures a Client; zero fields take the Default values.
+type ClientOptions struct {
+	// Concurrency is how many requests callers run at once; it sizes the
+	// connection pool so that every sender keeps its connection alive.
+	Concurrency int
+	// Timeout bounds one attempt: connecting, sending, and reading the answer.
+	Timeout     time.Duration
+	MaxAttempts int
+	// BaseBackoff and MaxBackoff shape the wait before retry n (n ≥ 1): a
+	// uniform random duration in [0, min(MaxBackoff, BaseBackoff·2^(n-1))).
+	BaseBackoff, MaxBackoff time.Duration
+	// Rate is the requests per second shared by all callers of the Client, for
+	// every attempt (retries included); 0 is unlimited. Burst is how many may
+	// go at once after a pause (default 1).
+	Rate  float64
+	Burst int
+	// UserAgent is sent with every request: "convertro-etl/<version>".
+	UserAgent string
+	// Transport replaces the pooled transport (the TLSConfig and Concurrency
+	// options then do not apply).
+	Transport http.RoundTripper
+	// TLSConfig is used by the pooled transport, for example to trust a test
+	// server's certificate.
+	TLSConfig *tls.Config
+	// Sleep waits d unless ctx ends first, and then returns ctx's error. It
+	// is used for backoff and rate-limit waits; tests record waits through it.
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// Result is a delivered request.
+type Result struct {
+	// Status is the 2xx code of the answer.
+	Status int
+	// Attempts made, the successful one included.
+	Attempts int
+	// MaybeDuplicated is set when an earlier attempt failed after the request
+	// may have reached Convertro (a timeout or a connection lost after
+	// sending), so Convertro may have received it twice.
+	MaybeDuplicated bool
+}
+
+// ClientStats are the Client's counters since it was made.
+type ClientStats struct {
+	// Attempts counts requests sent (each retry is one more).
+	Attempts int64
+	// Retries counts attempts that followed a failed one.
+	Retries int64
+}
+
+// Client sends Convertro requests: GETs with retries, backoff and a shared
+// rate limit. It is safe for concurrent use.
+type Client struct {
+	hc          *http.Client
+	lim         *rate.Limiter
+	timeout     time.Duration
+	maxAttempts int
+	base, max   time.Duration
+	userAgent   string
+	sleep       func(context.Context, time.Duration) error
+	now         func() time.Time // for HTTP-date Retry-After; tests fix it
+
+	attempts, retries atomic.Int64
+}
+
+// NewClient returns a Client with o's settings.
+func NewClient(o ClientOptions) *Client {
+	if o.Concurrency <= 0 {
+		o.Concurrency = DefaultConcurrency
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = DefaultMaxAttempts
+	}
+	if o.BaseBackoff <= 0 {
+		o.BaseBackoff = DefaultBaseBackoff
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = DefaultMaxBackoff
+	}
+	if o.Burst <= 0 {
+		o.Burst = 1
+	}
+	if o.UserAgent == "" {
+		o.UserAgent = DefaultUserAgent
+	}
+	if o.Sleep == nil {
+		o.Sleep = sleep
+	}
+	rt := o.Transport
+	if rt == nil {
+		rt = newTransport(o.Concurrency, o.TLSConfig)
+	}
+	return &Client{
+		hc: &http.Client{Transport: rt},
+		// Burst must be at least 1 even while unlimited, so that SetRate can
+		// later switch to a finite rate.
+		lim:         rate.NewLimiter(limit(o.Rate), o.Burst),
+		timeout:     o.Timeout,
+		maxAttempts: o.MaxAttempts,
+		base:        o.BaseBackoff,
+		max:         o.MaxBackoff,
+		userAgent:   o.UserAgent,
+		sleep:       o.Sleep,
+		now:         time.Now,
+	}
+}
+
+// newTransport is one keep-alive pool for the whole run. Go keeps only 2 idle
+// connections per host by default: with more senders, every request past the
+// second would open (and TLS-handshake) a new connection.
+func newTransport(concurrency int, tlsConfig *tls.Config) *http.Transport {
+	if tlsConfig != nil {
+		tlsConfig = tlsConfig.Clone()
+	}
+	return &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: (&net.Dialer{
+			Timeout:   10 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		TLSClientConfig: tlsConfig,
+		// A custom Transport speaks HTTP/2 only when asked; over HTTP/2 one
+		// connection carries all senders' requests at once.
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          concurrency,
+		MaxIdleConnsPerHost:   concurrency,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+}
+
+func limit(rps float64) rate.Limit {
+	if rps <= 0 {
+		return rate.Inf
+	}
+	return rate.Limit(rps)
+}
+
+// SetRate changes the shared requests-per-second limit (0 = unlimited) for
+// the attempts that start from now on; callers already waiting keep their turn.
+func (c *Client) SetRate(rps float64) {
+	c.lim.SetLimit(limit(rps))
+}
+
+// Stats returns the Client's counters.
+func (c *Client) Stats() ClientStats {
+	return ClientStats{Attempts: c.attempts.Load(), Retries: c.retries.Load()}
+}
+
+// Get sends a GET to rawURL until it is answered 2xx, a permanent failure
+// occurs, MaxAttempts are spent or ctx ends. Before every attempt it waits
+// for the rate limit. Transient failures (408, 429, 5xx, timeouts, connection
+// errors) are retried after a backoff with full jitter, or after the
+// server's Retry-After when it sends one.
+//
+// Errors name the operation and URL ("GET http://…: 400 Bad Request: …") and
+// are of one kind: ErrPermanent (a *StatusError), ErrGaveUp (wrapping the
+// last failure), ctx's error, or any other error for a request that cannot
+// be sent at all (a malformed URL, an untrusted certificate): a setting to
+// fix, not a row to retry.
+func (c *Client) Get(ctx context.Context, rawURL string) (Result, error) {
+	var res Result
+	for {
+		if err := c.waitTurn(ctx); err != nil {
+			return res, fmt.Errorf("GET %s: %w", rawURL, err)
+		}
+		res.Attempts++
+		c.attempts.Add(1)
+		if res.Attempts > 1 {
+			c.retries.Add(1)
+		}
+		code, err := c.once(ctx, rawURL)
+		if err == nil {
+			res.Status = code
+			return res, nil
+		}
+		if ctx.Err() != nil {
+			return res, fmt.Errorf("GET %s: %w", rawURL, ctx.Err())
+		}
+		var se *StatusError
+		isStatus := errors.As(err, &se)
+		if isStatus {
+			se.Attempts = res.Attempts
+		}
+		if !retryable(err) {
+			return res, fmt.Errorf("GET %s: %w", rawURL, err)
+		}
+		if !isStatus && maybeSent(err) {
+			res.MaybeDuplicated = true
+		}
+		if res.Attempts >= c.maxAttempts {
+			return res, fmt.Errorf("GET %s: %w after %d attempts: %w", rawURL, ErrGaveUp, res.Attempts, err)
+		}
+		wait := c.backoff(res.Attempts)
+		if isStatus && se.RetryAfter > 0 {
+			wait = se.RetryAfter
+		}
+		if wait > 0 {
+			if err := c.sleep(ctx, wait); err != nil {
+				return res, fmt.Errorf("GET %s: %w", rawURL, err)
+			}
+		}
+	}
+}
+
+// waitTurn takes a token from the shared limiter, waiting through c.sleep so
+// that the wait ends with ctx and tests can see it.
+func (c *Client) waitTurn(ctx context.Context) error {
+	r := c.lim.Reserve()
+	if !r.OK() {
+		return fmt.Errorf("rate limiter refused a request (burst %d)", c.lim.Burst())
+	}
+	if d := r.Delay(); d > 0 {
+		if err := c.sleep(ctx, d); err != nil {
+			r.Cancel() // give the turn back to the other senders
+			return err
+		}
+	}
+	return nil
+}
+
+// once makes one attempt. It returns the 2xx code, a *StatusError, or the
+// transport error without net/http's *url.Error wrapper (Get names the URL).
+func (c *Client) once(ctx context.Context, rawURL string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return 0, &badRequestError{err}
+	}
+	if (req.URL.Scheme != "http" && req.URL.Scheme != "https") || req.URL.Host == "" {
+		return 0, &badRequestError{errors.New("not an http(s) URL with a host")}
+	}
+	req.Header.Set("User-Agent", c.userAgent)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			err = ue.Err
+		}
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		// The status is the answer; the body is read only so that the
+		// connection goes back to the pool.
+		_, _ = io.CopyN(io.Discard, resp.Body, drainLimit)
+		return resp.StatusCode, nil
+	}
+	se := &StatusError{Code: resp.StatusCode, RetryAfter: c.retryAfter(resp.Header.Get("Retry-After"))}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyLimit))
+	se.Body = body
+	_, _ = io.CopyN(io.Discard, resp.Body, drainLimit-errorBodyLimit)
+	return 0, se
+}
+
+// badRequestError is a request that could not be built: not worth retrying.
+type badRequestError struct{ err error }
+
+func (e *badRequestError) Error() string { return e.err.Error() }
+func (e *badRequestError) Unwrap() error { return e.err }
+
+// retryable decides a retry from the error's kind. Context errors are not
+// retried (an attempt's own timeout has already been told apart by Get,
+// which checks the caller's ctx first). Transport errors are: every request
+// is an idempotent GET. Certificate and malformed-request errors are not,
+// since every attempt would fail the same way.
+func retryable(err error) bool {
+	if se, ok := errors.AsType[*StatusError](err); ok {
+		return se.Temporary()
+	}
+	if _, ok := errors.AsType[*badRequestError](err); ok {
+		return false
+	}
+	if _, ok := errors.AsType[*tls.CertificateVerificationError](err); ok {
+		return false
+	}
+	if _, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
+		return false
+	}
+	if _, ok := errors.AsType[x509.HostnameError](err); ok {
+		return false
+	}
+	if _, ok := errors.AsType[x509.CertificateInvalidError](err); ok {
+		return false
+	}
+	// An attempt that hit its own Timeout reports DeadlineExceeded; the
+	// caller's ctx is still alive here, so it is a timeout to retry.
+	return true
+}
+
+// maybeSent reports whether a failed attempt may still have reached the
+// server: anything but a failure to connect.
+func maybeSent(err error) bool {
+	if oe, ok := errors.AsType[*net.OpError](err); ok && oe.Op == "dial" {
+		return false
+	}
+	return true
+}
+
+// backoff is the wait before retry n (n ≥ 1): full jitter over an
+// exponentially growing ceiling, so that senders that failed together do not
+// come back together.
+func (c *Client) backoff(n int) time.Duration {
+	ceiling := c.max
+	if shift := n - 1; shift < 62 && c.base <= c.max>>shift {
+		ceiling = c.base << shift
+	}
+	if ceiling <= 0 {
+		return 0
+	}
+	return rand.N(ceiling)
+}
+
+// retryAfter parses a Retry-After value, seconds or an HTTP date, capped at
+// MaxRetryAfter; 0 when absent, malformed or in the past.
+func (c *Client) retryAfter(v string) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		if secs > int64(MaxRetryAfter/time.Second) {
+			return MaxRetryAfter
+		}
+		d = time.Duration(secs) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(c.now())
+	}
+	return max(0, min(d, MaxRetryAfter))
+}
+
+// sleep is the default ClientOptions.Sleep.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

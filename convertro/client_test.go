@@ -1,0 +1,507 @@
+package convertro
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/convertro-etl/convertro-etl/convertro/simulator"
+)
+
+// waits records the waits a Client asks for, without waiting.
+type waits struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (w *waits) sleep(ctx context.Context, d time.Duration) error {
+	w.mu.Lock()
+	w.d = append(w.d, d)
+	w.mu.Unlock()
+	return ctx.Err()
+}
+
+func (w *waits) list() []time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]time.Duration(nil), w.d...)
+}
+
+// clientTestServer serves a simulator over HTTP/1 and counts the connections
+// it accepts.
+type clientTestServer struct {
+	*httptest.Server
+	sim   *simulator.Simulator
+	conns atomic.Int64
+	ua    atomic.Value // last User-Agent
+}
+
+func newClientTestServer(t *testing.T, o simulator.Options) *clientTestServer {
+	t.Helper()
+	s := &clientTestServer{sim: simulator.New(o)}
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.ua.Store(r.UserAgent())
+		s.sim.ServeHTTP(w, r)
+	}))
+	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.conns.Add(1)
+		}
+	}
+	s.Start()
+	t.Cleanup(s.Close)
+	return s
+}
+
+const clientTestQuery = "?sid=d1&typ=sale&val=49.99&eid=o1&ts=1700000000"
+
+func (s *clientTestServer) hitURL(query string) string {
+	return s.URL + "/api/hit/acme/42/" + query
+}
+
+func TestClientDelivers(t *testing.T) {
+	srv := newClientTestServer(t, simulator.Options{ClientName: "acme", SiteID: "42"})
+	var w waits
+	c := NewClient(ClientOptions{UserAgent: "convertro-etl/1.2.3", Sleep: w.sleep})
+	res, err := c.Get(t.Context(), srv.hitURL(clientTestQuery))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res != (Result{Status: 200, Attempts: 1}) {
+		t.Errorf("Result = %+v, want 200 after 1 attempt", res)
+	}
+	if ua := srv.ua.Load(); ua != "convertro-etl/1.2.3" {
+		t.Errorf("User-Agent = %q", ua)
+	}
+	if st := srv.sim.Stats(); st.Accepted != 1 {
+		t.Errorf("simulator accepted %d, want 1", st.Accepted)
+	}
+	if len(w.list()) != 0 {
+		t.Errorf("waited %v without a failure", w.list())
+	}
+}
+
+func TestClient500500200(t *testing.T) {
+	srv := newClientTestServer(t, simulator.Options{Script: func(_ string, attempt int) int {
+		if attempt <= 2 {
+			return http.StatusInternalServerError
+		}
+		return 0
+	}})
+	var w waits
+	c := NewClient(ClientOptions{Sleep: w.sleep, BaseBackoff: time.Second, MaxBackoff: time.Minute})
+	res, err := c.Get(t.Context(), srv.hitURL(clientTestQuery))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != 200 || res.Attempts != 3 || res.MaybeDuplicated {
+		t.Errorf("Result = %+v, want 200 after 3 attempts, not maybe duplicated", res)
+	}
+	st := srv.sim.Stats()
+	if st.Requests != 3 || st.Accepted != 1 || st.Faults.Scripted != 2 {
+		t.Errorf("simulator: %d requests, %d accepted, %d scripted; want 3, 1, 2", st.Requests, st.Accepted, st.Faults.Scripted)
+	}
+	if cs := c.Stats(); cs != (ClientStats{Attempts: 3, Retries: 2}) {
+		t.Errorf("client stats %+v", cs)
+	}
+	// Full jitter under a doubling ceiling: [0, 1s) then [0, 2s).
+	got := w.list()
+	if len(got) > 2 || (len(got) > 0 && got[0] >= time.Second) || (len(got) > 1 && got[1] >= 2*time.Second) {
+		t.Errorf("backoff waits %v, want at most [<1s <2s]", got)
+	}
+}
+
+func TestClientHonoursRetryAfter(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		name string
+		o    simulator.Options
+		want time.Duration
+	}{
+		{"seconds", simulator.Options{RetryAfter: 2 * time.Second}, 2 * time.Second},
+		{"http date", simulator.Options{RetryAfter: 3 * time.Second, RetryAfterDate: true, Now: func() time.Time { return now }}, 3 * time.Second},
+		{"beyond MaxBackoff", simulator.Options{RetryAfter: 90 * time.Second}, 90 * time.Second},
+		{"capped", simulator.Options{RetryAfter: time.Hour}, MaxRetryAfter},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.o.Script = func(_ string, attempt int) int {
+				if attempt == 1 {
+					return http.StatusTooManyRequests
+				}
+				return 0
+			}
+			srv := newClientTestServer(t, tt.o)
+			var got []time.Duration
+			var seenAtWait int64
+			c := NewClient(ClientOptions{MaxBackoff: 30 * time.Second, Sleep: func(ctx context.Context, d time.Duration) error {
+				got = append(got, d)
+				seenAtWait = srv.sim.Stats().Requests
+				return nil
+			}})
+			c.now = func() time.Time { return now }
+			res, err := c.Get(t.Context(), srv.hitURL(clientTestQuery))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Attempts != 2 {
+				t.Errorf("attempts %d, want 2", res.Attempts)
+			}
+			if len(got) != 1 || got[0] != tt.want {
+				t.Errorf("waits %v, want [%v]", got, tt.want)
+			}
+			if seenAtWait != 1 {
+				t.Errorf("server had seen %d requests when the client waited, want 1", seenAtWait)
+			}
+		})
+	}
+}
+
+func TestClientPermanent400(t *testing.T) {
+	srv := newClientTestServer(t, simulator.Options{})
+	var w waits
+	c := NewClient(ClientOptions{Sleep: w.sleep})
+	u := srv.hitURL("?typ=sale&val=1&eid=o1&ts=1") // no sid
+	res, err := c.Get(t.Context(), u)
+	if !errors.Is(err, ErrPermanent) || errors.Is(err, ErrGaveUp) {
+		t.Fatalf("err = %v, want ErrPermanent only", err)
+	}
+	var se *StatusError
+	if !errors.As(err, &se) || se.Code != 400 || !strings.HasPrefix(string(se.Body), simulator.ReasonSID) || se.Attempts != 1 {
+		t.Fatalf("StatusError = %+v", se)
+	}
+	if want := "GET " + u + ": 400 Bad Request: missing sid"; err.Error() != want {
+		t.Errorf("message %q\nwant    %q", err, want)
+	}
+	if res.Attempts != 1 || srv.sim.Stats().Requests != 1 || len(w.list()) != 0 {
+		t.Errorf("attempts %d, server saw %d, waits %v: want 1, 1, none", res.Attempts, srv.sim.Stats().Requests, w.list())
+	}
+}
+
+func TestClientErrorBodyCappedAt1KiB(t *testing.T) {
+	long := strings.Repeat("x", 100<<10) // past the drain limit too
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, long, http.StatusNotFound)
+	}))
+	defer srv.Close()
+	_, err := NewClient(ClientOptions{}).Get(t.Context(), srv.URL)
+	var se *StatusError
+	if !errors.As(err, &se) || len(se.Body) != 1024 || !errors.Is(err, ErrPermanent) {
+		t.Fatalf("err = %.80v, body %d bytes; want a permanent 404 with 1 KiB", err, len(se.Body))
+	}
+}
+
+func TestClientGivesUp(t *testing.T) {
+	srv := newClientTestServer(t, simulator.Options{Fail500: 1})
+	var w waits
+	c := NewClient(ClientOptions{MaxAttempts: 4, Sleep: w.sleep})
+	res, err := c.Get(t.Context(), srv.hitURL(clientTestQuery))
+	if !errors.Is(err, ErrGaveUp) || errors.Is(err, ErrPermanent) {
+		t.Fatalf("err = %v, want ErrGaveUp and not ErrPermanent", err)
+	}
+	var se *StatusError
+	if !errors.As(err, &se) || se.Code != 500 || se.Attempts != 4 {
+		t.Errorf("last failure %+v, want a 500 on attempt 4", se)
+	}
+	if !strings.Contains(err.Error(), "gave up after 4 attempts: 500 Internal Server Error") {
+		t.Errorf("message %q", err)
+	}
+	if res.Attempts != 4 || srv.sim.Stats().Requests != 4 {
+		t.Errorf("attempts %d, server saw %d; want 4", res.Attempts, srv.sim.Stats().Requests)
+	}
+}
+
+func TestClientCancelDuringBackoff(t *testing.T) {
+	srv := newClientTestServer(t, simulator.Options{Fail429: 1, RetryAfter: time.Hour})
+	ctx, cancel := context.WithCancel(t.Context())
+	sleeping := make(chan struct{})
+	c := NewClient(ClientOptions{Sleep: func(ctx context.Context, d time.Duration) error {
+		close(sleeping)
+		return sleep(ctx, d) // the real, ctx-aware wait (5 minutes here)
+	}})
+	go func() {
+		<-sleeping
+		cancel()
+	}()
+	res, err := c.Get(ctx, srv.hitURL(clientTestQuery))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if errors.Is(err, ErrGaveUp) || errors.Is(err, ErrPermanent) {
+		t.Errorf("err = %v is also a failure kind", err)
+	}
+	if res.Attempts != 1 {
+		t.Errorf("attempts %d, want 1", res.Attempts)
+	}
+}
+
+func TestClientRateLimitBeforeEveryAttempt(t *testing.T) {
+	srv := newClientTestServer(t, simulator.Options{Script: func(_ string, attempt int) int {
+		if attempt <= 2 {
+			return http.StatusServiceUnavailable
+		}
+		return 0
+	}})
+	var w waits
+	// One request per 1000 s, burst 1: the first attempt takes the burst;
+	// the next two must each reserve a later turn. Backoff is nanoseconds.
+	c := NewClient(ClientOptions{Rate: 0.001, Burst: 1, BaseBackoff: time.Nanosecond, MaxBackoff: time.Nanosecond, Sleep: w.sleep})
+	if _, err := c.Get(t.Context(), srv.hitURL(clientTestQuery)); err != nil {
+		t.Fatal(err)
+	}
+	var turns []time.Duration
+	for _, d := range w.list() {
+		if d >= time.Second {
+			turns = append(turns, d)
+		}
+	}
+	if len(turns) != 2 || turns[0] <= 990*time.Second || turns[0] > 1000*time.Second ||
+		turns[1] <= 1990*time.Second || turns[1] > 2000*time.Second {
+		t.Errorf("rate waits %v, want about [1000s 2000s]", turns)
+	}
+	if tok := c.lim.Tokens(); tok > -1.9 {
+		t.Errorf("limiter holds %.3f tokens after 3 attempts, want about -2", tok)
+	}
+
+	// Lifted: no more waits.
+	c.SetRate(0)
+	before := len(w.list())
+	if _, err := c.Get(t.Context(), srv.hitURL("?sid=d2&typ=t&val=1&eid=o2&ts=1")); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.list()[before:]; len(got) != 0 {
+		t.Errorf("waits %v after SetRate(0)", got)
+	}
+}
+
+func TestClientRetriesConnectionErrors(t *testing.T) {
+	srv := newClientTestServer(t, simulator.Options{Script: func(_ string, attempt int) int {
+		if attempt == 1 {
+			return simulator.StatusDrop
+		}
+		return 0
+	}})
+	var w waits
+	res, err := NewClient(ClientOptions{Sleep: w.sleep}).Get(t.Context(), srv.hitURL(clientTestQuery))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Attempts != 2 || !res.MaybeDuplicated {
+		t.Errorf("Result = %+v, want 2 attempts, maybe duplicated", res)
+	}
+
+	// Nothing listens: refused, retried, never sent.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	res, err = NewClient(ClientOptions{MaxAttempts: 3, Sleep: w.sleep}).Get(t.Context(), "http://"+addr+"/api/hit/a/b/")
+	if !errors.Is(err, ErrGaveUp) {
+		t.Fatalf("err = %v, want ErrGaveUp", err)
+	}
+	if oe, ok := errors.AsType[*net.OpError](err); !ok || oe.Op != "dial" {
+		t.Errorf("err = %v, want the dial error wrapped", err)
+	}
+	if res.Attempts != 3 || res.MaybeDuplicated {
+		t.Errorf("Result = %+v, want 3 attempts, not maybe duplicated", res)
+	}
+}
+
+func TestClientAttemptTimeout(t *testing.T) {
+	sim := simulator.New(simulator.Options{})
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			<-r.Context().Done() // never answers the first attempt
+			return
+		}
+		sim.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	var w waits
+	c := NewClient(ClientOptions{Timeout: 50 * time.Millisecond, Sleep: w.sleep})
+	res, err := c.Get(t.Context(), srv.URL+"/api/hit/a/b/"+clientTestQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Attempts != 2 || !res.MaybeDuplicated {
+		t.Errorf("Result = %+v, want 2 attempts, maybe duplicated", res)
+	}
+}
+
+func TestClientDoesNotRetrySettingErrors(t *testing.T) {
+	for _, u := range []string{"http://[::1", "ftp://example.com/x", "/api/hit/a/b/"} {
+		var w waits
+		res, err := NewClient(ClientOptions{Sleep: w.sleep}).Get(t.Context(), u)
+		if err == nil || errors.Is(err, ErrGaveUp) || errors.Is(err, ErrPermanent) || res.Attempts != 1 {
+			t.Errorf("%s: %+v, %v; want one attempt and a plain error", u, res, err)
+		}
+	}
+}
+
+func TestClientReusesConnections(t *testing.T) {
+	// Each round, 4 senders have a request in flight at once (the handler
+	// holds every answer until the 4th arrives); answers alternate 200 and
+	// 404, both with bodies past the 1 KiB kept for errors, which the client
+	// must drain for the connection to go back to the pool.
+	const senders, rounds = 4, 10
+	body := strings.Repeat("x", 8<<10)
+	var (
+		mu      sync.Mutex
+		gate    = make(chan struct{})
+		arrived int
+		conns   atomic.Int64
+	)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		g := gate
+		if arrived++; arrived == senders {
+			arrived, gate = 0, make(chan struct{})
+			close(g)
+		}
+		mu.Unlock()
+		<-g
+		if r.URL.Query().Get("fail") != "" {
+			w.WriteHeader(http.StatusNotFound)
+		}
+		_, _ = w.Write([]byte(body))
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+
+	c := NewClient(ClientOptions{Concurrency: senders})
+	for round := range rounds {
+		var wg sync.WaitGroup
+		for i := range senders {
+			wg.Go(func() {
+				u := srv.URL + "/"
+				if (round+i)%2 == 1 {
+					u += "?fail=1"
+				}
+				_, err := c.Get(t.Context(), u)
+				if err != nil && !errors.Is(err, ErrPermanent) {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	// A connection goes back to the pool just after its caller sees the end
+	// of the body, so a sender of the next round may now and then dial a
+	// fresh one; a pool that loses connections dials about 2 per round.
+	if n := conns.Load(); n > senders+2 {
+		t.Errorf("%d connections for %d senders over %d rounds, want about %d", n, senders, rounds, senders)
+	}
+	if cs := c.Stats(); cs.Attempts != senders*rounds || cs.Retries != 0 {
+		t.Errorf("client stats %+v", cs)
+	}
+}
+
+func TestClientHTTP2OverTLS(t *testing.T) {
+	sim := simulator.New(simulator.Options{})
+	var protos sync.Map // ProtoMajor -> count
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v, _ := protos.LoadOrStore(r.ProtoMajor, new(atomic.Int64))
+		v.(*atomic.Int64).Add(1)
+		sim.ServeHTTP(w, r)
+	}))
+	srv.EnableHTTP2 = true
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.StartTLS()
+	defer srv.Close()
+
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	c := NewClient(ClientOptions{Concurrency: 8, TLSConfig: &tls.Config{RootCAs: roots}})
+	if _, err := c.Get(t.Context(), srv.URL+"/api/hit/a/b/"+clientTestQuery); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 32 {
+		wg.Go(func() {
+			if _, err := c.Get(t.Context(), srv.URL+fmt.Sprintf("/api/install/a/b/?sid=d&eid=%d&ts=1", i)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	n2 := int64(0)
+	if v, ok := protos.Load(2); ok {
+		n2 = v.(*atomic.Int64).Load()
+	}
+	if n2 != 33 {
+		t.Errorf("%d of 33 requests over HTTP/2", n2)
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections, want 1 carrying every request", n)
+	}
+
+	// Without the test certificate: not retried, not a row failure.
+	res, err := NewClient(ClientOptions{}).Get(t.Context(), srv.URL+"/api/hit/a/b/"+clientTestQuery)
+	if err == nil || errors.Is(err, ErrGaveUp) || errors.Is(err, ErrPermanent) || res.Attempts != 1 {
+		t.Errorf("untrusted server: %+v, %v; want one attempt and a plain error", res, err)
+	}
+}
+
+func TestBackoffFullJitter(t *testing.T) {
+	c := NewClient(ClientOptions{BaseBackoff: 100 * time.Millisecond, MaxBackoff: 30 * time.Second})
+	for n := 1; n <= 100; n++ {
+		ceiling := 30 * time.Second
+		if n <= 9 {
+			ceiling = min(ceiling, 100*time.Millisecond<<(n-1))
+		}
+		var top time.Duration
+		for range 200 {
+			d := c.backoff(n)
+			if d < 0 || d >= ceiling {
+				t.Fatalf("backoff(%d) = %v, want in [0, %v)", n, d, ceiling)
+			}
+			top = max(top, d)
+		}
+		if top < ceiling/2 { // 200 draws all in the lower half: 2^-200
+			t.Fatalf("backoff(%d): largest of 200 draws %v, ceiling %v: not spread", n, top, ceiling)
+		}
+	}
+}
+
+func TestRetryAfterParsing(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	c := NewClient(ClientOptions{})
+	c.now = func() time.Time { return now }
+	for _, tt := range []struct {
+		in   string
+		want time.Duration
+	}{
+		{"", 0}, {"2", 2 * time.Second}, {" 7 ", 7 * time.Second}, {"0", 0}, {"-3", 0}, {"soon", 0}, {"1.5", 0},
+		{"100000", MaxRetryAfter}, {"99999999999999999999", 0},
+		{now.Add(3 * time.Second).Format(http.TimeFormat), 3 * time.Second},
+		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
+		{now.Add(24 * time.Hour).Format(http.TimeFormat), MaxRetryAfter},
+		{now.Add(4 * time.Second).Format(time.RFC850), 4 * time.Second},
+	} {
+		if got := c.retryAfter(tt.in); got != tt.want {
+			t.Errorf("retryAfter(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+	}
+}
