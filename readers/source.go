@@ -121,7 +121,7 @@ func OpenSource(ctx context.Context, uri string, o SourceOptions) (*Source, erro
 	scheme, rest, hasScheme := strings.Cut(uri, "://")
 	switch {
 	case !hasScheme:
-		s.d = newDirDriver(rest)
+		s.d = newDirDriver(uri)
 	case scheme == "file":
 		u, err := url.Parse(uri)
 		if err != nil {
@@ -275,7 +275,7 @@ func (s *Source) gone(ctx context.Context, key string, gen int64, err error) err
 	if gen == 0 || !errors.Is(err, ErrNotFound) {
 		return err
 	}
-	if cur, serr := s.d.stat(ctx, key); serr == nil {
+	if cur, serr := s.d.stat(ctx, key); serr == nil && cur.gen != gen {
 		return fmt.Errorf("%w (version %d is gone, now version %d)", ErrChanged, gen, cur.gen)
 	}
 	return err
