@@ -1,0 +1,450 @@
+package readers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/convertro-etl/convertro-etl/internal/segment"
+)
+
+// Hint carries what the operator knows better than the data.
+type Hint struct {
+	// Type forces the message type of every row of the file, overriding the
+	// detection (a `type` column, segment_type=, the table folder, the event
+	// columns). TypeUnknown detects.
+	Type segment.Type
+}
+
+// RowGroup describes one row group of a Parquet file: the unit of work.
+type RowGroup struct {
+	Rows int64
+	// CompressedBytes is the compressed size of the column chunks this
+	// reader fetches for the row group (not of the columns it ignores).
+	CompressedBytes int64
+}
+
+// DefaultBatchSize is the batch size ReadRowGroup uses when given 0 or less.
+const DefaultBatchSize = 4096
+
+// readBufferSize is the read size for column chunks: large enough that a
+// remote object is fetched in a few ranged reads rather than 4 KiB ones.
+const readBufferSize = 256 << 10
+
+// ParquetFile is an opened Parquet object with its decoding plan.
+type ParquetFile struct {
+	uri      string
+	f        File
+	size     int64
+	pf       *parquet.File
+	plan     plan
+	perRow   bool // rows carry their own type (a `type` column)
+	fileType segment.Type
+	groups   []RowGroup
+	pool     sync.Pool // *rgState
+}
+
+// OpenParquet reads the footer of f (the object o), resolves the columns the
+// mapping needs and detects the message type. It reads no data pages.
+//
+// Errors wrap ErrBadFile and name o.URI (and the column, where one is at
+// fault) when the object is not a usable Parquet file; an error of the
+// underlying File (a failed or changed read) is returned as it is, wrapped
+// with the operation and the object.
+func OpenParquet(ctx context.Context, f File, o Object, h Hint) (p *ParquetFile, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	r := &trackedReader{r: f, size: f.Size()}
+	defer func() {
+		if v := recover(); v != nil {
+			p, err = nil, fmt.Errorf("open %s: %w: footer decoder failed: %v", o.URI, ErrBadFile, v)
+		}
+	}()
+	pf, err := parquet.OpenFile(r, r.size,
+		parquet.SkipPageIndex(true),
+		parquet.SkipBloomFilters(true),
+		parquet.ReadBufferSize(readBufferSize),
+	)
+	if err != nil {
+		if ioErr := r.failure(); ioErr != nil {
+			return nil, fmt.Errorf("open %s: %w", o.URI, ioErr)
+		}
+		return nil, fmt.Errorf("open %s: %w: %w", o.URI, ErrBadFile, err)
+	}
+	p = &ParquetFile{uri: o.URI, f: f, size: r.size, pf: pf}
+	users := strings.EqualFold(o.Partition.Table, "users") && h.Type != segment.TypeTrack
+	pl, found, err := buildPlan(pf.Root(), users)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w: %w", o.URI, ErrBadFile, err)
+	}
+	p.plan = pl
+	if err := p.detect(o, found, h, users); err != nil {
+		return nil, err
+	}
+	if err := p.checkRowGroups(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// detect decides the file's message type, first match wins (input-schemas.md),
+// and checks the columns that type cannot do without.
+func (p *ParquetFile) detect(o Object, found map[field]*parquet.Column, h Hint, users bool) error {
+	fallback := segment.TypeUnknown
+	switch {
+	case h.Type != segment.TypeUnknown:
+		fallback = h.Type
+	case segment.ParseType(o.Partition.SegmentType) != segment.TypeUnknown:
+		fallback = segment.ParseType(o.Partition.SegmentType)
+	case tableType(o.Partition.Table) != segment.TypeUnknown:
+		fallback = tableType(o.Partition.Table)
+	case found[fEvent] != nil || found[fEventText] != nil:
+		fallback = segment.TypeTrack
+	}
+	_, hasTypeCol := found[fType]
+	p.perRow = hasTypeCol && h.Type == segment.TypeUnknown
+	if !p.perRow {
+		// The type is the file's: drop a `type` column a forced hint overrides.
+		cols := p.plan.cols[:0]
+		for _, c := range p.plan.cols {
+			if c.field != fType {
+				cols = append(cols, c)
+			}
+		}
+		p.plan.cols = cols
+	}
+	p.fileType = fallback
+	p.plan.fileType = fallback
+	if !p.perRow && fallback == segment.TypeUnknown {
+		return fmt.Errorf("open %s: %w: cannot tell the message type: no type column, no segment_type= partition, "+
+			"no table folder (identifies, tracks, ...) and no event column; force it with a type hint (identify or track)", o.URI, ErrBadFile)
+	}
+	if p.perRow {
+		return nil
+	}
+	switch fallback {
+	case segment.TypeTrack:
+		if !p.planned(fEvent) && !p.planned(fEventText) {
+			return fmt.Errorf("open %s: %w: track file without column %q or %q", o.URI, ErrBadFile, "event_text", "event")
+		}
+	case segment.TypeIdentify:
+		if !p.planned(fUserID) {
+			name := "user_id"
+			if users {
+				name = "id"
+			}
+			return fmt.Errorf("open %s: %w: identify file without column %q", o.URI, ErrBadFile, name)
+		}
+	}
+	return nil
+}
+
+func (p *ParquetFile) planned(f field) bool {
+	for _, c := range p.plan.cols {
+		if c.field == f {
+			return true
+		}
+	}
+	return false
+}
+
+// checkRowGroups rejects footers whose row groups point outside the file,
+// so that a corrupt footer fails at open rather than as a huge read.
+func (p *ParquetFile) checkRowGroups() error {
+	md := p.pf.Metadata()
+	rgs := p.pf.RowGroups()
+	if len(md.RowGroups) != len(rgs) {
+		return fmt.Errorf("open %s: %w: footer lists %d row groups, %d readable", p.uri, ErrBadFile, len(md.RowGroups), len(rgs))
+	}
+	p.groups = make([]RowGroup, len(rgs))
+	for i, rg := range md.RowGroups {
+		if rg.NumRows < 0 {
+			return fmt.Errorf("open %s: %w: row group %d has %d rows", p.uri, ErrBadFile, i, rg.NumRows)
+		}
+		p.groups[i].Rows = rg.NumRows
+		if len(rgs[i].ColumnChunks()) != len(rg.Columns) {
+			return fmt.Errorf("open %s: %w: row group %d: column chunks do not match the schema", p.uri, ErrBadFile, i)
+		}
+		for _, c := range p.plan.cols {
+			if c.leaf < 0 || c.leaf >= len(rg.Columns) {
+				return fmt.Errorf("open %s: %w: row group %d has no chunk for column %q", p.uri, ErrBadFile, i, c.name)
+			}
+			m := &rg.Columns[c.leaf].MetaData
+			start := m.DataPageOffset
+			if m.DictionaryPageOffset > 0 && m.DictionaryPageOffset < start {
+				start = m.DictionaryPageOffset
+			}
+			if start < 0 || m.TotalCompressedSize < 0 || start > p.size || m.TotalCompressedSize > p.size-start {
+				return fmt.Errorf("open %s: %w: row group %d column %q: chunk lies outside the file", p.uri, ErrBadFile, i, c.name)
+			}
+			p.groups[i].CompressedBytes += m.TotalCompressedSize
+		}
+	}
+	return nil
+}
+
+// RowGroups lists the file's row groups in order.
+func (p *ParquetFile) RowGroups() []RowGroup { return p.groups }
+
+// Type is the message type of the file's rows, or TypeUnknown when each row
+// carries its own (a `type` column).
+func (p *ParquetFile) Type() segment.Type {
+	if p.perRow {
+		return segment.TypeUnknown
+	}
+	return p.fileType
+}
+
+// Columns lists, for each resolved field, the file's column that feeds it
+// ("context_device_id" <- "context.device.id"). It is for plans and logs.
+func (p *ParquetFile) Columns() map[string]string {
+	m := make(map[string]string, len(p.plan.cols))
+	for _, c := range p.plan.cols {
+		m[fieldSpecs[c.field].name] = c.name
+	}
+	return m
+}
+
+// rgState is the reusable memory of one ReadRowGroup call.
+type rgState struct {
+	batch   []segment.Message
+	cursors []cursor
+	stages  []stage
+	arena   []byte
+}
+
+func (p *ParquetFile) getState(batchSize int) *rgState {
+	if st, _ := p.pool.Get().(*rgState); st != nil && len(st.batch) == batchSize {
+		return st
+	}
+	st := &rgState{
+		batch:   make([]segment.Message, batchSize),
+		cursors: make([]cursor, len(p.plan.cols)),
+		stages:  make([]stage, len(p.plan.cols)),
+	}
+	for i := range st.batch {
+		st.batch[i].Type = p.plan.fileType
+	}
+	for i := range p.plan.cols {
+		st.cursors[i] = cursor{cp: &p.plan.cols[i], gather: make([]int32, batchSize)}
+		st.stages[i] = newStage(fieldSpecs[p.plan.cols[i].field].sem, batchSize)
+	}
+	return st
+}
+
+// ReadRowGroup decodes row group i in batches of at most batchSize rows and
+// calls fn with each batch and the index (within the row group) of its first
+// row. The batch and the byte slices in it are reused: they are valid only
+// during fn. An error from fn stops the read and is returned as it is.
+//
+// Calls for different row groups may run concurrently. Errors in the data
+// wrap ErrBadFile and name the object, the row group and the column; a panic
+// inside the Parquet decoder is one of them.
+func (p *ParquetFile) ReadRowGroup(ctx context.Context, i, batchSize int, fn func(firstRow int64, batch []segment.Message) error) (err error) {
+	if i < 0 || i >= len(p.groups) {
+		return fmt.Errorf("read %s: row group %d of %d does not exist", p.uri, i, len(p.groups))
+	}
+	if batchSize <= 0 {
+		batchSize = DefaultBatchSize
+	}
+	rows := p.groups[i].Rows
+	st := p.getState(batchSize)
+	r := &trackedReader{r: p.f, size: p.size}
+	chunks := p.pf.RowGroups()[i].ColumnChunks()
+	for k := range st.cursors {
+		c := &st.cursors[k]
+		chunk := chunks[c.cp.leaf]
+		if fc, ok := chunk.(*parquet.FileColumnChunk); ok {
+			c.pages = fc.PagesFrom(r)
+		} else {
+			c.pages = chunk.Pages()
+		}
+		c.page, c.levels, c.lvl, c.val = nil, 0, 0, 0
+	}
+	inFn := false
+	column := ""
+	ok := false
+	defer func() {
+		for k := range st.cursors {
+			st.cursors[k].close()
+		}
+		if ok {
+			p.pool.Put(st)
+		}
+	}()
+	defer func() {
+		if v := recover(); v != nil {
+			if inFn {
+				panic(v)
+			}
+			err = fmt.Errorf("read %s row group %d column %q: %w: decoder failed: %v", p.uri, i, column, ErrBadFile, v)
+		}
+	}()
+
+	for first := int64(0); first < rows; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n := int(min(int64(batchSize), rows-first))
+		arena := st.arena[:0]
+		for k := range st.cursors {
+			c := &st.cursors[k]
+			column = c.cp.name
+			arena, err = c.fill(&st.stages[k], n, arena)
+			if err != nil {
+				if ioErr := r.failure(); ioErr != nil {
+					return fmt.Errorf("read %s row group %d column %q: %w", p.uri, i, column, ioErr)
+				}
+				return fmt.Errorf("read %s row group %d column %q: %w: %w", p.uri, i, column, ErrBadFile, err)
+			}
+		}
+		st.arena = arena
+		column = ""
+		batch := st.batch[:n]
+		assemble(batch, p.plan.cols, st.stages, arena, p.plan.fileType)
+		inFn = true
+		err := fn(first, batch)
+		inFn = false
+		if err != nil {
+			return err
+		}
+		first += int64(n)
+	}
+	ok = true
+	return nil
+}
+
+// assemble moves the staged columns into the messages, one tight loop per
+// field.
+func assemble(batch []segment.Message, cols []colPlan, stages []stage, arena []byte, fileType segment.Type) {
+	for k := range cols {
+		s := &stages[k]
+		switch f := cols[k].field; f {
+		case fType:
+			for j := range batch {
+				t := s.types[j]
+				if t == segment.TypeUnknown {
+					t = fileType // NULL or unknown: what the path or columns say
+				}
+				batch[j].Type = t
+			}
+		case fMessageID, fUserID, fDeviceID, fEventText, fEvent, fOrderID, fUserAgent, fIP:
+			sp := s.spans[:len(batch)]
+			switch f {
+			case fMessageID:
+				for j := range batch {
+					batch[j].MessageID = arena[sp[j].off:sp[j].end:sp[j].end]
+				}
+			case fUserID:
+				for j := range batch {
+					batch[j].UserID = arena[sp[j].off:sp[j].end:sp[j].end]
+				}
+			case fDeviceID:
+				for j := range batch {
+					batch[j].DeviceID = arena[sp[j].off:sp[j].end:sp[j].end]
+				}
+			case fEventText:
+				for j := range batch {
+					batch[j].EventText = arena[sp[j].off:sp[j].end:sp[j].end]
+				}
+			case fEvent:
+				for j := range batch {
+					batch[j].Event = arena[sp[j].off:sp[j].end:sp[j].end]
+				}
+			case fOrderID:
+				for j := range batch {
+					batch[j].OrderID = arena[sp[j].off:sp[j].end:sp[j].end]
+				}
+			case fUserAgent:
+				for j := range batch {
+					batch[j].UserAgent = arena[sp[j].off:sp[j].end:sp[j].end]
+				}
+			case fIP:
+				for j := range batch {
+					batch[j].IP = arena[sp[j].off:sp[j].end:sp[j].end]
+				}
+			}
+		case fTotal:
+			for j := range batch {
+				batch[j].Total = s.nums[j]
+			}
+		case fRevenue:
+			for j := range batch {
+				batch[j].Revenue = s.nums[j]
+			}
+		case fRepeat:
+			for j := range batch {
+				batch[j].Repeat = s.bools[j]
+			}
+		case fIntegrationsAll:
+			for j := range batch {
+				batch[j].IntegrationsAll = s.bools[j]
+			}
+		case fIntegrationsConvertro:
+			for j := range batch {
+				batch[j].IntegrationsConvertro = s.bools[j]
+			}
+		case fTimestamp:
+			for j := range batch {
+				batch[j].Timestamp = s.times[j]
+			}
+		case fOriginalTimestamp:
+			for j := range batch {
+				batch[j].OriginalTimestamp = s.times[j]
+			}
+		case fSentAt:
+			for j := range batch {
+				batch[j].SentAt = s.times[j]
+			}
+		case fReceivedAt:
+			for j := range batch {
+				batch[j].ReceivedAt = s.times[j]
+			}
+		}
+	}
+}
+
+// trackedReader bounds reads to the file and remembers the first failure of
+// the underlying File, so that a failed or changed read is reported as
+// itself and not mistaken for a bad file.
+type trackedReader struct {
+	r    io.ReaderAt
+	size int64
+	mu   sync.Mutex
+	err  error
+}
+
+func (t *trackedReader) ReadAt(b []byte, off int64) (int, error) {
+	if off < 0 || off >= t.size {
+		return 0, io.EOF
+	}
+	short := false
+	if int64(len(b)) > t.size-off {
+		b = b[:t.size-off]
+		short = true
+	}
+	n, err := t.r.ReadAt(b, off)
+	if err != nil && err != io.EOF && !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.mu.Lock()
+		if t.err == nil {
+			t.err = err
+		}
+		t.mu.Unlock()
+	}
+	if err == nil && short {
+		err = io.EOF
+	}
+	return n, err
+}
+
+func (t *trackedReader) failure() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.err
+}
