@@ -170,17 +170,17 @@ func NewClient(o ClientOptions) *Client {
 		o.UserAgent = DefaultUserAgent
 	}
 	if o.Sleep == nil {
-		o.Sleep = sleep
+		o.Sleep = sleepCtx
 	}
 	rt := o.Transport
 	if rt == nil {
-		rt = newTransport(o.Concurrency, o.TLSConfig)
+		rt = newPooledTransport(o.Concurrency, o.TLSConfig)
 	}
 	return &Client{
 		hc: &http.Client{Transport: rt},
 		// Burst must be at least 1 even while unlimited, so that SetRate can
 		// later switch to a finite rate.
-		lim:         rate.NewLimiter(limit(o.Rate), o.Burst),
+		lim:         rate.NewLimiter(rpsLimit(o.Rate), o.Burst),
 		timeout:     o.Timeout,
 		maxAttempts: o.MaxAttempts,
 		base:        o.BaseBackoff,
@@ -191,10 +191,10 @@ func NewClient(o ClientOptions) *Client {
 	}
 }
 
-// newTransport is one keep-alive pool for the whole run. Go keeps only 2 idle
+// newPooledTransport is one keep-alive pool for the whole run. Go keeps only 2 idle
 // connections per host by default: with more senders, every request past the
 // second would open (and TLS-handshake) a new connection.
-func newTransport(concurrency int, tlsConfig *tls.Config) *http.Transport {
+func newPooledTransport(concurrency int, tlsConfig *tls.Config) *http.Transport {
 	if tlsConfig != nil {
 		tlsConfig = tlsConfig.Clone()
 	}
@@ -216,7 +216,7 @@ func newTransport(concurrency int, tlsConfig *tls.Config) *http.Transport {
 	}
 }
 
-func limit(rps float64) rate.Limit {
+func rpsLimit(rps float64) rate.Limit {
 	if rps <= 0 {
 		return rate.Inf
 	}
@@ -226,7 +226,7 @@ func limit(rps float64) rate.Limit {
 // SetRate changes the shared requests-per-second limit (0 = unlimited) for
 // the attempts that start from now on; callers already waiting keep their turn.
 func (c *Client) SetRate(rps float64) {
-	c.lim.SetLimit(limit(rps))
+	c.lim.SetLimit(rpsLimit(rps))
 }
 
 // Stats returns the Client's counters.
@@ -248,6 +248,9 @@ func (c *Client) Stats() ClientStats {
 func (c *Client) Get(ctx context.Context, rawURL string) (Result, error) {
 	var res Result
 	for {
+		if err := ctx.Err(); err != nil {
+			return res, fmt.Errorf("GET %s: %w", rawURL, err)
+		}
 		if err := c.waitTurn(ctx); err != nil {
 			return res, fmt.Errorf("GET %s: %w", rawURL, err)
 		}
@@ -269,7 +272,7 @@ func (c *Client) Get(ctx context.Context, rawURL string) (Result, error) {
 		if isStatus {
 			se.Attempts = res.Attempts
 		}
-		if !retryable(err) {
+		if !retryableErr(err) {
 			return res, fmt.Errorf("GET %s: %w", rawURL, err)
 		}
 		if !isStatus && maybeSent(err) {
@@ -346,12 +349,12 @@ type badRequestError struct{ err error }
 func (e *badRequestError) Error() string { return e.err.Error() }
 func (e *badRequestError) Unwrap() error { return e.err }
 
-// retryable decides a retry from the error's kind. Context errors are not
+// retryableErr decides a retry from the error's kind. Context errors are not
 // retried (an attempt's own timeout has already been told apart by Get,
 // which checks the caller's ctx first). Transport errors are: every request
 // is an idempotent GET. Certificate and malformed-request errors are not,
 // since every attempt would fail the same way.
-func retryable(err error) bool {
+func retryableErr(err error) bool {
 	if se, ok := errors.AsType[*StatusError](err); ok {
 		return se.Temporary()
 	}
@@ -420,8 +423,8 @@ func (c *Client) retryAfter(v string) time.Duration {
 	return max(0, min(d, MaxRetryAfter))
 }
 
-// sleep is the default ClientOptions.Sleep.
-func sleep(ctx context.Context, d time.Duration) error {
+// sleepCtx is the default ClientOptions.Sleep.
+func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -226,7 +226,7 @@ func TestClientCancelDuringBackoff(t *testing.T) {
 	sleeping := make(chan struct{})
 	c := NewClient(ClientOptions{Sleep: func(ctx context.Context, d time.Duration) error {
 		close(sleeping)
-		return sleep(ctx, d) // the real, ctx-aware wait (5 minutes here)
+		return sleepCtx(ctx, d) // the real, ctx-aware wait (5 minutes here)
 	}})
 	go func() {
 		<-sleeping
@@ -414,7 +414,12 @@ func TestClientReusesConnections(t *testing.T) {
 }
 
 func TestClientHTTP2OverTLS(t *testing.T) {
-	sim := simulator.New(simulator.Options{})
+	sim := simulator.New(simulator.Options{Script: func(identity string, attempt int) int {
+		if strings.Contains(identity, "eid=dropped") && attempt == 1 {
+			return simulator.StatusDrop // over HTTP/2: the stream is reset
+		}
+		return 0
+	}})
 	var protos sync.Map // ProtoMajor -> count
 	var conns atomic.Int64
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -457,8 +462,13 @@ func TestClientHTTP2OverTLS(t *testing.T) {
 		t.Errorf("%d connections, want 1 carrying every request", n)
 	}
 
+	res, err := c.Get(t.Context(), srv.URL+"/api/install/a/b/?sid=d&eid=dropped&ts=1")
+	if err != nil || res.Attempts != 2 || !res.MaybeDuplicated {
+		t.Errorf("reset stream: %+v, %v; want delivered on attempt 2, maybe duplicated", res, err)
+	}
+
 	// Without the test certificate: not retried, not a row failure.
-	res, err := NewClient(ClientOptions{}).Get(t.Context(), srv.URL+"/api/hit/a/b/"+clientTestQuery)
+	res, err = NewClient(ClientOptions{}).Get(t.Context(), srv.URL+"/api/hit/a/b/"+clientTestQuery)
 	if err == nil || errors.Is(err, ErrGaveUp) || errors.Is(err, ErrPermanent) || res.Attempts != 1 {
 		t.Errorf("untrusted server: %+v, %v; want one attempt and a plain error", res, err)
 	}

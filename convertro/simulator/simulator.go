@@ -119,6 +119,8 @@ const (
 	ReasonEID         = "missing eid"
 	ReasonID          = "missing id"
 	ReasonRejectedSID = "rejected sid"
+	// ReasonScripted counts 400s and 405s returned by Options.Script.
+	ReasonScripted = "scripted"
 )
 
 // Simulator is a Convertro stand-in: an http.Handler that validates requests
@@ -291,7 +293,7 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			if code == http.StatusBadRequest || code == http.StatusMethodNotAllowed {
-				s.count(func(st *Stats) { st.Rejected++; st.Reasons["scripted"]++ })
+				s.count(func(st *Stats) { st.Rejected++; st.Reasons[ReasonScripted]++ })
 			}
 			s.fail(w, code)
 			return

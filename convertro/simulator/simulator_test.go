@@ -127,7 +127,7 @@ func TestRecordAndStats(t *testing.T) {
 		"/api/hit/acme/42/?sid=d%201&typ=sale.repeat&val=49.99&eid=o1&ts=1700000000&cua=a%26b",
 		"/api/hit/acme/42/?sid=d%201&typ=sale&val=49.99&eid=o1&ts=1700000000", // hybrid pair: not a duplicate
 		"/api/hit/acme/42/?sid=d%201&typ=sale&val=49.99&eid=o1&ts=1700000001", // same (typ, eid): duplicate
-		"/api/hit/acme/42/?typ=sale&val=1&eid=o2&ts=1",                         // rejected: not recorded
+		"/api/hit/acme/42/?typ=sale&val=1&eid=o2&ts=1",                        // rejected: not recorded
 		"/api/user/acme/42/?sid=d1&id=u1&ts=5",
 		"/api/user/acme/42/?sid=d1&id=u1&ts=5&cua=other", // same user fact: duplicate
 		"/api/user/acme/42/?sid=d1&id=u1&ts=6",           // new ts: not a duplicate
