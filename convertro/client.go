@@ -244,7 +244,7 @@ func (c *Client) Stats() ClientStats {
 // are of one kind: ErrPermanent (a *StatusError), ErrGaveUp (wrapping the
 // last failure), ctx's error, or any other error for a request that cannot
 // be sent at all (a malformed URL, an untrusted certificate): a setting to
-// fix, not a row to retry.
+// fix, not a row to retry. Result.Attempts is set whatever the outcome.
 func (c *Client) Get(ctx context.Context, rawURL string) (Result, error) {
 	var res Result
 	for {
@@ -316,6 +316,9 @@ func (c *Client) once(ctx context.Context, rawURL string) (int, error) {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			err = ue.Err // Get names the URL
+		}
 		return 0, &badRequestError{err}
 	}
 	if (req.URL.Scheme != "http" && req.URL.Scheme != "https") || req.URL.Host == "" {

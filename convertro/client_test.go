@@ -346,6 +346,10 @@ func TestClientDoesNotRetrySettingErrors(t *testing.T) {
 		res, err := NewClient(ClientOptions{Sleep: w.sleep}).Get(t.Context(), u)
 		if err == nil || errors.Is(err, ErrGaveUp) || errors.Is(err, ErrPermanent) || res.Attempts != 1 {
 			t.Errorf("%s: %+v, %v; want one attempt and a plain error", u, res, err)
+			continue
+		}
+		if msg := err.Error(); !strings.HasPrefix(msg, "GET "+u+": ") || strings.Count(msg, u) != 1 {
+			t.Errorf("message %q: want the operation and URL once", msg)
 		}
 	}
 }
@@ -514,4 +518,22 @@ func TestRetryAfterParsing(t *testing.T) {
 			t.Errorf("retryAfter(%q) = %v, want %v", tt.in, got, tt.want)
 		}
 	}
+}
+
+func BenchmarkClientGet(b *testing.B) {
+	srv := httptest.NewServer(simulator.New(simulator.Options{}))
+	defer srv.Close()
+	c := NewClient(ClientOptions{Concurrency: 8})
+	var n atomic.Int64
+	b.SetParallelism(2) // 2×GOMAXPROCS senders
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			u := fmt.Sprintf("%s/api/install/a/b/?sid=d&eid=%d&ts=1", srv.URL, n.Add(1))
+			if _, err := c.Get(context.Background(), u); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
