@@ -40,7 +40,8 @@
 //
 // Each accepted request, and only those, is written to Options.Record as one
 // JSON line {"path":…,"query":{name: value}}, in acceptance order, through a
-// buffer: Flush or Close before reading the file. Duplicates counts accepted
+// buffer: Flush or Close before reading it in-process; Serve and
+// ListenAndServe also flush every second and when they stop. Duplicates counts accepted
 // requests that repeat an earlier accepted one: hits and installs by (kind,
 // typ, eid), eid being Convertro's event id (so the two hits of a hybrid sale
 // are distinct); user requests, which carry no event id, by all their

@@ -237,15 +237,25 @@ func (s *Simulator) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	// Someone may read the record while the simulator runs (a manual
+	// `simulate` session), so it reaches the file at least every second.
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	var err error
-	select {
-	case err = <-errc:
-	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		err = srv.Shutdown(sctx)
-		cancel()
-		if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
-			err = serr
+	for done := false; !done; {
+		select {
+		case <-tick.C:
+			_ = s.Flush() // a failure is sticky: returned below
+		case err = <-errc:
+			done = true
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			err = srv.Shutdown(sctx)
+			cancel()
+			if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+				err = serr
+			}
+			done = true
 		}
 	}
 	if errors.Is(err, http.ErrServerClosed) {
@@ -329,7 +339,7 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, msg, code)
 		return
 	}
-	dup := s.accept(kind, r.URL.Path, q)
+	dup := s.accept(kind, q)
 	s.count(func(st *Stats) {
 		st.Accepted++
 		st.ByKind[kind]++
@@ -422,7 +432,7 @@ var userKeyParams = map[string]bool{"cua": true, "cip": true}
 // before. Hits and installs are keyed by (kind, typ, eid), Convertro's event
 // id; user requests have no event id, so they are keyed by every parameter
 // but cua and cip (sid, id, ts and any trait).
-func (s *Simulator) accept(kind, path string, q map[string]string) bool {
+func (s *Simulator) accept(kind string, q map[string]string) bool {
 	var h maphash.Hash
 	h.SetSeed(s.hashSeed)
 	field := func(v string) { h.WriteString(v); h.WriteByte(0) }

@@ -472,3 +472,52 @@ func TestListenAndServe(t *testing.T) {
 		t.Errorf("ListenAndServe on a bad address = %v, want an error naming it", err)
 	}
 }
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestServeFlushesRecordWhileRunning(t *testing.T) {
+	var rec lockedBuffer
+	sim := New(Options{Record: &rec})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- sim.Serve(ctx, ln) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/api/install/a/b/?sid=d&eid=e&ts=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	// No Flush or Close: the line must show up by itself while serving.
+	for deadline := time.Now().Add(10 * time.Second); rec.String() == ""; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("record still empty 10s after an accepted request")
+		}
+	}
+	if got, want := rec.String(), `{"path":"/api/install/a/b/","query":{"eid":"e","sid":"d","ts":"1"}}`+"\n"; got != want {
+		t.Errorf("record %q, want %q", got, want)
+	}
+}
