@@ -104,7 +104,7 @@ func (w *Wire) AppendURL(dst []byte, d *Delivery) []byte {
 	case KindHit:
 		dst = appendParam(dst, ParamTyp, d.Typ, false)
 		dst = append(dst, "&"+ParamVal+"="...)
-		dst = AppendValue(dst, d.Val)
+		dst = appendEscapedValue(dst, d.Val)
 		if len(d.EID) > 0 {
 			dst = appendParam(dst, ParamEID, d.EID, false)
 		}
@@ -147,6 +147,19 @@ func AppendValue(dst []byte, v float64) []byte {
 		v = 0 // -0 as "0"
 	}
 	return strconv.AppendFloat(dst, v, 'f', -1, 64)
+}
+
+// appendEscapedValue appends AppendValue(v) query-escaped. The decimal form
+// uses only digits, '-' and '.', which need no escaping; only +Inf (which the
+// Mapper never produces) starts with a '+' that must not read as a space.
+func appendEscapedValue(dst []byte, v float64) []byte {
+	start := len(dst)
+	dst = AppendValue(dst, v)
+	if dst[start] == '+' {
+		dst = append(dst[:start], "%2B"...)
+		dst = append(dst, "Inf"...)
+	}
+	return dst
 }
 
 // unreserved marks the bytes that url.QueryEscape leaves as they are:
