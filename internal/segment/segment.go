@@ -149,6 +149,12 @@ type Message struct {
 	// The sender's Integrations object, for rule 19.
 	IntegrationsAll       Bool
 	IntegrationsConvertro Bool
+
+	// Excluded, when not empty, is why the job drops this row before the
+	// mapping sees it (a row of the `tracks` table whose event also has a
+	// table of its own, which holds the same message with its properties).
+	// The row is counted as skipped with this reason. Readers leave it empty.
+	Excluded string
 }
 
 // Reset clears m for reuse, keeping nothing of the previous row.
