@@ -1,0 +1,195 @@
+package pipeline
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+var (
+	// ErrJobMismatch: the state location holds an unfinished job that is not
+	// the one asked for (other sources, range or settings). Refuse unless the
+	// operator asked for a fresh start.
+	ErrJobMismatch = errors.New("state holds a different unfinished job")
+	// ErrBadManifest: a manifest could not be decoded, has a version this
+	// program does not know, or belongs to another shard than its name says.
+	ErrBadManifest = errors.New("unreadable manifest")
+)
+
+// ManifestVersion is the version of the manifest document this program
+// writes. Decoding refuses newer versions rather than dropping what it does
+// not understand and writing the rest back.
+const ManifestVersion = 1
+
+// Shard selects a stable share of a job's units: this process runs shard
+// Index of Count. The zero value is invalid; a single process is 0/1.
+type Shard struct {
+	Index int `json:"index"`
+	Count int `json:"count"`
+}
+
+// String is the "i/n" form that --shard takes.
+func (s Shard) String() string { return strconv.Itoa(s.Index) + "/" + strconv.Itoa(s.Count) }
+
+// ParseShard parses "i/n", with 0 <= i < n; errors wrap ErrInvalidShard.
+func ParseShard(s string) (Shard, error) { return parseShard(s) }
+
+func (s Shard) valid() bool { return s.Count >= 1 && s.Index >= 0 && s.Index < s.Count }
+
+// ManifestName is the state object that holds shard s's manifest.
+func ManifestName(s Shard) string {
+	return "manifest-" + strconv.Itoa(s.Index) + "-of-" + strconv.Itoa(s.Count) + ".json"
+}
+
+// parseManifestName is ManifestName's inverse.
+func parseManifestName(name string) (Shard, bool) {
+	rest, ok := strings.CutPrefix(name, "manifest-")
+	if !ok {
+		return Shard{}, false
+	}
+	rest, ok = strings.CutSuffix(rest, ".json")
+	if !ok {
+		return Shard{}, false
+	}
+	i, n, ok := strings.Cut(rest, "-of-")
+	if !ok {
+		return Shard{}, false
+	}
+	var s Shard
+	var err1, err2 error
+	s.Index, err1 = strconv.Atoi(i)
+	s.Count, err2 = strconv.Atoi(n)
+	if err1 != nil || err2 != nil || !s.valid() || ManifestName(s) != name {
+		return Shard{}, false
+	}
+	return s, true
+}
+
+// JobID identifies a job: same ID, same work. jobs computes Fingerprint
+// (a sha256 of kind, sources, date range and settings); Description is the
+// human version, for messages.
+type JobID struct {
+	Kind        string `json:"kind"`
+	Fingerprint string `json:"fingerprint"`
+	Description string `json:"description,omitempty"`
+}
+
+// Counts are the totals of a shard's work across all its runs.
+type Counts struct {
+	RowsRead         int64            `json:"rows_read"`
+	RowsDelivered    int64            `json:"rows_delivered"`
+	RowsDeadLettered int64            `json:"rows_dead_lettered"`
+	RowsSkipped      map[string]int64 `json:"rows_skipped,omitempty"` // by reason
+
+	RequestsSent         int64 `json:"requests_sent"`
+	RequestsAcked        int64 `json:"requests_acked"`
+	RequestsDeadLettered int64 `json:"requests_dead_lettered"`
+	// RequestsRetried counts retries after timeouts and connection errors;
+	// the first attempt may have reached Convertro, so each is a possible
+	// duplicate.
+	RequestsRetried    int64 `json:"requests_retried"`
+	PossibleDuplicates int64 `json:"possible_duplicates"`
+
+	ObjectsSkipped int64 `json:"objects_skipped"`
+}
+
+// PlannedObject is one input object as the plan pinned it. A run that finds
+// another generation or size stops rather than mix two versions.
+type PlannedObject struct {
+	URI        string  `json:"uri"`
+	Key        string  `json:"key"`
+	Size       int64   `json:"size"`
+	Generation int64   `json:"generation"` // GCS generation, or local modification time in ns
+	RowGroups  []int64 `json:"row_groups"` // rows of each row group
+	Skipped    string  `json:"skipped,omitempty"` // why the object was set aside as bad
+}
+
+// Manifest is the checkpoint of one shard of one job: the plan, each unit's
+// progress, the counts and the lease. It is a versioned JSON document,
+// written whole by one Checkpoint.
+type Manifest struct {
+	Version int             `json:"version"`
+	Job     JobID           `json:"job"`
+	Shard   Shard           `json:"shard"`
+	Status  string          `json:"status"` // StatusRunning, StatusFinished, StatusFailed, StatusStopped
+	Objects []PlannedObject `json:"objects"`
+	Units   []UnitProgress  `json:"units"` // this shard's units, in plan order
+	Counts  Counts          `json:"counts"`
+	Lease   Lease           `json:"lease"`
+	// Runs is how many invocations worked on the shard (resumes = Runs-1).
+	Runs int `json:"runs"`
+	// Window is the largest number of requests any run had sent but not yet
+	// committed: the most a kill can cause to be sent twice.
+	Window  int       `json:"window"`
+	Created time.Time `json:"created"`
+	Updated time.Time `json:"updated"`
+}
+
+// decodeManifest decodes data read from uri; errors wrap ErrBadManifest.
+func decodeManifest(uri string, data []byte) (*Manifest, error) {
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("decode manifest %s: %w: %w", uri, ErrBadManifest, err)
+	}
+	if m.Version < 1 || m.Version > ManifestVersion {
+		return nil, fmt.Errorf("decode manifest %s: %w: version %d, this program knows 1 to %d",
+			uri, ErrBadManifest, m.Version, ManifestVersion)
+	}
+	return &m, nil
+}
+
+// ReadManifest reads shard's manifest without touching its lease, for status
+// reports. A shard that never ran is ErrStateNotFound.
+func ReadManifest(ctx context.Context, st StateStore, shard Shard) (*Manifest, error) {
+	data, _, err := st.Read(ctx, ManifestName(shard))
+	if err != nil {
+		return nil, err
+	}
+	m, err := decodeManifest(st.URI(ManifestName(shard)), data)
+	if err != nil {
+		return nil, err
+	}
+	if m.Shard != shard {
+		return nil, fmt.Errorf("decode manifest %s: %w: it holds shard %s", st.URI(ManifestName(shard)), ErrBadManifest, m.Shard)
+	}
+	return m, nil
+}
+
+// ListManifests reads every shard's manifest in st, ordered by shard count
+// then index. Both built-in stores can list; another StateStore gets an
+// error.
+func ListManifests(ctx context.Context, st StateStore) ([]*Manifest, error) {
+	l, ok := st.(stateLister)
+	if !ok {
+		return nil, fmt.Errorf("list manifests in %s: the state store cannot list", st.URI(""))
+	}
+	names, err := l.List(ctx, "manifest-")
+	if err != nil {
+		return nil, fmt.Errorf("list manifests: %w", err)
+	}
+	var ms []*Manifest
+	for _, name := range names {
+		shard, ok := parseManifestName(name)
+		if !ok {
+			continue
+		}
+		m, err := ReadManifest(ctx, st, shard)
+		if errors.Is(err, ErrStateNotFound) {
+			continue // deleted since the listing
+		}
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, m)
+	}
+	slices.SortFunc(ms, func(a, b *Manifest) int {
+		return cmp.Or(cmp.Compare(a.Shard.Count, b.Shard.Count), cmp.Compare(a.Shard.Index, b.Shard.Index))
+	})
+	return ms, nil
+}
