@@ -1,0 +1,50 @@
+package pipeline
+
+// Object is one input file as jobs listed it: where it is, the version the
+// plan pins (size and generation), and the rows of each of its row groups.
+type Object struct {
+	URI, Key         string
+	Size, Generation int64
+	RowGroups        []int64 // rows per row group, from the footer
+	// Skipped is the reason jobs set aside an unreadable object
+	// (--on-bad-file skip); such an object has no units and is reported.
+	Skipped string
+}
+
+// Unit is the unit of work, checkpointing and sharding: one row group of one
+// object. Object indexes the plan's objects.
+type Unit struct {
+	Object, RowGroup int
+	Rows             int64
+}
+
+// BuildPlan lists the units of objects in plan order: objects in the order
+// given (jobs sorts them by key), row groups in file order. Skipped objects
+// contribute no units.
+func BuildPlan(objects []Object) []Unit {
+	n := 0
+	for _, o := range objects {
+		if o.Skipped == "" {
+			n += len(o.RowGroups)
+		}
+	}
+	units := make([]Unit, 0, n)
+	for i, o := range objects {
+		if o.Skipped != "" {
+			continue
+		}
+		for rg, rows := range o.RowGroups {
+			units = append(units, Unit{Object: i, RowGroup: rg, Rows: rows})
+		}
+	}
+	return units
+}
+
+// PlanRows is the number of rows in units.
+func PlanRows(units []Unit) int64 {
+	var n int64
+	for _, u := range units {
+		n += u.Rows
+	}
+	return n
+}
