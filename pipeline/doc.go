@@ -1,0 +1,92 @@
+// Package pipeline runs a job's work: it plans the units, shards them, drives
+// the stages that decode, transform and send, keeps the checkpoint manifest
+// and its lease, and reports.
+//
+// It knows nothing of Parquet, GCS or Convertro's rules: it consumes small
+// interfaces declared here (Decoder, Transform, Sender, DeadLetterSink,
+// StateStore) that the jobs package adapts from readers, convertro and
+// writers.
+//
+// # Plan, units and shards
+//
+// A plan is the listing's objects, each with the rows of its row groups
+// (BuildPlan). The unit of work, of checkpointing and of sharding is one row
+// group of one object. ShardUnits keeps a stable share of the units by a hash
+// of (object key, row group); the shards 0..n-1 together cover every unit
+// exactly once, and each shard has its own manifest, lease and report.
+// ShardFromEnv picks the shard from --shard i/n, a Kubernetes Indexed Job
+// (JOB_COMPLETION_INDEX with --shards n) or Cloud Run Jobs
+// (CLOUD_RUN_TASK_INDEX, CLOUD_RUN_TASK_COUNT).
+//
+// # Stages
+//
+// Run is one errgroup of stages joined by bounded channels:
+//
+//	feeder ─units─▶ decode workers (transform inside) ─requests─▶ senders ─acks─▶ checkpointer
+//	                                                 ╰─────────skipped rows──────────▶
+//
+// The feeder passes the units in plan order, leaving out those the manifest
+// marks done. Config.Decoders workers each decode one row group at a time (so
+// at most that many are in memory), skip rows already done, and run the
+// Transform on each row, copying each URL once. Config.Concurrency senders
+// send. One checkpointer goroutine owns the manifest: it marks a row done when
+// all its requests are acknowledged or dead-lettered (a row with no request at
+// once), counts it in the same step, writes dead letters, and commits about
+// once a second (Config.CommitInterval), at the end of a unit if a second has
+// passed, and when the window is half full.
+//
+// A dry run (Deps.DryRun) decodes and transforms the same way but writes the
+// requests, one JSON line each, in plan order whatever the number of decode
+// workers; it takes no lease and writes no state.
+//
+// # Delivery guarantee
+//
+// At least once: a row is marked done only after all its requests are
+// acknowledged or dead-lettered, so a killed run loses nothing. What it may
+// repeat is bounded. Config.Window is the most requests taken for sending
+// whose rows are not yet committed: a decode worker takes the permits of a
+// row's requests before handing them to the senders, and the checkpointer
+// gives them back only when it has committed the row. A kill can therefore
+// make the next run send again at most Window requests, and the report's
+// repeat_bound is window × resumes + possible_duplicates, the latter being
+// retries after a timeout or a dropped connection, which Convertro may have
+// received the first time too. The manifest records the largest Window of
+// any run.
+//
+// The counts live in the manifest, so they add up over resumes, and they
+// count only completed rows, at the moment they are marked, so they always
+// agree with the committed progress: rows read = delivered + skipped (by
+// reason) + dead-lettered (a row with any dead-lettered request), and
+// requests sent = acknowledged + dead-lettered.
+//
+// # Errors
+//
+// Run returns, wrapped once with the shard or the object:
+//
+//   - ErrStopped: ctx was cancelled; the progress is committed (status
+//     "stopped") and the same command resumes.
+//   - ErrMisconfigured: the first 20 requests of the run were all refused
+//     with the same permanent 4xx; nothing was dead-lettered.
+//   - ErrIncomplete, with the report: the run finished but rows were
+//     dead-lettered or objects skipped.
+//   - ErrCountsMismatch: the counts do not reconcile (a bug; never success).
+//   - ErrInputChanged: an input object differs from the plan the manifest
+//     holds.
+//   - ErrJobMismatch: the state holds another unfinished job (unless
+//     Config.Fresh).
+//   - ErrLeaseHeld and ErrLeaseLost from the checkpoint, and the first
+//     decode or send error that stopped the run (status "failed").
+//
+// ShardFromEnv returns ErrInvalidShard. The command maps these kinds to exit
+// codes in one switch.
+//
+// # Concurrency
+//
+// Run uses its own goroutines and returns when all have ended. Every channel
+// send selects on the context, so the first error or a cancel stops every
+// stage without leaks; in-flight requests finish or are abandoned (and sent
+// again on resume), and the last commit is made with a context that is not
+// cancelled. Decoder.Decode and Sender.Send are called from several
+// goroutines at once; each Transform from one; DeadLetterSink from one (the
+// checkpointer). A Checkpoint belongs to the checkpointer while Run runs.
+package pipeline

@@ -1,0 +1,204 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/push"
+)
+
+// Report is what a run did: the job's cumulative counts (over every run of
+// it, as the manifest holds them) and this run's speed.
+type Report struct {
+	Job         string `json:"job"`
+	Kind        string `json:"kind,omitempty"`
+	Fingerprint string `json:"fingerprint,omitempty"`
+	Shard       string `json:"shard"`
+	Status      string `json:"status"` // finished, stopped, failed, dry_run
+	Error       string `json:"error,omitempty"`
+
+	Counts      Counts `json:"counts"` // rows_skipped holds the skips by reason
+	RowsPlanned int64  `json:"rows_planned"`
+	// RowsMarked is the rows the manifest records as done; equal to
+	// counts.rows_read when the counts reconcile.
+	RowsMarked int64 `json:"rows_marked"`
+
+	DeadLetters     int64           `json:"dead_letters"` // dead-lettered requests
+	DeadLetterFiles []string        `json:"dead_letter_files,omitempty"`
+	SkippedObjects  []SkippedObject `json:"skipped_objects,omitempty"`
+
+	Runs    int `json:"runs"`
+	Resumes int `json:"resumes"`
+	Window  int `json:"window"`
+	// RepeatBound is the most requests that may have been sent more than
+	// once: window × resumes + possible duplicates. Each interrupted run can
+	// have sent at most Window requests whose rows were not committed yet,
+	// and the next run sends those rows again; a retry after a timeout or a
+	// dropped connection may have been received the first time too.
+	RepeatBound int64 `json:"repeat_bound"`
+
+	Started           time.Time `json:"started"`
+	Finished          time.Time `json:"finished"`
+	WallSeconds       float64   `json:"wall_seconds"`        // this run
+	RowsThisRun       int64     `json:"rows_this_run"`       // rows completed by this run
+	RequestsThisRun   int64     `json:"requests_this_run"`   // requests handled by this run
+	RowsPerSecond     float64   `json:"rows_per_second"`     // this run
+	RequestsPerSecond float64   `json:"requests_per_second"` // this run
+}
+
+// SkippedObject is an input object set aside as unreadable.
+type SkippedObject struct {
+	URI    string `json:"uri"`
+	Reason string `json:"reason"`
+}
+
+// ReportName is the report's name in the state location.
+func ReportName(s Shard) string { return fmt.Sprintf("report-%d-of-%d.json", s.Index, s.Count) }
+
+func buildReport(m *Manifest, cfg Config, started, finished time.Time, before Counts, st StateStore) *Report {
+	r := &Report{
+		Job: m.Job.Description, Kind: m.Job.Kind, Fingerprint: m.Job.Fingerprint,
+		Shard: m.Shard.String(), Status: m.Status,
+		Counts:      cloneCounts(m.Counts),
+		RowsMarked:  markedRows(m.Units),
+		DeadLetters: m.Counts.RequestsDeadLettered,
+		Runs:        m.Runs, Resumes: max(m.Runs-1, 0), Window: m.Window,
+		Started: started.UTC(), Finished: finished.UTC(),
+	}
+	for _, u := range m.Units {
+		r.RowsPlanned += u.Rows
+	}
+	for _, o := range m.Objects {
+		if o.Skipped != "" {
+			r.SkippedObjects = append(r.SkippedObjects, SkippedObject{URI: o.URI, Reason: o.Skipped})
+		}
+	}
+	if cfg.DeadLetterFile != "" && m.Counts.RequestsDeadLettered > before.RequestsDeadLettered {
+		r.DeadLetterFiles = []string{cfg.DeadLetterFile}
+	}
+	r.RepeatBound = int64(m.Window)*int64(r.Resumes) + m.Counts.PossibleDuplicates
+	r.WallSeconds = finished.Sub(started).Seconds()
+	r.RowsThisRun = m.Counts.RowsRead - before.RowsRead
+	r.RequestsThisRun = m.Counts.RequestsSent - before.RequestsSent
+	if r.WallSeconds > 0 {
+		r.RowsPerSecond = float64(r.RowsThisRun) / r.WallSeconds
+		r.RequestsPerSecond = float64(r.RequestsThisRun) / r.WallSeconds
+	}
+	return r
+}
+
+// JSON is the report as written to report-<i>-of-<n>.json.
+func (r *Report) JSON() ([]byte, error) {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("encode report: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+// Check verifies the count identities: rows read = delivered + skipped +
+// dead-lettered, requests sent = acked + dead-lettered, and rows read = rows
+// marked done. It returns an error wrapping ErrCountsMismatch.
+func (r *Report) Check() error { return checkCounts(r.Counts, r.RowsMarked) }
+
+// Summary writes the report for a person, a few lines for stderr.
+func (r *Report) Summary(w io.Writer) error {
+	var b strings.Builder
+	c := &r.Counts
+	fmt.Fprintf(&b, "job %s, shard %s: %s\n", orDash(r.Job), r.Shard, r.Status)
+	if r.Error != "" {
+		fmt.Fprintf(&b, "  error:        %s\n", r.Error)
+	}
+	fmt.Fprintf(&b, "  rows:         %d of %d read = %d delivered + %d skipped + %d dead-lettered\n",
+		c.RowsRead, r.RowsPlanned, c.RowsDelivered, skippedRows(*c), c.RowsDeadLettered)
+	if len(c.RowsSkipped) > 0 {
+		var parts []string
+		for _, reason := range slices.Sorted(maps.Keys(c.RowsSkipped)) {
+			parts = append(parts, fmt.Sprintf("%s %d", reason, c.RowsSkipped[reason]))
+		}
+		fmt.Fprintf(&b, "  skipped:      %s\n", strings.Join(parts, ", "))
+	}
+	fmt.Fprintf(&b, "  requests:     %d sent = %d acked + %d dead-lettered (%d retried, %d possibly sent twice)\n",
+		c.RequestsSent, c.RequestsAcked, c.RequestsDeadLettered, c.RequestsRetried, c.PossibleDuplicates)
+	if r.DeadLetters > 0 {
+		where := "see the dead-letter files of earlier runs"
+		if len(r.DeadLetterFiles) > 0 {
+			where = strings.Join(r.DeadLetterFiles, ", ")
+		}
+		fmt.Fprintf(&b, "  dead letters: %d requests in %s\n", r.DeadLetters, where)
+	}
+	for _, o := range r.SkippedObjects {
+		fmt.Fprintf(&b, "  skipped file: %s (%s)\n", o.URI, o.Reason)
+	}
+	if r.Status != StatusDryRun {
+		fmt.Fprintf(&b, "  runs:         %d (%d resumes); at most %d requests sent twice (window %d × %d resumes + %d possible duplicates)\n",
+			r.Runs, r.Resumes, r.RepeatBound, r.Window, r.Resumes, c.PossibleDuplicates)
+	}
+	fmt.Fprintf(&b, "  this run:     %d rows, %d requests in %.1fs: %.0f rows/s, %.0f requests/s\n",
+		r.RowsThisRun, r.RequestsThisRun, r.WallSeconds, r.RowsPerSecond, r.RequestsPerSecond)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// PushMetrics pushes the report's counters to a Prometheus Pushgateway at
+// url, grouped by job and shard, replacing the group's previous values (the
+// convention for batch jobs).
+func PushMetrics(ctx context.Context, url, job string, r *Report) error {
+	reg := prometheus.NewRegistry()
+	gauge := func(name, help string, v float64) {
+		g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "convertro_etl", Name: name, Help: help})
+		g.Set(v)
+		reg.MustRegister(g)
+	}
+	c := r.Counts
+	gauge("rows_read_total", "Rows read and completed (cumulative over the job's runs).", float64(c.RowsRead))
+	gauge("rows_delivered_total", "Rows whose requests were all acknowledged.", float64(c.RowsDelivered))
+	gauge("rows_dead_lettered_total", "Rows with a dead-lettered request.", float64(c.RowsDeadLettered))
+	gauge("requests_sent_total", "Requests sent (acknowledged or dead-lettered).", float64(c.RequestsSent))
+	gauge("requests_acked_total", "Requests acknowledged by Convertro.", float64(c.RequestsAcked))
+	gauge("requests_dead_lettered_total", "Requests refused permanently.", float64(c.RequestsDeadLettered))
+	gauge("requests_retried_total", "Requests that needed more than one attempt.", float64(c.RequestsRetried))
+	gauge("possible_duplicates_total", "Retries that Convertro may have received twice.", float64(c.PossibleDuplicates))
+	gauge("objects_skipped_total", "Input objects set aside as unreadable.", float64(c.ObjectsSkipped))
+	gauge("rows_planned", "Rows in the shard's plan.", float64(r.RowsPlanned))
+	gauge("repeat_bound", "Most requests that may have been sent twice.", float64(r.RepeatBound))
+	gauge("runs", "Invocations that worked on the job.", float64(r.Runs))
+	gauge("run_duration_seconds", "Wall time of the last run.", r.WallSeconds)
+	gauge("run_finished", "1 if the last run finished the job, else 0.", b2f(r.Status == StatusFinished))
+	if r.Status == StatusFinished {
+		gauge("last_success_timestamp_seconds", "When the job last finished.", float64(r.Finished.Unix()))
+	}
+	skipped := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "convertro_etl", Name: "rows_skipped_total",
+		Help: "Rows skipped, by reason."}, []string{"reason"})
+	for reason, n := range c.RowsSkipped {
+		skipped.WithLabelValues(reason).Set(float64(n))
+	}
+	reg.MustRegister(skipped)
+
+	err := push.New(url, job).Gatherer(reg).Grouping("shard", strings.ReplaceAll(r.Shard, "/", "-of-")).PushContext(ctx)
+	if err != nil {
+		return fmt.Errorf("push metrics to %s: %w", url, err)
+	}
+	return nil
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

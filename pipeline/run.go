@@ -1,0 +1,943 @@
+package pipeline
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/convertro-etl/convertro-etl/internal/segment"
+)
+
+// Errors Run returns, besides those of its dependencies (ErrLeaseHeld,
+// ErrLeaseLost, ErrJobMismatch from the checkpoint; decode and send errors).
+var (
+	// ErrStopped: the context was cancelled (a signal); the progress so far is
+	// committed and the same command resumes.
+	ErrStopped = errors.New("stopped: the run can be resumed by running the same command again")
+	// ErrMisconfigured: the first requests of the run were all refused with
+	// the same permanent 4xx, which is a wrong setting (client name, site id,
+	// endpoint), not bad rows; nothing was dead-lettered.
+	ErrMisconfigured = errors.New("misconfigured: the first requests were all refused the same way")
+	// ErrIncomplete: the run finished, but rows were dead-lettered or objects
+	// skipped. Run returns it together with the report.
+	ErrIncomplete = errors.New("finished with dead-lettered rows or skipped objects")
+	// ErrInputChanged: an input object differs from the plan the manifest
+	// holds (generation, size, rows), so resuming would mix two versions.
+	ErrInputChanged = errors.New("input changed since the plan")
+)
+
+// SkipNoRequests is the skip reason of a row the transform accepted but for
+// which it emitted no request.
+const SkipNoRequests = "no_requests"
+
+// Manifest statuses.
+const (
+	StatusRunning  = "running"
+	StatusFinished = "finished"
+	StatusFailed   = "failed"
+	StatusStopped  = "stopped"
+	StatusDryRun   = "dry_run"
+)
+
+// misconfigRequests is how many first outcomes of a run, all the same
+// permanent 4xx, mean a misconfiguration rather than bad rows. (Never more
+// than the window: held outcomes hold their permits.)
+const misconfigRequests = 20
+
+// Decoder reads one row group of an object in batches. firstRow is the index
+// within the row group of batch[0]; rows come in order, each exactly once.
+// The batch and the bytes it points to are valid only during fn. Errors name
+// the object and row group; an error returned by fn is returned as is.
+type Decoder interface {
+	Decode(ctx context.Context, obj Object, rowGroup int, fn func(firstRow int64, batch []segment.Message) error) error
+}
+
+// Transform turns one decoded row into the URLs of its requests, calling emit
+// once per request (emit copies the URL). It returns the reason the row is
+// skipped, or "" when the row is delivered. A Transform may keep scratch
+// state: each decode worker gets its own from Deps.NewTransform.
+type Transform func(msg *segment.Message, emit func(url []byte)) (skip string)
+
+// Sender delivers one request, retrying as it sees fit.
+type Sender interface {
+	Send(ctx context.Context, url string) Outcome
+}
+
+// Outcome is the result of one Send. Err nil means acknowledged. Permanent
+// (with Err set) means the request can never succeed: it is dead-lettered and
+// counted as handled. Any other Err stops the run (Convertro down, retries
+// exhausted, lease lost); the request is sent again on resume.
+type Outcome struct {
+	Status, Attempts  int
+	Body              []byte
+	Err               error
+	Permanent         bool
+	PossibleDuplicate bool // a retry after a timeout or a dropped connection
+}
+
+// DeadLetter is one permanently refused request, with where its row came from.
+type DeadLetter struct {
+	MessageID string
+	Object    string // URI
+	RowGroup  int
+	Row       int64
+	URL       string
+	Status    int
+	Response  string
+	Reason    string
+	Attempts  int
+	Time      time.Time
+}
+
+// DeadLetterSink stores dead letters. Run calls it from one goroutine only.
+type DeadLetterSink interface {
+	WriteDeadLetter(DeadLetter) error
+}
+
+// Config is what a run does and how hard it pushes. Zero values take the
+// defaults noted.
+type Config struct {
+	Job     JobID
+	Shard   Shard    // zero value: 0/1
+	Objects []Object // the listing, sorted by key; a resume checks it against the manifest
+
+	Decoders    int // decode workers, and row groups in memory; default GOMAXPROCS
+	Concurrency int // sender goroutines; default 64
+	// Window is the most requests sent whose rows are not yet committed; it
+	// bounds what a kill can make the next run send again. Default
+	// max(8192, 4×Concurrency).
+	Window int
+
+	CommitInterval     time.Duration // default 1s (GCS takes about one write per second per object)
+	ProgressInterval   time.Duration // log line period when stderr is not a terminal; default 10s
+	FinalCommitTimeout time.Duration // default 10s
+
+	// Fresh ignores a previous manifest of another job (--fresh) and starts over.
+	Fresh bool
+	// DeadLetterFile names where Deps.DeadLetters writes, for the report.
+	DeadLetterFile string
+}
+
+func (c Config) withDefaults() Config {
+	if c.Shard.Count == 0 {
+		c.Shard = Shard{Index: 0, Count: 1}
+	}
+	if c.Decoders <= 0 {
+		c.Decoders = runtime.GOMAXPROCS(0)
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 64
+	}
+	if c.Window <= 0 {
+		c.Window = max(8192, 4*c.Concurrency)
+	}
+	if c.CommitInterval <= 0 {
+		c.CommitInterval = time.Second
+	}
+	if c.ProgressInterval <= 0 {
+		c.ProgressInterval = 10 * time.Second
+	}
+	if c.FinalCommitTimeout <= 0 {
+		c.FinalCommitTimeout = 10 * time.Second
+	}
+	return c
+}
+
+// Deps are the parts a run drives. jobs adapts readers, convertro and writers
+// to them.
+type Deps struct {
+	Decoder      Decoder
+	NewTransform func() Transform
+	Sender       Sender         // live runs only
+	DeadLetters  DeadLetterSink // live runs only
+	// Checkpoint and Previous come from OpenCheckpoint: Previous is the
+	// manifest found in the state (nil if none). Both nil in a dry run.
+	Checkpoint *Checkpoint
+	Previous   *Manifest
+	State      StateStore // where the report goes; nil = no report file
+	// DryRun, when set, makes the run write the requests it would send, one
+	// JSON line each, instead of sending them. It takes no lease and writes
+	// no state.
+	DryRun   io.Writer
+	Progress io.Writer    // operator progress (stderr); nil = none
+	Logger   *slog.Logger // nil = slog.Default()
+	Now      func() time.Time
+}
+
+// Run runs (or resumes) the shard cfg.Shard of a job and returns its report.
+// See the package documentation for the stages, the errors and the delivery
+// guarantee.
+func Run(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
+	cfg = cfg.withDefaults()
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.Decoder == nil || deps.NewTransform == nil {
+		return nil, errors.New("run: Deps.Decoder and Deps.NewTransform are required")
+	}
+	if deps.DryRun != nil {
+		return runDry(ctx, cfg, deps)
+	}
+	if deps.Sender == nil || deps.DeadLetters == nil || deps.Checkpoint == nil {
+		return nil, errors.New("run: a live run needs Deps.Sender, Deps.DeadLetters and Deps.Checkpoint")
+	}
+	return runLive(ctx, cfg, deps)
+}
+
+// put sends v unless ctx ends first; every channel send in the pipeline goes
+// through it. A ready receiver wins over a cancelled ctx, so that the work
+// done while stopping still reaches the checkpointer.
+func put[T any](ctx context.Context, ch chan<- T, v T) error {
+	select {
+	case ch <- v:
+		return nil
+	default:
+	}
+	select {
+	case ch <- v:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// rowState follows one row with requests until all of them are handled.
+// The decode worker creates it; after that only the checkpointer touches it.
+type rowState struct {
+	unit    int
+	row     int64
+	msgID   string
+	left    int   // requests not yet acked or dead-lettered
+	permits int64 // window permits the row holds until committed
+	tally   rowTally
+}
+
+type request struct {
+	row *rowState
+	url string
+}
+
+type ack struct {
+	req request
+	out Outcome
+}
+
+type skipRow struct {
+	row    int64
+	reason string
+}
+
+type skipBatch struct {
+	unit int
+	rows []skipRow
+}
+
+type liveRun struct {
+	cfg    Config
+	deps   Deps
+	m      *Manifest // owned by the checkpointer once the stages start
+	objs   []Object
+	units  []Unit         // immutable copy of the manifest's units, for the decoders
+	resume []UnitProgress // progress committed before this run, read-only
+	window *semaphore.Weighted
+	prog   *progress
+
+	unitCh chan int
+	reqs   chan request
+	skips  chan skipBatch
+	acks   chan ack
+}
+
+func runLive(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
+	started := deps.Now()
+	m, done, err := prepareManifest(cfg, deps)
+	if err != nil {
+		return nil, err
+	}
+	if done {
+		// A finished job run again does nothing.
+		deps.Logger.Info("job already finished; nothing to do", "job", m.Job.Description, "shard", m.Shard.String())
+		return buildReport(m, cfg, started, deps.Now(), m.Counts, deps.State), nil
+	}
+	c := deps.Checkpoint
+	if err := c.Begin(ctx, m); err != nil {
+		return nil, err
+	}
+	m = c.Manifest()
+	startCounts := cloneCounts(m.Counts)
+
+	r := &liveRun{cfg: cfg, deps: deps, m: m, window: semaphore.NewWeighted(int64(cfg.Window))}
+	r.objs = objectsOf(m.Objects)
+	r.units = make([]Unit, len(m.Units))
+	r.resume = make([]UnitProgress, len(m.Units))
+	var total int64
+	for i, u := range m.Units {
+		r.units[i] = Unit{Object: u.Object, RowGroup: u.RowGroup, Rows: u.Rows}
+		if u.Rows == 0 {
+			m.Units[i].Done = true
+		}
+		r.resume[i] = m.Units[i]
+		r.resume[i].Above = slices.Clone(u.Above)
+		total += u.Rows
+	}
+	r.prog = newProgress(deps.Progress, deps.Logger, cfg.ProgressInterval, total, markedRows(m.Units))
+	r.prog.start()
+
+	err = r.stages(ctx)
+	r.prog.stop()
+
+	stopped := err != nil && ctx.Err() != nil &&
+		(errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))
+	status := StatusFinished
+	switch {
+	case stopped:
+		status, err = StatusStopped, fmt.Errorf("run shard %s: %w", m.Shard, ErrStopped)
+	case err != nil:
+		status = StatusFailed
+	default:
+		if cerr := checkCounts(m.Counts, markedRows(m.Units)); cerr != nil {
+			status, err = StatusFailed, cerr
+		} else if n := unfinished(m.Units); n > 0 {
+			status, err = StatusFailed, fmt.Errorf("run shard %s: %d units unfinished after all stages ended: %w", m.Shard, n, ErrCountsMismatch)
+		}
+	}
+	if !errors.Is(err, ErrLeaseLost) {
+		// The run is over, cancelled or not: the last progress must still
+		// reach the state.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.FinalCommitTimeout)
+		ferr := c.Finish(fctx, status)
+		cancel()
+		if ferr != nil {
+			err = errors.Join(err, ferr)
+		}
+	}
+	rep := buildReport(m, cfg, started, deps.Now(), startCounts, deps.State)
+	rep.Status = status
+	if err != nil {
+		rep.Error = err.Error()
+	}
+	if !errors.Is(err, ErrLeaseLost) {
+		r.writeReport(ctx, rep)
+	}
+	if err == nil && (m.Counts.RowsDeadLettered > 0 || m.Counts.ObjectsSkipped > 0) {
+		err = fmt.Errorf("run shard %s: %d rows dead-lettered, %d objects skipped: %w",
+			m.Shard, m.Counts.RowsDeadLettered, m.Counts.ObjectsSkipped, ErrIncomplete)
+	}
+	return rep, err
+}
+
+func (r *liveRun) writeReport(ctx context.Context, rep *Report) {
+	if r.deps.State == nil {
+		return
+	}
+	data, err := rep.JSON()
+	if err == nil {
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.FinalCommitTimeout)
+		_, err = r.deps.State.Write(wctx, ReportName(r.cfg.Shard), data, -1)
+		cancel()
+	}
+	if err != nil {
+		// The manifest, not the report, is the record of progress: a missing
+		// report does not undo finished work.
+		r.deps.Logger.Warn("write report", "uri", r.deps.State.URI(ReportName(r.cfg.Shard)), "err", err)
+	}
+}
+
+// prepareManifest returns the manifest to begin with: the previous one to
+// resume, or a new one from the plan. done reports a finished job.
+func prepareManifest(cfg Config, deps Deps) (m *Manifest, done bool, err error) {
+	prev := deps.Previous
+	if prev != nil && !cfg.Fresh {
+		if prev.Job.Fingerprint != cfg.Job.Fingerprint {
+			if prev.Status != StatusFinished {
+				return nil, false, fmt.Errorf("resume shard %s: state holds %q, this is %q: %w",
+					cfg.Shard, prev.Job.Description, cfg.Job.Description, ErrJobMismatch)
+			}
+			prev = nil // another job, finished: this one starts afresh
+		} else if prev.Status == StatusFinished {
+			return prev, true, nil
+		}
+	} else {
+		prev = nil
+	}
+	if prev != nil {
+		if err := samePlan(prev.Objects, cfg.Objects); err != nil {
+			return nil, false, fmt.Errorf("resume shard %s: %w", cfg.Shard, err)
+		}
+		prev.Status = StatusRunning
+		prev.Window = max(prev.Window, cfg.Window)
+		return prev, false, nil
+	}
+	units := ShardUnits(BuildPlan(cfg.Objects), cfg.Objects, cfg.Shard)
+	m = &Manifest{Job: cfg.Job, Shard: cfg.Shard, Status: StatusRunning, Window: cfg.Window}
+	m.Objects = make([]PlannedObject, len(cfg.Objects))
+	for i, o := range cfg.Objects {
+		m.Objects[i] = PlannedObject{URI: o.URI, Key: o.Key, Size: o.Size, Generation: o.Generation,
+			RowGroups: slices.Clone(o.RowGroups), Skipped: o.Skipped}
+		if o.Skipped != "" {
+			m.Counts.ObjectsSkipped++
+		}
+	}
+	m.Units = make([]UnitProgress, len(units))
+	for i, u := range units {
+		m.Units[i] = UnitProgress{Object: u.Object, RowGroup: u.RowGroup, Rows: u.Rows}
+	}
+	return m, false, nil
+}
+
+// samePlan compares a fresh listing with the plan a manifest holds. An empty
+// listing means the caller trusts the manifest's plan.
+func samePlan(planned []PlannedObject, listed []Object) error {
+	if len(listed) == 0 {
+		return nil
+	}
+	byKey := make(map[string]Object, len(listed))
+	for _, o := range listed {
+		byKey[o.Key] = o
+	}
+	for _, p := range planned {
+		o, ok := byKey[p.Key]
+		switch {
+		case !ok:
+			return fmt.Errorf("%s is gone: %w", p.URI, ErrInputChanged)
+		case o.Generation != p.Generation || o.Size != p.Size:
+			return fmt.Errorf("%s was rewritten (generation %d size %d, planned %d size %d): %w",
+				p.URI, o.Generation, o.Size, p.Generation, p.Size, ErrInputChanged)
+		}
+		delete(byKey, p.Key)
+	}
+	for _, o := range byKey {
+		return fmt.Errorf("%s is new since the plan: %w", o.URI, ErrInputChanged)
+	}
+	return nil
+}
+
+func objectsOf(p []PlannedObject) []Object {
+	objs := make([]Object, len(p))
+	for i, o := range p {
+		objs[i] = Object{URI: o.URI, Key: o.Key, Size: o.Size, Generation: o.Generation, RowGroups: o.RowGroups, Skipped: o.Skipped}
+	}
+	return objs
+}
+
+func unfinished(units []UnitProgress) int {
+	n := 0
+	for i := range units {
+		if !units[i].Done {
+			n++
+		}
+	}
+	return n
+}
+
+// stages runs feeder → decoders (with the transform) → senders →
+// checkpointer in one errgroup: the first error cancels every stage.
+func (r *liveRun) stages(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	r.unitCh = make(chan int)
+	r.reqs = make(chan request, r.cfg.Concurrency)
+	r.skips = make(chan skipBatch, r.cfg.Decoders)
+	r.acks = make(chan ack, r.cfg.Concurrency)
+
+	g.Go(func() error { // feeder, in plan order
+		defer close(r.unitCh)
+		for i := range r.units {
+			if r.resume[i].Done {
+				continue
+			}
+			if err := put(ctx, r.unitCh, i); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	var decoders sync.WaitGroup
+	for range r.cfg.Decoders {
+		decoders.Add(1)
+		g.Go(func() error {
+			defer decoders.Done()
+			return r.decodeWorker(ctx)
+		})
+	}
+	g.Go(func() error {
+		decoders.Wait()
+		close(r.reqs)
+		close(r.skips)
+		return nil
+	})
+	var senders sync.WaitGroup
+	for range r.cfg.Concurrency {
+		senders.Add(1)
+		g.Go(func() error {
+			defer senders.Done()
+			return r.sender(ctx)
+		})
+	}
+	g.Go(func() error {
+		senders.Wait()
+		close(r.acks)
+		return nil
+	})
+	g.Go(func() error {
+		k := &checkpointer{r: r, c: r.deps.Checkpoint, m: r.m, last: r.deps.Now()}
+		return k.loop(ctx)
+	})
+	return g.Wait()
+}
+
+func (r *liveRun) decodeWorker(ctx context.Context) error {
+	tf := r.deps.NewTransform()
+	var urls []string
+	emit := func(u []byte) { urls = append(urls, string(u)) }
+	for ui := range r.unitCh {
+		u := r.units[ui]
+		obj := r.objs[u.Object]
+		resume := &r.resume[ui]
+		var seen int64
+		err := r.deps.Decoder.Decode(ctx, obj, u.RowGroup, func(first int64, batch []segment.Message) error {
+			var skipped []skipRow
+			for i := range batch {
+				row := first + int64(i)
+				seen++
+				if resume.IsDone(row) {
+					continue
+				}
+				urls = urls[:0]
+				reason := tf(&batch[i], emit)
+				if reason == "" && len(urls) == 0 {
+					reason = SkipNoRequests
+				}
+				if reason != "" {
+					skipped = append(skipped, skipRow{row, reason})
+					continue
+				}
+				rs := &rowState{unit: ui, row: row, msgID: string(batch[i].MessageID), left: len(urls),
+					permits: int64(min(len(urls), r.cfg.Window))}
+				// The window is taken before the requests enter the channel,
+				// not by the senders: a row's permits are then all held
+				// before any of its requests is sent, so the window can never
+				// fill with half-sent rows that wait for permits themselves.
+				if err := r.window.Acquire(ctx, rs.permits); err != nil {
+					return err
+				}
+				for _, url := range urls {
+					if err := put(ctx, r.reqs, request{rs, url}); err != nil {
+						return err
+					}
+				}
+			}
+			if len(skipped) > 0 {
+				return put(ctx, r.skips, skipBatch{unit: ui, rows: skipped})
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if seen != u.Rows {
+			return fmt.Errorf("decode %s row group %d: %d rows, the plan says %d: %w", obj.URI, u.RowGroup, seen, u.Rows, ErrInputChanged)
+		}
+	}
+	return nil
+}
+
+func (r *liveRun) sender(ctx context.Context) error {
+	for req := range r.reqs {
+		if err := ctx.Err(); err != nil {
+			return context.Cause(ctx) // abandoned: resent on resume
+		}
+		out := r.deps.Sender.Send(ctx, req.url)
+		if out.Err != nil && !out.Permanent {
+			if ctx.Err() != nil {
+				return context.Cause(ctx)
+			}
+			u := r.units[req.row.unit]
+			return fmt.Errorf("send %s row group %d row %d: %w", r.objs[u.Object].URI, u.RowGroup, req.row.row, out.Err)
+		}
+		if err := put(ctx, r.acks, ack{req, out}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkpointer is the one goroutine that owns the manifest: it marks rows
+// done, counts them, writes dead letters, commits, and releases the window.
+type checkpointer struct {
+	r       *liveRun
+	c       *Checkpoint
+	m       *Manifest
+	last    time.Time // last commit
+	dirty   bool
+	permits int64 // held by rows marked since the last commit
+
+	guardDone   bool
+	guardSeen   int
+	guardStatus int
+	guardHeld   []ack
+}
+
+func (k *checkpointer) loop(ctx context.Context) error {
+	ticker := time.NewTicker(k.r.cfg.CommitInterval)
+	defer ticker.Stop()
+	skips, acks := k.r.skips, k.r.acks
+	half := int64(k.r.cfg.Window+1) / 2
+	// The loop ends when both inputs close, not on ctx: what the stages
+	// finish while stopping is still marked for the final commit.
+	for skips != nil || acks != nil {
+		select {
+		case b, ok := <-skips:
+			if !ok {
+				skips = nil
+				continue
+			}
+			for _, s := range b.rows {
+				if err := k.complete(ctx, b.unit, s.row, s.reason, rowTally{}); err != nil {
+					return err
+				}
+			}
+		case a, ok := <-acks:
+			if !ok {
+				acks = nil
+				continue
+			}
+			if err := k.ack(ctx, a); err != nil {
+				return err
+			}
+			// Senders block when the window is full; commit early so that
+			// they rarely have to.
+			if k.permits >= half && ctx.Err() == nil {
+				if err := k.commit(ctx); err != nil {
+					return err
+				}
+			}
+		case <-ticker.C:
+			if k.dirty && ctx.Err() == nil {
+				if err := k.commit(ctx); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if ctx.Err() == nil {
+		// Fewer than misconfigRequests requests in the whole run: too few
+		// to call it a misconfiguration; they are ordinary dead letters.
+		return k.releaseGuard(ctx)
+	}
+	return nil
+}
+
+// ack applies one outcome, except that the first outcomes of a run are held
+// while they are all the same permanent 4xx (the misconfiguration guard).
+func (k *checkpointer) ack(ctx context.Context, a ack) error {
+	if !k.guardDone {
+		k.guardSeen++
+		st := a.out.Status
+		if a.out.Permanent && st >= 400 && st < 500 && (k.guardSeen == 1 || st == k.guardStatus) {
+			k.guardStatus = st
+			k.guardHeld = append(k.guardHeld, a)
+			if k.guardSeen >= min(misconfigRequests, k.r.cfg.Window) {
+				body := a.out.Body
+				if len(body) > 200 {
+					body = body[:200]
+				}
+				return fmt.Errorf("send: the first %d requests were all refused with status %d (%s; last error: %v): %w",
+					k.guardSeen, st, body, a.out.Err, ErrMisconfigured)
+			}
+			return nil
+		}
+		if err := k.releaseGuard(ctx); err != nil {
+			return err
+		}
+	}
+	return k.apply(ctx, a)
+}
+
+func (k *checkpointer) releaseGuard(ctx context.Context) error {
+	k.guardDone = true
+	held := k.guardHeld
+	k.guardHeld = nil
+	for _, h := range held {
+		if err := k.apply(ctx, h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (k *checkpointer) apply(ctx context.Context, a ack) error {
+	rs := a.req.row
+	if a.out.Permanent {
+		u := k.r.units[rs.unit]
+		reason := "permanent failure"
+		if a.out.Err != nil {
+			reason = a.out.Err.Error()
+		}
+		dl := DeadLetter{MessageID: rs.msgID, Object: k.r.objs[u.Object].URI, RowGroup: u.RowGroup, Row: rs.row,
+			URL: a.req.url, Status: a.out.Status, Response: string(a.out.Body), Reason: reason,
+			Attempts: a.out.Attempts, Time: k.r.deps.Now().UTC()}
+		if err := k.r.deps.DeadLetters.WriteDeadLetter(dl); err != nil {
+			return fmt.Errorf("write dead letter for %s row group %d row %d: %w", dl.Object, dl.RowGroup, dl.Row, err)
+		}
+		rs.tally.dead++
+	} else {
+		rs.tally.acked++
+	}
+	if a.out.Attempts > 1 {
+		rs.tally.retried++
+	}
+	if a.out.PossibleDuplicate {
+		rs.tally.dups++
+	}
+	rs.left--
+	if rs.left > 0 {
+		return nil
+	}
+	k.permits += rs.permits
+	return k.complete(ctx, rs.unit, rs.row, "", rs.tally)
+}
+
+// complete marks a row done and counts it, in the same step, so that the
+// counts always describe exactly the rows the manifest marks.
+func (k *checkpointer) complete(ctx context.Context, unit int, row int64, skip string, t rowTally) error {
+	u := &k.m.Units[unit]
+	wasDone := u.Done
+	u.MarkDone(row)
+	addRow(&k.m.Counts, skip, t)
+	k.dirty = true
+	k.r.prog.add(1, t.acked+t.dead)
+	if !wasDone && u.Watermark >= u.Rows {
+		u.Done = true
+		if k.r.deps.Now().Sub(k.last) >= k.r.cfg.CommitInterval && ctx.Err() == nil {
+			return k.commit(ctx)
+		}
+	}
+	return nil
+}
+
+func (k *checkpointer) commit(ctx context.Context) error {
+	if err := k.c.Commit(ctx); err != nil {
+		return err
+	}
+	k.last = k.r.deps.Now()
+	k.dirty = false
+	if k.permits > 0 {
+		k.r.window.Release(k.permits)
+		k.permits = 0
+	}
+	return nil
+}
+
+// unitOutput is one unit's dry-run lines and counts, waiting for its turn.
+type unitOutput struct {
+	seq    int
+	lines  []byte
+	counts Counts
+}
+
+// runDry decodes and transforms every unit of the shard in parallel, and
+// writes the requests in plan order: each unit's lines are buffered and an
+// ordered writer emits them in turn. At most 2×Decoders units are between
+// dispatch and write, which bounds the buffered output.
+func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
+	started := deps.Now()
+	units := ShardUnits(BuildPlan(cfg.Objects), cfg.Objects, cfg.Shard)
+	m := &Manifest{Job: cfg.Job, Shard: cfg.Shard, Status: StatusDryRun}
+	m.Objects = make([]PlannedObject, len(cfg.Objects))
+	for i, o := range cfg.Objects {
+		m.Objects[i] = PlannedObject{URI: o.URI, Key: o.Key, Size: o.Size, Generation: o.Generation, RowGroups: o.RowGroups, Skipped: o.Skipped}
+		if o.Skipped != "" {
+			m.Counts.ObjectsSkipped++
+		}
+	}
+	m.Units = make([]UnitProgress, len(units))
+	for i, u := range units {
+		m.Units[i] = UnitProgress{Object: u.Object, RowGroup: u.RowGroup, Rows: u.Rows}
+	}
+	prog := newProgress(deps.Progress, deps.Logger, cfg.ProgressInterval, PlanRows(units), 0)
+	prog.start()
+
+	g, gctx := errgroup.WithContext(ctx)
+	turns := semaphore.NewWeighted(int64(2 * cfg.Decoders))
+	unitCh := make(chan int)
+	outCh := make(chan unitOutput, cfg.Decoders)
+	g.Go(func() error {
+		defer close(unitCh)
+		for i := range units {
+			// Taken in plan order and given back in plan order by the
+			// writer: a slow unit holds back at most the window behind it.
+			if err := turns.Acquire(gctx, 1); err != nil {
+				return err
+			}
+			if err := put(gctx, unitCh, i); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	var workers sync.WaitGroup
+	for range cfg.Decoders {
+		workers.Add(1)
+		g.Go(func() error {
+			defer workers.Done()
+			tf := deps.NewTransform()
+			var urls [][]byte
+			var scratch []byte
+			emit := func(u []byte) {
+				// Dry-run lines are written at once, so the URL is kept in
+				// one growing scratch buffer rather than copied to a string.
+				start := len(scratch)
+				scratch = append(scratch, u...)
+				urls = append(urls, scratch[start:len(scratch):len(scratch)])
+			}
+			for ui := range unitCh {
+				u := units[ui]
+				obj := cfg.Objects[u.Object]
+				out := unitOutput{seq: ui}
+				var seen int64
+				err := deps.Decoder.Decode(gctx, obj, u.RowGroup, func(_ int64, batch []segment.Message) error {
+					for i := range batch {
+						seen++
+						urls, scratch = urls[:0], scratch[:0]
+						reason := tf(&batch[i], emit)
+						if reason == "" && len(urls) == 0 {
+							reason = SkipNoRequests
+						}
+						if reason != "" {
+							addRow(&out.counts, reason, rowTally{})
+							prog.add(1, 0)
+							continue
+						}
+						for _, url := range urls {
+							out.lines = appendDryRunLine(out.lines, url)
+						}
+						addRow(&out.counts, "", rowTally{acked: int64(len(urls))})
+						prog.add(1, int64(len(urls)))
+					}
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+				if seen != u.Rows {
+					return fmt.Errorf("decode %s row group %d: %d rows, the plan says %d: %w", obj.URI, u.RowGroup, seen, u.Rows, ErrInputChanged)
+				}
+				if err := put(gctx, outCh, out); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		workers.Wait()
+		close(outCh)
+		return nil
+	})
+	g.Go(func() error { // the ordered writer
+		bw := bufio.NewWriterSize(deps.DryRun, 64<<10)
+		pending := make(map[int]unitOutput)
+		next := 0
+		for o := range outCh {
+			pending[o.seq] = o
+			for {
+				p, ok := pending[next]
+				if !ok {
+					break
+				}
+				delete(pending, next)
+				if _, err := bw.Write(p.lines); err != nil {
+					return fmt.Errorf("write dry run: %w", err)
+				}
+				addCounts(&m.Counts, p.counts)
+				m.Units[next].Watermark, m.Units[next].Done = m.Units[next].Rows, true
+				turns.Release(1)
+				next++
+			}
+		}
+		if err := bw.Flush(); err != nil {
+			return fmt.Errorf("write dry run: %w", err)
+		}
+		return nil
+	})
+	err := g.Wait()
+	prog.stop()
+	rep := buildReport(m, cfg, started, deps.Now(), Counts{}, nil)
+	rep.Status = StatusDryRun
+	if err != nil {
+		rep.Status = StatusFailed
+		if ctx.Err() != nil {
+			rep.Status = StatusStopped
+			err = fmt.Errorf("dry run shard %s: %w", cfg.Shard, ErrStopped)
+		}
+		rep.Error = err.Error()
+		return rep, err
+	}
+	if err := checkCounts(m.Counts, markedRows(m.Units)); err != nil {
+		rep.Error = err.Error()
+		return rep, err
+	}
+	return rep, nil
+}
+
+// appendDryRunLine appends {"method":"GET","url":"…"} and a newline, with the
+// URL escaped as a JSON string (encoding/json's rules without its HTML
+// escaping, so & stays &).
+func appendDryRunLine(dst, url []byte) []byte {
+	dst = append(dst, `{"method":"GET","url":`...)
+	dst = appendJSONString(dst, url)
+	return append(dst, "}\n"...)
+}
+
+const hexDigits = "0123456789abcdef"
+
+func appendJSONString(dst, s []byte) []byte {
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c == '\n':
+				dst = append(dst, '\\', 'n')
+			case c == '\r':
+				dst = append(dst, '\\', 'r')
+			case c == '\t':
+				dst = append(dst, '\\', 't')
+			case c < 0x20 || c == 0x7f:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = append(dst, `\ufffd`...) // invalid UTF-8 cannot appear in JSON text
+		case r == '\u2028' || r == '\u2029':
+			// Valid JSON, but line terminators for JavaScript readers.
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+		default:
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(dst, '"')
+}
