@@ -50,8 +50,13 @@ type Partition struct {
 	Hour int
 	// SegmentType is the value of a segment_type= segment, lower case ("" if none).
 	SegmentType string
-	// Table is the nearest folder name that names a Segment table (identifies,
-	// users, tracks, pages, order_completed, track_order_completed, ...), lower
-	// case ("" if none). The Parquet reader uses it to detect the message type.
+	// Table is the nearest folder name that is neither a key=value partition
+	// nor a date folder, lower case ("" if none): "tracks" for
+	// .../tracks/2024/01/02/x.parquet, "order_completed" for
+	// dataset/order_completed/000000000000.parquet, "track_order_completed"
+	// as is. Where the layout has one it names a Segment table (identifies,
+	// users, tracks, an event table); elsewhere it may be a dataset or a
+	// source id, so the Parquet reader, which uses it to detect the message
+	// type, weighs it after a segment_type= partition.
 	Table string
 }
