@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -142,7 +143,7 @@ func OpenSource(ctx context.Context, uri string, o SourceOptions) (*Source, erro
 			if err != nil {
 				return nil, fmt.Errorf("open source %s: %w", uri, err)
 			}
-			client, s.close = c, c.Close
+			client, s.close = c, sync.OnceValue(c.Close)
 		}
 		d, err := newGCSDriver(ctx, client, bucket, prefix)
 		if err != nil {
@@ -159,8 +160,8 @@ func OpenSource(ctx context.Context, uri string, o SourceOptions) (*Source, erro
 // URI is the source as given to OpenSource.
 func (s *Source) URI() string { return s.uri }
 
-// Close releases the GCS client the Source created, if any. Files opened
-// from the Source must be closed first.
+// Close releases the GCS client the Source created, if any; calling it again
+// does nothing. Files opened from the Source must be closed first.
 func (s *Source) Close() error { return s.close() }
 
 // List returns the data objects within the date range, sorted by Key, and

@@ -566,8 +566,26 @@ func TestStorageEmulatorHost(t *testing.T) {
 	if len(objs) != 1 || objs[0].URI != "gs://bkt/t/x.parquet" || c.requests.Load() == 0 {
 		t.Fatalf("objects %+v, %d requests served", objs, c.requests.Load())
 	}
+	// A whole bucket, through a client passed in, which Close leaves open.
+	client, err := NewGCSClient(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	whole := openSource(t, "gs://"+testBucket, SourceOptions{GCSClient: client})
+	objs, _, err = whole.List(context.Background())
+	if err != nil || len(objs) != 1 || objs[0].Key != "t/x.parquet" || objs[0].URI != "gs://bkt/t/x.parquet" {
+		t.Fatalf("whole bucket: %+v %v", objs, err)
+	}
+	if err := whole.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Bucket(testBucket).Object("t/x.parquet").Attrs(context.Background()); err != nil {
+		t.Errorf("client unusable after Source.Close: %v", err)
+	}
+
 	_, _, err = openSource(t, "gs://no-such-bucket/x", SourceOptions{}).List(context.Background())
-	if !errors.Is(err, ErrNotFound) {
+	if !errors.Is(err, ErrNotFound) || !strings.HasPrefix(err.Error(), "list gs://no-such-bucket/x: ") {
 		t.Errorf("missing bucket: %v", err)
 	}
 }
