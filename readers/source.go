@@ -105,8 +105,9 @@ type blob interface {
 // OpenSource prepares a source: a local path, a file:// URI, or
 // gs://bucket[/prefix]. A path or URI naming one object lists that object
 // alone; otherwise it names a folder (a GCS prefix is taken as a folder:
-// gs://b/tracks does not list gs://b/tracks_old/...). Missing sources are
-// reported by List, not here.
+// gs://b/tracks does not list gs://b/tracks_old/...). Telling one from the
+// other costs a stat here (on GCS, one metadata request, whose failure other
+// than not-found is returned); a missing source is reported by List.
 func OpenSource(ctx context.Context, uri string, o SourceOptions) (*Source, error) {
 	s := &Source{uri: uri, close: func() error { return nil }}
 	if !o.From.IsZero() {
