@@ -33,12 +33,24 @@ const (
 	classOther // kept as is, never splits (event names only)
 )
 
-// decodeRune is utf8.DecodeRune with an ASCII fast path.
-func decodeRune(b []byte) (rune, int) {
-	if len(b) > 0 && b[0] < utf8.RuneSelf {
-		return rune(b[0]), 1
+// asciiClass caches classify for ASCII, [0] loose and [1] strict: event
+// names are nearly always ASCII, and the mapping normalises one per row.
+var asciiClass = func() (t [2][utf8.RuneSelf]runeClass) {
+	for c := rune(0); c < utf8.RuneSelf; c++ {
+		t[0][c], t[1][c] = classify(c, false), classify(c, true)
 	}
-	return utf8.DecodeRune(b)
+	return t
+}()
+
+// nextRune decodes and classifies the non-ASCII rune at the start of b.
+// Bytes that are not UTF-8 are classOther, kept byte for byte so that
+// distinct names stay distinct.
+func nextRune(b []byte, strict bool) (rune, int, runeClass) {
+	r, size := utf8.DecodeRune(b)
+	if r == utf8.RuneError && size == 1 {
+		return r, size, classOther
+	}
+	return r, size, classify(r, strict)
 }
 
 // classify puts r in its class. With strict set (event names) only white
@@ -88,28 +100,35 @@ func classify(r rune, strict bool) runeClass {
 //
 // It allocates only when dst is too small, so callers pass a stack buffer.
 func appendWords(dst, name []byte, sep byte, strict bool) []byte {
+	mode := 0
+	if strict {
+		mode = 1
+	}
 	start := len(dst)
 	prev := classSep
 	pending := false // a boundary was seen since the last written rune
 	for i := 0; i < len(name); {
-		r, size := decodeRune(name[i:])
-		c := classify(r, strict)
-		if r == utf8.RuneError && size == 1 {
-			c = classOther // not UTF-8: kept byte for byte, so distinct names stay distinct
+		r, size, c := rune(name[i]), 1, asciiClass[mode][name[i]&0x7f] // ASCII inline: names nearly always are
+		if r >= utf8.RuneSelf {
+			r, size, c = nextRune(name[i:], strict)
 		}
-		if c == classSep {
+		switch c {
+		case classSep:
 			pending = true
 			prev = classSep
 			i += size
 			continue
-		}
-		if c == classUpper {
+		case classUpper:
 			switch prev {
 			case classLower, classDigit:
 				pending = true
 			case classUpper:
-				if i+size < len(name) {
-					if nr, _ := decodeRune(name[i+size:]); classify(nr, strict) == classLower {
+				if j := i + size; j < len(name) {
+					nc := asciiClass[mode][name[j]&0x7f]
+					if name[j] >= utf8.RuneSelf {
+						_, _, nc = nextRune(name[j:], strict)
+					}
+					if nc == classLower {
 						pending = true
 					}
 				}
@@ -120,10 +139,10 @@ func appendWords(dst, name []byte, sep byte, strict bool) []byte {
 		}
 		pending = false
 		switch {
-		case size == 1 && r == utf8.RuneError, r < utf8.RuneSelf && c != classUpper:
-			dst = append(dst, name[i])
-		case r < utf8.RuneSelf:
+		case size == 1 && c == classUpper:
 			dst = append(dst, byte(r)+'a'-'A')
+		case size == 1:
+			dst = append(dst, name[i]) // ASCII, or a byte that is not UTF-8
 		default:
 			dst = utf8.AppendRune(dst, unicode.ToLower(r))
 		}

@@ -200,3 +200,29 @@ func TestSnakeCase(t *testing.T) {
 		t.Errorf("SnakeCase of a snake_case key allocates %v times, want 0", n)
 	}
 }
+
+// FuzzNormalizeEventName checks the properties matching relies on: the
+// normal form is a fixed point, has no stray spaces, and does not depend on
+// the spelling style (snake_case, kebab-case, upper case) of its words.
+func FuzzNormalizeEventName(f *testing.F) {
+	for _, s := range []string{"Order Completed", "orderCompletedLast30Days", "HTMLParser", " _a-b.c_ ", "Café", "\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n := NormalizeEventName(s)
+		if again := NormalizeEventName(n); again != n {
+			t.Errorf("NormalizeEventName(%q) = %q, but that normalises to %q", s, n, again)
+		}
+		if strings.HasPrefix(n, " ") || strings.HasSuffix(n, " ") || strings.Contains(n, "  ") {
+			t.Errorf("NormalizeEventName(%q) = %q has stray spaces", s, n)
+		}
+		for _, styled := range []string{strings.ReplaceAll(n, " ", "_"), strings.ReplaceAll(n, " ", "-"), " " + n + "\t"} {
+			if got := NormalizeEventName(styled); got != n {
+				t.Errorf("NormalizeEventName(%q) = %q, want %q like %q", styled, got, n, s)
+			}
+		}
+		if k := SnakeCase(s); SnakeCase(k) != k {
+			t.Errorf("SnakeCase(%q) = %q is not a fixed point", s, k)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package convertro
 
 import (
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -162,40 +163,39 @@ func appendEscapedValue(dst []byte, v float64) []byte {
 	return dst
 }
 
-// unreserved marks the bytes that url.QueryEscape leaves as they are:
-// ASCII letters, digits and "-_.~".
-var unreserved = func() (t [256]bool) {
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-	}
-	for c := 'A'; c <= 'Z'; c++ {
-		t[c] = true
-	}
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for _, c := range "-_.~" {
-		t[c] = true
+// escapes holds, for every byte, its query-escaped form as url.QueryEscape
+// writes it: up to three bytes in the low 24 bits, their count in the top
+// eight. Letters, digits and "-_.~" stand for themselves, space is '+', every
+// other byte (reserved, control, non-ASCII) is %XX with upper-case hex.
+var escapes = func() (t [256]uint32) {
+	const upperHex = "0123456789ABCDEF"
+	for c := range t {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			c == '-', c == '_', c == '.', c == '~':
+			t[c] = 1<<24 | uint32(c)
+		case c == ' ':
+			t[c] = 1<<24 | '+'
+		default:
+			t[c] = 3<<24 | uint32(upperHex[c&15])<<16 | uint32(upperHex[c>>4])<<8 | '%'
+		}
 	}
 	return t
 }()
 
-const upperHex = "0123456789ABCDEF"
-
 // appendEscaped appends s query-escaped to dst, byte for byte as
-// url.QueryEscape does (space as '+', other reserved and non-ASCII bytes as
-// %XX with upper-case hex), without allocating a string.
+// url.QueryEscape does, without allocating a string. It makes room for the
+// worst case once and then writes each byte's escape without branching:
+// user agents are long, and this loop is the hot spot of encoding.
 func appendEscaped[T string | []byte](dst []byte, s T) []byte {
+	n := len(dst)
+	dst = slices.Grow(dst, 3*len(s))
+	dst = dst[:n+3*len(s)]
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case unreserved[c]:
-			dst = append(dst, c)
-		case c == ' ':
-			dst = append(dst, '+')
-		default:
-			dst = append(dst, '%', upperHex[c>>4], upperHex[c&15])
-		}
+		e := escapes[s[i]]
+		w := dst[n : n+3 : n+3]
+		w[0], w[1], w[2] = byte(e), byte(e>>8), byte(e>>16)
+		n += int(e >> 24)
 	}
-	return dst
+	return dst[:n]
 }
