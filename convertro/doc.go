@@ -27,16 +27,17 @@
 //
 //   - seed: 1 identify ties device id to userId, no traits; 2 no userId, no
 //     request; 3 device id required for every call; 4-8 sale, sale.new,
-//     sale.repeat and the hybrid model; 9 value = total, else revenue, else
-//     1; 10 no orderId, no sale; 12 other tracks under their own name; 13
-//     mapped events; 15 Application Installed to the installs endpoint; 16
-//     identify and track only; 18 audience traits, snake_cased; 19 the
-//     Integrations object.
+//     sale.repeat and the hybrid model, for "Order Completed" and (the name
+//     in the seed's settings table) "Completed Order"; 9 value = total, else
+//     revenue, else 1; 10 no orderId, no sale; 12 other tracks under their
+//     own name, value = revenue, else 1; 13 mapped events; 15 Application
+//     Installed to the installs endpoint; 16 identify and track only; 18
+//     audience traits, snake_cased; 19 the Integrations object.
 //   - browser code (Segment's analytics.js integration): the order of the
 //     two hybrid hits (sale.new or sale.repeat first, then sale); 11 an
 //     events entry for Order Completed is ignored; 14 an unmapped event is
-//     not sent when the events map is not empty; "Completed Order" as a
-//     second name for Order Completed.
+//     not sent when the events map is not empty; repeat counts only as a
+//     real boolean.
 //   - convertro code (Convertro's live.js and a tag-manager plugin): paths
 //     /api/user/ and /api/hit/, parameter names sid, id, typ, val, eid, ts,
 //     cua, cip.
@@ -78,10 +79,11 @@
 //
 // # Client and simulator
 //
-// [Client] sends the request URLs: bounded concurrency, a process-wide rate
-// limit, retries with backoff and jitter for transient failures (408, 429,
-// 5xx, timeouts, connection errors), honouring Retry-After, and no retry for
-// other 4xx answers, which are permanent. The simulator subpackage serves the
+// [Client] sends the request URLs over a keep-alive connection pool sized
+// for the senders, under one rate limit shared by the whole process. It
+// retries transient failures (408, 429, 5xx, timeouts, connection errors)
+// with exponential backoff and full jitter, honouring Retry-After; any other
+// 4xx is permanent and is not retried. The simulator subpackage serves the
 // API the design page describes and can be told to misbehave, so that
 // retries, throttling and crash recovery are tested over real HTTP.
 //

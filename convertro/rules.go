@@ -108,6 +108,7 @@ var (
 // once per run with NewMapper; it is immutable afterwards.
 type Mapper struct {
 	events  map[string][][]byte // normalised Segment name → Convertro names, in settings order, unique
+	filter  bool                // the settings' events map is not empty: unmapped events are skipped
 	hybrid  bool
 	ignored []string // events entries that rules 11 and 15 override
 }
@@ -120,7 +121,13 @@ func NewMapper(s Settings) (*Mapper, error) {
 	if errs := checkEvents(s.Events); errs != nil {
 		return nil, errs[0]
 	}
-	m := &Mapper{events: make(map[string][][]byte, len(s.Events)), hybrid: s.HybridAttributionModel}
+	m := &Mapper{
+		events: make(map[string][][]byte, len(s.Events)),
+		// Emptiness is the settings' own, as the browser code sees it: a map
+		// holding only an ignored Order Completed entry still filters.
+		filter: len(s.Events) > 0,
+		hybrid: s.HybridAttributionModel,
+	}
 	for _, k := range sortedKeys(s.Events) { // sorted: merged entries keep one order from run to run
 		n := NormalizeEventName(k)
 		switch n {
@@ -213,7 +220,7 @@ func (m *Mapper) Map(dst []Delivery, msg *segment.Message) ([]Delivery, SkipReas
 	d.Kind = KindHit
 	d.EID = msg.MessageID
 	d.Val = value(msg.Revenue, 1) // rules 12, 13: revenue, else 1
-	if len(m.events) == 0 {       // rule 12: sent under its own name
+	if !m.filter {                // rule 12: sent under its own name
 		d.Typ = name
 		return append(dst, d), SkipNone
 	}

@@ -262,6 +262,10 @@ var ruleCases = []ruleCase{
 		events: signup,
 		msg:    track("Product Viewed"),
 		skip:   SkipUnmappedEvent},
+	{name: "rule 14 a map holding only an ignored Order Completed entry still filters",
+		events: map[string][]string{"Order Completed": {"purchase"}},
+		msg:    track("Signed Up"),
+		skip:   SkipUnmappedEvent},
 	{name: "rule 14 a track without any event name sends nothing",
 		msg:  track(""),
 		skip: SkipUnmappedEvent},
@@ -530,5 +534,57 @@ func TestMapDoesNotAllocate(t *testing.T) {
 				t.Errorf("%v allocations per message, want 0", allocs)
 			}
 		})
+	}
+}
+
+// TestConcurrentUse backs the Concurrency promise of the package doc: one
+// Mapper and one Wire serve many goroutines, each with its own buffers. Run
+// under -race it fails if either holds mutable state.
+func TestConcurrentUse(t *testing.T) {
+	s := Settings{ClientName: "acme", SiteID: "42", Events: signupLead, HybridAttributionModel: true}
+	m, err := NewMapper(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWire(s)
+	msgs := []*segment.Message{
+		track("Order Completed", order("o-1"), total(49.99), repeat(segment.False), ua("UA 1")),
+		track("signed_up", revenue(2)),
+		identify("user-1", ip("10.0.0.1")),
+		track("Application Installed"),
+	}
+	render := func(ds []Delivery, buf []byte) string {
+		out := ""
+		for i := range ds {
+			buf = w.AppendURL(buf[:0], &ds[i])
+			out += string(buf) + "\n"
+		}
+		return out
+	}
+	want := make([]string, len(msgs))
+	for i, msg := range msgs {
+		ds, _ := m.Map(nil, msg)
+		want[i] = render(ds, nil)
+	}
+	done := make(chan error)
+	for g := 0; g < 4; g++ {
+		go func() {
+			ds := make([]Delivery, 0, 4)
+			buf := make([]byte, 0, 256)
+			for n := 0; n < 200; n++ {
+				i := (n + g) % len(msgs)
+				ds, _ = m.Map(ds[:0], msgs[i])
+				if got := render(ds, buf); got != want[i] {
+					done <- fmt.Errorf("goroutine %d: got\n%swant\n%s", g, got, want[i])
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
 	}
 }
