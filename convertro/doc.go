@@ -89,9 +89,10 @@
 //
 // # Errors
 //
-//   - [ErrInvalidSettings]: from [Settings.Validate], [NewMapper] and
-//     [ParseEventFlag]; the concrete error is a *[SettingError] naming the
-//     setting (several are joined with errors.Join).
+//   - [ErrInvalidSettings]: from [Settings.Validate], [NewMapper],
+//     [ParseEventFlag] and [ValidateAudience]; the concrete error is a
+//     *[SettingError] naming the setting (several are joined with
+//     errors.Join).
 //   - [Mapper.Map] returns no error: a message that yields no request gets a
 //     [SkipReason], which the run counts by its String.
 //   - The client's errors ([ErrPermanent], [ErrGaveUp], *[StatusError], or the

@@ -281,6 +281,22 @@ func AudienceDelivery(userID, deviceID []byte, ts int64, trait string, member bo
 	return Delivery{Kind: KindUser, SID: deviceID, ID: userID, TS: ts, Trait: SnakeCase(trait), Member: member}
 }
 
+// ValidateAudience checks an audience name (or key) before an audience sync
+// starts: its snake_case key must not be empty, and must not be one of the
+// user request's own parameter names, which would make the URL ambiguous
+// ("ID" would become id=true next to id={userId}). The error wraps
+// ErrInvalidSettings and names the setting "audience".
+func ValidateAudience(name string) error {
+	switch key := SnakeCase(name); key {
+	case "":
+		return &SettingError{"audience", "no letters or digits in " + strconv.Quote(name)}
+	case ParamSID, ParamID, ParamTS, ParamCUA, ParamCIP:
+		return &SettingError{"audience", strconv.Quote(name) + " becomes " + strconv.Quote(key) +
+			", a parameter name Convertro's user request already uses"}
+	}
+	return nil
+}
+
 // disabled applies rule 19: Convertro is off when the Integrations object
 // says Convertro: false, or All: false without Convertro: true.
 func disabled(msg *segment.Message) bool {

@@ -588,3 +588,24 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateAudience(t *testing.T) {
+	for name, wantErr := range map[string]bool{
+		"Order Completed Last 30 Days": false,
+		"order_completed_last_30days":  false,
+		"VIP":                          false,
+		"":                             true,
+		"!!!":                          true,
+		"ID":                           true,
+		"Sid":                          true,
+		"ts":                           true,
+	} {
+		err := ValidateAudience(name)
+		if (err != nil) != wantErr {
+			t.Errorf("ValidateAudience(%q) = %v, want error: %v", name, err, wantErr)
+		}
+		if err != nil && !isSettingError(err, "audience") {
+			t.Errorf("ValidateAudience(%q) = %v, want an audience SettingError", name, err)
+		}
+	}
+}
