@@ -23,7 +23,9 @@
 // one message, appending zero, one or two (or, for an event mapped to several
 // names, more) [Delivery] values, or saying why it sent nothing
 // ([SkipReason]). It is pure and allocates nothing in the steady state, since
-// it runs once per row of a backfill. Where each rule comes from:
+// it runs once per row of a backfill. Engage audience syncs (rule 18) go
+// through [Mapper.MapAudience] or [AudienceDelivery], with the key from
+// [SnakeCase], checked once by [ValidateAudience]. Where each rule comes from:
 //
 //   - seed: 1 identify ties device id to userId, no traits; 2 no userId, no
 //     request; 3 device id required for every call; 4-8 sale, sale.new,
@@ -48,7 +50,9 @@
 //     refuses an empty typ); NaN and infinite values count as absent (so
 //     val=1); an empty eid is left out of the URL.
 //
-// Where the seed and the design page differ, the seed wins. The places found:
+// Where the seed and the design page differ, the seed wins. No outright
+// contradiction was found; these are the places where they can be read to
+// differ, and what this package does:
 //
 //   - Rule 10: the browser code sends an Order Completed without orderId;
 //     the seed says ecommerce events are sent "as long as they include an
@@ -63,6 +67,11 @@
 //     ("Order Completed Last 30 Days" → order_completed_last_30_days) are
 //     consistent with it, since an audience named "Order Completed Last
 //     30days" gives exactly the seed's key. No conflict; both are tested.
+//   - Domain: the seed's mobile section says to enter Client Name, Site ID
+//     and Domain, while its settings table marks all three optional. Client
+//     Name and Site ID are path segments, so delivery requires them (design
+//     page); Domain stays optional and defaults to sp1.convertro.com, the
+//     host Convertro's own code uses.
 //   - Rule 12 and the seed's Events setting ("Convertro only wants to receive
 //     specific events"): the design page sends every track under its own
 //     name when the map is empty, from the seed's Track section; an operator
