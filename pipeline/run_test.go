@@ -1,0 +1,840 @@
+package pipeline
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+
+	"github.com/convertro-etl/convertro-etl/internal/segment"
+)
+
+// The test data: every row's message id names its place ("key|rg|row"), so a
+// URL tells which row it came from. Rows with row%7 == 3 have no user id
+// (skipped), rows with row%5 == 0 are orders (two requests: a hit and a user
+// update), the others one hit.
+
+func testObjects() []Object {
+	return []Object{
+		{URI: "mem://a.parquet", Key: "a.parquet", Size: 10, Generation: 1, RowGroups: []int64{40, 25, 0, 33}},
+		{URI: "mem://b.parquet", Key: "b.parquet", Size: 20, Generation: 2, RowGroups: []int64{57}},
+		{URI: "mem://bad.parquet", Key: "bad.parquet", Size: 5, Generation: 3, Skipped: "bad footer"},
+		{URI: "mem://c.parquet", Key: "c.parquet", Size: 30, Generation: 4, RowGroups: []int64{12, 61, 8}},
+	}
+}
+
+func msgID(key string, rg int, row int64) string { return fmt.Sprintf("%s|%d|%d", key, rg, row) }
+
+func parseMsgID(t testing.TB, id string) (key string, rg int, row int64) {
+	p := strings.Split(id, "|")
+	if len(p) != 3 {
+		t.Fatalf("bad message id %q", id)
+	}
+	rg, _ = strconv.Atoi(p[1])
+	row, _ = strconv.ParseInt(p[2], 10, 64)
+	return p[0], rg, row
+}
+
+// memDecoder serves generated rows in batches, reusing its batch and byte
+// buffers the way a Parquet decoder does, so that a transform which keeps
+// a slice past the batch gets garbage. The function fields inject failures
+// and observe progress.
+type memDecoder struct {
+	batch   int
+	before  func(ctx context.Context, obj Object, rg int) error // nil: none
+	rows    atomic.Int64                                        // rows handed out
+	decodes atomic.Int64
+}
+
+func (d *memDecoder) Decode(ctx context.Context, obj Object, rg int, fn func(int64, []segment.Message) error) error {
+	d.decodes.Add(1)
+	if d.before != nil {
+		if err := d.before(ctx, obj, rg); err != nil {
+			return err
+		}
+	}
+	size := max(d.batch, 1)
+	msgs := make([]segment.Message, size)
+	var buf []byte
+	n := obj.RowGroups[rg]
+	for first := int64(0); first < n; first += int64(size) {
+		k := min(int64(size), n-first)
+		buf = buf[:0]
+		for i := range k {
+			row := first + i
+			m := &msgs[i]
+			m.Reset()
+			start := len(buf)
+			buf = append(buf, msgID(obj.Key, rg, row)...)
+			m.MessageID = buf[start:len(buf):len(buf)]
+			m.Type = segment.TypeTrack
+			if row%7 != 3 {
+				start = len(buf)
+				buf = append(buf, "user-"...)
+				buf = strconv.AppendInt(buf, row, 10)
+				m.UserID = buf[start:len(buf):len(buf)]
+			}
+			if row%5 == 0 {
+				m.Event = []byte("Order Completed")
+			} else {
+				m.Event = []byte("Page Viewed")
+			}
+		}
+		d.rows.Add(k)
+		if err := fn(first, msgs[:k]); err != nil {
+			return err
+		}
+		// Scribble over the batch: nothing may still point into it.
+		for i := range buf {
+			buf[i] = 'X'
+		}
+	}
+	return nil
+}
+
+func newTestTransform(base string) func() Transform {
+	return func() Transform {
+		var b []byte
+		return func(m *segment.Message, emit func([]byte)) string {
+			if len(m.UserID) == 0 {
+				return "missing_user_id"
+			}
+			b = append(b[:0], base...)
+			b = append(b, "/api/hit/acme/1/?eid="...)
+			b = append(b, url.QueryEscape(string(m.MessageID))...)
+			b = append(b, "&sid="...)
+			b = append(b, url.QueryEscape(string(m.UserID))...)
+			emit(b)
+			if string(m.Event) == "Order Completed" {
+				b = append(b[:0], base...)
+				b = append(b, "/api/user/acme/1/?eid="...)
+				b = append(b, url.QueryEscape(string(m.MessageID))...)
+				emit(b)
+			}
+			return ""
+		}
+	}
+}
+
+// expected computes what the transform must produce for objs: the request
+// paths+queries in plan order, the rows, and the skips.
+type expectation struct {
+	requests []string // RequestURI, plan order
+	rows     int64
+	skipped  int64
+}
+
+func expect(objs []Object) expectation {
+	var e expectation
+	for _, u := range BuildPlan(objs) {
+		key := objs[u.Object].Key
+		for row := range u.Rows {
+			e.rows++
+			if row%7 == 3 {
+				e.skipped++
+				continue
+			}
+			id := url.QueryEscape(msgID(key, u.RowGroup, row))
+			e.requests = append(e.requests, "/api/hit/acme/1/?eid="+id+"&sid="+url.QueryEscape("user-"+strconv.FormatInt(row, 10)))
+			if row%5 == 0 {
+				e.requests = append(e.requests, "/api/user/acme/1/?eid="+id)
+			}
+		}
+	}
+	return e
+}
+
+// convertroStub is an HTTP server that records every request it gets.
+// status decides the answer (nil: 200).
+type convertroStub struct {
+	*httptest.Server
+	mu       sync.Mutex
+	got      []string
+	status   func(r *http.Request, n int) int // n: this request's 1-based arrival number
+	arrivals atomic.Int64
+}
+
+func newConvertroStub(t *testing.T, status func(r *http.Request, n int) int) *convertroStub {
+	s := &convertroStub{status: status}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := int(s.arrivals.Add(1))
+		code := http.StatusOK
+		if s.status != nil {
+			code = s.status(r, n)
+		}
+		if code == http.StatusOK {
+			s.mu.Lock()
+			s.got = append(s.got, r.URL.RequestURI())
+			s.mu.Unlock()
+		}
+		w.WriteHeader(code)
+		fmt.Fprintf(w, "status %d", code)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *convertroStub) received() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.got)
+}
+
+func (s *convertroStub) reset() {
+	s.mu.Lock()
+	s.got = nil
+	s.mu.Unlock()
+}
+
+// httpSender is a plain HTTP client: 2xx acknowledged, 4xx (not 429)
+// permanent, anything else stops the run.
+type httpSender struct{ c *http.Client }
+
+func (s httpSender) Send(ctx context.Context, u string) Outcome {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return Outcome{Err: err, Permanent: true}
+	}
+	resp, err := s.c.Do(req)
+	if err != nil {
+		return Outcome{Attempts: 1, Err: err}
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	resp.Body.Close()
+	o := Outcome{Status: resp.StatusCode, Attempts: 1, Body: body}
+	switch {
+	case resp.StatusCode < 300:
+	case resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != 429:
+		o.Err, o.Permanent = fmt.Errorf("convertro answered %d", resp.StatusCode), true
+	default:
+		o.Err = fmt.Errorf("convertro answered %d", resp.StatusCode)
+	}
+	return o
+}
+
+type memDeadLetters struct{ got []DeadLetter }
+
+func (m *memDeadLetters) WriteDeadLetter(d DeadLetter) error {
+	m.got = append(m.got, d)
+	return nil
+}
+
+var testJob = JobID{Kind: "backfill", Fingerprint: "f1", Description: "test backfill"}
+
+// liveRun runs (or resumes) the job against the stub with the state in dir.
+func runLiveTest(t *testing.T, ctx context.Context, dir string, cfg Config, dec Decoder, stub *convertroStub, dl *memDeadLetters) (*Report, error) {
+	t.Helper()
+	st, err := OpenState(context.Background(), dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shard := cfg.Shard
+	if shard.Count == 0 {
+		shard = Shard{0, 1}
+	}
+	cp, prev, err := OpenCheckpoint(context.Background(), st, shard, NewLease(), nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Job == (JobID{}) {
+		cfg.Job = testJob
+	}
+	return Run(ctx, cfg, Deps{
+		Decoder:      dec,
+		NewTransform: newTestTransform(stub.URL),
+		Sender:       httpSender{stub.Client()},
+		DeadLetters:  dl,
+		Checkpoint:   cp,
+		Previous:     prev,
+		State:        st,
+	})
+}
+
+func readManifest(t *testing.T, dir string, shard Shard) *Manifest {
+	t.Helper()
+	st, err := OpenState(context.Background(), dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ReadManifest(context.Background(), st, shard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func counts(list []string) map[string]int {
+	m := make(map[string]int, len(list))
+	for _, s := range list {
+		m[s]++
+	}
+	return m
+}
+
+func TestRunDeliversEveryRequestOnce(t *testing.T) {
+	objs := testObjects()
+	want := expect(objs)
+	stub := newConvertroStub(t, nil)
+	dir := t.TempDir()
+	dl := &memDeadLetters{}
+	cfg := Config{Objects: objs, Decoders: 3, Concurrency: 8, Window: 64}
+	rep, err := runLiveTest(t, context.Background(), dir, cfg, &memDecoder{batch: 7}, stub, dl)
+	// A skipped object makes the run incomplete, with the report.
+	if !errors.Is(err, ErrIncomplete) {
+		t.Fatalf("Run error = %v, want ErrIncomplete (one object skipped)", err)
+	}
+	got := counts(stub.received())
+	for _, r := range want.requests {
+		if got[r] != 1 {
+			t.Errorf("%s received %d times, want 1", r, got[r])
+		}
+	}
+	if len(got) != len(want.requests) {
+		t.Errorf("received %d distinct requests, want %d", len(got), len(want.requests))
+	}
+	c := rep.Counts
+	if c.RowsRead != want.rows || c.RowsSkipped["missing_user_id"] != want.skipped || len(c.RowsSkipped) != 1 ||
+		c.RowsDelivered != want.rows-want.skipped || c.RowsDeadLettered != 0 {
+		t.Errorf("row counts = %+v, want %d read, %d skipped (missing_user_id)", c, want.rows, want.skipped)
+	}
+	if c.RequestsSent != int64(len(want.requests)) || c.RequestsAcked != c.RequestsSent || c.ObjectsSkipped != 1 {
+		t.Errorf("request counts = %+v, want %d sent and acked, 1 object skipped", c, len(want.requests))
+	}
+	if err := rep.Check(); err != nil {
+		t.Error(err)
+	}
+	if rep.Status != StatusFinished || rep.Runs != 1 || rep.RepeatBound != 0 || len(rep.SkippedObjects) != 1 {
+		t.Errorf("report = %+v", rep)
+	}
+	m := readManifest(t, dir, Shard{0, 1})
+	if m.Status != StatusFinished || unfinished(m.Units) != 0 || m.Counts.RowsRead != want.rows || m.Window != 64 {
+		t.Errorf("manifest status %s, %d units unfinished, %d rows read, window %d", m.Status, unfinished(m.Units), m.Counts.RowsRead, m.Window)
+	}
+	// The report file is in the state.
+	st, _ := OpenState(context.Background(), dir, nil)
+	data, _, err := st.Read(context.Background(), "report-0-of-1.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var onDisk Report
+	if err := json.Unmarshal(data, &onDisk); err != nil || onDisk.Counts.RowsRead != want.rows {
+		t.Errorf("report file: %v, rows read %d", err, onDisk.Counts.RowsRead)
+	}
+
+	// The same job again: nothing to do, nothing sent, success.
+	stub.reset()
+	rep2, err := runLiveTest(t, context.Background(), dir, cfg, &memDecoder{batch: 7}, stub, dl)
+	if err != nil || len(stub.received()) != 0 || rep2.Status != StatusFinished {
+		t.Errorf("rerun of a finished job: err %v, %d requests, status %s", err, len(stub.received()), rep2.Status)
+	}
+}
+
+func TestRunShardsTogetherSendEverything(t *testing.T) {
+	objs := testObjects()
+	want := expect(objs)
+	stub := newConvertroStub(t, nil)
+	dir := t.TempDir()
+	var read int64
+	for i := range 3 {
+		cfg := Config{Objects: objs, Shard: Shard{i, 3}, Decoders: 2, Concurrency: 4}
+		rep, err := runLiveTest(t, context.Background(), dir, cfg, &memDecoder{batch: 16}, stub, &memDeadLetters{})
+		if err != nil && !errors.Is(err, ErrIncomplete) {
+			t.Fatalf("shard %d: %v", i, err)
+		}
+		read += rep.Counts.RowsRead
+	}
+	if got := counts(stub.received()); len(got) != len(want.requests) || len(stub.received()) != len(want.requests) {
+		t.Errorf("3 shards sent %d requests (%d distinct), want %d once each", len(stub.received()), len(got), len(want.requests))
+	}
+	if read != want.rows {
+		t.Errorf("3 shards read %d rows, want %d", read, want.rows)
+	}
+}
+
+func TestRunDeadLetters(t *testing.T) {
+	objs := testObjects()[:2]
+	want := expect(objs)
+	// Order rows 10, 20, 30...: the user update is refused, the hit
+	// accepted; so the row is dead-lettered while one request was acked.
+	refused := func(r *http.Request) bool {
+		_, _, row := parseMsgID(t, r.URL.Query().Get("eid"))
+		return strings.HasPrefix(r.URL.Path, "/api/user/") && row%10 == 0
+	}
+	stub := newConvertroStub(t, func(r *http.Request, _ int) int {
+		if refused(r) {
+			return http.StatusBadRequest
+		}
+		return http.StatusOK
+	})
+	dl := &memDeadLetters{}
+	rep, err := runLiveTest(t, context.Background(), t.TempDir(), Config{Objects: objs, Decoders: 2, Concurrency: 8}, &memDecoder{batch: 5}, stub, dl)
+	if !errors.Is(err, ErrIncomplete) {
+		t.Fatalf("Run error = %v, want ErrIncomplete", err)
+	}
+	var wantDead []string
+	for _, r := range want.requests {
+		if u, _ := url.Parse(r); refused(&http.Request{URL: u}) {
+			wantDead = append(wantDead, r)
+		}
+	}
+	if len(wantDead) == 0 {
+		t.Fatal("test data has no refused request")
+	}
+	var gotDead []string
+	for _, d := range dl.got {
+		u, _ := url.Parse(d.URL)
+		gotDead = append(gotDead, u.RequestURI())
+		key, rg, row := parseMsgID(t, d.MessageID)
+		if d.Object != "mem://"+key || d.RowGroup != rg || d.Row != row || d.Status != 400 ||
+			d.Attempts != 1 || d.Response != "status 400" || d.Reason == "" || d.Time.IsZero() {
+			t.Errorf("dead letter %+v does not describe its row", d)
+		}
+	}
+	slices.Sort(gotDead)
+	slices.Sort(wantDead)
+	if !slices.Equal(gotDead, wantDead) {
+		t.Errorf("dead letters = %v, want %v", gotDead, wantDead)
+	}
+	c := rep.Counts
+	n := int64(len(wantDead))
+	if c.RowsDeadLettered != n || c.RequestsDeadLettered != n || rep.DeadLetters != n ||
+		c.RequestsAcked != int64(len(want.requests))-n || c.RowsDelivered != want.rows-want.skipped-n {
+		t.Errorf("counts = %+v, want %d rows and requests dead-lettered", c, n)
+	}
+	if err := rep.Check(); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestRunMisconfigured(t *testing.T) {
+	stub := newConvertroStub(t, func(*http.Request, int) int { return http.StatusForbidden })
+	dl := &memDeadLetters{}
+	dir := t.TempDir()
+	rep, err := runLiveTest(t, context.Background(), dir, Config{Objects: testObjects(), Decoders: 2, Concurrency: 4}, &memDecoder{batch: 8}, stub, dl)
+	if !errors.Is(err, ErrMisconfigured) {
+		t.Fatalf("Run error = %v, want ErrMisconfigured", err)
+	}
+	if !strings.Contains(err.Error(), "403") {
+		t.Errorf("error %q does not name the status", err)
+	}
+	if len(dl.got) != 0 {
+		t.Errorf("%d dead letters written, want none", len(dl.got))
+	}
+	m := readManifest(t, dir, Shard{0, 1})
+	if m.Status != StatusFailed || m.Counts.RequestsSent != 0 || m.Counts.RowsDelivered != 0 || rep.Status != StatusFailed {
+		t.Errorf("manifest status %s, counts %+v", m.Status, m.Counts)
+	}
+	if err := checkCounts(m.Counts, markedRows(m.Units)); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestRunConvertroDownStopsResumably(t *testing.T) {
+	stub := newConvertroStub(t, func(_ *http.Request, n int) int {
+		if n > 30 {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	dir := t.TempDir()
+	_, err := runLiveTest(t, context.Background(), dir, Config{Objects: testObjects(), Decoders: 2, Concurrency: 4}, &memDecoder{batch: 8}, stub, &memDeadLetters{})
+	if err == nil || errors.Is(err, ErrStopped) || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("Run error = %v, want the send failure", err)
+	}
+	m := readManifest(t, dir, Shard{0, 1})
+	if m.Status != StatusFailed || m.Counts.RequestsSent > 30 {
+		t.Errorf("manifest status %s, %d requests counted (at most 30 accepted)", m.Status, m.Counts.RequestsSent)
+	}
+	if err := checkCounts(m.Counts, markedRows(m.Units)); err != nil {
+		t.Error(err)
+	}
+	// Convertro is back: the same command finishes the job, every request
+	// delivered at least once.
+	stub.status = nil
+	rep, err := runLiveTest(t, context.Background(), dir, Config{Objects: testObjects(), Decoders: 2, Concurrency: 4}, &memDecoder{batch: 8}, stub, &memDeadLetters{})
+	if !errors.Is(err, ErrIncomplete) || rep.Status != StatusFinished || rep.Runs != 2 {
+		t.Fatalf("resume: %v, report %+v", err, rep)
+	}
+	got := counts(stub.received())
+	for _, r := range expect(testObjects()).requests {
+		if got[r] == 0 {
+			t.Errorf("%s never delivered", r)
+		}
+	}
+}
+
+func TestRunStopAndResume(t *testing.T) {
+	objs := testObjects()
+	want := expect(objs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop := len(want.requests) / 2
+	stub := newConvertroStub(t, func(_ *http.Request, n int) int {
+		if n == stop {
+			cancel() // a signal, halfway
+		}
+		return http.StatusOK
+	})
+	dir := t.TempDir()
+	const window = 16
+	cfg := Config{Objects: objs, Decoders: 2, Concurrency: 4, Window: window}
+	rep1, err := runLiveTest(t, ctx, dir, cfg, &memDecoder{batch: 4}, stub, &memDeadLetters{})
+	if !errors.Is(err, ErrStopped) || rep1.Status != StatusStopped {
+		t.Fatalf("Run error = %v (status %s), want ErrStopped", err, rep1.Status)
+	}
+	first := stub.received()
+	m1 := readManifest(t, dir, Shard{0, 1})
+	if m1.Status != StatusStopped || m1.Counts.RowsRead == 0 || m1.Counts.RowsRead == want.rows {
+		t.Fatalf("after the stop: manifest status %s, %d of %d rows done", m1.Status, m1.Counts.RowsRead, want.rows)
+	}
+	if err := checkCounts(m1.Counts, markedRows(m1.Units)); err != nil {
+		t.Error(err)
+	}
+
+	stub.reset()
+	rep2, err := runLiveTest(t, context.Background(), dir, cfg, &memDecoder{batch: 4}, stub, &memDeadLetters{})
+	if !errors.Is(err, ErrIncomplete) || rep2.Status != StatusFinished {
+		t.Fatalf("resume: %v, status %s", err, rep2.Status)
+	}
+	second := stub.received()
+
+	// Nothing the first run committed is sent again.
+	done := map[string]bool{}
+	for ui, u := range m1.Units {
+		key := m1.Objects[u.Object].Key
+		for row := range u.Rows {
+			if m1.Units[ui].IsDone(row) {
+				done[msgID(key, u.RowGroup, row)] = true
+			}
+		}
+	}
+	for _, r := range second {
+		q, _ := url.ParseQuery(r[strings.IndexByte(r, '?')+1:])
+		if done[q.Get("eid")] {
+			t.Errorf("resume sent %s again, though its row was committed", r)
+		}
+	}
+	// Together the runs sent everything; the repeats stay within the bound.
+	all := counts(slices.Concat(first, second))
+	repeats := 0
+	for _, r := range want.requests {
+		switch n := all[r]; {
+		case n == 0:
+			t.Errorf("%s never sent", r)
+		case n > 1:
+			repeats += n - 1
+		}
+	}
+	if len(all) != len(want.requests) {
+		t.Errorf("%d distinct requests sent, want %d", len(all), len(want.requests))
+	}
+	if rep2.Runs != 2 || rep2.Resumes != 1 || rep2.RepeatBound != window {
+		t.Errorf("report runs %d resumes %d repeat bound %d, want 2, 1, %d", rep2.Runs, rep2.Resumes, rep2.RepeatBound, window)
+	}
+	if int64(repeats) > rep2.RepeatBound {
+		t.Errorf("%d requests sent twice, more than the bound %d", repeats, rep2.RepeatBound)
+	}
+	t.Logf("stopped after %d requests; %d rows committed; resume sent %d; %d repeats (bound %d)",
+		len(first), m1.Counts.RowsRead, len(second), repeats, rep2.RepeatBound)
+	// The counts add up over both runs, with no row counted twice.
+	c := rep2.Counts
+	if c.RowsRead != want.rows || c.RequestsSent != int64(len(want.requests)) {
+		t.Errorf("counts after resume: %d rows, %d requests; want %d, %d", c.RowsRead, c.RequestsSent, want.rows, len(want.requests))
+	}
+	if err := rep2.Check(); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestRunRefusesAnotherUnfinishedJob(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	stub := newConvertroStub(t, func(_ *http.Request, n int) int {
+		if n == 5 {
+			cancel()
+		}
+		return http.StatusOK
+	})
+	dir := t.TempDir()
+	cfg := Config{Objects: testObjects(), Decoders: 1, Concurrency: 2}
+	if _, err := runLiveTest(t, ctx, dir, cfg, &memDecoder{batch: 4}, stub, &memDeadLetters{}); !errors.Is(err, ErrStopped) {
+		t.Fatalf("first run: %v", err)
+	}
+	other := cfg
+	other.Job = JobID{Kind: "backfill", Fingerprint: "f2", Description: "other"}
+	if _, err := runLiveTest(t, context.Background(), dir, other, &memDecoder{batch: 4}, stub, &memDeadLetters{}); !errors.Is(err, ErrJobMismatch) {
+		t.Fatalf("other job over an unfinished one: %v, want ErrJobMismatch", err)
+	}
+	// The same job whose input changed since the plan stops and says so.
+	changed := cfg
+	changed.Objects = testObjects()
+	changed.Objects[1].Generation++
+	if _, err := runLiveTest(t, context.Background(), dir, changed, &memDecoder{batch: 4}, stub, &memDeadLetters{}); !errors.Is(err, ErrInputChanged) {
+		t.Fatalf("rewritten input: %v, want ErrInputChanged", err)
+	}
+	other.Fresh = true
+	if _, err := runLiveTest(t, context.Background(), dir, other, &memDecoder{batch: 4}, stub, &memDeadLetters{}); !errors.Is(err, ErrIncomplete) {
+		t.Fatalf("--fresh: %v", err)
+	}
+}
+
+func TestRunDecodeErrorStops(t *testing.T) {
+	boom := errors.New("decode mem://c.parquet row group 1: column id: corrupt page")
+	dec := &memDecoder{batch: 8, before: func(_ context.Context, obj Object, rg int) error {
+		if obj.Key == "c.parquet" && rg == 1 {
+			return boom
+		}
+		return nil
+	}}
+	dir := t.TempDir()
+	_, err := runLiveTest(t, context.Background(), dir, Config{Objects: testObjects(), Decoders: 2, Concurrency: 4}, dec, newConvertroStub(t, nil), &memDeadLetters{})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Run error = %v, want the decode error", err)
+	}
+	if m := readManifest(t, dir, Shard{0, 1}); m.Status != StatusFailed {
+		t.Errorf("manifest status %s, want failed", m.Status)
+	}
+}
+
+func dryRun(t *testing.T, objs []Object, decoders int, dec Decoder) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	rep, err := Run(context.Background(), Config{Job: testJob, Objects: objs, Decoders: decoders},
+		Deps{Decoder: dec, NewTransform: newTestTransform("http://convertro.test"), DryRun: &out})
+	if err != nil {
+		t.Fatalf("dry run: %v", err)
+	}
+	want := expect(objs)
+	if rep.Status != StatusDryRun || rep.Counts.RowsRead != want.rows || rep.Counts.RequestsSent != int64(len(want.requests)) {
+		t.Errorf("dry-run report %+v", rep)
+	}
+	if err := rep.Check(); err != nil {
+		t.Error(err)
+	}
+	return out.Bytes()
+}
+
+func TestDryRunDeterministic(t *testing.T) {
+	objs := testObjects()
+	want := expect(objs)
+	// The first unit finishes last: it waits until three later units have
+	// been decoded, so the writer must hold their output back.
+	slowFirst := func() *memDecoder {
+		var later sync.WaitGroup
+		later.Add(3)
+		return &memDecoder{batch: 6, before: func(ctx context.Context, obj Object, rg int) error {
+			if obj.Key == "a.parquet" && rg == 0 {
+				later.Wait()
+			} else if obj.Key == "a.parquet" {
+				defer later.Done()
+			}
+			return nil
+		}}
+	}
+	one := dryRun(t, objs, 1, &memDecoder{batch: 6})
+	four := dryRun(t, objs, 4, slowFirst())
+	if !bytes.Equal(one, four) {
+		t.Fatalf("dry-run output differs between 1 and 4 decoders")
+	}
+	if again := dryRun(t, objs, 4, slowFirst()); !bytes.Equal(four, again) {
+		t.Fatalf("dry-run output differs between two runs")
+	}
+	// Each line is {"method":"GET","url":...}, in plan order, the same
+	// requests a live run sends.
+	var got []string
+	sc := bufio.NewScanner(bytes.NewReader(one))
+	for sc.Scan() {
+		var line struct{ Method, URL string }
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil || line.Method != "GET" {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		got = append(got, strings.TrimPrefix(line.URL, "http://convertro.test"))
+	}
+	if !slices.Equal(got, want.requests) {
+		t.Errorf("dry run wrote %d requests, want the %d of the plan in order", len(got), len(want.requests))
+	}
+	stub := newConvertroStub(t, nil)
+	if _, err := runLiveTest(t, context.Background(), t.TempDir(), Config{Objects: objs, Decoders: 4, Concurrency: 8}, &memDecoder{batch: 6}, stub, &memDeadLetters{}); !errors.Is(err, ErrIncomplete) {
+		t.Fatal(err)
+	}
+	live := stub.received()
+	slices.Sort(live)
+	sorted := slices.Sorted(slices.Values(got))
+	if !slices.Equal(live, sorted) {
+		t.Errorf("live run sent %d requests, dry run wrote %d; the sets differ", len(live), len(sorted))
+	}
+}
+
+func TestDryRunLineEscaping(t *testing.T) {
+	for _, s := range []string{
+		"http://x/a?b=c&d=e<f>",
+		`q="quoted"\back`,
+		"tab\tnew\nline\r\x00\x1f\x7f",
+		"unicode é 日本 \u2028 \u2029",
+		"bad utf8 \xff\xfe end",
+	} {
+		line := appendDryRunLine(nil, []byte(s))
+		var got struct {
+			Method string `json:"method"`
+			URL    string `json:"url"`
+		}
+		if err := json.Unmarshal(line, &got); err != nil {
+			t.Fatalf("%q: line %s is not JSON: %v", s, line, err)
+		}
+		// encoding/json's reading of the same string is the reference.
+		ref, _ := json.Marshal(s)
+		var want string
+		json.Unmarshal(ref, &want)
+		if got.Method != "GET" || got.URL != want || line[len(line)-1] != '\n' {
+			t.Errorf("%q: decoded %+v", s, got)
+		}
+		if bytes.Contains(line, []byte(`\u0026`)) {
+			t.Errorf("%q: & escaped as HTML", s)
+		}
+	}
+}
+
+// blockingSender holds every request until release is closed; a fake,
+// because the point is a Convertro that never answers.
+type blockingSender struct {
+	release chan struct{}
+	sent    atomic.Int64
+}
+
+func (b *blockingSender) Send(ctx context.Context, _ string) Outcome {
+	select {
+	case <-b.release:
+		b.sent.Add(1)
+		return Outcome{Status: 200, Attempts: 1}
+	case <-ctx.Done():
+		return Outcome{Err: ctx.Err()}
+	}
+}
+
+func TestBackpressure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// One object, 5000 rows, every row one request.
+		objs := []Object{{URI: "mem://big", Key: "big", RowGroups: []int64{1000, 1000, 1000, 1000, 1000}}}
+		const (
+			decoders, concurrency, window, batch = 2, 3, 24, 4
+		)
+		dec := &memDecoder{batch: batch}
+		oneRequest := func() Transform {
+			return func(m *segment.Message, emit func([]byte)) string {
+				emit(append([]byte("http://x/?eid="), m.MessageID...))
+				return ""
+			}
+		}
+		st, err := OpenState(context.Background(), t.TempDir(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp, prev, err := OpenCheckpoint(context.Background(), st, Shard{0, 1}, NewLease(), nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		send := &blockingSender{release: make(chan struct{})}
+		var rep *Report
+		var runErr error
+		finished := make(chan struct{})
+		go func() {
+			defer close(finished)
+			rep, runErr = Run(context.Background(), Config{Job: testJob, Objects: objs, Decoders: decoders, Concurrency: concurrency, Window: window},
+				Deps{Decoder: dec, NewTransform: oneRequest, Sender: send, DeadLetters: &memDeadLetters{}, Checkpoint: cp, Previous: prev, State: st})
+		}()
+		// Wait until every goroutine is blocked: Convertro holds the
+		// requests, so decoding must have stopped at the window.
+		synctest.Wait()
+		// Rows taken: at most the window's worth of requests, plus the
+		// rest of one batch per decoder that waits for permits.
+		if got, bound := dec.rows.Load(), int64(window+decoders*batch); got > bound {
+			t.Errorf("with Convertro stalled the decoders produced %d rows, more than the bound %d", got, bound)
+		}
+		close(send.release)
+		<-finished
+		if runErr != nil || rep.Counts.RowsRead != 5000 || send.sent.Load() != 5000 {
+			t.Fatalf("after release: %v, %d rows, %d sent", runErr, rep.Counts.RowsRead, send.sent.Load())
+		}
+	})
+}
+
+// stallingStore is the real local state whose writes hang after the first
+// `after` until stall is closed: a state bucket that stopped answering.
+type stallingStore struct {
+	StateStore
+	after  int64
+	writes atomic.Int64
+	stall  chan struct{}
+}
+
+func (s *stallingStore) Write(ctx context.Context, name string, data []byte, ifGen int64) (int64, error) {
+	if s.writes.Add(1) > s.after {
+		select {
+		case <-s.stall:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	return s.StateStore.Write(ctx, name, data, ifGen)
+}
+
+func TestWindowBoundsUncommittedRequests(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		objs := []Object{{URI: "mem://big", Key: "big", RowGroups: []int64{3000, 2000}}}
+		const (
+			decoders, concurrency, window, batch = 2, 4, 40, 5
+		)
+		dec := &memDecoder{batch: batch}
+		oneRequest := func() Transform {
+			return func(m *segment.Message, emit func([]byte)) string {
+				emit(append([]byte("http://x/?eid="), m.MessageID...))
+				return ""
+			}
+		}
+		local, err := OpenState(context.Background(), t.TempDir(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := &stallingStore{StateStore: local, after: 1, stall: make(chan struct{})} // Begin's write passes
+		cp, prev, err := OpenCheckpoint(context.Background(), st, Shard{0, 1}, NewLease(), nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		send := &blockingSender{release: make(chan struct{})}
+		close(send.release) // Convertro answers at once
+		var rep *Report
+		var runErr error
+		finished := make(chan struct{})
+		go func() {
+			defer close(finished)
+			rep, runErr = Run(context.Background(), Config{Job: testJob, Objects: objs, Decoders: decoders, Concurrency: concurrency, Window: window},
+				Deps{Decoder: dec, NewTransform: oneRequest, Sender: send, DeadLetters: &memDeadLetters{}, Checkpoint: cp, Previous: prev, State: st})
+		}()
+		synctest.Wait()
+		// No commit gets through, so no permit comes back: the senders stop
+		// at the window, and the decoders just past it.
+		if got := send.sent.Load(); got > window {
+			t.Errorf("%d requests sent with nothing committed, more than the window %d", got, window)
+		}
+		if got, bound := dec.rows.Load(), int64(window+decoders*batch); got > bound {
+			t.Errorf("decoders produced %d rows with nothing committed, more than %d", got, bound)
+		}
+		close(st.stall)
+		<-finished
+		if runErr != nil || rep.Counts.RowsRead != 5000 || send.sent.Load() != 5000 {
+			t.Fatalf("after the state came back: %v, %d rows, %d sent", runErr, rep.Counts.RowsRead, send.sent.Load())
+		}
+	})
+}
