@@ -207,7 +207,10 @@ func (c *Checkpoint) Manifest() *Manifest { return c.m }
 // processes racing for the same shard exactly one wins; the other gets a
 // *LeaseError wrapping ErrLeaseHeld.
 func (c *Checkpoint) Begin(ctx context.Context, m *Manifest) error {
-	if c.m != nil {
+	switch {
+	case m == nil:
+		return fmt.Errorf("begin manifest %s: no manifest", c.uri())
+	case c.m != nil:
 		return fmt.Errorf("begin manifest %s: already begun", c.uri())
 	}
 	t := c.now()
@@ -222,12 +225,15 @@ func (c *Checkpoint) Begin(ctx context.Context, m *Manifest) error {
 	m.Lease = c.owner
 	m.Lease.Expires = t.Add(c.ttl)
 	c.m = m
+	// Registered before the write: a manifest naming this owner must never
+	// be readable while the owner looks like an earlier process's.
+	liveOwners.Store(c.owner.Owner, struct{}{})
 	if err := c.write(ctx, "begin", ErrLeaseHeld); err != nil {
+		liveOwners.Delete(c.owner.Owner)
 		c.m = nil
 		m.Runs--
 		return err
 	}
-	liveOwners.Store(c.owner.Owner, struct{}{})
 	return nil
 }
 
