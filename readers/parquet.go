@@ -2,6 +2,7 @@ package readers
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -66,6 +67,12 @@ func OpenParquet(ctx context.Context, f File, o Object, h Hint) (p *ParquetFile,
 			p, err = nil, fmt.Errorf("open %s: %w: footer decoder failed: %v", o.URI, ErrBadFile, v)
 		}
 	}()
+	if err := checkFooter(r); err != nil {
+		if ioErr := r.failure(); ioErr != nil {
+			return nil, fmt.Errorf("open %s: %w", o.URI, ioErr)
+		}
+		return nil, fmt.Errorf("open %s: %w: %w", o.URI, ErrBadFile, err)
+	}
 	pf, err := parquet.OpenFile(r, r.size,
 		parquet.SkipPageIndex(true),
 		parquet.SkipBloomFilters(true),
@@ -91,6 +98,30 @@ func OpenParquet(ctx context.Context, f File, o Object, h Hint) (p *ParquetFile,
 		return nil, err
 	}
 	return p, nil
+}
+
+// checkFooter checks the magic bytes and that the footer length fits in
+// the file before the Parquet library allocates a buffer of that length.
+func checkFooter(r *trackedReader) error {
+	if r.size < 12 {
+		return fmt.Errorf("%d bytes is too short for a Parquet file", r.size)
+	}
+	var head [4]byte
+	var tail [8]byte
+	if _, err := r.ReadAt(head[:], 0); err != nil {
+		return fmt.Errorf("read header: %w", err)
+	}
+	if _, err := r.ReadAt(tail[:], r.size-8); err != nil {
+		return fmt.Errorf("read footer: %w", err)
+	}
+	if string(head[:]) != "PAR1" || string(tail[4:]) != "PAR1" {
+		return errors.New("not a Parquet file (no PAR1 magic at both ends), or truncated, or encrypted")
+	}
+	n := int64(binary.LittleEndian.Uint32(tail[:4]))
+	if n == 0 || n > r.size-12 {
+		return fmt.Errorf("footer length %d does not fit in %d bytes: truncated or corrupt footer", n, r.size)
+	}
+	return nil
 }
 
 // detect decides the file's message type, first match wins (input-schemas.md),

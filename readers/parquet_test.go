@@ -151,13 +151,13 @@ func writeParquet(t testing.TB, dir, name string, cols []tcol, rows [][]any, opt
 
 // msg is a comparable copy of a segment.Message.
 type msg struct {
-	Type                                                  segment.Type
+	Type                                                   segment.Type
 	MessageID, UserID, DeviceID, EventText, Event, OrderID string
-	Total, Revenue                                        segment.Number
-	Repeat                                                segment.Bool
-	Timestamp, OriginalTimestamp, SentAt, ReceivedAt      segment.Time
-	UserAgent, IP                                         string
-	IntegrationsAll, IntegrationsConvertro                segment.Bool
+	Total, Revenue                                         segment.Number
+	Repeat                                                 segment.Bool
+	Timestamp, OriginalTimestamp, SentAt, ReceivedAt       segment.Time
+	UserAgent, IP                                          string
+	IntegrationsAll, IntegrationsConvertro                 segment.Bool
 }
 
 func copyMsg(m *segment.Message) msg {
