@@ -204,6 +204,9 @@ func (d *dirStore) write(ctx context.Context, name, p string, data []byte, ifGen
 			os.Remove(tmp)
 		}
 	}()
+	if err := f.Chmod(0o644); err != nil { // CreateTemp's 0600 would hide state from other users' status
+		return 0, err
+	}
 	if _, err := f.Write(data); err != nil {
 		return 0, err
 	}
