@@ -609,3 +609,41 @@ func TestValidateAudience(t *testing.T) {
 		}
 	}
 }
+
+// A backfill maps each decoded row and writes each delivery's URL into a
+// buffer it reuses.
+func ExampleMapper_Map() {
+	s := Settings{Account: "acme", ClientName: "acme", SiteID: "42", HybridAttributionModel: true}
+	m, err := NewMapper(s)
+	if err != nil {
+		panic(err)
+	}
+	w := NewWire(s)
+	msg := &segment.Message{
+		Type:      segment.TypeTrack,
+		MessageID: []byte("msg-1"),
+		DeviceID:  []byte("dev-1"),
+		EventText: []byte("Order Completed"),
+		OrderID:   []byte("o-1"),
+		Total:     segment.Num(49.99),
+		Repeat:    segment.False,
+		Timestamp: segment.At(1704164645678000), // 2024-01-02T03:04:05.678Z
+	}
+	var ds []Delivery
+	var buf []byte
+	ds, skip := m.Map(ds[:0], msg)
+	for i := range ds {
+		buf = w.AppendURL(buf[:0], &ds[i])
+		fmt.Println(string(buf))
+	}
+	fmt.Printf("skip: %q\n", skip)
+
+	msg.OrderID = nil
+	_, skip = m.Map(ds[:0], msg)
+	fmt.Printf("without orderId, skip: %q\n", skip)
+	// Output:
+	// https://sp1.convertro.com/api/hit/acme/42/?sid=dev-1&typ=sale.new&val=49.99&eid=o-1&ts=1704164645
+	// https://sp1.convertro.com/api/hit/acme/42/?sid=dev-1&typ=sale&val=49.99&eid=o-1&ts=1704164645
+	// skip: ""
+	// without orderId, skip: "missing_order_id"
+}
