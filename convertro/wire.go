@@ -83,9 +83,11 @@ func (w *Wire) BaseURL() string { return w.base }
 
 // AppendURL appends the full request URL of d to dst and returns the
 // extended slice. Every query value, and a trait name, is query-escaped
-// exactly as url.QueryEscape would. It allocates nothing when dst has room
-// (about 200 bytes covers a typical hit). d.Kind must be one of the three
-// kinds; anything else is a programming error and panics.
+// exactly as url.QueryEscape would. Reuse the result as the next dst
+// (buf = w.AppendURL(buf[:0], &d)) and, once it has grown to fit (each value
+// asks for room for its worst case, three bytes per byte), it allocates
+// nothing. d.Kind must be one of the three kinds; anything else is a
+// programming error and panics.
 func (w *Wire) AppendURL(dst []byte, d *Delivery) []byte {
 	if int(d.Kind) >= len(w.prefix) {
 		panic("convertro: AppendURL of unknown " + d.Kind.String())
