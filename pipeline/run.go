@@ -119,9 +119,13 @@ type Config struct {
 	// max(8192, 4×Concurrency).
 	Window int
 
-	CommitInterval     time.Duration // default 1s (GCS takes about one write per second per object)
+	CommitInterval time.Duration // default 1s (GCS takes about one write per second per object)
+	// LeaseTTL is the ttl given to OpenCheckpoint (default DefaultLeaseTTL).
+	// A run that makes no progress still commits every LeaseTTL/3, so that
+	// a long stall on Convertro does not let its lease expire.
+	LeaseTTL           time.Duration
 	ProgressInterval   time.Duration // log line period when stderr is not a terminal; default 10s
-	FinalCommitTimeout time.Duration // default 10s
+	FinalCommitTimeout time.Duration // bound on each commit and the report write; default 10s
 
 	// Fresh ignores a previous manifest of another job (--fresh) and starts over.
 	Fresh bool
@@ -144,6 +148,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CommitInterval <= 0 {
 		c.CommitInterval = time.Second
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = DefaultLeaseTTL
 	}
 	if c.ProgressInterval <= 0 {
 		c.ProgressInterval = 10 * time.Second
@@ -626,7 +633,8 @@ func (k *checkpointer) loop(ctx context.Context) error {
 				}
 			}
 		case <-ticker.C:
-			if k.dirty && ctx.Err() == nil {
+			renew := k.r.deps.Now().Sub(k.last) >= k.r.cfg.LeaseTTL/3
+			if (k.dirty || renew) && ctx.Err() == nil {
 				if err := k.commit(ctx); err != nil {
 					return err
 				}
@@ -730,7 +738,12 @@ func (k *checkpointer) complete(ctx context.Context, unit int, row int64, skip s
 }
 
 func (k *checkpointer) commit(ctx context.Context) error {
-	if err := k.c.Commit(ctx); err != nil {
+	// A commit is not interrupted by a cancel: a write cut off after it
+	// reached the store would leave the checkpoint's generation behind the
+	// store's, and the final commit would take that for a lost lease.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), k.r.cfg.FinalCommitTimeout)
+	defer cancel()
+	if err := k.c.Commit(cctx); err != nil {
 		return err
 	}
 	k.last = k.r.deps.Now()

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/convertro-etl/convertro-etl/internal/segment"
 )
@@ -835,6 +836,43 @@ func TestWindowBoundsUncommittedRequests(t *testing.T) {
 		<-finished
 		if runErr != nil || rep.Counts.RowsRead != 5000 || send.sent.Load() != 5000 {
 			t.Fatalf("after the state came back: %v, %d rows, %d sent", runErr, rep.Counts.RowsRead, send.sent.Load())
+		}
+	})
+}
+
+func TestLeaseRenewedWhileNothingCompletes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		objs := []Object{{URI: "mem://o", Key: "o", RowGroups: []int64{100}}}
+		st, err := OpenState(context.Background(), t.TempDir(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cp, prev, err := OpenCheckpoint(context.Background(), st, Shard{0, 1}, NewLease(), nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		send := &blockingSender{release: make(chan struct{})} // Convertro hangs
+		ctx, cancel := context.WithCancel(context.Background())
+		finished := make(chan error)
+		go func() {
+			_, err := Run(ctx, Config{Job: testJob, Objects: objs, Decoders: 1, Concurrency: 2},
+				Deps{Decoder: &memDecoder{batch: 10}, NewTransform: newTestTransform("http://x"), Sender: send,
+					DeadLetters: &memDeadLetters{}, Checkpoint: cp, Previous: prev, State: st})
+			finished <- err
+		}()
+		time.Sleep(3 * DefaultLeaseTTL) // no row completes meanwhile
+		synctest.Wait()
+		m, err := ReadManifest(context.Background(), st, Shard{0, 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Counts.RowsRead != 0 || !m.Lease.Expires.After(time.Now()) {
+			t.Errorf("after %v without progress: %d rows done, lease expires %v (now %v)",
+				3*DefaultLeaseTTL, m.Counts.RowsRead, m.Lease.Expires, time.Now())
+		}
+		cancel()
+		if err := <-finished; !errors.Is(err, ErrStopped) {
+			t.Errorf("Run = %v, want ErrStopped", err)
 		}
 	})
 }
