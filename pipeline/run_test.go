@@ -876,3 +876,48 @@ func TestLeaseRenewedWhileNothingCompletes(t *testing.T) {
 		}
 	})
 }
+
+// instantSender acknowledges at once: the benchmark measures the stages,
+// not HTTP.
+type instantSender struct{}
+
+func (instantSender) Send(context.Context, string) Outcome { return Outcome{Status: 200, Attempts: 1} }
+
+func benchObjects() []Object {
+	return []Object{{URI: "mem://bench", Key: "bench", RowGroups: []int64{25000, 25000, 25000, 25000}}}
+}
+
+func BenchmarkRunLive(b *testing.B) {
+	objs := benchObjects()
+	rows := PlanRows(BuildPlan(objs))
+	for b.Loop() {
+		st, err := OpenState(context.Background(), b.TempDir(), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cp, prev, err := OpenCheckpoint(context.Background(), st, Shard{0, 1}, NewLease(), nil, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rep, err := Run(context.Background(), Config{Job: testJob, Objects: objs},
+			Deps{Decoder: &memDecoder{batch: 1024}, NewTransform: newTestTransform("http://x"), Sender: instantSender{},
+				DeadLetters: &memDeadLetters{}, Checkpoint: cp, Previous: prev, State: st})
+		if err != nil || rep.Counts.RowsRead != rows {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+}
+
+func BenchmarkRunDry(b *testing.B) {
+	objs := benchObjects()
+	rows := PlanRows(BuildPlan(objs))
+	for b.Loop() {
+		_, err := Run(context.Background(), Config{Job: testJob, Objects: objs},
+			Deps{Decoder: &memDecoder{batch: 1024}, NewTransform: newTestTransform("http://x"), DryRun: io.Discard})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+}
