@@ -37,7 +37,9 @@
 //
 // A dry run (Deps.DryRun) decodes and transforms the same way but writes the
 // requests, one JSON line each, in plan order whatever the number of decode
-// workers; it takes no lease and writes no state.
+// workers; it takes no lease, writes no state and covers the whole shard
+// whatever a manifest says. Its report counts the requests it would send as
+// sent and acknowledged; skipped objects are reported but do not make it fail.
 //
 // # Delivery guarantee
 //

@@ -625,8 +625,8 @@ func (k *checkpointer) loop(ctx context.Context) error {
 			if err := k.ack(ctx, a); err != nil {
 				return err
 			}
-			// Senders block when the window is full; commit early so that
-			// they rarely have to.
+			// Decoders wait for permits when the window is full; committing
+			// at half gives permits back before they have to.
 			if k.permits >= half && ctx.Err() == nil {
 				if err := k.commit(ctx); err != nil {
 					return err
