@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -25,8 +26,10 @@ import (
 
 // The test data: every row's message id names its place ("key|rg|row"), so a
 // URL tells which row it came from. Rows with row%7 == 3 have no user id
-// (skipped), rows with row%5 == 0 are orders (two requests: a hit and a user
-// update), the others one hit.
+// (skipped: missing_user_id); of the others, row%13 == 6 is an unmapped event
+// (skipped: unmapped_event), row%17 == 9 a heartbeat the transform accepts
+// without a request (no_requests), row%5 == 0 an order (two requests: a hit
+// and a user update), and the rest one hit.
 
 func testObjects() []Object {
 	return []Object{
@@ -88,9 +91,14 @@ func (d *memDecoder) Decode(ctx context.Context, obj Object, rg int, fn func(int
 				buf = strconv.AppendInt(buf, row, 10)
 				m.UserID = buf[start:len(buf):len(buf)]
 			}
-			if row%5 == 0 {
+			switch {
+			case row%13 == 6:
+				m.Event = []byte("Signed Up")
+			case row%17 == 9:
+				m.Event = []byte("Heartbeat")
+			case row%5 == 0:
 				m.Event = []byte("Order Completed")
-			} else {
+			default:
 				m.Event = []byte("Page Viewed")
 			}
 		}
@@ -110,8 +118,13 @@ func newTestTransform(base string) func() Transform {
 	return func() Transform {
 		var b []byte
 		return func(m *segment.Message, emit func([]byte)) string {
-			if len(m.UserID) == 0 {
+			switch {
+			case len(m.UserID) == 0:
 				return "missing_user_id"
+			case string(m.Event) == "Signed Up":
+				return "unmapped_event"
+			case string(m.Event) == "Heartbeat":
+				return "" // accepted, but nothing to send
 			}
 			b = append(b[:0], base...)
 			b = append(b, "/api/hit/acme/1/?eid="...)
@@ -136,16 +149,27 @@ type expectation struct {
 	requests []string // RequestURI, plan order
 	rows     int64
 	skipped  int64
+	reasons  map[string]int64
 }
 
 func expect(objs []Object) expectation {
-	var e expectation
+	e := expectation{reasons: map[string]int64{}}
 	for _, u := range BuildPlan(objs) {
 		key := objs[u.Object].Key
 		for row := range u.Rows {
 			e.rows++
-			if row%7 == 3 {
+			reason := ""
+			switch {
+			case row%7 == 3:
+				reason = "missing_user_id"
+			case row%13 == 6:
+				reason = "unmapped_event"
+			case row%17 == 9:
+				reason = SkipNoRequests
+			}
+			if reason != "" {
 				e.skipped++
+				e.reasons[reason]++
 				continue
 			}
 			id := url.QueryEscape(msgID(key, u.RowGroup, row))
@@ -307,9 +331,9 @@ func TestRunDeliversEveryRequestOnce(t *testing.T) {
 		t.Errorf("received %d distinct requests, want %d", len(got), len(want.requests))
 	}
 	c := rep.Counts
-	if c.RowsRead != want.rows || c.RowsSkipped["missing_user_id"] != want.skipped || len(c.RowsSkipped) != 1 ||
+	if c.RowsRead != want.rows || !maps.Equal(c.RowsSkipped, want.reasons) || len(want.reasons) != 3 ||
 		c.RowsDelivered != want.rows-want.skipped || c.RowsDeadLettered != 0 {
-		t.Errorf("row counts = %+v, want %d read, %d skipped (missing_user_id)", c, want.rows, want.skipped)
+		t.Errorf("row counts = %+v, want %d read, skipped %v", c, want.rows, want.reasons)
 	}
 	if c.RequestsSent != int64(len(want.requests)) || c.RequestsAcked != c.RequestsSent || c.ObjectsSkipped != 1 {
 		t.Errorf("request counts = %+v, want %d sent and acked, 1 object skipped", c, len(want.requests))
@@ -618,7 +642,8 @@ func dryRun(t *testing.T, objs []Object, decoders int, dec Decoder) []byte {
 		t.Fatalf("dry run: %v", err)
 	}
 	want := expect(objs)
-	if rep.Status != StatusDryRun || rep.Counts.RowsRead != want.rows || rep.Counts.RequestsSent != int64(len(want.requests)) {
+	if rep.Status != StatusDryRun || rep.Counts.RowsRead != want.rows || rep.Counts.RequestsSent != int64(len(want.requests)) ||
+		!maps.Equal(rep.Counts.RowsSkipped, want.reasons) {
 		t.Errorf("dry-run report %+v", rep)
 	}
 	if err := rep.Check(); err != nil {
