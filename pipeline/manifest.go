@@ -105,8 +105,8 @@ type PlannedObject struct {
 	URI        string  `json:"uri"`
 	Key        string  `json:"key"`
 	Size       int64   `json:"size"`
-	Generation int64   `json:"generation"` // GCS generation, or local modification time in ns
-	RowGroups  []int64 `json:"row_groups"` // rows of each row group
+	Generation int64   `json:"generation"`        // GCS generation, or local modification time in ns
+	RowGroups  []int64 `json:"row_groups"`        // rows of each row group
 	Skipped    string  `json:"skipped,omitempty"` // why the object was set aside as bad
 }
 
@@ -126,9 +126,12 @@ type Manifest struct {
 	Runs int `json:"runs"`
 	// Window is the largest number of requests any run had sent but not yet
 	// committed: the most a kill can cause to be sent twice.
-	Window  int       `json:"window"`
-	Created time.Time `json:"created"`
-	Updated time.Time `json:"updated"`
+	Window int `json:"window"`
+	// DeadLetterFiles are the dead-letter files of the job's runs, each
+	// recorded by the commit that counted its rows.
+	DeadLetterFiles []string  `json:"dead_letter_files,omitempty"`
+	Created         time.Time `json:"created"`
+	Updated         time.Time `json:"updated"`
 }
 
 // decodeManifest decodes data read from uri; errors wrap ErrBadManifest.

@@ -80,9 +80,7 @@ func buildReport(m *Manifest, cfg Config, started, finished time.Time, before Co
 			r.SkippedObjects = append(r.SkippedObjects, SkippedObject{URI: o.URI, Reason: o.Skipped})
 		}
 	}
-	if cfg.DeadLetterFile != "" && m.Counts.RequestsDeadLettered > before.RequestsDeadLettered {
-		r.DeadLetterFiles = []string{cfg.DeadLetterFile}
-	}
+	r.DeadLetterFiles = slices.Clone(m.DeadLetterFiles)
 	r.RepeatBound = int64(m.Window)*int64(r.Resumes) + m.Counts.PossibleDuplicates
 	r.WallSeconds = finished.Sub(started).Seconds()
 	r.RowsThisRun = m.Counts.RowsRead - before.RowsRead

@@ -20,8 +20,9 @@ import (
 func sampleReport() *Report {
 	m := &Manifest{
 		Job: testJob, Shard: Shard{1, 4}, Status: StatusFinished, Runs: 3, Window: 8192,
-		Objects: []PlannedObject{{URI: "gs://b/a.parquet", Key: "a.parquet"}, {URI: "gs://b/bad.parquet", Key: "bad.parquet", Skipped: "bad footer"}},
-		Units:   []UnitProgress{{Object: 0, RowGroup: 0, Rows: 100, Watermark: 100, Done: true}},
+		DeadLetterFiles: []string{"dead-letters/1-of-4/part-1.parquet"},
+		Objects:         []PlannedObject{{URI: "gs://b/a.parquet", Key: "a.parquet"}, {URI: "gs://b/bad.parquet", Key: "bad.parquet", Skipped: "bad footer"}},
+		Units:           []UnitProgress{{Object: 0, RowGroup: 0, Rows: 100, Watermark: 100, Done: true}},
 		Counts: Counts{
 			RowsRead: 100, RowsDelivered: 80, RowsDeadLettered: 5,
 			RowsSkipped:  map[string]int64{"missing_user_id": 10, "unmapped_event": 5},
@@ -30,7 +31,7 @@ func sampleReport() *Report {
 		},
 	}
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	return buildReport(m, Config{DeadLetterFile: "dead-letters-1-of-4.parquet"}, start, start.Add(10*time.Second), Counts{RowsRead: 50, RequestsSent: 60}, nil)
+	return buildReport(m, Config{}, start, start.Add(10*time.Second), Counts{RowsRead: 50, RequestsSent: 60}, nil)
 }
 
 func TestReportFields(t *testing.T) {
@@ -99,7 +100,7 @@ func TestReportSummary(t *testing.T) {
 		"100 of 100 read = 80 delivered + 15 skipped + 5 dead-lettered",
 		"missing_user_id 10, unmapped_event 5",
 		"130 sent = 124 acked + 6 dead-lettered (4 retried, 2 possibly sent twice)",
-		"6 requests in dead-letters-1-of-4.parquet",
+		"6 requests in dead-letters/1-of-4/part-1.parquet",
 		"gs://b/bad.parquet (bad footer)",
 		"3 (2 resumes); at most 16386 requests sent twice",
 		"5 rows/s, 7 requests/s",

@@ -101,8 +101,14 @@ type DeadLetter struct {
 }
 
 // DeadLetterSink stores dead letters. Run calls it from one goroutine only.
+// Flush makes every dead letter written so far durable and names the file
+// (or object) that now holds them, "" when there were none; the checkpointer
+// flushes before each manifest commit, so a row the manifest counts as
+// dead-lettered always has its record stored, and the manifest lists the
+// files that belong to the job.
 type DeadLetterSink interface {
 	WriteDeadLetter(DeadLetter) error
+	Flush(ctx context.Context) (file string, err error)
 }
 
 // Config is what a run does and how hard it pushes. Zero values take the
@@ -129,8 +135,6 @@ type Config struct {
 
 	// Fresh ignores a previous manifest of another job (--fresh) and starts over.
 	Fresh bool
-	// DeadLetterFile names where Deps.DeadLetters writes, for the report.
-	DeadLetterFile string
 }
 
 func (c Config) withDefaults() Config {
@@ -326,7 +330,10 @@ func runLive(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 		// The run is over, cancelled or not: the last progress must still
 		// reach the state.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.FinalCommitTimeout)
-		ferr := c.Finish(fctx, status)
+		ferr := r.flushDeadLetters(fctx)
+		if ferr == nil {
+			ferr = c.Finish(fctx, status)
+		}
 		cancel()
 		if ferr != nil {
 			err = errors.Join(err, ferr)
@@ -737,12 +744,28 @@ func (k *checkpointer) complete(ctx context.Context, unit int, row int64, skip s
 	return nil
 }
 
+// flushDeadLetters stores the dead letters written since the last commit and
+// records their file in the manifest that the commit is about to write.
+func (r *liveRun) flushDeadLetters(ctx context.Context) error {
+	f, err := r.deps.DeadLetters.Flush(ctx)
+	if err != nil {
+		return fmt.Errorf("flush dead letters: %w", err)
+	}
+	if f != "" {
+		r.m.DeadLetterFiles = append(r.m.DeadLetterFiles, f)
+	}
+	return nil
+}
+
 func (k *checkpointer) commit(ctx context.Context) error {
 	// A commit is not interrupted by a cancel: a write cut off after it
 	// reached the store would leave the checkpoint's generation behind the
 	// store's, and the final commit would take that for a lost lease.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), k.r.cfg.FinalCommitTimeout)
 	defer cancel()
+	if err := k.r.flushDeadLetters(cctx); err != nil {
+		return err
+	}
 	if err := k.c.Commit(cctx); err != nil {
 		return err
 	}

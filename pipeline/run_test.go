@@ -250,11 +250,26 @@ func (s httpSender) Send(ctx context.Context, u string) Outcome {
 	return o
 }
 
-type memDeadLetters struct{ got []DeadLetter }
+type memDeadLetters struct {
+	got            []DeadLetter
+	pending, parts int
+}
 
 func (m *memDeadLetters) WriteDeadLetter(d DeadLetter) error {
 	m.got = append(m.got, d)
+	m.pending++
 	return nil
+}
+
+// Flush names a new part for what was written since the last flush, as the
+// Parquet sink in jobs does.
+func (m *memDeadLetters) Flush(context.Context) (string, error) {
+	if m.pending == 0 {
+		return "", nil
+	}
+	m.pending = 0
+	m.parts++
+	return fmt.Sprintf("dead-letters/part-%d.parquet", m.parts), nil
 }
 
 var testJob = JobID{Kind: "backfill", Fingerprint: "f1", Description: "test backfill"}
