@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/deprecated"
@@ -169,6 +170,7 @@ type cursor struct {
 	v        view
 	dict     parquet.Dictionary
 	dictView view
+	fileType segment.Type // for rows whose `type` is NULL or unknown
 	gather   []int32
 }
 
@@ -299,109 +301,190 @@ func (c *cursor) next(k int) (int, error) {
 	return m, nil
 }
 
-// span is a value's place in the batch arena; NULL is an empty span.
-type span struct{ off, end uint32 }
-
-// stage holds one column's values for the current batch.
-type stage struct {
-	spans []span
-	nums  []segment.Number
-	times []segment.Time
-	bools []segment.Bool
-	types []segment.Type
+// Fields are written straight into the batch's messages: each decode loop
+// gets the byte offset of its field (fieldOffset) and stores through
+// fieldAt, so there is no staging copy and no per-row switch on the field.
+var fieldOffset = [numFields]uintptr{
+	fType:                  unsafe.Offsetof(segment.Message{}.Type),
+	fMessageID:             unsafe.Offsetof(segment.Message{}.MessageID),
+	fUserID:                unsafe.Offsetof(segment.Message{}.UserID),
+	fDeviceID:              unsafe.Offsetof(segment.Message{}.DeviceID),
+	fEventText:             unsafe.Offsetof(segment.Message{}.EventText),
+	fEvent:                 unsafe.Offsetof(segment.Message{}.Event),
+	fOrderID:               unsafe.Offsetof(segment.Message{}.OrderID),
+	fTotal:                 unsafe.Offsetof(segment.Message{}.Total),
+	fRevenue:               unsafe.Offsetof(segment.Message{}.Revenue),
+	fRepeat:                unsafe.Offsetof(segment.Message{}.Repeat),
+	fTimestamp:             unsafe.Offsetof(segment.Message{}.Timestamp),
+	fOriginalTimestamp:     unsafe.Offsetof(segment.Message{}.OriginalTimestamp),
+	fSentAt:                unsafe.Offsetof(segment.Message{}.SentAt),
+	fReceivedAt:            unsafe.Offsetof(segment.Message{}.ReceivedAt),
+	fUserAgent:             unsafe.Offsetof(segment.Message{}.UserAgent),
+	fIP:                    unsafe.Offsetof(segment.Message{}.IP),
+	fIntegrationsAll:       unsafe.Offsetof(segment.Message{}.IntegrationsAll),
+	fIntegrationsConvertro: unsafe.Offsetof(segment.Message{}.IntegrationsConvertro),
 }
 
-func newStage(sem semantic, n int) stage {
-	var s stage
-	switch sem {
-	case semBytes:
-		s.spans = make([]span, n)
-	case semNumber:
-		s.nums = make([]segment.Number, n)
-	case semTime:
-		s.times = make([]segment.Time, n)
-	case semBool:
-		s.bools = make([]segment.Bool, n)
-	case semType:
-		s.types = make([]segment.Type, n)
+// fieldAt is the field of type T at offset off in m. The offsets come from
+// fieldOffset and the types from fieldSpecs; TestFieldOffsets checks that
+// they agree.
+func fieldAt[T any](m *segment.Message, off uintptr) *T {
+	return (*T)(unsafe.Add(unsafe.Pointer(m), off))
+}
+
+// arena holds the bytes of one batch's plain (non-dictionary) values in
+// chunks that never move, so a value's slice can be stored in its message
+// as soon as it is copied. Chunks are reused batch after batch.
+type arena struct {
+	chunks [][]byte
+	cur    int
+}
+
+const arenaChunk = 256 << 10
+
+func (a *arena) reset() {
+	for i := range a.chunks {
+		a.chunks[i] = a.chunks[i][:0]
 	}
-	return s
+	a.cur = 0
 }
 
-// fill decodes n rows of c into s (from index 0), appending bytes to arena.
-func (c *cursor) fill(s *stage, n int, arena []byte) ([]byte, error) {
-	sem := fieldSpecs[c.cp.field].sem
-	for o := 0; o < n; {
-		m, err := c.next(n - o)
-		if err != nil {
-			return arena, err
+// room returns a chunk with at least n free bytes.
+func (a *arena) room(n int) []byte {
+	for a.cur < len(a.chunks) {
+		if c := a.chunks[a.cur]; cap(c)-len(c) >= n {
+			return c
 		}
-		g := c.gather[:m]
+		a.cur++
+	}
+	a.chunks = append(a.chunks, make([]byte, 0, max(arenaChunk, n)))
+	return a.chunks[a.cur]
+}
+
+func (a *arena) copy(v []byte) []byte {
+	c := a.room(len(v))
+	s := len(c)
+	c = append(c, v...)
+	a.chunks[a.cur] = c
+	return c[s:len(c):len(c)]
+}
+
+func (a *arena) appendInt(v int64) []byte {
+	c := a.room(20)
+	s := len(c)
+	c = strconv.AppendInt(c, v, 10)
+	a.chunks[a.cur] = c
+	return c[s:len(c):len(c)]
+}
+
+// fill decodes the next len(batch) rows of c into its field of batch.
+func (c *cursor) fill(batch []segment.Message, ar *arena) error {
+	sem := fieldSpecs[c.cp.field].sem
+	off := fieldOffset[c.cp.field]
+	for o := 0; o < len(batch); {
+		m, err := c.next(len(batch) - o)
+		if err != nil {
+			return err
+		}
+		g, out := c.gather[:m], batch[o:o+m]
 		switch sem {
 		case semBytes:
-			arena = c.bytesInto(s.spans[o:o+m], g, arena)
+			c.bytesInto(out, off, g, ar)
 		case semNumber:
-			c.numbersInto(s.nums[o:o+m], g)
+			c.numbersInto(out, off, g)
 		case semTime:
-			c.timesInto(s.times[o:o+m], g)
+			c.timesInto(out, off, g)
 		case semBool:
-			c.boolsInto(s.bools[o:o+m], g)
+			c.boolsInto(out, off, g)
 		case semType:
-			c.typesInto(s.types[o:o+m], g)
+			c.typesInto(out, g)
 		}
 		o += m
 	}
-	return arena, nil
+	return nil
 }
 
-func (c *cursor) bytesInto(out []span, g []int32, arena []byte) []byte {
+func (c *cursor) bytesInto(out []segment.Message, off uintptr, g []int32, ar *arena) {
 	v := &c.v
 	switch {
 	case c.cp.phys == physInt && c.cp.kind == parquet.Int32:
 		for j, x := range g {
-			s := uint32(len(arena))
+			var b []byte
 			if x >= 0 {
-				arena = strconv.AppendInt(arena, int64(v.i32[x]), 10)
+				b = ar.appendInt(int64(v.i32[x]))
 			}
-			out[j] = span{s, uint32(len(arena))}
+			*fieldAt[[]byte](&out[j], off) = b
 		}
 	case c.cp.phys == physInt:
 		for j, x := range g {
-			s := uint32(len(arena))
+			var b []byte
 			if x >= 0 {
-				arena = strconv.AppendInt(arena, v.i64[x], 10)
+				b = ar.appendInt(v.i64[x])
 			}
-			out[j] = span{s, uint32(len(arena))}
+			*fieldAt[[]byte](&out[j], off) = b
+		}
+	case c.idx != nil:
+		// Dictionary values are referenced, not copied: the dictionary is
+		// immutable, garbage-collected memory that outlives the batch.
+		for j, x := range g {
+			var b []byte
+			if x >= 0 {
+				b = c.rawBytes(x)
+			}
+			*fieldAt[[]byte](&out[j], off) = b
 		}
 	case c.cp.kind == parquet.FixedLenByteArray:
 		for j, x := range g {
-			s := uint32(len(arena))
+			var b []byte
 			if x >= 0 {
-				arena = append(arena, v.flba[int(x)*v.size:int(x+1)*v.size]...)
+				b = ar.copy(v.flba[int(x)*v.size : int(x+1)*v.size])
 			}
-			out[j] = span{s, uint32(len(arena))}
+			*fieldAt[[]byte](&out[j], off) = b
 		}
 	default:
+		// Plain pages go back to the library's pool when the next page is
+		// read: copy into the arena.
+		// The values of a page slice are contiguous: one copy moves them all.
 		data, offs := v.bytes, v.offs
-		for j, x := range g {
-			s := uint32(len(arena))
+		first, last := int32(-1), int32(-1)
+		for _, x := range g {
 			if x >= 0 {
-				arena = append(arena, data[offs[x]:offs[x+1]]...)
+				first = x
+				break
 			}
-			out[j] = span{s, uint32(len(arena))}
+		}
+		for j := len(g) - 1; j >= 0; j-- {
+			if g[j] >= 0 {
+				last = g[j]
+				break
+			}
+		}
+		var base []byte
+		shift := uint32(0)
+		if first >= 0 {
+			shift = offs[first]
+			base = ar.copy(data[shift:offs[last+1]])
+		}
+		for j, x := range g {
+			var b []byte
+			if x >= 0 {
+				s, e := offs[x]-shift, offs[x+1]-shift
+				b = base[s:e:e]
+			}
+			*fieldAt[[]byte](&out[j], off) = b
 		}
 	}
-	return arena
 }
 
 func (c *cursor) rawBytes(x int32) []byte {
 	if c.cp.kind == parquet.FixedLenByteArray {
-		return c.v.flba[int(x)*c.v.size : int(x+1)*c.v.size]
+		return c.v.flba[int(x)*c.v.size : int(x+1)*c.v.size : int(x+1)*c.v.size]
 	}
-	return c.v.bytes[c.v.offs[x]:c.v.offs[x+1]]
+	e := c.v.offs[x+1]
+	return c.v.bytes[c.v.offs[x]:e:e]
 }
 
-func (c *cursor) numbersInto(out []segment.Number, g []int32) {
+func (c *cursor) numbersInto(out []segment.Message, off uintptr, g []int32) {
 	v := &c.v
 	switch c.cp.phys {
 	case physInt, physDecimal:
@@ -412,55 +495,54 @@ func (c *cursor) numbersInto(out []segment.Number, g []int32) {
 		switch c.cp.kind {
 		case parquet.Int32:
 			for j, x := range g {
-				if x < 0 {
-					out[j] = segment.Number{}
-					continue
+				n := segment.Number{}
+				if x >= 0 {
+					n = segment.Num(float64(v.i32[x]) / div)
 				}
-				out[j] = segment.Num(float64(v.i32[x]) / div)
+				*fieldAt[segment.Number](&out[j], off) = n
 			}
 		case parquet.Int64:
 			for j, x := range g {
-				if x < 0 {
-					out[j] = segment.Number{}
-					continue
+				n := segment.Number{}
+				if x >= 0 {
+					n = segment.Num(float64(v.i64[x]) / div)
 				}
-				out[j] = segment.Num(float64(v.i64[x]) / div)
+				*fieldAt[segment.Number](&out[j], off) = n
 			}
 		default: // DECIMAL over FIXED_LEN_BYTE_ARRAY or BYTE_ARRAY
 			for j, x := range g {
-				if x < 0 {
-					out[j] = segment.Number{}
-					continue
+				n := segment.Number{}
+				if x >= 0 {
+					n = finite(bigEndianFloat(c.rawBytes(x)) / div)
 				}
-				out[j] = finite(bigEndianFloat(c.rawBytes(x)) / div)
+				*fieldAt[segment.Number](&out[j], off) = n
 			}
 		}
 	case physFloat:
 		if c.cp.kind == parquet.Float {
 			for j, x := range g {
-				if x < 0 {
-					out[j] = segment.Number{}
-					continue
+				n := segment.Number{}
+				if x >= 0 {
+					n = finite(float64(v.f32[x]))
 				}
-				out[j] = finite(float64(v.f32[x]))
+				*fieldAt[segment.Number](&out[j], off) = n
 			}
 			return
 		}
 		for j, x := range g {
-			if x < 0 {
-				out[j] = segment.Number{}
-				continue
+			n := segment.Number{}
+			if x >= 0 {
+				n = finite(v.f64[x])
 			}
-			out[j] = finite(v.f64[x])
+			*fieldAt[segment.Number](&out[j], off) = n
 		}
 	default: // text
 		for j, x := range g {
-			if x < 0 {
-				out[j] = segment.Number{}
-				continue
+			n := segment.Number{}
+			if x >= 0 {
+				n.Value, n.Valid = ParseNumber(c.rawBytes(x))
 			}
-			f, ok := ParseNumber(c.rawBytes(x))
-			out[j] = segment.Number{Value: f, Valid: ok}
+			*fieldAt[segment.Number](&out[j], off) = n
 		}
 	}
 }
@@ -487,27 +569,26 @@ func bigEndianFloat(b []byte) float64 {
 		shift := 64 - 8*uint(len(b))
 		return float64(int64(u<<shift) >> shift)
 	}
-	neg := b[0]&0x80 != 0
-	var f float64
-	if !neg {
+	if b[0]&0x80 == 0 {
+		var f float64
 		for _, c := range b {
 			f = f*256 + float64(c)
 		}
 		return f
 	}
-	// Magnitude of a negative value: invert the bits and add one.
-	carry := 1
-	var mag float64
+	// A negative value: its magnitude is the bits inverted, plus one.
 	var tmp [64]byte
 	if len(b) > len(tmp) {
 		b = b[len(b)-len(tmp):]
 	}
 	t := tmp[:len(b)]
+	carry := 1
 	for i := len(b) - 1; i >= 0; i-- {
 		s := int(^b[i]) + carry
 		t[i] = byte(s)
 		carry = s >> 8
 	}
+	var mag float64
 	for _, c := range t {
 		mag = mag*256 + float64(c)
 	}
@@ -521,70 +602,68 @@ func validMicros(us int64) segment.Time {
 	return segment.At(us)
 }
 
-func (c *cursor) timesInto(out []segment.Time, g []int32) {
+func (c *cursor) timesInto(out []segment.Message, off uintptr, g []int32) {
 	v := &c.v
 	switch c.cp.phys {
 	case physInt:
 		mul := c.cp.timeMul
 		if c.cp.kind == parquet.Int32 { // DATE: days
 			for j, x := range g {
-				if x < 0 {
-					out[j] = segment.Time{}
-					continue
+				t := segment.Time{}
+				if x >= 0 {
+					t = validMicros(int64(v.i32[x]) * mul)
 				}
-				out[j] = validMicros(int64(v.i32[x]) * mul)
+				*fieldAt[segment.Time](&out[j], off) = t
 			}
 			return
 		}
 		switch {
 		case mul == 1:
 			for j, x := range g {
-				if x < 0 {
-					out[j] = segment.Time{}
-					continue
+				t := segment.Time{}
+				if x >= 0 {
+					t = validMicros(v.i64[x])
 				}
-				out[j] = validMicros(v.i64[x])
+				*fieldAt[segment.Time](&out[j], off) = t
 			}
 		case mul > 1:
 			lo, hi := minMicros/mul, maxMicros/mul
 			for j, x := range g {
-				if x < 0 || v.i64[x] < lo || v.i64[x] > hi {
-					out[j] = segment.Time{}
-					continue
+				t := segment.Time{}
+				if x >= 0 && v.i64[x] >= lo && v.i64[x] <= hi {
+					t = segment.At(v.i64[x] * mul)
 				}
-				out[j] = segment.At(v.i64[x] * mul)
+				*fieldAt[segment.Time](&out[j], off) = t
 			}
 		default:
 			d := -mul
 			for j, x := range g {
-				if x < 0 {
-					out[j] = segment.Time{}
-					continue
+				t := segment.Time{}
+				if x >= 0 {
+					q := v.i64[x] / d
+					if v.i64[x]%d < 0 {
+						q-- // floor, so instants before 1970 round down
+					}
+					t = validMicros(q)
 				}
-				t := v.i64[x]
-				q := t / d
-				if t%d < 0 {
-					q--
-				}
-				out[j] = validMicros(q)
+				*fieldAt[segment.Time](&out[j], off) = t
 			}
 		}
 	case physInt96:
 		for j, x := range g {
-			if x < 0 {
-				out[j] = segment.Time{}
-				continue
+			t := segment.Time{}
+			if x >= 0 {
+				t = int96Micros(v.i96[x])
 			}
-			out[j] = int96Micros(v.i96[x])
+			*fieldAt[segment.Time](&out[j], off) = t
 		}
 	default:
 		for j, x := range g {
-			if x < 0 {
-				out[j] = segment.Time{}
-				continue
+			t := segment.Time{}
+			if x >= 0 {
+				t.Micros, t.Valid = ParseTimestamp(c.rawBytes(x))
 			}
-			us, ok := ParseTimestamp(c.rawBytes(x))
-			out[j] = segment.Time{Micros: us, Valid: ok}
+			*fieldAt[segment.Time](&out[j], off) = t
 		}
 	}
 }
@@ -602,40 +681,39 @@ func int96Micros(v deprecated.Int96) segment.Time {
 	return validMicros(days*86400*1e6 + nanos/1000)
 }
 
-func (c *cursor) boolsInto(out []segment.Bool, g []int32) {
+func (c *cursor) boolsInto(out []segment.Message, off uintptr, g []int32) {
 	v := &c.v
 	if c.cp.phys == physBool {
 		for j, x := range g {
-			switch {
-			case x < 0:
-				out[j] = segment.Absent
-			case v.bits[x>>3]>>(x&7)&1 != 0:
-				out[j] = segment.True
-			default:
-				out[j] = segment.False
+			b := segment.Absent
+			if x >= 0 {
+				b = segment.False + segment.Bool(v.bits[x>>3]>>(x&7)&1)
 			}
+			*fieldAt[segment.Bool](&out[j], off) = b
 		}
 		return
 	}
 	for j, x := range g {
-		if x < 0 {
-			out[j] = segment.Absent
-			continue
+		b := segment.Absent
+		if x >= 0 {
+			b = ParseBool(c.rawBytes(x))
 		}
-		out[j] = ParseBool(c.rawBytes(x))
+		*fieldAt[segment.Bool](&out[j], off) = b
 	}
 }
 
-func (c *cursor) typesInto(out []segment.Type, g []int32) {
-	if c.cp.phys != physBytes {
-		clear(out)
-		return
-	}
+// typesInto sets each row's type from a `type` column; NULL or an unknown
+// name keeps the file's type, which the batch was initialised with.
+func (c *cursor) typesInto(out []segment.Message, g []int32) {
+	fallback := c.fileType
 	for j, x := range g {
-		if x < 0 {
-			out[j] = segment.TypeUnknown
-			continue
+		t := segment.TypeUnknown
+		if x >= 0 && c.cp.phys == physBytes {
+			t = parseTypeBytes(c.rawBytes(x))
 		}
-		out[j] = parseTypeBytes(c.rawBytes(x))
+		if t == segment.TypeUnknown {
+			t = fallback
+		}
+		out[j].Type = t
 	}
 }

@@ -31,7 +31,7 @@ type RowGroup struct {
 }
 
 // DefaultBatchSize is the batch size ReadRowGroup uses when given 0 or less.
-const DefaultBatchSize = 4096
+const DefaultBatchSize = 1024
 
 // readBufferSize is the read size for column chunks: large enough that a
 // remote object is fetched in a few ranged reads rather than 4 KiB ones.
@@ -246,8 +246,7 @@ func (p *ParquetFile) Columns() map[string]string {
 type rgState struct {
 	batch   []segment.Message
 	cursors []cursor
-	stages  []stage
-	arena   []byte
+	arena   arena
 }
 
 func (p *ParquetFile) getState(batchSize int) *rgState {
@@ -257,14 +256,12 @@ func (p *ParquetFile) getState(batchSize int) *rgState {
 	st := &rgState{
 		batch:   make([]segment.Message, batchSize),
 		cursors: make([]cursor, len(p.plan.cols)),
-		stages:  make([]stage, len(p.plan.cols)),
 	}
 	for i := range st.batch {
 		st.batch[i].Type = p.plan.fileType
 	}
 	for i := range p.plan.cols {
-		st.cursors[i] = cursor{cp: &p.plan.cols[i], gather: make([]int32, batchSize)}
-		st.stages[i] = newStage(fieldSpecs[p.plan.cols[i].field].sem, batchSize)
+		st.cursors[i] = cursor{cp: &p.plan.cols[i], gather: make([]int32, batchSize), fileType: p.plan.fileType}
 	}
 	return st
 }
@@ -323,22 +320,19 @@ func (p *ParquetFile) ReadRowGroup(ctx context.Context, i, batchSize int, fn fun
 			return err
 		}
 		n := int(min(int64(batchSize), rows-first))
-		arena := st.arena[:0]
+		batch := st.batch[:n]
+		st.arena.reset()
 		for k := range st.cursors {
 			c := &st.cursors[k]
 			column = c.cp.name
-			arena, err = c.fill(&st.stages[k], n, arena)
-			if err != nil {
+			if err := c.fill(batch, &st.arena); err != nil {
 				if ioErr := r.failure(); ioErr != nil {
 					return fmt.Errorf("read %s row group %d column %q: %w", p.uri, i, column, ioErr)
 				}
 				return fmt.Errorf("read %s row group %d column %q: %w: %w", p.uri, i, column, ErrBadFile, err)
 			}
 		}
-		st.arena = arena
 		column = ""
-		batch := st.batch[:n]
-		assemble(batch, p.plan.cols, st.stages, arena, p.plan.fileType)
 		inFn = true
 		err := fn(first, batch)
 		inFn = false
@@ -349,96 +343,6 @@ func (p *ParquetFile) ReadRowGroup(ctx context.Context, i, batchSize int, fn fun
 	}
 	ok = true
 	return nil
-}
-
-// assemble moves the staged columns into the messages, one tight loop per
-// field.
-func assemble(batch []segment.Message, cols []colPlan, stages []stage, arena []byte, fileType segment.Type) {
-	for k := range cols {
-		s := &stages[k]
-		switch f := cols[k].field; f {
-		case fType:
-			for j := range batch {
-				t := s.types[j]
-				if t == segment.TypeUnknown {
-					t = fileType // NULL or unknown: what the path or columns say
-				}
-				batch[j].Type = t
-			}
-		case fMessageID, fUserID, fDeviceID, fEventText, fEvent, fOrderID, fUserAgent, fIP:
-			sp := s.spans[:len(batch)]
-			switch f {
-			case fMessageID:
-				for j := range batch {
-					batch[j].MessageID = arena[sp[j].off:sp[j].end:sp[j].end]
-				}
-			case fUserID:
-				for j := range batch {
-					batch[j].UserID = arena[sp[j].off:sp[j].end:sp[j].end]
-				}
-			case fDeviceID:
-				for j := range batch {
-					batch[j].DeviceID = arena[sp[j].off:sp[j].end:sp[j].end]
-				}
-			case fEventText:
-				for j := range batch {
-					batch[j].EventText = arena[sp[j].off:sp[j].end:sp[j].end]
-				}
-			case fEvent:
-				for j := range batch {
-					batch[j].Event = arena[sp[j].off:sp[j].end:sp[j].end]
-				}
-			case fOrderID:
-				for j := range batch {
-					batch[j].OrderID = arena[sp[j].off:sp[j].end:sp[j].end]
-				}
-			case fUserAgent:
-				for j := range batch {
-					batch[j].UserAgent = arena[sp[j].off:sp[j].end:sp[j].end]
-				}
-			case fIP:
-				for j := range batch {
-					batch[j].IP = arena[sp[j].off:sp[j].end:sp[j].end]
-				}
-			}
-		case fTotal:
-			for j := range batch {
-				batch[j].Total = s.nums[j]
-			}
-		case fRevenue:
-			for j := range batch {
-				batch[j].Revenue = s.nums[j]
-			}
-		case fRepeat:
-			for j := range batch {
-				batch[j].Repeat = s.bools[j]
-			}
-		case fIntegrationsAll:
-			for j := range batch {
-				batch[j].IntegrationsAll = s.bools[j]
-			}
-		case fIntegrationsConvertro:
-			for j := range batch {
-				batch[j].IntegrationsConvertro = s.bools[j]
-			}
-		case fTimestamp:
-			for j := range batch {
-				batch[j].Timestamp = s.times[j]
-			}
-		case fOriginalTimestamp:
-			for j := range batch {
-				batch[j].OriginalTimestamp = s.times[j]
-			}
-		case fSentAt:
-			for j := range batch {
-				batch[j].SentAt = s.times[j]
-			}
-		case fReceivedAt:
-			for j := range batch {
-				batch[j].ReceivedAt = s.times[j]
-			}
-		}
-	}
 }
 
 // trackedReader bounds reads to the file and remembers the first failure of
