@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -870,5 +871,39 @@ func TestParquetColumnsReport(t *testing.T) {
 	sort.Strings(keys)
 	if got := strings.Join(keys, ","); got != "context_device_id<-context.device.id,event<-event" {
 		t.Errorf("Columns() = %s", got)
+	}
+}
+
+// The decoder stores through fieldOffset: each offset must be the field of
+// the Go type its semantic writes.
+func TestFieldOffsets(t *testing.T) {
+	want := map[semantic]reflect.Type{
+		semBytes:  reflect.TypeFor[[]byte](),
+		semNumber: reflect.TypeFor[segment.Number](),
+		semTime:   reflect.TypeFor[segment.Time](),
+		semBool:   reflect.TypeFor[segment.Bool](),
+		semType:   reflect.TypeFor[segment.Type](),
+	}
+	mt := reflect.TypeFor[segment.Message]()
+	seen := map[uintptr]bool{}
+	for f := range numFields {
+		off := fieldOffset[f]
+		if seen[off] {
+			t.Errorf("field %s: offset %d used twice", fieldSpecs[f].name, off)
+		}
+		seen[off] = true
+		found := false
+		for i := range mt.NumField() {
+			sf := mt.Field(i)
+			if sf.Offset == off {
+				found = true
+				if sf.Type != want[fieldSpecs[f].sem] {
+					t.Errorf("field %s: offset %d is %s of type %s, want %s", fieldSpecs[f].name, off, sf.Name, sf.Type, want[fieldSpecs[f].sem])
+				}
+			}
+		}
+		if !found {
+			t.Errorf("field %s: offset %d is no field of Message", fieldSpecs[f].name, off)
+		}
 	}
 }
