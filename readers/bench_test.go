@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -176,6 +178,30 @@ func BenchmarkParquetDecode(b *testing.B) {
 			}
 			benchSink = sum
 			return n
+		})
+	})
+	// Row groups on every core, as the pipeline runs them: the figure to
+	// set against a multi-threaded scan such as DuckDB's.
+	b.Run("decoded-parallel", func(b *testing.B) {
+		measureRows(b, int64(rows), func() int64 {
+			var wg sync.WaitGroup
+			var n atomic.Int64
+			next := atomic.Int64{}
+			for range runtime.GOMAXPROCS(0) {
+				wg.Go(func() {
+					for g := int(next.Add(1) - 1); g < len(p.RowGroups()); g = int(next.Add(1) - 1) {
+						err := p.ReadRowGroup(context.Background(), g, DefaultBatchSize, func(_ int64, batch []segment.Message) error {
+							n.Add(int64(len(batch)))
+							return nil
+						})
+						if err != nil {
+							b.Error(err)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			return n.Load()
 		})
 	})
 	b.Run("pages", func(b *testing.B) {

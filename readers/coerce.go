@@ -168,10 +168,14 @@ type cursor struct {
 	val      int // next non-NULL value of the page
 	idx      []int32
 	v        view
+	dense    bool // the current page has no NULLs
 	dict     parquet.Dictionary
 	dictView view
-	fileType segment.Type // for rows whose `type` is NULL or unknown
-	gather   []int32
+	// dictBytes holds the byte-array dictionary as slices, so that a row
+	// costs one load and one store.
+	dictBytes [][]byte
+	fileType  segment.Type // for rows whose `type` is NULL or unknown
+	gather    []int32
 }
 
 func (c *cursor) close() {
@@ -183,7 +187,8 @@ func (c *cursor) close() {
 		c.pages.Close()
 		c.pages = nil
 	}
-	c.dict, c.dictView, c.v, c.idx, c.defs = nil, view{}, view{}, nil, nil
+	clear(c.dictBytes)
+	c.dict, c.dictView, c.v, c.idx, c.defs, c.dictBytes = nil, view{}, view{}, nil, nil, c.dictBytes[:0]
 }
 
 func (c *cursor) loadPage() error {
@@ -201,6 +206,9 @@ func (c *cursor) loadPage() error {
 	c.page = page
 	c.levels = int(page.NumValues())
 	c.lvl, c.val = 0, 0
+	if c.levels < 0 {
+		return errCorrupt
+	}
 	nonNull := c.levels
 	c.defs = nil
 	if c.cp.maxDef > 0 {
@@ -215,21 +223,38 @@ func (c *cursor) loadPage() error {
 			}
 		}
 	}
-	if c.levels < 0 {
-		return errCorrupt
-	}
+	// A page without NULLs (the common case even in all-OPTIONAL schemas)
+	// skips the definition levels altogether.
+	c.dense = nonNull == c.levels
 	if dict := page.Dictionary(); dict != nil {
 		data := page.Data()
 		c.idx = data.Int32()
 		if len(c.idx) < nonNull {
 			return fmt.Errorf("%w: %d dictionary indexes for %d values", errCorrupt, len(c.idx), nonNull)
 		}
+		c.idx = c.idx[:nonNull]
 		if dict != c.dict { // one dictionary serves every page of the chunk
 			dv := dict.Page().Data()
-			c.dictView, err = viewOf(c.cp.kind, c.cp.size, &dv)
+			if c.dictView, err = viewOf(c.cp.kind, c.cp.size, &dv); err != nil {
+				return err
+			}
 			c.dict = dict
+			c.dictBytes = c.dictBytes[:0]
+			if c.cp.phys == physBytes && c.cp.kind == parquet.ByteArray {
+				for i := range c.dictView.n {
+					e := c.dictView.offs[i+1]
+					c.dictBytes = append(c.dictBytes, c.dictView.bytes[c.dictView.offs[i]:e:e])
+				}
+			}
 		}
 		c.v = c.dictView
+		// Checked once per page, so the row loops index without checks.
+		n := uint32(c.v.n)
+		for _, x := range c.idx {
+			if uint32(x) >= n {
+				return fmt.Errorf("%w: dictionary index %d out of %d", errCorrupt, x, n)
+			}
+		}
 	} else {
 		c.idx = nil
 		data := page.Data()
@@ -241,48 +266,39 @@ func (c *cursor) loadPage() error {
 	return err
 }
 
-// next gathers up to len(c.gather) rows of the current page (loading the
-// next page when this one is done) and returns how many.
-func (c *cursor) next(k int) (int, error) {
+// next gathers up to k rows of the current page (loading the next page
+// when this one is done) and returns them as value indexes, -1 for NULL.
+// The result may alias the page's dictionary indexes: read it, never write.
+func (c *cursor) next(k int) ([]int32, error) {
 	for c.lvl >= c.levels {
 		if err := c.loadPage(); err != nil {
-			return 0, err
+			return nil, err
 		}
 	}
 	m := min(k, c.levels-c.lvl)
-	g := c.gather[:m]
 	val := c.val
-	if c.cp.maxDef == 0 {
-		if c.idx != nil {
-			n := uint32(c.v.n)
-			for j := range g {
-				x := c.idx[val+j]
-				if uint32(x) >= n {
-					return 0, fmt.Errorf("%w: dictionary index %d out of %d", errCorrupt, x, n)
-				}
-				g[j] = x
-			}
-		} else {
-			for j := range g {
-				g[j] = int32(val + j)
-			}
+	var g []int32
+	switch {
+	case c.dense && c.idx != nil:
+		g = c.idx[val : val+m]
+		val += m
+	case c.dense:
+		g = c.gather[:m]
+		for j := range g {
+			g[j] = int32(val + j)
 		}
 		val += m
-	} else {
+	default:
+		g = c.gather[:m]
 		defs := c.defs[c.lvl : c.lvl+m]
 		maxDef := c.cp.maxDef
 		if c.idx != nil {
-			n := uint32(c.v.n)
 			for j, d := range defs {
 				if d != maxDef {
 					g[j] = -1
 					continue
 				}
-				x := c.idx[val]
-				if uint32(x) >= n {
-					return 0, fmt.Errorf("%w: dictionary index %d out of %d", errCorrupt, x, n)
-				}
-				g[j] = x
+				g[j] = c.idx[val]
 				val++
 			}
 		} else {
@@ -298,7 +314,7 @@ func (c *cursor) next(k int) (int, error) {
 	}
 	c.val = val
 	c.lvl += m
-	return m, nil
+	return g, nil
 }
 
 // Fields are written straight into the batch's messages: each decode loop
@@ -382,11 +398,12 @@ func (c *cursor) fill(batch []segment.Message, ar *arena) error {
 	sem := fieldSpecs[c.cp.field].sem
 	off := fieldOffset[c.cp.field]
 	for o := 0; o < len(batch); {
-		m, err := c.next(len(batch) - o)
+		g, err := c.next(len(batch) - o)
 		if err != nil {
 			return err
 		}
-		g, out := c.gather[:m], batch[o:o+m]
+		m := len(g)
+		out := batch[o : o+m]
 		switch sem {
 		case semBytes:
 			c.bytesInto(out, off, g, ar)
@@ -423,9 +440,18 @@ func (c *cursor) bytesInto(out []segment.Message, off uintptr, g []int32, ar *ar
 			}
 			*fieldAt[[]byte](&out[j], off) = b
 		}
-	case c.idx != nil:
+	case c.idx != nil && c.cp.kind == parquet.ByteArray:
 		// Dictionary values are referenced, not copied: the dictionary is
 		// immutable, garbage-collected memory that outlives the batch.
+		dict := c.dictBytes
+		for j, x := range g {
+			var b []byte
+			if x >= 0 {
+				b = dict[x]
+			}
+			*fieldAt[[]byte](&out[j], off) = b
+		}
+	case c.idx != nil:
 		for j, x := range g {
 			var b []byte
 			if x >= 0 {
