@@ -1,10 +1,12 @@
 package readers
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"math/big"
 	"strconv"
 	"unsafe"
 
@@ -174,6 +176,7 @@ type cursor struct {
 	// dictBytes holds the byte-array dictionary as slices, so that a row
 	// costs one load and one store.
 	dictBytes [][]byte
+	scratch   [8]byte
 	fileType  segment.Type // for rows whose `type` is NULL or unknown
 	gather    []int32
 }
@@ -393,6 +396,89 @@ func (a *arena) appendInt(v int64) []byte {
 	return c[s:len(c):len(c)]
 }
 
+// unscaled is value x of a DECIMAL column as big-endian two's complement.
+func (c *cursor) unscaled(x int32) []byte {
+	switch c.cp.kind {
+	case parquet.Int32:
+		v := uint32(c.v.i32[x])
+		return binary.BigEndian.AppendUint32(c.scratch[:0], v)
+	case parquet.Int64:
+		v := uint64(c.v.i64[x])
+		return binary.BigEndian.AppendUint64(c.scratch[:0], v)
+	}
+	return c.rawBytes(x)
+}
+
+// decimal appends the text of a DECIMAL (unscaled big-endian two's
+// complement, scale) and returns it: "12345" scale 2 is "123.45".
+func (a *arena) decimal(unscaled []byte, scale int32) []byte {
+	var digits []byte
+	neg := len(unscaled) > 0 && unscaled[0]&0x80 != 0
+	if fitsInt64(unscaled) {
+		var buf [24]byte
+		v := int64(0)
+		if neg {
+			v = -1
+		}
+		for _, c := range unscaled {
+			v = v<<8 | int64(c)
+		}
+		digits = strconv.AppendInt(buf[:0], v, 10)
+	} else {
+		// Wider than 64 bits: rare, and allowed to allocate.
+		n := new(big.Int).SetBytes(unscaled)
+		if neg {
+			n.Sub(n, new(big.Int).Lsh(big.NewInt(1), uint(8*len(unscaled))))
+		}
+		digits = n.Append(nil, 10)
+	}
+	if neg {
+		digits = digits[1:]
+	}
+	if scale < 0 || scale > 76 {
+		scale = 0
+	}
+	c := a.room(len(digits) + int(scale) + 3)
+	s := len(c)
+	if neg {
+		c = append(c, '-')
+	}
+	if sc := int(scale); sc > 0 {
+		if len(digits) <= sc {
+			c = append(c, '0', '.')
+			for range sc - len(digits) {
+				c = append(c, '0')
+			}
+			c = append(c, digits...)
+		} else {
+			c = append(c, digits[:len(digits)-sc]...)
+			c = append(c, '.')
+			c = append(c, digits[len(digits)-sc:]...)
+		}
+	} else {
+		c = append(c, digits...)
+	}
+	a.chunks[a.cur] = c
+	return c[s:len(c):len(c)]
+}
+
+// fitsInt64 says whether a big-endian two's complement value fits in 64 bits.
+func fitsInt64(b []byte) bool {
+	if len(b) <= 8 {
+		return true
+	}
+	sign := byte(0)
+	if b[0]&0x80 != 0 {
+		sign = 0xff
+	}
+	for _, c := range b[:len(b)-8] {
+		if c != sign {
+			return false
+		}
+	}
+	return b[len(b)-8]&0x80 == sign&0x80
+}
+
 // fill decodes the next len(batch) rows of c into its field of batch.
 func (c *cursor) fill(batch []segment.Message, ar *arena) error {
 	sem := fieldSpecs[c.cp.field].sem
@@ -424,6 +510,14 @@ func (c *cursor) fill(batch []segment.Message, ar *arena) error {
 func (c *cursor) bytesInto(out []segment.Message, off uintptr, g []int32, ar *arena) {
 	v := &c.v
 	switch {
+	case c.cp.phys == physDecimal:
+		for j, x := range g {
+			var b []byte
+			if x >= 0 {
+				b = ar.decimal(c.unscaled(x), c.cp.scale)
+			}
+			*fieldAt[[]byte](&out[j], off) = b
+		}
 	case c.cp.phys == physInt && c.cp.kind == parquet.Int32:
 		for j, x := range g {
 			var b []byte

@@ -192,11 +192,14 @@ func planColumn(f field, col *parquet.Column) (colPlan, error) {
 
 	switch fieldSpecs[f].sem {
 	case semBytes, semType:
-		switch p.kind {
-		case parquet.ByteArray, parquet.FixedLenByteArray:
+		switch {
+		case dec != nil && fieldSpecs[f].sem == semBytes:
+			// Snowflake exports NUMBER ids as DECIMAL(38,0): written as text.
+			p.phys, p.scale = physDecimal, dec.Scale
+		case p.kind == parquet.ByteArray || p.kind == parquet.FixedLenByteArray:
 			p.phys = physBytes
-		case parquet.Int32, parquet.Int64:
-			if dec != nil || isTemporal(lt, ct) {
+		case p.kind == parquet.Int32 || p.kind == parquet.Int64:
+			if isTemporal(lt, ct) {
 				return bad()
 			}
 			p.phys = physInt // ids stored as integers are written as decimal text

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -233,6 +234,15 @@ func beBytes(v int64, n int) []byte {
 	return b
 }
 
+// bigBytes is the decimal string s as a big-endian two's complement of n bytes.
+func bigBytes(s string, n int) []byte {
+	v, ok := new(big.Int).SetString(s, 10)
+	if !ok {
+		panic(s)
+	}
+	return v.FillBytes(make([]byte, n))
+}
+
 func opt(n parquet.Node) parquet.Node { return parquet.Optional(n) }
 
 var (
@@ -260,6 +270,10 @@ func TestParquetEncodings(t *testing.T) {
 		{"required string", tcol{"user_id", parquet.String()}, "u-4", func(m msg) any { return m.UserID }, "u-4"},
 		{"int64 id", tcol{"user_id", opt(parquet.Int(64))}, int64(1234567890123), func(m msg) any { return m.UserID }, "1234567890123"},
 		{"int32 id", tcol{"order_id", opt(parquet.Int(32))}, int32(-42), func(m msg) any { return m.OrderID }, "-42"},
+		{"decimal(18,0) id", tcol{"user_id", opt(parquet.Decimal(0, 18, parquet.Int64Type))}, int64(42), func(m msg) any { return m.UserID }, "42"},
+		{"decimal(9,2) id", tcol{"order_id", opt(parquet.Decimal(2, 9, parquet.Int32Type))}, int32(-105), func(m msg) any { return m.OrderID }, "-1.05"},
+		{"decimal(38,0) flba id", tcol{"order_id", opt(parquet.Decimal(0, 38, parquet.FixedLenByteArrayType(16)))}, flba(bigBytes("123456789012345678901234", 16)), func(m msg) any { return m.OrderID }, "123456789012345678901234"},
+		{"decimal(38,6) flba negative small id", tcol{"order_id", opt(parquet.Decimal(6, 38, parquet.FixedLenByteArrayType(16)))}, flba(beBytes(-5, 16)), func(m msg) any { return m.OrderID }, "-0.000005"},
 		{"null string", tcol{"user_id", strNode}, nil, func(m msg) any { return m.UserID }, ""},
 		// timestamps
 		{"timestamp millis", tcol{"timestamp", opt(parquet.Timestamp(parquet.Millisecond))}, tsMilli.Micros / 1000, func(m msg) any { return m.Timestamp }, tsMilli},
