@@ -1,0 +1,271 @@
+package jobs
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"cloud.google.com/go/storage"
+
+	"github.com/convertro-etl/convertro-etl/convertro"
+	"github.com/convertro-etl/convertro-etl/pipeline"
+	"github.com/convertro-etl/convertro-etl/readers"
+)
+
+// leaseTTL is how long a run's lease outlives its last commit. Commits come
+// about every second, so a live run renews long before; a dead one on
+// another host is taken over this long after its last commit.
+const leaseTTL = pipeline.DefaultLeaseTTL
+
+// Env is the process around a job: where it writes, how it logs, what time
+// it is. Zero fields take the process's own.
+type Env struct {
+	Stdout, Stderr io.Writer
+	Log            *slog.Logger
+	Now            func() time.Time
+	Getenv         func(string) string
+	Version        string
+	// GCS serves gs:// sources and state; nil creates a client from the
+	// environment (Application Default Credentials, STORAGE_EMULATOR_HOST)
+	// when one is needed.
+	GCS *storage.Client
+	// Transport, when set, replaces the Convertro client's pooled transport.
+	Transport interface{}
+}
+
+func (e Env) withDefaults() Env {
+	if e.Stdout == nil {
+		e.Stdout = io.Discard
+	}
+	if e.Stderr == nil {
+		e.Stderr = io.Discard
+	}
+	if e.Log == nil {
+		e.Log = slog.New(slog.NewTextHandler(e.Stderr, nil))
+	}
+	if e.Now == nil {
+		e.Now = time.Now
+	}
+	if e.Getenv == nil {
+		e.Getenv = os.Getenv
+	}
+	if e.Version == "" {
+		e.Version = "dev"
+	}
+	return e
+}
+
+// prepared is a job ready to run: settings checked, inputs listed, shard chosen.
+type prepared struct {
+	o        Options
+	settings convertro.Settings
+	mapper   *convertro.Mapper
+	wire     *convertro.Wire
+	in       *inputs
+	shard    pipeline.Shard
+	job      pipeline.JobID
+	gcs      *storage.Client
+	closeGCS func()
+}
+
+func (p *prepared) close() {
+	if p.in != nil {
+		p.in.close()
+	}
+	p.closeGCS()
+}
+
+// prepare does everything a run and a plan share, before any state is touched.
+func prepare(ctx context.Context, o Options, env Env, delivery bool) (*prepared, error) {
+	o = o.withDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	now := env.Now()
+	from, to, err := dateRange(o, now)
+	if err != nil {
+		return nil, err
+	}
+	s := convertro.Settings{
+		Account: o.Account, ClientName: o.ClientName, SiteID: o.SiteID, Domain: o.Domain,
+		HybridAttributionModel: o.Hybrid, Endpoint: o.Endpoint,
+	}
+	for name, tos := range o.Events {
+		for _, t := range tos {
+			s.AddEvent(name, t)
+		}
+	}
+	if err := s.Validate(delivery); err != nil {
+		return nil, err
+	}
+	m, err := convertro.NewMapper(s)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range m.IgnoredEvents() {
+		env.Log.Warn("events entry has no effect: the seed fixes how this event is sent", "event", e)
+	}
+	shard, err := pipeline.ShardFromEnv(o.Shard, o.Shards, env.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	p := &prepared{o: o, settings: s, mapper: m, wire: convertro.NewWire(s), shard: shard, gcs: env.GCS, closeGCS: func() {}}
+	if p.gcs == nil && needsGCS(o) {
+		c, err := readers.NewGCSClient(ctx)
+		if err != nil {
+			return nil, err
+		}
+		p.gcs, p.closeGCS = c, func() { c.Close() }
+	}
+	p.in, err = gather(ctx, o, from, to, p.gcs, env.Log)
+	if err != nil {
+		p.close()
+		return nil, err
+	}
+	p.job = pipeline.JobID{
+		Kind:        o.Kind,
+		Fingerprint: o.Fingerprint(from, to),
+		Description: describe(o, from, to),
+	}
+	return p, nil
+}
+
+func needsGCS(o Options) bool {
+	if strings.HasPrefix(o.State, "gs://") {
+		return true
+	}
+	for _, s := range o.Sources {
+		if strings.HasPrefix(s, "gs://") {
+			return true
+		}
+	}
+	return false
+}
+
+func dateRange(o Options, now time.Time) (from, to time.Time, err error) {
+	if o.From != "" {
+		if from, err = readers.ParseDay(o.From, now); err != nil {
+			return from, to, fmt.Errorf("%w: --from: %w", ErrConfig, err)
+		}
+	}
+	if o.To != "" {
+		if to, err = readers.ParseDay(o.To, now); err != nil {
+			return from, to, fmt.Errorf("%w: --to: %w", ErrConfig, err)
+		}
+	}
+	if !from.IsZero() && !to.IsZero() && to.Before(from) {
+		return from, to, fmt.Errorf("%w: --to %s is before --from %s", ErrConfig, day(to), day(from))
+	}
+	return from, to, nil
+}
+
+func describe(o Options, from, to time.Time) string {
+	d := o.Kind + " of " + strings.Join(o.Sources, ", ")
+	if !from.IsZero() || !to.IsZero() {
+		d += " from " + orOpen(day(from)) + " to " + orOpen(day(to))
+	}
+	return d
+}
+
+func orOpen(s string) string {
+	if s == "" {
+		return "…"
+	}
+	return s
+}
+
+// Run runs or resumes the job o and returns its report (nil when the run
+// could not start). The report's summary goes to env.Stderr.
+func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
+	env = env.withDefaults()
+	p, err := prepare(ctx, o, env, !o.DryRun)
+	if err != nil {
+		return nil, err
+	}
+	defer p.close()
+	o = p.o
+	for _, s := range p.in.skipped {
+		env.Log.Debug("not data, skipped", "object", s.URI, "reason", s.Reason)
+	}
+	if len(p.in.skipped) > 0 {
+		env.Log.Info("objects that are not data were skipped", "count", len(p.in.skipped))
+	}
+
+	cfg := pipeline.Config{
+		Job:         p.job,
+		Shard:       p.shard,
+		Objects:     p.in.objects,
+		Decoders:    o.Decoders,
+		Concurrency: o.Concurrency,
+		Fresh:       o.Fresh,
+	}
+	deps := pipeline.Deps{
+		Decoder:      p.in,
+		NewTransform: newTransform(p.mapper, p.wire),
+		Progress:     env.Stderr,
+		Logger:       env.Log,
+		Now:          env.Now,
+	}
+	if o.DryRun {
+		return runDry(ctx, cfg, deps, o.Out, env)
+	}
+
+	st, err := pipeline.OpenState(ctx, o.State, p.gcs)
+	if err != nil {
+		return nil, err
+	}
+	cp, prev, err := pipeline.OpenCheckpoint(ctx, st, p.shard, pipeline.NewLease(), env.Now, leaseTTL)
+	if err != nil {
+		return nil, err
+	}
+	client := convertro.NewClient(convertro.ClientOptions{
+		Concurrency: o.Concurrency,
+		Timeout:     o.Timeout,
+		MaxAttempts: o.MaxAttempts,
+		Rate:        o.Rate,
+		UserAgent:   "convertro-etl/" + env.Version,
+	})
+	dl := newDeadLetters(st, p.shard, env.Now)
+	deps.Sender = sender{client}
+	deps.DeadLetters = dl
+	deps.Checkpoint, deps.Previous, deps.State = cp, prev, st
+	cfg.LeaseTTL = leaseTTL
+
+	rep, err := pipeline.Run(ctx, cfg, deps)
+	if rep != nil {
+		rep.Summary(env.Stderr)
+		if o.MetricsPush != "" {
+			if perr := pipeline.PushMetrics(ctx, o.MetricsPush, "convertro-etl", rep); perr != nil {
+				env.Log.Warn("metrics push failed", "url", o.MetricsPush, "err", perr)
+			}
+		}
+	}
+	return rep, err
+}
+
+func runDry(ctx context.Context, cfg pipeline.Config, deps pipeline.Deps, out string, env Env) (*pipeline.Report, error) {
+	var w io.Writer = env.Stdout
+	if out != "-" {
+		f, err := os.Create(out)
+		if err != nil {
+			return nil, fmt.Errorf("create dry-run output %s: %w", out, err)
+		}
+		defer f.Close()
+		w = f
+	}
+	bw := bufio.NewWriterSize(w, 1<<20)
+	deps.DryRun = bw
+	rep, err := pipeline.Run(ctx, cfg, deps)
+	if ferr := bw.Flush(); ferr != nil && err == nil {
+		err = fmt.Errorf("write dry-run output %s: %w", out, ferr)
+	}
+	if rep != nil {
+		rep.Summary(env.Stderr)
+	}
+	return rep, err
+}

@@ -1,0 +1,51 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+
+	"github.com/convertro-etl/convertro-etl/convertro"
+	"github.com/convertro-etl/convertro-etl/internal/segment"
+	"github.com/convertro-etl/convertro-etl/pipeline"
+)
+
+// newTransform returns the per-worker transform: the Convertro mapping and
+// wire format over reused buffers, so a row costs no allocation here.
+func newTransform(m *convertro.Mapper, w *convertro.Wire) func() pipeline.Transform {
+	return func() pipeline.Transform {
+		var (
+			ds  []convertro.Delivery
+			buf []byte
+		)
+		return func(msg *segment.Message, emit func(url []byte)) string {
+			if msg.Excluded != "" {
+				return msg.Excluded
+			}
+			var skip convertro.SkipReason
+			ds, skip = m.Map(ds[:0], msg)
+			if skip != convertro.SkipNone {
+				return skip.String()
+			}
+			for i := range ds {
+				buf = w.AppendURL(buf[:0], &ds[i])
+				emit(buf)
+			}
+			return ""
+		}
+	}
+}
+
+// sender adapts the Convertro client to the pipeline: a refusal that no retry
+// can fix is permanent (a dead letter); anything else that fails stops the run.
+type sender struct{ c *convertro.Client }
+
+func (s sender) Send(ctx context.Context, url string) pipeline.Outcome {
+	res, err := s.c.Get(ctx, url)
+	out := pipeline.Outcome{Status: res.Status, Attempts: res.Attempts, PossibleDuplicate: res.MaybeDuplicated, Err: err}
+	var se *convertro.StatusError
+	if errors.As(err, &se) {
+		out.Status, out.Body, out.Attempts = se.Code, se.Body, se.Attempts
+	}
+	out.Permanent = errors.Is(err, convertro.ErrPermanent)
+	return out
+}

@@ -1,0 +1,23 @@
+// Package jobs owns the kinds of job an operator runs — today the backfill —
+// and what each means: which sources to read, which settings apply, and what
+// "done" is. A job wires the parts below it together: readers lists and
+// decodes the export, convertro maps each row and delivers the requests,
+// writers keeps dead letters and dry-run output, and pipeline runs the stages,
+// the checkpoint manifest and the report. jobs itself talks neither HTTP nor
+// Parquet.
+//
+// # Errors
+//
+// ErrConfig for a job that cannot start as configured (missing setting,
+// malformed flag or job file); otherwise the kinds of the packages below,
+// wrapped once with what was being done: readers.ErrNotFound, ErrChanged and
+// ErrBadFile, convertro.ErrInvalidSettings, and pipeline's ErrLeaseHeld,
+// ErrLeaseLost, ErrJobMismatch, ErrStopped, ErrMisconfigured and ErrIncomplete.
+// The command line maps these kinds to exit codes in one place.
+//
+// # Concurrency
+//
+// Run, PrintPlan, Status and Demo may be called from several goroutines, each
+// with its own Options; two runs on the same state location are kept apart by
+// the manifest's lease, not by this package.
+package jobs

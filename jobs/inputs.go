@@ -1,0 +1,244 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/storage"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/convertro-etl/convertro-etl/convertro"
+	"github.com/convertro-etl/convertro-etl/internal/segment"
+	"github.com/convertro-etl/convertro-etl/pipeline"
+	"github.com/convertro-etl/convertro-etl/readers"
+)
+
+// SkipInEventTable is the skip reason of a `tracks` row whose event also has a
+// table of its own in the same export: that table holds the same message with
+// its properties, and is the one sent.
+const SkipInEventTable = "in_event_table"
+
+// footerReaders is how many footers are read at once while planning: enough
+// to hide GCS latency, few enough to stay polite.
+const footerReaders = 16
+
+// inputs is what a job reads: the listed objects of every source with their
+// row groups, and where each came from. It implements pipeline.Decoder.
+type inputs struct {
+	hint      readers.Hint
+	batchSize int
+
+	objects []pipeline.Object // plan order (sorted by URI)
+	refs    map[string]*inputRef
+	skipped []readers.Skipped // objects that are not data
+	bad     []pipeline.SkippedObject
+	// covered holds the normalised names of events that have a table of
+	// their own, so that their copies in `tracks` are not sent twice.
+	covered    map[string]bool
+	outOfRange int
+	undated    int
+}
+
+type inputRef struct {
+	src *readers.Source
+	obj readers.Object
+	typ segment.Type
+
+	mu   sync.Mutex
+	pf   *readers.ParquetFile
+	file readers.File
+	open int // decoders using pf
+	left int // row groups not yet decoded by this process
+}
+
+// gather lists every source and reads every object's footer. A bad file
+// fails the job, or is set aside when onBadFile is "skip".
+func gather(ctx context.Context, o Options, from, to time.Time, gcs *storage.Client, log *slog.Logger) (*inputs, error) {
+	in := &inputs{refs: map[string]*inputRef{}, covered: map[string]bool{}, batchSize: readers.DefaultBatchSize}
+	if o.Type != "" {
+		t := segment.ParseType(o.Type)
+		if t == segment.TypeUnknown {
+			return nil, fmt.Errorf("%w: --type %q: want identify, track, page, screen, group or alias", ErrConfig, o.Type)
+		}
+		in.hint.Type = t
+	}
+	var refs []*inputRef
+	for _, uri := range o.Sources {
+		src, err := readers.OpenSource(ctx, uri, readers.SourceOptions{From: from, To: to, GCSClient: gcs})
+		if err != nil {
+			return nil, err
+		}
+		l, err := src.Scan(ctx)
+		if err != nil {
+			return nil, err
+		}
+		in.skipped = append(in.skipped, l.Skipped...)
+		in.outOfRange += l.OutOfRange
+		in.undated += l.Undated
+		for _, obj := range l.Objects {
+			if _, dup := in.refs[obj.URI]; dup {
+				continue // two sources overlapping: read each object once
+			}
+			r := &inputRef{src: src, obj: obj}
+			in.refs[obj.URI] = r
+			refs = append(refs, r)
+		}
+	}
+	sort.Slice(refs, func(i, j int) bool { return refs[i].obj.URI < refs[j].obj.URI })
+
+	in.objects = make([]pipeline.Object, len(refs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(footerReaders)
+	for i, r := range refs {
+		g.Go(func() error {
+			po := pipeline.Object{URI: r.obj.URI, Key: r.obj.Key, Size: r.obj.Size, Generation: r.obj.Generation}
+			groups, typ, err := r.footer(gctx, in.hint)
+			switch {
+			case err == nil:
+				r.typ = typ
+				po.RowGroups = groups
+			case errors.Is(err, readers.ErrBadFile) && o.OnBadFile == "skip":
+				log.Warn("skipping bad file", "object", r.obj.URI, "err", err)
+				po.Skipped = err.Error()
+			default:
+				return err
+			}
+			in.objects[i] = po
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	for i, po := range in.objects {
+		if po.Skipped != "" {
+			in.bad = append(in.bad, pipeline.SkippedObject{URI: po.URI, Reason: po.Skipped})
+			continue
+		}
+		r := refs[i]
+		r.left = len(po.RowGroups)
+		if t := eventTable(r.obj.Partition.Table); t != "" && r.typ == segment.TypeTrack {
+			in.covered[convertro.NormalizeEventName(t)] = true
+		}
+	}
+	return in, nil
+}
+
+// eventTable returns the event a table is named after ("order_completed",
+// "track_order_completed" in Data Lakes), or "" for the tables of the
+// common columns (tracks, identifies, ...).
+func eventTable(table string) string {
+	switch table {
+	case "", "tracks", "track", "identifies", "identify", "users", "pages", "page", "screens", "screen", "groups", "group", "aliases", "alias":
+		return ""
+	}
+	return strings.TrimPrefix(table, "track_")
+}
+
+// footer reads the object's footer: its row groups and message type.
+func (r *inputRef) footer(ctx context.Context, h readers.Hint) ([]int64, segment.Type, error) {
+	f, err := r.src.Open(ctx, r.obj)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	pf, err := readers.OpenParquet(ctx, f, r.obj, h)
+	if err != nil {
+		return nil, 0, err
+	}
+	groups := pf.RowGroups()
+	rows := make([]int64, len(groups))
+	for i, g := range groups {
+		rows[i] = g.Rows
+	}
+	return rows, pf.Type(), nil
+}
+
+// Decode implements pipeline.Decoder: it reads one row group, keeping the
+// object open while other row groups of it are still to be read, and marks
+// the rows of `tracks` whose event has its own table.
+func (in *inputs) Decode(ctx context.Context, obj pipeline.Object, rowGroup int, fn func(firstRow int64, batch []segment.Message) error) error {
+	r := in.refs[obj.URI]
+	if r == nil {
+		return fmt.Errorf("decode %s: not in this run's listing: %w", obj.URI, readers.ErrChanged)
+	}
+	pf, err := r.acquire(ctx, in.hint)
+	if err != nil {
+		return err
+	}
+	defer r.release()
+	tracks := r.obj.Partition.Table == "tracks" && len(in.covered) > 0
+	return pf.ReadRowGroup(ctx, rowGroup, in.batchSize, func(first int64, batch []segment.Message) error {
+		if tracks {
+			var name []byte
+			for i := range batch {
+				m := &batch[i]
+				name = m.EventText
+				if len(name) == 0 {
+					name = m.Event
+				}
+				if in.covered[convertro.NormalizeEventName(string(name))] {
+					m.Excluded = SkipInEventTable
+				}
+			}
+		}
+		return fn(first, batch)
+	})
+}
+
+func (r *inputRef) acquire(ctx context.Context, h readers.Hint) (*readers.ParquetFile, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pf == nil {
+		f, err := r.src.Open(ctx, r.obj)
+		if err != nil {
+			return nil, err
+		}
+		pf, err := readers.OpenParquet(ctx, f, r.obj, h)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		r.pf, r.file = pf, f
+	}
+	r.open++
+	return r.pf, nil
+}
+
+// release closes the object once no decoder uses it and its row groups are
+// all read, so that a run over many files holds few of them open.
+func (r *inputRef) release() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.open--
+	r.left--
+	if r.open == 0 && r.left <= 0 && r.file != nil {
+		r.file.Close()
+		r.pf, r.file = nil, nil
+	}
+}
+
+// close releases whatever a stopped run left open.
+func (in *inputs) close() {
+	for _, r := range in.refs {
+		r.mu.Lock()
+		if r.file != nil {
+			r.file.Close()
+			r.pf, r.file = nil, nil
+		}
+		r.mu.Unlock()
+	}
+	closed := map[*readers.Source]bool{}
+	for _, r := range in.refs {
+		if !closed[r.src] {
+			closed[r.src] = true
+			r.src.Close()
+		}
+	}
+}

@@ -1,0 +1,219 @@
+package jobs
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+)
+
+// ErrConfig marks a job that cannot start as configured: a missing or
+// malformed setting, flag or job file.
+var ErrConfig = errors.New("invalid configuration")
+
+// Options is one job as the operator states it. A YAML job file holds the same
+// keys as the run flags; flags given on the command line win over the file.
+type Options struct {
+	Kind    string   `yaml:"kind" json:"kind"`
+	Sources []string `yaml:"sources" json:"sources"`
+	State   string   `yaml:"state" json:"-"`
+
+	Endpoint   string                `yaml:"endpoint" json:"-"`
+	Account    string                `yaml:"account" json:"account"`
+	ClientName string                `yaml:"clientName" json:"clientName"`
+	SiteID     string                `yaml:"siteId" json:"siteId"`
+	Domain     string                `yaml:"domain" json:"domain"`
+	Events     map[string]EventNames `yaml:"events" json:"events"`
+	Hybrid     bool                  `yaml:"hybridAttributionModel" json:"hybridAttributionModel"`
+
+	From string `yaml:"from" json:"from"`
+	To   string `yaml:"to" json:"to"`
+	// Type forces the message type of every file whose type cannot be detected.
+	Type string `yaml:"type" json:"type"`
+
+	DryRun bool   `yaml:"dryRun" json:"-"`
+	Out    string `yaml:"out" json:"-"`
+
+	Concurrency int           `yaml:"concurrency" json:"-"`
+	Decoders    int           `yaml:"decoders" json:"-"`
+	Rate        float64       `yaml:"rate" json:"-"`
+	Timeout     time.Duration `yaml:"timeout" json:"-"`
+	MaxAttempts int           `yaml:"maxAttempts" json:"-"`
+	Shard       string        `yaml:"shard" json:"-"`
+	Shards      int           `yaml:"shards" json:"-"`
+	OnBadFile   string        `yaml:"onBadFile" json:"-"`
+	Fresh       bool          `yaml:"-" json:"-"`
+	MetricsPush string        `yaml:"metricsPush" json:"-"`
+}
+
+// EventNames is the right-hand side of one events entry: one Convertro name,
+// or a list of them. In YAML either `Signed Up: signup` or `Signed Up: [a, b]`.
+type EventNames []string
+
+// UnmarshalYAML accepts a scalar or a sequence.
+func (e *EventNames) UnmarshalYAML(b []byte) error {
+	var one string
+	if err := yaml.Unmarshal(b, &one); err == nil {
+		*e = EventNames{one}
+		return nil
+	}
+	var many []string
+	if err := yaml.Unmarshal(b, &many); err != nil {
+		return err
+	}
+	*e = many
+	return nil
+}
+
+// LoadFile reads a YAML job file. Unknown keys are an error, so a typo does
+// not silently fall back to a default.
+func LoadFile(path string) (Options, error) {
+	var o Options
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return o, fmt.Errorf("read job file %s: %w", path, err)
+	}
+	if err := yaml.UnmarshalWithOptions(b, &o, yaml.Strict()); err != nil {
+		return o, fmt.Errorf("parse job file %s: %w: %w", path, ErrConfig, errors.New(yaml.FormatError(err, false, true)))
+	}
+	return o, nil
+}
+
+// AddEvent adds one `--event "Segment name=Convertro name"` mapping.
+func (o *Options) AddEvent(spec string) error {
+	name, to, ok := strings.Cut(spec, "=")
+	name, to = strings.TrimSpace(name), strings.TrimSpace(to)
+	if !ok || name == "" || to == "" {
+		return fmt.Errorf("--event %q: %w: want \"Segment name=Convertro name\"", spec, ErrConfig)
+	}
+	if o.Events == nil {
+		o.Events = map[string]EventNames{}
+	}
+	o.Events[name] = append(o.Events[name], to)
+	return nil
+}
+
+// withDefaults fills what the operator left out.
+func (o Options) withDefaults() Options {
+	if o.Kind == "" {
+		o.Kind = "backfill"
+	}
+	if o.State == "" {
+		o.State = "./.convertro-state"
+	}
+	if o.OnBadFile == "" {
+		o.OnBadFile = "fail"
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 64
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	return o
+}
+
+func (o Options) validate() error {
+	if len(o.Sources) == 0 {
+		return fmt.Errorf("%w: no source: give --source URI (a path, file://… or gs://bucket/prefix)", ErrConfig)
+	}
+	switch o.OnBadFile {
+	case "fail", "skip":
+	default:
+		return fmt.Errorf("%w: --on-bad-file %q: want fail or skip", ErrConfig, o.OnBadFile)
+	}
+	switch o.Kind {
+	case "backfill":
+	default:
+		return fmt.Errorf("%w: kind %q: want backfill", ErrConfig, o.Kind)
+	}
+	if o.DryRun && o.Out == "" {
+		return fmt.Errorf("%w: --dry-run needs --out FILE (or - for stdout)", ErrConfig)
+	}
+	return nil
+}
+
+// Fingerprint identifies the job: its kind, sources, date range and settings.
+// Rerunning with the same fingerprint resumes; a different one on a state that
+// holds an unfinished job is refused unless --fresh.
+func (o Options) Fingerprint(from, to time.Time) string {
+	srcs := append([]string(nil), o.Sources...)
+	sort.Strings(srcs)
+	id := struct {
+		Kind       string                `json:"kind"`
+		Sources    []string              `json:"sources"`
+		From       string                `json:"from,omitempty"`
+		To         string                `json:"to,omitempty"`
+		Account    string                `json:"account"`
+		ClientName string                `json:"clientName"`
+		SiteID     string                `json:"siteId"`
+		Domain     string                `json:"domain"`
+		Events     map[string]EventNames `json:"events"`
+		Hybrid     bool                  `json:"hybrid"`
+		Type       string                `json:"type"`
+	}{o.Kind, srcs, day(from), day(to), o.Account, o.ClientName, o.SiteID, o.Domain, o.Events, o.Hybrid, o.Type}
+	var buf bytes.Buffer
+	_ = json.NewEncoder(&buf).Encode(id) // maps encode with sorted keys: stable
+	sum := sha256.Sum256(buf.Bytes())
+	return hex.EncodeToString(sum[:12])
+}
+
+func day(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.Format(time.DateOnly)
+}
+
+// Merge overlays on file the values of flags that the operator set on the
+// command line (changed reports whether the flag of that name was given), so
+// that flags win over the job file and the file wins over defaults.
+func Merge(file, flags Options, changed func(flag string) bool) Options {
+	o := file
+	set := func(flag string, apply func()) {
+		if changed(flag) {
+			apply()
+		}
+	}
+	set("job", func() { o.Kind = flags.Kind })
+	set("source", func() { o.Sources = flags.Sources })
+	set("state", func() { o.State = flags.State })
+	set("endpoint", func() { o.Endpoint = flags.Endpoint })
+	set("account", func() { o.Account = flags.Account })
+	set("client-name", func() { o.ClientName = flags.ClientName })
+	set("site-id", func() { o.SiteID = flags.SiteID })
+	set("domain", func() { o.Domain = flags.Domain })
+	set("hybrid", func() { o.Hybrid = flags.Hybrid })
+	set("dry-run", func() { o.DryRun = flags.DryRun })
+	set("out", func() { o.Out = flags.Out })
+	set("from", func() { o.From = flags.From })
+	set("to", func() { o.To = flags.To })
+	set("type", func() { o.Type = flags.Type })
+	set("concurrency", func() { o.Concurrency = flags.Concurrency })
+	set("decoders", func() { o.Decoders = flags.Decoders })
+	set("rate", func() { o.Rate = flags.Rate })
+	set("timeout", func() { o.Timeout = flags.Timeout })
+	set("max-attempts", func() { o.MaxAttempts = flags.MaxAttempts })
+	set("shard", func() { o.Shard = flags.Shard })
+	set("shards", func() { o.Shards = flags.Shards })
+	set("on-bad-file", func() { o.OnBadFile = flags.OnBadFile })
+	set("metrics-push", func() { o.MetricsPush = flags.MetricsPush })
+	o.Fresh = flags.Fresh
+	if flags.Events != nil {
+		if o.Events == nil {
+			o.Events = map[string]EventNames{}
+		}
+		for k, v := range flags.Events {
+			o.Events[k] = append(o.Events[k], v...)
+		}
+	}
+	return o
+}

@@ -1,0 +1,158 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/convertro-etl/convertro-etl/pipeline"
+	"github.com/convertro-etl/convertro-etl/readers"
+)
+
+// PrintPlan writes to env.Stdout what a run of o would read: every object
+// with its row groups and rows, what was skipped and why, and how the units
+// fall into shards. It reads footers only, and needs no Convertro settings.
+func PrintPlan(ctx context.Context, o Options, env Env) error {
+	env = env.withDefaults()
+	p, err := prepare(ctx, o, env, false)
+	if err != nil {
+		return err
+	}
+	defer p.close()
+	w := tabwriter.NewWriter(env.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "job\t%s\n", p.job.Description)
+	fmt.Fprintf(w, "fingerprint\t%s\n\n", p.job.Fingerprint)
+	fmt.Fprintln(w, "OBJECT\tTYPE\tBYTES\tROW GROUPS\tROWS")
+	var bytes, rows int64
+	var groups int
+	for _, obj := range p.in.objects {
+		if obj.Skipped != "" {
+			continue
+		}
+		var n int64
+		for _, r := range obj.RowGroups {
+			n += r
+		}
+		r := p.in.refs[obj.URI]
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\n", obj.URI, r.typ, obj.Size, len(obj.RowGroups), n)
+		bytes += obj.Size
+		rows += n
+		groups += len(obj.RowGroups)
+	}
+	fmt.Fprintf(w, "total\t\t%d\t%d\t%d\n", bytes, groups, rows)
+	w.Flush()
+	if len(p.in.covered) > 0 {
+		names := slices.Sorted(maps.Keys(p.in.covered))
+		fmt.Fprintf(env.Stdout, "\nrows of `tracks` for events with a table of their own are skipped as %s: %s\n",
+			SkipInEventTable, strings.Join(names, ", "))
+	}
+	if len(p.in.bad) > 0 {
+		fmt.Fprintln(env.Stdout, "\nbad files set aside (--on-bad-file skip):")
+		for _, b := range p.in.bad {
+			fmt.Fprintf(env.Stdout, "  %s: %s\n", b.URI, b.Reason)
+		}
+	}
+	if len(p.in.skipped) > 0 {
+		fmt.Fprintln(env.Stdout, "\nnot data, skipped:")
+		for _, s := range p.in.skipped {
+			fmt.Fprintf(env.Stdout, "  %s (%s)\n", s.URI, s.Reason)
+		}
+	}
+	if p.in.outOfRange > 0 || p.in.undated > 0 {
+		fmt.Fprintf(env.Stdout, "\ndate range: %d objects outside it left out; %d objects without a day partition kept\n", p.in.outOfRange, p.in.undated)
+	}
+	units := pipeline.BuildPlan(p.in.objects)
+	mine := pipeline.ShardUnits(units, p.in.objects, p.shard)
+	fmt.Fprintf(env.Stdout, "\nshard %s: %d of %d units, %d of %d rows\n",
+		p.shard, len(mine), len(units), pipeline.PlanRows(mine), pipeline.PlanRows(units))
+	return nil
+}
+
+// Status writes the progress and counts of every shard's manifest in the
+// state location: a table, or the manifests' summaries as JSON.
+func Status(ctx context.Context, state string, asJSON bool, env Env) error {
+	env = env.withDefaults()
+	var o Options
+	o.State = state
+	gcsClient := env.GCS
+	if gcsClient == nil && needsGCS(o) {
+		c, err := readers.NewGCSClient(ctx)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		gcsClient = c
+	}
+	st, err := pipeline.OpenState(ctx, state, gcsClient)
+	if err != nil {
+		return err
+	}
+	ms, err := pipeline.ListManifests(ctx, st)
+	if err != nil {
+		return err
+	}
+	if len(ms) == 0 {
+		return fmt.Errorf("status %s: no manifest: %w", state, pipeline.ErrStateNotFound)
+	}
+	now := env.Now()
+	type shardStatus struct {
+		Job       pipeline.JobID  `json:"job"`
+		Shard     string          `json:"shard"`
+		Status    string          `json:"status"`
+		RowsDone  int64           `json:"rows_done"`
+		RowsTotal int64           `json:"rows_total"`
+		Counts    pipeline.Counts `json:"counts"`
+		Runs      int             `json:"runs"`
+		Lease     pipeline.Lease  `json:"lease"`
+		LeaseLive bool            `json:"lease_live"`
+		Updated   time.Time       `json:"updated"`
+	}
+	var out []shardStatus
+	for _, m := range ms {
+		s := shardStatus{Job: m.Job, Shard: m.Shard.String(), Status: m.Status, Counts: m.Counts, Runs: m.Runs,
+			Lease: m.Lease, LeaseLive: m.Lease.Expires.After(now), Updated: m.Updated}
+		for _, u := range m.Units {
+			s.RowsTotal += u.Rows
+			if u.Done {
+				s.RowsDone += u.Rows
+			} else {
+				s.RowsDone += u.Acked()
+			}
+		}
+		out = append(out, s)
+	}
+	if asJSON {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	}
+	w := tabwriter.NewWriter(env.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "SHARD\tSTATUS\tROWS DONE\tOF\t%\tDELIVERED\tSKIPPED\tDEAD-LETTERED\tREQUESTS\tRUNS\tLEASE\tUPDATED")
+	for _, s := range out {
+		var skipped int64
+		for _, n := range s.Counts.RowsSkipped {
+			skipped += n
+		}
+		pct := 100.0
+		if s.RowsTotal > 0 {
+			pct = 100 * float64(s.RowsDone) / float64(s.RowsTotal)
+		}
+		lease := "free"
+		if s.LeaseLive {
+			lease = fmt.Sprintf("%s pid %d until %s", s.Lease.Host, s.Lease.PID, s.Lease.Expires.UTC().Format(time.RFC3339))
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%.1f\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", s.Shard, s.Status, s.RowsDone, s.RowsTotal, pct,
+			s.Counts.RowsDelivered, skipped, s.Counts.RowsDeadLettered, s.Counts.RequestsSent, s.Runs, lease,
+			s.Updated.UTC().Format(time.RFC3339))
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "job: %s (%s)\n", ms[0].Job.Description, ms[0].Job.Fingerprint)
+	return nil
+}
