@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 
@@ -47,6 +48,7 @@ type ParquetFile struct {
 	perRow   bool // rows carry their own type (a `type` column)
 	fileType segment.Type
 	groups   []RowGroup
+	maxRows  int64
 	pool     sync.Pool // *rgState
 }
 
@@ -199,6 +201,7 @@ func (p *ParquetFile) checkRowGroups() error {
 			return fmt.Errorf("open %s: %w: row group %d has %d rows", p.uri, ErrBadFile, i, rg.NumRows)
 		}
 		p.groups[i].Rows = rg.NumRows
+		p.maxRows = max(p.maxRows, rg.NumRows)
 		if len(rgs[i].ColumnChunks()) != len(rg.Columns) {
 			return fmt.Errorf("open %s: %w: row group %d: column chunks do not match the schema", p.uri, ErrBadFile, i)
 		}
@@ -221,7 +224,7 @@ func (p *ParquetFile) checkRowGroups() error {
 }
 
 // RowGroups lists the file's row groups in order.
-func (p *ParquetFile) RowGroups() []RowGroup { return p.groups }
+func (p *ParquetFile) RowGroups() []RowGroup { return slices.Clone(p.groups) }
 
 // Type is the message type of the file's rows, or TypeUnknown when each row
 // carries its own (a `type` column).
@@ -281,6 +284,9 @@ func (p *ParquetFile) ReadRowGroup(ctx context.Context, i, batchSize int, fn fun
 	if batchSize <= 0 {
 		batchSize = DefaultBatchSize
 	}
+	// No batch larger than the largest row group: a huge batchSize must not
+	// allocate memory no row group can fill.
+	batchSize = int(min(int64(batchSize), max(p.maxRows, 1)))
 	rows := p.groups[i].Rows
 	st := p.getState(batchSize)
 	r := &trackedReader{r: p.f, size: p.size}
