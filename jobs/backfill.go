@@ -15,6 +15,7 @@ import (
 	"github.com/convertro-etl/convertro-etl/convertro"
 	"github.com/convertro-etl/convertro-etl/pipeline"
 	"github.com/convertro-etl/convertro-etl/readers"
+	"github.com/convertro-etl/convertro-etl/writers"
 )
 
 // leaseTTL is how long a run's lease outlives its last commit. Commits come
@@ -259,7 +260,7 @@ func runDry(ctx context.Context, cfg pipeline.Config, deps pipeline.Deps, out st
 		w = f
 	}
 	bw := bufio.NewWriterSize(w, 1<<20)
-	deps.DryRun = bw
+	deps.DryRun, deps.DryRunLine = bw, writers.AppendDryRunLine
 	rep, err := pipeline.Run(ctx, cfg, deps)
 	if ferr := bw.Flush(); ferr != nil && err == nil {
 		err = fmt.Errorf("write dry-run output %s: %w", out, ferr)

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/semaphore"
@@ -180,10 +179,12 @@ type Deps struct {
 	// DryRun, when set, makes the run write the requests it would send, one
 	// JSON line each, instead of sending them. It takes no lease and writes
 	// no state.
-	DryRun   io.Writer
-	Progress io.Writer    // operator progress (stderr); nil = none
-	Logger   *slog.Logger // nil = slog.Default()
-	Now      func() time.Time
+	DryRun io.Writer
+	// DryRunLine formats one request of a dry run (writers.AppendDryRunLine).
+	DryRunLine func(dst, url []byte) []byte
+	Progress   io.Writer    // operator progress (stderr); nil = none
+	Logger     *slog.Logger // nil = slog.Default()
+	Now        func() time.Time
 }
 
 // Run runs (or resumes) the shard cfg.Shard of a job and returns its report.
@@ -201,6 +202,9 @@ func Run(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 		return nil, errors.New("run: Deps.Decoder and Deps.NewTransform are required")
 	}
 	if deps.DryRun != nil {
+		if deps.DryRunLine == nil {
+			return nil, errors.New("run: a dry run needs Deps.DryRunLine")
+		}
 		return runDry(ctx, cfg, deps)
 	}
 	if deps.Sender == nil || deps.DeadLetters == nil || deps.Checkpoint == nil {
@@ -859,7 +863,7 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 							continue
 						}
 						for _, url := range urls {
-							out.lines = appendDryRunLine(out.lines, url)
+							out.lines = deps.DryRunLine(out.lines, url)
 						}
 						addRow(&out.counts, "", rowTally{acked: int64(len(urls))})
 						prog.add(1, int64(len(urls)))
@@ -928,52 +932,4 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 		return rep, err
 	}
 	return rep, nil
-}
-
-// appendDryRunLine appends {"method":"GET","url":"…"} and a newline, with the
-// URL escaped as a JSON string (encoding/json's rules without its HTML
-// escaping, so & stays &).
-func appendDryRunLine(dst, url []byte) []byte {
-	dst = append(dst, `{"method":"GET","url":`...)
-	dst = appendJSONString(dst, url)
-	return append(dst, "}\n"...)
-}
-
-const hexDigits = "0123456789abcdef"
-
-func appendJSONString(dst, s []byte) []byte {
-	dst = append(dst, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				dst = append(dst, '\\', c)
-			case c == '\n':
-				dst = append(dst, '\\', 'n')
-			case c == '\r':
-				dst = append(dst, '\\', 'r')
-			case c == '\t':
-				dst = append(dst, '\\', 't')
-			case c < 0x20 || c == 0x7f:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			default:
-				dst = append(dst, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			dst = append(dst, `\ufffd`...) // invalid UTF-8 cannot appear in JSON text
-		case r == '\u2028' || r == '\u2029':
-			// Valid JSON, but line terminators for JavaScript readers.
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-		default:
-			dst = append(dst, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(dst, '"')
 }
