@@ -3,34 +3,153 @@ package writers
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
 	"testing"
 )
 
-func TestDryRunLineEscaping(t *testing.T) {
-	for _, s := range []string{
-		"http://x/a?b=c&d=e<f>",
-		`q="quoted"\back`,
-		"tab\tnew\nline\r\x00\x1f\x7f",
-		"unicode é 日本 \u2028 \u2029",
-		"bad utf8 \xff\xfe end",
-	} {
-		line := AppendDryRunLine(nil, []byte(s))
-		var got struct {
-			Method string `json:"method"`
-			URL    string `json:"url"`
+// wantDryRunLine is what encoding/json writes for the line, without HTML
+// escaping, which is the contract of DryRun.Write.
+func wantDryRunLine(t testing.TB, url string) string {
+	t.Helper()
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(struct {
+		Method string `json:"method"`
+		URL    string `json:"url"`
+	}{"GET", url}); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+var dryRunCases = []string{
+	"",
+	"https://sp1.convertro.com/api/hit/acme/1/?sid=d-1&typ=sale&val=49.99&eid=o%2F1&ts=1704067200",
+	`quote " and backslash \ and slash /`,
+	"controls \x00\x01\x08\x09\x0a\x0c\x0d\x1f\x7f end",
+	"<html> & friends",
+	"unicode é ✓ 😀 and line separators \u2028 \u2029",
+	"invalid utf-8 \xff\xfe and truncated \xe2\x82 end",
+	strings.Repeat("a", 100_000), // longer than the buffer
+}
+
+func TestDryRunMatchesEncodingJSON(t *testing.T) {
+	var out bytes.Buffer
+	d := NewDryRun(&out)
+	var want strings.Builder
+	for _, u := range dryRunCases {
+		if err := d.Write([]byte(u)); err != nil {
+			t.Fatal(err)
 		}
-		if err := json.Unmarshal(line, &got); err != nil {
-			t.Fatalf("%q: line %s is not JSON: %v", s, line, err)
+		want.WriteString(wantDryRunLine(t, u))
+	}
+	if err := d.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.SplitAfter(out.String(), "\n")
+	wantLines := strings.SplitAfter(want.String(), "\n")
+	if len(got) != len(wantLines) {
+		t.Fatalf("got %d lines, want %d", len(got), len(wantLines))
+	}
+	for i := range got {
+		if got[i] != wantLines[i] {
+			t.Errorf("case %d:\n got %q\nwant %q", i, got[i], wantLines[i])
 		}
-		// encoding/json's reading of the same string is the reference.
-		ref, _ := json.Marshal(s)
-		var want string
-		json.Unmarshal(ref, &want)
-		if got.Method != "GET" || got.URL != want || line[len(line)-1] != '\n' {
-			t.Errorf("%q: decoded %+v", s, got)
+	}
+}
+
+func FuzzDryRunMatchesEncodingJSON(f *testing.F) {
+	for _, u := range dryRunCases {
+		f.Add(u)
+	}
+	f.Fuzz(func(t *testing.T, u string) {
+		var out bytes.Buffer
+		d := NewDryRun(&out)
+		if err := d.Write([]byte(u)); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if want := wantDryRunLine(t, u); out.String() != want {
+			t.Errorf("got %q, want %q", out.String(), want)
+		}
+	})
+}
+
+func TestDryRunWriteDoesNotAllocate(t *testing.T) {
+	d := NewDryRun(discard{})
+	url := []byte("https://sp1.convertro.com/api/user/acme/1/?sid=d%201&id=u%22&ts=1704067200&cua=Mozilla%2F5.0")
+	allocs := testing.AllocsPerRun(1000, func() {
+		if err := d.Write(url); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("Write allocates %v times per line, want 0", allocs)
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+type failingWriter struct {
+	mu sync.Mutex
+	n  int
+}
+
+var errDiskFull = errors.New("disk full")
+
+func (w *failingWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.n++
+	return 0, errDiskFull
+}
+
+func TestDryRunReportsWriteErrors(t *testing.T) {
+	w := &failingWriter{}
+	d := NewDryRun(w)
+	if err := d.Write([]byte("u")); err != nil {
+		t.Fatalf("buffered write failed early: %v", err)
+	}
+	err := d.Flush()
+	if !errors.Is(err, errDiskFull) {
+		t.Fatalf("Flush = %v, want the writer's error", err)
+	}
+	if err := d.Write([]byte("u")); !errors.Is(err, errDiskFull) {
+		t.Errorf("Write after a failed flush = %v, want the first error again", err)
+	}
+}
+
+func BenchmarkDryRunWrite(b *testing.B) {
+	d := NewDryRun(discard{})
+	url := []byte("https://sp1.convertro.com/api/hit/acme/1/?sid=6f1c2a4e-9b7d-4c1e-8a55-0d3f2b9c7e11&typ=sale.repeat&val=1299.5&eid=ord-000123456&ts=1704067200&cua=Mozilla%2F5.0%20%28iPhone%29&cip=203.0.113.7")
+	b.SetBytes(int64(len(url)))
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = d.Write(url)
+	}
+}
+
+func TestAppendDryRunLineMatchesDryRun(t *testing.T) {
+	for _, u := range dryRunCases {
+		line := AppendDryRunLine([]byte("kept:"), []byte(u))
+		want := "kept:" + wantDryRunLine(t, u)
+		if string(line) != want {
+			t.Errorf("%.40q: got %.80q, want %.80q", u, line, want)
 		}
 		if bytes.Contains(line, []byte(`\u0026`)) {
-			t.Errorf("%q: & escaped as HTML", s)
+			t.Errorf("%.40q: & escaped as HTML", u)
 		}
+	}
+	dst := make([]byte, 0, 1024)
+	url := []byte("https://x/?a=b&c=%22d%22")
+	if allocs := testing.AllocsPerRun(100, func() { dst = AppendDryRunLine(dst[:0], url) }); allocs != 0 {
+		t.Errorf("AppendDryRunLine allocates %v times with room in dst", allocs)
 	}
 }
