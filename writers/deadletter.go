@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"time"
 
@@ -46,16 +47,42 @@ func DeadLetterFile(rows []DeadLetter) ([]byte, error) {
 	return b.Bytes(), err
 }
 
-// ReadDeadLetters decodes one dead-letter file; name is for messages.
-func ReadDeadLetters(name string, data []byte) ([]DeadLetter, error) {
+// DecodeDeadLetters decodes one dead-letter file held in memory (read from a
+// state store); name is for messages. Times come back in UTC, to the
+// millisecond.
+func DecodeDeadLetters(name string, data []byte) ([]DeadLetter, error) {
 	rows, err := parquet.Read[DeadLetter](bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		return nil, fmt.Errorf("read dead letters %s: %w", name, err)
 	}
+	utc(rows)
+	return rows, nil
+}
+
+// ReadDeadLetters reads one dead-letter file from the local file system.
+// Times come back in UTC, to the millisecond.
+func ReadDeadLetters(path string) ([]DeadLetter, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read dead letters: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read dead letters: %w", err)
+	}
+	rows, err := parquet.Read[DeadLetter](f, st.Size())
+	if err != nil {
+		return nil, fmt.Errorf("read dead letters %s: %w", path, err)
+	}
+	utc(rows)
+	return rows, nil
+}
+
+func utc(rows []DeadLetter) {
 	for i := range rows {
 		rows[i].Time = rows[i].Time.UTC()
 	}
-	return rows, nil
 }
 
 // MergeDeadLetters joins the rows of several files in the order of their

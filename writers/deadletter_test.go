@@ -21,14 +21,14 @@ func TestDeadLettersRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := ReadDeadLetters("part.parquet", data)
+	got, err := DecodeDeadLetters("part.parquet", data)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(got, rows) {
 		t.Errorf("round trip:\n got %+v\nwant %+v", got, rows)
 	}
-	if _, err := ReadDeadLetters("junk.parquet", []byte("not parquet")); err == nil || !strings.Contains(err.Error(), "junk.parquet") {
+	if _, err := DecodeDeadLetters("junk.parquet", []byte("not parquet")); err == nil || !strings.Contains(err.Error(), "junk.parquet") {
 		t.Errorf("reading junk: err = %v, want one naming the file", err)
 	}
 }
