@@ -49,6 +49,57 @@
 //
 // Decoding: see the section below.
 //
+// # Decoding
+//
+// OpenParquet reads a file's footer and nothing else (the page index and
+// bloom filters are skipped; magic bytes and footer length are checked first
+// so that a corrupt length cannot make the library allocate gigabytes). It
+// resolves, once per file, the column behind each field of segment.Message:
+// for each field it tries, in order and case-insensitively, the warehouse
+// name (context_device_id), the Data Lakes name (properties_total), the
+// camelCase name (contextDeviceId) and the nested path (context → device →
+// id). In the users table `id` is the user id. A missing column is NULL for
+// every row. The column's physical and logical types, read from this file's
+// footer (a column may drift between files), choose the decoder: strings
+// from BYTE_ARRAY (plain or dictionary), INT32/INT64 or DECIMAL ids as text;
+// numbers from INT32/INT64/FLOAT/DOUBLE, DECIMAL over INT32/INT64/
+// FIXED_LEN_BYTE_ARRAY/BYTE_ARRAY, or lenient text (ParseNumber);
+// timestamps from INT64 TIMESTAMP(MILLIS/MICROS/NANOS), plain INT64
+// microseconds, INT96, DATE or ISO-8601 text (ParseTimestamp), all UTC;
+// booleans from BOOLEAN or exactly true/false text (ParseBool), and a
+// numeric `repeat` or integrations column counts as absent, as the wire
+// rules say. NaN and infinite numbers, and instants outside years 1–9999,
+// are absent. The result is a plan of leaf column indexes and decoders: no
+// name lookups or reflection per row.
+//
+// The message type is, first match wins: a Hint (forced by the operator);
+// a `type` column, row by row (rows where it is NULL fall back to what
+// follows); the segment_type= partition; the table folder (identifies and
+// users: identify; pages, screens, groups, aliases; tracks and any other
+// table, such as order_completed or track_*: track); the presence of an
+// event or event_text column (track). A track file must have event or
+// event_text, an identify file user_id (id in users).
+//
+// ReadRowGroup decodes one row group, the unit of work, in batches (1024
+// rows by default). It reads only the planned column chunks, page by page,
+// with parquet-go's page API, and each column writes its field straight
+// into the batch's messages from the page's typed values, dictionary
+// indexes and definition levels (pages without NULLs skip the levels).
+// Values of plain byte-array pages are copied, one copy per page slice,
+// into a per-batch arena of fixed chunks reused batch after batch;
+// dictionary values are referenced in the column chunk's dictionary, which
+// is immutable. Either way they are valid until fn returns, and nothing is
+// allocated per value.
+//
+// Why parquet-go's pages: on the 1M-row, 40-column Snappy benchmark
+// (BenchmarkParquetDecode, 15 columns read, one core) a plain walk over
+// parquet-go pages reads about 5M rows/s, arrow-go's typed column chunk
+// readers about 1M rows/s with 470 B allocated per row; earlier
+// measurements put arrow-go's record path (pqarrow) at 1.0M and parquet-go's
+// row reader into structs at 0.55M rows/s. Decoding down to messages runs at 3.5–3.9M rows/s per
+// core, 0.7–0.8 of the plain page walk, with about 6 B and 0.008
+// allocations per row.
+//
 // # Errors
 //
 // Errors name the operation and the object once ("open gs://b/k: ...",
@@ -63,7 +114,16 @@
 //     listed generation is gone but the object exists (at Open, or during a
 //     read). Local: size or modification time differ (at Open, or during a
 //     read). The run must stop rather than mix two versions of a file.
-//   - ErrBadFile: see the decoding section.
+//   - ErrBadFile: see the decoding section. OpenParquet and ReadRowGroup
+//     return it for an object that is not Parquet, is truncated or has a
+//     corrupt footer, a column whose type cannot hold its field (a list, a
+//     struct, a BOOLEAN total, ...), a file whose message type cannot be
+//     told (the message says how to force it) or that lacks a required
+//     column, and a corrupt column chunk; the message names the object and,
+//     where one is at fault, the row group and the column. A panic inside
+//     the Parquet library while decoding is recovered and reported the same
+//     way. A failing read of the File itself (ErrChanged, ErrNotFound, the
+//     network) is returned as that error, not as ErrBadFile.
 //
 // Other errors (permissions, network, a malformed source URI) are returned
 // wrapped as they come.
@@ -75,4 +135,10 @@
 // request; local reads use pread). The context given to Open governs the
 // File's reads, as io.ReaderAt has no context argument: cancel it only when
 // done with the File. Close a Source after its Files.
+//
+// A ParquetFile does not change after OpenParquet: ReadRowGroup may run
+// concurrently for different row groups (each call has its own page
+// readers, batch and arena), as long as the File allows concurrent ReadAt.
+// The batch passed to fn is the caller's only during fn, and fn must not
+// change it.
 package readers
