@@ -425,6 +425,10 @@ func TestParquetTypeDetection(t *testing.T) {
 	}{
 		{"type column per row, null falls back", withType, objectFor(withType, "identifies", ""), Hint{}, segment.TypeUnknown,
 			[]segment.Type{segment.TypeIdentify, segment.TypeTrack, segment.TypeIdentify, segment.TypePage}, ""},
+		{"hint overrides the type column", withType, objectFor(withType, "identifies", ""), Hint{Type: segment.TypeTrack}, segment.TypeTrack,
+			[]segment.Type{segment.TypeTrack, segment.TypeTrack, segment.TypeTrack, segment.TypeTrack}, ""},
+		{"type column without other clues", withType, objectFor(withType, "", ""), Hint{}, segment.TypeUnknown,
+			[]segment.Type{segment.TypeIdentify, segment.TypeTrack, segment.TypeTrack, segment.TypePage}, ""},
 		{"segment_type partition", noEvent, objectFor(noEvent, "tracks", "identify"), Hint{}, segment.TypeIdentify, nil, ""},
 		{"identifies folder", noEvent, objectFor(noEvent, "identifies", ""), Hint{}, segment.TypeIdentify, nil, ""},
 		{"event table folder", plainTrack, objectFor(plainTrack, "completed_order", ""), Hint{}, segment.TypeTrack, nil, ""},
