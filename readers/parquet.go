@@ -75,7 +75,11 @@ func OpenParquet(ctx context.Context, f File, o Object, h Hint) (p *ParquetFile,
 		}
 		return nil, fmt.Errorf("open %s: %w: %w", o.URI, ErrBadFile, err)
 	}
+	// Remote objects pay per request: the magic bytes are checked already,
+	// and the footer comes in one read of the file's tail.
 	pf, err := parquet.OpenFile(r, r.size,
+		parquet.SkipMagicBytes(true),
+		parquet.OptimisticRead(true),
 		parquet.SkipPageIndex(true),
 		parquet.SkipBloomFilters(true),
 		parquet.ReadBufferSize(readBufferSize),

@@ -925,3 +925,60 @@ func TestFieldOffsets(t *testing.T) {
 		}
 	}
 }
+
+// countingFile records the reads made through it.
+type countingFile struct {
+	File
+	mu    sync.Mutex
+	reads [][2]int64 // offset, length
+}
+
+func (f *countingFile) ReadAt(b []byte, off int64) (int, error) {
+	f.mu.Lock()
+	f.reads = append(f.reads, [2]int64{off, int64(len(b))})
+	f.mu.Unlock()
+	return f.File.ReadAt(b, off)
+}
+
+// Opening reads the magic bytes and the footer, in few requests, and no
+// column data; reading a row group reads only its own column chunks.
+func TestParquetOpenReadsOnlyFooter(t *testing.T) {
+	dir := t.TempDir()
+	path := writeGen(t, dir, "gen.parquet", 60_000, parquet.MaxRowsPerRowGroup(20_000))
+	cf := &countingFile{File: openLocal(t, path)}
+	size := cf.Size()
+	p, err := OpenParquet(context.Background(), cf, objectFor(path, "tracks", ""), Hint{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size < 2*readBufferSize {
+		t.Fatalf("file of %d bytes too small for this test", size)
+	}
+	if len(cf.reads) > 3 {
+		t.Errorf("open made %d reads, want at most 3: %v", len(cf.reads), cf.reads)
+	}
+	for _, r := range cf.reads {
+		if r[0] != 0 && r[0] < size-readBufferSize {
+			t.Errorf("open read %d bytes at %d, inside the data of a %d-byte file", r[1], r[0], size)
+		}
+	}
+	// A row group reads inside its own column chunks only.
+	cf.reads = nil
+	if err := p.ReadRowGroup(context.Background(), 1, 0, func(int64, []segment.Message) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	md := p.pf.Metadata().RowGroups[1]
+	var lo, hi int64 = size, 0
+	for _, c := range md.Columns {
+		start := c.MetaData.DataPageOffset
+		if c.MetaData.DictionaryPageOffset > 0 {
+			start = min(start, c.MetaData.DictionaryPageOffset)
+		}
+		lo, hi = min(lo, start), max(hi, start+c.MetaData.TotalCompressedSize)
+	}
+	for _, r := range cf.reads {
+		if r[0] < lo || r[0] >= hi {
+			t.Errorf("row group 1 read at %d, outside its chunks [%d, %d)", r[0], lo, hi)
+		}
+	}
+}
