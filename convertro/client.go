@@ -108,7 +108,29 @@ type ClientOptions struct {
 	TLSConfig *tls.Config
 	// Sleep waits d unless ctx ends first, and then returns ctx's error. It
 	// is used for backoff and rate-limit waits; tests record waits through it.
+	// The Client ends ctx when Convertro is declared down (see DownAfter).
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Now is the clock of the adaptive throttle, of DownAfter and of
+	// HTTP-date Retry-After values; nil is time.Now.
+	Now func() time.Time
+
+	// Adaptive lowers the rate limit when Convertro answers 429 to more than
+	// 5% of the requests of a short window (by 30%, at most once a window),
+	// and raises it again by 5% (at least 1 request/s) after every window
+	// without a 429, up to Rate. With Rate 0 the limit starts off and is
+	// lifted again once it is half as high again as the rate Convertro
+	// accepted when it last pushed back. Retry-After is honoured as well.
+	// The zero value leaves the rate alone, as Rate says.
+	//
+	// Every 429 counts as a sign of load: a Convertro that answers 429 to a
+	// share of requests whatever the rate drives the limit down to 1
+	// request/s (or Rate, if lower).
+	Adaptive bool
+	// DownAfter is how long Convertro may fail every request (408, 429, 5xx,
+	// timeouts, connection errors; any 2xx or other 4xx shows it up) before
+	// the Client stops: from then on every Get, including those waiting to
+	// retry, returns ErrDown. Zero is DefaultDownAfter; negative never stops.
+	DownAfter time.Duration
 }
 
 // Result is a delivered request.
@@ -140,8 +162,10 @@ type Client struct {
 	maxAttempts int
 	base, max   time.Duration
 	userAgent   string
-	sleep       func(context.Context, time.Duration) error
-	now         func() time.Time // for HTTP-date Retry-After; tests fix it
+	sleep       func(context.Context, time.Duration) error // nil: a timer, which also wakes when down
+	now         func() time.Time
+	thr         *throttle // nil unless Adaptive
+	health      *health
 
 	attempts, retries atomic.Int64
 }
@@ -169,14 +193,17 @@ func NewClient(o ClientOptions) *Client {
 	if o.UserAgent == "" {
 		o.UserAgent = DefaultUserAgent
 	}
-	if o.Sleep == nil {
-		o.Sleep = sleepCtx
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.DownAfter == 0 {
+		o.DownAfter = DefaultDownAfter
 	}
 	rt := o.Transport
 	if rt == nil {
 		rt = newPooledTransport(o.Concurrency, o.TLSConfig)
 	}
-	return &Client{
+	c := &Client{
 		hc: &http.Client{Transport: rt},
 		// Burst must be at least 1 even while unlimited, so that SetRate can
 		// later switch to a finite rate.
@@ -187,8 +214,13 @@ func NewClient(o ClientOptions) *Client {
 		max:         o.MaxBackoff,
 		userAgent:   o.UserAgent,
 		sleep:       o.Sleep,
-		now:         time.Now,
+		now:         o.Now,
+		health:      newHealth(o.DownAfter),
 	}
+	if o.Adaptive {
+		c.thr = newThrottle(o.Rate, o.Now, func(rps float64) { c.lim.SetLimit(rpsLimit(rps)) })
+	}
+	return c
 }
 
 // newPooledTransport is one keep-alive pool for the whole run. Go keeps only 2 idle
@@ -225,8 +257,31 @@ func rpsLimit(rps float64) rate.Limit {
 
 // SetRate changes the shared requests-per-second limit (0 = unlimited) for
 // the attempts that start from now on; callers already waiting keep their turn.
+// An Adaptive Client takes rps as its new ceiling and starts from it.
 func (c *Client) SetRate(rps float64) {
+	if c.thr != nil {
+		c.thr.setCeiling(rps)
+		return
+	}
 	c.lim.SetLimit(rpsLimit(rps))
+}
+
+// Rate returns the current limit in requests per second; 0 is unlimited.
+func (c *Client) Rate() float64 {
+	if l := c.lim.Limit(); l != rate.Inf {
+		return float64(l)
+	}
+	return 0
+}
+
+// RateHistory returns the latest changes of the limit made by the adaptive
+// throttle and SetRate, oldest first: at most 600, one per change. It is nil
+// for a Client that is not Adaptive.
+func (c *Client) RateHistory() []RatePoint {
+	if c.thr == nil {
+		return nil
+	}
+	return c.thr.history()
 }
 
 // Stats returns the Client's counters.
@@ -242,13 +297,18 @@ func (c *Client) Stats() ClientStats {
 //
 // Errors name the operation and URL ("GET http://…: 400 Bad Request: …") and
 // are of one kind: ErrPermanent (a *StatusError), ErrGaveUp (wrapping the
-// last failure), ctx's error, or any other error for a request that cannot
-// be sent at all (a malformed URL, an untrusted certificate): a setting to
-// fix, not a row to retry. Result.Attempts is set whatever the outcome.
+// last failure), ErrDown (Convertro failed every request for DownAfter:
+// returned by every Get from then on, at once, without sending), ctx's
+// error, or any other error for a request that cannot be sent at all (a
+// malformed URL, an untrusted certificate): a setting to fix, not a row to
+// retry. Result.Attempts is set whatever the outcome.
 func (c *Client) Get(ctx context.Context, rawURL string) (Result, error) {
 	var res Result
 	for {
 		if err := ctx.Err(); err != nil {
+			return res, fmt.Errorf("GET %s: %w", rawURL, err)
+		}
+		if err := c.health.downErr(); err != nil {
 			return res, fmt.Errorf("GET %s: %w", rawURL, err)
 		}
 		if err := c.waitTurn(ctx); err != nil {
@@ -261,10 +321,13 @@ func (c *Client) Get(ctx context.Context, rawURL string) (Result, error) {
 		}
 		code, err := c.once(ctx, rawURL)
 		if err == nil {
+			c.observe(outcomeOK)
+			c.health.up()
 			res.Status = code
 			return res, nil
 		}
 		if ctx.Err() != nil {
+			// The caller gave up: that says nothing about Convertro.
 			return res, fmt.Errorf("GET %s: %w", rawURL, ctx.Err())
 		}
 		var se *StatusError
@@ -273,7 +336,19 @@ func (c *Client) Get(ctx context.Context, rawURL string) (Result, error) {
 			se.Attempts = res.Attempts
 		}
 		if !retryableErr(err) {
+			if isStatus { // an answer, so Convertro is up
+				c.observe(outcomeOther)
+				c.health.up()
+			}
 			return res, fmt.Errorf("GET %s: %w", rawURL, err)
+		}
+		if isStatus && se.Code == http.StatusTooManyRequests {
+			c.observe(outcome429)
+		} else {
+			c.observe(outcomeOther)
+		}
+		if c.health.failed(c.now(), err) {
+			return res, fmt.Errorf("GET %s: %w", rawURL, c.health.downErr())
 		}
 		if !isStatus && maybeSent(err) {
 			res.MaybeDuplicated = true
@@ -286,22 +361,58 @@ func (c *Client) Get(ctx context.Context, rawURL string) (Result, error) {
 			wait = se.RetryAfter
 		}
 		if wait > 0 {
-			if err := c.sleep(ctx, wait); err != nil {
+			if err := c.pause(ctx, wait); err != nil {
 				return res, fmt.Errorf("GET %s: %w", rawURL, err)
 			}
 		}
 	}
 }
 
-// waitTurn takes a token from the shared limiter, waiting through c.sleep so
-// that the wait ends with ctx and tests can see it.
+func (c *Client) observe(o outcome) {
+	if c.thr != nil {
+		c.thr.observe(o)
+	}
+}
+
+// pause waits d, unless ctx ends (its error) or Convertro is declared down
+// (the down error) first.
+func (c *Client) pause(ctx context.Context, d time.Duration) error {
+	down := c.health.ctx
+	if c.sleep == nil {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-down.Done():
+			return c.health.downErr()
+		}
+	}
+	// An injected Sleep knows only its ctx: give it one that also ends when
+	// Convertro is declared down.
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(down, cancel)()
+	err := c.sleep(sctx, d)
+	if ctx.Err() == nil {
+		if derr := c.health.downErr(); derr != nil {
+			return derr
+		}
+	}
+	return err
+}
+
+// waitTurn takes a token from the shared limiter, waiting through c.pause so
+// that the wait ends with ctx or when Convertro is down, and tests can see it.
 func (c *Client) waitTurn(ctx context.Context) error {
 	r := c.lim.Reserve()
 	if !r.OK() {
 		return fmt.Errorf("rate limiter refused a request (burst %d)", c.lim.Burst())
 	}
 	if d := r.Delay(); d > 0 {
-		if err := c.sleep(ctx, d); err != nil {
+		if err := c.pause(ctx, d); err != nil {
 			r.Cancel() // give the turn back to the other senders
 			return err
 		}
@@ -426,7 +537,8 @@ func (c *Client) retryAfter(v string) time.Duration {
 	return max(0, min(d, MaxRetryAfter))
 }
 
-// sleepCtx is the default ClientOptions.Sleep.
+// sleepCtx is what ClientOptions.Sleep does when nil (pause then also
+// wakes when Convertro is declared down); tests wrap it.
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
