@@ -1,0 +1,335 @@
+package generate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+)
+
+// ErrInvalidOptions is wrapped by Generate when the options cannot describe
+// an export; the message names the option.
+var ErrInvalidOptions = errors.New("invalid generate options")
+
+// Options describe one synthetic export.
+type Options struct {
+	Out  string // output folder, created if missing
+	Rows int    // rows in all, over every table
+	Seed int64  // same seed and options, byte-identical files
+	// Layout is warehouse (default), datalake, upper or nested.
+	Layout string
+	// Start is the first day (UTC), default 2024-01-01.
+	Start time.Time
+	// Days is the number of daily partitions, default 2.
+	Days int
+	// RowGroupRows is the number of rows per row group, default 10 000.
+	RowGroupRows int
+}
+
+// Summary says what Generate wrote.
+type Summary struct {
+	Files int
+	Rows  map[string]int64 // by table folder name as written
+	Bytes int64
+}
+
+// Defaults.
+const (
+	DefaultDays         = 2
+	DefaultRowGroupRows = 10_000
+	// rowGroupsPerFile is how many full row groups a file holds before the
+	// next rows go to a new shard (000000000001.parquet, part-00001.parquet),
+	// the way exports split large partitions.
+	rowGroupsPerFile = 4
+	// batchRows is how many rows are encoded before each WriteRows.
+	batchRows = 256
+)
+
+// DefaultStart is the first day when Options.Start is zero.
+var DefaultStart = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func (o Options) normalize(forWrite bool) (Options, error) {
+	if o.Layout == "" {
+		o.Layout = LayoutWarehouse
+	}
+	switch o.Layout {
+	case LayoutWarehouse, LayoutDatalake, LayoutUpper, LayoutNested:
+	default:
+		return o, fmt.Errorf("%w: layout %q: want warehouse, datalake, upper or nested", ErrInvalidOptions, o.Layout)
+	}
+	if forWrite && o.Out == "" {
+		return o, fmt.Errorf("%w: no output folder", ErrInvalidOptions)
+	}
+	if o.Rows < 0 {
+		return o, fmt.Errorf("%w: rows %d is negative", ErrInvalidOptions, o.Rows)
+	}
+	if o.Days < 0 || o.RowGroupRows < 0 {
+		return o, fmt.Errorf("%w: days %d and row group rows %d must not be negative", ErrInvalidOptions, o.Days, o.RowGroupRows)
+	}
+	if o.Start.IsZero() {
+		o.Start = DefaultStart
+	}
+	s := o.Start.UTC()
+	o.Start = time.Date(s.Year(), s.Month(), s.Day(), 0, 0, 0, 0, time.UTC)
+	if o.Days == 0 {
+		o.Days = DefaultDays
+	}
+	if o.RowGroupRows == 0 {
+		o.RowGroupRows = DefaultRowGroupRows
+	}
+	return o, nil
+}
+
+// Generate writes the export o describes under o.Out and says what it
+// wrote. Files are written under a temporary dot-name and renamed when
+// complete, so a cancelled run leaves only whole files (and no half file a
+// reader would list). Existing files of the same names are replaced; other
+// files in o.Out are left alone.
+func Generate(ctx context.Context, o Options) (Summary, error) {
+	o, err := o.normalize(true)
+	if err != nil {
+		return Summary{}, err
+	}
+	sum := Summary{Rows: map[string]int64{}}
+	g := newGenerator(o)
+	w := &writer{o: o, sum: &sum, schemas: map[variant]*fileSchema{}}
+	defer w.abort()
+	var e Event
+	for _, p := range partitions(o) {
+		g.begin(p)
+		for range p.rows {
+			if err := w.ensure(p); err != nil {
+				return sum, err
+			}
+			g.next(&e)
+			if err := w.add(ctx, &e); err != nil {
+				return sum, err
+			}
+		}
+	}
+	if err := w.close(); err != nil {
+		return sum, err
+	}
+	return sum, nil
+}
+
+// folder is the file group a partition's rows go to, and the layout's names.
+type folder struct {
+	dir   string // relative to Out, slash-separated
+	table string // table folder name as written
+	name  func(shard int) string
+}
+
+func folderOf(o Options, p partition) folder {
+	t := p.table
+	day := o.Start.AddDate(0, 0, p.day).Format(time.DateOnly)
+	hr := fmt.Sprintf("hr=%02d", p.hour)
+	switch o.Layout {
+	case LayoutDatalake:
+		name := TableName(o.Layout, t.name)
+		return folder{
+			dir:   name + "/segment_type=" + t.typ.String() + "/day=" + day + "/" + hr,
+			table: name,
+			name:  func(s int) string { return fmt.Sprintf("part-%05d.parquet", s) },
+		}
+	case LayoutNested:
+		return folder{
+			dir:   t.name + "/dt=" + day,
+			table: t.name,
+			name:  func(s int) string { return fmt.Sprintf("part-%05d.snappy.parquet", s) },
+		}
+	}
+	return folder{
+		dir:   t.name + "/day=" + day + "/" + hr,
+		table: t.name,
+		name:  func(s int) string { return fmt.Sprintf("%012d.parquet", s) },
+	}
+}
+
+func variantOf(o Options, p partition) variant {
+	if o.Layout == LayoutNested {
+		return variant{table: p.ti, integrations: p.table.integrations}
+	}
+	return variant{
+		table:        p.ti,
+		integrations: carriesIntegrations(p.table, p.day, p.hour),
+		textMoney:    o.Layout == LayoutWarehouse && p.table.name == "order_completed" && p.day == 1,
+	}
+}
+
+// writer streams rows into one open file at a time, one row group at a
+// time: memory is bounded by a row group's encoded pages.
+type writer struct {
+	o       Options
+	sum     *Summary
+	schemas map[variant]*fileSchema
+
+	dir   string
+	fold  folder
+	shard int
+	fs    *fileSchema
+	f     *os.File
+	tmp   string
+	final string
+	pw    *parquet.Writer
+	rows  int // rows in the open file
+	inRG  int // rows in the current row group
+
+	batch []parquet.Row
+	arena rowArena
+}
+
+// ensure opens the file partition p's next row goes to.
+func (w *writer) ensure(p partition) error {
+	fold := folderOf(w.o, p)
+	v := variantOf(w.o, p)
+	fs := w.schemas[v]
+	if fs == nil {
+		if w.o.Layout == LayoutNested {
+			fs = nestedSchema(p.table, v)
+		} else {
+			fs = flatSchema(w.o.Layout, p.table, v)
+		}
+		w.schemas[v] = fs
+	}
+	switch {
+	case w.pw != nil && fold.dir == w.dir && fs == w.fs &&
+		(w.o.Layout == LayoutNested || w.rows < rowGroupsPerFile*w.o.RowGroupRows):
+		return nil
+	case w.pw != nil && fold.dir == w.dir:
+		if err := w.close(); err != nil {
+			return err
+		}
+		w.shard++
+	default:
+		if err := w.close(); err != nil {
+			return err
+		}
+		w.shard = 0
+	}
+	w.dir, w.fold, w.fs = fold.dir, fold, fs
+	return w.open()
+}
+
+func (w *writer) open() error {
+	dir := filepath.Join(w.o.Out, filepath.FromSlash(w.dir))
+	name := w.fold.name(w.shard)
+	w.final = filepath.Join(dir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	w.tmp = filepath.Join(dir, "."+name+".tmp")
+	f, err := os.Create(w.tmp)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", w.final, err)
+	}
+	w.f = f
+	w.pw = parquet.NewWriter(f, w.fs.schema,
+		parquet.Compression(&parquet.Snappy),
+		parquet.PageBufferSize(128<<10),
+		parquet.WriteBufferSize(256<<10),
+		parquet.CreatedBy("convertro-etl generate", "1", ""),
+	)
+	w.rows, w.inRG = 0, 0
+	return nil
+}
+
+// add encodes e into the open file, flushing batches and row groups.
+func (w *writer) add(ctx context.Context, e *Event) error {
+	i := len(w.batch)
+	if i < cap(w.batch) {
+		w.batch = w.batch[:i+1]
+	} else {
+		w.batch = append(w.batch, make(parquet.Row, 0, len(w.fs.cols)))
+	}
+	w.batch[i] = w.fs.appendRow(w.batch[i][:0], e, &w.arena)
+	w.rows++
+	w.inRG++
+	w.sum.Rows[w.fold.table]++
+	if len(w.batch) >= batchRows || w.inRG >= w.o.RowGroupRows {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := w.flushBatch(); err != nil {
+			return err
+		}
+	}
+	if w.inRG >= w.o.RowGroupRows {
+		if err := w.pw.Flush(); err != nil {
+			return fmt.Errorf("write %s: %w", w.final, err)
+		}
+		w.inRG = 0
+	}
+	return nil
+}
+
+func (w *writer) flushBatch() error {
+	if len(w.batch) == 0 {
+		return nil
+	}
+	if _, err := w.pw.WriteRows(w.batch); err != nil {
+		return fmt.Errorf("write %s: %w", w.final, err)
+	}
+	w.batch = w.batch[:0]
+	w.arena.b = w.arena.b[:0]
+	return nil
+}
+
+// close completes the open file, if any, and renames it into place.
+func (w *writer) close() error {
+	if w.pw == nil {
+		return nil
+	}
+	err := w.flushBatch()
+	if err == nil {
+		if err = w.pw.Close(); err != nil {
+			err = fmt.Errorf("write %s: %w", w.final, err)
+		}
+	}
+	var size int64
+	if err == nil {
+		var st os.FileInfo
+		if st, err = w.f.Stat(); err == nil {
+			size = st.Size()
+		}
+	}
+	if cerr := w.f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close %s: %w", w.final, cerr)
+	}
+	if err == nil {
+		if err = os.Rename(w.tmp, w.final); err != nil {
+			err = fmt.Errorf("rename %s: %w", w.final, err)
+		}
+	}
+	w.pw, w.f = nil, nil
+	if err != nil {
+		os.Remove(w.tmp)
+		return err
+	}
+	w.sum.Files++
+	w.sum.Bytes += size
+	return nil
+}
+
+// abort removes a file left open by an error or a cancellation.
+func (w *writer) abort() {
+	if w.pw == nil {
+		return
+	}
+	w.f.Close()
+	os.Remove(w.tmp)
+	w.pw, w.f = nil, nil
+}
+
+// TableName is the table folder a layout writes a warehouse table under
+// ("order_completed" is "track_order_completed" in datalake).
+func TableName(layout, table string) string {
+	if layout == LayoutDatalake && table != "identifies" && table != "pages" && table != "tracks" {
+		return "track_" + table
+	}
+	return table
+}
