@@ -102,7 +102,7 @@ func Generate(ctx context.Context, o Options) (Summary, error) {
 	for _, p := range partitions(o) {
 		g.begin(p)
 		for range p.rows {
-			if err := w.ensure(p); err != nil {
+			if err := w.ensure(ctx, p); err != nil {
 				return sum, err
 			}
 			g.next(&e)
@@ -184,7 +184,7 @@ type writer struct {
 }
 
 // ensure opens the file partition p's next row goes to.
-func (w *writer) ensure(p partition) error {
+func (w *writer) ensure(ctx context.Context, p partition) error {
 	fold := folderOf(w.o, p)
 	v := variantOf(w.o, p)
 	fs := w.schemas[v]
@@ -212,10 +212,13 @@ func (w *writer) ensure(p partition) error {
 		w.shard = 0
 	}
 	w.dir, w.fold, w.fs = fold.dir, fold, fs
-	return w.open()
+	return w.open(ctx)
 }
 
-func (w *writer) open() error {
+func (w *writer) open(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	dir := filepath.Join(w.o.Out, filepath.FromSlash(w.dir))
 	name := w.fold.name(w.shard)
 	w.final = filepath.Join(dir, name)
