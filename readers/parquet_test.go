@@ -982,3 +982,26 @@ func TestParquetOpenReadsOnlyFooter(t *testing.T) {
 		}
 	}
 }
+
+// A job marks rows with Excluded; the next batch starts without the marks.
+func TestParquetBatchStartsClean(t *testing.T) {
+	dir := t.TempDir()
+	path := writeGen(t, dir, "gen.parquet", 1000)
+	p, err := open(t, path, objectFor(path, "tracks", ""), Hint{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.ReadRowGroup(context.Background(), 0, 100, func(first int64, batch []segment.Message) error {
+		for j := range batch {
+			if batch[j].Excluded != "" || batch[j].Type != segment.TypeTrack {
+				return fmt.Errorf("row %d: Excluded %q, Type %v from an earlier batch", first+int64(j), batch[j].Excluded, batch[j].Type)
+			}
+			batch[j].Excluded = "in_event_table"
+			batch[j].Type = segment.TypePage
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
