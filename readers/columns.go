@@ -134,7 +134,7 @@ func nodeIndex(root *parquet.Column) map[string]*parquet.Column {
 
 // resolve finds the column of every field and checks its type. users says the
 // file is the `users` table.
-func resolve(root *parquet.Column, users bool) (map[field]*parquet.Column, error) {
+func resolve(root *parquet.Column, users bool) map[field]*parquet.Column {
 	idx := nodeIndex(root)
 	found := make(map[field]*parquet.Column)
 	for f := range numFields {
@@ -154,7 +154,7 @@ func resolve(root *parquet.Column, users bool) (map[field]*parquet.Column, error
 			}
 		}
 	}
-	return found, nil
+	return found
 }
 
 // planColumn checks that col can feed field f and says how.
@@ -269,10 +269,7 @@ func planColumn(f field, col *parquet.Column) (colPlan, error) {
 // buildPlan resolves the columns of a file footer into a plan. fileType is
 // the detected type (TypeUnknown when rows carry their own).
 func buildPlan(root *parquet.Column, users bool) (plan, map[field]*parquet.Column, error) {
-	found, err := resolve(root, users)
-	if err != nil {
-		return plan{}, nil, err
-	}
+	found := resolve(root, users)
 	var pl plan
 	for f := range numFields {
 		col, ok := found[f]
