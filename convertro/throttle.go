@@ -28,6 +28,7 @@ const (
 	throttleCut        = 0.7                    // multiplicative decrease
 	throttleRaise      = 0.05                   // additive increase: this share of the rate...
 	throttleMinRaise   = 1.0                    // ...or this many requests/s, whichever is larger
+	throttleProbe      = 0.01                   // the share raised by above the knee
 	throttleFloor      = 1.0                    // requests/s the rate is never cut below
 	throttleUnlimit    = 1.5                    // unlimited again above this multiple of the knee
 	maxRateHistory     = 600                    // points kept by RateHistory: the latest ones
@@ -72,11 +73,16 @@ type throttle struct {
 	mu      sync.Mutex
 	ceiling float64 // configured rate (ClientOptions.Rate or SetRate); 0 = none
 	rate    float64 // current limit; 0 = unlimited
-	// knee is the accepted rate of the window that caused the last cut: what
-	// Convertro took while pushing back. Without a ceiling, the limit is
-	// lifted once it grows well past the knee without a 429, since Convertro
-	// then evidently takes more than it did.
+	// knee is what Convertro accepted when it last pushed back: the accepted
+	// rate of the window that caused the last cut (not of the window before,
+	// which a server that absorbs bursts may have let exceed its rate). Above
+	// the knee the rate rises in smaller steps, since such a server shows an
+	// excess only after it has built up.
+	// Without a ceiling, the limit is lifted once it grows well past the
+	// knee without a 429: Convertro then evidently takes more than it did.
 	knee float64
+	// prevSent is the answered rate of the previous window, 0 after an idle gap.
+	prevSent float64
 	// The current window: since start, ok 2xx, tooMany 429 and other answers.
 	start               time.Time
 	ok, tooMany, others int
@@ -99,6 +105,7 @@ func (t *throttle) observe(o outcome) {
 	defer t.mu.Unlock()
 	if t.start.IsZero() || now.Sub(t.start) > throttleStale {
 		t.restart(now)
+		t.prevSent = 0
 	}
 	switch o {
 	case outcomeOK:
@@ -127,22 +134,29 @@ func (t *throttle) restart(now time.Time) {
 // judges (but for the few that were in flight).
 func (t *throttle) adjust(now time.Time, secs float64, n int) {
 	accepted := float64(t.ok) / secs
+	sent := float64(n) / secs
 	share := float64(t.tooMany) / float64(n)
 	switch {
 	case share > throttleMaxShare:
-		// Cut from the rate actually sent: the accepted rate when unlimited
-		// (the attempt rate then counts the 429s themselves), and the answer
-		// rate when the senders did not use the whole limit.
+		// Cut from the rate actually sent. Unlimited, that is the accepted
+		// rate: the attempt rate then counts the 429s themselves. Limited,
+		// it is the limit, or the answer rate of this window or the last
+		// (the 429s' Retry-After may have idled the senders of this one)
+		// when the senders did not use the whole limit.
+		t.knee = accepted
 		base := t.rate
 		if base == 0 {
-			base = accepted
+			base = t.knee
 		} else {
-			base = min(base, float64(n)/secs)
+			base = min(base, max(sent, t.prevSent))
 		}
-		t.knee = accepted
 		t.set(now, max(t.floor(), base*throttleCut), share, accepted)
 	case t.tooMany == 0 && t.rate > 0:
-		r := t.rate + max(throttleMinRaise, t.rate*throttleRaise)
+		step := throttleRaise
+		if t.knee > 0 && t.rate >= t.knee {
+			step = throttleProbe
+		}
+		r := t.rate + max(throttleMinRaise, t.rate*step)
 		if t.ceiling > 0 {
 			r = min(r, t.ceiling)
 		} else if r > t.knee*throttleUnlimit {
@@ -150,6 +164,7 @@ func (t *throttle) adjust(now time.Time, secs float64, n int) {
 		}
 		t.set(now, r, share, accepted)
 	}
+	t.prevSent = sent
 }
 
 // floor is the lowest rate a cut reaches: throttleFloor, or the ceiling if
