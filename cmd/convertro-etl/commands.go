@@ -1,0 +1,155 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/convertro-etl/convertro-etl/convertro/simulator"
+	"github.com/convertro-etl/convertro-etl/jobs"
+	"github.com/convertro-etl/convertro-etl/writers/generate"
+)
+
+func newRunCmd(env func() jobs.Env) *cobra.Command {
+	var f jobFlags
+	cmd := &cobra.Command{
+		Use:   "run [--config job.yaml] [flags]",
+		Short: "Run or resume a job; with no arguments, run the bundled sample against the built-in simulator",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().NFlag() == 0 {
+				return jobs.Demo(cmd.Context(), env())
+			}
+			o, err := f.options(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			_, err = jobs.Run(cmd.Context(), o, env())
+			return err
+		},
+	}
+	f.bind(cmd.Flags())
+	return cmd
+}
+
+func newPlanCmd(env func() jobs.Env) *cobra.Command {
+	var f jobFlags
+	cmd := &cobra.Command{
+		Use:   "plan [--config job.yaml] [flags]",
+		Short: "Show what a run would read: files, row groups, rows, shards",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o, err := f.options(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			return jobs.PrintPlan(cmd.Context(), o, env())
+		},
+	}
+	f.bind(cmd.Flags())
+	return cmd
+}
+
+func newStatusCmd(env func() jobs.Env) *cobra.Command {
+	var state string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status --state URI",
+		Short: "Progress and counts of a job from its manifest",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return jobs.Status(cmd.Context(), state, asJSON, env())
+		},
+	}
+	cmd.Flags().StringVar(&state, "state", "./.convertro-state", "state location (path or gs://…)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the manifests' progress as JSON")
+	return cmd
+}
+
+func newSimulateCmd(env func() jobs.Env) *cobra.Command {
+	var (
+		listen, record string
+		o              simulator.Options
+		rejectSIDs     []string
+	)
+	cmd := &cobra.Command{
+		Use:   "simulate --listen ADDR --record FILE",
+		Short: "Serve a Convertro simulator over HTTP (validation, record file, /_stats, faults)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			e := env()
+			if record != "" {
+				f, err := os.Create(record)
+				if err != nil {
+					return fmt.Errorf("create record file %s: %w", record, err)
+				}
+				defer f.Close()
+				o.Record = f
+			}
+			o.RejectSIDs = rejectSIDs
+			sim := simulator.New(o)
+			defer sim.Close()
+			// SIGTERM and SIGINT end the server; the record file is flushed on the way out.
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			defer stop()
+			e.Log.Info("simulator listening", "addr", listen, "record", record)
+			return sim.ListenAndServe(ctx, listen)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&listen, "listen", "127.0.0.1:8080", "address to listen on")
+	fs.StringVar(&record, "record", "", "file to append one JSON line per accepted request to")
+	fs.StringVar(&o.ClientName, "client-name", "", "accept only this client name (default: any)")
+	fs.StringVar(&o.SiteID, "site-id", "", "accept only this site id (default: any)")
+	fs.Int64Var(&o.Seed, "seed", 1, "seed for the deterministic faults")
+	fs.Float64Var(&o.Fail500, "fail-500", 0, "share of requests answered 500")
+	fs.Float64Var(&o.Fail429, "fail-429", 0, "share of requests answered 429")
+	fs.DurationVar(&o.RetryAfter, "retry-after", time.Second, "Retry-After sent with 429s")
+	fs.Float64Var(&o.Slow, "slow", 0, "share of requests answered after --slow-delay")
+	fs.DurationVar(&o.SlowDelay, "slow-delay", 15*time.Second, "delay of slow answers")
+	fs.Float64Var(&o.Drop, "drop", 0, "share of connections dropped without an answer")
+	fs.DurationVar(&o.Delay, "delay", 0, "added to every answer (a far-away Convertro)")
+	fs.Float64Var(&o.MaxRPS, "max-rps", 0, "hard requests-per-second ceiling, excess answered 429 (0 = none)")
+	fs.StringArrayVar(&rejectSIDs, "reject-sid", nil, "device id answered with a permanent 400 (repeatable)")
+	return cmd
+}
+
+func newGenerateCmd(env func() jobs.Env) *cobra.Command {
+	var o generate.Options
+	var start string
+	cmd := &cobra.Command{
+		Use:   "generate --out DIR --rows N",
+		Short: "Write a realistic synthetic Segment export as Parquet, for demos and benchmarks",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Out == "" {
+				return fmt.Errorf("%w: --out DIR is required", jobs.ErrConfig)
+			}
+			if start != "" {
+				t, err := time.Parse(time.DateOnly, start)
+				if err != nil {
+					return fmt.Errorf("%w: --start %q: want YYYY-MM-DD", jobs.ErrConfig, start)
+				}
+				o.Start = t
+			}
+			sum, err := generate.Generate(cmd.Context(), o)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%+v\n", sum)
+			return nil
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&o.Out, "out", "", "output folder")
+	fs.IntVar(&o.Rows, "rows", 10000, "rows in all")
+	fs.Int64Var(&o.Seed, "seed", 1, "seed (same seed, same files)")
+	fs.StringVar(&o.Layout, "layout", "warehouse", "warehouse, datalake, upper or nested")
+	fs.StringVar(&start, "start", "", "first day (YYYY-MM-DD)")
+	fs.IntVar(&o.Days, "days", 0, "number of daily partitions")
+	fs.IntVar(&o.RowGroupRows, "row-group-rows", 0, "rows per row group")
+	return cmd
+}

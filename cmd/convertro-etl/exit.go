@@ -1,0 +1,29 @@
+package main
+
+import (
+	"errors"
+
+	"github.com/convertro-etl/convertro-etl/pipeline"
+)
+
+// Exit codes: the contract with schedulers (see README, "Exit codes").
+const (
+	exitOK         = 0 // every row delivered or skipped for a documented reason
+	exitFailed     = 1 // failed or stopped; running the same command again resumes
+	exitIncomplete = 2 // finished, but rows were dead-lettered or objects skipped
+	exitLater      = 3 // nothing to do now: another run holds the lease, or a cap was reached
+)
+
+// exitCode is the one place where an outcome becomes an exit code.
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, pipeline.ErrLeaseHeld):
+		return exitLater
+	case errors.Is(err, pipeline.ErrIncomplete):
+		return exitIncomplete
+	default:
+		return exitFailed
+	}
+}

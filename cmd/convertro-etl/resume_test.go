@@ -1,0 +1,183 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/convertro-etl/convertro-etl/convertro/simulator"
+	"github.com/convertro-etl/convertro-etl/writers/generate"
+)
+
+// syncBuffer is the simulator's record, read by the test while it serves.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) lines() [][]byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Split(bytes.TrimSpace(b.buf.Bytes()), []byte("\n"))
+}
+
+// canonical is a request as path and sorted query, whatever order its
+// parameters came in.
+func canonical(path string, q url.Values) string { return path + "?" + q.Encode() }
+
+// command starts this test binary as the convertro-etl command.
+func command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "CONVERTRO_ETL_MAIN=1")
+	return cmd
+}
+
+// TestResumeAfterKill kills the running program with SIGKILL in the middle of
+// delivery, runs it again, and checks from the simulator's record and the
+// report alone: every expected request recorded at least once, nothing
+// unexpected, and no more repeats than the report's bound.
+func TestResumeAfterKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the program as a subprocess")
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	export := filepath.Join(dir, "export")
+	if _, err := generate.Generate(ctx, generate.Options{Out: export, Rows: 12000, Seed: 11, RowGroupRows: 500}); err != nil {
+		t.Fatal(err)
+	}
+	record := &syncBuffer{}
+	sim := simulator.New(simulator.Options{ClientName: "acme", SiteID: "12", Record: record, Delay: time.Millisecond})
+	srv := httptest.NewServer(sim)
+	defer srv.Close()
+
+	args := []string{"run", "--source", export, "--state", filepath.Join(dir, "state"), "--endpoint", srv.URL,
+		"--account", "acme", "--client-name", "acme", "--site-id", "12",
+		"--event", "Signed Up=signup", "--event", "Added to Cart=add_to_cart", "--concurrency", "8"}
+
+	// What a complete run sends, from the program's own dry run.
+	dry := filepath.Join(dir, "dry.jsonl")
+	if out, err := command(ctx, append(clone(args), "--dry-run", "--out", dry)...).CombinedOutput(); err != nil {
+		t.Fatalf("dry run: %v\n%s", err, out)
+	}
+	want := map[string]int{}
+	f, err := os.Open(dry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var line struct{ URL string }
+		json.Unmarshal(sc.Bytes(), &line)
+		u, _ := url.Parse(line.URL)
+		want[canonical(u.Path, u.Query())]++
+	}
+	f.Close()
+	total := 0
+	for _, n := range want {
+		total += n
+	}
+
+	// First run: killed once a third of the requests are in.
+	first := command(ctx, args...)
+	var firstOut bytes.Buffer
+	first.Stderr = &firstOut
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- first.Wait() }()
+	for killed := false; !killed; {
+		select {
+		case err := <-exited:
+			t.Fatalf("the first run ended before it could be killed (%v):\n%s", err, firstOut.String())
+		case <-time.After(5 * time.Millisecond):
+			if sim.Stats().Accepted >= int64(total/3) {
+				first.Process.Kill() // SIGKILL: no chance to commit anything more
+				<-exited
+				killed = true
+			}
+		}
+	}
+	acceptedAtKill := sim.Stats().Accepted
+
+	// Second run: resumes and finishes.
+	second := command(ctx, args...)
+	out, err := second.CombinedOutput()
+	if err != nil {
+		t.Fatalf("resumed run: %v\n%s", err, out)
+	}
+	sim.Flush()
+
+	got := map[string]int{}
+	for _, l := range record.lines() {
+		var line struct {
+			Path  string            `json:"path"`
+			Query map[string]string `json:"query"`
+		}
+		if err := json.Unmarshal(l, &line); err != nil {
+			t.Fatalf("record line %q: %v", l, err)
+		}
+		q := url.Values{}
+		for k, v := range line.Query {
+			q.Set(k, v)
+		}
+		got[canonical(line.Path, q)]++
+	}
+	repeats := 0
+	for k, n := range want {
+		if got[k] < n {
+			t.Errorf("expected request recorded %d times, want at least %d: %s", got[k], n, k)
+		}
+	}
+	for k, n := range got {
+		w, ok := want[k]
+		if !ok {
+			t.Errorf("unexpected request recorded: %s", k)
+			continue
+		}
+		repeats += max(0, n-w)
+	}
+
+	var rep struct {
+		Runs        int   `json:"runs"`
+		RepeatBound int64 `json:"repeat_bound"`
+		Counts      struct {
+			RequestsSent int64 `json:"requests_sent"`
+		} `json:"counts"`
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "state", "report-0-of-1.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Runs != 2 {
+		t.Errorf("report counts %d runs, want 2 (one killed, one resumed)", rep.Runs)
+	}
+	if int64(repeats) > rep.RepeatBound {
+		t.Errorf("%d requests repeated, more than the report's bound %d", repeats, rep.RepeatBound)
+	}
+	if rep.Counts.RequestsSent != int64(total) {
+		t.Errorf("report counts %d requests sent, want %d", rep.Counts.RequestsSent, total)
+	}
+	t.Logf("%d requests expected; %d accepted before the kill; %d repeated after it (bound %d)", total, acceptedAtKill, repeats, rep.RepeatBound)
+}
+
+func clone(s []string) []string { return append([]string(nil), s...) }

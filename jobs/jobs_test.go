@@ -1,0 +1,286 @@
+package jobs
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fsouza/fake-gcs-server/fakestorage"
+
+	"github.com/convertro-etl/convertro-etl/convertro/simulator"
+	"github.com/convertro-etl/convertro-etl/pipeline"
+	"github.com/convertro-etl/convertro-etl/writers/generate"
+)
+
+var testEvents = map[string][]string{
+	"Signed Up":      {"signup"},
+	"Product Viewed": {"product_view"},
+	"Added to Cart":  {"add_to_cart", "cart"},
+}
+
+func testOptions(source, state, endpoint string) Options {
+	o := Options{
+		Sources: []string{source}, State: state, Endpoint: endpoint,
+		Account: "acme", ClientName: "acme", SiteID: "12",
+		Events:      map[string]EventNames{},
+		Concurrency: 16,
+	}
+	for k, v := range testEvents {
+		o.Events[k] = v
+	}
+	return o
+}
+
+func testEnv(t *testing.T) Env {
+	return Env{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Stderr: io.Discard, Stdout: io.Discard}
+}
+
+// recorder is a simulator whose record the test reads back.
+type recorder struct {
+	sim *simulator.Simulator
+	srv *httptest.Server
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.buf.Write(p)
+}
+
+func newRecorder(t *testing.T, o simulator.Options) *recorder {
+	r := &recorder{}
+	o.Record = r
+	r.sim = simulator.New(o)
+	r.srv = httptest.NewServer(r.sim)
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+// requests returns what the simulator recorded, as canonical strings.
+func (r *recorder) requests(t *testing.T) []string {
+	t.Helper()
+	if err := r.sim.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	sc := bufio.NewScanner(bytes.NewReader(r.buf.Bytes()))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var line struct {
+			Path  string            `json:"path"`
+			Query map[string]string `json:"query"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatalf("record line %q: %v", sc.Text(), err)
+		}
+		q := url.Values{}
+		for k, v := range line.Query {
+			q.Set(k, v)
+		}
+		out = append(out, line.Path+"?"+q.Encode())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// dryRunRequests reads a dry run's output as canonical strings.
+func dryRunRequests(t *testing.T, path string) []string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var line struct{ Method, URL string }
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatalf("dry-run line %q: %v", sc.Text(), err)
+		}
+		u, err := url.Parse(line.URL)
+		if err != nil || line.Method != "GET" {
+			t.Fatalf("dry-run line %q: method %q, %v", sc.Text(), line.Method, err)
+		}
+		out = append(out, u.Path+"?"+u.Query().Encode())
+	}
+	slices.Sort(out)
+	return out
+}
+
+func diffRequests(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	if slices.Equal(got, want) {
+		return
+	}
+	t.Errorf("%s: %d requests, want %d", what, len(got), len(want))
+	var extra, missing []string
+	g, w := slices.Clone(got), slices.Clone(want)
+	for len(g) > 0 || len(w) > 0 {
+		switch {
+		case len(w) == 0 || (len(g) > 0 && g[0] < w[0]):
+			extra, g = append(extra, g[0]), g[1:]
+		case len(g) == 0 || w[0] < g[0]:
+			missing, w = append(missing, w[0]), w[1:]
+		default:
+			g, w = g[1:], w[1:]
+		}
+	}
+	for i, s := range extra {
+		if i == 5 {
+			break
+		}
+		t.Errorf("  unexpected: %s", s)
+	}
+	for i, s := range missing {
+		if i == 5 {
+			break
+		}
+		t.Errorf("  missing:    %s", s)
+	}
+}
+
+// TestEndToEnd runs the job over a generated export of each layout against the
+// simulator, and checks the requests against the oracle's reading of the
+// same files, the dry run against the live run, and the report's counts.
+func TestEndToEnd(t *testing.T) {
+	for _, layout := range []string{"warehouse", "datalake", "upper", "nested"} {
+		t.Run(layout, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			export := filepath.Join(dir, "export")
+			const rows = 3000
+			if _, err := generate.Generate(ctx, generate.Options{Out: export, Rows: rows, Seed: 7, Layout: layout, RowGroupRows: 400}); err != nil {
+				t.Fatal(err)
+			}
+			want := expectRequests(readOracleRows(t, export), "acme", "12", testEvents, false)
+			if len(want) < rows/2 {
+				t.Fatalf("the oracle expects only %d requests from %d rows: the export lacks variety", len(want), rows)
+			}
+
+			rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12"})
+			o := testOptions(export, filepath.Join(dir, "state"), rec.srv.URL)
+			rep, err := Run(ctx, o, testEnv(t))
+			if err != nil {
+				t.Fatalf("run: %v", err)
+			}
+			diffRequests(t, "recorded by the simulator", rec.requests(t), want)
+			if err := rep.Check(); err != nil {
+				t.Errorf("report: %v", err)
+			}
+			c := rep.Counts
+			if c.RowsRead != rows || c.RequestsSent != int64(len(want)) || c.RequestsAcked != c.RequestsSent {
+				t.Errorf("counts %+v: want %d rows read and %d requests sent and acked", c, rows, len(want))
+			}
+			for _, reason := range []string{"missing_user_id", "missing_device_id", "unmapped_event", "missing_order_id", "unsupported_type", "disabled_by_integrations"} {
+				if c.RowsSkipped[reason] == 0 {
+					t.Errorf("no row skipped as %s: the export should exercise it (skips %v)", reason, c.RowsSkipped)
+				}
+			}
+			if st := rec.sim.Stats(); st.Rejected != 0 {
+				t.Errorf("simulator rejected %d requests: %+v", st.Rejected, st.Reasons)
+			}
+
+			o.DryRun, o.Out = true, filepath.Join(dir, "dry.jsonl")
+			if _, err := Run(ctx, o, testEnv(t)); err != nil {
+				t.Fatalf("dry run: %v", err)
+			}
+			diffRequests(t, "dry run", dryRunRequests(t, o.Out), want)
+
+			// A finished job run again sends nothing and succeeds.
+			before := rec.sim.Stats().Accepted
+			o.DryRun, o.Out = false, ""
+			if _, err := Run(ctx, o, testEnv(t)); err != nil {
+				t.Fatalf("second run: %v", err)
+			}
+			if after := rec.sim.Stats().Accepted; after != before {
+				t.Errorf("a finished job run again sent %d requests", after-before)
+			}
+		})
+	}
+}
+
+// TestEndToEndGCS runs with sources and state in GCS (fake-gcs-server in
+// process, through the real client), and checks that a second run of the
+// same job is refused while the first holds the lease.
+func TestEndToEndGCS(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	export := filepath.Join(dir, "export")
+	if _, err := generate.Generate(ctx, generate.Options{Out: export, Rows: 1500, Seed: 3, RowGroupRows: 300}); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{NoListener: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "exports"})
+	filepath.WalkDir(export, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(export, p)
+		data, _ := os.ReadFile(p)
+		srv.CreateObject(fakestorage.Object{ObjectAttrs: fakestorage.ObjectAttrs{BucketName: "exports", Name: "segment/" + filepath.ToSlash(rel)}, Content: data})
+		return nil
+	})
+	want := expectRequests(readOracleRows(t, export), "acme", "12", testEvents, false)
+
+	// Slow answers keep the first run busy while the second one tries.
+	rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12", Delay: 20 * time.Millisecond})
+	o := testOptions("gs://exports/segment", "gs://exports/state/nightly", rec.srv.URL)
+	o.Concurrency = 4
+	env := testEnv(t)
+	env.GCS = srv.Client()
+
+	first := make(chan error, 1)
+	var rep *pipeline.Report
+	go func() {
+		var err error
+		rep, err = Run(ctx, o, env)
+		first <- err
+	}()
+	// Wait until the first run holds the lease and has sent something.
+	for rec.sim.Stats().Accepted < 10 {
+		select {
+		case err := <-first:
+			t.Fatalf("first run ended early: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	_, err = Run(ctx, o, env)
+	if !errors.Is(err, pipeline.ErrLeaseHeld) {
+		t.Errorf("second concurrent run: err = %v, want ErrLeaseHeld", err)
+	} else if !strings.Contains(err.Error(), "holds the lease") {
+		t.Errorf("second run's message does not explain the refusal: %v", err)
+	}
+	if err := <-first; err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+	diffRequests(t, "recorded by the simulator", rec.requests(t), want)
+	if err := rep.Check(); err != nil {
+		t.Errorf("report: %v", err)
+	}
+	if _, err := srv.GetObject("exports", "state/nightly/"+pipeline.ReportName(pipeline.Shard{Index: 0, Count: 1})); err != nil {
+		t.Errorf("no report in the GCS state: %v", err)
+	}
+}
