@@ -116,11 +116,13 @@ type ClientOptions struct {
 
 	// Adaptive lowers the rate limit when Convertro answers 429 to more than
 	// 5% of the requests of a short window (by 30%, at most once a window),
-	// and raises it again by 5% (at least 1 request/s) after every window
-	// without a 429, up to Rate. With Rate 0 the limit starts off and is
-	// lifted again once it is half as high again as the rate Convertro
-	// accepted when it last pushed back. Retry-After is honoured as well.
-	// The zero value leaves the rate alone, as Rate says.
+	// and raises it again after every window without a 429, up to Rate: by
+	// 5%, and by 1% once past the rate Convertro accepted when it last
+	// pushed back (at least 1 request/s). With Rate 0 the limit starts off,
+	// begins from 70% of the accepted rate, and is lifted again once it is
+	// half as high again as that rate. Retry-After is honoured as well. The
+	// zero value leaves the rate alone, as Rate says; the backfill job turns
+	// it on.
 	//
 	// Every 429 counts as a sign of load: a Convertro that answers 429 to a
 	// share of requests whatever the rate drives the limit down to 1

@@ -92,9 +92,26 @@
 // for the senders, under one rate limit shared by the whole process. It
 // retries transient failures (408, 429, 5xx, timeouts, connection errors)
 // with exponential backoff and full jitter, honouring Retry-After; any other
-// 4xx is permanent and is not retried. The simulator subpackage serves the
-// API the design page describes and can be told to misbehave, so that
-// retries, throttling and crash recovery are tested over real HTTP.
+// 4xx is permanent and is not retried.
+//
+// With ClientOptions.Adaptive (off in the zero value, for callers that want
+// exactly the rate they set) the limit also follows Convertro's 429s: an
+// AIMD controller counts the answers of half-second windows, cuts the limit
+// by 30% when more than 5% of a window's answers are 429s (starting, when
+// unlimited, from the rate Convertro accepted), and after each window
+// without a 429 raises it by 5% (1% past the rate at which Convertro last
+// pushed back; at least 1 request/s), up to ClientOptions.Rate.
+// [Client.Rate] and [Client.RateHistory] report it.
+//
+// A Client stops when Convertro has failed every request (5xx, 408, 429,
+// timeouts, connection errors; any 2xx or other 4xx shows it up) for
+// ClientOptions.DownAfter, five minutes by default: every Get, including
+// those waiting to retry, then returns [ErrDown] at once, so that the run
+// stops and can be resumed later.
+//
+// The simulator subpackage serves the API the design page describes and can
+// be told to misbehave, so that retries, throttling and crash recovery are
+// tested over real HTTP.
 //
 // # Errors
 //
@@ -104,13 +121,16 @@
 //     errors.Join).
 //   - [Mapper.Map] returns no error: a message that yields no request gets a
 //     [SkipReason], which the run counts by its String.
-//   - The client's errors ([ErrPermanent], [ErrGaveUp], *[StatusError], or the
-//     context's error) are described on [Client.Get].
+//   - The client's errors ([ErrPermanent], [ErrGaveUp], [ErrDown],
+//     *[StatusError], or the context's error) are described on [Client.Get].
 //
 // # Concurrency
 //
 // [Mapper] and [Wire] are immutable after construction and safe for
 // concurrent use by any number of goroutines; each caller brings its own
 // dst buffers. A [Delivery] points into the message's decoder buffers and is
-// valid only as long as they are. [Client] is safe for concurrent use.
+// valid only as long as they are. [Client] is safe for concurrent use; its
+// rate limiter, throttle and down clock are shared by every caller, and the
+// throttle's bookkeeping per attempt is a few counter updates under a mutex
+// never held across I/O.
 package convertro
