@@ -121,8 +121,7 @@ type ClientOptions struct {
 	// pushed back (at least 1 request/s). With Rate 0 the limit starts off,
 	// begins from 70% of the accepted rate, and is lifted again once it is
 	// half as high again as that rate. Retry-After is honoured as well. The
-	// zero value leaves the rate alone, as Rate says; the backfill job turns
-	// it on.
+	// zero value leaves the rate alone, as Rate says.
 	//
 	// Every 429 counts as a sign of load: a Convertro that answers 429 to a
 	// share of requests whatever the rate drives the limit down to 1
