@@ -45,7 +45,7 @@ const (
 	// next rows go to a new shard (000000000001.parquet, part-00001.parquet),
 	// the way exports split large partitions.
 	rowGroupsPerFile = 4
-	// batchRows is how many rows are encoded before each WriteRows.
+	// batchRows is how many rows are queued before they are encoded.
 	batchRows = 256
 )
 
@@ -101,9 +101,14 @@ func Generate(ctx context.Context, o Options) (Summary, error) {
 	var e Event
 	for _, p := range partitions(o) {
 		g.begin(p)
+		if err := w.begin(ctx, p); err != nil {
+			return sum, err
+		}
 		for range p.rows {
-			if err := w.ensure(ctx, p); err != nil {
-				return sum, err
+			if w.o.Layout != LayoutNested && w.rows >= rowGroupsPerFile*w.o.RowGroupRows {
+				if err := w.nextShard(ctx); err != nil {
+					return sum, err
+				}
 			}
 			g.next(&e)
 			if err := w.add(ctx, &e); err != nil {
@@ -169,6 +174,7 @@ type writer struct {
 	schemas map[variant]*fileSchema
 
 	dir   string
+	made  string // the last folder created
 	fold  folder
 	shard int
 	fs    *fileSchema
@@ -179,12 +185,15 @@ type writer struct {
 	rows  int // rows in the open file
 	inRG  int // rows in the current row group
 
-	batch []parquet.Row
+	batch []Event // rows waiting to be encoded, column by column
+	vals  []parquet.Value
 	arena rowArena
 }
 
-// ensure opens the file partition p's next row goes to.
-func (w *writer) ensure(ctx context.Context, p partition) error {
+// begin prepares for partition p's rows: the open file goes on when p
+// belongs to the same file (the nested layout's day files), else the next
+// file opens.
+func (w *writer) begin(ctx context.Context, p partition) error {
 	fold := folderOf(w.o, p)
 	v := variantOf(w.o, p)
 	fs := w.schemas[v]
@@ -196,22 +205,22 @@ func (w *writer) ensure(ctx context.Context, p partition) error {
 		}
 		w.schemas[v] = fs
 	}
-	switch {
-	case w.pw != nil && fold.dir == w.dir && fs == w.fs &&
-		(w.o.Layout == LayoutNested || w.rows < rowGroupsPerFile*w.o.RowGroupRows):
+	if w.pw != nil && fold.dir == w.dir && fs == w.fs {
 		return nil
-	case w.pw != nil && fold.dir == w.dir:
-		if err := w.close(); err != nil {
-			return err
-		}
-		w.shard++
-	default:
-		if err := w.close(); err != nil {
-			return err
-		}
-		w.shard = 0
 	}
-	w.dir, w.fold, w.fs = fold.dir, fold, fs
+	if err := w.close(); err != nil {
+		return err
+	}
+	w.dir, w.fold, w.fs, w.shard = fold.dir, fold, fs, 0
+	return w.open(ctx)
+}
+
+// nextShard continues the partition in a new file.
+func (w *writer) nextShard(ctx context.Context) error {
+	if err := w.close(); err != nil {
+		return err
+	}
+	w.shard++
 	return w.open(ctx)
 }
 
@@ -222,8 +231,11 @@ func (w *writer) open(ctx context.Context) error {
 	dir := filepath.Join(w.o.Out, filepath.FromSlash(w.dir))
 	name := w.fold.name(w.shard)
 	w.final = filepath.Join(dir, name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
+	if dir != w.made {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+		w.made = dir
 	}
 	w.tmp = filepath.Join(dir, "."+name+".tmp")
 	f, err := os.Create(w.tmp)
@@ -231,28 +243,25 @@ func (w *writer) open(ctx context.Context) error {
 		return fmt.Errorf("create %s: %w", w.final, err)
 	}
 	w.f = f
-	w.pw = parquet.NewWriter(f, w.fs.schema,
-		parquet.Compression(&parquet.Snappy),
-		parquet.PageBufferSize(128<<10),
-		parquet.WriteBufferSize(256<<10),
+	opts := append([]parquet.WriterOption{w.fs.schema,
+		parquet.Compression(snappyCodec{}),
+		parquet.PageBufferSize(128 << 10),
+		parquet.WriteBufferSize(128 << 10),
 		parquet.CreatedBy("convertro-etl generate", "1", ""),
-	)
+	}, w.fs.noBounds...)
+	w.pw = parquet.NewWriter(f, opts...)
 	w.rows, w.inRG = 0, 0
 	return nil
 }
 
-// add encodes e into the open file, flushing batches and row groups.
+// add queues e for the open file, flushing batches and row groups.
 func (w *writer) add(ctx context.Context, e *Event) error {
-	i := len(w.batch)
-	if i < cap(w.batch) {
-		w.batch = w.batch[:i+1]
-	} else {
-		w.batch = append(w.batch, make(parquet.Row, 0, len(w.fs.cols)))
+	if w.batch == nil {
+		w.batch = make([]Event, 0, batchRows)
 	}
-	w.batch[i] = w.fs.appendRow(w.batch[i][:0], e, &w.arena)
+	w.batch = append(w.batch, *e)
 	w.rows++
 	w.inRG++
-	w.sum.Rows[w.fold.table]++
 	if len(w.batch) >= batchRows || w.inRG >= w.o.RowGroupRows {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -270,13 +279,21 @@ func (w *writer) add(ctx context.Context, e *Event) error {
 	return nil
 }
 
+// flushBatch encodes the queued rows one column at a time straight into
+// the column writers: no row-to-column transposition.
 func (w *writer) flushBatch() error {
 	if len(w.batch) == 0 {
 		return nil
 	}
-	if _, err := w.pw.WriteRows(w.batch); err != nil {
-		return fmt.Errorf("write %s: %w", w.final, err)
+	cols := w.pw.ColumnWriters()
+	for i := range w.fs.cols {
+		w.vals = w.fs.appendColumn(w.vals[:0], i, w.batch, &w.arena)
+		if _, err := cols[i].WriteRowValues(w.vals); err != nil {
+			return fmt.Errorf("write %s column %s: %w", w.final, w.fs.cols[i].path, err)
+		}
 	}
+	clear(w.vals)
+	clear(w.batch) // drop references to the string arena
 	w.batch = w.batch[:0]
 	w.arena.b = w.arena.b[:0]
 	return nil
@@ -315,6 +332,7 @@ func (w *writer) close() error {
 	}
 	w.sum.Files++
 	w.sum.Bytes += size
+	w.sum.Rows[w.fold.table] += int64(w.rows)
 	return nil
 }
 

@@ -611,3 +611,17 @@ func BenchmarkGenerate(b *testing.B) {
 		})
 	}
 }
+
+func BenchmarkEvents(b *testing.B) {
+	const rows = 200_000
+	for b.Loop() {
+		n := 0
+		for range Events(Options{Rows: rows, Seed: 1}) {
+			n++
+		}
+		if n != rows {
+			b.Fatalf("%d events", n)
+		}
+	}
+	b.ReportMetric(float64(rows*b.N)/b.Elapsed().Seconds(), "rows/s")
+}
