@@ -280,9 +280,18 @@ func TestClientRateAndSetRate(t *testing.T) {
 // reach 200 requests/s at all, there is nothing to throttle: the accepted
 // rate is below the ceiling without a 429, and that is not the controller's
 // fault, unless its own limit was what held the senders back. So a low
-// accepted rate passes only if the limit during the interval (which only
-// rises without 429s) never went below the 20% band; the share of 429s and
+// accepted rate fails when the lowest limit of the interval was below the
+// 20% band and the senders used it (sent at least 90% of it); otherwise
+// the test only logs that the machine was too busy. The share of 429s and
 // the upper bound hold in every case.
+//
+// Six seconds see the first cut (at about 1 s, from unlimited to 70% of the
+// accepted rate) and the climb back past the ceiling, which the simulator's
+// one-second burst absorbs for a while; the sawtooth that follows (cuts
+// when the burst is spent, 1% steps past the knee) is covered by the
+// throttle's unit tests rather than by a minute here; measured once over
+// 60 s, every 3 s after the first were within 172-230 accepted/s and under
+// 4% of 429s.
 func TestAdaptiveFindsCeiling(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs for 6 s")
@@ -336,10 +345,16 @@ func TestAdaptiveFindsCeiling(t *testing.T) {
 		t.Errorf("accepted %.1f/s, above the ceiling %v by more than 20%%", accepted, ceiling)
 	}
 	if accepted < 0.8*ceiling {
-		if r0 != 0 && r0 < 0.8*ceiling {
-			t.Errorf("accepted %.1f/s, more than 20%% below the ceiling %v, under a limit of %.1f/s", accepted, ceiling, r0)
+		lowest := r0
+		for _, p := range c.RateHistory() {
+			if !p.Time.Before(t0) && !p.Time.After(t1) && (lowest == 0 || (p.Rate != 0 && p.Rate < lowest)) {
+				lowest = p.Rate
+			}
+		}
+		if sent := float64(requests) / secs; lowest != 0 && lowest < 0.8*ceiling && sent >= 0.9*lowest {
+			t.Errorf("accepted %.1f/s, more than 20%% below the ceiling %v, held by a limit as low as %.1f/s", accepted, ceiling, lowest)
 		} else {
-			t.Logf("the senders did not reach the ceiling, though not held by the limit (%.1f/s): machine too busy to test convergence", r0)
+			t.Logf("the senders (%.1f/s) did not use the lowest limit (%.1f/s, 0 = none): machine too busy to test convergence", sent, lowest)
 		}
 	}
 	if s1.Faults.Ceiling > 0 && len(c.RateHistory()) == 0 {
