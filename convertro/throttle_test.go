@@ -497,3 +497,20 @@ func TestClientDownClock(t *testing.T) {
 		clock.advance(time.Hour)
 	}
 }
+
+// BenchmarkThrottleObserve is the throttle's cost per attempt, with every
+// sender reporting at once.
+func BenchmarkThrottleObserve(b *testing.B) {
+	th := newThrottle(0, time.Now, func(float64) {})
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			o := outcomeOK
+			if i++; i%50 == 0 {
+				o = outcome429
+			}
+			th.observe(o)
+		}
+	})
+}
