@@ -682,7 +682,7 @@ func (g *generator) money(cents int64, style int) string {
 	case style < 55: // "49.99"
 		b = strconv.AppendInt(b, whole, 10)
 		b = append(b, '.', byte('0'+frac/10), byte('0'+frac%10))
-	case style < 90: // "$1,299.50"
+	case style < 90 && !neg: // "$1,299.50"; refunds stay plain, as "-$5" is read differently by different tools
 		b = append(b, '$')
 		b = appendThousands(b, whole)
 		b = append(b, '.', byte('0'+frac/10), byte('0'+frac%10))
