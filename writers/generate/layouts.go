@@ -51,6 +51,7 @@ type node struct {
 	leaf     parquet.Node
 	required bool
 	get      getter
+	str      func(e *Event) string // string leaves: a direct accessor, for the hot loop
 	children []*node
 	present  func(e *Event) bool // groups: nil = always present
 }
@@ -94,6 +95,7 @@ func (g orderedGroup) GoType() reflect.Type {
 type leafCol struct {
 	path     string
 	get      getter
+	str      func(e *Event) string
 	parents  []func(e *Event) bool // one per optional ancestor group; nil = always present
 	optional bool
 }
@@ -120,7 +122,7 @@ func compile(name string, fields []*node) *fileSchema {
 				if !n.required {
 					pn = parquet.Optional(pn)
 				}
-				fs.cols = append(fs.cols, leafCol{path: prefix + n.name, get: n.get, parents: parents, optional: !n.required})
+				fs.cols = append(fs.cols, leafCol{path: prefix + n.name, get: n.get, str: n.str, parents: parents, optional: !n.required})
 				if n.leaf.Encoding() != nil {
 					fs.noBounds = append(fs.noBounds, parquet.SkipPageBounds(strings.Split(prefix+n.name, ".")...))
 				}
@@ -151,6 +153,22 @@ func compile(name string, fields []*node) *fileSchema {
 func (fs *fileSchema) appendColumn(vals []parquet.Value, i int, batch []Event, a *rowArena) []parquet.Value {
 	c := &fs.cols[i]
 	get := c.get
+	if str := c.str; str != nil && len(c.parents) == 0 {
+		def := 0
+		if c.optional {
+			def = 1
+		}
+		for k := range batch {
+			v := parquet.NullValue()
+			if s := str(&batch[k]); s != "" {
+				v = parquet.ByteArrayValue(unsafe.Slice(unsafe.StringData(s), len(s)))
+				v.SetDefinitionLevel(def)
+			}
+			v.SetColumnIndex(i)
+			vals = append(vals, v)
+		}
+		return vals
+	}
 	if len(c.parents) == 0 {
 		for k := range batch {
 			v := get(&batch[k], a)
@@ -471,6 +489,7 @@ func flatSchema(layout string, t *table, v variant) *fileSchema {
 			}
 			get := f.str
 			n.get = func(e *Event, _ *rowArena) parquet.Value { return strValue(get(e)) }
+			n.str = get
 			n.required = f.name == "id" && layout != LayoutDatalake
 		case kInt:
 			n.leaf = tInt64
