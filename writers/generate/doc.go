@@ -7,8 +7,8 @@
 //   - warehouse: BigQuery EXPORT DATA of Segment warehouse tables,
 //     <out>/<table>/day=YYYY-MM-DD/hr=HH/000000000000.parquet, snake_case
 //     names, TIMESTAMP(MICROS, UTC), DOUBLE numbers, BOOLEAN repeat; the
-//     order_completed files of the second day hold total and revenue as
-//     STRING ("49.99", "$1,299.50", " 12.5 ", "NA").
+//     order_completed files of the second day (when Days > 1) hold total
+//     and revenue as STRING ("49.99", "$1,299.50", " 12.5 ", "NA").
 //   - datalake: Segment Data Lakes, <out>/<table>/segment_type=<type>/
 //     day=YYYY-MM-DD/hr=HH/part-00000.parquet with tables identifies,
 //     pages, tracks, track_order_completed, track_application_installed;
@@ -28,19 +28,24 @@
 // types and paths differ, so every layout must produce the same Convertro
 // requests. The same Options give byte-identical files.
 //
-// Shares: identifies ~21%, tracks ~37% (Product Viewed, Added to Cart,
-// Checkout Started, Signed Up, Promotion Clicked), order_completed ~26%,
-// application_installed ~5%, pages ~16%. The tracks table holds only events
+// Shares: identifies 20%, tracks 35% (Product Viewed, Added to Cart,
+// Checkout Started, Signed Up, Promotion Clicked), order_completed 25%,
+// application_installed 5%, pages 15%. The tracks table holds only events
 // without a table of their own: a real warehouse copies every Order
 // Completed into tracks too, which the job must then skip; writing each
 // message once keeps the expected requests plain. NULLs where real data has
 // them: identifies without user_id (~10%), rows without device id (~3%),
 // orders without repeat (~40%), without order_id (~1%), with total (~60%),
-// revenue only (~25%) or neither (~15%), zero and negative totals (~1% each),
+// revenue only (~25%) or neither (~15%), zero and negative totals (~1% each;
+// refunds are written "-12.50", never "-$12.50", in text amounts),
 // rows without timestamp (~0.5%) and, very rarely, without any time at all;
 // integrations columns in three files out of four of identifies, tracks and
 // order_completed, with Convertro=false (~1%) and All=false (~1%, half of
 // them with Convertro=true). Timestamps are whole milliseconds.
+//
+// Summary.Rows counts rows by the table folder as written (datalake:
+// track_order_completed). Events yields the same rows in the order Generate
+// writes them, whatever the layout, so tests can compute expectations.
 //
 // Rows are spread over Days days and 24 hours along a daily traffic curve;
 // each (table, day, hour) draws from its own PCG stream seeded from Seed.
@@ -53,8 +58,11 @@
 // option) before writing anything; file errors name the operation and the
 // file ("create /out/tracks/...: ..."); a cancelled context returns the
 // context's error. Files are written under a temporary dot-name and renamed
-// when complete, so an interrupted run leaves only whole files, which the
-// readers' listing would also skip.
+// when complete: an interrupted run leaves whole files only (a killed
+// process may leave a dot-named temporary, which the readers' listing
+// skips). Files of the same names are replaced and nothing else is
+// removed, so generate into an empty folder: shards left by an earlier,
+// larger run would be read as data.
 //
 // # Concurrency
 //

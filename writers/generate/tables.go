@@ -400,9 +400,10 @@ func (g *generator) cents() int64 {
 
 func centsNumber(c int64) segment.Number { return segment.Num(float64(c) / 100) }
 
-// next fills e with the next event of the current partition. Every row
-// draws the same random numbers whatever the outcome of earlier draws'
-// layout use, so Events and Generate agree for every layout.
+// next fills e with the next event of the current partition. Nothing here
+// depends on the layout (values a layout may not store, such as
+// integrations in files without those columns, are drawn and then cleared),
+// so Events and Generate agree for every layout.
 func (g *generator) next(e *Event) {
 	*e = Event{}
 	t := g.p.table
