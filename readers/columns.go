@@ -303,7 +303,13 @@ func tableType(table string) segment.Type {
 		return segment.TypeGroup
 	case "aliases":
 		return segment.TypeAlias
+	case "tracks":
+		return segment.TypeTrack
 	}
-	// tracks, and every event table (order_completed, track_order_completed, ...).
-	return segment.TypeTrack
+	if strings.HasPrefix(strings.ToLower(table), "track_") { // Data Lakes event tables
+		return segment.TypeTrack
+	}
+	// Any other folder may be an event table (order_completed) or just a
+	// folder (exports, a dataset, a source id): the event columns decide.
+	return segment.TypeUnknown
 }

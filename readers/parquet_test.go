@@ -437,6 +437,11 @@ func TestParquetTypeDetection(t *testing.T) {
 		{"event column", plainTrack, objectFor(plainTrack, "", ""), Hint{}, segment.TypeTrack, nil, ""},
 		{"hint forces", noEvent, objectFor(noEvent, "", ""), Hint{Type: segment.TypeIdentify}, segment.TypeIdentify, nil, ""},
 		{"undetectable", noEvent, objectFor(noEvent, "", ""), Hint{}, 0, nil, "force it with a type hint"},
+		// A folder that names no Segment table (a dataset, a source id, "exports")
+		// says nothing: the columns decide, and without event columns the file
+		// is refused rather than read as tracks.
+		{"unknown folder with event columns", plainTrack, objectFor(plainTrack, "exports", ""), Hint{}, segment.TypeTrack, nil, ""},
+		{"unknown folder without event columns", noEvent, objectFor(noEvent, "exports", ""), Hint{}, 0, nil, "force it with a type hint"},
 		{"track without event", noEvent, objectFor(noEvent, "tracks", ""), Hint{}, 0, nil, `"event_text"`},
 		{"identify without user_id", deviceOnly, objectFor(deviceOnly, "users", ""), Hint{}, 0, nil, `column "id"`},
 	}
