@@ -66,7 +66,10 @@
 //
 // # Concurrency
 //
-// Generate runs on the calling goroutine and writes one file at a time; two
-// calls may run at once on different folders. Events returns an iterator
-// that may be used from one goroutine at a time; each call starts afresh.
+// Generate writes up to GOMAXPROCS folders at once, each on its own
+// goroutine with its own generator and one open file; the first error
+// cancels the others and is returned. A folder's content depends only on the
+// options, so the bytes do not depend on scheduling. Two calls may run at
+// once on different folders. Events returns an iterator for one goroutine
+// at a time; each call starts afresh, and the strings it yields stay valid.
 package generate

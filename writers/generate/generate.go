@@ -6,7 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/parquet-go/parquet-go"
 )
@@ -85,41 +89,93 @@ func (o Options) normalize(forWrite bool) (Options, error) {
 }
 
 // Generate writes the export o describes under o.Out and says what it
-// wrote. Files are written under a temporary dot-name and renamed when
-// complete, so a cancelled run leaves only whole files (and no half file a
-// reader would list). Existing files of the same names are replaced; other
-// files in o.Out are left alone.
+// wrote. Folders are written by up to GOMAXPROCS goroutines at once; each
+// folder's content depends only on the options, so the files are the same
+// whatever the scheduling.
 func Generate(ctx context.Context, o Options) (Summary, error) {
 	o, err := o.normalize(true)
 	if err != nil {
 		return Summary{}, err
 	}
 	sum := Summary{Rows: map[string]int64{}}
-	g := newGenerator(o)
-	w := &writer{o: o, sum: &sum, schemas: map[variant]*fileSchema{}}
-	defer w.abort()
-	var e Event
+	units := folderUnits(o)
+	workers := min(runtime.GOMAXPROCS(0), len(units))
+	var (
+		mu   sync.Mutex
+		next int
+	)
+	eg, ctx := errgroup.WithContext(ctx)
+	for range workers {
+		eg.Go(func() error {
+			local := Summary{Rows: map[string]int64{}}
+			defer func() {
+				mu.Lock()
+				sum.Files += local.Files
+				sum.Bytes += local.Bytes
+				for k, v := range local.Rows {
+					sum.Rows[k] += v
+				}
+				mu.Unlock()
+			}()
+			g := newGenerator(o)
+			w := &writer{o: o, sum: &local, schemas: map[variant]*fileSchema{}}
+			defer w.abort()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= len(units) {
+					return nil
+				}
+				if err := w.writeUnit(ctx, g, units[i]); err != nil {
+					return err
+				}
+			}
+		})
+	}
+	err = eg.Wait()
+	return sum, err
+}
+
+// folderUnits groups the partitions by the folder they are written to: one
+// partition per folder, except in the nested layout (one folder a day).
+func folderUnits(o Options) [][]partition {
+	var units [][]partition
+	last := ""
 	for _, p := range partitions(o) {
+		dir := folderOf(o, p).dir
+		if len(units) > 0 && dir == last {
+			units[len(units)-1] = append(units[len(units)-1], p)
+			continue
+		}
+		units = append(units, []partition{p})
+		last = dir
+	}
+	return units
+}
+
+// writeUnit writes the files of one folder.
+func (w *writer) writeUnit(ctx context.Context, g *generator, parts []partition) error {
+	var e Event
+	for _, p := range parts {
 		g.begin(p)
 		if err := w.begin(ctx, p); err != nil {
-			return sum, err
+			return err
 		}
 		for range p.rows {
 			if w.o.Layout != LayoutNested && w.rows >= rowGroupsPerFile*w.o.RowGroupRows {
 				if err := w.nextShard(ctx); err != nil {
-					return sum, err
+					return err
 				}
 			}
 			g.next(&e)
 			if err := w.add(ctx, &e); err != nil {
-				return sum, err
+				return err
 			}
 		}
 	}
-	if err := w.close(); err != nil {
-		return sum, err
-	}
-	return sum, nil
+	return w.close()
 }
 
 // folder is the file group a partition's rows go to, and the layout's names.
