@@ -18,11 +18,6 @@ import (
 	"github.com/convertro-etl/convertro-etl/writers"
 )
 
-// leaseTTL is how long a run's lease outlives its last commit. Commits come
-// about every second, so a live run renews long before; a dead one on
-// another host is taken over this long after its last commit.
-const leaseTTL = pipeline.DefaultLeaseTTL
-
 // Env is the process around a job: where it writes, how it logs, what time
 // it is. Zero fields take the process's own.
 type Env struct {
@@ -220,7 +215,7 @@ func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	cp, prev, err := pipeline.OpenCheckpoint(ctx, st, p.shard, pipeline.NewLease(), env.Now, leaseTTL)
+	cp, prev, err := pipeline.OpenCheckpoint(ctx, st, p.shard, pipeline.NewLease(), env.Now, o.LeaseTTL)
 	if err != nil {
 		return nil, err
 	}
@@ -229,13 +224,22 @@ func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
 		Timeout:     o.Timeout,
 		MaxAttempts: o.MaxAttempts,
 		Rate:        o.Rate,
+		Adaptive:    !o.FixedRate,
+		DownAfter:   o.DownAfter,
 		UserAgent:   "convertro-etl/" + env.Version,
 	})
 	dl := newDeadLetters(st, p.shard, env.Now)
 	deps.Sender = sender{client}
 	deps.DeadLetters = dl
 	deps.Checkpoint, deps.Previous, deps.State = cp, prev, st
-	cfg.LeaseTTL = leaseTTL
+	cfg.LeaseTTL = o.LeaseTTL
+	deps.RateHistory = func() []pipeline.RateSample {
+		var out []pipeline.RateSample
+		for _, p := range client.RateHistory() {
+			out = append(out, pipeline.RateSample{At: p.Time, Rate: p.Rate, Share429: p.Share429, Accepted: p.Accepted})
+		}
+		return out
+	}
 
 	rep, err := pipeline.Run(ctx, cfg, deps)
 	if rep != nil {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/convertro-etl/convertro-etl/pipeline"
 )
 
 // ErrConfig marks a job that cannot start as configured: a missing or
@@ -47,6 +49,14 @@ type Options struct {
 	Rate        float64       `yaml:"rate" json:"-"`
 	Timeout     time.Duration `yaml:"timeout" json:"-"`
 	MaxAttempts int           `yaml:"maxAttempts" json:"-"`
+	// FixedRate turns off adaptive throttling: Rate is then kept as given
+	// even when Convertro answers 429.
+	FixedRate bool `yaml:"fixedRate" json:"-"`
+	// DownAfter is how long Convertro may fail every request before the run
+	// stops (resumably) instead of hammering a service that is down.
+	DownAfter time.Duration `yaml:"downAfter" json:"-"`
+	// LeaseTTL is how long the run's lease outlives its last commit.
+	LeaseTTL    time.Duration `yaml:"leaseTTL" json:"-"`
 	Shard       string        `yaml:"shard" json:"-"`
 	Shards      int           `yaml:"shards" json:"-"`
 	OnBadFile   string        `yaml:"onBadFile" json:"-"`
@@ -117,6 +127,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
+	}
+	if o.DownAfter == 0 {
+		o.DownAfter = 5 * time.Minute
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = pipeline.DefaultLeaseTTL
 	}
 	return o
 }
@@ -202,6 +218,9 @@ func Merge(file, flags Options, changed func(flag string) bool) Options {
 	set("rate", func() { o.Rate = flags.Rate })
 	set("timeout", func() { o.Timeout = flags.Timeout })
 	set("max-attempts", func() { o.MaxAttempts = flags.MaxAttempts })
+	set("fixed-rate", func() { o.FixedRate = flags.FixedRate })
+	set("down-after", func() { o.DownAfter = flags.DownAfter })
+	set("lease-ttl", func() { o.LeaseTTL = flags.LeaseTTL })
 	set("shard", func() { o.Shard = flags.Shard })
 	set("shards", func() { o.Shards = flags.Shards })
 	set("on-bad-file", func() { o.OnBadFile = flags.OnBadFile })

@@ -51,6 +51,19 @@ type Report struct {
 	RequestsThisRun   int64     `json:"requests_this_run"`   // requests handled by this run
 	RowsPerSecond     float64   `json:"rows_per_second"`     // this run
 	RequestsPerSecond float64   `json:"requests_per_second"` // this run
+	// RateHistory is how this run's sending rate adapted to Convertro's 429s.
+	RateHistory []RateSample `json:"rate_history,omitempty"`
+}
+
+// RateSample is one change of the sending rate made by an adaptive
+// throttle: from At on, Rate requests per second (0 = unlimited), after a
+// window in which Share429 of the answers were 429 and Accepted requests per
+// second were accepted.
+type RateSample struct {
+	At       time.Time `json:"at"`
+	Rate     float64   `json:"rate"`
+	Share429 float64   `json:"share_429"`
+	Accepted float64   `json:"accepted"`
 }
 
 // SkippedObject is an input object set aside as unreadable.
@@ -138,6 +151,21 @@ func (r *Report) Summary(w io.Writer) error {
 	if r.Status != StatusDryRun {
 		fmt.Fprintf(&b, "  runs:         %d (%d resumes); at most %d requests sent twice (window %d × %d resumes + %d possible duplicates)\n",
 			r.Runs, r.Resumes, r.RepeatBound, r.Window, r.Resumes, c.PossibleDuplicates)
+	}
+	if n := len(r.RateHistory); n > 0 {
+		lo := r.RateHistory[0].Rate
+		for _, p := range r.RateHistory {
+			if p.Rate > 0 && (lo == 0 || p.Rate < lo) {
+				lo = p.Rate
+			}
+		}
+		last := r.RateHistory[n-1]
+		now := "unlimited"
+		if last.Rate > 0 {
+			now = fmt.Sprintf("%.0f/s", last.Rate)
+		}
+		fmt.Fprintf(&b, "  throttle:     %d rate changes on 429s; lowest %.0f/s, last %s (429 share %.1f%%, %.0f accepted/s)\n",
+			n, lo, now, 100*last.Share429, last.Accepted)
 	}
 	fmt.Fprintf(&b, "  this run:     %d rows, %d requests in %.1fs: %.0f rows/s, %.0f requests/s\n",
 		r.RowsThisRun, r.RequestsThisRun, r.WallSeconds, r.RowsPerSecond, r.RequestsPerSecond)

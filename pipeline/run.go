@@ -182,9 +182,12 @@ type Deps struct {
 	DryRun io.Writer
 	// DryRunLine formats one request of a dry run (writers.AppendDryRunLine).
 	DryRunLine func(dst, url []byte) []byte
-	Progress   io.Writer    // operator progress (stderr); nil = none
-	Logger     *slog.Logger // nil = slog.Default()
-	Now        func() time.Time
+	Progress   io.Writer // operator progress (stderr); nil = none
+	// RateHistory, when set, is called once at the end of a live run for
+	// the report: how an adaptive throttle changed the sending rate.
+	RateHistory func() []RateSample
+	Logger      *slog.Logger // nil = slog.Default()
+	Now         func() time.Time
 }
 
 // Run runs (or resumes) the shard cfg.Shard of a job and returns its report.
@@ -344,6 +347,9 @@ func runLive(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 		}
 	}
 	rep := buildReport(m, cfg, started, deps.Now(), startCounts, deps.State)
+	if deps.RateHistory != nil {
+		rep.RateHistory = deps.RateHistory()
+	}
 	rep.Status = status
 	if err != nil {
 		rep.Error = err.Error()

@@ -62,7 +62,7 @@ func TestResumeAfterKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	record := &syncBuffer{}
-	sim := simulator.New(simulator.Options{ClientName: "acme", SiteID: "12", Record: record, Delay: time.Millisecond})
+	sim := simulator.New(simulator.Options{ClientName: "acme", SiteID: "12", Record: record, Delay: 4 * time.Millisecond})
 	srv := httptest.NewServer(sim)
 	defer srv.Close()
 
