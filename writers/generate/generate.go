@@ -157,7 +157,6 @@ func folderUnits(o Options) [][]partition {
 
 // writeUnit writes the files of one folder.
 func (w *writer) writeUnit(ctx context.Context, g *generator, parts []partition) error {
-	var e Event
 	for _, p := range parts {
 		g.begin(p)
 		if err := w.begin(ctx, p); err != nil {
@@ -169,8 +168,8 @@ func (w *writer) writeUnit(ctx context.Context, g *generator, parts []partition)
 					return err
 				}
 			}
-			g.next(&e)
-			if err := w.add(ctx, &e); err != nil {
+			g.next(w.slot())
+			if err := w.add(ctx); err != nil {
 				return err
 			}
 		}
@@ -310,12 +309,18 @@ func (w *writer) open(ctx context.Context) error {
 	return nil
 }
 
-// add queues e for the open file, flushing batches and row groups.
-func (w *writer) add(ctx context.Context, e *Event) error {
+// slot returns the place of the next row in the batch, for the generator
+// to fill in place; add then counts it.
+func (w *writer) slot() *Event {
 	if w.batch == nil {
 		w.batch = make([]Event, 0, batchRows)
 	}
-	w.batch = append(w.batch, *e)
+	w.batch = w.batch[:len(w.batch)+1]
+	return &w.batch[len(w.batch)-1]
+}
+
+// add counts the row filled in slot, flushing batches and row groups.
+func (w *writer) add(ctx context.Context) error {
 	w.rows++
 	w.inRG++
 	if len(w.batch) >= batchRows || w.inRG >= w.o.RowGroupRows {

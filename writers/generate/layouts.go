@@ -106,7 +106,7 @@ type fileSchema struct {
 	cols   []leafCol
 	// noBounds lists the dictionary-encoded columns: their page min/max
 	// would cost a tenth of the run in string comparisons and no reader of
-	// these exports filters on them.
+	// these exports filters on them. The other columns keep statistics.
 	noBounds []parquet.WriterOption
 }
 
@@ -124,7 +124,8 @@ func compile(name string, fields []*node) *fileSchema {
 				}
 				fs.cols = append(fs.cols, leafCol{path: prefix + n.name, get: n.get, str: n.str, parents: parents, optional: !n.required})
 				if n.leaf.Encoding() != nil {
-					fs.noBounds = append(fs.noBounds, parquet.SkipPageBounds(strings.Split(prefix+n.name, ".")...))
+					path := strings.Split(prefix+n.name, ".")
+					fs.noBounds = append(fs.noBounds, parquet.SkipPageBounds(path...), parquet.SkipPageStatistics(path...))
 				}
 			} else {
 				pn = parquet.Optional(build(n.children, append(parents[:len(parents):len(parents)], n.present), prefix+n.name+"."))
