@@ -30,8 +30,6 @@ type Env struct {
 	// environment (Application Default Credentials, STORAGE_EMULATOR_HOST)
 	// when one is needed.
 	GCS *storage.Client
-	// Transport, when set, replaces the Convertro client's pooled transport.
-	Transport interface{}
 }
 
 func (e Env) withDefaults() Env {
