@@ -44,8 +44,9 @@
 // them with Convertro=true). Timestamps are whole milliseconds.
 //
 // Summary.Rows counts rows by the table folder as written (datalake:
-// track_order_completed). Events yields the same rows in the order Generate
-// writes them, whatever the layout, so tests can compute expectations.
+// track_order_completed). Events yields the same rows, whatever the layout,
+// ordered by table, day, hour and row (the files' order by table and path),
+// so tests can compute expectations.
 //
 // Rows are spread over Days days and 24 hours along a daily traffic curve;
 // each (table, day, hour) draws from its own PCG stream seeded from Seed.

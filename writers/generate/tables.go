@@ -172,10 +172,11 @@ func partitions(o Options) []partition {
 	return out
 }
 
-// Events yields the logical events Generate writes for o, in the order it
-// writes them: by table (application_installed, identifies,
-// order_completed, pages, tracks), day, hour, then row. The Layout is
-// ignored: every layout holds these events.
+// Events yields the logical events Generate writes for o: by table
+// (application_installed, identifies, order_completed, pages, tracks), day,
+// hour, then row, which is the order of the rows within each file and of
+// the files by table and path. The Layout is ignored: every layout holds
+// these events. The strings it yields stay valid.
 func Events(o Options) iter.Seq[Event] {
 	return func(yield func(Event) bool) {
 		o, err := o.normalize(false)
