@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -624,4 +625,92 @@ func BenchmarkEvents(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(rows*b.N)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// TestNestedLevels reads the nested layout back with parquet-go and checks
+// the definition levels of leaves under optional groups against Events.
+func TestNestedLevels(t *testing.T) {
+	o := Options{Out: t.TempDir(), Rows: 3000, Seed: 12, Layout: LayoutNested}
+	generate(t, o)
+	type check struct {
+		path  string
+		level func(e *Event) int // expected definition level
+	}
+	checks := []check{
+		{"context.device.id", func(e *Event) int { return 2 + b2i(e.Context.DeviceID != "") }},
+		{"context.campaign.source", func(e *Event) int {
+			if e.Context.CampaignSource == "" {
+				return 1
+			}
+			return 3
+		}},
+		{"context.screen.width", func(e *Event) int { return 3 }},
+		{"integrations.Convertro", func(e *Event) int {
+			if e.IntegrationsAll == segment.Absent && e.IntegrationsConvertro == segment.Absent {
+				return 0
+			}
+			return 1 + b2i(e.IntegrationsConvertro != segment.Absent)
+		}},
+		{"properties.repeat", func(e *Event) int { return 1 + b2i(e.Repeat != segment.Absent) }},
+	}
+	want := map[string][]int{} // by table and path, in row order
+	for e := range Events(o) {
+		for _, c := range checks {
+			k := e.Table + ":" + c.path
+			want[k] = append(want[k], c.level(&e))
+		}
+	}
+	got := map[string][]int{}
+	keys := slices.Sorted(maps.Keys(files(t, o.Out)))
+	all := files(t, o.Out)
+	for _, key := range keys {
+		b := all[key]
+		pf, err := parquet.OpenFile(bytes.NewReader(b), int64(len(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		table := strings.Split(key, "/")[0]
+		for _, c := range checks {
+			leaf, ok := pf.Schema().Lookup(strings.Split(c.path, ".")...)
+			if !ok {
+				continue
+			}
+			for _, rg := range pf.RowGroups() {
+				pages := rg.ColumnChunks()[leaf.ColumnIndex].Pages()
+				for {
+					p, err := pages.ReadPage()
+					if err != nil {
+						break
+					}
+					vals := make([]parquet.Value, p.NumValues())
+					n, _ := p.Values().ReadValues(vals)
+					for _, v := range vals[:n] {
+						got[table+":"+c.path] = append(got[table+":"+c.path], v.DefinitionLevel())
+					}
+				}
+				pages.Close()
+			}
+		}
+	}
+	checked := 0
+	for k, w := range want {
+		g, ok := got[k]
+		if !ok {
+			continue // the table has no such column
+		}
+		checked++
+		if !slices.Equal(g, w) {
+			t.Errorf("%s: definition levels differ from the events (%d read, %d expected)", k, len(g), len(w))
+		}
+	}
+	if checked < 10 {
+		t.Errorf("only %d columns checked", checked)
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
