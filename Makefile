@@ -14,8 +14,9 @@ test: ## what CI runs: vet, then every test (fuzz seed corpora included) under t
 build:
 	$(GO) build -o $(BIN) ./cmd/convertro-etl
 
-bench: ## benchmarks (not in CI)
+bench: ## benchmarks, then the whole-job table (exports kept in BENCHDIR, default the user cache) (not in CI)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) run ./internal/benchtable -go $(GO) $(if $(BENCHDIR),-work $(BENCHDIR))
 
 FUZZTIME ?= 30s
 fuzz: ## each fuzz target for FUZZTIME (not in CI)
