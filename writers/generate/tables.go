@@ -45,10 +45,10 @@ type Event struct {
 
 	IntegrationsAll, IntegrationsConvertro segment.Bool
 
-	// MoneyText is how total and revenue are written where a file stores them
-	// as text (the warehouse order_completed files of the second day): a
-	// number, a "$1,299.50" style amount, or "NA" where the value is absent
-	// (empty: NULL).
+	// TotalText and RevenueText are total and revenue as a file that stores
+	// them as text holds them (the warehouse order_completed files of the
+	// second day): "49.99", "$1,299.50", " 12.5 ", or "NA" where the value is
+	// absent (empty: NULL).
 	TotalText, RevenueText string
 }
 
