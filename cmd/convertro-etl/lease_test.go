@@ -1,0 +1,433 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fsouza/fake-gcs-server/fakestorage"
+
+	"github.com/convertro-etl/convertro-etl/convertro/simulator"
+	"github.com/convertro-etl/convertro-etl/pipeline"
+	"github.com/convertro-etl/convertro-etl/writers/generate"
+)
+
+// The lease tests start the real program as several processes on one job's
+// state, a local folder and gs:// on a fake GCS served over HTTP, and check
+// the lease from the outside: exit codes, stderr, the manifest in the state
+// and what the simulator recorded.
+
+const leaseBucket = "leases"
+
+// leaseBackend is where a test's jobs keep their state, and where they read
+// the export from.
+type leaseBackend struct {
+	name   string
+	source string   // the export: a folder or gs://leases/export
+	root   string   // state locations are root + "/" + a name per job
+	env    []string // extra environment of the subprocesses
+	// open opens a job's state the way the program does, for reading and
+	// hand-editing the manifest.
+	open func(t *testing.T, uri string) pipeline.StateStore
+	// names lists the objects of a job's state (relative names).
+	names func(t *testing.T, uri string) []string
+}
+
+// leaseBackends builds the local and the GCS backend over the same export.
+func leaseBackends(t *testing.T, export string) []leaseBackend {
+	t.Helper()
+	local := leaseBackend{
+		name:   "local",
+		source: export,
+		root:   filepath.Join(t.TempDir(), "state"),
+		open: func(t *testing.T, uri string) pipeline.StateStore {
+			st, err := pipeline.OpenState(context.Background(), uri, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		},
+		names: func(t *testing.T, uri string) []string {
+			var names []string
+			err := filepath.WalkDir(uri, func(p string, d fs.DirEntry, err error) error {
+				if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".") { // lock and temporary files
+					return err
+				}
+				rel, _ := filepath.Rel(uri, p)
+				names = append(names, filepath.ToSlash(rel))
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return names
+		},
+	}
+
+	// The fake GCS serves the JSON API over plain HTTP; the subprocesses
+	// reach it through STORAGE_EMULATOR_HOST, as users point the real
+	// client at an emulator, and the test through the server's own client.
+	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{NoListener: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: leaseBucket})
+	ts := httptest.NewServer(srv.HTTPHandler())
+	t.Cleanup(ts.Close)
+	err = filepath.WalkDir(export, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(export, p)
+		data, err := os.ReadFile(p)
+		srv.CreateObject(fakestorage.Object{ObjectAttrs: fakestorage.ObjectAttrs{BucketName: leaseBucket, Name: "export/" + filepath.ToSlash(rel)}, Content: data})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := srv.Client()
+	gcs := leaseBackend{
+		name:   "gcs",
+		source: "gs://" + leaseBucket + "/export",
+		root:   "gs://" + leaseBucket + "/state",
+		env:    []string{"STORAGE_EMULATOR_HOST=" + ts.Listener.Addr().String()},
+		open: func(t *testing.T, uri string) pipeline.StateStore {
+			st, err := pipeline.OpenState(context.Background(), uri, client)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		},
+		names: func(t *testing.T, uri string) []string {
+			prefix := strings.TrimPrefix(uri, "gs://"+leaseBucket+"/") + "/"
+			objs, _, err := srv.ListObjectsWithOptions(leaseBucket, fakestorage.ListOptions{Prefix: prefix})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, o := range objs {
+				names = append(names, strings.TrimPrefix(o.Name, prefix))
+			}
+			return names
+		},
+	}
+	return []leaseBackend{local, gcs}
+}
+
+// leaseJob is one job's state on a backend, with a simulator of its own.
+type leaseJob struct {
+	b      leaseBackend
+	state  string
+	st     pipeline.StateStore
+	sim    *simulator.Simulator
+	record *syncBuffer
+	args   []string
+}
+
+// newLeaseJob prepares a job named name; delay slows every answer of the
+// simulator so that runs last long enough to be raced, stopped and killed.
+func newLeaseJob(t *testing.T, b leaseBackend, name string, delay time.Duration) *leaseJob {
+	t.Helper()
+	state := b.root + "/" + name
+	if !strings.HasPrefix(state, "gs://") {
+		state = filepath.Join(b.root, name)
+	}
+	record := &syncBuffer{}
+	sim := simulator.New(simulator.Options{ClientName: "acme", SiteID: "12", Record: record, Delay: delay})
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	return &leaseJob{b: b, state: state, st: b.open(t, state), sim: sim, record: record,
+		args: append(leaseArgs(b.source, srv.URL), "--state", state)}
+}
+
+// leaseArgs is the run command line shared by the live runs and the dry run.
+func leaseArgs(source, endpoint string) []string {
+	return []string{"run", "--source", source, "--endpoint", endpoint,
+		"--account", "acme", "--client-name", "acme", "--site-id", "12",
+		"--event", "Signed Up=signup", "--event", "Added to Cart=add_to_cart",
+		"--concurrency", "2", "--decoders", "1"}
+}
+
+// leaseProc is one run of the program.
+type leaseProc struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	done   chan struct{}
+	ended  time.Time // when Wait returned
+}
+
+// start starts the program on the job with the lease ttl given.
+func (j *leaseJob) start(t *testing.T, ttl time.Duration) *leaseProc {
+	t.Helper()
+	cmd := command(context.Background(), append(clone(j.args), "--lease-ttl", ttl.String())...)
+	cmd.Env = append(cmd.Env, j.b.env...)
+	p := &leaseProc{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		cmd.Wait()
+		p.ended = time.Now()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		if !p.exited() {
+			cmd.Process.Kill() // also ends a stopped process
+			<-p.done
+		}
+	})
+	return p
+}
+
+func (p *leaseProc) pid() int { return p.cmd.Process.Pid }
+
+func (p *leaseProc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait waits for the process to end and returns its exit code (-1 when a
+// signal ended it).
+func (p *leaseProc) wait(t *testing.T, what string, limit time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(limit):
+		p.cmd.Process.Kill()
+		<-p.done
+		t.Fatalf("%s (pid %d) still running after %s; killed. stderr:\n%s", what, p.pid(), limit, p.stderr.text())
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+func (p *leaseProc) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal %v to pid %d: %v", sig, p.pid(), err)
+	}
+}
+
+func (b *syncBuffer) text() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// manifest reads the job's manifest: nil if there is none yet.
+func (j *leaseJob) manifest(t *testing.T) (*pipeline.Manifest, []byte, int64) {
+	t.Helper()
+	data, gen, err := j.st.Read(context.Background(), pipeline.ManifestName(pipeline.Shard{Index: 0, Count: 1}))
+	if errors.Is(err, pipeline.ErrStateNotFound) {
+		return nil, nil, 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m pipeline.Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatalf("manifest: %v\n%s", err, data)
+	}
+	return &m, data, gen
+}
+
+// waitManifest polls the manifest until ok accepts it, failing after limit
+// (or at once if one of the processes in watch ends first).
+func (j *leaseJob) waitManifest(t *testing.T, what string, limit time.Duration, ok func(*pipeline.Manifest, int64) bool, watch ...*leaseProc) *pipeline.Manifest {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		if m, _, gen := j.manifest(t); m != nil && ok(m, gen) {
+			return m
+		}
+		for _, p := range watch {
+			if p.exited() {
+				t.Fatalf("waiting for %s: pid %d ended (exit %d). stderr:\n%s", what, p.pid(), p.cmd.ProcessState.ExitCode(), p.stderr.text())
+			}
+		}
+		if time.Now().After(deadline) {
+			m, data, _ := j.manifest(t)
+			_ = m
+			t.Fatalf("no %s within %s; manifest:\n%s", what, limit, data)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// snapshot is every object of the job's state by name, as generation and
+// content hash: equal snapshots mean nothing was written in between.
+func (j *leaseJob) snapshot(t *testing.T) map[string]string {
+	t.Helper()
+	snap := map[string]string{}
+	for _, name := range j.b.names(t, j.state) {
+		data, gen, err := j.st.Read(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(data)
+		snap[name] = fmt.Sprintf("generation %d, sha256 %s", gen, hex.EncodeToString(sum[:8]))
+	}
+	return snap
+}
+
+// expectedRequests is what a complete run sends, from the program's own dry
+// run, keyed as canonical requests.
+func expectedRequests(t *testing.T, export string) (want map[string]int, total int) {
+	t.Helper()
+	dry := filepath.Join(t.TempDir(), "dry.jsonl")
+	if out, err := command(context.Background(), append(leaseArgs(export, "http://127.0.0.1:1"), "--dry-run", "--out", dry)...).CombinedOutput(); err != nil {
+		t.Fatalf("dry run: %v\n%s", err, out)
+	}
+	f, err := os.Open(dry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	want = map[string]int{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		var line struct{ URL string }
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatalf("dry-run line %q: %v", sc.Bytes(), err)
+		}
+		u, err := url.Parse(line.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[canonical(u.Path, u.Query())]++
+		total++
+	}
+	if total == 0 {
+		t.Fatal("the dry run sends nothing")
+	}
+	return want, total
+}
+
+// recorded is what the job's simulator accepted, as canonical requests.
+func (j *leaseJob) recorded(t *testing.T) map[string]int {
+	t.Helper()
+	j.sim.Flush()
+	got := map[string]int{}
+	for _, l := range j.record.lines() {
+		if len(l) == 0 {
+			continue
+		}
+		var line struct {
+			Path  string            `json:"path"`
+			Query map[string]string `json:"query"`
+		}
+		if err := json.Unmarshal(l, &line); err != nil {
+			t.Fatalf("record line %q: %v", l, err)
+		}
+		q := url.Values{}
+		for k, v := range line.Query {
+			q.Set(k, v)
+		}
+		got[canonical(line.Path, q)]++
+	}
+	return got
+}
+
+// checkDelivered checks the simulator's record against the dry run: every
+// expected request at least once (exactly once if exact), nothing else.
+func (j *leaseJob) checkDelivered(t *testing.T, want map[string]int, exact bool) {
+	t.Helper()
+	got := j.recorded(t)
+	bad := 0
+	for k, n := range want {
+		if got[k] < n || (exact && got[k] != n) {
+			if bad++; bad <= 5 {
+				t.Errorf("expected request recorded %d times, want %d: %s", got[k], n, k)
+			}
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			if bad++; bad <= 5 {
+				t.Errorf("unexpected request recorded: %s", k)
+			}
+		}
+	}
+	if bad > 5 {
+		t.Errorf("... %d requests wrong in all", bad)
+	}
+}
+
+func leaseExport(t *testing.T, rows int) string {
+	t.Helper()
+	export := filepath.Join(t.TempDir(), "export")
+	if _, err := generate.Generate(context.Background(), generate.Options{Out: export, Rows: rows, Seed: 5, RowGroupRows: 100}); err != nil {
+		t.Fatal(err)
+	}
+	return export
+}
+
+// lastLine is the last line of a process's stderr: its error.
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	return s[strings.LastIndexByte(s, '\n')+1:]
+}
+
+func pidIn(s string, pid int) bool { return strings.Contains(s, fmt.Sprintf("pid %d", pid)) }
+
+// TestLeaseOneRunnerAtOnce starts two processes on the same job at the same
+// moment, several times: exactly one runs the job to the end, the other is
+// refused with exit 3 and a message naming the holder, and sends nothing.
+func TestLeaseOneRunnerAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the program as subprocesses")
+	}
+	export := leaseExport(t, 400)
+	want, total := expectedRequests(t, export)
+	for _, b := range leaseBackends(t, export) {
+		t.Run(b.name, func(t *testing.T) {
+			for round := range 3 {
+				// Slow answers keep the winner busy for a few seconds, well
+				// past the moment the loser looks at the state.
+				j := newLeaseJob(t, b, fmt.Sprintf("race-%d", round), 20*time.Millisecond)
+				p := [2]*leaseProc{j.start(t, 2*time.Second), j.start(t, 2*time.Second)}
+				codes := [2]int{p[0].wait(t, "first process", time.Minute), p[1].wait(t, "second process", time.Minute)}
+				win, lose := 0, 1
+				if codes[0] != 0 {
+					win, lose = 1, 0
+				}
+				if codes[win] != 0 || codes[lose] != exitLater {
+					t.Fatalf("round %d: exit codes %v, want one 0 and one %d\nfirst stderr:\n%s\nsecond stderr:\n%s",
+						round, codes, exitLater, p[0].stderr.text(), p[1].stderr.text())
+				}
+				msg := p[lose].stderr.text()
+				if !strings.Contains(msg, "holds the lease") || !pidIn(msg, p[win].pid()) {
+					t.Errorf("round %d: the refused process does not name the holder (pid %d):\n%s", round, p[win].pid(), msg)
+				}
+				t.Logf("round %d: refused: %s", round, lastLine(msg))
+				m, _, _ := j.manifest(t)
+				if m == nil || m.Status != pipeline.StatusFinished || m.Runs != 1 || m.Lease.PID != p[win].pid() {
+					t.Errorf("round %d: manifest %+v, want finished by pid %d in 1 run", round, m, p[win].pid())
+				}
+				// Exactly once: the refused process sent nothing.
+				j.checkDelivered(t, want, true)
+			}
+			t.Logf("%d requests per job", total)
+		})
+	}
+}
