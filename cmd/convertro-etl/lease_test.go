@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -428,6 +429,125 @@ func TestLeaseOneRunnerAtOnce(t *testing.T) {
 				j.checkDelivered(t, want, true)
 			}
 			t.Logf("%d requests per job", total)
+		})
+	}
+}
+
+// waitTakeover starts processes on the job until one takes the lease over
+// (the manifest names its PID) and returns it, with how many were refused
+// before. refused checks each refusal's stderr. A process that takes over is
+// checked against notBefore: seeing its PID in the manifest earlier than
+// that means it took a lease that was still live.
+func (j *leaseJob) waitTakeover(t *testing.T, ttl time.Duration, notBefore time.Time, refused func(msg string)) (p *leaseProc, refusals int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		p := j.start(t, ttl)
+		for !p.exited() {
+			if m, _, _ := j.manifest(t); m != nil && m.Lease.PID == p.pid() {
+				if seen := time.Now(); seen.Before(notBefore) {
+					t.Errorf("pid %d took the lease over at %s, before the holder's lease expired at %s",
+						p.pid(), seen.Format(time.StampMilli), notBefore.Format(time.StampMilli))
+				}
+				return p, refusals
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no process took the lease over within a minute; %d refused. stderr of the last:\n%s", refusals, p.stderr.text())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if code := p.cmd.ProcessState.ExitCode(); code != exitLater {
+			t.Fatalf("pid %d exited %d before taking the lease over, want %d while the lease is held. stderr:\n%s", p.pid(), code, exitLater, p.stderr.text())
+		}
+		refused(p.stderr.text())
+		refusals++
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// TestLeaseTakeoverAfterKill kills the running process mid-delivery twice.
+// The first time a new process on the same host takes over at once: the dead
+// holder's PID frees its lease long before it expires. The second time the
+// lease is made to look like another host's (a hand edit of the manifest,
+// conditional on its generation), whose life cannot be checked: new
+// processes are refused with exit 3 until the lease expires, then one takes
+// over and finishes the job with every expected request delivered.
+func TestLeaseTakeoverAfterKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the program as subprocesses")
+	}
+	export := leaseExport(t, 600)
+	want, total := expectedRequests(t, export)
+	for _, b := range leaseBackends(t, export) {
+		t.Run(b.name, func(t *testing.T) {
+			j := newLeaseJob(t, b, "kill", 20*time.Millisecond)
+
+			// A long ttl: a takeover before it runs out can only come
+			// from seeing that the holder's process is gone.
+			first := j.start(t, 30*time.Second)
+			j.waitManifest(t, "the first process's lease and a quarter of the requests", time.Minute, func(m *pipeline.Manifest, _ int64) bool {
+				return m.Lease.PID == first.pid() && j.sim.Stats().Accepted >= int64(total/4)
+			}, first)
+			first.signal(t, syscall.SIGKILL)
+			first.wait(t, "killed first process", time.Minute)
+			m1, _, _ := j.manifest(t)
+			if m1.Lease.PID != first.pid() || !time.Now().Before(m1.Lease.Expires) {
+				t.Fatalf("after the kill the manifest holds lease %+v, want the first process's (pid %d), still live", m1.Lease, first.pid())
+			}
+
+			second := j.start(t, 5*time.Second)
+			j.waitManifest(t, "the second process to take the lease over", time.Minute, func(m *pipeline.Manifest, _ int64) bool {
+				return m.Lease.PID == second.pid()
+			}, second)
+			if seen := time.Now(); !seen.Before(m1.Lease.Expires) {
+				t.Errorf("the second process took over at %s, only after the dead process's lease expired at %s: it should not wait for a dead PID",
+					seen.Format(time.StampMilli), m1.Lease.Expires.Format(time.StampMilli))
+			}
+			j.waitManifest(t, "half of the requests", time.Minute, func(*pipeline.Manifest, int64) bool {
+				return j.sim.Stats().Accepted >= int64(total/2)
+			}, second)
+			second.signal(t, syscall.SIGKILL)
+			second.wait(t, "killed second process", time.Minute)
+
+			// The lease as another host would leave it: same owner and
+			// expiry, another host name.
+			m2, data, gen := j.manifest(t)
+			if m2.Lease.PID != second.pid() || !time.Now().Before(m2.Lease.Expires) {
+				t.Fatalf("after the kill the manifest holds lease %+v, want the second process's (pid %d), still live", m2.Lease, second.pid())
+			}
+			var raw map[string]any
+			dec := json.NewDecoder(bytes.NewReader(data))
+			dec.UseNumber() // generations are int64s that a float64 would round
+			if err := dec.Decode(&raw); err != nil {
+				t.Fatal(err)
+			}
+			raw["lease"].(map[string]any)["host"] = "other-host"
+			edited, err := json.Marshal(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := pipeline.ManifestName(pipeline.Shard{Index: 0, Count: 1})
+			if _, err := j.st.Write(context.Background(), name, edited, gen); err != nil {
+				t.Fatalf("hand-edit the manifest's lease: %v", err)
+			}
+
+			third, refusals := j.waitTakeover(t, 2*time.Second, m2.Lease.Expires, func(msg string) {
+				if !strings.Contains(msg, "holds the lease") || !strings.Contains(msg, "host other-host") {
+					t.Errorf("a refused process does not name the other host's lease:\n%s", msg)
+				}
+			})
+			if refusals == 0 {
+				t.Errorf("no process was refused while the other host's lease was live (until %s)", m2.Lease.Expires.Format(time.StampMilli))
+			}
+			if code := third.wait(t, "the process that took over", time.Minute); code != 0 {
+				t.Fatalf("the process that took over exited %d, want 0. stderr:\n%s", code, third.stderr.text())
+			}
+			m3, _, _ := j.manifest(t)
+			if m3.Status != pipeline.StatusFinished || m3.Runs != 3 || m3.Lease.PID != third.pid() {
+				t.Errorf("final manifest: status %s, %d runs, lease %+v; want finished, 3 runs, pid %d", m3.Status, m3.Runs, m3.Lease, third.pid())
+			}
+			j.checkDelivered(t, want, false)
+			t.Logf("%d requests; %d processes refused before the other host's lease expired", total, refusals)
 		})
 	}
 }
