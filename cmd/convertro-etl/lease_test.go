@@ -551,3 +551,93 @@ func TestLeaseTakeoverAfterKill(t *testing.T) {
 		})
 	}
 }
+
+// waitCommit waits for p's next manifest commit after the one read now, then
+// a little more: a process stopped right after a commit is not in the middle
+// of a write (the local store holds its lock through the rename and fsync).
+func (j *leaseJob) waitCommit(t *testing.T, p *leaseProc, what string) {
+	t.Helper()
+	_, _, gen := j.manifest(t)
+	j.waitManifest(t, what, time.Minute, func(m *pipeline.Manifest, g int64) bool {
+		return g != gen && m.Lease.PID == p.pid()
+	}, p)
+	time.Sleep(100 * time.Millisecond)
+}
+
+// TestLeaseFencing stops the running process (SIGSTOP) past its lease's
+// expiry, lets a second process take the job over, and resumes the first:
+// its next commit must fail with a lost lease, and it must exit 1 without
+// writing anything to the state. The second process, stopped meanwhile so
+// that the state stays still, then finishes the job.
+func TestLeaseFencing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the program as subprocesses")
+	}
+	export := leaseExport(t, 800)
+	want, total := expectedRequests(t, export)
+	// Long enough that a process started right after the stop reads the
+	// manifest while the stopped holder's lease is still live.
+	const ttl = 3 * time.Second
+	for _, b := range leaseBackends(t, export) {
+		t.Run(b.name, func(t *testing.T) {
+			j := newLeaseJob(t, b, "fence", 20*time.Millisecond)
+			a := j.start(t, ttl)
+			j.waitManifest(t, "the first process's lease and a fifth of the requests", time.Minute, func(m *pipeline.Manifest, _ int64) bool {
+				return m.Lease.PID == a.pid() && j.sim.Stats().Accepted >= int64(total/5)
+			}, a)
+			j.waitCommit(t, a, "a commit of the first process")
+			a.signal(t, syscall.SIGSTOP)
+			ma, _, _ := j.manifest(t)
+			if ma.Lease.PID != a.pid() || ma.Status != pipeline.StatusRunning {
+				t.Fatalf("the stopped process's manifest: status %s, lease %+v; want running, pid %d", ma.Status, ma.Lease, a.pid())
+			}
+
+			// Same host, and the stopped process is alive: its lease frees
+			// only when it expires.
+			bp, refusals := j.waitTakeover(t, ttl, ma.Lease.Expires, func(msg string) {
+				if !strings.Contains(msg, "holds the lease") || !pidIn(msg, a.pid()) {
+					t.Errorf("a refused process does not name the stopped holder (pid %d):\n%s", a.pid(), msg)
+				}
+			})
+			if refusals == 0 {
+				t.Errorf("no process was refused while the stopped process's lease was live (until %s)", ma.Lease.Expires.Format(time.StampMilli))
+			}
+
+			// Stop the new holder after a commit of its own, so that only
+			// the resumed first process could change the state.
+			j.waitCommit(t, bp, "a commit of the process that took over")
+			bp.signal(t, syscall.SIGSTOP)
+			before := j.snapshot(t)
+			_, owned, ownedGen := j.manifest(t)
+
+			a.signal(t, syscall.SIGCONT)
+			if code := a.wait(t, "the resumed first process", time.Minute); code != exitFailed {
+				t.Errorf("the resumed first process exited %d, want %d (lease lost). stderr:\n%s", code, exitFailed, a.stderr.text())
+			}
+			if msg := a.stderr.text(); !strings.Contains(msg, "lease lost") || !pidIn(msg, bp.pid()) {
+				t.Errorf("the resumed first process does not say it lost the lease to pid %d:\n%s", bp.pid(), msg)
+			}
+			after := j.snapshot(t)
+			if _, data, gen := j.manifest(t); gen != ownedGen || !bytes.Equal(data, owned) {
+				t.Errorf("the manifest changed while only the fenced process ran: generation %d -> %d\nbefore: %s\nafter:  %s", ownedGen, gen, owned, data)
+			}
+			for name, v := range after {
+				if before[name] != v {
+					t.Errorf("the fenced process wrote %s: %s, was %q", name, v, before[name])
+				}
+			}
+
+			bp.signal(t, syscall.SIGCONT)
+			if code := bp.wait(t, "the process that took over", time.Minute); code != 0 {
+				t.Fatalf("the process that took over exited %d, want 0. stderr:\n%s", code, bp.stderr.text())
+			}
+			m, _, _ := j.manifest(t)
+			if m.Status != pipeline.StatusFinished || m.Runs != 2 || m.Lease.PID != bp.pid() {
+				t.Errorf("final manifest: status %s, %d runs, lease %+v; want finished by pid %d in 2 runs", m.Status, m.Runs, m.Lease, bp.pid())
+			}
+			j.checkDelivered(t, want, false)
+			t.Logf("%d requests; %d processes refused while the stopped process's lease was live; the fenced process said: %s",
+				total, refusals, lastLine(a.stderr.text()))
+		})
+	}
+}
