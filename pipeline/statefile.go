@@ -1,0 +1,215 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"cloud.google.com/go/storage"
+)
+
+// FileStateStore is the optional extra of the built-in stores for state
+// objects too big to hold in memory (an audience snapshot of millions of
+// rows): they move between the store and a local file by streaming.
+type FileStateStore interface {
+	StateStore
+	// ReadFile copies the object to the local file path (replacing it) and
+	// returns the object's generation; ErrStateNotFound if absent.
+	ReadFile(ctx context.Context, name, path string) (gen int64, err error)
+	// WriteFile stores the local file path as the object, with Write's
+	// all-or-nothing replacement and ifGen precondition.
+	WriteFile(ctx context.Context, name, path string, ifGen int64) (gen int64, err error)
+}
+
+var (
+	_ FileStateStore = (*dirStore)(nil)
+	_ FileStateStore = (*gcsStore)(nil)
+)
+
+func (d *dirStore) ReadFile(ctx context.Context, name, dst string) (int64, error) {
+	p := d.URI(name)
+	if err := checkName(name); err != nil {
+		return 0, fmt.Errorf("read %s: %w", p, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("read %s: %w", p, err)
+	}
+	src, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("read %s: %w", p, ErrStateNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", p, err)
+	}
+	defer src.Close()
+	fi, err := src.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", p, err)
+	}
+	if err := copyToFile(dst, src); err != nil {
+		return 0, fmt.Errorf("read %s: %w", p, err)
+	}
+	return fileGen(fi), nil
+}
+
+func (d *dirStore) WriteFile(ctx context.Context, name, src string, ifGen int64) (int64, error) {
+	p := d.URI(name)
+	gen, err := d.writeFile(ctx, name, p, src, ifGen)
+	if err != nil {
+		return 0, fmt.Errorf("write %s: %w", p, err)
+	}
+	return gen, nil
+}
+
+// writeFile is write with the bytes streamed from a file: the copy goes to
+// a temporary file before the lock, the check and rename under it.
+func (d *dirStore) writeFile(ctx context.Context, name, p, src string, ifGen int64) (int64, error) {
+	if err := checkName(name); err != nil {
+		return 0, err
+	}
+	if err := checkIfGen(ifGen); err != nil {
+		return 0, err
+	}
+	dir := filepath.Dir(p)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, err
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return 0, err
+	}
+	defer in.Close()
+	f, err := os.CreateTemp(dir, "."+filepath.Base(p)+".*.tmp")
+	if err != nil {
+		return 0, err
+	}
+	tmp := f.Name()
+	renamed := false
+	defer func() {
+		if !renamed {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(0o644); err != nil {
+		return 0, err
+	}
+	if _, err := io.Copy(f, in); err != nil {
+		return 0, err
+	}
+	unlock, err := d.lock(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	cur, err := os.Stat(p)
+	exists := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, err
+	}
+	switch {
+	case ifGen == IfAbsent && exists:
+		return 0, ErrPrecondition
+	case ifGen > 0 && (!exists || fileGen(cur) != ifGen):
+		return 0, ErrPrecondition
+	}
+	fi, err := setLaterModTime(f, tmp, cur)
+	if err != nil {
+		return 0, err
+	}
+	if err := f.Sync(); err != nil {
+		return 0, err
+	}
+	if err := f.Close(); err != nil {
+		return 0, err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return 0, err
+	}
+	renamed = true
+	if err := syncDir(dir); err != nil {
+		return 0, err
+	}
+	return fileGen(fi), nil
+}
+
+func (g *gcsStore) ReadFile(ctx context.Context, name, dst string) (int64, error) {
+	uri := g.URI(name)
+	if err := checkName(name); err != nil {
+		return 0, fmt.Errorf("read %s: %w", uri, err)
+	}
+	r, err := g.bucket.Object(g.key(name)).NewReader(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", uri, gcsKind(err))
+	}
+	defer r.Close()
+	if err := copyToFile(dst, r); err != nil {
+		return 0, fmt.Errorf("read %s: %w", uri, gcsKind(err))
+	}
+	return r.Attrs.Generation, nil
+}
+
+func (g *gcsStore) WriteFile(ctx context.Context, name, src string, ifGen int64) (int64, error) {
+	uri := g.URI(name)
+	gen, err := g.writeFile(ctx, name, src, ifGen)
+	if err != nil {
+		return 0, fmt.Errorf("write %s: %w", uri, err)
+	}
+	return gen, nil
+}
+
+func (g *gcsStore) writeFile(ctx context.Context, name, src string, ifGen int64) (int64, error) {
+	if err := checkName(name); err != nil {
+		return 0, err
+	}
+	if err := checkIfGen(ifGen); err != nil {
+		return 0, err
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return 0, err
+	}
+	defer in.Close()
+	obj := g.bucket.Object(g.key(name))
+	switch {
+	case ifGen == IfAbsent:
+		obj = obj.If(storage.Conditions{DoesNotExist: true})
+	case ifGen > 0:
+		obj = obj.If(storage.Conditions{GenerationMatch: ifGen})
+	}
+	// Returning before Close cancels ctx, which aborts the (resumable)
+	// upload: nothing half-written lands.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w := obj.NewWriter(ctx)
+	if _, err := io.Copy(w, in); err != nil {
+		return 0, gcsKind(err)
+	}
+	if err := w.Close(); err != nil {
+		return 0, gcsKind(err)
+	}
+	return w.Attrs().Generation, nil
+}
+
+// copyToFile writes r to path through a temporary file renamed into place.
+func copyToFile(path string, r io.Reader) error {
+	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, r)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
