@@ -85,7 +85,11 @@ func OpenState(ctx context.Context, uri string, gcs *storage.Client) (StateStore
 		}
 		if gcs == nil {
 			var err error
-			if gcs, err = storage.NewClient(ctx); err != nil {
+			// JSON reads, as readers.NewGCSClient does: the emulators behind
+			// STORAGE_EMULATOR_HOST do not serve the XML read path, and a
+			// manifest read there came back "not found" although the write
+			// had landed.
+			if gcs, err = storage.NewClient(ctx, storage.WithJSONReads()); err != nil {
 				return nil, fmt.Errorf("open state %s: %w", uri, err)
 			}
 		}

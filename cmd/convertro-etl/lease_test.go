@@ -79,9 +79,10 @@ func leaseBackends(t *testing.T, export string) []leaseBackend {
 		},
 	}
 
-	// The fake GCS serves the JSON API over plain HTTP; the subprocesses
+	// The fake GCS serves over plain HTTP; the subprocesses and the test
 	// reach it through STORAGE_EMULATOR_HOST, as users point the real
-	// client at an emulator, and the test through the server's own client.
+	// client at an emulator. The test opens the state with a nil client, so
+	// that OpenState's own client is checked against the emulator too.
 	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{NoListener: true})
 	if err != nil {
 		t.Fatal(err)
@@ -102,14 +103,15 @@ func leaseBackends(t *testing.T, export string) []leaseBackend {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := srv.Client()
+	emulator := ts.Listener.Addr().String()
+	t.Setenv("STORAGE_EMULATOR_HOST", emulator)
 	gcs := leaseBackend{
 		name:   "gcs",
 		source: "gs://" + leaseBucket + "/export",
 		root:   "gs://" + leaseBucket + "/state",
-		env:    []string{"STORAGE_EMULATOR_HOST=" + ts.Listener.Addr().String()},
+		env:    []string{"STORAGE_EMULATOR_HOST=" + emulator},
 		open: func(t *testing.T, uri string) pipeline.StateStore {
-			st, err := pipeline.OpenState(context.Background(), uri, client)
+			st, err := pipeline.OpenState(context.Background(), uri, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
