@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -93,14 +95,20 @@ func newSimulateCmd(env func() jobs.Env) *cobra.Command {
 			sim := simulator.New(o)
 			defer sim.Close()
 			// SIGTERM and SIGINT end the server; the record file is flushed on the way out.
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			e.Log.Info("simulator listening", "addr", listen, "record", record)
-			return sim.ListenAndServe(ctx, listen)
+			// Listening before logging names the real address when --listen
+			// asks for port 0 (a free port, as tests do).
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return fmt.Errorf("simulator listen %s: %w", listen, err)
+			}
+			e.Log.Info("simulator listening", "addr", ln.Addr().String(), "record", record)
+			return sim.Serve(ctx, ln)
 		},
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&listen, "listen", "127.0.0.1:8080", "address to listen on")
+	fs.StringVar(&listen, "listen", "127.0.0.1:8080", "address to listen on (port 0: a free port, logged)")
 	fs.StringVar(&record, "record", "", "file to append one JSON line per accepted request to")
 	fs.StringVar(&o.ClientName, "client-name", "", "accept only this client name (default: any)")
 	fs.StringVar(&o.SiteID, "site-id", "", "accept only this site id (default: any)")
