@@ -1,7 +1,10 @@
 // Command benchtable measures the whole job against references taken in the
 // same run, and prints one table; `make bench` runs it after the package
 // benchmarks. Every figure is a ratio to its reference, so that a shared or
-// loaded machine slows both sides alike and the verdicts stay meaningful:
+// loaded machine slows both sides alike and the verdicts stay meaningful;
+// the job and its measured reference alternate -reps times and each side
+// keeps its best run, so that a burst of someone else's load does not land
+// on one side only:
 //
 //	(a) dry-run rows/s of the whole job (list, decode, transform, encode,
 //	    write a file) over a generated 2M-row warehouse export, next to a
@@ -68,6 +71,7 @@ type config struct {
 	rowsA, rowsLive, rowsSmall    int
 	rowsLarge                     int
 	concurrency, slowConcurrency  int
+	reps                          int
 	delay                         time.Duration
 }
 
@@ -88,8 +92,10 @@ func main() {
 	flag.IntVar(&c.rowsLarge, "rows-large", 4_000_000, "rows of the larger RSS export (d)")
 	flag.IntVar(&c.concurrency, "concurrency", 64, "senders of (b), the job's default")
 	flag.IntVar(&c.slowConcurrency, "slow-concurrency", 256, "senders of (c)")
+	flag.IntVar(&c.reps, "reps", 2, "runs of each side of (a), (b) and of the job in (c), alternated; the best counts")
 	flag.DurationVar(&c.delay, "delay", 50*time.Millisecond, "simulator delay of (c)")
 	flag.Parse()
+	c.reps = max(c.reps, 1)
 	if c.work == "" {
 		dir, err := os.UserCacheDir()
 		if err != nil {
@@ -195,7 +201,8 @@ func run(ctx context.Context, c config) error {
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH,
 		load0, loadavg(), time.Since(start).Round(time.Second))
 	fmt.Println("note: the machine may be shared and loaded; absolute figures vary with the load, the ratios")
-	fmt.Println("      compare runs made side by side in this process and are what the targets judge.")
+	fmt.Println("      compare runs made side by side in this process and are what the targets judge;")
+	fmt.Printf("      (a) to (c) keep the best of %d alternated runs of each side.\n", c.reps)
 	if rowD != nil {
 		fmt.Printf("      (d) ran first; this process's own peak RSS then was %s, the floor of a child's maxrss.\n", mib(floor))
 	}
@@ -258,11 +265,12 @@ func quietEnv() (jobs.Env, *bytes.Buffer) {
 	}, &stderr
 }
 
-// runJob runs the job, profiling it when asked, and returns its report.
+// runJob runs the job, profiling it when asked (and name is not ""), and
+// returns its report.
 func runJob(ctx context.Context, c config, name string, o jobs.Options) (*pipeline.Report, error) {
 	runtime.GC()
 	env, stderr := quietEnv()
-	if c.cpuprofile != "" {
+	if c.cpuprofile != "" && name != "" {
 		f, err := os.Create(c.cpuprofile + "-" + name + ".pprof")
 		if err != nil {
 			return nil, err
@@ -283,33 +291,41 @@ func runJob(ctx context.Context, c config, name string, o jobs.Options) (*pipeli
 // --- (a) -------------------------------------------------------------------
 
 func caseA(ctx context.Context, c config, dir, scratch string) (row, error) {
-	// Decode before and after the job and keep the mean, so that the page
-	// cache and load drift favour neither side.
-	ref1, err := decodeOnly(ctx, dir)
-	if err != nil {
-		return row{}, err
+	// Decode-only and the job alternate, and each keeps its best, so that
+	// the page cache and bursts of load on a shared machine favour neither.
+	var ref, got float64
+	var rows int64
+	for i := range c.reps {
+		r, err := decodeOnly(ctx, dir)
+		if err != nil {
+			return row{}, err
+		}
+		ref = max(ref, r)
+		o := jobOptions(dir, filepath.Join(scratch, fmt.Sprintf("state-a%d", i)), placeholder)
+		o.DryRun, o.Out = true, filepath.Join(scratch, "dry-a.jsonl")
+		rep, err := runJob(ctx, c, profileName("a", i), o)
+		if err != nil {
+			return row{}, err
+		}
+		_ = os.Remove(o.Out)
+		got, rows = max(got, rep.RowsPerSecond), rep.RowsThisRun
 	}
-	o := jobOptions(dir, filepath.Join(scratch, "state-a"), placeholder)
-	o.DryRun, o.Out = true, filepath.Join(scratch, "dry-a.jsonl")
-	rep, err := runJob(ctx, c, "a", o)
-	if err != nil {
-		return row{}, err
-	}
-	_ = os.Remove(o.Out)
-	ref2, err := decodeOnly(ctx, dir)
-	if err != nil {
-		return row{}, err
-	}
-	ref := (ref1 + ref2) / 2
-	got := rep.RowsPerSecond
 	return row{
-		name:      fmt.Sprintf("(a) dry run, %s rows, to a file", human(float64(rep.RowsThisRun))),
+		name:      fmt.Sprintf("(a) dry run, %s rows, to a file", human(float64(rows))),
 		figure:    human(got) + " rows/s",
 		reference: human(ref) + " rows/s decode-only",
 		ratio:     fmt.Sprintf("%.2f", got/ref),
 		target:    "info",
 		verdict:   "-",
 	}, nil
+}
+
+// profileName profiles the first of the repeated runs only.
+func profileName(name string, rep int) string {
+	if rep > 0 {
+		return ""
+	}
+	return name
 }
 
 // decodeOnly reads every row group of the export with the job's decoder,
@@ -477,34 +493,38 @@ func serveTimed(o simulator.Options) (endpoint string, sim *simulator.Simulator,
 }
 
 func caseB(ctx context.Context, c config, dir, scratch string, urls []string) (row, error) {
-	endpoint, _, stop, err := serve(simulator.Options{})
-	if err != nil {
-		return row{}, err
-	}
-	ref, failed, err := plainLoop(ctx, endpoint, urls, c.concurrency)
-	stop()
-	if err != nil {
-		return row{}, err
-	}
-	if failed > 0 {
-		return row{}, fmt.Errorf("plain loop: %d of %d requests failed", failed, len(urls))
-	}
+	var ref, got float64
+	for i := range c.reps {
+		endpoint, _, stop, err := serve(simulator.Options{})
+		if err != nil {
+			return row{}, err
+		}
+		r, failed, err := plainLoop(ctx, endpoint, urls, c.concurrency)
+		stop()
+		if err != nil {
+			return row{}, err
+		}
+		if failed > 0 {
+			return row{}, fmt.Errorf("plain loop: %d of %d requests failed", failed, len(urls))
+		}
+		ref = max(ref, r)
 
-	endpoint, sim, stop, err := serve(simulator.Options{})
-	if err != nil {
-		return row{}, err
+		endpoint, sim, stop, err := serve(simulator.Options{})
+		if err != nil {
+			return row{}, err
+		}
+		o := jobOptions(dir, filepath.Join(scratch, fmt.Sprintf("state-b%d", i)), endpoint)
+		o.Concurrency = c.concurrency
+		rep, err := runJob(ctx, c, profileName("b", i), o)
+		stop()
+		if err != nil {
+			return row{}, err
+		}
+		if st := sim.Stats(); st.Accepted != int64(len(urls)) {
+			return row{}, fmt.Errorf("simulator accepted %d requests, the dry run has %d", st.Accepted, len(urls))
+		}
+		got = max(got, rep.RequestsPerSecond)
 	}
-	defer stop()
-	o := jobOptions(dir, filepath.Join(scratch, "state-b"), endpoint)
-	o.Concurrency = c.concurrency
-	rep, err := runJob(ctx, c, "b", o)
-	if err != nil {
-		return row{}, err
-	}
-	if st := sim.Stats(); st.Accepted != int64(len(urls)) {
-		return row{}, fmt.Errorf("simulator accepted %d requests, the dry run has %d", st.Accepted, len(urls))
-	}
-	got := rep.RequestsPerSecond
 	return row{
 		name:      fmt.Sprintf("(b) live, %s req, %d senders", human(float64(len(urls))), c.concurrency),
 		figure:    human(got) + " req/s",
@@ -592,30 +612,34 @@ func caseC(ctx context.Context, c config, dir, scratch string, urls []string) (r
 		c.slowConcurrency, loop, loop/(float64(c.slowConcurrency)/c.delay.Seconds()), ltm.busy.Seconds()/lactive.Seconds(), ms(ltm.busy/time.Duration(max(ltm.n, 1)))))
 	ltm.mu.Unlock()
 
-	endpoint, sim, tm, stop, err := serveTimed(simulator.Options{Delay: c.delay})
-	if err != nil {
-		return row{}, err
-	}
-	defer stop()
-	o := jobOptions(dir, filepath.Join(scratch, "state-c"), endpoint)
-	o.Concurrency = c.slowConcurrency
-	rep, err := runJob(ctx, c, "c", o)
-	if err != nil {
-		return row{}, err
-	}
-	if st := sim.Stats(); st.Accepted != int64(requests) {
-		return row{}, fmt.Errorf("simulator accepted %d requests, the dry run has %d", st.Accepted, requests)
-	}
 	ideal := float64(c.slowConcurrency) / c.delay.Seconds()
-	got := rep.RequestsPerSecond
-	tm.mu.Lock()
-	active := tm.last.Sub(tm.first)
-	details = append(details, fmt.Sprintf("(c) the job: run %.2fs = %.0f ms before the first request + %.2fs sending + %.0f ms after the last answer;",
-		rep.WallSeconds, ms(tm.first.Sub(rep.Started)), active.Seconds(), ms(rep.Finished.Sub(tm.last))),
-		fmt.Sprintf("    while sending: %.0f req/s, mean %.1f in flight at the server (peak %d of %d), mean answer time in the server %.1f ms (delay %s)",
-			float64(tm.n)/active.Seconds(), tm.busy.Seconds()/active.Seconds(), tm.peakInflight, c.slowConcurrency,
-			ms(tm.busy/time.Duration(max(tm.n, 1))), c.delay))
-	tm.mu.Unlock()
+	var got float64
+	for i := range c.reps {
+		endpoint, sim, tm, stop, err := serveTimed(simulator.Options{Delay: c.delay})
+		if err != nil {
+			return row{}, err
+		}
+		o := jobOptions(dir, filepath.Join(scratch, fmt.Sprintf("state-c%d", i)), endpoint)
+		o.Concurrency = c.slowConcurrency
+		rep, err := runJob(ctx, c, profileName("c", i), o)
+		stop()
+		if err != nil {
+			return row{}, err
+		}
+		if st := sim.Stats(); st.Accepted != int64(requests) {
+			return row{}, fmt.Errorf("simulator accepted %d requests, the dry run has %d", st.Accepted, requests)
+		}
+		got = max(got, rep.RequestsPerSecond)
+		tm.mu.Lock()
+		active := tm.last.Sub(tm.first)
+		details = append(details, fmt.Sprintf("(c) job run %d: %.0f req/s = %.2f of the ideal; %.2fs = %.0f ms to the first request + %.2fs sending + %.0f ms after the last answer;",
+			i+1, rep.RequestsPerSecond, rep.RequestsPerSecond/ideal,
+			rep.WallSeconds, ms(tm.first.Sub(rep.Started)), active.Seconds(), ms(rep.Finished.Sub(tm.last))),
+			fmt.Sprintf("    while sending: mean %.1f in flight at the server (peak %d of %d), mean answer time there %.1f ms (delay %s)",
+				tm.busy.Seconds()/active.Seconds(), tm.peakInflight, c.slowConcurrency,
+				ms(tm.busy/time.Duration(max(tm.n, 1))), c.delay))
+		tm.mu.Unlock()
+	}
 	return row{
 		name:      fmt.Sprintf("(c) live +%s, %s req, %d senders", c.delay, human(float64(requests)), c.slowConcurrency),
 		figure:    human(got) + " req/s",
