@@ -17,6 +17,11 @@ type UnitProgress struct {
 	Watermark int64   `json:"watermark"`
 	Above     []int64 `json:"above,omitempty"`
 	Done      bool    `json:"done,omitempty"` // every row acknowledged
+	// Retired marks a unit of an earlier version of an object that was set
+	// aside as unreadable and has since been replaced: it is never read
+	// again, and the rows it marked stay counted. The new version's units
+	// follow in the manifest.
+	Retired bool `json:"retired,omitempty"`
 }
 
 // MarkDone records row as acknowledged. It advances Watermark over the run

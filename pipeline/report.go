@@ -33,6 +33,10 @@ type Report struct {
 	DeadLetters     int64           `json:"dead_letters"` // dead-lettered requests
 	DeadLetterFiles []string        `json:"dead_letter_files,omitempty"`
 	SkippedObjects  []SkippedObject `json:"skipped_objects,omitempty"`
+	// RowsReplaced is the rows read from earlier versions of objects that
+	// were set aside as unreadable and then replaced: the new version is read
+	// whole, so the requests of these rows may have been sent twice.
+	RowsReplaced int64 `json:"rows_replaced,omitempty"`
 
 	Runs    int `json:"runs"`
 	Resumes int `json:"resumes"`
@@ -70,6 +74,11 @@ type RateSample struct {
 type SkippedObject struct {
 	URI    string `json:"uri"`
 	Reason string `json:"reason"`
+	// RowsRead is the rows of the object completed (delivered, skipped or
+	// dead-lettered) before it was found unreadable in a row group;
+	// RowsNotRead the rest of its rows in this shard, which were not read.
+	RowsRead    int64 `json:"rows_read,omitempty"`
+	RowsNotRead int64 `json:"rows_not_read,omitempty"`
 }
 
 // ReportName is the report's name in the state location.
@@ -85,12 +94,24 @@ func buildReport(m *Manifest, cfg Config, started, finished time.Time, before Co
 		Runs:        m.Runs, Resumes: max(m.Runs-1, 0), Window: m.Window,
 		Started: started.UTC(), Finished: finished.UTC(),
 	}
-	for _, u := range m.Units {
+	read := make([]int64, len(m.Objects))
+	left := make([]int64, len(m.Objects))
+	for i, u := range m.Units {
+		done := markedRows(m.Units[i : i+1])
+		if u.Retired {
+			// Only what was read of a replaced version belongs to the plan.
+			r.RowsPlanned += done
+			r.RowsReplaced += done
+			continue
+		}
 		r.RowsPlanned += u.Rows
+		read[u.Object] += done
+		left[u.Object] += u.Rows - done
 	}
-	for _, o := range m.Objects {
+	for i, o := range m.Objects {
 		if o.Skipped != "" {
-			r.SkippedObjects = append(r.SkippedObjects, SkippedObject{URI: o.URI, Reason: o.Skipped})
+			r.SkippedObjects = append(r.SkippedObjects, SkippedObject{URI: o.URI, Reason: o.Skipped,
+				RowsRead: read[i], RowsNotRead: left[i]})
 		}
 	}
 	r.DeadLetterFiles = slices.Clone(m.DeadLetterFiles)
@@ -147,6 +168,14 @@ func (r *Report) Summary(w io.Writer) error {
 	}
 	for _, o := range r.SkippedObjects {
 		fmt.Fprintf(&b, "  skipped file: %s (%s)\n", o.URI, o.Reason)
+		if o.RowsRead > 0 {
+			fmt.Fprintf(&b, "                %d of its rows were read before the failure, %d were not read; a run of the same job after the file is replaced reads it whole\n",
+				o.RowsRead, o.RowsNotRead)
+		}
+	}
+	if r.RowsReplaced > 0 {
+		fmt.Fprintf(&b, "  replaced:     %d rows were read from earlier versions of files set aside and since replaced; their requests may have been sent twice\n",
+			r.RowsReplaced)
 	}
 	if r.Status != StatusDryRun {
 		fmt.Fprintf(&b, "  runs:         %d (%d resumes); at most %d requests sent twice (window %d × %d resumes + %d possible duplicates)\n",

@@ -34,6 +34,12 @@ var (
 	// ErrInputChanged: an input object differs from the plan the manifest
 	// holds (generation, size, rows), so resuming would mix two versions.
 	ErrInputChanged = errors.New("input changed since the plan")
+	// ErrSkipObject, wrapped in a Decoder's error, sets the object aside
+	// (--on-bad-file skip) instead of stopping the run: its remaining units
+	// are not read, rows already completed stay counted, and the manifest and
+	// the report list it as skipped. A later run of the same job reads it
+	// again once the listing shows another version of it.
+	ErrSkipObject = errors.New("object set aside")
 )
 
 // SkipNoRequests is the skip reason of a row the transform accepted but for
@@ -262,6 +268,9 @@ type skipRow struct {
 type skipBatch struct {
 	unit int
 	rows []skipRow
+	// bad, when set, sets the unit's object aside with this reason
+	// (a Decoder error wrapping ErrSkipObject).
+	bad string
 }
 
 type liveRun struct {
@@ -271,6 +280,7 @@ type liveRun struct {
 	objs   []Object
 	units  []Unit         // immutable copy of the manifest's units, for the decoders
 	resume []UnitProgress // progress committed before this run, read-only
+	bad    badObjects     // objects set aside, by index
 	window *semaphore.Weighted
 	prog   *progress
 
@@ -300,6 +310,11 @@ func runLive(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 
 	r := &liveRun{cfg: cfg, deps: deps, m: m, window: semaphore.NewWeighted(int64(cfg.Window))}
 	r.objs = objectsOf(m.Objects)
+	for i, o := range r.objs {
+		if o.Skipped != "" {
+			r.bad.add(i)
+		}
+	}
 	r.units = make([]Unit, len(m.Units))
 	r.resume = make([]UnitProgress, len(m.Units))
 	var total int64
@@ -329,7 +344,7 @@ func runLive(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	default:
 		if cerr := checkCounts(m.Counts, markedRows(m.Units)); cerr != nil {
 			status, err = StatusFailed, cerr
-		} else if n := unfinished(m.Units); n > 0 {
+		} else if n := unfinishedLive(m); n > 0 {
 			status, err = StatusFailed, fmt.Errorf("run shard %s: %d units unfinished after all stages ended: %w", m.Shard, n, ErrCountsMismatch)
 		}
 	}
@@ -392,8 +407,18 @@ func prepareManifest(cfg Config, deps Deps) (m *Manifest, done bool, err error) 
 					cfg.Shard, prev.Job.Description, cfg.Job.Description, ErrJobMismatch)
 			}
 			prev = nil // another job, finished: this one starts afresh
-		} else if prev.Status == StatusFinished {
-			return prev, true, nil
+		} else {
+			retried := retrySkipped(prev, cfg, deps.Logger)
+			if prev.Status == StatusFinished {
+				if retried == 0 {
+					return prev, true, nil
+				}
+				// Only the replaced objects' units are left to run; the
+				// others are done and not read again.
+				prev.Status = StatusRunning
+				prev.Window = max(prev.Window, cfg.Window)
+				return prev, false, nil
+			}
 		}
 	} else {
 		prev = nil
@@ -421,6 +446,56 @@ func prepareManifest(cfg Config, deps Deps) (m *Manifest, done bool, err error) 
 		m.Units[i] = UnitProgress{Object: u.Object, RowGroup: u.RowGroup, Rows: u.Rows}
 	}
 	return m, false, nil
+}
+
+// retrySkipped gives the objects m set aside as unreadable another chance
+// when the listing holds another version of them (size or generation
+// changed: the file was fixed or rewritten). An unchanged object has the same
+// bytes and would fail the same way, so it stays set aside. For each object
+// retried, its units so far are retired (the rows they marked stay counted:
+// they were read, and delivered or skipped, from the earlier version), the
+// plan takes the new version, and the new version's units of this shard are
+// added, to be read whole; the new listing may also find it bad again. It
+// returns the number of objects retried.
+func retrySkipped(m *Manifest, cfg Config, log *slog.Logger) int {
+	if len(cfg.Objects) == 0 {
+		return 0
+	}
+	byURI := make(map[string]Object, len(cfg.Objects))
+	for _, o := range cfg.Objects {
+		byURI[o.URI] = o
+	}
+	n := 0
+	for i := range m.Objects {
+		p := &m.Objects[i]
+		o, ok := byURI[p.URI]
+		if p.Skipped == "" || !ok || (o.Size == p.Size && o.Generation == p.Generation) {
+			continue
+		}
+		n++
+		var replaced int64
+		for j := range m.Units {
+			if u := &m.Units[j]; u.Object == i && !u.Retired {
+				u.Retired = true
+				replaced += markedRows(m.Units[j : j+1])
+			}
+		}
+		log.Info("retrying an object set aside, now at another version", "object", p.URI,
+			"size", o.Size, "generation", o.Generation, "was_size", p.Size, "was_generation", p.Generation,
+			"rows_read_from_earlier_version", replaced)
+		*p = PlannedObject{URI: o.URI, Key: o.Key, Size: o.Size, Generation: o.Generation,
+			RowGroups: slices.Clone(o.RowGroups), Skipped: o.Skipped}
+		if o.Skipped != "" {
+			continue // bad again: still counted as skipped
+		}
+		m.Counts.ObjectsSkipped--
+		for rg, rows := range o.RowGroups {
+			if cfg.Shard.Count <= 1 || shardOf(o.Key, rg, cfg.Shard.Count) == cfg.Shard.Index {
+				m.Units = append(m.Units, UnitProgress{Object: i, RowGroup: rg, Rows: rows})
+			}
+		}
+	}
+	return n
 }
 
 // samePlan compares a fresh listing with the plan a manifest holds. An empty
@@ -461,11 +536,51 @@ func objectsOf(p []PlannedObject) []Object {
 func unfinished(units []UnitProgress) int {
 	n := 0
 	for i := range units {
-		if !units[i].Done {
+		if !units[i].Done && !units[i].Retired {
 			n++
 		}
 	}
 	return n
+}
+
+// unfinishedLive is unfinished leaving out the units of objects set aside:
+// their rows after the failure are not read.
+func unfinishedLive(m *Manifest) int {
+	n := 0
+	for i := range m.Units {
+		u := &m.Units[i]
+		if !u.Done && !u.Retired && m.Objects[u.Object].Skipped == "" {
+			n++
+		}
+	}
+	return n
+}
+
+// badObjects is the set of objects set aside, shared by the feeder and the
+// decode workers.
+type badObjects struct {
+	mu  sync.Mutex
+	set map[int]bool
+}
+
+func (b *badObjects) has(i int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.set[i]
+}
+
+// add adds i and reports whether it was not in the set yet.
+func (b *badObjects) add(i int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.set[i] {
+		return false
+	}
+	if b.set == nil {
+		b.set = map[int]bool{}
+	}
+	b.set[i] = true
+	return true
 }
 
 // stages runs feeder → decoders (with the transform) → senders →
@@ -480,7 +595,7 @@ func (r *liveRun) stages(ctx context.Context) error {
 	g.Go(func() error { // feeder, in plan order
 		defer close(r.unitCh)
 		for i := range r.units {
-			if r.resume[i].Done {
+			if r.resume[i].Done || r.resume[i].Retired || r.bad.has(r.units[i].Object) {
 				continue
 			}
 			if err := put(ctx, r.unitCh, i); err != nil {
@@ -530,6 +645,9 @@ func (r *liveRun) decodeWorker(ctx context.Context) error {
 	for ui := range r.unitCh {
 		u := r.units[ui]
 		obj := r.objs[u.Object]
+		if r.bad.has(u.Object) {
+			continue // another unit of the object was found unreadable
+		}
 		resume := &r.resume[ui]
 		var seen int64
 		err := r.deps.Decoder.Decode(ctx, obj, u.RowGroup, func(first int64, batch []segment.Message) error {
@@ -569,6 +687,17 @@ func (r *liveRun) decodeWorker(ctx context.Context) error {
 			}
 			return nil
 		})
+		if err != nil && errors.Is(err, ErrSkipObject) && ctx.Err() == nil {
+			// The rows handed on before the error complete as usual; the
+			// rest of the object is not read.
+			if r.bad.add(u.Object) {
+				r.deps.Logger.Warn("skipping bad file", "object", obj.URI, "row_group", u.RowGroup, "rows_read_before", seen, "err", err)
+				if err := put(ctx, r.skips, skipBatch{unit: ui, bad: err.Error()}); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -628,6 +757,9 @@ func (k *checkpointer) loop(ctx context.Context) error {
 			if !ok {
 				skips = nil
 				continue
+			}
+			if b.bad != "" {
+				k.setAside(b.unit, b.bad)
 			}
 			for _, s := range b.rows {
 				if err := k.complete(ctx, b.unit, s.row, s.reason, rowTally{}); err != nil {
@@ -736,6 +868,16 @@ func (k *checkpointer) apply(ctx context.Context, a ack) error {
 	return k.complete(ctx, rs.unit, rs.row, "", rs.tally)
 }
 
+// setAside records the object of unit as skipped, once.
+func (k *checkpointer) setAside(unit int, reason string) {
+	o := &k.m.Objects[k.m.Units[unit].Object]
+	if o.Skipped == "" {
+		o.Skipped = reason
+		k.m.Counts.ObjectsSkipped++
+		k.dirty = true
+	}
+}
+
 // complete marks a row done and counts it, in the same step, so that the
 // counts always describe exactly the rows the manifest marks.
 func (k *checkpointer) complete(ctx context.Context, unit int, row int64, skip string, t rowTally) error {
@@ -793,6 +935,11 @@ type unitOutput struct {
 	seq    int
 	lines  []byte
 	counts Counts
+	// partial: the unit's object was set aside; seen rows were read (and
+	// their lines kept), bad is the reason when this unit found it.
+	partial bool
+	seen    int64
+	bad     string
 }
 
 // runDry decodes and transforms every unit of the shard in parallel, and
@@ -835,6 +982,7 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 		}
 		return nil
 	})
+	var bad badObjects
 	var workers sync.WaitGroup
 	for range cfg.Decoders {
 		workers.Add(1)
@@ -854,6 +1002,13 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 				u := units[ui]
 				obj := cfg.Objects[u.Object]
 				out := unitOutput{seq: ui}
+				if bad.has(u.Object) || obj.Skipped != "" {
+					out.partial = true
+					if err := put(gctx, outCh, out); err != nil {
+						return err
+					}
+					continue
+				}
 				var seen int64
 				err := deps.Decoder.Decode(gctx, obj, u.RowGroup, func(_ int64, batch []segment.Message) error {
 					for i := range batch {
@@ -876,10 +1031,15 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 					}
 					return nil
 				})
-				if err != nil {
+				if err != nil && errors.Is(err, ErrSkipObject) && gctx.Err() == nil {
+					out.partial, out.seen = true, seen
+					if bad.add(u.Object) {
+						deps.Logger.Warn("skipping bad file", "object", obj.URI, "row_group", u.RowGroup, "rows_read_before", seen, "err", err)
+						out.bad = err.Error()
+					}
+				} else if err != nil {
 					return err
-				}
-				if seen != u.Rows {
+				} else if seen != u.Rows {
 					return fmt.Errorf("decode %s row group %d: %d rows, the plan says %d: %w", obj.URI, u.RowGroup, seen, u.Rows, ErrInputChanged)
 				}
 				if err := put(gctx, outCh, out); err != nil {
@@ -910,7 +1070,15 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 					return fmt.Errorf("write dry run: %w", err)
 				}
 				addCounts(&m.Counts, p.counts)
-				m.Units[next].Watermark, m.Units[next].Done = m.Units[next].Rows, true
+				if p.partial {
+					m.Units[next].Watermark = p.seen
+					if o := &m.Objects[m.Units[next].Object]; p.bad != "" && o.Skipped == "" {
+						o.Skipped = p.bad
+						m.Counts.ObjectsSkipped++
+					}
+				} else {
+					m.Units[next].Watermark, m.Units[next].Done = m.Units[next].Rows, true
+				}
 				turns.Release(1)
 				next++
 			}
