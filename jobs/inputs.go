@@ -33,6 +33,9 @@ const footerReaders = 16
 type inputs struct {
 	hint      readers.Hint
 	batchSize int
+	// skipBad sets aside an object found bad while its row groups are read
+	// (--on-bad-file skip), as gather does for a bad footer.
+	skipBad bool
 
 	objects []pipeline.Object // plan order (sorted by URI)
 	refs    map[string]*inputRef
@@ -46,9 +49,10 @@ type inputs struct {
 }
 
 type inputRef struct {
-	src *readers.Source
-	obj readers.Object
-	typ segment.Type
+	src   *readers.Source
+	obj   readers.Object
+	typ   segment.Type
+	empty bool // a zero-byte object named as Parquet
 
 	mu   sync.Mutex
 	pf   *readers.ParquetFile
@@ -60,7 +64,8 @@ type inputRef struct {
 // gather lists every source and reads every object's footer. A bad file
 // fails the job, or is set aside when onBadFile is "skip".
 func gather(ctx context.Context, o Options, from, to time.Time, gcs *storage.Client, log *slog.Logger) (*inputs, error) {
-	in := &inputs{refs: map[string]*inputRef{}, covered: map[string]bool{}, batchSize: readers.DefaultBatchSize}
+	in := &inputs{refs: map[string]*inputRef{}, covered: map[string]bool{}, batchSize: readers.DefaultBatchSize,
+		skipBad: o.OnBadFile == "skip"}
 	if o.Type != "" {
 		t := segment.ParseType(o.Type)
 		if t == segment.TypeUnknown {
@@ -78,7 +83,21 @@ func gather(ctx context.Context, o Options, from, to time.Time, gcs *storage.Cli
 		if err != nil {
 			return nil, err
 		}
-		in.skipped = append(in.skipped, l.Skipped...)
+		for _, s := range l.Skipped {
+			if !emptyParquet(s) {
+				in.skipped = append(in.skipped, s)
+				continue
+			}
+			// A zero-byte object named as Parquet is an interrupted write,
+			// not a marker: a bad file, which a later run picks up once
+			// fixed (plans match set-aside objects by URI: the listing
+			// gives no key for it, so the URI stands in).
+			if _, dup := in.refs[s.URI]; !dup {
+				r := &inputRef{src: src, obj: readers.Object{URI: s.URI, Key: s.URI}, empty: true}
+				in.refs[s.URI] = r
+				refs = append(refs, r)
+			}
+		}
 		in.outOfRange += l.OutOfRange
 		in.undated += l.Undated
 		for _, obj := range l.Objects {
@@ -130,6 +149,12 @@ func gather(ctx context.Context, o Options, from, to time.Time, gcs *storage.Cli
 	return in, nil
 }
 
+// emptyParquet reports a zero-byte object whose name says Parquet. Other
+// zero-byte objects (folder markers such as x_$folder$) stay "not data".
+func emptyParquet(s readers.Skipped) bool {
+	return s.Reason == readers.SkipEmpty && strings.HasSuffix(strings.ToLower(s.URI), ".parquet")
+}
+
 // eventTable returns the event a table is named after ("order_completed",
 // "track_order_completed" in Data Lakes), or "" for the tables of the
 // common columns (tracks, identifies, ...).
@@ -143,6 +168,9 @@ func eventTable(table string) string {
 
 // footer reads the object's footer: its row groups and message type.
 func (r *inputRef) footer(ctx context.Context, h readers.Hint) ([]int64, segment.Type, error) {
+	if r.empty {
+		return nil, 0, fmt.Errorf("open %s: %w: empty object (0 bytes) named as a Parquet file: an interrupted write?", r.obj.URI, readers.ErrBadFile)
+	}
 	f, err := r.src.Open(ctx, r.obj)
 	if err != nil {
 		return nil, 0, err
@@ -170,11 +198,11 @@ func (in *inputs) Decode(ctx context.Context, obj pipeline.Object, rowGroup int,
 	}
 	pf, err := r.acquire(ctx, in.hint)
 	if err != nil {
-		return err
+		return in.badFile(err)
 	}
 	defer r.release()
 	tracks := r.obj.Partition.Table == "tracks" && len(in.covered) > 0
-	return pf.ReadRowGroup(ctx, rowGroup, in.batchSize, func(first int64, batch []segment.Message) error {
+	return in.badFile(pf.ReadRowGroup(ctx, rowGroup, in.batchSize, func(first int64, batch []segment.Message) error {
 		if tracks {
 			var name []byte
 			for i := range batch {
@@ -189,7 +217,16 @@ func (in *inputs) Decode(ctx context.Context, obj pipeline.Object, rowGroup int,
 			}
 		}
 		return fn(first, batch)
-	})
+	}))
+}
+
+// badFile marks a bad-file error for the pipeline to set the object aside
+// rather than stop, when the job skips bad files.
+func (in *inputs) badFile(err error) error {
+	if err != nil && in.skipBad && errors.Is(err, readers.ErrBadFile) {
+		return fmt.Errorf("%w (%w)", err, pipeline.ErrSkipObject)
+	}
+	return err
 }
 
 func (r *inputRef) acquire(ctx context.Context, h readers.Hint) (*readers.ParquetFile, error) {
