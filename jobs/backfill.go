@@ -177,6 +177,9 @@ func orOpen(s string) string {
 // could not start). The report's summary goes to env.Stderr.
 func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
 	env = env.withDefaults()
+	if o.withDefaults().Kind == "audience" {
+		return runAudience(ctx, o, env)
+	}
 	p, err := prepare(ctx, o, env, !o.DryRun)
 	if err != nil {
 		return nil, err

@@ -62,6 +62,14 @@ type Options struct {
 	OnBadFile   string        `yaml:"onBadFile" json:"-"`
 	Fresh       bool          `yaml:"-" json:"-"`
 	MetricsPush string        `yaml:"metricsPush" json:"-"`
+
+	// Audience sync (kind audience): the audience keys the sync covers
+	// (--audience, repeatable; required for an identifies export, whose
+	// columns they name), the identifies export that gives device ids
+	// (--devices), and the column names of a plain membership table.
+	Audiences  []string          `yaml:"audiences" json:"audiences,omitempty"`
+	Devices    string            `yaml:"devices" json:"devices,omitempty"`
+	Membership MembershipColumns `yaml:"membership" json:"membership,omitempty"`
 }
 
 // EventNames is the right-hand side of one events entry: one Convertro name,
@@ -148,6 +156,7 @@ func (o Options) validate() error {
 	}
 	switch o.Kind {
 	case "backfill":
+	case "audience":
 	default:
 		return fmt.Errorf("%w: kind %q: want backfill", ErrConfig, o.Kind)
 	}
@@ -225,6 +234,8 @@ func Merge(file, flags Options, changed func(flag string) bool) Options {
 	set("shards", func() { o.Shards = flags.Shards })
 	set("on-bad-file", func() { o.OnBadFile = flags.OnBadFile })
 	set("metrics-push", func() { o.MetricsPush = flags.MetricsPush })
+	set("audience", func() { o.Audiences = flags.Audiences })
+	set("devices", func() { o.Devices = flags.Devices })
 	o.Fresh = flags.Fresh
 	if flags.Events != nil {
 		if o.Events == nil {

@@ -1,0 +1,726 @@
+package jobs
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"cloud.google.com/go/storage"
+
+	"github.com/convertro-etl/convertro-etl/convertro"
+	"github.com/convertro-etl/convertro-etl/internal/segment"
+	"github.com/convertro-etl/convertro-etl/pipeline"
+	"github.com/convertro-etl/convertro-etl/readers"
+	"github.com/convertro-etl/convertro-etl/writers"
+)
+
+// The audience job (kind "audience") keeps Convertro's view of Engage
+// audiences in step with a source of memberships (rule 18). The state
+// location holds, under audience/:
+//
+//   - current.json: names the snapshot of what Convertro was last told,
+//     one row per (user, audience): member true/false, the device id and ts
+//     of the request that told it;
+//   - pending.json: a sync whose changes are being delivered. It names the
+//     changes file (one row per request) and the snapshot that becomes
+//     current once every change is handled. A rerun finds it and resumes
+//     the delivery (same manifest: at most the in-flight window is sent
+//     again) before diffing anew.
+//
+// Snapshot and changes files are written under audience/sync-<id>/ before
+// pending.json names them, so a kill at any point leaves either the old
+// snapshot current with nothing pending, or a pending sync whose files are
+// complete.
+
+// MembershipColumns renames the columns of a plain membership table (input
+// kind c). Empty fields take the default names.
+type MembershipColumns struct {
+	UserID    string `yaml:"userId" json:"userId,omitempty"`       // default user_id
+	Audience  string `yaml:"audience" json:"audience,omitempty"`   // default audience
+	Member    string `yaml:"member" json:"member,omitempty"`       // default member
+	DeviceID  string `yaml:"deviceId" json:"deviceId,omitempty"`   // default device_id
+	Timestamp string `yaml:"timestamp" json:"timestamp,omitempty"` // default timestamp
+}
+
+func (c MembershipColumns) withDefaults() MembershipColumns {
+	def := func(s *string, d string) {
+		if *s == "" {
+			*s = d
+		}
+	}
+	def(&c.UserID, "user_id")
+	def(&c.Audience, "audience")
+	def(&c.Member, "member")
+	def(&c.DeviceID, "device_id")
+	def(&c.Timestamp, "timestamp")
+	return c
+}
+
+const (
+	audienceCurrent  = "audience/current.json"
+	audiencePending  = "audience/pending.json"
+	changesRowGroup  = 16 << 10
+	snapshotRowGroup = writers.DefaultMembershipRowGroup
+)
+
+// Input kinds of an audience sync, detected per object from its columns.
+const (
+	inputIdentifies = "identifies" // (a) one boolean column per audience key
+	inputEvents     = "events"     // (b) audience_entered / audience_exited rows
+	inputMembership = "membership" // (c) user, audience, member rows
+)
+
+type audienceCurrentFile struct {
+	Snapshot string    `json:"snapshot"`
+	Rows     int64     `json:"rows"`
+	Members  int64     `json:"members"`
+	Synced   time.Time `json:"synced"`
+}
+
+type audiencePendingFile struct {
+	ID          string     `json:"id"`
+	Fingerprint string     `json:"fingerprint"`
+	Changes     string     `json:"changes"`
+	ChangesGen  int64      `json:"changes_generation"`
+	Snapshot    string     `json:"snapshot"`
+	Previous    string     `json:"previous,omitempty"`
+	Diff        diffResult `json:"diff"`
+	Created     time.Time  `json:"created"`
+}
+
+type audienceJob struct {
+	o      Options
+	env    Env
+	mapper *convertro.Mapper
+	wire   *convertro.Wire
+	gcs    *storage.Client
+	st     pipeline.FileStateStore
+	work   string
+	scope  map[string]bool // audience keys of --audience; empty: all
+}
+
+// runAudience runs one audience sync: it finishes a sync a previous run left
+// pending, then diffs the source against the snapshot and delivers the
+// changes. The report is the new sync's (or the resumed one's when the
+// source shows nothing new).
+func runAudience(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
+	o = o.withDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	s := convertro.Settings{Account: o.Account, ClientName: o.ClientName, SiteID: o.SiteID, Domain: o.Domain, Endpoint: o.Endpoint}
+	if err := s.Validate(!o.DryRun); err != nil {
+		return nil, err
+	}
+	m, err := convertro.NewMapper(s)
+	if err != nil {
+		return nil, err
+	}
+	j := &audienceJob{o: o, env: env, mapper: m, wire: convertro.NewWire(s), gcs: env.GCS, scope: map[string]bool{}}
+	for _, a := range o.Audiences {
+		if err := convertro.ValidateAudience(a); err != nil {
+			return nil, fmt.Errorf("%w: --audience: %w", ErrConfig, err)
+		}
+		j.scope[convertro.SnakeCase(a)] = true
+	}
+	if j.gcs == nil && (needsGCS(o) || strings.HasPrefix(o.Devices, "gs://")) {
+		c, err := readers.NewGCSClient(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		j.gcs = c
+	}
+	st, err := pipeline.OpenState(ctx, o.State, j.gcs)
+	if err != nil {
+		return nil, err
+	}
+	fst, ok := st.(pipeline.FileStateStore)
+	if !ok {
+		return nil, fmt.Errorf("%w: state %s cannot hold audience snapshots", ErrConfig, o.State)
+	}
+	j.st = fst
+	if j.work, err = os.MkdirTemp("", "convertro-audience-*"); err != nil {
+		return nil, fmt.Errorf("audience sync: %w", err)
+	}
+	defer os.RemoveAll(j.work)
+
+	if o.DryRun {
+		return j.dryRun(ctx)
+	}
+	var resumed *pipeline.Report
+	if data, _, err := st.Read(ctx, audiencePending); err == nil {
+		var p audiencePendingFile
+		if err := json.Unmarshal(data, &p); err != nil {
+			return nil, fmt.Errorf("read %s: %w", st.URI(audiencePending), err)
+		}
+		env.Log.Info("resuming an unfinished audience sync", "sync", p.ID, "changes", p.Diff.Changes)
+		if resumed, err = j.deliver(ctx, p); err != nil {
+			return resumed, err
+		}
+	} else if !errors.Is(err, pipeline.ErrStateNotFound) {
+		return nil, err
+	}
+	p, err := j.diff(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		if resumed != nil {
+			return resumed, nil
+		}
+		rep := &pipeline.Report{Status: pipeline.StatusFinished}
+		env.Log.Info("audience sync: no membership changed since the last sync")
+		return rep, nil
+	}
+	return j.deliver(ctx, *p)
+}
+
+// diff reads the current snapshot and the sources, and stores a pending
+// sync; nil when no membership changed.
+func (j *audienceJob) diff(ctx context.Context) (*audiencePendingFile, error) {
+	prev, err := j.currentSnapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, changes, snapshot, err := j.diffFiles(ctx, prev)
+	if err != nil {
+		return nil, err
+	}
+	if res.Changes == 0 {
+		return nil, nil
+	}
+	id := j.env.Now().UTC().Format("20060102T150405.000000000Z")
+	p := audiencePendingFile{
+		ID:          id,
+		Fingerprint: j.o.Fingerprint(time.Time{}, time.Time{}),
+		Changes:     "audience/sync-" + id + "/changes.parquet",
+		Snapshot:    "audience/sync-" + id + "/snapshot.parquet",
+		Previous:    prev.Snapshot,
+		Diff:        res,
+		Created:     j.env.Now().UTC(),
+	}
+	if p.ChangesGen, err = j.st.WriteFile(ctx, p.Changes, changes, pipeline.IfAbsent); err != nil {
+		return nil, err
+	}
+	if _, err := j.st.WriteFile(ctx, p.Snapshot, snapshot, pipeline.IfAbsent); err != nil {
+		return nil, err
+	}
+	data, _ := json.MarshalIndent(p, "", "  ")
+	if _, err := j.st.Write(ctx, audiencePending, data, pipeline.IfAbsent); err != nil {
+		if errors.Is(err, pipeline.ErrPrecondition) {
+			return nil, fmt.Errorf("store %s: another audience sync started at the same time: %w", j.st.URI(audiencePending), pipeline.ErrLeaseHeld)
+		}
+		return nil, err
+	}
+	return &p, nil
+}
+
+// currentSnapshot returns the current.json record (zero if none yet).
+func (j *audienceJob) currentSnapshot(ctx context.Context) (audienceCurrentFile, error) {
+	var cur audienceCurrentFile
+	data, _, err := j.st.Read(ctx, audienceCurrent)
+	if errors.Is(err, pipeline.ErrStateNotFound) {
+		return cur, nil
+	}
+	if err != nil {
+		return cur, err
+	}
+	if err := json.Unmarshal(data, &cur); err != nil {
+		return cur, fmt.Errorf("read %s: %w", j.st.URI(audienceCurrent), err)
+	}
+	return cur, nil
+}
+
+// diffFiles spills the previous snapshot, the sources and the devices, and
+// writes the local changes and snapshot files.
+func (j *audienceJob) diffFiles(ctx context.Context, prev audienceCurrentFile) (res diffResult, changes, snapshot string, err error) {
+	var tables []*audienceTable
+	defer func() {
+		for _, t := range tables {
+			t.close()
+		}
+	}()
+	if prev.Snapshot != "" {
+		local := filepath.Join(j.work, "previous.parquet")
+		if _, err := j.st.ReadFile(ctx, prev.Snapshot, local); err != nil {
+			return res, "", "", err
+		}
+		ts, err := openTables(ctx, local, nil)
+		if err != nil {
+			return res, "", "", err
+		}
+		for _, t := range ts {
+			t.kind = "snapshot"
+		}
+		tables = append(tables, ts...)
+	}
+	for _, uri := range j.o.Sources {
+		ts, err := openTables(ctx, uri, j.gcs)
+		if err != nil {
+			return res, "", "", err
+		}
+		tables = append(tables, ts...)
+	}
+	if j.o.Devices != "" {
+		ts, err := openTables(ctx, j.o.Devices, j.gcs)
+		if err != nil {
+			return res, "", "", err
+		}
+		for _, t := range ts {
+			t.kind = "devices"
+		}
+		tables = append(tables, ts...)
+	}
+	var rows int64
+	for _, t := range tables {
+		if t.kind == "" {
+			if err := j.detect(t); err != nil {
+				return res, "", "", err
+			}
+		}
+		rows += t.tbl.Rows()
+	}
+	sp, err := newSpill(j.work, partitionsFor(rows))
+	if err != nil {
+		return res, "", "", err
+	}
+	defer sp.close()
+	for _, t := range tables {
+		if err := j.spillTable(ctx, sp, t); err != nil {
+			return res, "", "", err
+		}
+		t.close()
+	}
+	if err := sp.finish(); err != nil {
+		return res, "", "", err
+	}
+	changes, snapshot = filepath.Join(j.work, "changes.parquet"), filepath.Join(j.work, "snapshot.parquet")
+	cw, err := writers.CreateMemberships(changes, changesRowGroup)
+	if err != nil {
+		return res, "", "", err
+	}
+	sw, err := writers.CreateMemberships(snapshot, snapshotRowGroup)
+	if err != nil {
+		cw.Abort()
+		return res, "", "", err
+	}
+	scope := func(a string) bool { return len(j.scope) == 0 || j.scope[a] }
+	res, err = sp.diff(diffOptions{inScope: scope, now: j.env.Now().Unix()}, cw, sw)
+	if err != nil {
+		cw.Abort()
+		sw.Abort()
+		return res, "", "", err
+	}
+	if err := cw.Close(); err != nil {
+		sw.Abort()
+		return res, "", "", err
+	}
+	if err := sw.Close(); err != nil {
+		return res, "", "", err
+	}
+	return res, changes, snapshot, nil
+}
+
+// audienceTable is one opened object of an audience sync's inputs.
+type audienceTable struct {
+	src  *readers.Source
+	obj  readers.Object
+	file readers.File
+	tbl  *readers.Table
+	kind string // snapshot, devices, or one of the input kinds
+	// cols are the columns read, in the order spillTable expects.
+	cols    []string
+	entered int8 // events: 1 entered, -1 exited, 0 per row (event column)
+}
+
+func (t *audienceTable) close() {
+	if t.file != nil {
+		t.file.Close()
+		t.file = nil
+	}
+	if t.src != nil {
+		t.src.Close()
+		t.src = nil
+	}
+}
+
+// openTables lists uri and opens every data object's footer.
+func openTables(ctx context.Context, uri string, gcs *storage.Client) ([]*audienceTable, error) {
+	src, err := readers.OpenSource(ctx, uri, readers.SourceOptions{GCSClient: gcs})
+	if err != nil {
+		return nil, err
+	}
+	l, err := src.Scan(ctx)
+	if err != nil {
+		src.Close()
+		return nil, err
+	}
+	var out []*audienceTable
+	for i, obj := range l.Objects {
+		f, err := src.Open(ctx, obj)
+		if err != nil {
+			return out, err
+		}
+		tbl, err := readers.OpenTable(ctx, f, obj)
+		if err != nil {
+			f.Close()
+			return out, err
+		}
+		t := &audienceTable{obj: obj, file: f, tbl: tbl}
+		if i == len(l.Objects)-1 {
+			t.src = src // the last table closes the source
+		}
+		out = append(out, t)
+	}
+	if len(l.Objects) == 0 {
+		src.Close()
+	}
+	return out, nil
+}
+
+// detect decides an input object's kind from its columns: an audience_key
+// column makes Engage audience events (b); the membership columns a plain
+// membership table (c); otherwise the selected audience columns of an
+// identifies export (a).
+func (j *audienceJob) detect(t *audienceTable) error {
+	has := func(c string) bool { _, ok := t.tbl.Column(c); return ok }
+	mc := j.o.Membership.withDefaults()
+	switch {
+	case has("audience_key"):
+		t.kind = inputEvents
+		t.cols = []string{"user_id", "audience_key", "event", "context_device_id", "timestamp"}
+		table := t.obj.Partition.Table
+		switch {
+		case strings.Contains(table, "audience_entered"):
+			t.entered = 1
+		case strings.Contains(table, "audience_exited"):
+			t.entered = -1
+		case !has("event") && !has("event_text"):
+			return fmt.Errorf("%w: %s: audience events without an event column or an audience_entered/audience_exited folder", ErrConfig, t.obj.URI)
+		case !has("event"):
+			t.cols[2] = "event_text"
+		}
+	case has(mc.Audience) && has(mc.Member):
+		t.kind = inputMembership
+		t.cols = []string{mc.UserID, mc.Audience, mc.Member, mc.DeviceID, mc.Timestamp}
+	default:
+		if len(j.o.Audiences) == 0 {
+			return fmt.Errorf("%w: %s has neither audience_key nor %s/%s columns; for an identifies export name the audience columns with --audience KEY (or audiences: in the job file)",
+				ErrConfig, t.obj.URI, mc.Audience, mc.Member)
+		}
+		t.kind = inputIdentifies
+		t.cols = []string{"user_id", "context_device_id", "timestamp"}
+		found := 0
+		for _, a := range j.o.Audiences {
+			if k, ok := t.tbl.Column(a); ok && (k == readers.ColumnBool || k == readers.ColumnText) {
+				found++
+			}
+			t.cols = append(t.cols, a)
+		}
+		if found == 0 {
+			return fmt.Errorf("%w: %s has none of the audience columns %s (as BOOLEAN or text)", ErrConfig, t.obj.URI, strings.Join(j.o.Audiences, ", "))
+		}
+	}
+	if !has(t.cols[0]) {
+		return fmt.Errorf("%w: %s (%s input) has no %s column", ErrConfig, t.obj.URI, t.kind, t.cols[0])
+	}
+	return nil
+}
+
+// spillTable reads every row group of t into the spill.
+func (j *audienceJob) spillTable(ctx context.Context, sp *spill, t *audienceTable) error {
+	cols := t.cols
+	switch t.kind {
+	case "snapshot":
+		cols = []string{"user_id", "audience", "member", "device_id", "ts"}
+	case "devices":
+		cols = []string{"user_id", "context_device_id", "timestamp"}
+	}
+	audKeys := map[string]string{} // source audience name -> key
+	key := func(name []byte) string {
+		k, ok := audKeys[string(name)]
+		if !ok {
+			k = convertro.SnakeCase(string(name))
+			audKeys[string(name)] = k
+		}
+		return k
+	}
+	in := func(a string) bool { return len(j.scope) == 0 || j.scope[a] }
+	for g := range t.tbl.RowGroups() {
+		err := t.tbl.ReadRowGroup(ctx, g, cols, func(_ int64, c []readers.Cell) error {
+			user := string(c[0].Text)
+			if c[0].Null || user == "" {
+				return nil
+			}
+			micros := func(cell readers.Cell) int64 {
+				if cell.Time.Valid {
+					return cell.Time.Micros
+				}
+				return 0
+			}
+			switch t.kind {
+			case "snapshot":
+				ts, _ := readers.ParseNumber(c[4].Text)
+				return sp.add(spillRec{Kind: recSnapshot, UserID: user, Audience: string(c[1].Text),
+					Member: c[2].Bool == segment.True, DeviceID: string(c[3].Text), Micros: int64(ts) * 1e6})
+			case "devices":
+				if c[1].Null || len(c[1].Text) == 0 {
+					return nil
+				}
+				return sp.add(spillRec{Kind: recDevice, UserID: user, DeviceID: string(c[1].Text), Micros: micros(c[2])})
+			case inputMembership:
+				a := key(c[1].Text)
+				if c[1].Null || a == "" || !in(a) || c[2].Bool == segment.Absent {
+					return nil
+				}
+				return sp.add(spillRec{Kind: recSource, UserID: user, Audience: a, Member: c[2].Bool == segment.True,
+					DeviceID: string(c[3].Text), Micros: micros(c[4])})
+			case inputEvents:
+				a := key(c[1].Text)
+				if c[1].Null || a == "" || !in(a) {
+					return nil
+				}
+				member := t.entered > 0
+				if t.entered == 0 {
+					switch convertro.NormalizeEventName(string(c[2].Text)) {
+					case "audience entered":
+						member = true
+					case "audience exited":
+						member = false
+					default:
+						return nil
+					}
+				}
+				return sp.add(spillRec{Kind: recSource, UserID: user, Audience: a, Member: member,
+					DeviceID: string(c[3].Text), Micros: micros(c[4])})
+			default: // identifies: one record per audience column present in the row
+				for i, a := range j.o.Audiences {
+					b := c[3+i].Bool
+					if b == segment.Absent {
+						continue
+					}
+					if err := sp.add(spillRec{Kind: recSource, UserID: user, Audience: key([]byte(a)), Member: b == segment.True,
+						DeviceID: string(c[1].Text), Micros: micros(c[2])}); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deliver sends the changes of a pending sync on the pipeline (resuming its
+// manifest), then makes its snapshot current.
+func (j *audienceJob) deliver(ctx context.Context, p audiencePendingFile) (*pipeline.Report, error) {
+	local := filepath.Join(j.work, "changes-"+p.ID+".parquet")
+	if _, err := j.st.ReadFile(ctx, p.Changes, local); err != nil {
+		return nil, err
+	}
+	dec, err := openChanges(ctx, local)
+	if err != nil {
+		return nil, err
+	}
+	defer dec.close()
+	obj := pipeline.Object{URI: j.st.URI(p.Changes), Key: p.Changes, Size: dec.size, Generation: p.ChangesGen, RowGroups: dec.tbl.RowGroups()}
+	sum := sha256.Sum256([]byte(p.Fingerprint + "\x00" + p.Changes + "\x00" + fmt.Sprint(p.ChangesGen)))
+	cfg := pipeline.Config{
+		Job: pipeline.JobID{Kind: "audience", Fingerprint: hex.EncodeToString(sum[:12]),
+			Description: fmt.Sprintf("audience sync %s of %s: %d changes", p.ID, strings.Join(j.o.Sources, ", "), p.Diff.Changes)},
+		Shard:       pipeline.Shard{Index: 0, Count: 1},
+		Objects:     []pipeline.Object{obj},
+		Decoders:    j.o.Decoders,
+		Concurrency: j.o.Concurrency,
+		Fresh:       j.o.Fresh,
+		LeaseTTL:    j.o.LeaseTTL,
+	}
+	cp, prevM, err := pipeline.OpenCheckpoint(ctx, j.st, cfg.Shard, pipeline.NewLease(), j.env.Now, j.o.LeaseTTL)
+	if err != nil {
+		return nil, err
+	}
+	client := convertro.NewClient(convertro.ClientOptions{
+		Concurrency: j.o.Concurrency, Timeout: j.o.Timeout, MaxAttempts: j.o.MaxAttempts, Rate: j.o.Rate,
+		Adaptive: !j.o.FixedRate, DownAfter: j.o.DownAfter, UserAgent: "convertro-etl/" + j.env.Version,
+	})
+	deps := pipeline.Deps{
+		Decoder: dec, NewTransform: newAudienceTransform(j.mapper, j.wire),
+		Sender: sender{client}, DeadLetters: newDeadLetters(j.st, cfg.Shard, j.env.Now),
+		Checkpoint: cp, Previous: prevM, State: j.st,
+		Progress: j.env.Stderr, Logger: j.env.Log, Now: j.env.Now,
+	}
+	rep, err := pipeline.Run(ctx, cfg, deps)
+	if rep != nil {
+		rep.Summary(j.env.Stderr)
+	}
+	if err != nil && !errors.Is(err, pipeline.ErrIncomplete) {
+		return rep, err
+	}
+	// Every change is handled (acknowledged, dead-lettered, or skipped for
+	// want of a device id, which the snapshot does not record as told).
+	if cerr := j.commit(ctx, p); cerr != nil {
+		return rep, errors.Join(err, cerr)
+	}
+	return rep, err
+}
+
+// commit makes a delivered sync's snapshot current and removes what the
+// previous one no longer needs.
+func (j *audienceJob) commit(ctx context.Context, p audiencePendingFile) error {
+	cur := audienceCurrentFile{Snapshot: p.Snapshot, Rows: p.Diff.Snapshot, Members: p.Diff.Members, Synced: j.env.Now().UTC()}
+	data, _ := json.MarshalIndent(cur, "", "  ")
+	if _, err := j.st.Write(ctx, audienceCurrent, data, pipeline.Unconditional); err != nil {
+		return err
+	}
+	if err := j.st.Delete(ctx, audiencePending); err != nil {
+		return err
+	}
+	// Best effort: a leftover file costs space, not correctness.
+	for _, name := range []string{p.Changes, p.Previous} {
+		if name != "" {
+			if err := j.st.Delete(ctx, name); err != nil {
+				j.env.Log.Warn("remove old audience file", "uri", j.st.URI(name), "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// dryRun diffs and writes the requests a sync would send, touching no state.
+func (j *audienceJob) dryRun(ctx context.Context) (*pipeline.Report, error) {
+	prev, err := j.currentSnapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res, changes, _, err := j.diffFiles(ctx, prev)
+	if err != nil {
+		return nil, err
+	}
+	dec, err := openChanges(ctx, changes)
+	if err != nil {
+		return nil, err
+	}
+	defer dec.close()
+	cfg := pipeline.Config{
+		Job:     pipeline.JobID{Kind: "audience", Description: fmt.Sprintf("audience sync dry run: %d changes", res.Changes)},
+		Objects: []pipeline.Object{{URI: changes, Key: "changes.parquet", Size: dec.size, RowGroups: dec.tbl.RowGroups()}},
+	}
+	deps := pipeline.Deps{Decoder: dec, NewTransform: newAudienceTransform(j.mapper, j.wire),
+		Progress: j.env.Stderr, Logger: j.env.Log, Now: j.env.Now}
+	return runDry(ctx, cfg, deps, j.o.Out, j.env)
+}
+
+// changesDecoder implements pipeline.Decoder over a local changes file. Each
+// row becomes an identify whose EventText carries the audience key and
+// whose Repeat carries the membership: the audience transform reads them
+// back, and nothing else sees these messages.
+type changesDecoder struct {
+	src  *readers.Source
+	file readers.File
+	tbl  *readers.Table
+	size int64
+}
+
+func openChanges(ctx context.Context, path string) (*changesDecoder, error) {
+	src, err := readers.OpenSource(ctx, path, readers.SourceOptions{})
+	if err != nil {
+		return nil, err
+	}
+	l, err := src.Scan(ctx)
+	if err != nil || len(l.Objects) != 1 {
+		src.Close()
+		if err == nil {
+			err = fmt.Errorf("open changes %s: %w", path, readers.ErrNotFound)
+		}
+		return nil, err
+	}
+	f, err := src.Open(ctx, l.Objects[0])
+	if err != nil {
+		src.Close()
+		return nil, err
+	}
+	tbl, err := readers.OpenTable(ctx, f, l.Objects[0])
+	if err != nil {
+		f.Close()
+		src.Close()
+		return nil, err
+	}
+	return &changesDecoder{src: src, file: f, tbl: tbl, size: l.Objects[0].Size}, nil
+}
+
+func (d *changesDecoder) close() {
+	d.file.Close()
+	d.src.Close()
+}
+
+var changesColumns = []string{"user_id", "audience", "member", "device_id", "ts"}
+
+func (d *changesDecoder) Decode(ctx context.Context, _ pipeline.Object, rowGroup int, fn func(firstRow int64, batch []segment.Message) error) error {
+	const size = 512
+	batch := make([]segment.Message, 0, size)
+	var arena []byte
+	first := int64(0)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := fn(first, batch)
+		first += int64(len(batch))
+		batch, arena = batch[:0], arena[:0]
+		return err
+	}
+	keep := func(b []byte) []byte {
+		start := len(arena)
+		arena = append(arena, b...)
+		return arena[start:len(arena):len(arena)]
+	}
+	err := d.tbl.ReadRowGroup(ctx, rowGroup, changesColumns, func(_ int64, c []readers.Cell) error {
+		ts, _ := readers.ParseNumber(c[4].Text)
+		batch = append(batch, segment.Message{
+			Type: segment.TypeIdentify, UserID: keep(c[0].Text), EventText: keep(c[1].Text),
+			Repeat: c[2].Bool, DeviceID: keep(c[3].Text), Timestamp: segment.At(int64(ts) * 1e6),
+		})
+		if len(batch) == size {
+			return flush()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return flush()
+}
+
+// newAudienceTransform maps a change (from changesDecoder) to its rule 18
+// request.
+func newAudienceTransform(m *convertro.Mapper, w *convertro.Wire) func() pipeline.Transform {
+	return func() pipeline.Transform {
+		var (
+			ds  []convertro.Delivery
+			buf []byte
+		)
+		return func(msg *segment.Message, emit func(url []byte)) string {
+			var skip convertro.SkipReason
+			ds, skip = m.MapAudience(ds[:0], msg, string(msg.EventText), msg.Repeat == segment.True)
+			if skip != convertro.SkipNone {
+				return skip.String()
+			}
+			for i := range ds {
+				buf = w.AppendURL(buf[:0], &ds[i])
+				emit(buf)
+			}
+			return ""
+		}
+	}
+}
