@@ -299,7 +299,14 @@ func runLive(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	if done {
 		// A finished job run again does nothing.
 		deps.Logger.Info("job already finished; nothing to do", "job", m.Job.Description, "shard", m.Shard.String())
-		return buildReport(m, cfg, started, deps.Now(), m.Counts, deps.State), nil
+		rep := buildReport(m, cfg, started, deps.Now(), m.Counts, deps.State)
+		if m.Counts.ObjectsSkipped > 0 {
+			// Still incomplete: the objects set aside are unchanged in the
+			// listing. Replacing them makes the next run read them.
+			return rep, fmt.Errorf("run shard %s: finished earlier with %d objects set aside, unchanged since: %w",
+				m.Shard, m.Counts.ObjectsSkipped, ErrIncomplete)
+		}
+		return rep, nil
 	}
 	c := deps.Checkpoint
 	if err := c.Begin(ctx, m); err != nil {

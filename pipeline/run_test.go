@@ -375,10 +375,11 @@ func TestRunDeliversEveryRequestOnce(t *testing.T) {
 		t.Errorf("report file: %v, rows read %d", err, onDisk.Counts.RowsRead)
 	}
 
-	// The same job again: nothing to do, nothing sent, success.
+	// The same job again: nothing to do, nothing sent; still incomplete,
+	// as the object set aside is unchanged.
 	stub.reset()
 	rep2, err := runLiveTest(t, context.Background(), dir, cfg, &memDecoder{batch: 7}, stub, dl)
-	if err != nil || len(stub.received()) != 0 || rep2.Status != StatusFinished {
+	if !errors.Is(err, ErrIncomplete) || len(stub.received()) != 0 || rep2.Status != StatusFinished {
 		t.Errorf("rerun of a finished job: err %v, %d requests, status %s", err, len(stub.received()), rep2.Status)
 	}
 }
