@@ -96,6 +96,8 @@ func (f *jobFlags) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.OnBadFile, "on-bad-file", "", "what a bad input file does: fail (default) or skip")
 	fs.BoolVar(&o.Fresh, "fresh", false, "discard the state's manifest and start over")
 	fs.StringVar(&o.MetricsPush, "metrics-push", "", "Prometheus Pushgateway URL to push the run's counters to at the end")
+	fs.StringArrayVar(&o.Audiences, "audience", nil, "audience job: audience key the sync covers (repeatable; names the columns of an identifies export)")
+	fs.StringVar(&o.Devices, "devices", "", "audience job: identifies export giving each user's latest device id (a path or gs://…)")
 }
 
 // options merges the job file under the flags that were set.
