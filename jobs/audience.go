@@ -85,14 +85,16 @@ type audienceCurrentFile struct {
 }
 
 type audiencePendingFile struct {
-	ID          string     `json:"id"`
-	Fingerprint string     `json:"fingerprint"`
-	Changes     string     `json:"changes"`
-	ChangesGen  int64      `json:"changes_generation"`
-	Snapshot    string     `json:"snapshot"`
-	Previous    string     `json:"previous,omitempty"`
-	Diff        diffResult `json:"diff"`
-	Created     time.Time  `json:"created"`
+	ID          string `json:"id"`
+	Fingerprint string `json:"fingerprint"`
+	Changes     string `json:"changes"`
+	ChangesGen  int64  `json:"changes_generation"`
+	Snapshot    string `json:"snapshot"`
+	Previous    string `json:"previous,omitempty"`
+	// Replaced is the pending snapshot that a revert of dead letters replaced.
+	Replaced string     `json:"-"`
+	Diff     diffResult `json:"diff"`
+	Created  time.Time  `json:"created"`
 }
 
 type audienceJob struct {
@@ -567,12 +569,107 @@ func (j *audienceJob) deliver(ctx context.Context, p audiencePendingFile) (*pipe
 	if err != nil && !errors.Is(err, pipeline.ErrIncomplete) {
 		return rep, err
 	}
-	// Every change is handled (acknowledged, dead-lettered, or skipped for
-	// want of a device id, which the snapshot does not record as told).
+	// Every change is handled: acknowledged, skipped for want of a device id
+	// (which the snapshot does not record as told), or dead-lettered, which
+	// the snapshot must not record as told either.
+	m := cp.Manifest()
+	if m == nil || len(m.DeadLetterFiles) == 0 {
+		m = prevM
+	}
+	if m != nil && m.Counts.RowsDeadLettered > 0 {
+		var rerr error
+		if p, rerr = j.revertDeadLetters(ctx, p, m.DeadLetterFiles, dec); rerr != nil {
+			return rep, errors.Join(err, rerr)
+		}
+	}
 	if cerr := j.commit(ctx, p); cerr != nil {
 		return rep, errors.Join(err, cerr)
 	}
 	return rep, err
+}
+
+// revertDeadLetters stores a copy of the pending snapshot in which the
+// changes Convertro refused for good are undone: an entry refused is
+// dropped (Convertro still takes the user for a non-member), an exit refused
+// keeps the user a member. The next sync then finds those changes again.
+func (j *audienceJob) revertDeadLetters(ctx context.Context, p audiencePendingFile, files []string, changes *changesDecoder) (audiencePendingFile, error) {
+	dead := map[int]map[int64]bool{} // row group -> rows of the changes file
+	for _, name := range files {
+		data, _, err := j.st.Read(ctx, name)
+		if err != nil {
+			return p, err
+		}
+		rows, err := writers.DecodeDeadLetters(j.st.URI(name), data)
+		if err != nil {
+			return p, err
+		}
+		for _, r := range rows {
+			if dead[int(r.RowGroup)] == nil {
+				dead[int(r.RowGroup)] = map[int64]bool{}
+			}
+			dead[int(r.RowGroup)][r.Row] = true
+		}
+	}
+	refused := map[string]bool{} // user \x00 audience -> the membership that was refused
+	for g, rows := range dead {
+		err := changes.tbl.ReadRowGroup(ctx, g, changesColumns, func(row int64, c []readers.Cell) error {
+			if rows[row] {
+				refused[string(c[0].Text)+"\x00"+string(c[1].Text)] = c[2].Bool == segment.True
+			}
+			return nil
+		})
+		if err != nil {
+			return p, err
+		}
+	}
+	local := filepath.Join(j.work, "pending-snapshot.parquet")
+	if _, err := j.st.ReadFile(ctx, p.Snapshot, local); err != nil {
+		return p, err
+	}
+	in, err := openChanges(ctx, local)
+	if err != nil {
+		return p, err
+	}
+	defer in.close()
+	out := filepath.Join(j.work, "committed-snapshot.parquet")
+	w, err := writers.CreateMemberships(out, snapshotRowGroup)
+	if err != nil {
+		return p, err
+	}
+	p.Diff.Snapshot, p.Diff.Members = 0, 0
+	for g := range in.tbl.RowGroups() {
+		err := in.tbl.ReadRowGroup(ctx, g, changesColumns, func(_ int64, c []readers.Cell) error {
+			r := writers.Membership{UserID: string(c[0].Text), Audience: string(c[1].Text), Member: c[2].Bool == segment.True, DeviceID: string(c[3].Text)}
+			ts, _ := readers.ParseNumber(c[4].Text)
+			r.TS = int64(ts)
+			if member, ok := refused[r.UserID+"\x00"+r.Audience]; ok {
+				if member {
+					return nil
+				}
+				r.Member = true
+			}
+			p.Diff.Snapshot++
+			if r.Member {
+				p.Diff.Members++
+			}
+			return w.Write(r)
+		})
+		if err != nil {
+			w.Abort()
+			return p, err
+		}
+	}
+	if err := w.Close(); err != nil {
+		return p, err
+	}
+	name := strings.TrimSuffix(p.Snapshot, ".parquet") + "-committed.parquet"
+	if _, err := j.st.WriteFile(ctx, name, out, pipeline.Unconditional); err != nil {
+		return p, err
+	}
+	j.env.Log.Warn("changes refused by Convertro are not recorded as sent; the next sync tries them again", "count", len(refused))
+	p.Replaced = p.Snapshot
+	p.Snapshot = name
+	return p, nil
 }
 
 // commit makes a delivered sync's snapshot current and removes what the
@@ -587,7 +684,7 @@ func (j *audienceJob) commit(ctx context.Context, p audiencePendingFile) error {
 		return err
 	}
 	// Best effort: a leftover file costs space, not correctness.
-	for _, name := range []string{p.Changes, p.Previous} {
+	for _, name := range []string{p.Changes, p.Previous, p.Replaced} {
 		if name != "" {
 			if err := j.st.Delete(ctx, name); err != nil {
 				j.env.Log.Warn("remove old audience file", "uri", j.st.URI(name), "err", err)

@@ -296,7 +296,7 @@ func TestAudienceInputEvents(t *testing.T) {
 		{"b", "Cart Abandoners", ptr("d-b"), t0},
 	})
 	writeAudienceParquet(t, filepath.Join(src, "audience_exited", "part-0.parquet"), []audienceEventRow{
-		{"b", "high_value", ptr("d-b"), t0.Add(time.Hour)}, // b left after entering
+		{"b", "high_value", ptr("d-b"), t0.Add(time.Hour)},  // b left after entering
 		{"a", "high_value", ptr("d-a"), t0.Add(-time.Hour)}, // before a entered: a stays
 	})
 	rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12"})
@@ -416,4 +416,30 @@ func (r *recorder) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.buf.Reset()
+}
+
+func TestAudienceDeadLettersAreNotRecordedAsSent(t *testing.T) {
+	state := t.TempDir()
+	rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12", RejectSIDs: []string{"d-u03"}})
+	members := users("u", 0, 30)
+	o := audienceOptions(membersSource(t, members, nil), state, rec.srv.URL)
+	rep, err := Run(context.Background(), o, testEnv(t))
+	if !errors.Is(err, pipeline.ErrIncomplete) {
+		t.Fatalf("err = %v, want ErrIncomplete (counts %+v)", err, rep.Counts)
+	}
+	if rep.Counts.RowsDeadLettered != 1 || rep.Counts.RowsDelivered != 29 {
+		t.Errorf("delivered %d, dead-lettered %d; want 29 and 1", rep.Counts.RowsDelivered, rep.Counts.RowsDeadLettered)
+	}
+	wantMembers := keyed(slices.DeleteFunc(slices.Clone(members), func(u string) bool { return u == "u03" }), "high_value")
+	diffRequests(t, "snapshot without the refused entry", snapshotMembers(t, state), wantMembers)
+
+	// The next sync tries the refused change again, and only it.
+	rec.reset()
+	rep, err = Run(context.Background(), o, testEnv(t))
+	if !errors.Is(err, pipeline.ErrIncomplete) {
+		t.Fatalf("second sync: err = %v, want ErrIncomplete", err)
+	}
+	if rep.Counts.RowsRead != 1 || rep.Counts.RowsDeadLettered != 1 {
+		t.Errorf("second sync read %d rows, dead-lettered %d; want 1 and 1", rep.Counts.RowsRead, rep.Counts.RowsDeadLettered)
+	}
 }
