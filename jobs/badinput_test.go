@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +20,7 @@ import (
 	"github.com/convertro-etl/convertro-etl/convertro/simulator"
 	"github.com/convertro-etl/convertro-etl/pipeline"
 	"github.com/convertro-etl/convertro-etl/readers"
+	"github.com/convertro-etl/convertro-etl/writers"
 	"github.com/convertro-etl/convertro-etl/writers/generate"
 )
 
@@ -359,4 +361,123 @@ func TestBadInputs(t *testing.T) {
 			}
 		})
 	}
+}
+
+type oddTrack struct {
+	MessageID       string    `parquet:"message_id"`
+	UserID          string    `parquet:"user_id"`
+	AnonymousID     string    `parquet:"anonymous_id"`
+	ContextDeviceID string    `parquet:"context_device_id"`
+	Event           string    `parquet:"event"`
+	EventText       string    `parquet:"event_text"`
+	UserAgent       string    `parquet:"context_user_agent"`
+	IP              string    `parquet:"context_ip"`
+	Timestamp       time.Time `parquet:"timestamp,timestamp(microsecond)"`
+}
+
+// TestOddValues runs valid files with values at the edges: 1 MiB strings,
+// invalid UTF-8, timestamps in years 1 and 9999.
+func TestOddValues(t *testing.T) {
+	f := loadBadFixture(t)
+	ts := time.Date(2024, 1, 1, 13, 0, 0, 0, time.UTC)
+	mib := strings.Repeat("Mozilla/5.0 ", 1<<20/12+1)[:1<<20]
+	row := func(id string) oddTrack {
+		return oddTrack{MessageID: id, UserID: "u-" + id, AnonymousID: "a-" + id, ContextDeviceID: "d-" + id,
+			Event: "signed_up", EventText: "Signed Up", UserAgent: "ua", IP: "10.0.0.1", Timestamp: ts}
+	}
+	var rows []oddTrack
+	add := func(id string, change func(r *oddTrack)) {
+		r := row(id)
+		change(&r)
+		rows = append(rows, r)
+	}
+	// Every byte escaped: a 3 MiB URL.
+	add("ua-1mib", func(r *oddTrack) { r.UserAgent = strings.Repeat("\xff/", 1<<19) })
+	add("event-1mib", func(r *oddTrack) { r.EventText = mib })
+	add("utf8", func(r *oddTrack) { r.ContextDeviceID, r.UserAgent = "d-\xff\xfe-1", "Mozilla\xc3\x28 é" })
+	add("year-1", func(r *oddTrack) { r.Timestamp = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC) })
+	add("year-9999", func(r *oddTrack) { r.Timestamp = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC) })
+	odd := writeParquet(t, rows)
+	healthy := f.requestSet(t, nil)
+	ctx := context.Background()
+
+	for _, mode := range []string{"fail", "skip"} {
+		t.Run(mode, func(t *testing.T) {
+			src := f.source(t, map[string][]byte{basisTracks: odd})
+			rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12"})
+			o := testOptions(src, filepath.Join(t.TempDir(), "state"), rec.srv.URL)
+			o.OnBadFile = mode
+			var out bytes.Buffer
+			rep, err := Run(ctx, o, badEnv(&out))
+			// Not a bad file: the 3 MiB URL of the 1 MiB user agent is
+			// refused by the server (431) and dead-lettered; every other
+			// row goes through.
+			if !errors.Is(err, pipeline.ErrIncomplete) || errors.Is(err, readers.ErrBadFile) {
+				t.Fatalf("err = %v, want ErrIncomplete for one dead letter\n%s", err, out.String())
+			}
+			c := rep.Counts
+			if c.RowsDeadLettered != 1 || c.RequestsDeadLettered != 1 || c.ObjectsSkipped != 0 || c.RowsSkipped["unmapped_event"] == 0 {
+				t.Errorf("counts %+v: want one row dead-lettered and the 1 MiB event name unmapped", c)
+			}
+			if err := rep.Check(); err != nil {
+				t.Error(err)
+			}
+			got := toSet(rec.requests(t))
+			for r := range healthy {
+				if !got[r] {
+					t.Errorf("missing a request of the healthy files: %s", r)
+				}
+			}
+			for _, want := range []string{"eid=year-1&", "ts=-62135596800&", "eid=year-9999&", "ts=253402300799&", "eid=utf8&"} {
+				if !slices.ContainsFunc(slices.Collect(maps.Keys(got)), func(r string) bool { return strings.Contains(r, want) }) {
+					t.Errorf("no accepted request has %s", want)
+				}
+			}
+			m, err := pipeline.ReadManifest(ctx, mustState(t, o.State), pipeline.Shard{Index: 0, Count: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var dls []writers.DeadLetter
+			for _, name := range m.DeadLetterFiles {
+				d, err := writers.ReadDeadLetters(filepath.Join(o.State, filepath.FromSlash(name)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				dls = append(dls, d...)
+			}
+			if len(dls) != 1 || dls[0].MessageID != "ua-1mib" || dls[0].Status != 431 || len(dls[0].URL) < 3<<20 || len(dls[0].Reason) > 2048 {
+				for _, d := range dls {
+					d.URL = d.URL[:min(len(d.URL), 100)]
+					t.Logf("dead letter %+v", d)
+				}
+				t.Fatalf("%d dead letters, want the 1 MiB user agent's, status 431", len(dls))
+			}
+			t.Logf("dead letter: status %d, reason %q, response %q", dls[0].Status, dls[0].Reason[:120], dls[0].Response)
+
+			// The exact bytes sent: the dry run writes the URLs as built.
+			o.DryRun, o.Out = true, filepath.Join(t.TempDir(), "dry.jsonl")
+			if _, err := Run(ctx, o, badEnv(&out)); err != nil {
+				t.Fatalf("dry run: %v", err)
+			}
+			dry, err := os.ReadFile(o.Out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Invalid UTF-8 is percent-encoded byte by byte, never replaced.
+			for _, want := range []string{"sid=d-%FF%FE-1", "cua=Mozilla%C3%28"} {
+				if !bytes.Contains(dry, []byte(want)) {
+					t.Errorf("dry run has no %s", want)
+				}
+			}
+		})
+	}
+}
+
+func mustState(t *testing.T, uri string) pipeline.StateStore {
+	t.Helper()
+	st, err := pipeline.OpenState(context.Background(), uri, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }

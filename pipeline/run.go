@@ -60,6 +60,9 @@ const (
 // than the window: held outcomes hold their permits.)
 const misconfigRequests = 20
 
+// maxReason bounds the reason stored with a dead letter.
+const maxReason = 1024
+
 // Decoder reads one row group of an object in batches. firstRow is the index
 // within the row group of batch[0]; rows come in order, each exactly once.
 // The batch and the bytes it points to are valid only during fn. Errors name
@@ -850,6 +853,11 @@ func (k *checkpointer) apply(ctx context.Context, a ack) error {
 		reason := "permanent failure"
 		if a.out.Err != nil {
 			reason = a.out.Err.Error()
+		}
+		if len(reason) > maxReason {
+			// The error may quote the URL, which the dead letter holds
+			// already: a 1 MiB value makes a URL of up to 3 MiB.
+			reason = reason[:maxReason] + "…"
 		}
 		dl := DeadLetter{MessageID: rs.msgID, Object: k.r.objs[u.Object].URI, RowGroup: u.RowGroup, Row: rs.row,
 			URL: a.req.url, Status: a.out.Status, Response: string(a.out.Body), Reason: reason,
