@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fsouza/fake-gcs-server/fakestorage"
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/convertro-etl/convertro-etl/convertro/simulator"
@@ -441,5 +442,56 @@ func TestAudienceDeadLettersAreNotRecordedAsSent(t *testing.T) {
 	}
 	if rep.Counts.RowsRead != 1 || rep.Counts.RowsDeadLettered != 1 {
 		t.Errorf("second sync read %d rows, dead-lettered %d; want 1 and 1", rep.Counts.RowsRead, rep.Counts.RowsDeadLettered)
+	}
+}
+
+// TestAudienceGCS runs two syncs with the source and the state in GCS: the
+// snapshot and changes files go through the store's streaming methods.
+func TestAudienceGCS(t *testing.T) {
+	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{NoListener: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "engage"})
+	put := func(name, dir string) {
+		data, err := os.ReadFile(filepath.Join(dir, "memberships.parquet"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.CreateObject(fakestorage.Object{ObjectAttrs: fakestorage.ObjectAttrs{BucketName: "engage", Name: name}, Content: data})
+	}
+	put("day1/memberships.parquet", membersSource(t, users("u", 0, 8), nil))
+	put("day2/memberships.parquet", membersSource(t, users("u", 2, 9), nil))
+
+	rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12"})
+	env := testEnv(t)
+	env.GCS = srv.Client()
+	o := audienceOptions("gs://engage/day1", "gs://engage/state", rec.srv.URL)
+	if _, err := Run(context.Background(), o, env); err != nil {
+		t.Fatalf("first sync: %v", err)
+	}
+	diffRequests(t, "first sync", sentTraits(t, rec.requests(t)), want(users("u", 0, 8), "true"))
+	rec.reset()
+	o.Sources = []string{"gs://engage/day2"}
+	if _, err := Run(context.Background(), o, env); err != nil {
+		t.Fatalf("second sync: %v", err)
+	}
+	wantSecond := append(want([]string{"u00", "u01"}, "false"), want([]string{"u08"}, "true")...)
+	slices.Sort(wantSecond)
+	diffRequests(t, "second sync", sentTraits(t, rec.requests(t)), wantSecond)
+	obj, err := srv.GetObject("engage", "state/"+audienceCurrent)
+	if err != nil {
+		t.Fatalf("no current.json in the GCS state: %v", err)
+	}
+	var cur audienceCurrentFile
+	if err := json.Unmarshal(obj.Content, &cur); err != nil {
+		t.Fatal(err)
+	}
+	if cur.Members != 7 {
+		t.Errorf("current snapshot has %d members, want 7", cur.Members)
+	}
+	if _, err := srv.GetObject("engage", "state/"+audiencePending); err == nil {
+		t.Error("pending.json left in the GCS state")
 	}
 }
