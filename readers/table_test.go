@@ -1,0 +1,98 @@
+package readers
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/convertro-etl/convertro-etl/internal/segment"
+)
+
+func TestTableReadsColumnsByName(t *testing.T) {
+	dir := t.TempDir()
+	ts := parquet.Timestamp(parquet.Millisecond)
+	path := writeParquet(t, dir, "m.parquet", []tcol{
+		{"User_ID", parquet.String()},
+		{"member", opt(parquet.Leaf(parquet.BooleanType))},
+		{"in_text", opt(parquet.String())},
+		{"seen_at", opt(ts)},
+		{"score", opt(parquet.Leaf(parquet.DoubleType))},
+		{"context.device.id", opt(parquet.String())},
+	}, [][]any{
+		{"u1", true, "TRUE", int64(1709287200123), 1.5, "d1"},
+		{"u2", false, "no", nil, nil, nil},
+		{"u3", nil, "2024-03-01T10:00:00Z", int64(0), 2.0, "d3"},
+	}, parquet.MaxRowsPerRowGroup(2))
+	o := objectFor(path, "", "")
+	tbl, err := OpenTable(context.Background(), openLocal(t, path), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tbl.RowGroups(); len(got) != 2 || tbl.Rows() != 3 {
+		t.Fatalf("row groups %v, rows %d; want [2 1], 3", got, tbl.Rows())
+	}
+	for name, want := range map[string]ColumnKind{"user_id": ColumnText, "MEMBER": ColumnBool, "seen_at": ColumnTime,
+		"score": ColumnFloat, "context_device_id": ColumnText, "context.device.id": ColumnText} {
+		if k, ok := tbl.Column(name); !ok || k != want {
+			t.Errorf("Column(%q) = %v, %v; want %v, true", name, k, ok, want)
+		}
+	}
+	if _, ok := tbl.Column("missing"); ok {
+		t.Error("Column(missing) found")
+	}
+	type row struct {
+		user, text       string
+		member, inText   segment.Bool
+		seen, inTextTime segment.Time
+		null             []bool
+	}
+	var got []row
+	cols := []string{"user_id", "member", "in_text", "seen_at", "context_device_id", "absent"}
+	for g := range tbl.RowGroups() {
+		err := tbl.ReadRowGroup(context.Background(), g, cols, func(_ int64, c []Cell) error {
+			r := row{user: string(c[0].Text), member: c[1].Bool, inText: c[2].Bool, seen: c[3].Time,
+				inTextTime: c[2].Time, text: string(c[3].Text)}
+			for _, cell := range c {
+				r.null = append(r.null, cell.Null)
+			}
+			got = append(got, r)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(got) != 3 {
+		t.Fatalf("%d rows, want 3", len(got))
+	}
+	if got[0].user != "u1" || got[0].member != segment.True || got[0].inText != segment.True ||
+		got[0].seen != segment.At(1709287200123000) || got[0].text != "2024-03-01T10:00:00.123Z" {
+		t.Errorf("row 0: %+v", got[0])
+	}
+	if got[1].member != segment.False || got[1].inText != segment.Absent || !got[1].null[3] || !got[1].null[4] {
+		t.Errorf("row 1: %+v", got[1])
+	}
+	if !got[2].null[1] || got[2].inTextTime != segment.At(1709287200000000) || got[2].seen != segment.At(0) {
+		t.Errorf("row 2: %+v", got[2])
+	}
+	for i, r := range got {
+		if !r.null[5] {
+			t.Errorf("row %d: a column the table lacks is not NULL", i)
+		}
+	}
+}
+
+func TestTableBadFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.parquet")
+	if err := os.WriteFile(path, []byte("PAR1 this is not parquet PAR1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := OpenTable(context.Background(), openLocal(t, path), objectFor(path, "", ""))
+	if !errors.Is(err, ErrBadFile) {
+		t.Fatalf("err = %v, want ErrBadFile", err)
+	}
+}
