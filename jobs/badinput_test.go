@@ -325,6 +325,16 @@ func TestBadInputs(t *testing.T) {
 			}
 			t.Logf("skip: %s", so.Reason)
 
+			// A dry run sets the object aside the same way and succeeds.
+			dry := o
+			dry.DryRun, dry.Out = true, filepath.Join(t.TempDir(), "dry.jsonl")
+			drep, err := Run(ctx, dry, badEnv(&bytes.Buffer{}))
+			if err != nil || len(drep.SkippedObjects) != 1 || drep.SkippedObjects[0].URI != badURI {
+				t.Errorf("skip, dry run: err %v, skipped %+v", err, drep.SkippedObjects)
+			} else if err := drep.Check(); err != nil {
+				t.Errorf("skip, dry run: %v", err)
+			}
+
 			// The same job again, unchanged: the object is still set aside.
 			if _, err := Run(ctx, o, badEnv(&out)); !errors.Is(err, pipeline.ErrIncomplete) {
 				t.Errorf("rerun before the fix: err = %v, want ErrIncomplete", err)
