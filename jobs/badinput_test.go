@@ -323,7 +323,7 @@ func TestBadInputs(t *testing.T) {
 			if i := slices.IndexFunc(m.Objects, func(p pipeline.PlannedObject) bool { return p.URI == badURI }); i < 0 || m.Objects[i].Skipped == "" || m.Counts.ObjectsSkipped != 1 {
 				t.Errorf("skip: the manifest does not record %s as skipped: %+v", badURI, m.Objects)
 			}
-			t.Logf("skip: %s", so.Reason)
+			t.Logf("skip: %s\n%s", so.Reason, out.String())
 
 			// A dry run sets the object aside the same way and succeeds.
 			dry := o
@@ -354,6 +354,7 @@ func TestBadInputs(t *testing.T) {
 			if err := rep.Check(); err != nil {
 				t.Errorf("rerun: %v", err)
 			}
+			t.Logf("after the fix:\n%s", out.String())
 			if len(rep.SkippedObjects) != 0 || rep.Counts.ObjectsSkipped != 0 || rep.Status != pipeline.StatusFinished {
 				t.Errorf("rerun: status %s, skipped %+v (%d)", rep.Status, rep.SkippedObjects, rep.Counts.ObjectsSkipped)
 			}
