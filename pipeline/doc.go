@@ -70,14 +70,21 @@
 //   - ErrMisconfigured: the first 20 requests of the run were all refused
 //     with the same permanent 4xx; nothing was dead-lettered.
 //   - ErrIncomplete, with the report: the run finished but rows were
-//     dead-lettered or objects skipped.
+//     dead-lettered or objects skipped. A finished job run again returns it
+//     too while objects it set aside are unchanged in the listing; one the
+//     listing shows at another version is planned again (its earlier units
+//     retired, their counted rows kept) and read whole.
 //   - ErrCountsMismatch: the counts do not reconcile (a bug; never success).
 //   - ErrInputChanged: an input object differs from the plan the manifest
 //     holds.
 //   - ErrJobMismatch: the state holds another unfinished job (unless
 //     Config.Fresh).
 //   - ErrLeaseHeld and ErrLeaseLost from the checkpoint, and the first
-//     decode or send error that stopped the run (status "failed").
+//     decode or send error that stopped the run (status "failed"). A
+//     Decoder error that wraps ErrSkipObject does not stop it: the object
+//     is set aside (recorded as skipped in the manifest, counted in
+//     objects_skipped), its units not yet started are not read, and the rows
+//     it completed stay counted.
 //
 // ShardFromEnv returns ErrInvalidShard. The command maps these kinds to exit
 // codes in one switch.

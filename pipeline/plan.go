@@ -8,6 +8,8 @@ type Object struct {
 	RowGroups        []int64 // rows per row group, from the footer
 	// Skipped is the reason jobs set aside an unreadable object
 	// (--on-bad-file skip); such an object has no units and is reported.
+	// (An object found bad only while a row group is read is set aside by
+	// the run itself: see ErrSkipObject.)
 	Skipped string
 }
 
