@@ -269,8 +269,7 @@ func (j *leaseJob) waitManifest(t *testing.T, what string, limit time.Duration, 
 			}
 		}
 		if time.Now().After(deadline) {
-			m, data, _ := j.manifest(t)
-			_ = m
+			_, data, _ := j.manifest(t)
 			t.Fatalf("no %s within %s; manifest:\n%s", what, limit, data)
 		}
 		time.Sleep(20 * time.Millisecond)
