@@ -106,6 +106,8 @@ type audienceJob struct {
 	st     pipeline.FileStateStore
 	work   string
 	scope  map[string]bool // audience keys of --audience; empty: all
+	// partitions is how many partitions the last diff spilled into.
+	partitions int
 }
 
 // runAudience runs one audience sync: it finishes a sync a previous run left
@@ -290,7 +292,8 @@ func (j *audienceJob) diffFiles(ctx context.Context, prev audienceCurrentFile) (
 		}
 		rows += t.tbl.Rows()
 	}
-	sp, err := newSpill(j.work, partitionsFor(rows))
+	j.partitions = partitionsFor(rows)
+	sp, err := newSpill(j.work, j.partitions)
 	if err != nil {
 		return res, "", "", err
 	}

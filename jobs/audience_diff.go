@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"os"
 	"path/filepath"
@@ -76,10 +75,14 @@ func partitionsFor(rows int64) int {
 	return max(1, min(n, maxPartitions))
 }
 
+// partition hashes the user id (FNV-1a, inline: no allocation per record).
 func (s *spill) partition(user string) int {
-	h := fnv.New64a()
-	h.Write([]byte(user))
-	return int(h.Sum64() % uint64(len(s.files)))
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(user); i++ {
+		h ^= uint64(user[i])
+		h *= 1099511628211
+	}
+	return int(h % uint64(len(s.files)))
 }
 
 func (s *spill) add(r spillRec) error {
@@ -134,16 +137,39 @@ func (s *spill) close() {
 func (s *spill) readPartition(i int, fn func(r *spillRec)) error {
 	br := bufio.NewReaderSize(s.files[i], 64<<10)
 	var r spillRec
-	str := func() (string, error) {
+	var scratch []byte
+	raw := func() ([]byte, error) {
 		n, err := binary.ReadUvarint(br)
+		if err != nil {
+			return nil, err
+		}
+		if n > 1<<20 {
+			return nil, fmt.Errorf("string of %d bytes", n)
+		}
+		if uint64(cap(scratch)) < n {
+			scratch = make([]byte, n)
+		}
+		b := scratch[:n]
+		_, err = io.ReadFull(br, b)
+		return b, err
+	}
+	str := func() (string, error) {
+		b, err := raw()
+		return string(b), err
+	}
+	// Audience keys are few: one string each per partition, not per record.
+	audiences := map[string]string{}
+	audience := func() (string, error) {
+		b, err := raw()
 		if err != nil {
 			return "", err
 		}
-		b := make([]byte, n)
-		if _, err := io.ReadFull(br, b); err != nil {
-			return "", err
+		a, ok := audiences[string(b)]
+		if !ok {
+			a = string(b)
+			audiences[a] = a
 		}
-		return string(b), nil
+		return a, nil
 	}
 	for {
 		k, err := br.ReadByte()
@@ -156,7 +182,7 @@ func (s *spill) readPartition(i int, fn func(r *spillRec)) error {
 		r = spillRec{Kind: k}
 		var m byte
 		if r.UserID, err = str(); err == nil {
-			if r.Audience, err = str(); err == nil {
+			if r.Audience, err = audience(); err == nil {
 				if m, err = br.ReadByte(); err == nil {
 					r.Member = m == 1
 					if r.DeviceID, err = str(); err == nil {
