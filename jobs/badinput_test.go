@@ -194,7 +194,9 @@ func badCases() []badCase {
 				off, size := chunk(t, b, 1, "event")
 				return slices.Clone(b[:off+size/2])
 			}},
-		{name: "row group cut out, footer kept", path: basisTracks, want: []string{"row group 1", "column"}, midRead: true,
+		// Every chunk after the cut is garbage: with two decoders, row
+		// group 1 or 2 may fail first.
+		{name: "row group cut out, footer kept", path: basisTracks, want: []string{"row group ", "column"}, midRead: true,
 			make: func(t *testing.T, b []byte) []byte {
 				off, size := chunk(t, b, 1, "event")
 				return append(slices.Clone(b[:off+size/2]), b[footerStart(b):]...)

@@ -655,9 +655,9 @@ func (r *liveRun) decodeWorker(ctx context.Context) error {
 	for ui := range r.unitCh {
 		u := r.units[ui]
 		obj := r.objs[u.Object]
-		if r.bad.has(u.Object) {
-			continue // another unit of the object was found unreadable
-		}
+		// A unit handed over is read even if another unit of its object
+		// failed meanwhile (the feeder stops handing them over): the units
+		// dispatched before a failure are then always read.
 		resume := &r.resume[ui]
 		var seen int64
 		err := r.deps.Decoder.Decode(ctx, obj, u.RowGroup, func(first int64, batch []segment.Message) error {
