@@ -19,6 +19,9 @@ import (
 // fall into shards. It reads footers only, and needs no Convertro settings.
 func PrintPlan(ctx context.Context, o Options, env Env) error {
 	env = env.withDefaults()
+	if o.withDefaults().Kind == "audience" {
+		return fmt.Errorf("%w: plan lists the row groups of a backfill; for an audience job use run --dry-run --out FILE, which diffs and sends nothing", ErrConfig)
+	}
 	p, err := prepare(ctx, o, env, false)
 	if err != nil {
 		return err
@@ -117,6 +120,13 @@ func Status(ctx context.Context, state string, asJSON bool, env Env) error {
 		s := shardStatus{Job: m.Job, Shard: m.Shard.String(), Status: m.Status, Counts: m.Counts, Runs: m.Runs,
 			Lease: m.Lease, LeaseLive: m.Lease.Expires.After(now), Updated: m.Updated}
 		for _, u := range m.Units {
+			if u.Retired {
+				// A replaced version of an object set aside: only what
+				// was read of it counts.
+				s.RowsTotal += u.Acked()
+				s.RowsDone += u.Acked()
+				continue
+			}
 			s.RowsTotal += u.Rows
 			if u.Done {
 				s.RowsDone += u.Rows
