@@ -449,11 +449,15 @@ func (j *audienceJob) spillTable(ctx context.Context, sp *spill, t *audienceTabl
 	case "devices":
 		cols = []string{"user_id", "context_device_id", "timestamp"}
 	}
-	audKeys := map[string]string{} // source audience name -> key
+	audKeys := map[string]string{} // source audience name -> key ("" when unusable)
 	key := func(name []byte) string {
 		k, ok := audKeys[string(name)]
 		if !ok {
 			k = convertro.SnakeCase(string(name))
+			if err := convertro.ValidateAudience(string(name)); err != nil {
+				j.env.Log.Warn("audience name unusable as a trait; its rows are left out", "object", t.obj.URI, "audience", string(name), "err", err)
+				k = ""
+			}
 			audKeys[string(name)] = k
 		}
 		return k

@@ -6,6 +6,13 @@
 // the checkpoint manifest and the report. jobs itself talks neither HTTP nor
 // Parquet.
 //
+// The audience sync (kind "audience", audience.go) keeps Convertro's view of
+// Engage audiences in step with a membership source: it diffs the source
+// against a snapshot of what Convertro was last told, partition by partition
+// in temporary spill files (audience_diff.go), delivers only the changes on
+// the same pipeline, and makes the new snapshot current once every change
+// is handled.
+//
 // # Errors
 //
 // ErrConfig for a job that cannot start as configured (missing setting,
