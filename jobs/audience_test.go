@@ -413,7 +413,10 @@ func TestAudienceDiffPartitions(t *testing.T) {
 	}
 }
 
+// reset forgets what was recorded so far (the simulator's buffered
+// records included).
 func (r *recorder) reset() {
+	r.sim.Flush()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.buf.Reset()
@@ -494,4 +497,55 @@ func TestAudienceGCS(t *testing.T) {
 	if _, err := srv.GetObject("engage", "state/"+audiencePending); err == nil {
 		t.Error("pending.json left in the GCS state")
 	}
+}
+
+func TestAudienceDryRunChangesNoState(t *testing.T) {
+	state := t.TempDir()
+	rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12"})
+	o := audienceOptions(membersSource(t, users("u", 0, 5), nil), state, rec.srv.URL)
+	if _, err := Run(context.Background(), o, testEnv(t)); err != nil {
+		t.Fatal(err)
+	}
+	rec.reset()
+	o.Sources = []string{membersSource(t, users("u", 1, 7), nil)}
+	o.DryRun, o.Out = true, filepath.Join(t.TempDir(), "requests.jsonl")
+	if _, err := Run(context.Background(), o, testEnv(t)); err != nil {
+		t.Fatal(err)
+	}
+	wantDry := append(want([]string{"u00"}, "false"), want([]string{"u05", "u06"}, "true")...)
+	slices.Sort(wantDry)
+	diffRequests(t, "dry run", sentTraits(t, dryRunRequests(t, o.Out)), wantDry)
+	if got := rec.requests(t); len(got) != 0 {
+		t.Errorf("a dry run sent %d requests", len(got))
+	}
+	diffRequests(t, "snapshot after a dry run", snapshotMembers(t, state), keyed(users("u", 0, 5), "high_value"))
+}
+
+// TestAudienceScope: with --audience, only the named audiences are synced;
+// the snapshot's other audiences are kept as they are.
+func TestAudienceScope(t *testing.T) {
+	state := t.TempDir()
+	rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12"})
+	src := t.TempDir()
+	writeAudienceParquet(t, filepath.Join(src, "m.parquet"), []memberRow{
+		{"a", "High Value", true, ptr("d-a")}, {"b", "Churn Risk", true, ptr("d-b")},
+	})
+	o := audienceOptions(src, state, rec.srv.URL)
+	if _, err := Run(context.Background(), o, testEnv(t)); err != nil {
+		t.Fatal(err)
+	}
+	// The next source has only churn_risk rows, and c joined it; a sync of
+	// churn_risk alone must not take a out of high_value.
+	src2 := t.TempDir()
+	writeAudienceParquet(t, filepath.Join(src2, "m.parquet"), []memberRow{
+		{"b", "Churn Risk", true, ptr("d-b")}, {"c", "Churn Risk", true, ptr("d-c")},
+	})
+	rec.reset()
+	o.Sources, o.Audiences = []string{src2}, []string{"churn_risk"}
+	if _, err := Run(context.Background(), o, testEnv(t)); err != nil {
+		t.Fatal(err)
+	}
+	diffRequests(t, "scoped sync", sentTraits(t, rec.requests(t)), []string{"c d-c churn_risk=true"})
+	diffRequests(t, "snapshot after a scoped sync", snapshotMembers(t, state),
+		[]string{"a high_value", "b churn_risk", "c churn_risk"})
 }
