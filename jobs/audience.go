@@ -190,7 +190,7 @@ func runAudience(ctx context.Context, o Options, env Env) (*pipeline.Report, err
 // diff reads the current snapshot and the sources, and stores a pending
 // sync; nil when no membership changed.
 func (j *audienceJob) diff(ctx context.Context) (*audiencePendingFile, error) {
-	prev, err := j.currentSnapshot(ctx)
+	prev, gen, err := j.current(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -224,73 +224,70 @@ func (j *audienceJob) diff(ctx context.Context) (*audiencePendingFile, error) {
 		}
 		return nil, err
 	}
+	// The diff took no lease: a sync that committed while it ran has made
+	// it stale. Pending is written first, so no commit can slip in after
+	// this check (a sync that is pending stops a new one above).
+	if _, now, err := j.current(ctx); err != nil || now != gen {
+		if derr := j.st.Delete(ctx, audiencePending); derr != nil {
+			err = errors.Join(err, derr)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%s changed while this sync diffed: another sync committed; run again: %w", j.st.URI(audienceCurrent), pipeline.ErrLeaseHeld)
+	}
 	return &p, nil
 }
 
-// currentSnapshot returns the current.json record (zero if none yet).
+// currentSnapshot returns the current.json record (zero if none yet) and
+// its generation (0 if none).
 func (j *audienceJob) currentSnapshot(ctx context.Context) (audienceCurrentFile, error) {
+	cur, _, err := j.current(ctx)
+	return cur, err
+}
+
+func (j *audienceJob) current(ctx context.Context) (audienceCurrentFile, int64, error) {
 	var cur audienceCurrentFile
-	data, _, err := j.st.Read(ctx, audienceCurrent)
+	data, gen, err := j.st.Read(ctx, audienceCurrent)
 	if errors.Is(err, pipeline.ErrStateNotFound) {
-		return cur, nil
+		return cur, 0, nil
 	}
 	if err != nil {
-		return cur, err
+		return cur, 0, err
 	}
 	if err := json.Unmarshal(data, &cur); err != nil {
-		return cur, fmt.Errorf("read %s: %w", j.st.URI(audienceCurrent), err)
+		return cur, 0, fmt.Errorf("read %s: %w", j.st.URI(audienceCurrent), err)
 	}
-	return cur, nil
+	return cur, gen, nil
 }
 
 // diffFiles spills the previous snapshot, the sources and the devices, and
 // writes the local changes and snapshot files.
 func (j *audienceJob) diffFiles(ctx context.Context, prev audienceCurrentFile) (res diffResult, changes, snapshot string, err error) {
-	var tables []*audienceTable
-	defer func() {
-		for _, t := range tables {
-			t.close()
-		}
-	}()
+	in := &audienceInputs{}
+	defer in.close()
 	if prev.Snapshot != "" {
 		local := filepath.Join(j.work, "previous.parquet")
 		if _, err := j.st.ReadFile(ctx, prev.Snapshot, local); err != nil {
 			return res, "", "", err
 		}
-		ts, err := openTables(ctx, local, nil)
-		if err != nil {
+		if err := in.add(ctx, local, nil, func(t *audienceTable) error { t.kind = "snapshot"; return nil }); err != nil {
 			return res, "", "", err
 		}
-		for _, t := range ts {
-			t.kind = "snapshot"
-		}
-		tables = append(tables, ts...)
 	}
 	for _, uri := range j.o.Sources {
-		ts, err := openTables(ctx, uri, j.gcs)
-		if err != nil {
+		if err := in.add(ctx, uri, j.gcs, j.detect); err != nil {
 			return res, "", "", err
 		}
-		tables = append(tables, ts...)
 	}
 	if j.o.Devices != "" {
-		ts, err := openTables(ctx, j.o.Devices, j.gcs)
-		if err != nil {
+		if err := in.add(ctx, j.o.Devices, j.gcs, func(t *audienceTable) error { t.kind = "devices"; return nil }); err != nil {
 			return res, "", "", err
 		}
-		for _, t := range ts {
-			t.kind = "devices"
-		}
-		tables = append(tables, ts...)
 	}
 	var rows int64
-	for _, t := range tables {
-		if t.kind == "" {
-			if err := j.detect(t); err != nil {
-				return res, "", "", err
-			}
-		}
-		rows += t.tbl.Rows()
+	for _, t := range in.tables {
+		rows += t.rows
 	}
 	j.partitions = partitionsFor(rows)
 	sp, err := newSpill(j.work, j.partitions)
@@ -298,11 +295,15 @@ func (j *audienceJob) diffFiles(ctx context.Context, prev audienceCurrentFile) (
 		return res, "", "", err
 	}
 	defer sp.close()
-	for _, t := range tables {
-		if err := j.spillTable(ctx, sp, t); err != nil {
+	for _, t := range in.tables {
+		if err := t.open(ctx); err != nil {
 			return res, "", "", err
 		}
-		t.close()
+		err := j.spillTable(ctx, sp, t)
+		t.closeFile()
+		if err != nil {
+			return res, "", "", err
+		}
 	}
 	if err := sp.finish(); err != nil {
 		return res, "", "", err
@@ -334,61 +335,83 @@ func (j *audienceJob) diffFiles(ctx context.Context, prev audienceCurrentFile) (
 	return res, changes, snapshot, nil
 }
 
-// audienceTable is one opened object of an audience sync's inputs.
+// audienceInputs are the objects an audience sync reads. Only one object is
+// open at a time: a source folder may hold thousands.
+type audienceInputs struct {
+	sources []*readers.Source
+	tables  []*audienceTable
+}
+
+// audienceTable is one object of an audience sync's inputs.
 type audienceTable struct {
 	src  *readers.Source
 	obj  readers.Object
 	file readers.File
 	tbl  *readers.Table
+	rows int64
 	kind string // snapshot, devices, or one of the input kinds
 	// cols are the columns read, in the order spillTable expects.
 	cols    []string
 	entered int8 // events: 1 entered, -1 exited, 0 per row (event column)
 }
 
-func (t *audienceTable) close() {
-	if t.file != nil {
-		t.file.Close()
-		t.file = nil
+// add lists uri and reads the footer of each of its data objects, where
+// kind sets what the object is (or refuses it).
+func (in *audienceInputs) add(ctx context.Context, uri string, gcs *storage.Client, kind func(*audienceTable) error) error {
+	src, err := readers.OpenSource(ctx, uri, readers.SourceOptions{GCSClient: gcs})
+	if err != nil {
+		return err
 	}
-	if t.src != nil {
-		t.src.Close()
-		t.src = nil
+	in.sources = append(in.sources, src)
+	l, err := src.Scan(ctx)
+	if err != nil {
+		return err
+	}
+	for _, obj := range l.Objects {
+		t := &audienceTable{src: src, obj: obj}
+		if err := t.open(ctx); err != nil {
+			return err
+		}
+		t.rows = t.tbl.Rows()
+		err := kind(t)
+		t.closeFile()
+		if err != nil {
+			return err
+		}
+		in.tables = append(in.tables, t)
+	}
+	return nil
+}
+
+func (in *audienceInputs) close() {
+	for _, t := range in.tables {
+		t.closeFile()
+	}
+	for _, s := range in.sources {
+		s.Close()
 	}
 }
 
-// openTables lists uri and opens every data object's footer.
-func openTables(ctx context.Context, uri string, gcs *storage.Client) ([]*audienceTable, error) {
-	src, err := readers.OpenSource(ctx, uri, readers.SourceOptions{GCSClient: gcs})
+// open opens the object and reads its footer.
+func (t *audienceTable) open(ctx context.Context) error {
+	f, err := t.src.Open(ctx, t.obj)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	l, err := src.Scan(ctx)
+	tbl, err := readers.OpenTable(ctx, f, t.obj)
 	if err != nil {
-		src.Close()
-		return nil, err
+		f.Close()
+		return err
 	}
-	var out []*audienceTable
-	for i, obj := range l.Objects {
-		f, err := src.Open(ctx, obj)
-		if err != nil {
-			return out, err
-		}
-		tbl, err := readers.OpenTable(ctx, f, obj)
-		if err != nil {
-			f.Close()
-			return out, err
-		}
-		t := &audienceTable{obj: obj, file: f, tbl: tbl}
-		if i == len(l.Objects)-1 {
-			t.src = src // the last table closes the source
-		}
-		out = append(out, t)
+	t.file, t.tbl = f, tbl
+	return nil
+}
+
+func (t *audienceTable) closeFile() {
+	if t.file != nil {
+		t.file.Close()
+		t.file, t.tbl = nil, nil
 	}
-	if len(l.Objects) == 0 {
-		src.Close()
-	}
-	return out, nil
 }
 
 // detect decides an input object's kind from its columns: an audience_key

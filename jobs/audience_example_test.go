@@ -30,13 +30,17 @@ func TestWriteAudienceSample(t *testing.T) {
 	if os.Getenv("CONVERTRO_WRITE_AUDIENCE_SAMPLE") == "" {
 		t.Skip("set CONVERTRO_WRITE_AUDIENCE_SAMPLE=1 to rewrite the example")
 	}
-	tables, err := openTables(context.Background(), "sample/identifies", nil)
-	if err != nil {
+	in := &audienceInputs{}
+	defer in.close()
+	if err := in.add(context.Background(), "sample/identifies", nil, func(*audienceTable) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	seen := map[string]bool{}
 	var us []string
-	for _, tb := range tables {
+	for _, tb := range in.tables {
+		if err := tb.open(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 		for g := range tb.tbl.RowGroups() {
 			tb.tbl.ReadRowGroup(context.Background(), g, []string{"user_id", "context_device_id"}, func(_ int64, c []readers.Cell) error {
 				u := string(c[0].Text)
@@ -47,7 +51,7 @@ func TestWriteAudienceSample(t *testing.T) {
 				return nil
 			})
 		}
-		tb.close()
+		tb.closeFile()
 	}
 	slices.Sort(us)
 	if len(us) < 12 {
