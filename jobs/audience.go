@@ -172,34 +172,51 @@ func runAudience(ctx context.Context, o Options, env Env) (*pipeline.Report, err
 	} else if !errors.Is(err, pipeline.ErrStateNotFound) {
 		return nil, err
 	}
-	p, err := j.diff(ctx)
+	p, res, err := j.diff(ctx)
 	if err != nil {
 		return nil, err
 	}
 	if p == nil {
-		if resumed != nil {
+		if resumed != nil && res.Changes == 0 {
 			return resumed, nil
 		}
-		rep := &pipeline.Report{Status: pipeline.StatusFinished}
-		env.Log.Info("audience sync: no membership changed since the last sync")
-		return rep, nil
+		return j.nothingToSend(res), nil
 	}
 	return j.deliver(ctx, *p)
 }
 
+// nothingToSend reports a sync whose only changes (if any) lack a device id:
+// they are counted as skipped, and the snapshot stays as it is.
+func (j *audienceJob) nothingToSend(res diffResult) *pipeline.Report {
+	rep := &pipeline.Report{
+		Job: fmt.Sprintf("audience sync of %s: %d changes", strings.Join(j.o.Sources, ", "), res.Changes), Kind: "audience",
+		Shard: "0/1", Status: pipeline.StatusFinished, RowsPlanned: res.Changes, RowsMarked: res.Changes,
+		Counts: pipeline.Counts{RowsRead: res.Changes, RowsSkipped: map[string]int64{}},
+	}
+	if res.NoDevice > 0 {
+		rep.Counts.RowsSkipped[convertro.SkipMissingDeviceID.String()] = res.NoDevice
+	}
+	if res.Changes == 0 {
+		j.env.Log.Info("audience sync: no membership changed since the last sync")
+	}
+	rep.Summary(j.env.Stderr)
+	return rep
+}
+
 // diff reads the current snapshot and the sources, and stores a pending
 // sync; nil when no membership changed.
-func (j *audienceJob) diff(ctx context.Context) (*audiencePendingFile, error) {
+func (j *audienceJob) diff(ctx context.Context) (*audiencePendingFile, diffResult, error) {
 	prev, gen, err := j.current(ctx)
 	if err != nil {
-		return nil, err
+		return nil, diffResult{}, err
 	}
 	res, changes, snapshot, err := j.diffFiles(ctx, prev)
 	if err != nil {
-		return nil, err
+		return nil, res, err
 	}
-	if res.Changes == 0 {
-		return nil, nil
+	if res.Changes == res.NoDevice {
+		// Nothing can be sent, and the new snapshot is the old one.
+		return nil, res, nil
 	}
 	id := j.env.Now().UTC().Format("20060102T150405.000000000Z")
 	p := audiencePendingFile{
@@ -212,17 +229,17 @@ func (j *audienceJob) diff(ctx context.Context) (*audiencePendingFile, error) {
 		Created:     j.env.Now().UTC(),
 	}
 	if p.ChangesGen, err = j.st.WriteFile(ctx, p.Changes, changes, pipeline.IfAbsent); err != nil {
-		return nil, err
+		return nil, res, err
 	}
 	if _, err := j.st.WriteFile(ctx, p.Snapshot, snapshot, pipeline.IfAbsent); err != nil {
-		return nil, err
+		return nil, res, err
 	}
 	data, _ := json.MarshalIndent(p, "", "  ")
 	if _, err := j.st.Write(ctx, audiencePending, data, pipeline.IfAbsent); err != nil {
 		if errors.Is(err, pipeline.ErrPrecondition) {
-			return nil, fmt.Errorf("store %s: another audience sync started at the same time: %w", j.st.URI(audiencePending), pipeline.ErrLeaseHeld)
+			return nil, res, fmt.Errorf("store %s: another audience sync started at the same time: %w", j.st.URI(audiencePending), pipeline.ErrLeaseHeld)
 		}
-		return nil, err
+		return nil, res, err
 	}
 	// The diff took no lease: a sync that committed while it ran has made
 	// it stale. Pending is written first, so no commit can slip in after
@@ -232,11 +249,11 @@ func (j *audienceJob) diff(ctx context.Context) (*audiencePendingFile, error) {
 			err = errors.Join(err, derr)
 		}
 		if err != nil {
-			return nil, err
+			return nil, res, err
 		}
-		return nil, fmt.Errorf("%s changed while this sync diffed: another sync committed; run again: %w", j.st.URI(audienceCurrent), pipeline.ErrLeaseHeld)
+		return nil, res, fmt.Errorf("%s changed while this sync diffed: another sync committed; run again: %w", j.st.URI(audienceCurrent), pipeline.ErrLeaseHeld)
 	}
-	return &p, nil
+	return &p, res, nil
 }
 
 // currentSnapshot returns the current.json record (zero if none yet) and
