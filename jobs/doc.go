@@ -22,6 +22,12 @@
 // ErrLeaseLost, ErrJobMismatch, ErrStopped, ErrMisconfigured and ErrIncomplete.
 // The command line maps these kinds to exit codes in one place.
 //
+// A bad file (readers.ErrBadFile, and a zero-byte object named *.parquet)
+// fails the job with OnBadFile "fail"; with "skip" it is set aside, at
+// planning when its footer is bad, or by the pipeline (the Decoder wraps
+// pipeline.ErrSkipObject) when a row group turns out bad, and the job ends
+// with ErrIncomplete. A URL over MaxURLBytes is dead-lettered unsent.
+//
 // # Concurrency
 //
 // Run, PrintPlan, Status and Demo may be called from several goroutines, each
