@@ -100,6 +100,15 @@
 // core, 0.7–0.8 of the plain page walk, with about 6 B and 0.008
 // allocations per row.
 //
+// # Tables
+//
+// OpenTable reads a Parquet object as plain named columns, for inputs that
+// are not Segment messages (audience memberships, device lookups, a job's
+// own state files): Table.ReadRowGroup streams the chosen flat columns,
+// found case-insensitively (a nested column also by its path joined with
+// underscores), as Cells holding text, and a Bool and Time where the value
+// is or parses as one. Its errors follow OpenParquet's.
+//
 // # Errors
 //
 // Errors name the operation and the object once ("open gs://b/k: ...",
