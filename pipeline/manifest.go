@@ -127,6 +127,10 @@ type Manifest struct {
 	// Window is the largest number of requests any run had sent but not yet
 	// committed: the most a kill can cause to be sent twice.
 	Window int `json:"window"`
+	// Reopened counts the runs that started from a finished manifest to
+	// retry objects set aside: they follow no interrupted run, so they are
+	// not resumes and add nothing to the repeat bound.
+	Reopened int `json:"reopened,omitempty"`
 	// DeadLetterFiles are the dead-letter files of the job's runs, each
 	// recorded by the commit that counted its rows.
 	DeadLetterFiles []string  `json:"dead_letter_files,omitempty"`

@@ -91,7 +91,7 @@ func buildReport(m *Manifest, cfg Config, started, finished time.Time, before Co
 		Counts:      cloneCounts(m.Counts),
 		RowsMarked:  markedRows(m.Units),
 		DeadLetters: m.Counts.RequestsDeadLettered,
-		Runs:        m.Runs, Resumes: max(m.Runs-1, 0), Window: m.Window,
+		Runs:        m.Runs, Resumes: max(m.Runs-1-m.Reopened, 0), Window: m.Window,
 		Started: started.UTC(), Finished: finished.UTC(),
 	}
 	read := make([]int64, len(m.Objects))

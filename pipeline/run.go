@@ -427,6 +427,7 @@ func prepareManifest(cfg Config, deps Deps) (m *Manifest, done bool, err error) 
 				// others are done and not read again.
 				prev.Status = StatusRunning
 				prev.Window = max(prev.Window, cfg.Window)
+				prev.Reopened++
 				return prev, false, nil
 			}
 		}

@@ -96,6 +96,9 @@ func TestRunSkipsObjectFoundBad(t *testing.T) {
 	if rep.Counts.ObjectsSkipped != 1 || len(rep.SkippedObjects) != 1 || rep.RowsReplaced != c.RowsRead {
 		t.Errorf("after the fix: %d skipped %+v, %d rows replaced (want %d)", rep.Counts.ObjectsSkipped, rep.SkippedObjects, rep.RowsReplaced, c.RowsRead)
 	}
+	if rep.Runs != 2 || rep.Resumes != 0 || rep.RepeatBound != 0 {
+		t.Errorf("after the fix: %d runs, %d resumes, repeat bound %d: want 2 runs (the unchanged rerun did nothing) and no resume (none was interrupted)", rep.Runs, rep.Resumes, rep.RepeatBound)
+	}
 	if rep.Counts.RowsRead != want.rows+c.RowsRead {
 		t.Errorf("rows read %d, want %d (every row once, plus the replaced version's %d)", rep.Counts.RowsRead, want.rows+c.RowsRead, c.RowsRead)
 	}
