@@ -25,6 +25,8 @@ const (
 	throttleMaxWindow  = 5 * time.Second        // a slow sender's window ends here, whatever its answers
 	throttleStale      = 2 * throttleMaxWindow  // an answer after this long opens a new window
 	throttleMaxShare   = 0.05                   // a larger share of 429s cuts the rate
+	throttleMinTooMany = 3                      // ...if the window holds at least this many 429s
+	throttleQuiet      = throttleMaxShare / 2   // a share of 429s at most this raises it
 	throttleCut        = 0.7                    // multiplicative decrease
 	throttleRaise      = 0.05                   // additive increase: this share of the rate...
 	throttleMinRaise   = 1.0                    // ...or this many requests/s, whichever is larger
@@ -58,7 +60,8 @@ const (
 // throttle is an AIMD controller of the Client's shared rate limit. It
 // counts the answers of a short window and, at the window's end, cuts the
 // rate by throttleCut when more than throttleMaxShare of them were 429s, or
-// raises it by a small step when none were, up to the configured ceiling.
+// raises it by a small step when they were well under that (throttleQuiet),
+// up to the configured ceiling.
 //
 // Convertro's 429s are the only load signal: 5xx and timeouts are left to
 // backoff, since a failing server is not necessarily a busy one.
@@ -137,7 +140,14 @@ func (t *throttle) adjust(now time.Time, secs float64, n int) {
 	sent := float64(n) / secs
 	share := float64(t.tooMany) / float64(n)
 	switch {
-	case share > throttleMaxShare:
+	// A server under load answers more 429s the faster it is pushed; one
+	// that sheds a steady few (a 2% background of 429s) does so at any rate.
+	// So a cut needs a clear excess — over the threshold and more than a
+	// couple of 429s, which a 20-answer window reaches by chance — and a
+	// window well under the threshold counts as quiet. Requiring windows
+	// with no 429 at all would ratchet the rate down under background 429s,
+	// since such windows get rarer as the rate rises.
+	case share > throttleMaxShare && t.tooMany >= throttleMinTooMany:
 		// Cut from the rate actually sent. Unlimited, that is the accepted
 		// rate: the attempt rate then counts the 429s themselves. Limited,
 		// it is the limit, or the answer rate of this window or the last
@@ -151,7 +161,7 @@ func (t *throttle) adjust(now time.Time, secs float64, n int) {
 			base = min(base, max(sent, t.prevSent))
 		}
 		t.set(now, max(t.floor(), base*throttleCut), share, accepted)
-	case t.tooMany == 0 && t.rate > 0:
+	case share <= throttleQuiet && t.rate > 0:
 		step := throttleRaise
 		if t.knee > 0 && t.rate >= t.knee {
 			step = throttleProbe

@@ -514,3 +514,39 @@ func BenchmarkThrottleObserve(b *testing.B) {
 		}
 	})
 }
+
+// A steady background of 429s that does not grow with the rate (2% of every
+// window, as the soak's faulty simulator sends) is not load: the rate must
+// not ratchet down under it, and a small window with a single 429 (5% of 20
+// answers, by chance) cuts nothing.
+func TestThrottleBackground429sDoNotRatchetDown(t *testing.T) {
+	r := newThrottleRig(1000)
+	r.window(500*time.Millisecond, 19, 1) // one 429 in 20: chance, not load
+	if got := r.rate(); got != 1000 {
+		t.Fatalf("one 429 in a 20-answer window cut the rate to %v", got)
+	}
+	r.th.setCeiling(0) // unlimited, as the job runs by default
+	r.window(500*time.Millisecond, 180, 20) // a real excess: 10%
+	cut := r.rate()
+	if cut == 0 || cut >= 400 {
+		t.Fatalf("10%% 429s left the rate at %v, want a cut below the 360/s accepted", cut)
+	}
+	best := cut
+	for range 40 { // then 2% for 20 s, at whatever rate the limit allows
+		n := int(r.rate() / 2)
+		if r.rate() == 0 {
+			n = 400
+		}
+		r.window(500*time.Millisecond, n-n/50, n/50)
+		if r.rate() == 0 {
+			break
+		}
+		best = max(best, r.rate())
+	}
+	if got := r.rate(); got != 0 && got <= best*0.99 {
+		t.Errorf("after 20 s of 2%% background 429s the rate fell to %v (best %v)", got, best)
+	}
+	if got := r.rate(); got != 0 && got < 400 {
+		t.Errorf("after 20 s of 2%% background 429s the rate is %v, want it back above the 360/s it was cut from", got)
+	}
+}
