@@ -525,7 +525,7 @@ func TestThrottleBackground429sDoNotRatchetDown(t *testing.T) {
 	if got := r.rate(); got != 1000 {
 		t.Fatalf("one 429 in a 20-answer window cut the rate to %v", got)
 	}
-	r.th.setCeiling(0) // unlimited, as the job runs by default
+	r.th.setCeiling(0)                      // unlimited, as the job runs by default
 	r.window(500*time.Millisecond, 180, 20) // a real excess: 10%
 	cut := r.rate()
 	if cut == 0 || cut >= 400 {
