@@ -336,7 +336,7 @@ func (j *audienceJob) diffFiles(ctx context.Context, prev audienceCurrentFile) (
 		return res, "", "", err
 	}
 	scope := func(a string) bool { return len(j.scope) == 0 || j.scope[a] }
-	res, err = sp.diff(diffOptions{inScope: scope, now: j.env.Now().Unix()}, cw, sw)
+	res, err = sp.diff(diffOptions{inScope: scope, now: j.env.Now().Unix(), absentLeaves: in.wholeTables()}, cw, sw)
 	if err != nil {
 		cw.Abort()
 		sw.Abort()
@@ -398,6 +398,22 @@ func (in *audienceInputs) add(ctx context.Context, uri string, gcs *storage.Clie
 		in.tables = append(in.tables, t)
 	}
 	return nil
+}
+
+// wholeTables reports whether the sources are membership tables only: then
+// they list every member, and one they do not list has left. Events and
+// identifies may be one day's worth, where silence is no news.
+func (in *audienceInputs) wholeTables() bool {
+	whole := false
+	for _, t := range in.tables {
+		switch t.kind {
+		case inputMembership:
+			whole = true
+		case inputEvents, inputIdentifies:
+			return false
+		}
+	}
+	return whole
 }
 
 func (in *audienceInputs) close() {

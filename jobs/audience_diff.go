@@ -224,6 +224,11 @@ type diffOptions struct {
 	// now is the sync's time (Unix seconds), the ts of a change whose source
 	// row has no time.
 	now int64
+	// absentLeaves says that a member the source does not mention has left:
+	// true when the source is a whole membership table; false for streams of
+	// events (identifies, audience_entered/exited), which may be one day's
+	// worth, where silence is no news.
+	absentLeaves bool
 }
 
 // diff reads the partitions one by one and writes the changes (in user,
@@ -290,6 +295,12 @@ func (s *spill) diff(o diffOptions, changes, snapshot *writers.MembershipWriter)
 				continue
 			}
 			now, has := cur[k]
+			if !has && !o.absentLeaves {
+				if err := keep(); err != nil {
+					return res, err
+				}
+				continue
+			}
 			want := has && now.member
 			if want == (had && was.member) {
 				if err := keep(); err != nil {

@@ -309,6 +309,19 @@ func TestAudienceInputEvents(t *testing.T) {
 		"a d-a high_value=true",
 		"b d-b cart_abandoners=true",
 	})
+
+	// The next day's events alone: a left; silence about b is no news.
+	rec.reset()
+	next := t.TempDir()
+	writeAudienceParquet(t, filepath.Join(next, "audience_exited", "part-0.parquet"), []audienceEventRow{
+		{"a", "high_value", ptr("d-a"), t0.Add(24 * time.Hour)},
+	})
+	o.Sources = []string{next}
+	if _, err := Run(context.Background(), o, testEnv(t)); err != nil {
+		t.Fatal(err)
+	}
+	diffRequests(t, "next day's events", sentTraits(t, rec.requests(t)), []string{"a d-a high_value=false"})
+	diffRequests(t, "snapshot after the next day", snapshotMembers(t, o.State), []string{"b cart_abandoners"})
 }
 
 type renamedRow struct {
@@ -393,7 +406,7 @@ func TestAudienceDiffPartitions(t *testing.T) {
 	}
 	cw, _ := writers.CreateMemberships(filepath.Join(dir, "c.parquet"), 0)
 	sw, _ := writers.CreateMemberships(filepath.Join(dir, "s.parquet"), 0)
-	res, err := sp.diff(diffOptions{inScope: func(string) bool { return true }, now: 1}, cw, sw)
+	res, err := sp.diff(diffOptions{inScope: func(string) bool { return true }, now: 1, absentLeaves: true}, cw, sw)
 	if err != nil {
 		t.Fatal(err)
 	}
