@@ -562,3 +562,30 @@ func TestAudienceScope(t *testing.T) {
 	diffRequests(t, "snapshot after a scoped sync", snapshotMembers(t, state),
 		[]string{"a high_value", "b churn_risk", "c churn_risk"})
 }
+
+type audienceEventWithNameRow struct {
+	UserID      string    `parquet:"user_id"`
+	Event       string    `parquet:"event"`
+	AudienceKey string    `parquet:"audience_key"`
+	DeviceID    *string   `parquet:"context_device_id,optional"`
+	Timestamp   time.Time `parquet:"timestamp,timestamp(microsecond)"`
+}
+
+// TestAudienceInputEventsOneTable: entered and exited events in one table,
+// told apart by their event column.
+func TestAudienceInputEventsOneTable(t *testing.T) {
+	src := t.TempDir()
+	t0 := time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)
+	writeAudienceParquet(t, filepath.Join(src, "engage", "part-0.parquet"), []audienceEventWithNameRow{
+		{"a", "audience_entered", "vip", ptr("d-a"), t0},
+		{"b", "Audience Entered", "vip", ptr("d-b"), t0},
+		{"b", "Audience Exited", "vip", ptr("d-b"), t0.Add(time.Minute)},
+		{"c", "Order Completed", "vip", ptr("d-c"), t0}, // not an audience event
+	})
+	rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12"})
+	o := audienceOptions(src, t.TempDir(), rec.srv.URL)
+	if _, err := Run(context.Background(), o, testEnv(t)); err != nil {
+		t.Fatal(err)
+	}
+	diffRequests(t, "events in one table", sentTraits(t, rec.requests(t)), []string{"a d-a vip=true"})
+}
