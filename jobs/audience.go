@@ -108,6 +108,9 @@ type audienceJob struct {
 	scope  map[string]bool // audience keys of --audience; empty: all
 	// partitions is how many partitions the last diff spilled into.
 	partitions int
+	// from and to (--from, --to) select the sources' day partitions; the
+	// device lookup and the state are read whole.
+	from, to time.Time
 }
 
 // runAudience runs one audience sync: it finishes a sync a previous run left
@@ -119,6 +122,13 @@ func runAudience(ctx context.Context, o Options, env Env) (*pipeline.Report, err
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
+	if o.Shard != "" || o.Shards > 1 {
+		return nil, fmt.Errorf("%w: an audience sync runs as one process: --shard/--shards do not apply", ErrConfig)
+	}
+	from, to, err := dateRange(o, env.Now())
+	if err != nil {
+		return nil, err
+	}
 	s := convertro.Settings{Account: o.Account, ClientName: o.ClientName, SiteID: o.SiteID, Domain: o.Domain, Endpoint: o.Endpoint}
 	if err := s.Validate(!o.DryRun); err != nil {
 		return nil, err
@@ -127,7 +137,7 @@ func runAudience(ctx context.Context, o Options, env Env) (*pipeline.Report, err
 	if err != nil {
 		return nil, err
 	}
-	j := &audienceJob{o: o, env: env, mapper: m, wire: convertro.NewWire(s), gcs: env.GCS, scope: map[string]bool{}}
+	j := &audienceJob{o: o, env: env, mapper: m, wire: convertro.NewWire(s), gcs: env.GCS, scope: map[string]bool{}, from: from, to: to}
 	for _, a := range o.Audiences {
 		if err := convertro.ValidateAudience(a); err != nil {
 			return nil, fmt.Errorf("%w: --audience: %w", ErrConfig, err)
@@ -288,17 +298,17 @@ func (j *audienceJob) diffFiles(ctx context.Context, prev audienceCurrentFile) (
 		if _, err := j.st.ReadFile(ctx, prev.Snapshot, local); err != nil {
 			return res, "", "", err
 		}
-		if err := in.add(ctx, local, nil, func(t *audienceTable) error { t.kind = "snapshot"; return nil }); err != nil {
+		if err := in.add(ctx, local, readers.SourceOptions{}, func(t *audienceTable) error { t.kind = "snapshot"; return nil }); err != nil {
 			return res, "", "", err
 		}
 	}
 	for _, uri := range j.o.Sources {
-		if err := in.add(ctx, uri, j.gcs, j.detect); err != nil {
+		if err := in.add(ctx, uri, readers.SourceOptions{GCSClient: j.gcs, From: j.from, To: j.to}, j.detect); err != nil {
 			return res, "", "", err
 		}
 	}
 	if j.o.Devices != "" {
-		if err := in.add(ctx, j.o.Devices, j.gcs, func(t *audienceTable) error { t.kind = "devices"; return nil }); err != nil {
+		if err := in.add(ctx, j.o.Devices, readers.SourceOptions{GCSClient: j.gcs}, func(t *audienceTable) error { t.kind = "devices"; return nil }); err != nil {
 			return res, "", "", err
 		}
 	}
@@ -374,8 +384,8 @@ type audienceTable struct {
 
 // add lists uri and reads the footer of each of its data objects, where
 // kind sets what the object is (or refuses it).
-func (in *audienceInputs) add(ctx context.Context, uri string, gcs *storage.Client, kind func(*audienceTable) error) error {
-	src, err := readers.OpenSource(ctx, uri, readers.SourceOptions{GCSClient: gcs})
+func (in *audienceInputs) add(ctx context.Context, uri string, so readers.SourceOptions, kind func(*audienceTable) error) error {
+	src, err := readers.OpenSource(ctx, uri, so)
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ func TestWriteAudienceSample(t *testing.T) {
 	}
 	in := &audienceInputs{}
 	defer in.close()
-	if err := in.add(context.Background(), "sample/identifies", nil, func(*audienceTable) error { return nil }); err != nil {
+	if err := in.add(context.Background(), "sample/identifies", readers.SourceOptions{}, func(*audienceTable) error { return nil }); err != nil {
 		t.Fatal(err)
 	}
 	seen := map[string]bool{}

@@ -589,3 +589,27 @@ func TestAudienceInputEventsOneTable(t *testing.T) {
 	}
 	diffRequests(t, "events in one table", sentTraits(t, rec.requests(t)), []string{"a d-a vip=true"})
 }
+
+// TestAudienceDateRange: --from/--to pick the day partitions of the sources.
+func TestAudienceDateRange(t *testing.T) {
+	src := t.TempDir()
+	t0 := time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)
+	writeAudienceParquet(t, filepath.Join(src, "audience_entered", "day=2024-03-01", "p.parquet"), []audienceEventRow{
+		{"a", "vip", ptr("d-a"), t0},
+	})
+	writeAudienceParquet(t, filepath.Join(src, "audience_entered", "day=2024-03-02", "p.parquet"), []audienceEventRow{
+		{"b", "vip", ptr("d-b"), t0.Add(24 * time.Hour)},
+	})
+	rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12"})
+	o := audienceOptions(src, t.TempDir(), rec.srv.URL)
+	o.From, o.To = "2024-03-02", "2024-03-02"
+	if _, err := Run(context.Background(), o, testEnv(t)); err != nil {
+		t.Fatal(err)
+	}
+	diffRequests(t, "one day's events", sentTraits(t, rec.requests(t)), []string{"b d-b vip=true"})
+
+	o.Shard = "1/2"
+	if _, err := Run(context.Background(), o, testEnv(t)); !errors.Is(err, ErrConfig) {
+		t.Errorf("sharded audience sync: err = %v, want ErrConfig", err)
+	}
+}
