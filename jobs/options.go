@@ -158,7 +158,7 @@ func (o Options) validate() error {
 	case "backfill":
 	case "audience":
 	default:
-		return fmt.Errorf("%w: kind %q: want backfill", ErrConfig, o.Kind)
+		return fmt.Errorf("%w: kind %q: want backfill or audience", ErrConfig, o.Kind)
 	}
 	if o.DryRun && o.Out == "" {
 		return fmt.Errorf("%w: --dry-run needs --out FILE (or - for stdout)", ErrConfig)

@@ -68,7 +68,7 @@ type jobFlags struct {
 func (f *jobFlags) bind(fs *pflag.FlagSet) {
 	o := &f.o
 	fs.StringVar(&f.config, "config", "", "YAML job file (same keys as the flags)")
-	fs.StringVar(&o.Kind, "job", "", "kind of job: backfill (default)")
+	fs.StringVar(&o.Kind, "job", "", "kind of job: backfill (default) or audience")
 	fs.StringArrayVar(&o.Sources, "source", nil, "source URI: a path, file://… or gs://bucket/prefix (repeatable)")
 	fs.StringVar(&o.State, "state", "", "state location for the manifest, report and dead letters: a path or gs://… (default ./.convertro-state)")
 	fs.StringVar(&o.Endpoint, "endpoint", "", "Convertro base URL (overrides https://{domain})")
