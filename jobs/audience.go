@@ -106,8 +106,10 @@ type audienceJob struct {
 	st     pipeline.FileStateStore
 	work   string
 	scope  map[string]bool // audience keys of --audience; empty: all
-	// partitions is how many partitions the last diff spilled into.
+	// partitions is how many partitions the last diff spilled into, and
+	// spilled the bytes it wrote to them.
 	partitions int
+	spilled    int64
 	// from and to (--from, --to) select the sources' day partitions; the
 	// device lookup and the state are read whole.
 	from, to time.Time
@@ -335,6 +337,7 @@ func (j *audienceJob) diffFiles(ctx context.Context, prev audienceCurrentFile) (
 	if err := sp.finish(); err != nil {
 		return res, "", "", err
 	}
+	j.spilled = sp.bytes
 	changes, snapshot = filepath.Join(j.work, "changes.parquet"), filepath.Join(j.work, "snapshot.parquet")
 	cw, err := writers.CreateMemberships(changes, changesRowGroup)
 	if err != nil {

@@ -119,6 +119,8 @@ func genAudienceBench(tb testing.TB, n int, state, src string) int64 {
 type benchChildResult struct {
 	Changes, Snapshot int64
 	Partitions        int
+	// Disk: the spill files, and the changes and snapshot files written.
+	SpillBytes, ChangesBytes, SnapshotBytes int64
 }
 
 func BenchmarkAudienceDiff(b *testing.B) {
@@ -163,9 +165,11 @@ func BenchmarkAudienceDiff(b *testing.B) {
 		if res.Changes != want {
 			b.Fatalf("diff found %d changes, want %d", res.Changes, want)
 		}
-		b.Logf("diff of %d memberships: %d changes, %d partitions, wall %s, peak RSS %.0f MiB, CPU user %s sys %s",
+		b.Logf("diff of %d memberships: %d changes, %d partitions, wall %s, peak RSS %.0f MiB, CPU user %s sys %s; "+
+			"disk: spill %d MiB, changes %d MiB, snapshot %d MiB",
 			n, res.Changes, res.Partitions, wall.Round(time.Millisecond), float64(ru.Maxrss)/1024,
-			time.Duration(ru.Utime.Nano()).Round(time.Millisecond), time.Duration(ru.Stime.Nano()).Round(time.Millisecond))
+			time.Duration(ru.Utime.Nano()).Round(time.Millisecond), time.Duration(ru.Stime.Nano()).Round(time.Millisecond),
+			res.SpillBytes>>20, res.ChangesBytes>>20, res.SnapshotBytes>>20)
 	}
 	b.ReportMetric(float64(peak)/(1<<20), "peak-RSS-MiB")
 	b.ReportMetric(float64(n), "memberships")
@@ -194,11 +198,19 @@ func TestAudienceDiffChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, _, _, err := j.diffFiles(ctx, cur)
+	res, changes, snapshot, err := j.diffFiles(ctx, cur)
 	if err != nil {
 		t.Fatal(err)
 	}
-	data, _ := json.Marshal(benchChildResult{Changes: res.Changes, Snapshot: res.Snapshot, Partitions: j.partitions})
+	size := func(p string) int64 {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	data, _ := json.Marshal(benchChildResult{Changes: res.Changes, Snapshot: res.Snapshot, Partitions: j.partitions,
+		SpillBytes: j.spilled, ChangesBytes: size(changes), SnapshotBytes: size(snapshot)})
 	if err := os.WriteFile(out, data, 0o644); err != nil {
 		t.Fatal(err)
 	}

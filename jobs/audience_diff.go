@@ -54,6 +54,7 @@ type spill struct {
 	bufs  []*bufio.Writer
 	seq   int64
 	rows  int64
+	bytes int64 // size of the spill files, known after finish
 	tmp   []byte
 }
 
@@ -117,6 +118,11 @@ func (s *spill) finish() error {
 		if err := w.Flush(); err != nil {
 			return fmt.Errorf("write spill file: %w", err)
 		}
+		n, err := s.files[i].Seek(0, io.SeekCurrent)
+		if err != nil {
+			return fmt.Errorf("read spill file: %w", err)
+		}
+		s.bytes += n
 		if _, err := s.files[i].Seek(0, io.SeekStart); err != nil {
 			return fmt.Errorf("read spill file: %w", err)
 		}
