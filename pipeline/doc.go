@@ -74,6 +74,9 @@
 //     too while objects it set aside are unchanged in the listing; one the
 //     listing shows at another version is planned again (its earlier units
 //     retired, their counted rows kept) and read whole.
+//   - ErrCapReached: the requests of the UTC day reached
+//     Config.MaxRequestsPerDay; what was queued is sent and committed
+//     (status "stopped") and the same command continues on a later day.
 //   - ErrCountsMismatch: the counts do not reconcile (a bug; never success).
 //   - ErrInputChanged: an input object differs from the plan the manifest
 //     holds.

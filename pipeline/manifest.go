@@ -136,6 +136,18 @@ type Manifest struct {
 	DeadLetterFiles []string  `json:"dead_letter_files,omitempty"`
 	Created         time.Time `json:"created"`
 	Updated         time.Time `json:"updated"`
+
+	// DailyRequests counts the requests queued for sending by UTC day
+	// (YYYY-MM-DD), across runs: what Config.MaxRequestsPerDay is held to
+	// (see ErrCapReached for what counts as a request).
+	DailyRequests map[string]int64 `json:"daily_requests,omitempty"`
+	// DailyCap is the MaxRequestsPerDay of the last run (0 = none), for
+	// status to estimate the days left.
+	DailyCap int64 `json:"daily_cap,omitempty"`
+	// ActiveSeconds is the time runs spent on the shard, from each run's
+	// start to its last commit: with the rows done, the rate status
+	// estimates the time left from.
+	ActiveSeconds float64 `json:"active_seconds,omitempty"`
 }
 
 // decodeManifest decodes data read from uri; errors wrap ErrBadManifest.

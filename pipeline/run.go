@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -143,6 +144,11 @@ type Config struct {
 
 	// Fresh ignores a previous manifest of another job (--fresh) and starts over.
 	Fresh bool
+
+	// MaxRequestsPerDay caps the requests a live run queues per UTC day
+	// (deps.Now), counted across runs in Manifest.DailyRequests; 0 = no cap.
+	// At the cap the run drains, commits and returns ErrCapReached.
+	MaxRequestsPerDay int64
 }
 
 func (c Config) withDefaults() Config {
@@ -287,6 +293,13 @@ type liveRun struct {
 	window *semaphore.Weighted
 	prog   *progress
 
+	budget *budget // requests per UTC day, and the daily cap
+	// capped is set when a row did not fit in the day's budget: the feeder
+	// stops and the decoders pass over the units still handed to them.
+	capped atomic.Bool
+	// activeFrom is when the run's active time not yet in the manifest began.
+	activeFrom time.Time
+
 	unitCh chan int
 	reqs   chan request
 	skips  chan skipBatch
@@ -317,8 +330,10 @@ func runLive(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	}
 	m = c.Manifest()
 	startCounts := cloneCounts(m.Counts)
+	m.DailyCap = cfg.MaxRequestsPerDay
 
-	r := &liveRun{cfg: cfg, deps: deps, m: m, window: semaphore.NewWeighted(int64(cfg.Window))}
+	r := &liveRun{cfg: cfg, deps: deps, m: m, window: semaphore.NewWeighted(int64(cfg.Window)),
+		budget: newBudget(cfg.MaxRequestsPerDay, deps.Now, m.DailyRequests), activeFrom: started}
 	r.objs = objectsOf(m.Objects)
 	for i, o := range r.objs {
 		if o.Skipped != "" {
@@ -351,6 +366,15 @@ func runLive(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 		status, err = StatusStopped, fmt.Errorf("run shard %s: %w", m.Shard, ErrStopped)
 	case err != nil:
 		status = StatusFailed
+	case r.capped.Load():
+		day, sent, need := r.budget.refused()
+		status, err = StatusStopped, fmt.Errorf("run shard %s: %d requests queued on %s (UTC), the next row would pass the cap of %d: %w",
+			m.Shard, sent, day, cfg.MaxRequestsPerDay, ErrCapReached)
+		if need > cfg.MaxRequestsPerDay {
+			// No day could ever take it: waiting would not help.
+			status, err = StatusFailed, fmt.Errorf("run shard %s: a row needs %d requests, more than the whole daily cap of %d: raise the cap",
+				m.Shard, need, cfg.MaxRequestsPerDay)
+		}
 	default:
 		if cerr := checkCounts(m.Counts, markedRows(m.Units)); cerr != nil {
 			status, err = StatusFailed, cerr
@@ -362,6 +386,7 @@ func runLive(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 		// The run is over, cancelled or not: the last progress must still
 		// reach the state.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.FinalCommitTimeout)
+		r.syncBudget()
 		ferr := r.flushDeadLetters(fctx)
 		if ferr == nil {
 			ferr = c.Finish(fctx, status)
@@ -606,6 +631,9 @@ func (r *liveRun) stages(ctx context.Context) error {
 	g.Go(func() error { // feeder, in plan order
 		defer close(r.unitCh)
 		for i := range r.units {
+			if r.capped.Load() {
+				return nil // the day's budget is spent: hand over no more units
+			}
 			if r.resume[i].Done || r.resume[i].Retired || r.bad.has(r.units[i].Object) {
 				continue
 			}
@@ -654,6 +682,9 @@ func (r *liveRun) decodeWorker(ctx context.Context) error {
 	var urls []string
 	emit := func(u []byte) { urls = append(urls, string(u)) }
 	for ui := range r.unitCh {
+		if r.capped.Load() {
+			continue // drained, not read: the feeder stops after the cap
+		}
 		u := r.units[ui]
 		obj := r.objs[u.Object]
 		// A unit handed over is read even if another unit of its object
@@ -687,6 +718,17 @@ func (r *liveRun) decodeWorker(ctx context.Context) error {
 				if err := r.window.Acquire(ctx, rs.permits); err != nil {
 					return err
 				}
+				if !r.budget.take(int64(len(urls))) {
+					// The rows before it go on as usual; this one and the
+					// rest wait for the next day's budget.
+					r.window.Release(rs.permits)
+					if len(skipped) > 0 {
+						if err := put(ctx, r.skips, skipBatch{unit: ui, rows: skipped}); err != nil {
+							return err
+						}
+					}
+					return errOverBudget
+				}
 				for _, url := range urls {
 					if err := put(ctx, r.reqs, request{rs, url}); err != nil {
 						return err
@@ -698,6 +740,10 @@ func (r *liveRun) decodeWorker(ctx context.Context) error {
 			}
 			return nil
 		})
+		if errors.Is(err, errOverBudget) {
+			r.capped.Store(true)
+			continue
+		}
 		if err != nil && errors.Is(err, ErrSkipObject) && ctx.Err() == nil {
 			// The rows handed on before the error complete as usual; the
 			// rest of the object is not read.
@@ -925,6 +971,17 @@ func (r *liveRun) flushDeadLetters(ctx context.Context) error {
 	return nil
 }
 
+// syncBudget copies the daily request counts and the active time into the
+// manifest, before each commit; only the manifest's owner calls it.
+func (r *liveRun) syncBudget() {
+	r.m.DailyRequests = r.budget.snapshot()
+	now := r.deps.Now()
+	if d := now.Sub(r.activeFrom); d > 0 {
+		r.m.ActiveSeconds += d.Seconds()
+	}
+	r.activeFrom = now
+}
+
 func (k *checkpointer) commit(ctx context.Context) error {
 	// A commit is not interrupted by a cancel: a write cut off after it
 	// reached the store would leave the checkpoint's generation behind the
@@ -934,6 +991,7 @@ func (k *checkpointer) commit(ctx context.Context) error {
 	if err := k.r.flushDeadLetters(cctx); err != nil {
 		return err
 	}
+	k.r.syncBudget()
 	if err := k.c.Commit(cctx); err != nil {
 		return err
 	}
