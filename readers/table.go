@@ -117,18 +117,6 @@ func (t *Table) Column(name string) (ColumnKind, bool) {
 	return kindOf(c), true
 }
 
-// Names returns the lower-cased names of the table's flat columns (dotted
-// paths for nested ones), each once.
-func (t *Table) Names() []string {
-	var out []string
-	for p, c := range t.cols {
-		if c.Leaf() && strings.ToLower(strings.Join(c.Path(), ".")) == p {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
 func kindOf(c *parquet.Column) ColumnKind {
 	typ := c.Type()
 	lt := typ.LogicalType()
