@@ -95,6 +95,11 @@ type Counts struct {
 	// duplicate.
 	RequestsRetried    int64 `json:"requests_retried"`
 	PossibleDuplicates int64 `json:"possible_duplicates"`
+	// RequestsReplayed counts dead-lettered requests that a later replay
+	// sent again and Convertro accepted: they moved from dead-lettered to
+	// acked (and their rows, once none of their requests stays dead, from
+	// dead-lettered to delivered). Requests sent still counts each once.
+	RequestsReplayed int64 `json:"requests_replayed,omitempty"`
 
 	ObjectsSkipped int64 `json:"objects_skipped"`
 }
