@@ -25,7 +25,7 @@ const (
 	throttleMaxWindow  = 5 * time.Second        // a slow sender's window ends here, whatever its answers
 	throttleStale      = 2 * throttleMaxWindow  // an answer after this long opens a new window
 	throttleMaxShare   = 0.05                   // a larger share of 429s cuts the rate
-	throttleMinTooMany = 3                      // ...if the window holds at least this many 429s
+	throttleMinTooMany = 5                      // ...if the window holds at least this many 429s
 	throttleQuiet      = throttleMaxShare / 2   // a share of 429s at most this raises it
 	throttleCut        = 0.7                    // multiplicative decrease
 	throttleRaise      = 0.05                   // additive increase: this share of the rate...
