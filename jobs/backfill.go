@@ -121,6 +121,9 @@ func prepare(ctx context.Context, o Options, env Env, delivery bool) (*prepared,
 		p.close()
 		return nil, err
 	}
+	if o.Kind == "migration" {
+		p.in.oldestFirst()
+	}
 	p.job = pipeline.JobID{
 		Kind:        o.Kind,
 		Fingerprint: o.Fingerprint(from, to),
@@ -200,6 +203,8 @@ func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
 		Decoders:    o.Decoders,
 		Concurrency: o.Concurrency,
 		Fresh:       o.Fresh,
+
+		MaxRequestsPerDay: o.MaxRequestsPerDay,
 	}
 	deps := pipeline.Deps{
 		Decoder:      p.in,

@@ -52,6 +52,9 @@ type Options struct {
 	// FixedRate turns off adaptive throttling: Rate is then kept as given
 	// even when Convertro answers 429.
 	FixedRate bool `yaml:"fixedRate" json:"-"`
+	// MaxRequestsPerDay caps the requests sent per UTC day, across runs
+	// (0 = none): at the cap the run stops, resumably, until the next day.
+	MaxRequestsPerDay int64 `yaml:"maxRequestsPerDay" json:"-"`
 	// DownAfter is how long Convertro may fail every request before the run
 	// stops (resumably) instead of hammering a service that is down.
 	DownAfter time.Duration `yaml:"downAfter" json:"-"`
@@ -157,8 +160,15 @@ func (o Options) validate() error {
 	switch o.Kind {
 	case "backfill":
 	case "audience":
+	case "migration":
 	default:
-		return fmt.Errorf("%w: kind %q: want backfill or audience", ErrConfig, o.Kind)
+		return fmt.Errorf("%w: kind %q: want backfill, audience or migration", ErrConfig, o.Kind)
+	}
+	if o.MaxRequestsPerDay < 0 {
+		return fmt.Errorf("%w: --max-requests-per-day %d: want 0 (no cap) or more", ErrConfig, o.MaxRequestsPerDay)
+	}
+	if o.MaxRequestsPerDay > 0 && o.Kind == "audience" {
+		return fmt.Errorf("%w: --max-requests-per-day applies to backfill and migration jobs, not to an audience sync", ErrConfig)
 	}
 	if o.DryRun && o.Out == "" {
 		return fmt.Errorf("%w: --dry-run needs --out FILE (or - for stdout)", ErrConfig)
@@ -225,6 +235,7 @@ func Merge(file, flags Options, changed func(flag string) bool) Options {
 	set("concurrency", func() { o.Concurrency = flags.Concurrency })
 	set("decoders", func() { o.Decoders = flags.Decoders })
 	set("rate", func() { o.Rate = flags.Rate })
+	set("max-requests-per-day", func() { o.MaxRequestsPerDay = flags.MaxRequestsPerDay })
 	set("timeout", func() { o.Timeout = flags.Timeout })
 	set("max-attempts", func() { o.MaxAttempts = flags.MaxAttempts })
 	set("fixed-rate", func() { o.FixedRate = flags.FixedRate })

@@ -73,6 +73,9 @@ func PrintPlan(ctx context.Context, o Options, env Env) error {
 	mine := pipeline.ShardUnits(units, p.in.objects, p.shard)
 	fmt.Fprintf(env.Stdout, "\nshard %s: %d of %d units, %d of %d rows\n",
 		p.shard, len(mine), len(units), pipeline.PlanRows(mine), pipeline.PlanRows(units))
+	if p.o.Kind == "migration" {
+		printMigrationPlan(ctx, env.Stdout, p, mine)
+	}
 	return nil
 }
 
@@ -114,6 +117,7 @@ func Status(ctx context.Context, state string, asJSON bool, env Env) error {
 		Lease     pipeline.Lease  `json:"lease"`
 		LeaseLive bool            `json:"lease_live"`
 		Updated   time.Time       `json:"updated"`
+		ETA       *ETA            `json:"eta,omitempty"` // unfinished shards
 	}
 	var out []shardStatus
 	for _, m := range ms {
@@ -133,6 +137,10 @@ func Status(ctx context.Context, state string, asJSON bool, env Env) error {
 			} else {
 				s.RowsDone += u.Acked()
 			}
+		}
+		if m.Status != pipeline.StatusFinished {
+			e := estimate(m, s.RowsDone, s.RowsTotal, now)
+			s.ETA = &e
 		}
 		out = append(out, s)
 	}
@@ -162,6 +170,11 @@ func Status(ctx context.Context, state string, asJSON bool, env Env) error {
 	}
 	if err := w.Flush(); err != nil {
 		return err
+	}
+	for _, s := range out {
+		if s.ETA != nil {
+			fmt.Fprintf(env.Stdout, "shard %s ETA: %s\n", s.Shard, s.ETA)
+		}
 	}
 	fmt.Fprintf(env.Stdout, "job: %s (%s)\n", ms[0].Job.Description, ms[0].Job.Fingerprint)
 	return nil

@@ -21,6 +21,8 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.Is(err, pipeline.ErrLeaseHeld):
 		return exitLater
+	case errors.Is(err, pipeline.ErrCapReached):
+		return exitLater
 	case errors.Is(err, pipeline.ErrIncomplete):
 		return exitIncomplete
 	default:

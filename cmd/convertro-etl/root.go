@@ -68,7 +68,7 @@ type jobFlags struct {
 func (f *jobFlags) bind(fs *pflag.FlagSet) {
 	o := &f.o
 	fs.StringVar(&f.config, "config", "", "YAML job file (same keys as the flags)")
-	fs.StringVar(&o.Kind, "job", "", "kind of job: backfill (default) or audience")
+	fs.StringVar(&o.Kind, "job", "", "kind of job: backfill (default), audience or migration")
 	fs.StringArrayVar(&o.Sources, "source", nil, "source URI: a path, file://… or gs://bucket/prefix (repeatable)")
 	fs.StringVar(&o.State, "state", "", "state location for the manifest, report and dead letters: a path or gs://… (default ./.convertro-state)")
 	fs.StringVar(&o.Endpoint, "endpoint", "", "Convertro base URL (overrides https://{domain})")
@@ -86,6 +86,7 @@ func (f *jobFlags) bind(fs *pflag.FlagSet) {
 	fs.IntVar(&o.Concurrency, "concurrency", 0, "requests in flight at once (default 64)")
 	fs.IntVar(&o.Decoders, "decoders", 0, "row groups decoded at once (default: number of CPUs)")
 	fs.Float64Var(&o.Rate, "rate", 0, "requests per second across all senders (0 = unlimited)")
+	fs.Int64Var(&o.MaxRequestsPerDay, "max-requests-per-day", 0, "stop (resumably, exit 3) when this many requests were sent in the UTC day; the next day's run continues (0 = no cap)")
 	fs.DurationVar(&o.Timeout, "timeout", 0, "per-request timeout (default 10s)")
 	fs.IntVar(&o.MaxAttempts, "max-attempts", 0, "attempts per request before the run stops (default 8)")
 	fs.BoolVar(&o.FixedRate, "fixed-rate", false, "keep --rate as given: no slowing down when Convertro answers 429")
