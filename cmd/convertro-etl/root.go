@@ -53,6 +53,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newStatusCmd(env),
 		newSimulateCmd(env),
 		newGenerateCmd(env),
+		newReplayCmd(env),
 	)
 	return root
 }
