@@ -27,7 +27,7 @@ fuzz: ## each fuzz target for FUZZTIME (not in CI)
 	done
 
 soak: ## SIGKILL a 300,000-row job 10 times against a misbehaving simulator, then check every request (not in CI; CI runs a small one)
-	$(GO) test -run '^TestSoak$$' -count=1 -timeout 60m -v ./cmd/convertro-etl -args -soak.rows=300000 -soak.kills=10
+	$(GO) test -run '^TestSoak$$' -count=1 -timeout 60m -v ./cmd/convertro-etl -args -soak.rows=300000 -soak.kills=10 -soak.max-rps=700
 
 clean:
 	rm -rf bin
