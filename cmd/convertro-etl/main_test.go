@@ -37,6 +37,7 @@ func TestExitCodes(t *testing.T) {
 		{"success", nil, 0},
 		{"dead letters", fmt.Errorf("run shard 0/1: %w", pipeline.ErrIncomplete), 2},
 		{"lease held", held, 3},
+		{"daily cap reached", fmt.Errorf("run shard 0/1: %w", pipeline.ErrCapReached), 3},
 		{"stopped by a signal", fmt.Errorf("run: %w", pipeline.ErrStopped), 1},
 		{"misconfigured", pipeline.ErrMisconfigured, 1},
 		{"bad config", jobs.ErrConfig, 1},
