@@ -540,12 +540,14 @@ func samePlan(planned []PlannedObject, listed []Object) error {
 	if len(listed) == 0 {
 		return nil
 	}
-	byKey := make(map[string]Object, len(listed))
+	// By URI, not key: a key is relative to its source, and two sources of
+	// the same layout (tracks/…, identifies/…) hold the same keys.
+	byURI := make(map[string]Object, len(listed))
 	for _, o := range listed {
-		byKey[o.Key] = o
+		byURI[o.URI] = o
 	}
 	for _, p := range planned {
-		o, ok := byKey[p.Key]
+		o, ok := byURI[p.URI]
 		switch {
 		case !ok:
 			return fmt.Errorf("%s is gone: %w", p.URI, ErrInputChanged)
@@ -553,9 +555,9 @@ func samePlan(planned []PlannedObject, listed []Object) error {
 			return fmt.Errorf("%s was rewritten (generation %d size %d, planned %d size %d): %w",
 				p.URI, o.Generation, o.Size, p.Generation, p.Size, ErrInputChanged)
 		}
-		delete(byKey, p.Key)
+		delete(byURI, p.URI)
 	}
-	for _, o := range byKey {
+	for _, o := range byURI {
 		return fmt.Errorf("%s is new since the plan: %w", o.URI, ErrInputChanged)
 	}
 	return nil
