@@ -48,10 +48,10 @@ func (in *inputs) oldestFirst() {
 }
 
 // sampleUnitsPerTable and sampleRows bound what plan reads to estimate the
-// requests of a migration: the first and last row group of each table, at
-// most sampleRows rows of each.
+// requests of a migration: row groups spread evenly over each table's span
+// (its first and last among them), at most sampleRows rows of each.
 const (
-	sampleUnitsPerTable = 2
+	sampleUnitsPerTable = 8
 	sampleRows          = 5000
 )
 
@@ -97,11 +97,12 @@ func estimateRequests(ctx context.Context, p *prepared, units []pipeline.Unit) (
 	emit := func([]byte) { n++ }
 	for _, name := range order {
 		t := byTable[name]
-		picks := []pipeline.Unit{t.units[0]}
-		if len(t.units) > 1 && sampleUnitsPerTable > 1 {
-			picks = append(picks, t.units[len(t.units)-1])
-		}
-		for _, u := range picks {
+		k := min(len(t.units), sampleUnitsPerTable)
+		for j := range k {
+			u := t.units[0]
+			if k > 1 {
+				u = t.units[j*(len(t.units)-1)/(k-1)]
+			}
 			var rows int64
 			err := p.in.Decode(ctx, p.in.objects[u.Object], u.RowGroup, func(_ int64, batch []segment.Message) error {
 				for i := range batch {
@@ -164,8 +165,8 @@ func printMigrationPlan(ctx context.Context, w io.Writer, p *prepared, mine []pi
 	}
 	fmt.Fprintf(w, "\nmigration: partitions are sent oldest first")
 	if len(parts) > 0 {
-		fmt.Fprintf(w, ", %d partitions from %s to %s (%d days)", len(parts), partitionName(first), partitionName(last),
-			int(last.Day.Sub(first.Day).Hours()/24)+1)
+		fmt.Fprintf(w, ", %d partitions from %s to %s (%s)", len(parts), partitionName(first), partitionName(last),
+			plural(int64(last.Day.Sub(first.Day).Hours()/24)+1, "day"))
 	}
 	if undated > 0 {
 		fmt.Fprintf(w, "; %d objects without a day partition go last", undated)
@@ -184,8 +185,8 @@ func printMigrationPlan(ctx context.Context, w io.Writer, p *prepared, mine []pi
 	fmt.Fprintf(w, "requests: about %d for shard %s (estimated from %d rows sampled in %d of %d tables)\n",
 		reqs, p.shard, est.sampled, est.sampledTables, est.tables)
 	if c := p.o.MaxRequestsPerDay; c > 0 {
-		fmt.Fprintf(w, "daily cap: %d requests per UTC day: about %d days (one run a day: each stops at the cap with exit 3 and the next continues)\n",
-			c, ceilDiv(reqs, c))
+		fmt.Fprintf(w, "daily cap: %d requests per UTC day: about %s (one run a day: each stops at the cap with exit 3 and the next continues)\n",
+			c, plural(ceilDiv(reqs, c), "day"))
 	}
 	if p.o.Rate > 0 {
 		fmt.Fprintf(w, "rate: %.0f requests/s: about %s of sending\n", p.o.Rate, roundDuration(time.Duration(float64(reqs)/p.o.Rate*float64(time.Second))))
@@ -198,6 +199,13 @@ func partitionName(pt readers.Partition) string {
 		s += fmt.Sprintf(" %02d:00", pt.Hour)
 	}
 	return s
+}
+
+func plural(n int64, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
 }
 
 func ceilDiv(a, b int64) int64 {
@@ -269,8 +277,8 @@ func (e ETA) String() string {
 	}
 	if e.DailyCap > 0 {
 		if e.RequestsPerRow > 0 {
-			s += fmt.Sprintf("; about %d requests left (%.2f per row so far): %d days at the cap of %d/day (%d sent today)",
-				e.RequestsLeft, e.RequestsPerRow, e.DaysAtCap, e.DailyCap, e.RequestsToday)
+			s += fmt.Sprintf("; about %d requests left (%.2f per row so far): %s at the cap of %d/day (%d sent today)",
+				e.RequestsLeft, e.RequestsPerRow, plural(e.DaysAtCap, "day"), e.DailyCap, e.RequestsToday)
 		} else {
 			s += fmt.Sprintf("; days at the cap of %d/day unknown until requests are sent", e.DailyCap)
 		}

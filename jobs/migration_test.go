@@ -42,7 +42,7 @@ func (c *testClock) Now() time.Time {
 func (c *testClock) nextDay() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	d := c.now.UTC().Truncate(24 * time.Hour).AddDate(0, 0, 1)
+	d := c.now.UTC().Truncate(24*time.Hour).AddDate(0, 0, 1)
 	c.now = d.Add(12 * time.Hour)
 }
 
@@ -236,7 +236,7 @@ func TestMigrationPlan(t *testing.T) {
 		t.Errorf("plan does not show the span:\n%s", text)
 	}
 	mr := regexp.MustCompile(`requests: about (\d+) `).FindStringSubmatch(text)
-	md := regexp.MustCompile(`about (\d+) days`).FindStringSubmatch(text)
+	md := regexp.MustCompile(`about (\d+) days? \(one run a day`).FindStringSubmatch(text)
 	if mr == nil || md == nil {
 		t.Fatalf("plan shows no request or day estimate:\n%s", text)
 	}
