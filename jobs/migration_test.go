@@ -313,3 +313,51 @@ func TestStatusETA(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrationExampleJobFile runs the README's migration example,
+// examples/migration/job.yaml on the bundled sample, a day at a time: the
+// first day stops at the cap, the second finishes, and the requests are the
+// dry run's, each once.
+func TestMigrationExampleJobFile(t *testing.T) {
+	ctx := context.Background()
+	o, err := LoadFile("../examples/migration/job.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Kind != "migration" || o.MaxRequestsPerDay == 0 {
+		t.Fatalf("the example is kind %q with cap %d, want a capped migration", o.Kind, o.MaxRequestsPerDay)
+	}
+	// The file's paths are relative to the repository root, where the
+	// README runs it; tests run in jobs/.
+	for i, s := range o.Sources {
+		o.Sources[i] = filepath.Join("..", s)
+	}
+	rec := newRecorder(t, simulator.Options{ClientName: o.ClientName, SiteID: o.SiteID})
+	dir := t.TempDir()
+	o.Endpoint, o.State, o.Rate = rec.srv.URL, filepath.Join(dir, "state"), 0
+	clock := &testClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	env := testEnv(t)
+	env.Now = clock.Now
+
+	dry := o
+	dry.DryRun, dry.Out = true, filepath.Join(dir, "dry.jsonl")
+	if _, err := Run(ctx, dry, env); err != nil {
+		t.Fatalf("dry run: %v", err)
+	}
+	want := dryRunRequests(t, dry.Out)
+	if n := int64(len(want)); n <= o.MaxRequestsPerDay || n > 2*o.MaxRequestsPerDay {
+		t.Fatalf("the sample makes %d requests: the example's cap %d should take two days", n, o.MaxRequestsPerDay)
+	}
+
+	if _, err := Run(ctx, o, env); !errors.Is(err, pipeline.ErrCapReached) {
+		t.Fatalf("first day: err = %v, want ErrCapReached", err)
+	}
+	if n := int64(len(rec.requests(t))); n > o.MaxRequestsPerDay {
+		t.Errorf("first day: %d requests, over the cap %d", n, o.MaxRequestsPerDay)
+	}
+	clock.nextDay()
+	if _, err := Run(ctx, o, env); err != nil {
+		t.Fatalf("second day: %v", err)
+	}
+	diffRequests(t, "recorded over two days", rec.requests(t), want)
+}
