@@ -2,8 +2,10 @@ package writers
 
 import (
 	"bufio"
+	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 	"unicode/utf8"
 )
 
@@ -59,19 +61,28 @@ func (d *DryRun) Flush() error {
 // invalid UTF-8 becomes U+FFFD. It allocates nothing once dst has room: dry
 // runs write millions of lines.
 func AppendDryRunLine(dst, url []byte) []byte {
-	dst = append(dst, `{"method":"GET","url":"`...)
+	const prefix, suffix = `{"method":"GET","url":"`, "\"}\n"
+	// One growth for the whole line when the URL needs no escaping (the
+	// usual case), instead of one per append.
+	dst = slices.Grow(dst, len(prefix)+len(url)+len(suffix))
+	dst = append(dst, prefix...)
 	dst = appendJSONString(dst, url)
-	return append(dst, "\"}\n"...)
+	return append(dst, suffix...)
 }
 
 const hexDigits = "0123456789abcdef"
 
 // appendJSONString appends the JSON string body of s (without quotes). Runs
 // of bytes that need no escaping are copied at once; URLs from the wire
-// encoder are plain ASCII, so this is usually a single copy.
+// encoder are query-escaped ASCII, so this is usually a single copy after
+// one fast scan.
 func appendJSONString(dst, s []byte) []byte {
+	i := plainPrefix(s)
+	if i == len(s) {
+		return append(dst, s...)
+	}
 	start := 0
-	for i := 0; i < len(s); {
+	for i < len(s) {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {
@@ -114,4 +125,34 @@ func appendJSONString(dst, s []byte) []byte {
 		i += size
 	}
 	return append(dst, s[start:]...)
+}
+
+// Broadcast bytes for the word-at-a-time scan of plainPrefix.
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// plainPrefix returns the length of the longest prefix of s that
+// appendJSONString copies as it is: ASCII from 0x20 up, but '"' and '\\'.
+// It tests eight bytes at a time, as this scan is the whole cost of a
+// dry-run line whose URL needs no escaping.
+func plainPrefix(s []byte) int {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		x := binary.LittleEndian.Uint64(s[i:])
+		q, b := x^(lsb*'"'), x^(lsb*'\\')
+		// A byte's high bit is set in the result iff some byte of x is
+		// below 0x20, non-ASCII, '"' or '\\' (borrows may mark more bytes,
+		// never a word without one); the byte loop below finds which.
+		if ((x-lsb*0x20)&^x|x|(q-lsb)&^q|(b-lsb)&^b)&msb != 0 {
+			break
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' {
+			break
+		}
+	}
+	return i
 }

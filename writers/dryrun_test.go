@@ -153,3 +153,24 @@ func TestAppendDryRunLineMatchesDryRun(t *testing.T) {
 		t.Errorf("AppendDryRunLine allocates %v times with room in dst", allocs)
 	}
 }
+
+// The URL is scanned eight bytes at a time: a byte that needs escaping (or
+// a neighbour that does not) must be found in every lane of a word, in the
+// tail after the last whole word, and next to bytes that tempt the word
+// test into a wrong answer (0x1f/0x20 and 0x7f/0x80 bounds, '!' and '[',
+// the neighbours of '"' and '\\').
+func TestAppendDryRunLineEveryPosition(t *testing.T) {
+	specials := []byte{0x00, 0x1f, 0x20, '!', '"', '#', '[', '\\', ']', 0x7e, 0x7f, 0x80, 0xc3, 0xe2, 0xff}
+	for n := 1; n <= 25; n++ {
+		for pos := range n {
+			for _, c := range specials {
+				u := []byte(strings.Repeat("a%2F", 7)[:n])
+				u[pos] = c
+				line := AppendDryRunLine(nil, u)
+				if want := wantDryRunLine(t, string(u)); string(line) != want {
+					t.Fatalf("len %d, %#x at %d: got %q, want %q", n, c, pos, line, want)
+				}
+			}
+		}
+	}
+}
