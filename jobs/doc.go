@@ -1,4 +1,4 @@
-// Package jobs owns the kinds of job an operator runs — today the backfill —
+// Package jobs owns the kinds of job an operator runs — backfill, audience, migration —
 // and what each means: which sources to read, which settings apply, and what
 // "done" is. A job wires the parts below it together: readers lists and
 // decodes the export, convertro maps each row and delivers the requests,
@@ -13,13 +13,20 @@
 // the same pipeline, and makes the new snapshot current once every change
 // is handled.
 //
+// The migration (kind "migration", migration.go) is a backfill of a long
+// history over many invocations: its plan goes oldest partition first, plan
+// estimates its requests and the days at the daily cap, and status gives an
+// ETA. The cap itself (Options.MaxRequestsPerDay, for backfills too) is
+// pipeline.Config.MaxRequestsPerDay.
+//
 // # Errors
 //
 // ErrConfig for a job that cannot start as configured (missing setting,
 // malformed flag or job file); otherwise the kinds of the packages below,
 // wrapped once with what was being done: readers.ErrNotFound, ErrChanged and
 // ErrBadFile, convertro.ErrInvalidSettings, and pipeline's ErrLeaseHeld,
-// ErrLeaseLost, ErrJobMismatch, ErrStopped, ErrMisconfigured and ErrIncomplete.
+// ErrLeaseLost, ErrJobMismatch, ErrStopped, ErrMisconfigured, ErrIncomplete
+// and ErrCapReached (the day's request cap is spent: run again the next day).
 // The command line maps these kinds to exit codes in one place.
 //
 // A bad file (readers.ErrBadFile, and a zero-byte object named *.parquet)
@@ -27,6 +34,8 @@
 // planning when its footer is bad, or by the pipeline (the Decoder wraps
 // pipeline.ErrSkipObject) when a row group turns out bad, and the job ends
 // with ErrIncomplete. A URL over MaxURLBytes is dead-lettered unsent.
+// Replay ends with ErrIncomplete while dead letters remain, and with
+// pipeline.ErrStopped when cancelled.
 //
 // # Concurrency
 //
