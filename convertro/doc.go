@@ -121,6 +121,8 @@
 //     errors.Join).
 //   - [Mapper.Map] returns no error: a message that yields no request gets a
 //     [SkipReason], which the run counts by its String.
+//   - [ErrNotRequestURL]: from [Wire.Retarget], for a URL that is not a
+//     Convertro request URL.
 //   - The client's errors ([ErrPermanent], [ErrGaveUp], [ErrDown],
 //     *[StatusError], or the context's error) are described on [Client.Get].
 //
