@@ -1018,6 +1018,38 @@ type unitOutput struct {
 	bad     string
 }
 
+// Dry-run line buffers: a new one is sized for its unit's rows at
+// dryLineBytes a row, up to dryLinesKeep; one that grew past dryLinesKeep
+// (a huge row group) is left to the collector rather than kept for reuse,
+// so that the buffers held stay within a few times dryLinesKeep.
+const (
+	dryLineBytes = 256
+	dryLinesKeep = 8 << 20
+)
+
+// dryLines returns an empty buffer for a unit's lines: a recycled one if
+// the writer has given one back, else a new one sized for rows.
+func dryLines(free <-chan []byte, rows int64) []byte {
+	select {
+	case b := <-free:
+		return b
+	default:
+		return make([]byte, 0, min(rows*dryLineBytes, dryLinesKeep))
+	}
+}
+
+// recycleDryLines offers a written unit's buffer for reuse; it never
+// blocks: a full free list drops the buffer.
+func recycleDryLines(free chan<- []byte, b []byte) {
+	if cap(b) == 0 || cap(b) > dryLinesKeep {
+		return
+	}
+	select {
+	case free <- b[:0]:
+	default:
+	}
+}
+
 // runDry decodes and transforms every unit of the shard in parallel, and
 // writes the requests in plan order: each unit's lines are buffered and an
 // ordered writer emits them in turn. At most 2×Decoders units are between
@@ -1044,6 +1076,10 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	turns := semaphore.NewWeighted(int64(2 * cfg.Decoders))
 	unitCh := make(chan int)
 	outCh := make(chan unitOutput, cfg.Decoders)
+	// The writer hands written units' buffers back to the decoders, so that
+	// a run reuses a handful of buffers instead of growing a fresh one,
+	// copy after copy, for every unit.
+	free := make(chan []byte, 3*cfg.Decoders)
 	g.Go(func() error {
 		defer close(unitCh)
 		for i := range units {
@@ -1086,6 +1122,7 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 					continue
 				}
 				var seen int64
+				out.lines = dryLines(free, u.Rows)
 				err := deps.Decoder.Decode(gctx, obj, u.RowGroup, func(_ int64, batch []segment.Message) error {
 					for i := range batch {
 						seen++
@@ -1145,6 +1182,7 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 				if _, err := bw.Write(p.lines); err != nil {
 					return fmt.Errorf("write dry run: %w", err)
 				}
+				recycleDryLines(free, p.lines)
 				addCounts(&m.Counts, p.counts)
 				if p.partial {
 					m.Units[next].Watermark = p.seen
