@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fsouza/fake-gcs-server/fakestorage"
+
 	"github.com/convertro-etl/convertro-etl/convertro/simulator"
 	"github.com/convertro-etl/convertro-etl/pipeline"
 	"github.com/convertro-etl/convertro-etl/writers"
@@ -411,5 +413,75 @@ func TestReplaySettings(t *testing.T) {
 	o := Options{State: t.TempDir(), Account: "acme", SiteID: "12"}
 	if _, err := Replay(context.Background(), o, testEnv(t)); err == nil || !strings.Contains(err.Error(), "clientName") {
 		t.Errorf("replay without a client name: err = %v", err)
+	}
+}
+
+// TestReplayGCSState replays from a state kept in GCS (fake-gcs-server in
+// process, through the real client): listing, reading, writing and deleting
+// parts go through the GCS store.
+func TestReplayGCSState(t *testing.T) {
+	ctx := context.Background()
+	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{NoListener: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "state"})
+	export := filepath.Join(t.TempDir(), "export")
+	if _, err := generate.Generate(ctx, generate.Options{Out: export, Rows: 600, Seed: 2, RowGroupRows: 200}); err != nil {
+		t.Fatal(err)
+	}
+	env := testEnv(t)
+	env.GCS = srv.Client()
+	o := testOptions(export, "gs://state/nightly", "")
+	o.DryRun, o.Out = true, filepath.Join(t.TempDir(), "dry.jsonl")
+	if _, err := Run(ctx, o, env); err != nil {
+		t.Fatal(err)
+	}
+	all := dryRunRequests(t, o.Out)
+	reject := []string{sidOf(t, all[0]), sidOf(t, all[len(all)-1])}
+	var dead []string
+	for _, r := range all {
+		if slices.Contains(reject, sidOf(t, r)) {
+			dead = append(dead, r)
+		}
+	}
+
+	refusing := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12", RejectSIDs: reject})
+	o.DryRun, o.Out, o.Endpoint = false, "", refusing.srv.URL
+	if _, err := Run(ctx, o, env); !errors.Is(err, pipeline.ErrIncomplete) {
+		t.Fatalf("run: err = %v, want ErrIncomplete", err)
+	}
+	st, err := pipeline.OpenState(ctx, o.State, srv.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := pipeline.ReadManifest(ctx, st, shard0)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12"})
+	o.Endpoint = rec.srv.URL
+	if _, err := Replay(ctx, o, env); err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	diffRequests(t, "replayed", rec.requests(t), dead)
+	m, err := pipeline.ReadManifest(ctx, st, shard0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := m.Counts; c.RequestsDeadLettered != 0 || c.RowsDeadLettered != 0 || c.RequestsReplayed != int64(len(dead)) ||
+		c.RowsDelivered != before.Counts.RowsDelivered+before.Counts.RowsDeadLettered || len(m.DeadLetterFiles) != 0 {
+		t.Errorf("counts after the replay %+v, files %v", c, m.DeadLetterFiles)
+	}
+	for _, name := range before.DeadLetterFiles {
+		if _, err := srv.GetObject("state", "nightly/"+name); err == nil {
+			t.Errorf("old part %s not deleted", name)
+		}
+	}
+	objs, _, err := srv.ListObjectsWithOptions("state", fakestorage.ListOptions{Prefix: "nightly/replay-0-of-1-"})
+	if err != nil || len(objs) != 1 {
+		t.Errorf("replay reports in GCS: %d (%v), want 1", len(objs), err)
 	}
 }
