@@ -282,7 +282,7 @@ func (r *replayer) shard(ctx context.Context, shard pipeline.Shard) (*ShardRepla
 			sr.RowsDelivered++
 		}
 	}
-	if sr.Delivered == 0 && sr.StillDead == 0 {
+	if sr.Delivered == 0 && sr.StillDead == 0 && len(letters) > 0 {
 		// Nothing to record: the manifest keeps its parts as they are.
 		sr.Finished = r.env.Now().UTC()
 		return sr, finish(sendErr)
