@@ -84,8 +84,9 @@ type throttle struct {
 	// Without a ceiling, the limit is lifted once it grows well past the
 	// knee without a 429: Convertro then evidently takes more than it did.
 	knee float64
-	// prevSent is the answered rate of the previous window, 0 after an idle gap.
-	prevSent float64
+	// prevSent and prevAccepted are the answered and accepted rates of the
+	// previous window, 0 after an idle gap.
+	prevSent, prevAccepted float64
 	// The current window: since start, ok 2xx, tooMany 429 and other answers.
 	start               time.Time
 	ok, tooMany, others int
@@ -108,7 +109,7 @@ func (t *throttle) observe(o outcome) {
 	defer t.mu.Unlock()
 	if t.start.IsZero() || now.Sub(t.start) > throttleStale {
 		t.restart(now)
-		t.prevSent = 0
+		t.prevSent, t.prevAccepted = 0, 0
 	}
 	switch o {
 	case outcomeOK:
@@ -153,7 +154,10 @@ func (t *throttle) adjust(now time.Time, secs float64, n int) {
 		// it is the limit, or the answer rate of this window or the last
 		// (the 429s' Retry-After may have idled the senders of this one)
 		// when the senders did not use the whole limit.
-		t.knee = accepted
+		// The window that meets the 429s often accepts less than the one
+		// before it: every sender answered 429 sits out its Retry-After.
+		// The better measure of what Convertro took is the larger of the two.
+		t.knee = max(accepted, t.prevAccepted)
 		base := t.rate
 		if base == 0 {
 			base = t.knee
@@ -174,7 +178,7 @@ func (t *throttle) adjust(now time.Time, secs float64, n int) {
 		}
 		t.set(now, r, share, accepted)
 	}
-	t.prevSent = sent
+	t.prevSent, t.prevAccepted = sent, accepted
 }
 
 // floor is the lowest rate a cut reaches: throttleFloor, or the ceiling if
