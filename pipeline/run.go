@@ -1101,14 +1101,13 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 		g.Go(func() error {
 			defer workers.Done()
 			tf := deps.NewTransform()
-			var urls [][]byte
-			var scratch []byte
+			// A row's lines go straight into its unit's buffer; a row that
+			// turns out skipped after emitting is cut off again.
+			var lines []byte
+			var nurls int64
 			emit := func(u []byte) {
-				// Dry-run lines are written at once, so the URL is kept in
-				// one growing scratch buffer rather than copied to a string.
-				start := len(scratch)
-				scratch = append(scratch, u...)
-				urls = append(urls, scratch[start:len(scratch):len(scratch)])
+				lines = deps.DryRunLine(lines, u)
+				nurls++
 			}
 			for ui := range unitCh {
 				u := units[ui]
@@ -1122,28 +1121,29 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 					continue
 				}
 				var seen int64
-				out.lines = dryLines(free, u.Rows)
+				lines = dryLines(free, u.Rows)
 				err := deps.Decoder.Decode(gctx, obj, u.RowGroup, func(_ int64, batch []segment.Message) error {
+					var reqs int64 // progress is told once a batch, not once a row
 					for i := range batch {
 						seen++
-						urls, scratch = urls[:0], scratch[:0]
+						mark := len(lines)
+						nurls = 0
 						reason := tf(&batch[i], emit)
-						if reason == "" && len(urls) == 0 {
+						if reason == "" && nurls == 0 {
 							reason = SkipNoRequests
 						}
 						if reason != "" {
+							lines = lines[:mark]
 							addRow(&out.counts, reason, rowTally{})
-							prog.add(1, 0)
 							continue
 						}
-						for _, url := range urls {
-							out.lines = deps.DryRunLine(out.lines, url)
-						}
-						addRow(&out.counts, "", rowTally{acked: int64(len(urls))})
-						prog.add(1, int64(len(urls)))
+						addRow(&out.counts, "", rowTally{acked: nurls})
+						reqs += nurls
 					}
+					prog.add(int64(len(batch)), reqs)
 					return nil
 				})
+				out.lines, lines = lines, nil
 				if err != nil && errors.Is(err, ErrSkipObject) && gctx.Err() == nil {
 					out.partial, out.seen = true, seen
 					if bad.add(u.Object) {
