@@ -109,7 +109,7 @@ func newSimulateCmd(env func() jobs.Env) *cobra.Command {
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&listen, "listen", "127.0.0.1:8080", "address to listen on (port 0: a free port, logged)")
-	fs.StringVar(&record, "record", "", "file to append one JSON line per accepted request to")
+	fs.StringVar(&record, "record", "", "file to write one JSON line per accepted request to (created afresh)")
 	fs.StringVar(&o.ClientName, "client-name", "", "accept only this client name (default: any)")
 	fs.StringVar(&o.SiteID, "site-id", "", "accept only this site id (default: any)")
 	fs.Int64Var(&o.Seed, "seed", 1, "seed for the deterministic faults")
