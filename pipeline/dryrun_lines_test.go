@@ -3,6 +3,7 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"maps"
 	"testing"
 
@@ -11,11 +12,31 @@ import (
 )
 
 // A row whose transform emits requests and then reports a skip writes no
-// line: the dry run appends lines as they are emitted, into buffers reused
-// from unit to unit, and must cut the row's lines off again.
+// line: the dry run appends lines as they are emitted, into chunks reused
+// from unit to unit, and must cut the row's lines off again. Long URLs fill
+// chunks after a few rows, and a URL longer than a chunk grows one.
 func TestDryRunDropsLinesOfRowSkippedAfterEmitting(t *testing.T) {
+	for _, pad := range []int{0, 20 << 10, 300 << 10} {
+		t.Run(fmt.Sprintf("pad%d", pad), func(t *testing.T) { testDryRunLines(t, pad) })
+	}
+}
+
+func testDryRunLines(t *testing.T, pad int) {
 	objs := testObjects()
-	inner := newTestTransform("http://convertro.test")
+	padded := newTestTransform("http://convertro.test")
+	inner := func() Transform {
+		tf := padded()
+		var b []byte
+		return func(m *segment.Message, emit func([]byte)) string {
+			return tf(m, func(u []byte) {
+				b = append(append(b[:0], u...), "&pad="...)
+				for range pad {
+					b = append(b, 'p')
+				}
+				emit(b)
+			})
+		}
+	}
 	emitThenSkip := func() Transform {
 		tf := inner()
 		return func(m *segment.Message, emit func([]byte)) string {

@@ -1009,7 +1009,7 @@ func (k *checkpointer) commit(ctx context.Context) error {
 // unitOutput is one unit's dry-run lines and counts, waiting for its turn.
 type unitOutput struct {
 	seq    int
-	lines  []byte
+	lines  [][]byte // chunks, in order
 	counts Counts
 	// partial: the unit's object was set aside; seen rows were read (and
 	// their lines kept), bad is the reason when this unit found it.
@@ -1018,30 +1018,39 @@ type unitOutput struct {
 	bad     string
 }
 
-// Dry-run line buffers: a new one is sized for its unit's rows at
-// dryLineBytes a row, up to dryLinesKeep; one that grew past dryLinesKeep
-// (a huge row group) is left to the collector rather than kept for reuse,
-// so that the buffers held stay within a few times dryLinesKeep.
+// A unit's dry-run lines are kept in fixed-size chunks that the writer
+// gives back for reuse once written: lines are never copied to grow a
+// buffer, and the memory held stays the lines waiting for their turn (a
+// buffer per unit, reused, would hold every unit's largest size for good).
+// A row starts a new chunk when less than dryChunkRoom is left, so that a
+// row's lines share one chunk and can be cut off again; a longer row grows
+// its chunk, which is then left to the collector rather than reused.
 const (
-	dryLineBytes = 256
-	dryLinesKeep = 8 << 20
+	dryChunk     = 256 << 10
+	dryChunkRoom = 16 << 10
+	// dryFreeChunks bounds the free list, per decoder. Measured on 4M
+	// rows: two chunks a decoder save most allocations; a free list deep
+	// enough for the whole window (32 MiB) saved no CPU and raised the
+	// peak RSS by half, as the collector then ran rarely and let the
+	// heap grow.
+	dryFreeChunks = 2
 )
 
-// dryLines returns an empty buffer for a unit's lines: a recycled one if
-// the writer has given one back, else a new one sized for rows.
-func dryLines(free <-chan []byte, rows int64) []byte {
+// dryLines returns an empty chunk: a recycled one if the writer has given
+// one back, else a new one.
+func dryLines(free <-chan []byte) []byte {
 	select {
 	case b := <-free:
 		return b
 	default:
-		return make([]byte, 0, min(rows*dryLineBytes, dryLinesKeep))
+		return make([]byte, 0, dryChunk)
 	}
 }
 
-// recycleDryLines offers a written unit's buffer for reuse; it never
-// blocks: a full free list drops the buffer.
+// recycleDryLines offers a chunk for reuse; it never blocks: a full free
+// list drops the chunk.
 func recycleDryLines(free chan<- []byte, b []byte) {
-	if cap(b) == 0 || cap(b) > dryLinesKeep {
+	if cap(b) != dryChunk {
 		return
 	}
 	select {
@@ -1079,7 +1088,7 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	// The writer hands written units' buffers back to the decoders, so that
 	// a run reuses a handful of buffers instead of growing a fresh one,
 	// copy after copy, for every unit.
-	free := make(chan []byte, 3*cfg.Decoders)
+	free := make(chan []byte, dryFreeChunks*cfg.Decoders)
 	g.Go(func() error {
 		defer close(unitCh)
 		for i := range units {
@@ -1101,9 +1110,10 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 		g.Go(func() error {
 			defer workers.Done()
 			tf := deps.NewTransform()
-			// A row's lines go straight into its unit's buffer; a row that
-			// turns out skipped after emitting is cut off again.
+			// A row's lines go straight into its unit's current chunk; a
+			// row that turns out skipped after emitting is cut off again.
 			var lines []byte
+			var chunks [][]byte
 			var nurls int64
 			emit := func(u []byte) {
 				lines = deps.DryRunLine(lines, u)
@@ -1121,11 +1131,15 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 					continue
 				}
 				var seen int64
-				lines = dryLines(free, u.Rows)
+				lines, chunks = dryLines(free), nil
 				err := deps.Decoder.Decode(gctx, obj, u.RowGroup, func(_ int64, batch []segment.Message) error {
 					var reqs int64 // progress is told once a batch, not once a row
 					for i := range batch {
 						seen++
+						if cap(lines)-len(lines) < dryChunkRoom {
+							chunks = append(chunks, lines)
+							lines = dryLines(free)
+						}
 						mark := len(lines)
 						nurls = 0
 						reason := tf(&batch[i], emit)
@@ -1143,7 +1157,12 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 					prog.add(int64(len(batch)), reqs)
 					return nil
 				})
-				out.lines, lines = lines, nil
+				if len(lines) > 0 {
+					chunks = append(chunks, lines)
+				} else {
+					recycleDryLines(free, lines)
+				}
+				out.lines, lines, chunks = chunks, nil, nil
 				if err != nil && errors.Is(err, ErrSkipObject) && gctx.Err() == nil {
 					out.partial, out.seen = true, seen
 					if bad.add(u.Object) {
@@ -1179,10 +1198,12 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 					break
 				}
 				delete(pending, next)
-				if _, err := bw.Write(p.lines); err != nil {
-					return fmt.Errorf("write dry run: %w", err)
+				for _, c := range p.lines {
+					if _, err := bw.Write(c); err != nil {
+						return fmt.Errorf("write dry run: %w", err)
+					}
+					recycleDryLines(free, c)
 				}
-				recycleDryLines(free, p.lines)
 				addCounts(&m.Counts, p.counts)
 				if p.partial {
 					m.Units[next].Watermark = p.seen
