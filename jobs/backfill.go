@@ -1,7 +1,6 @@
 package jobs
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -260,20 +259,21 @@ func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
 }
 
 func runDry(ctx context.Context, cfg pipeline.Config, deps pipeline.Deps, out string, env Env) (*pipeline.Report, error) {
-	var w io.Writer = env.Stdout
+	// The pipeline buffers its own writes; the lines go straight to the file.
+	deps.DryRun, deps.DryRunLine = env.Stdout, writers.AppendDryRunLine
+	var f *os.File
 	if out != "-" {
-		f, err := os.Create(out)
-		if err != nil {
+		var err error
+		if f, err = os.Create(out); err != nil {
 			return nil, fmt.Errorf("create dry-run output %s: %w", out, err)
 		}
-		defer f.Close()
-		w = f
+		deps.DryRun = f
 	}
-	bw := bufio.NewWriterSize(w, 1<<20)
-	deps.DryRun, deps.DryRunLine = bw, writers.AppendDryRunLine
 	rep, err := pipeline.Run(ctx, cfg, deps)
-	if ferr := bw.Flush(); ferr != nil && err == nil {
-		err = fmt.Errorf("write dry-run output %s: %w", out, ferr)
+	if f != nil {
+		if cerr := f.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("write dry-run output %s: %w", out, cerr)
+		}
 	}
 	if rep != nil {
 		rep.Summary(env.Stderr)
