@@ -12,9 +12,13 @@ import (
 	"github.com/convertro-etl/convertro-etl/convertro/simulator"
 )
 
-// sample is a small export made by `convertro-etl generate` (see
-// sample/README.md), bundled so that `convertro-etl run` with no arguments
-// works from any folder, before its user has a bucket or an account.
+// sample is a small export, bundled so that `convertro-etl run` with no
+// arguments works from any folder, before its user has a bucket or an
+// account. It was made, from the repository root, with
+//
+//	go run ./cmd/convertro-etl generate --out jobs/sample --rows 2000 --seed 1 --days 1 --row-group-rows 500
+//
+// (warehouse layout: one day of hourly partitions of five tables).
 //
 //go:embed all:sample
 var sample embed.FS
@@ -84,9 +88,6 @@ func extract(fsys fs.FS, root, dir string) error {
 		dst := filepath.Join(dir, rel)
 		if d.IsDir() {
 			return os.MkdirAll(dst, 0o755)
-		}
-		if d.Name() == "README.md" {
-			return nil
 		}
 		b, err := fs.ReadFile(fsys, p)
 		if err != nil {

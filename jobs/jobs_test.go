@@ -284,3 +284,32 @@ func TestEndToEndGCS(t *testing.T) {
 		t.Errorf("no report in the GCS state: %v", err)
 	}
 }
+
+// TestBackfillExampleJobFile runs the README's backfill job file on the
+// bundled sample and checks it against the oracle.
+func TestBackfillExampleJobFile(t *testing.T) {
+	o, err := LoadFile("../examples/backfill/job.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The file's paths are relative to the repository root, where the
+	// README runs it; tests run in jobs/.
+	for i, s := range o.Sources {
+		o.Sources[i] = filepath.Join("..", s)
+	}
+	rec := newRecorder(t, simulator.Options{ClientName: o.ClientName, SiteID: o.SiteID})
+	o.Endpoint, o.State = rec.srv.URL, filepath.Join(t.TempDir(), "state")
+	rep, err := Run(context.Background(), o, testEnv(t))
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	events := map[string][]string{}
+	for k, v := range o.Events {
+		events[k] = v
+	}
+	want := expectRequests(readOracleRows(t, o.Sources[0]), o.ClientName, o.SiteID, events, o.Hybrid)
+	diffRequests(t, "recorded by the simulator", rec.requests(t), want)
+	if rep.Counts.RowsRead != 2000 {
+		t.Errorf("read %d rows of the sample, want 2000", rep.Counts.RowsRead)
+	}
+}
