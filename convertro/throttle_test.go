@@ -400,7 +400,11 @@ func TestClientStopsWhenDown(t *testing.T) {
 					}
 				}
 			} else {
-				for srv.sim.Stats().Requests < senders {
+				// The server counts a request before the client has read
+				// its 429: wait for the client to have started the streak
+				// too, or a clock advanced in between would start it late
+				// and the last failure below would not be 300ms after it.
+				for srv.sim.Stats().Requests < senders || c.health.since.Load() == 0 {
 					time.Sleep(time.Millisecond)
 				}
 			}
