@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -176,14 +177,17 @@ func (d *dirStore) Read(ctx context.Context, name string) ([]byte, int64, error)
 
 func (d *dirStore) Write(ctx context.Context, name string, data []byte, ifGen int64) (int64, error) {
 	p := d.URI(name)
-	gen, err := d.write(ctx, name, p, data, ifGen)
+	gen, err := d.write(ctx, name, p, bytes.NewReader(data), ifGen)
 	if err != nil {
 		return 0, fmt.Errorf("write %s: %w", p, err)
 	}
 	return gen, nil
 }
 
-func (d *dirStore) write(ctx context.Context, name, p string, data []byte, ifGen int64) (gen int64, err error) {
+// write stores what src holds as the object name at path p: the bytes go to a
+// temporary file before the lock, and only the generation check, the fsync
+// and the rename happen under it.
+func (d *dirStore) write(ctx context.Context, name, p string, src io.Reader, ifGen int64) (gen int64, err error) {
 	if err := checkName(name); err != nil {
 		return 0, err
 	}
@@ -194,8 +198,6 @@ func (d *dirStore) write(ctx context.Context, name, p string, data []byte, ifGen
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return 0, err
 	}
-	// Write the bytes before taking the lock, to hold it only for the check,
-	// the fsync and the rename.
 	f, err := os.CreateTemp(dir, "."+filepath.Base(p)+".*.tmp")
 	if err != nil {
 		return 0, err
@@ -211,7 +213,7 @@ func (d *dirStore) write(ctx context.Context, name, p string, data []byte, ifGen
 	if err := f.Chmod(0o644); err != nil { // CreateTemp's 0600 would hide state from other users' status
 		return 0, err
 	}
-	if _, err := f.Write(data); err != nil {
+	if _, err := io.Copy(f, src); err != nil {
 		return 0, err
 	}
 	unlock, err := d.lock(ctx)

@@ -65,76 +65,14 @@ func (d *dirStore) WriteFile(ctx context.Context, name, src string, ifGen int64)
 	return gen, nil
 }
 
-// writeFile is write with the bytes streamed from a file: the copy goes to
-// a temporary file before the lock, the check and rename under it.
+// writeFile is write with the bytes streamed from the local file src.
 func (d *dirStore) writeFile(ctx context.Context, name, p, src string, ifGen int64) (int64, error) {
-	if err := checkName(name); err != nil {
-		return 0, err
-	}
-	if err := checkIfGen(ifGen); err != nil {
-		return 0, err
-	}
-	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return 0, err
-	}
 	in, err := os.Open(src)
 	if err != nil {
 		return 0, err
 	}
 	defer in.Close()
-	f, err := os.CreateTemp(dir, "."+filepath.Base(p)+".*.tmp")
-	if err != nil {
-		return 0, err
-	}
-	tmp := f.Name()
-	renamed := false
-	defer func() {
-		if !renamed {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(0o644); err != nil {
-		return 0, err
-	}
-	if _, err := io.Copy(f, in); err != nil {
-		return 0, err
-	}
-	unlock, err := d.lock(ctx)
-	if err != nil {
-		return 0, err
-	}
-	defer unlock()
-	cur, err := os.Stat(p)
-	exists := err == nil
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return 0, err
-	}
-	switch {
-	case ifGen == IfAbsent && exists:
-		return 0, ErrPrecondition
-	case ifGen > 0 && (!exists || fileGen(cur) != ifGen):
-		return 0, ErrPrecondition
-	}
-	fi, err := setLaterModTime(f, tmp, cur)
-	if err != nil {
-		return 0, err
-	}
-	if err := f.Sync(); err != nil {
-		return 0, err
-	}
-	if err := f.Close(); err != nil {
-		return 0, err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return 0, err
-	}
-	renamed = true
-	if err := syncDir(dir); err != nil {
-		return 0, err
-	}
-	return fileGen(fi), nil
+	return d.write(ctx, name, p, in, ifGen)
 }
 
 func (g *gcsStore) ReadFile(ctx context.Context, name, dst string) (int64, error) {
