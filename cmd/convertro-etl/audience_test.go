@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -52,26 +51,7 @@ func TestAudienceResumeAfterKill(t *testing.T) {
 	args := []string{"run", "--job", "audience", "--audience", "High Value", "--source", src, "--state", state,
 		"--endpoint", srv.URL, "--account", "acme", "--client-name", "acme", "--site-id", "12", "--concurrency", "4"}
 
-	first := command(ctx, args...)
-	var firstOut bytes.Buffer
-	first.Stderr = &firstOut
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- first.Wait() }()
-	for killed := false; !killed; {
-		select {
-		case err := <-exited:
-			t.Fatalf("the first sync ended before it could be killed (%v):\n%s", err, firstOut.String())
-		case <-time.After(5 * time.Millisecond):
-			if sim.Stats().Accepted >= 200 {
-				first.Process.Kill()
-				<-exited
-				killed = true
-			}
-		}
-	}
+	killWhen(t, ctx, "the first sync", func() bool { return sim.Stats().Accepted >= 200 }, args...)
 	atKill := sim.Stats().Accepted
 	if out, err := command(ctx, args...).CombinedOutput(); err != nil {
 		t.Fatalf("rerun: %v\n%s", err, out)

@@ -115,26 +115,7 @@ func TestReplayCommandAfterKill(t *testing.T) {
 	srv := httptest.NewServer(sim)
 	defer srv.Close()
 	replay := append([]string{"replay", "--state", state, "--endpoint", srv.URL}, settings...)
-	first := command(ctx, replay...)
-	var firstOut bytes.Buffer
-	first.Stderr = &firstOut
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- first.Wait() }()
-	for killed := false; !killed; {
-		select {
-		case err := <-exited:
-			t.Fatalf("the replay ended before it could be killed (%v):\n%s", err, firstOut.String())
-		case <-time.After(5 * time.Millisecond):
-			if sim.Stats().Accepted >= 2 {
-				first.Process.Kill()
-				<-exited
-				killed = true
-			}
-		}
-	}
+	killWhen(t, ctx, "the replay", func() bool { return sim.Stats().Accepted >= 2 }, replay...)
 	killedAt := sim.Stats().Accepted
 	if got := manifest().Counts; got.RequestsDeadLettered != mid.RequestsDeadLettered || got.RequestsReplayed != mid.RequestsReplayed {
 		t.Fatalf("a killed replay changed the counts: %+v, was %+v", got, mid)

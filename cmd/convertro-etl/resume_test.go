@@ -47,6 +47,34 @@ func command(ctx context.Context, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// killWhen starts the program with args and SIGKILLs it as soon as ready
+// reports true, polling every few milliseconds; what names the process in
+// the failure when it exits on its own first. SIGKILL leaves it no chance to
+// commit anything more.
+func killWhen(t *testing.T, ctx context.Context, what string, ready func() bool, args ...string) {
+	t.Helper()
+	cmd := command(ctx, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	for {
+		select {
+		case err := <-exited:
+			t.Fatalf("%s ended before it could be killed (%v):\n%s", what, err, stderr.String())
+		case <-time.After(5 * time.Millisecond):
+			if ready() {
+				cmd.Process.Kill()
+				<-exited
+				return
+			}
+		}
+	}
+}
+
 // TestResumeAfterKill kills the running program with SIGKILL in the middle of
 // delivery, runs it again, and checks from the simulator's record and the
 // report alone: every expected request recorded at least once, nothing
@@ -94,26 +122,7 @@ func TestResumeAfterKill(t *testing.T) {
 	}
 
 	// First run: killed once a third of the requests are in.
-	first := command(ctx, args...)
-	var firstOut bytes.Buffer
-	first.Stderr = &firstOut
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- first.Wait() }()
-	for killed := false; !killed; {
-		select {
-		case err := <-exited:
-			t.Fatalf("the first run ended before it could be killed (%v):\n%s", err, firstOut.String())
-		case <-time.After(5 * time.Millisecond):
-			if sim.Stats().Accepted >= int64(total/3) {
-				first.Process.Kill() // SIGKILL: no chance to commit anything more
-				<-exited
-				killed = true
-			}
-		}
-	}
+	killWhen(t, ctx, "the first run", func() bool { return sim.Stats().Accepted >= int64(total/3) }, args...)
 	acceptedAtKill := sim.Stats().Accepted
 
 	// Second run: resumes and finishes.
