@@ -202,6 +202,12 @@ func (in *inputs) Decode(ctx context.Context, obj pipeline.Object, rowGroup int,
 	}
 	defer r.release()
 	tracks := r.obj.Partition.Table == "tracks" && len(in.covered) > 0
+	// A row group holds few distinct event names: normalise each once, not
+	// once per row (the lookup by string(name) does not allocate).
+	var seen map[string]bool
+	if tracks {
+		seen = map[string]bool{}
+	}
 	return in.badFile(pf.ReadRowGroup(ctx, rowGroup, in.batchSize, func(first int64, batch []segment.Message) error {
 		if tracks {
 			var name []byte
@@ -211,7 +217,12 @@ func (in *inputs) Decode(ctx context.Context, obj pipeline.Object, rowGroup int,
 				if len(name) == 0 {
 					name = m.Event
 				}
-				if in.covered[convertro.NormalizeEventName(string(name))] {
+				covered, ok := seen[string(name)]
+				if !ok {
+					covered = in.covered[convertro.NormalizeEventName(string(name))]
+					seen[string(name)] = covered
+				}
+				if covered {
 					m.Excluded = SkipInEventTable
 				}
 			}

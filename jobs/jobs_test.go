@@ -313,3 +313,45 @@ func TestBackfillExampleJobFile(t *testing.T) {
 		t.Errorf("read %d rows of the sample, want 2000", rep.Counts.RowsRead)
 	}
 }
+
+// TestTracksCopiesOfEventTablesAreSkipped: a warehouse dataset holds every
+// track twice, in `tracks` and in its event table; the copies in `tracks` of
+// events that have a table of their own are skipped as in_event_table, so
+// each is sent once (input-schemas.md).
+func TestTracksCopiesOfEventTablesAreSkipped(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	export := filepath.Join(dir, "export")
+	if _, err := generate.Generate(ctx, generate.Options{Out: export, Rows: 1000, Seed: 5, Days: 1, RowGroupRows: 200}); err != nil {
+		t.Fatal(err)
+	}
+	want := expectRequests(readOracleRows(t, export), "acme", "12", testEvents, false)
+
+	// Copy every order_completed file into tracks, as the warehouse keeps them.
+	var copied int64
+	orders := filepath.Join(export, "order_completed")
+	filepath.WalkDir(orders, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(orders, p)
+		dst := filepath.Join(export, "tracks", filepath.Dir(rel), "copy-"+filepath.Base(rel))
+		data, _ := os.ReadFile(p)
+		os.MkdirAll(filepath.Dir(dst), 0o755)
+		copied += int64(len(readOracleFile(t, p)))
+		return os.WriteFile(dst, data, 0o644)
+	})
+	if copied == 0 {
+		t.Fatal("the export has no order_completed rows to copy")
+	}
+
+	rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12"})
+	rep, err := Run(ctx, testOptions(export, filepath.Join(dir, "state"), rec.srv.URL), testEnv(t))
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	diffRequests(t, "recorded by the simulator", rec.requests(t), want)
+	if got := rep.Counts.RowsSkipped[SkipInEventTable]; got != copied {
+		t.Errorf("%d rows skipped as %s, want the %d copied", got, SkipInEventTable, copied)
+	}
+}
