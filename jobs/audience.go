@@ -233,7 +233,7 @@ func (j *audienceJob) diff(ctx context.Context) (*audiencePendingFile, diffResul
 	id := j.env.Now().UTC().Format("20060102T150405.000000000Z")
 	p := audiencePendingFile{
 		ID:          id,
-		Fingerprint: j.o.Fingerprint(time.Time{}, time.Time{}),
+		Fingerprint: j.o.identity(),
 		Changes:     "audience/sync-" + id + "/changes.parquet",
 		Snapshot:    "audience/sync-" + id + "/snapshot.parquet",
 		Previous:    prev.Snapshot,

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -62,6 +63,10 @@ type prepared struct {
 	in       *inputs
 	shard    pipeline.Shard
 	job      pipeline.JobID
+	// state and covered are a live run's: the state location (opened to
+	// read the ledger before listing) and the first day it asks for.
+	state    pipeline.StateStore
+	covered  string
 	gcs      *storage.Client
 	closeGCS func()
 }
@@ -115,7 +120,15 @@ func prepare(ctx context.Context, o Options, env Env, delivery bool) (*prepared,
 		}
 		p.gcs, p.closeGCS = c, func() { c.Close() }
 	}
-	p.in, err = gather(ctx, o, from, to, p.gcs, env.Log)
+	win := plainListing(from, to)
+	if delivery {
+		if win, err = p.recurring(ctx, from, to); err != nil {
+			p.close()
+			return nil, err
+		}
+	}
+	p.covered = win.covered
+	p.in, err = gather(ctx, o, win, p.gcs, env.Log)
 	if err != nil {
 		p.close()
 		return nil, err
@@ -125,10 +138,37 @@ func prepare(ctx context.Context, o Options, env Env, delivery bool) (*prepared,
 	}
 	p.job = pipeline.JobID{
 		Kind:        o.Kind,
-		Fingerprint: o.Fingerprint(from, to),
+		Fingerprint: o.Fingerprint(),
 		Description: describe(o, from, to),
+		Settings:    o.Settings(),
 	}
 	return p, nil
+}
+
+// recurring opens the state of a live run and, when its ledger holds this
+// job, widens the listing for late objects and unfinished work (see
+// listing). Reading the ledger takes no lease: the run takes it after the
+// listing, and pipeline merges the listing into the ledger it then holds.
+func (p *prepared) recurring(ctx context.Context, from, to time.Time) (listing, error) {
+	win := plainListing(from, to)
+	st, err := pipeline.OpenState(ctx, p.o.State, p.gcs)
+	if err != nil {
+		return win, err
+	}
+	p.state = st
+	if p.o.Fresh {
+		return win, nil
+	}
+	ledger, err := pipeline.ReadManifest(ctx, st, p.shard)
+	switch {
+	case errors.Is(err, pipeline.ErrStateNotFound):
+		return win, nil
+	case err != nil:
+		return win, err
+	case ledger.Job.Fingerprint != p.o.Fingerprint():
+		return win, nil
+	}
+	return recurringListing(from, to, p.o.Lookback, ledger), nil
 }
 
 func needsGCS(o Options) bool {
@@ -202,6 +242,7 @@ func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
 		Decoders:    o.Decoders,
 		Concurrency: o.Concurrency,
 		Fresh:       o.Fresh,
+		CoveredFrom: p.covered,
 
 		MaxRequestsPerDay: o.MaxRequestsPerDay,
 	}
@@ -216,10 +257,7 @@ func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
 		return runDry(ctx, cfg, deps, o.Out, env)
 	}
 
-	st, err := pipeline.OpenState(ctx, o.State, p.gcs)
-	if err != nil {
-		return nil, err
-	}
+	st := p.state
 	cp, prev, err := pipeline.OpenCheckpoint(ctx, st, p.shard, pipeline.NewLease(), env.Now, o.LeaseTTL)
 	if err != nil {
 		return nil, err

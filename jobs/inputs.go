@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"cloud.google.com/go/storage"
 	"golang.org/x/sync/errgroup"
@@ -63,7 +62,7 @@ type inputRef struct {
 
 // gather lists every source and reads every object's footer. A bad file
 // fails the job, or is set aside when onBadFile is "skip".
-func gather(ctx context.Context, o Options, from, to time.Time, gcs *storage.Client, log *slog.Logger) (*inputs, error) {
+func gather(ctx context.Context, o Options, win listing, gcs *storage.Client, log *slog.Logger) (*inputs, error) {
 	in := &inputs{refs: map[string]*inputRef{}, covered: map[string]bool{}, batchSize: readers.DefaultBatchSize,
 		skipBad: o.OnBadFile == "skip"}
 	if o.Type != "" {
@@ -75,7 +74,7 @@ func gather(ctx context.Context, o Options, from, to time.Time, gcs *storage.Cli
 	}
 	var refs []*inputRef
 	for _, uri := range o.Sources {
-		src, err := readers.OpenSource(ctx, uri, readers.SourceOptions{From: from, To: to, GCSClient: gcs})
+		src, err := readers.OpenSource(ctx, uri, readers.SourceOptions{From: win.from, To: win.to, GCSClient: gcs})
 		if err != nil {
 			return nil, err
 		}
@@ -104,6 +103,10 @@ func gather(ctx context.Context, o Options, from, to time.Time, gcs *storage.Cli
 			if _, dup := in.refs[obj.URI]; dup {
 				continue // two sources overlapping: read each object once
 			}
+			if win.keep != nil && !win.keep(partitionDay(obj), obj.URI) {
+				in.outOfRange++
+				continue
+			}
 			r := &inputRef{src: src, obj: obj}
 			in.refs[obj.URI] = r
 			refs = append(refs, r)
@@ -116,7 +119,8 @@ func gather(ctx context.Context, o Options, from, to time.Time, gcs *storage.Cli
 	g.SetLimit(footerReaders)
 	for i, r := range refs {
 		g.Go(func() error {
-			po := pipeline.Object{URI: r.obj.URI, Key: r.obj.Key, Size: r.obj.Size, Generation: r.obj.Generation}
+			po := pipeline.Object{URI: r.obj.URI, Key: r.obj.Key, Size: r.obj.Size, Generation: r.obj.Generation,
+				Day: partitionDay(r.obj)}
 			groups, typ, err := r.footer(gctx, in.hint)
 			switch {
 			case err == nil:
@@ -147,6 +151,14 @@ func gather(ctx context.Context, o Options, from, to time.Time, gcs *storage.Cli
 		}
 	}
 	return in, nil
+}
+
+// partitionDay is the object's partition day as the ledger keeps it.
+func partitionDay(o readers.Object) string {
+	if !o.Partition.HasDay {
+		return ""
+	}
+	return day(o.Partition.Day)
 }
 
 // emptyParquet reports a zero-byte object whose name says Parquet. Other

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +39,10 @@ type Options struct {
 
 	From string `yaml:"from" json:"from"`
 	To   string `yaml:"to" json:"to"`
+	// Lookback is how far before From a run of a recurring job lists again,
+	// for objects that landed after the run that covered their day (never
+	// before the first day the state's job ever covered).
+	Lookback time.Duration `yaml:"lookback" json:"-"`
 	// Type forces the message type of every file whose type cannot be detected.
 	Type string `yaml:"type" json:"type"`
 
@@ -145,6 +150,9 @@ func (o Options) withDefaults() Options {
 	if o.LeaseTTL <= 0 {
 		o.LeaseTTL = pipeline.DefaultLeaseTTL
 	}
+	if o.Lookback == 0 {
+		o.Lookback = DefaultLookback
+	}
 	return o
 }
 
@@ -176,29 +184,53 @@ func (o Options) validate() error {
 	return nil
 }
 
-// Fingerprint identifies the job: its kind, sources, date range and settings.
-// Rerunning with the same fingerprint resumes; a different one on a state that
-// holds an unfinished job is refused unless --fresh.
-func (o Options) Fingerprint(from, to time.Time) string {
+// DefaultLookback is how far back a run of a recurring job looks for late
+// objects when --lookback is not given.
+const DefaultLookback = 72 * time.Hour
+
+// Fingerprint identifies the recurring job a state location holds: its kind
+// and sources. Not its date range, which moves from run to run, nor its
+// settings, which Settings names one by one so that a change can be told
+// (and refused while the state holds unfinished work).
+func (o Options) Fingerprint() string {
 	srcs := append([]string(nil), o.Sources...)
 	sort.Strings(srcs)
 	id := struct {
-		Kind       string                `json:"kind"`
-		Sources    []string              `json:"sources"`
-		From       string                `json:"from,omitempty"`
-		To         string                `json:"to,omitempty"`
-		Account    string                `json:"account"`
-		ClientName string                `json:"clientName"`
-		SiteID     string                `json:"siteId"`
-		Domain     string                `json:"domain"`
-		Events     map[string]EventNames `json:"events"`
-		Hybrid     bool                  `json:"hybrid"`
-		Type       string                `json:"type"`
-	}{o.Kind, srcs, day(from), day(to), o.Account, o.ClientName, o.SiteID, o.Domain, o.Events, o.Hybrid, o.Type}
+		Kind    string   `json:"kind"`
+		Sources []string `json:"sources"`
+	}{o.Kind, srcs}
 	var buf bytes.Buffer
-	_ = json.NewEncoder(&buf).Encode(id) // maps encode with sorted keys: stable
+	_ = json.NewEncoder(&buf).Encode(id)
 	sum := sha256.Sum256(buf.Bytes())
 	return hex.EncodeToString(sum[:12])
+}
+
+// identity is a digest of the fingerprint and the settings together: one
+// exact job, for the records that must match it whole (an audience sync's
+// pending changes).
+func (o Options) identity() string {
+	b, _ := json.Marshal(o.Settings())
+	sum := sha256.Sum256(append([]byte(o.Fingerprint()+"\x00"), b...))
+	return hex.EncodeToString(sum[:12])
+}
+
+// Settings are the values that decide what the job sends, by the names an
+// operator gives them (job-file keys): a change of any of them on a state
+// with unfinished work is refused, naming it.
+func (o Options) Settings() map[string]string {
+	events, _ := json.Marshal(o.Events) // maps encode with sorted keys: stable
+	if len(o.Events) == 0 {
+		events = nil
+	}
+	return map[string]string{
+		"account":                o.Account,
+		"clientName":             o.ClientName,
+		"siteId":                 o.SiteID,
+		"domain":                 o.Domain,
+		"events":                 string(events),
+		"hybridAttributionModel": strconv.FormatBool(o.Hybrid),
+		"type":                   o.Type,
+	}
 }
 
 func day(t time.Time) string {

@@ -117,8 +117,10 @@ type Checkpoint struct {
 	finished bool
 }
 
-// OpenCheckpoint reads shard's manifest from st (nil Manifest if the shard
-// never ran) and checks that the lease is free for owner (a zero Lease means
+// OpenCheckpoint checks that the state's job is split into shard.Count
+// shards (ErrShardLayout otherwise: LayoutName records the count, written
+// by the first Begin), reads shard's manifest from st (nil Manifest if the
+// shard never ran) and checks that the lease is free for owner (a zero Lease means
 // NewLease()). A lease is free when it is owner's, expired or released, or
 // held by a process on this host that is no longer running; otherwise the
 // error is a *LeaseError wrapping ErrLeaseHeld that names the holder and
@@ -140,6 +142,9 @@ func OpenCheckpoint(ctx context.Context, st StateStore, shard Shard, owner Lease
 		ttl = DefaultLeaseTTL
 	}
 	c := &Checkpoint{st: st, shard: shard, name: ManifestName(shard), owner: owner, now: now, ttl: ttl}
+	if err := checkLayout(ctx, st, shard); err != nil {
+		return nil, nil, err
+	}
 	data, gen, err := st.Read(ctx, c.name)
 	if errors.Is(err, ErrStateNotFound) {
 		return c, nil, nil
@@ -212,6 +217,9 @@ func (c *Checkpoint) Begin(ctx context.Context, m *Manifest) error {
 		return fmt.Errorf("begin manifest %s: no manifest", c.uri())
 	case c.m != nil:
 		return fmt.Errorf("begin manifest %s: already begun", c.uri())
+	}
+	if err := recordLayout(ctx, c.st, c.shard); err != nil {
+		return err
 	}
 	t := c.now()
 	m.Version = ManifestVersion

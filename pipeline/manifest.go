@@ -25,7 +25,11 @@ var (
 // ManifestVersion is the version of the manifest document this program
 // writes. Decoding refuses newer versions rather than dropping what it does
 // not understand and writing the rest back.
-const ManifestVersion = 1
+//
+// Version 2 added the recurring-job ledger (Settings, Day, CoveredFrom,
+// Pruned, CycleStart) and MaybeRepeated; a version 1 manifest is read, its
+// repeat bound carried over as MaybeRepeated.
+const ManifestVersion = 2
 
 // Shard selects a stable share of a job's units: this process runs shard
 // Index of Count. The zero value is invalid; a single process is 0/1.
@@ -71,13 +75,16 @@ func parseManifestName(name string) (Shard, bool) {
 	return s, true
 }
 
-// JobID identifies a job: same ID, same work. jobs computes Fingerprint
-// (a sha256 of kind, sources, date range and settings); Description is the
-// human version, for messages.
+// JobID identifies a job. jobs computes Fingerprint from what makes a job
+// the same recurring job (kind and sources; not its date range, which
+// changes from run to run); Settings are the values that decide what is
+// sent (client name, site id, events, ...), by name, so that a change can be
+// named; Description is the human version, for messages.
 type JobID struct {
-	Kind        string `json:"kind"`
-	Fingerprint string `json:"fingerprint"`
-	Description string `json:"description,omitempty"`
+	Kind        string            `json:"kind"`
+	Fingerprint string            `json:"fingerprint"`
+	Description string            `json:"description,omitempty"`
+	Settings    map[string]string `json:"settings,omitempty"`
 }
 
 // Counts are the totals of a shard's work across all its runs.
@@ -113,6 +120,7 @@ type PlannedObject struct {
 	Generation int64   `json:"generation"`        // GCS generation, or local modification time in ns
 	RowGroups  []int64 `json:"row_groups"`        // rows of each row group
 	Skipped    string  `json:"skipped,omitempty"` // why the object was set aside as bad
+	Day        string  `json:"day,omitempty"`     // partition day (YYYY-MM-DD), "" when the path has none
 }
 
 // Manifest is the checkpoint of one shard of one job: the plan, each unit's
@@ -153,7 +161,27 @@ type Manifest struct {
 	// start to its last commit: with the rows done, the rate status
 	// estimates the time left from.
 	ActiveSeconds float64 `json:"active_seconds,omitempty"`
+
+	// CoveredFrom is the earliest first day (YYYY-MM-DD) any run of the job
+	// asked for: a run looks back for late objects as far as its lookback,
+	// but not before what the job ever covered.
+	CoveredFrom string `json:"covered_from,omitempty"`
+	// Pruned is what the ledger no longer lists: finished objects that left
+	// the range the runs list (see mergeListing).
+	Pruned Pruned `json:"pruned,omitzero"`
+	// CycleStart is the counts when the job last went from finished to
+	// running: a run reports incomplete for the dead letters of its own
+	// cycle, not for those of every earlier night.
+	CycleStart Counts `json:"cycle_start,omitzero"`
+	// MaybeRepeated is the most requests earlier runs may have sent whose
+	// rows were not committed, and so were sent again: a window for each run
+	// that was killed with work left, and for each clean stop exactly the
+	// requests it left in flight (none for a finished run).
+	MaybeRepeated int64 `json:"maybe_repeated,omitempty"`
 }
+
+// marked is the rows the manifest records as done, pruned ones included.
+func (m *Manifest) marked() int64 { return markedRows(m.Units) + m.Pruned.Rows }
 
 // decodeManifest decodes data read from uri; errors wrap ErrBadManifest.
 func decodeManifest(uri string, data []byte) (*Manifest, error) {
@@ -164,6 +192,10 @@ func decodeManifest(uri string, data []byte) (*Manifest, error) {
 	if m.Version < 1 || m.Version > ManifestVersion {
 		return nil, fmt.Errorf("decode manifest %s: %w: version %d, this program knows 1 to %d",
 			uri, ErrBadManifest, m.Version, ManifestVersion)
+	}
+	if m.Version == 1 {
+		// Version 1 bounded repeats by a window per resume.
+		m.MaybeRepeated = int64(m.Window) * int64(max(m.Runs-1-m.Reopened, 0))
 	}
 	return &m, nil
 }

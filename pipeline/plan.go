@@ -11,6 +11,9 @@ type Object struct {
 	// (An object found bad only while a row group is read is set aside by
 	// the run itself: see ErrSkipObject.)
 	Skipped string
+	// Day is the object's partition day (YYYY-MM-DD), "" when its path has
+	// none; the ledger keeps it so jobs can list an unfinished object's day.
+	Day string
 }
 
 // Unit is the unit of work, checkpointing and sharding: one row group of one

@@ -42,17 +42,27 @@ type Report struct {
 	Resumes int `json:"resumes"`
 	Window  int `json:"window"`
 	// RepeatBound is the most requests that may have been sent more than
-	// once: window × resumes + possible duplicates. Each interrupted run can
-	// have sent at most Window requests whose rows were not committed yet,
-	// and the next run sends those rows again; a retry after a timeout or a
-	// dropped connection may have been received the first time too.
+	// once: the requests earlier runs left in flight (Manifest.MaybeRepeated:
+	// a window for each run killed with work left, exactly what a clean stop
+	// left unfinished, nothing for a finished run) + possible duplicates (a
+	// retry after a timeout or a dropped connection may have been received
+	// the first time too).
 	RepeatBound int64 `json:"repeat_bound"`
+	// InFlight is MaybeRepeated: the requests interrupted runs sent whose
+	// rows were sent again.
+	InFlight int64 `json:"in_flight_at_stops"`
 
 	Started           time.Time `json:"started"`
 	Finished          time.Time `json:"finished"`
 	WallSeconds       float64   `json:"wall_seconds"`        // this run
 	RowsThisRun       int64     `json:"rows_this_run"`       // rows completed by this run
 	RequestsThisRun   int64     `json:"requests_this_run"`   // requests handled by this run
+	// RequestsAttempted is every request this run handed to Convertro,
+	// answered or not; LeftInFlight those of them whose rows were not done
+	// when the run stopped: the next run sends them again (they are in
+	// RepeatBound). A finished run leaves none.
+	RequestsAttempted int64 `json:"requests_attempted,omitempty"`
+	LeftInFlight      int64 `json:"left_in_flight,omitempty"`
 	RowsPerSecond     float64   `json:"rows_per_second"`     // this run
 	RequestsPerSecond float64   `json:"requests_per_second"` // this run
 	// RateHistory is how this run's sending rate adapted to Convertro's 429s.
@@ -89,7 +99,7 @@ func buildReport(m *Manifest, cfg Config, started, finished time.Time, before Co
 		Job: m.Job.Description, Kind: m.Job.Kind, Fingerprint: m.Job.Fingerprint,
 		Shard: m.Shard.String(), Status: m.Status,
 		Counts:      cloneCounts(m.Counts),
-		RowsMarked:  markedRows(m.Units),
+		RowsMarked:  m.marked(),
 		DeadLetters: m.Counts.RequestsDeadLettered,
 		Runs:        m.Runs, Resumes: max(m.Runs-1-m.Reopened, 0), Window: m.Window,
 		Started: started.UTC(), Finished: finished.UTC(),
@@ -115,7 +125,9 @@ func buildReport(m *Manifest, cfg Config, started, finished time.Time, before Co
 		}
 	}
 	r.DeadLetterFiles = slices.Clone(m.DeadLetterFiles)
-	r.RepeatBound = int64(m.Window)*int64(r.Resumes) + m.Counts.PossibleDuplicates
+	r.RowsPlanned += m.Pruned.Rows
+	r.InFlight = m.MaybeRepeated
+	r.RepeatBound = m.MaybeRepeated + m.Counts.PossibleDuplicates
 	r.WallSeconds = finished.Sub(started).Seconds()
 	r.RowsThisRun = m.Counts.RowsRead - before.RowsRead
 	r.RequestsThisRun = m.Counts.RequestsSent - before.RequestsSent
@@ -178,8 +190,8 @@ func (r *Report) Summary(w io.Writer) error {
 			r.RowsReplaced)
 	}
 	if r.Status != StatusDryRun {
-		fmt.Fprintf(&b, "  runs:         %d (%d resumes); at most %d requests sent twice (window %d × %d resumes + %d possible duplicates)\n",
-			r.Runs, r.Resumes, r.RepeatBound, r.Window, r.Resumes, c.PossibleDuplicates)
+		fmt.Fprintf(&b, "  runs:         %d (%d resumes); at most %d requests sent twice (%d left in flight by interrupted runs + %d possible duplicates)\n",
+			r.Runs, r.Resumes, r.RepeatBound, r.InFlight, c.PossibleDuplicates)
 	}
 	if n := len(r.RateHistory); n > 0 {
 		lo := r.RateHistory[0].Rate
@@ -198,6 +210,10 @@ func (r *Report) Summary(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "  this run:     %d rows, %d requests in %.1fs: %.0f rows/s, %.0f requests/s\n",
 		r.RowsThisRun, r.RequestsThisRun, r.WallSeconds, r.RowsPerSecond, r.RequestsPerSecond)
+	if r.LeftInFlight > 0 {
+		fmt.Fprintf(&b, "  in flight:    %d of the %d requests this run sent belong to rows not done when it stopped: the next run sends them again\n",
+			r.LeftInFlight, r.RequestsAttempted)
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }

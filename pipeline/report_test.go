@@ -20,6 +20,7 @@ import (
 func sampleReport() *Report {
 	m := &Manifest{
 		Job: testJob, Shard: Shard{1, 4}, Status: StatusFinished, Runs: 3, Window: 8192,
+		MaybeRepeated:   8192 * 2, // two runs killed with work left
 		DeadLetterFiles: []string{"dead-letters/1-of-4/part-1.parquet"},
 		Objects:         []PlannedObject{{URI: "gs://b/a.parquet", Key: "a.parquet"}, {URI: "gs://b/bad.parquet", Key: "bad.parquet", Skipped: "bad footer"}},
 		Units:           []UnitProgress{{Object: 0, RowGroup: 0, Rows: 100, Watermark: 100, Done: true}},
@@ -102,7 +103,7 @@ func TestReportSummary(t *testing.T) {
 		"130 sent = 124 acked + 6 dead-lettered (4 retried, 2 possibly sent twice)",
 		"6 requests in dead-letters/1-of-4/part-1.parquet",
 		"gs://b/bad.parquet (bad footer)",
-		"3 (2 resumes); at most 16386 requests sent twice",
+		"3 (2 resumes); at most 16386 requests sent twice (16384 left in flight by interrupted runs + 2 possible duplicates)",
 		"5 rows/s, 7 requests/s",
 	} {
 		if !strings.Contains(out, want) {

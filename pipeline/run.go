@@ -144,6 +144,9 @@ type Config struct {
 
 	// Fresh ignores a previous manifest of another job (--fresh) and starts over.
 	Fresh bool
+	// CoveredFrom is the first day (YYYY-MM-DD) this run was asked for, ""
+	// for none; the manifest keeps the earliest (Manifest.CoveredFrom).
+	CoveredFrom string
 
 	// MaxRequestsPerDay caps the requests a live run queues per UTC day
 	// (deps.Now), counted across runs in Manifest.DailyRequests; 0 = no cap.
@@ -299,6 +302,11 @@ type liveRun struct {
 	capped atomic.Bool
 	// activeFrom is when the run's active time not yet in the manifest began.
 	activeFrom time.Time
+	// attempted counts the requests handed to Convertro by this run, and
+	// completedReqs (the checkpointer's) those whose rows it marked done: the
+	// difference at the end is what a resume sends again.
+	attempted     atomic.Int64
+	completedReqs int64
 
 	unitCh chan int
 	reqs   chan request
@@ -308,24 +316,35 @@ type liveRun struct {
 
 func runLive(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	started := deps.Now()
+	// A manifest left "running" with work to do was not finished by its run:
+	// that process was killed, with up to a window of requests sent whose
+	// rows it had not committed. A clean stop committed them, and says in
+	// MaybeRepeated what it left in flight.
+	killed := deps.Previous != nil && !cfg.Fresh && deps.Previous.Status == StatusRunning && unfinishedLive(deps.Previous) > 0
 	m, done, err := prepareManifest(cfg, deps)
 	if err != nil {
 		return nil, err
 	}
 	if done {
-		// A finished job run again does nothing.
-		deps.Logger.Info("job already finished; nothing to do", "job", m.Job.Description, "shard", m.Shard.String())
+		// A finished job that the listing gives nothing new does nothing.
+		deps.Logger.Info("job already finished, nothing new in its range; nothing to do", "job", m.Job.Description, "shard", m.Shard.String())
 		rep := buildReport(m, cfg, started, deps.Now(), m.Counts, deps.State)
-		if m.Counts.ObjectsSkipped > 0 {
+		if n := setAside(m); n > 0 {
 			// Still incomplete: the objects set aside are unchanged in the
 			// listing. Replacing them makes the next run read them.
 			return rep, fmt.Errorf("run shard %s: finished earlier with %d objects set aside, unchanged since: %w",
-				m.Shard, m.Counts.ObjectsSkipped, ErrIncomplete)
+				m.Shard, n, ErrIncomplete)
 		}
 		return rep, nil
 	}
 	c := deps.Checkpoint
+	if killed {
+		m.MaybeRepeated += int64(m.Window)
+	}
 	if err := c.Begin(ctx, m); err != nil {
+		if killed {
+			m.MaybeRepeated -= int64(m.Window)
+		}
 		return nil, err
 	}
 	m = c.Manifest()
@@ -376,17 +395,23 @@ func runLive(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 				m.Shard, need, cfg.MaxRequestsPerDay)
 		}
 	default:
-		if cerr := checkCounts(m.Counts, markedRows(m.Units)); cerr != nil {
+		if cerr := checkCounts(m.Counts, m.marked()); cerr != nil {
 			status, err = StatusFailed, cerr
 		} else if n := unfinishedLive(m); n > 0 {
 			status, err = StatusFailed, fmt.Errorf("run shard %s: %d units unfinished after all stages ended: %w", m.Shard, n, ErrCountsMismatch)
 		}
 	}
+	var leftInFlight int64
 	if !errors.Is(err, ErrLeaseLost) {
 		// The run is over, cancelled or not: the last progress must still
 		// reach the state.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.FinalCommitTimeout)
 		r.syncBudget()
+		// Requests sent whose rows are not done are sent again by the
+		// next run: that, not a whole window, is what this stop adds to
+		// the repeat bound.
+		leftInFlight = max(r.attempted.Load()-r.completedReqs, 0)
+		m.MaybeRepeated += leftInFlight
 		ferr := r.flushDeadLetters(fctx)
 		if ferr == nil {
 			ferr = c.Finish(fctx, status)
@@ -401,15 +426,18 @@ func runLive(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 		rep.RateHistory = deps.RateHistory()
 	}
 	rep.Status = status
+	rep.RequestsAttempted, rep.LeftInFlight = r.attempted.Load(), leftInFlight
 	if err != nil {
 		rep.Error = err.Error()
 	}
 	if !errors.Is(err, ErrLeaseLost) {
 		r.writeReport(ctx, rep)
 	}
-	if err == nil && (m.Counts.RowsDeadLettered > 0 || m.Counts.ObjectsSkipped > 0) {
-		err = fmt.Errorf("run shard %s: %d rows dead-lettered, %d objects skipped: %w",
-			m.Shard, m.Counts.RowsDeadLettered, m.Counts.ObjectsSkipped, ErrIncomplete)
+	// Incomplete is about this cycle of a recurring job: rows dead-lettered
+	// since it last finished, and objects set aside that are still listed.
+	if dead, aside := m.Counts.RowsDeadLettered-m.CycleStart.RowsDeadLettered, setAside(m); err == nil && (dead > 0 || aside > 0) {
+		err = fmt.Errorf("run shard %s: %d rows dead-lettered, %d objects set aside: %w",
+			m.Shard, dead, aside, ErrIncomplete)
 	}
 	return rep, err
 }
@@ -431,136 +459,84 @@ func (r *liveRun) writeReport(ctx context.Context, rep *Report) {
 	}
 }
 
-// prepareManifest returns the manifest to begin with: the previous one to
-// resume, or a new one from the plan. done reports a finished job.
+// prepareManifest returns the manifest to begin with: the previous one with
+// the listing merged in (see mergeListing), or a new one from the plan. done
+// reports a finished job that the listing gives nothing new to do.
 func prepareManifest(cfg Config, deps Deps) (m *Manifest, done bool, err error) {
 	prev := deps.Previous
-	if prev != nil && !cfg.Fresh {
-		if prev.Job.Fingerprint != cfg.Job.Fingerprint {
-			if prev.Status != StatusFinished {
-				return nil, false, fmt.Errorf("resume shard %s: state holds %q, this is %q: %w",
-					cfg.Shard, prev.Job.Description, cfg.Job.Description, ErrJobMismatch)
-			}
-			prev = nil // another job, finished: this one starts afresh
-		} else {
-			retried := retrySkipped(prev, cfg, deps.Logger)
-			if prev.Status == StatusFinished {
-				if retried == 0 {
-					return prev, true, nil
-				}
-				// Only the replaced objects' units are left to run; the
-				// others are done and not read again.
-				prev.Status = StatusRunning
-				prev.Window = max(prev.Window, cfg.Window)
-				prev.Reopened++
-				return prev, false, nil
-			}
-		}
-	} else {
-		prev = nil
+	if prev == nil || cfg.Fresh {
+		return newManifest(cfg), false, nil
 	}
-	if prev != nil {
-		if err := samePlan(prev.Objects, cfg.Objects); err != nil {
-			return nil, false, fmt.Errorf("resume shard %s: %w", cfg.Shard, err)
+	if prev.Job.Fingerprint != cfg.Job.Fingerprint {
+		if n := unfinishedLive(prev); n > 0 {
+			return nil, false, fmt.Errorf("resume shard %s: the state holds %d unfinished units of %q and this run is %q (%s): "+
+				"finish them first by running the state's job again, or start over with --fresh, which discards the state's progress "+
+				"(its unfinished rows are not sent, and what it delivered is sent again if listed): %w",
+				cfg.Shard, n, prev.Job.Description, cfg.Job.Description,
+				orNone(settingsDiff(prev.Job.Settings, cfg.Job.Settings)), ErrJobMismatch)
 		}
-		prev.Status = StatusRunning
-		prev.Window = max(prev.Window, cfg.Window)
-		return prev, false, nil
+		// Another job over a finished one: it starts afresh.
+		deps.Logger.Info("the state's finished job is another one; starting afresh", "was", prev.Job.Description, "now", cfg.Job.Description)
+		return newManifest(cfg), false, nil
 	}
-	units := ShardUnits(BuildPlan(cfg.Objects), cfg.Objects, cfg.Shard)
-	m = &Manifest{Job: cfg.Job, Shard: cfg.Shard, Status: StatusRunning, Window: cfg.Window}
+	if diff := settingsDiff(prev.Job.Settings, cfg.Job.Settings); diff != "" {
+		if n := unfinishedLive(prev); n > 0 {
+			return nil, false, fmt.Errorf("resume shard %s: the state holds %d unfinished units sent with other settings: %s. "+
+				"Either finish them with the settings they were started with (run again with the state's values), "+
+				"or start over with --fresh, which discards the state's progress: its unfinished rows are not sent with the old settings, "+
+				"and objects it delivered are sent again with the new ones if listed: %w",
+				cfg.Shard, n, diff, ErrJobMismatch)
+		}
+		deps.Logger.Warn("settings changed since the state's last run: what it delivered is not sent again (--fresh sends everything listed again)",
+			"changes", diff)
+	}
+	wasFinished := prev.Status == StatusFinished
+	prev.Job = cfg.Job
+	prev.CoveredFrom = coveredFrom(prev.CoveredFrom, cfg.CoveredFrom)
+	added := mergeListing(prev, cfg, deps.Logger)
+	if wasFinished {
+		if !added {
+			return prev, true, nil
+		}
+		// A new cycle: the run follows no interrupted one.
+		prev.Reopened++
+		prev.CycleStart = cloneCounts(prev.Counts)
+	}
+	prev.Status = StatusRunning
+	prev.Window = max(prev.Window, cfg.Window)
+	return prev, false, nil
+}
+
+func newManifest(cfg Config) *Manifest {
+	m := &Manifest{Job: cfg.Job, Shard: cfg.Shard, Status: StatusRunning, Window: cfg.Window, CoveredFrom: cfg.CoveredFrom}
 	m.Objects = make([]PlannedObject, len(cfg.Objects))
 	for i, o := range cfg.Objects {
-		m.Objects[i] = PlannedObject{URI: o.URI, Key: o.Key, Size: o.Size, Generation: o.Generation,
-			RowGroups: slices.Clone(o.RowGroups), Skipped: o.Skipped}
+		m.Objects[i] = plannedObject(o)
 		if o.Skipped != "" {
 			m.Counts.ObjectsSkipped++
 		}
 	}
+	units := ShardUnits(BuildPlan(cfg.Objects), cfg.Objects, cfg.Shard)
 	m.Units = make([]UnitProgress, len(units))
 	for i, u := range units {
 		m.Units[i] = UnitProgress{Object: u.Object, RowGroup: u.RowGroup, Rows: u.Rows}
 	}
-	return m, false, nil
+	return m
 }
 
-// retrySkipped gives the objects m set aside as unreadable another chance
-// when the listing holds another version of them (size or generation
-// changed: the file was fixed or rewritten). An unchanged object has the same
-// bytes and would fail the same way, so it stays set aside. For each object
-// retried, its units so far are retired (the rows they marked stay counted:
-// they were read, and delivered or skipped, from the earlier version), the
-// plan takes the new version, and the new version's units of this shard are
-// added, to be read whole; the new listing may also find it bad again. It
-// returns the number of objects retried.
-func retrySkipped(m *Manifest, cfg Config, log *slog.Logger) int {
-	if len(cfg.Objects) == 0 {
-		return 0
+// coveredFrom is the earlier of two CoveredFrom days ("" is unknown).
+func coveredFrom(a, b string) string {
+	if a == "" || (b != "" && b < a) {
+		return b
 	}
-	byURI := make(map[string]Object, len(cfg.Objects))
-	for _, o := range cfg.Objects {
-		byURI[o.URI] = o
-	}
-	n := 0
-	for i := range m.Objects {
-		p := &m.Objects[i]
-		o, ok := byURI[p.URI]
-		if p.Skipped == "" || !ok || (o.Size == p.Size && o.Generation == p.Generation) {
-			continue
-		}
-		n++
-		var replaced int64
-		for j := range m.Units {
-			if u := &m.Units[j]; u.Object == i && !u.Retired {
-				u.Retired = true
-				replaced += markedRows(m.Units[j : j+1])
-			}
-		}
-		log.Info("retrying an object set aside, now at another version", "object", p.URI,
-			"size", o.Size, "generation", o.Generation, "was_size", p.Size, "was_generation", p.Generation,
-			"rows_read_from_earlier_version", replaced)
-		*p = PlannedObject{URI: o.URI, Key: o.Key, Size: o.Size, Generation: o.Generation,
-			RowGroups: slices.Clone(o.RowGroups), Skipped: o.Skipped}
-		if o.Skipped != "" {
-			continue // bad again: still counted as skipped
-		}
-		m.Counts.ObjectsSkipped--
-		for rg, rows := range o.RowGroups {
-			if cfg.Shard.Count <= 1 || shardOf(o.Key, rg, cfg.Shard.Count) == cfg.Shard.Index {
-				m.Units = append(m.Units, UnitProgress{Object: i, RowGroup: rg, Rows: rows})
-			}
-		}
-	}
-	return n
+	return a
 }
 
-// samePlan compares a fresh listing with the plan a manifest holds. An empty
-// listing means the caller trusts the manifest's plan.
-func samePlan(planned []PlannedObject, listed []Object) error {
-	if len(listed) == 0 {
-		return nil
+func orNone(s string) string {
+	if s == "" {
+		return "same settings"
 	}
-	// By URI, not key: a key is relative to its source, and two sources of
-	// the same layout (tracks/…, identifies/…) hold the same keys.
-	byURI := make(map[string]Object, len(listed))
-	for _, o := range listed {
-		byURI[o.URI] = o
-	}
-	for _, p := range planned {
-		o, ok := byURI[p.URI]
-		switch {
-		case !ok:
-			return fmt.Errorf("%s is gone: %w", p.URI, ErrInputChanged)
-		case o.Generation != p.Generation || o.Size != p.Size:
-			return fmt.Errorf("%s was rewritten (generation %d size %d, planned %d size %d): %w",
-				p.URI, o.Generation, o.Size, p.Generation, p.Size, ErrInputChanged)
-		}
-		delete(byURI, p.URI)
-	}
-	for _, o := range byURI {
-		return fmt.Errorf("%s is new since the plan: %w", o.URI, ErrInputChanged)
-	}
-	return nil
+	return s
 }
 
 func objectsOf(p []PlannedObject) []Object {
@@ -569,16 +545,6 @@ func objectsOf(p []PlannedObject) []Object {
 		objs[i] = Object{URI: o.URI, Key: o.Key, Size: o.Size, Generation: o.Generation, RowGroups: o.RowGroups, Skipped: o.Skipped}
 	}
 	return objs
-}
-
-func unfinished(units []UnitProgress) int {
-	n := 0
-	for i := range units {
-		if !units[i].Done && !units[i].Retired {
-			n++
-		}
-	}
-	return n
 }
 
 // unfinishedLive is unfinished leaving out the units of objects set aside:
@@ -772,6 +738,7 @@ func (r *liveRun) sender(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return context.Cause(ctx) // abandoned: resent on resume
 		}
+		r.attempted.Add(1)
 		out := r.deps.Sender.Send(ctx, req.url)
 		if out.Err != nil && !out.Permanent {
 			if ctx.Err() != nil {
@@ -950,6 +917,7 @@ func (k *checkpointer) complete(ctx context.Context, unit int, row int64, skip s
 	u.MarkDone(row)
 	addRow(&k.m.Counts, skip, t)
 	k.dirty = true
+	k.r.completedReqs += t.acked + t.dead
 	k.r.prog.add(1, t.acked+t.dead)
 	if !wasDone && u.Watermark >= u.Rows {
 		u.Done = true
@@ -1236,7 +1204,7 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 		rep.Error = err.Error()
 		return rep, err
 	}
-	if err := checkCounts(m.Counts, markedRows(m.Units)); err != nil {
+	if err := checkCounts(m.Counts, m.marked()); err != nil {
 		rep.Error = err.Error()
 		return rep, err
 	}
