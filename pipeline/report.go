@@ -52,19 +52,19 @@ type Report struct {
 	// rows were sent again.
 	InFlight int64 `json:"in_flight_at_stops"`
 
-	Started           time.Time `json:"started"`
-	Finished          time.Time `json:"finished"`
-	WallSeconds       float64   `json:"wall_seconds"`        // this run
-	RowsThisRun       int64     `json:"rows_this_run"`       // rows completed by this run
-	RequestsThisRun   int64     `json:"requests_this_run"`   // requests handled by this run
+	Started         time.Time `json:"started"`
+	Finished        time.Time `json:"finished"`
+	WallSeconds     float64   `json:"wall_seconds"`      // this run
+	RowsThisRun     int64     `json:"rows_this_run"`     // rows completed by this run
+	RequestsThisRun int64     `json:"requests_this_run"` // requests handled by this run
 	// RequestsAttempted is every request this run handed to Convertro,
 	// answered or not; LeftInFlight those of them whose rows were not done
 	// when the run stopped: the next run sends them again (they are in
 	// RepeatBound). A finished run leaves none.
-	RequestsAttempted int64 `json:"requests_attempted,omitempty"`
-	LeftInFlight      int64 `json:"left_in_flight,omitempty"`
-	RowsPerSecond     float64   `json:"rows_per_second"`     // this run
-	RequestsPerSecond float64   `json:"requests_per_second"` // this run
+	RequestsAttempted int64   `json:"requests_attempted,omitempty"`
+	LeftInFlight      int64   `json:"left_in_flight,omitempty"`
+	RowsPerSecond     float64 `json:"rows_per_second"`     // this run
+	RequestsPerSecond float64 `json:"requests_per_second"` // this run
 	// RateHistory is how this run's sending rate adapted to Convertro's 429s.
 	RateHistory []RateSample `json:"rate_history,omitempty"`
 }
