@@ -75,7 +75,7 @@ func gather(ctx context.Context, o Options, from, to time.Time, gcs *storage.Cli
 	}
 	var refs []*inputRef
 	for _, uri := range o.Sources {
-		src, err := readers.OpenSource(ctx, uri, readers.SourceOptions{From: from, To: to, GCSClient: gcs})
+		src, err := readers.OpenSource(ctx, uri, readers.SourceOptions{From: from, To: to, GCSClient: gcs, Logger: log})
 		if err != nil {
 			return nil, err
 		}
