@@ -305,7 +305,7 @@ func (j *audienceJob) diffFiles(ctx context.Context, prev audienceCurrentFile) (
 		}
 	}
 	for _, uri := range j.o.Sources {
-		if err := in.add(ctx, uri, readers.SourceOptions{GCSClient: j.gcs, From: j.from, To: j.to}, j.detect); err != nil {
+		if err := in.add(ctx, uri, readers.SourceOptions{GCSClient: j.gcs, From: j.from, To: j.to, Logger: j.env.Log}, j.detect); err != nil {
 			return res, "", "", err
 		}
 	}

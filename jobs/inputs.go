@@ -74,7 +74,7 @@ func gather(ctx context.Context, o Options, win listing, gcs *storage.Client, lo
 	}
 	var refs []*inputRef
 	for _, uri := range o.Sources {
-		src, err := readers.OpenSource(ctx, uri, readers.SourceOptions{From: win.from, To: win.to, GCSClient: gcs})
+		src, err := readers.OpenSource(ctx, uri, readers.SourceOptions{From: win.from, To: win.to, GCSClient: gcs, Logger: log})
 		if err != nil {
 			return nil, err
 		}

@@ -89,6 +89,17 @@
 //     objects_skipped), its units not yet started are not read, and the rows
 //     it completed stay counted.
 //
+// State stores return ErrStateNotFound and ErrPrecondition; a GCS server
+// that cannot be reached is a *gcscall.UnreachableError naming it and its
+// fix. A GCS state write retries 408, 429, 5xx and network failures with
+// backoff until its context's deadline (30 s without one; a checkpoint
+// write allows one lease duration); a retry that fails its precondition
+// against the bytes of its own lost attempt counts as written. Reads and
+// listings end when nothing arrives for 30 s; a local write waits at most
+// 30 s for the folder's lock. Local state files are created 0666 and
+// folders 0777, less the umask. A finished job run again writes its report
+// if the state holds none (a kill between the final commit and the report).
+//
 // ShardFromEnv returns ErrInvalidShard. The command maps these kinds to exit
 // codes in one switch.
 //

@@ -301,6 +301,11 @@ func (c *Checkpoint) write(ctx context.Context, op string, kind error) error {
 	if err != nil {
 		return fmt.Errorf("%s manifest %s: %w", op, c.uri(), err)
 	}
+	// The store retries a transient failure (a 429 or 503 under load, a
+	// reset connection) until ctx's deadline: at most one lease duration,
+	// after which a successor may own the shard anyway.
+	ctx, cancel := context.WithTimeout(ctx, c.ttl)
+	defer cancel()
 	gen, err := c.st.Write(ctx, c.name, data, c.gen)
 	if err == nil {
 		c.gen = gen

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -272,4 +273,29 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// writeMissingReport writes rep as the shard's report if the state holds
+// none: a run killed after its final commit but before its report landed
+// would otherwise leave no report for good, since every later run finds
+// the job finished and does nothing. An existing report (the finished
+// run's own) is left alone. Failures are logged: the manifest, not the
+// report, is the record of progress.
+func writeMissingReport(ctx context.Context, deps Deps, cfg Config, rep *Report) {
+	if deps.State == nil {
+		return
+	}
+	name := ReportName(cfg.Shard)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.FinalCommitTimeout)
+	defer cancel()
+	_, _, err := deps.State.Read(ctx, name)
+	if errors.Is(err, ErrStateNotFound) {
+		var data []byte
+		if data, err = rep.JSON(); err == nil {
+			_, err = deps.State.Write(ctx, name, data, IfAbsent)
+		}
+	}
+	if err != nil && !errors.Is(err, ErrPrecondition) { // ErrPrecondition: another run wrote it meanwhile
+		deps.Logger.Warn("write missing report", "uri", deps.State.URI(name), "err", err)
+	}
 }

@@ -329,6 +329,7 @@ func runLive(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 		// A finished job that the listing gives nothing new does nothing.
 		deps.Logger.Info("job already finished, nothing new in its range; nothing to do", "job", m.Job.Description, "shard", m.Shard.String())
 		rep := buildReport(m, cfg, started, deps.Now(), m.Counts, deps.State)
+		writeMissingReport(ctx, deps, cfg, rep)
 		if n := setAside(m); n > 0 {
 			// Still incomplete: the objects set aside are unchanged in the
 			// listing. Replacing them makes the next run read them.

@@ -3,7 +3,9 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -24,6 +26,8 @@ import (
 	"google.golang.org/api/iterator"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/convertro-etl/convertro-etl/internal/gcscall"
 )
 
 // Error kinds of a StateStore. Every store maps its backend's errors to these
@@ -74,7 +78,8 @@ type stateLister interface {
 // file://path, created if missing) or gs://bucket/prefix. gcs is the client
 // for gs:// locations; nil creates one from the environment (Application
 // Default Credentials, STORAGE_EMULATOR_HOST) that lives as long as the
-// process.
+// process. Opening a local folder removes the temporary files that writes
+// killed midway left in it (see dirStore).
 func OpenState(ctx context.Context, uri string, gcs *storage.Client) (StateStore, error) {
 	switch {
 	case uri == "":
@@ -86,11 +91,11 @@ func OpenState(ctx context.Context, uri string, gcs *storage.Client) (StateStore
 		}
 		if gcs == nil {
 			var err error
-			// JSON reads, as readers.NewGCSClient does: the emulators behind
-			// STORAGE_EMULATOR_HOST do not serve the XML read path, and a
-			// manifest read there came back "not found" although the write
-			// had landed.
-			if gcs, err = storage.NewClient(ctx, storage.WithJSONReads()); err != nil {
+			// JSON reads (the emulators behind STORAGE_EMULATOR_HOST do not
+			// serve the XML read path, and a manifest read there came back
+			// "not found" although the write had landed) and bounded
+			// retries, as readers.NewGCSClient.
+			if gcs, err = gcscall.NewClient(ctx); err != nil {
 				return nil, fmt.Errorf("open state %s: %w", uri, err)
 			}
 		}
@@ -123,7 +128,12 @@ func checkIfGen(ifGen int64) error {
 
 // dirStore keeps state in a local folder. A write goes to a temporary file
 // in the same folder, is fsynced, renamed over the name and the folder is
-// fsynced, so a crash leaves the old or the new object. Generations are
+// fsynced, so a crash leaves the old or the new object. Files and folders are
+// created with modes 0666 and 0777 less the process's umask, as every other
+// file the user creates (umask 077 keeps the state private; 022 lets other
+// users run status on it). A temporary file is named
+// .<name>.<random>.convertro-etl.tmp; one that a killed write left behind
+// is removed when the folder is next opened, once it is an hour old. Generations are
 // emulated: a hash of the file's device, inode and modification time, where
 // every write sets the new file's modification time strictly after the old
 // one's. The check of ifGen and the rename happen under an flock on a lock
@@ -138,10 +148,88 @@ func openDirStore(uri, dir string) (*dirStore, error) {
 		return nil, fmt.Errorf("open state %s: empty path", uri)
 	}
 	dir = filepath.Clean(dir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return nil, fmt.Errorf("open state %s: %w", uri, err)
+	}
+	if err := removeOrphanTemps(dir, time.Now().Add(-orphanTempAge)); err != nil {
 		return nil, fmt.Errorf("open state %s: %w", uri, err)
 	}
 	return &dirStore{dir: dir}, nil
+}
+
+const (
+	// tempSuffix ends the name of every temporary file of a dirStore write:
+	// a name no one else uses, so removing orphans removes only ours.
+	tempSuffix = ".convertro-etl.tmp"
+	// orphanTempAge is the age after which a temporary file is an orphan. A
+	// write holds its temporary file for the time it takes to copy and
+	// fsync it, and renames it to its name under a lock it waits for at
+	// most lockWait: far less than this.
+	orphanTempAge = time.Hour
+	// lockWait bounds the wait for the folder's lock when ctx allows more.
+	lockWait = 30 * time.Second
+)
+
+// createTemp creates a new temporary file for the object at path p, with
+// mode 0666 less the umask (os.CreateTemp would force 0600).
+func createTemp(p string) (*os.File, error) {
+	for range 100 {
+		var b [8]byte
+		rand.Read(b[:])
+		name := filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+"."+hex.EncodeToString(b[:])+tempSuffix)
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
+	return nil, fmt.Errorf("create temporary file for %s: too many name collisions", p)
+}
+
+// isOrphanTemp reports whether the file name in folder dir is a temporary
+// file of a dirStore write: this version's suffix, or the earlier
+// .<name>.<digits>.tmp (os.CreateTemp's) next to the object <name> it was
+// for, so that an unrelated file is never taken for one.
+func isOrphanTemp(dir, name string) bool {
+	if strings.HasPrefix(name, ".") && strings.HasSuffix(name, tempSuffix) && len(name) > 1+len(tempSuffix) {
+		return true
+	}
+	rest, ok := strings.CutSuffix(name, ".tmp")
+	if !ok || !strings.HasPrefix(rest, ".") {
+		return false
+	}
+	i := strings.LastIndexByte(rest, '.')
+	digits := rest[i+1:]
+	if i <= 1 || digits == "" || strings.Trim(digits, "0123456789") != "" {
+		return false
+	}
+	_, err := os.Lstat(filepath.Join(dir, rest[1:i]))
+	return err == nil
+}
+
+// removeOrphanTemps removes the temporary files under dir last modified
+// before cutoff: a write killed midway left them, and nothing reads them.
+func removeOrphanTemps(dir string, cutoff time.Time) error {
+	return filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if e.IsDir() || !e.Type().IsRegular() || !isOrphanTemp(filepath.Dir(p), e.Name()) {
+			return nil
+		}
+		fi, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // renamed or removed meanwhile
+		}
+		if err != nil {
+			return err
+		}
+		if fi.ModTime().Before(cutoff) {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func (d *dirStore) URI(name string) string { return filepath.Join(d.dir, filepath.FromSlash(name)) }
@@ -195,10 +283,10 @@ func (d *dirStore) write(ctx context.Context, name, p string, src io.Reader, ifG
 		return 0, err
 	}
 	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o777); err != nil {
 		return 0, err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(p)+".*.tmp")
+	f, err := createTemp(p)
 	if err != nil {
 		return 0, err
 	}
@@ -210,9 +298,6 @@ func (d *dirStore) write(ctx context.Context, name, p string, src io.Reader, ifG
 			os.Remove(tmp)
 		}
 	}()
-	if err := f.Chmod(0o644); err != nil { // CreateTemp's 0600 would hide state from other users' status
-		return 0, err
-	}
 	if _, err := io.Copy(f, src); err != nil {
 		return 0, err
 	}
@@ -327,14 +412,19 @@ func (d *dirStore) List(ctx context.Context, prefix string) ([]string, error) {
 	return names, nil
 }
 
-// lock takes the folder's flock, polling so that ctx can end the wait.
+// lock takes the folder's flock, polling so that ctx can end the wait, and
+// gives up after lockWait: a holder that long is stuck (a lock is held for a
+// rename and two fsyncs).
 // flock belongs to the open file description, so it also excludes other
 // goroutines of this process that opened the lock file themselves.
 func (d *dirStore) lock(ctx context.Context) (unlock func(), err error) {
-	f, err := os.OpenFile(filepath.Join(d.dir, dirLockName), os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(filepath.Join(d.dir, dirLockName), os.O_CREATE|os.O_RDWR, 0o666)
 	if err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithTimeoutCause(ctx, lockWait,
+		fmt.Errorf("lock %s: held by another process for %s (%w)", f.Name(), lockWait, context.DeadlineExceeded))
+	defer cancel()
 	if err := context.Cause(ctx); err != nil {
 		f.Close()
 		return nil, err
@@ -414,14 +504,27 @@ func (g *gcsStore) Read(ctx context.Context, name string) ([]byte, int64, error)
 	if err := checkName(name); err != nil {
 		return nil, 0, fmt.Errorf("read %s: %w", uri, err)
 	}
+	data, gen, err := g.read(ctx, name)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read %s: %w", uri, err)
+	}
+	return data, gen, nil
+}
+
+// read reads the object; it ends if the answer stops arriving for
+// gcscall.StallTimeout. The client retries a transient failure (for
+// gcscall.RetryFor when it comes from gcscall.NewClient).
+func (g *gcsStore) read(ctx context.Context, name string) ([]byte, int64, error) {
+	ctx, touch, stop := gcscall.Watchdog(ctx, gcscall.StallTimeout)
+	defer stop()
 	r, err := g.bucket.Object(g.key(name)).NewReader(ctx)
 	if err != nil {
-		return nil, 0, fmt.Errorf("read %s: %w", uri, gcsKind(err))
+		return nil, 0, gcsKind(ctx, err)
 	}
 	defer r.Close()
-	data, err := io.ReadAll(r)
+	data, err := io.ReadAll(gcscall.TouchReader{R: r, Touch: touch})
 	if err != nil {
-		return nil, 0, fmt.Errorf("read %s: %w", uri, gcsKind(err))
+		return nil, 0, gcsKind(ctx, err)
 	}
 	return data, r.Attrs.Generation, nil
 }
@@ -435,6 +538,12 @@ func (g *gcsStore) Write(ctx context.Context, name string, data []byte, ifGen in
 	return gen, nil
 }
 
+// write writes the object, retrying 408, 429, 5xx answers and network
+// failures with backoff until ctx's deadline (gcscall.WriteRetryFor if it has
+// none): the write is idempotent under its precondition. An attempt whose
+// answer was lost may have landed, and then the next one fails its
+// precondition against it: a precondition failure after a failed attempt
+// reads the object back, and finding these very bytes means the write took.
 func (g *gcsStore) write(ctx context.Context, name string, data []byte, ifGen int64) (int64, error) {
 	if err := checkName(name); err != nil {
 		return 0, err
@@ -442,6 +551,26 @@ func (g *gcsStore) write(ctx context.Context, name string, data []byte, ifGen in
 	if err := checkIfGen(ifGen); err != nil {
 		return 0, err
 	}
+	// One request carries the whole object: allow 1 s per MiB beyond the
+	// call timeout.
+	perAttempt := gcscall.CallTimeout + time.Duration(len(data)>>20)*time.Second
+	var gen int64
+	err := gcscall.Retry(ctx, perAttempt, func(ctx context.Context, retried bool) error {
+		var err error
+		gen, err = g.writeOnce(ctx, name, data, ifGen)
+		if retried && errors.Is(err, ErrPrecondition) {
+			if cur, curGen, rerr := g.read(ctx, name); rerr == nil && bytes.Equal(cur, data) {
+				gen = curGen
+				return nil
+			}
+		}
+		return err
+	})
+	return gen, err
+}
+
+// writeOnce is one attempt of write.
+func (g *gcsStore) writeOnce(ctx context.Context, name string, data []byte, ifGen int64) (int64, error) {
 	obj := g.bucket.Object(g.key(name))
 	switch {
 	case ifGen == IfAbsent:
@@ -461,10 +590,10 @@ func (g *gcsStore) write(ctx context.Context, name string, data []byte, ifGen in
 		w.ContentType = "application/json"
 	}
 	if _, err := w.Write(data); err != nil {
-		return 0, gcsKind(err)
+		return 0, gcsKind(ctx, err)
 	}
 	if err := w.Close(); err != nil {
-		return 0, gcsKind(err)
+		return 0, gcsKind(ctx, err)
 	}
 	return w.Attrs().Generation, nil
 }
@@ -474,9 +603,11 @@ func (g *gcsStore) Delete(ctx context.Context, name string) error {
 	if err := checkName(name); err != nil {
 		return fmt.Errorf("delete %s: %w", uri, err)
 	}
+	ctx, cancel := gcscall.WithTimeout(ctx, gcscall.CallTimeout)
+	defer cancel()
 	err := g.bucket.Object(g.key(name)).Delete(ctx)
 	if err != nil && !errors.Is(err, storage.ErrObjectNotExist) {
-		return fmt.Errorf("delete %s: %w", uri, gcsKind(err))
+		return fmt.Errorf("delete %s: %w", uri, gcsKind(ctx, err))
 	}
 	return nil
 }
@@ -486,6 +617,8 @@ func (g *gcsStore) List(ctx context.Context, prefix string) ([]string, error) {
 	if g.prefix != "" {
 		base = g.prefix + "/"
 	}
+	ctx, touch, stop := gcscall.Watchdog(ctx, gcscall.StallTimeout)
+	defer stop()
 	it := g.bucket.Objects(ctx, &storage.Query{Prefix: base + prefix})
 	var names []string
 	for {
@@ -494,8 +627,9 @@ func (g *gcsStore) List(ctx context.Context, prefix string) ([]string, error) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("list gs://%s/%s: %w", g.bucketName, base+prefix, gcsKind(err))
+			return nil, fmt.Errorf("list gs://%s/%s: %w", g.bucketName, base+prefix, gcsKind(ctx, err))
 		}
+		touch()
 		names = append(names, strings.TrimPrefix(a.Name, base))
 	}
 	slices.Sort(names)
@@ -503,8 +637,10 @@ func (g *gcsStore) List(ctx context.Context, prefix string) ([]string, error) {
 }
 
 // gcsKind maps the client's errors to the store's kinds, keeping the
-// original in the chain.
-func gcsKind(err error) error {
+// original in the chain; a server that cannot be reached becomes a
+// *gcscall.UnreachableError that names it. ctx is the call's.
+func gcsKind(ctx context.Context, err error) error {
+	err = gcscall.Explain(ctx, err)
 	if errors.Is(err, storage.ErrObjectNotExist) {
 		return fmt.Errorf("%w (%w)", ErrStateNotFound, err)
 	}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 
 	"cloud.google.com/go/storage"
+
+	"github.com/convertro-etl/convertro-etl/internal/gcscall"
 )
 
 // FileStateStore is the optional extra of the built-in stores for state
@@ -80,13 +82,16 @@ func (g *gcsStore) ReadFile(ctx context.Context, name, dst string) (int64, error
 	if err := checkName(name); err != nil {
 		return 0, fmt.Errorf("read %s: %w", uri, err)
 	}
+	// Any size: the read ends only when the bytes stop coming.
+	ctx, touch, stop := gcscall.Watchdog(ctx, gcscall.StallTimeout)
+	defer stop()
 	r, err := g.bucket.Object(g.key(name)).NewReader(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("read %s: %w", uri, gcsKind(err))
+		return 0, fmt.Errorf("read %s: %w", uri, gcsKind(ctx, err))
 	}
 	defer r.Close()
-	if err := copyToFile(dst, r); err != nil {
-		return 0, fmt.Errorf("read %s: %w", uri, gcsKind(err))
+	if err := copyToFile(dst, gcscall.TouchReader{R: r, Touch: touch}); err != nil {
+		return 0, fmt.Errorf("read %s: %w", uri, gcsKind(ctx, err))
 	}
 	return r.Attrs.Generation, nil
 }
@@ -120,15 +125,17 @@ func (g *gcsStore) writeFile(ctx context.Context, name, src string, ifGen int64)
 		obj = obj.If(storage.Conditions{GenerationMatch: ifGen})
 	}
 	// Returning before Close cancels ctx, which aborts the (resumable)
-	// upload: nothing half-written lands.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// upload: nothing half-written lands. The upload ends when the writer
+	// stops taking bytes for gcscall.StallTimeout; the client retries a
+	// chunk that meets a transient error when the write is conditional.
+	ctx, touch, stop := gcscall.Watchdog(ctx, gcscall.StallTimeout)
+	defer stop()
 	w := obj.NewWriter(ctx)
-	if _, err := io.Copy(w, in); err != nil {
-		return 0, gcsKind(err)
+	if _, err := io.Copy(w, gcscall.TouchReader{R: in, Touch: touch}); err != nil {
+		return 0, gcsKind(ctx, err)
 	}
 	if err := w.Close(); err != nil {
-		return 0, gcsKind(err)
+		return 0, gcsKind(ctx, err)
 	}
 	return w.Attrs().Generation, nil
 }

@@ -38,12 +38,13 @@ func (d *dirDriver) path(key string) string { return filepath.Join(d.base, filep
 func (d *dirDriver) uri(key string) string  { return d.path(key) }
 func (d *dirDriver) name(key string) string { return filepath.ToSlash(d.path(key)) }
 
-func (d *dirDriver) list(ctx context.Context) ([]entry, error) {
+func (d *dirDriver) list(ctx context.Context, seen func()) ([]entry, error) {
 	if d.single != "" {
 		e, err := d.stat(ctx, d.single)
 		if err != nil {
 			return nil, err
 		}
+		seen()
 		return []entry{e}, nil
 	}
 	var out []entry
@@ -66,6 +67,7 @@ func (d *dirDriver) list(ctx context.Context) ([]entry, error) {
 			return err
 		}
 		key := filepath.ToSlash(rel)
+		seen()
 		fi, err := os.Stat(p) // follows symlinks
 		switch {
 		case err != nil && errors.Is(err, fs.ErrNotExist):

@@ -134,6 +134,15 @@
 //     way. A failing read of the File itself (ErrChanged, ErrNotFound, the
 //     network) is returned as that error, not as ErrBadFile.
 //
+// A GCS server that cannot be reached (the endpoint, the emulator named by
+// STORAGE_EMULATOR_HOST, the credentials' token server) is a
+// *gcscall.UnreachableError that names it and what fixes it. No GCS call
+// waits for ever: a metadata call has 30 s, a listing or a ranged read ends
+// when nothing arrives for 30 s, and the client of NewGCSClient retries a
+// transient failure for 20 s at most; a dead emulator address is found when
+// the client is created. A listing given SourceOptions.Logger logs how many
+// objects it has seen about every 10 s.
+//
 // Other errors (permissions, network, a malformed source URI) are returned
 // wrapped as they come.
 //

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"slices"
 	"strings"
@@ -26,6 +27,9 @@ type SourceOptions struct {
 	// GCSClient serves gs:// sources. Nil: the Source creates one with
 	// NewGCSClient and closes it in Close. A client passed in is never closed.
 	GCSClient *storage.Client
+	// Logger receives a progress line about every 10 s while a listing
+	// runs. Nil: no progress lines.
+	Logger *slog.Logger
 }
 
 // Skip reasons: why a listed object is not data.
@@ -66,6 +70,7 @@ type Source struct {
 	d        driver
 	from, to time.Time // UTC midnights; zero = open
 	close    func() error
+	log      *slog.Logger // nil: no progress lines
 }
 
 // driver is what a storage backend must do; everything else (skipping,
@@ -73,8 +78,9 @@ type Source struct {
 // wrapping) is Source's. Drivers return ErrNotFound (wrapped) for missing
 // objects and do not name the object in their errors: Source does.
 type driver interface {
-	// list returns every object at or under the root, keys relative to it.
-	list(ctx context.Context) ([]entry, error)
+	// list returns every object at or under the root, keys relative to it,
+	// calling seen once per object as it goes (for progress).
+	list(ctx context.Context, seen func()) ([]entry, error)
 	// stat returns the object's current version.
 	stat(ctx context.Context, key string) (entry, error)
 	// open opens the object; GCS pins gen when it is not 0. The entry is the
@@ -109,7 +115,7 @@ type blob interface {
 // other costs a stat here (on GCS, one metadata request, whose failure other
 // than not-found is returned); a missing source is reported by List.
 func OpenSource(ctx context.Context, uri string, o SourceOptions) (*Source, error) {
-	s := &Source{uri: uri, close: func() error { return nil }}
+	s := &Source{uri: uri, close: func() error { return nil }, log: o.Logger}
 	if !o.From.IsZero() {
 		s.from = dayOf(o.From)
 	}
@@ -184,7 +190,8 @@ func (s *Source) List(ctx context.Context) ([]Object, []Skipped, error) {
 // A source under which nothing at all is listed (a missing folder, bucket or
 // prefix) is ErrNotFound.
 func (s *Source) Scan(ctx context.Context) (Listing, error) {
-	entries, err := s.d.list(ctx)
+	p := listProgress{log: s.log, uri: s.uri, now: time.Now}
+	entries, err := s.d.list(ctx, p.seen)
 	if err != nil {
 		return Listing{}, fmt.Errorf("list %s: %w", s.uri, err)
 	}
@@ -214,6 +221,35 @@ func (s *Source) Scan(ctx context.Context) (Listing, error) {
 	slices.SortFunc(l.Objects, func(a, b Object) int { return cmp.Compare(a.Key, b.Key) })
 	slices.SortFunc(l.Skipped, func(a, b Skipped) int { return cmp.Compare(a.URI, b.URI) })
 	return l, nil
+}
+
+// listProgressEvery is how often a running listing logs how far it got.
+var listProgressEvery = 10 * time.Second
+
+// listProgress logs how many objects a listing has seen, every
+// listProgressEvery, so that a listing of millions of objects is not silent.
+type listProgress struct {
+	log   *slog.Logger
+	uri   string
+	now   func() time.Time
+	n     int
+	start time.Time // when the listing started, or the last line was logged
+}
+
+func (p *listProgress) seen() {
+	p.n++
+	if p.log == nil {
+		return
+	}
+	t := p.now()
+	if p.start.IsZero() {
+		p.start = t
+		return
+	}
+	if t.Sub(p.start) >= listProgressEvery {
+		p.start = t
+		p.log.Info(fmt.Sprintf("listed %d objects under %s so far", p.n, p.uri), "source", p.uri, "listed", p.n)
+	}
 }
 
 // skipReason says why e is not data, or "" if it is.
