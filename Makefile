@@ -7,9 +7,18 @@ BIN := bin/convertro-etl
 demo: ## run the embedded sample export against the built-in simulator
 	$(GO) run ./cmd/convertro-etl run
 
+# The race detector needs cgo, and cgo a C compiler.
+CC_FOUND := $(shell command -v $${CC:-cc} 2>/dev/null || command -v gcc 2>/dev/null)
+
 test: ## what CI runs: vet, then every test (fuzz seed corpora included) under the race detector
 	$(GO) vet ./...
-	$(GO) test -race -count=1 ./...
+ifeq ($(CC_FOUND),)
+	@echo "make test: WARNING: no C compiler (cc or gcc) on the PATH, and go test -race needs one (cgo);" >&2
+	@echo "make test: running the tests WITHOUT the race detector. Install one (apt-get install gcc) to test as CI does." >&2
+	$(GO) test -count=1 ./...
+else
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+endif
 
 build:
 	$(GO) build -o $(BIN) ./cmd/convertro-etl

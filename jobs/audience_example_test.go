@@ -74,12 +74,6 @@ func TestAudienceExampleJobFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The file's paths are relative to the repository root, where the
-	// README runs it; tests run in jobs/.
-	for i, s := range o.Sources {
-		o.Sources[i] = filepath.Join("..", s)
-	}
-	o.Devices = filepath.Join("..", o.Devices)
 	rec := newRecorder(t, simulator.Options{ClientName: o.ClientName, SiteID: o.SiteID})
 	o.Endpoint, o.State = rec.srv.URL, t.TempDir()
 	rep, err := Run(context.Background(), o, testEnv(t))

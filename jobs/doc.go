@@ -19,6 +19,13 @@
 // ETA. The cap itself (Options.MaxRequestsPerDay, for backfills too) is
 // pipeline.Config.MaxRequestsPerDay.
 //
+// Options are declared once, in the table of options.go (Table): each
+// entry gives an option's flag, job-file key, CONVERTRO_ETL_ environment
+// variable, default, help, subcommands and range. The command line binds its
+// flags from it; ReadJobFile, FromEnv and Overlay are the layers it stacks
+// (flag over environment over job file over default); withDefaults and
+// Check read it too. Adding an option is a field and a table entry.
+//
 // # Errors
 //
 // ErrConfig for a job that cannot start as configured (missing setting,

@@ -292,11 +292,6 @@ func TestBackfillExampleJobFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The file's paths are relative to the repository root, where the
-	// README runs it; tests run in jobs/.
-	for i, s := range o.Sources {
-		o.Sources[i] = filepath.Join("..", s)
-	}
 	rec := newRecorder(t, simulator.Options{ClientName: o.ClientName, SiteID: o.SiteID})
 	o.Endpoint, o.State = rec.srv.URL, filepath.Join(t.TempDir(), "state")
 	rep, err := Run(context.Background(), o, testEnv(t))

@@ -327,11 +327,6 @@ func TestMigrationExampleJobFile(t *testing.T) {
 	if o.Kind != "migration" || o.MaxRequestsPerDay == 0 {
 		t.Fatalf("the example is kind %q with cap %d, want a capped migration", o.Kind, o.MaxRequestsPerDay)
 	}
-	// The file's paths are relative to the repository root, where the
-	// README runs it; tests run in jobs/.
-	for i, s := range o.Sources {
-		o.Sources[i] = filepath.Join("..", s)
-	}
 	rec := newRecorder(t, simulator.Options{ClientName: o.ClientName, SiteID: o.SiteID})
 	dir := t.TempDir()
 	o.Endpoint, o.State, o.Rate = rec.srv.URL, filepath.Join(dir, "state"), 0

@@ -72,13 +72,13 @@
 // are absent. The result is a plan of leaf column indexes and decoders: no
 // name lookups or reflection per row.
 //
-// The message type is, first match wins: a Hint (forced by the operator);
-// a `type` column, row by row (rows where it is NULL fall back to what
-// follows); the segment_type= partition; the table folder (identifies and
-// users: identify; pages, screens, groups, aliases; tracks and any other
-// table, such as order_completed or track_*: track); the presence of an
-// event or event_text column (track). A track file must have event or
-// event_text, an identify file user_id (id in users).
+// The message type is, first match wins: a `type` column, row by row (rows
+// where it is NULL fall back to what follows); the segment_type= partition;
+// the table folder (identifies and users: identify; pages, screens, groups,
+// aliases; tracks and any other table, such as order_completed or track_*:
+// track); the presence of an event or event_text column (track); the
+// operator's Hint, only when none of these tells. A track file must have
+// event or event_text, an identify file user_id (id in users).
 //
 // ReadRowGroup decodes one row group, the unit of work, in batches (1024
 // rows by default). It reads only the planned column chunks, page by page,

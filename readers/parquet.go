@@ -17,9 +17,10 @@ import (
 
 // Hint carries what the operator knows better than the data.
 type Hint struct {
-	// Type forces the message type of every row of the file, overriding the
-	// detection (a `type` column, segment_type=, the table folder, the event
-	// columns). TypeUnknown detects.
+	// Type is the message type of a file whose type cannot be told (no
+	// `type` column, segment_type=, table folder or event column), and of
+	// the rows of a `type` column that are NULL in such a file. It never
+	// overrides a detected type. TypeUnknown: such a file is refused.
 	Type segment.Type
 }
 
@@ -91,7 +92,7 @@ func OpenParquet(ctx context.Context, f File, o Object, h Hint) (p *ParquetFile,
 		return nil, fmt.Errorf("open %s: %w: %w", o.URI, ErrBadFile, err)
 	}
 	p = &ParquetFile{uri: o.URI, f: f, size: r.size, pf: pf}
-	users := strings.EqualFold(o.Partition.Table, "users") && h.Type != segment.TypeTrack
+	users := strings.EqualFold(o.Partition.Table, "users")
 	pl, found, err := buildPlan(pf.Root(), users)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w: %w", o.URI, ErrBadFile, err)
@@ -135,19 +136,19 @@ func checkFooter(r *trackedReader) error {
 func (p *ParquetFile) detect(o Object, found map[field]*parquet.Column, h Hint, users bool) error {
 	fallback := segment.TypeUnknown
 	switch {
-	case h.Type != segment.TypeUnknown:
-		fallback = h.Type
 	case segment.ParseType(o.Partition.SegmentType) != segment.TypeUnknown:
 		fallback = segment.ParseType(o.Partition.SegmentType)
 	case tableType(o.Partition.Table) != segment.TypeUnknown:
 		fallback = tableType(o.Partition.Table)
 	case found[fEvent] != nil || found[fEventText] != nil:
 		fallback = segment.TypeTrack
+	default: // the operator's hint only where nothing else tells
+		fallback = h.Type
 	}
 	_, hasTypeCol := found[fType]
-	p.perRow = hasTypeCol && h.Type == segment.TypeUnknown
+	p.perRow = hasTypeCol
 	if !p.perRow {
-		// The type is the file's: drop a `type` column a forced hint overrides.
+		// The type is the file's: no `type` column to read.
 		cols := p.plan.cols[:0]
 		for _, c := range p.plan.cols {
 			if c.field != fType {
@@ -160,7 +161,7 @@ func (p *ParquetFile) detect(o Object, found map[field]*parquet.Column, h Hint, 
 	p.plan.fileType = fallback
 	if !p.perRow && fallback == segment.TypeUnknown {
 		return fmt.Errorf("open %s: %w: cannot tell the message type: no type column, no segment_type= partition, "+
-			"no table folder (identifies, tracks, ...) and no event column; force it with a type hint (identify or track)", o.URI, ErrBadFile)
+			"no table folder (identifies, tracks, ...) and no event column; give its type as a hint (identify or track)", o.URI, ErrBadFile)
 	}
 	if p.perRow {
 		return nil

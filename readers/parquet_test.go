@@ -425,8 +425,10 @@ func TestParquetTypeDetection(t *testing.T) {
 	}{
 		{"type column per row, null falls back", withType, objectFor(withType, "identifies", ""), Hint{}, segment.TypeUnknown,
 			[]segment.Type{segment.TypeIdentify, segment.TypeTrack, segment.TypeIdentify, segment.TypePage}, ""},
-		{"hint overrides the type column", withType, objectFor(withType, "identifies", ""), Hint{Type: segment.TypeTrack}, segment.TypeTrack,
-			[]segment.Type{segment.TypeTrack, segment.TypeTrack, segment.TypeTrack, segment.TypeTrack}, ""},
+		{"hint does not override the type column", withType, objectFor(withType, "identifies", ""), Hint{Type: segment.TypeTrack}, segment.TypeUnknown,
+			[]segment.Type{segment.TypeIdentify, segment.TypeTrack, segment.TypeIdentify, segment.TypePage}, ""},
+		{"hint does not override the folder", noEvent, objectFor(noEvent, "identifies", ""), Hint{Type: segment.TypeTrack}, segment.TypeIdentify, nil, ""},
+		{"hint does not override the event column", plainTrack, objectFor(plainTrack, "", ""), Hint{Type: segment.TypeIdentify}, segment.TypeTrack, nil, ""},
 		{"type column without other clues", withType, objectFor(withType, "", ""), Hint{}, segment.TypeUnknown,
 			[]segment.Type{segment.TypeIdentify, segment.TypeTrack, segment.TypeTrack, segment.TypePage}, ""},
 		{"segment_type partition", noEvent, objectFor(noEvent, "tracks", "identify"), Hint{}, segment.TypeIdentify, nil, ""},
@@ -435,13 +437,13 @@ func TestParquetTypeDetection(t *testing.T) {
 		{"data lakes track_ table", plainTrack, objectFor(plainTrack, "track_order_completed", ""), Hint{}, segment.TypeTrack, nil, ""},
 		{"pages folder", noEvent, objectFor(noEvent, "pages", ""), Hint{}, segment.TypePage, nil, ""},
 		{"event column", plainTrack, objectFor(plainTrack, "", ""), Hint{}, segment.TypeTrack, nil, ""},
-		{"hint forces", noEvent, objectFor(noEvent, "", ""), Hint{Type: segment.TypeIdentify}, segment.TypeIdentify, nil, ""},
-		{"undetectable", noEvent, objectFor(noEvent, "", ""), Hint{}, 0, nil, "force it with a type hint"},
+		{"hint types an undetectable file", noEvent, objectFor(noEvent, "", ""), Hint{Type: segment.TypeIdentify}, segment.TypeIdentify, nil, ""},
+		{"undetectable", noEvent, objectFor(noEvent, "", ""), Hint{}, 0, nil, "give its type as a hint"},
 		// A folder that names no Segment table (a dataset, a source id, "exports")
 		// says nothing: the columns decide, and without event columns the file
 		// is refused rather than read as tracks.
 		{"unknown folder with event columns", plainTrack, objectFor(plainTrack, "exports", ""), Hint{}, segment.TypeTrack, nil, ""},
-		{"unknown folder without event columns", noEvent, objectFor(noEvent, "exports", ""), Hint{}, 0, nil, "force it with a type hint"},
+		{"unknown folder without event columns", noEvent, objectFor(noEvent, "exports", ""), Hint{}, 0, nil, "give its type as a hint"},
 		{"track without event", noEvent, objectFor(noEvent, "tracks", ""), Hint{}, 0, nil, `"event_text"`},
 		{"identify without user_id", deviceOnly, objectFor(deviceOnly, "users", ""), Hint{}, 0, nil, `column "id"`},
 	}

@@ -15,58 +15,80 @@ import (
 	"github.com/convertro-etl/convertro-etl/writers/generate"
 )
 
-func newRunCmd(env func() jobs.Env) *cobra.Command {
-	var f jobFlags
+func newRunCmd(env func() jobs.Env, lookup func(string) (string, bool)) *cobra.Command {
+	var f *jobFlags
 	cmd := &cobra.Command{
 		Use:   "run [--config job.yaml] [flags]",
 		Short: "Run or resume a job; with no arguments, run the bundled sample against the built-in simulator",
-		Args:  cobra.NoArgs,
+		Example: examples(
+			"# the bundled sample against the built-in simulator",
+			"convertro-etl run",
+			"# yesterday's partitions, every night",
+			"convertro-etl run --source gs://acme-exports/segment/tracks --state gs://acme-exports/state/nightly \\",
+			"  --from yesterday --to yesterday --account acme --client-name acme --site-id 12 --event 'Signed Up=signup'",
+			"# the requests a run would send, and its report as JSON, sending nothing",
+			"convertro-etl run --config job.yaml --dry-run --out requests.jsonl --report-json -",
+		),
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cmd.Flags().NFlag() == 0 {
-				return jobs.Demo(cmd.Context(), env())
-			}
-			o, err := f.options(cmd.Flags())
+			o, given, err := f.options()
 			if err != nil {
 				return err
 			}
-			_, err = jobs.Run(cmd.Context(), o, env())
-			return err
+			e := env()
+			if !given {
+				return jobs.Demo(cmd.Context(), e)
+			}
+			rep, err := jobs.Run(cmd.Context(), o, e)
+			return withReport(o, e, rep, err)
 		},
 	}
-	f.bind(cmd.Flags())
+	f = bindJobFlags(cmd.Flags(), jobs.CmdRun, lookup)
 	return cmd
 }
 
-func newPlanCmd(env func() jobs.Env) *cobra.Command {
-	var f jobFlags
+func newPlanCmd(env func() jobs.Env, lookup func(string) (string, bool)) *cobra.Command {
+	var f *jobFlags
 	cmd := &cobra.Command{
 		Use:   "plan [--config job.yaml] [flags]",
 		Short: "Show what a run would read: files, row groups, rows, shards",
-		Args:  cobra.NoArgs,
+		Example: examples(
+			"convertro-etl plan --config job.yaml",
+			"convertro-etl plan --source gs://acme-exports/segment --from 2024-01-01 --to 2024-01-31 --shard 0/4",
+		),
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o, err := f.options(cmd.Flags())
+			o, _, err := f.options()
 			if err != nil {
 				return err
 			}
 			return jobs.PrintPlan(cmd.Context(), o, env())
 		},
 	}
-	f.bind(cmd.Flags())
+	f = bindJobFlags(cmd.Flags(), jobs.CmdPlan, lookup)
 	return cmd
 }
 
-func newStatusCmd(env func() jobs.Env) *cobra.Command {
-	var state string
+func newStatusCmd(env func() jobs.Env, lookup func(string) (string, bool)) *cobra.Command {
+	var f *jobFlags
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "status --state URI",
 		Short: "Progress and counts of a job from its manifest",
-		Args:  cobra.NoArgs,
+		Example: examples(
+			"convertro-etl status --state gs://acme-exports/state/nightly",
+			"convertro-etl status --state ./.convertro-state --json",
+		),
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return jobs.Status(cmd.Context(), state, asJSON, env())
+			o, _, err := f.options()
+			if err != nil {
+				return err
+			}
+			return jobs.Status(cmd.Context(), o.State, asJSON, env())
 		},
 	}
-	cmd.Flags().StringVar(&state, "state", "./.convertro-state", "state location (path or gs://…)")
+	f = bindJobFlags(cmd.Flags(), jobs.CmdStatus, lookup)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the manifests' progress as JSON")
 	return cmd
 }

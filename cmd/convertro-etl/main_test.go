@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -99,24 +100,21 @@ events:
 concurrency: 32
 onBadFile: skip
 `), 0o644)
-	var f jobFlags
 	fs := pflag.NewFlagSet("run", pflag.ContinueOnError)
-	f.bind(fs)
+	f := bindJobFlags(fs, jobs.CmdRun, noEnv)
 	if err := fs.Parse([]string{"--config", file, "--client-name", "flag-client", "--event", "Signed Up=register"}); err != nil {
 		t.Fatal(err)
 	}
-	o, err := f.options(fs)
+	o, _, err := f.options()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.ClientName != "flag-client" || o.Account != "file-account" || o.SiteID != "7" || o.Concurrency != 32 || o.OnBadFile != "skip" {
 		t.Errorf("merged options = %+v", o)
 	}
-	if got := o.Events["Signed Up"]; len(got) != 2 || got[0] != "signup" || got[1] != "register" {
-		t.Errorf("Signed Up maps to %v, want [signup register]", got)
-	}
-	if got := o.Events["Added to Cart"]; len(got) != 2 {
-		t.Errorf("Added to Cart maps to %v", got)
+	// --event replaces the file's events map whole: no merge.
+	if want := map[string]jobs.EventNames{"Signed Up": {"register"}}; !reflect.DeepEqual(o.Events, want) {
+		t.Errorf("events = %v, want %v", o.Events, want)
 	}
 	if len(o.Sources) != 1 || o.Sources[0] != "gs://b/from-file" {
 		t.Errorf("sources %v", o.Sources)

@@ -6,8 +6,8 @@ import (
 	"github.com/convertro-etl/convertro-etl/jobs"
 )
 
-func newReplayCmd(env func() jobs.Env) *cobra.Command {
-	var f jobFlags
+func newReplayCmd(env func() jobs.Env, lookup func(string) (string, bool)) *cobra.Command {
+	var f *jobFlags
 	cmd := &cobra.Command{
 		Use:   "replay --state URI [--config job.yaml] [flags]",
 		Short: "Send a job's dead-lettered requests again, with the current endpoint, client name and site id",
@@ -17,9 +17,14 @@ flags as run (--concurrency, --rate, --timeout, --max-attempts). The requests
 Convertro accepts now move from dead-lettered to delivered in the manifest and
 are listed in replay-<i>-of-<n>-<time>.json; the others stay dead-lettered.
 Exit code 0 when none remain, 2 when some do, 3 when a run holds the lease.`,
+		Example: examples(
+			"# after fixing the site id: the same job file, the corrected id",
+			"convertro-etl replay --config job.yaml --site-id 13",
+			"convertro-etl replay --state gs://acme-exports/state/nightly --client-name acme --site-id 12 --rate 50",
+		),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			o, err := f.options(cmd.Flags())
+			o, _, err := f.options()
 			if err != nil {
 				return err
 			}
@@ -27,6 +32,6 @@ Exit code 0 when none remain, 2 when some do, 3 when a run holds the lease.`,
 			return err
 		},
 	}
-	f.bind(cmd.Flags())
+	f = bindJobFlags(cmd.Flags(), jobs.CmdReplay, lookup)
 	return cmd
 }

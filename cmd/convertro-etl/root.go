@@ -6,20 +6,62 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/convertro-etl/convertro-etl/jobs"
+	"github.com/convertro-etl/convertro-etl/pipeline"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
+// version is set at build time with -ldflags "-X main.version=…"; when it is
+// not, buildVersion reads the module version or VCS revision Go stamped
+// into the binary.
+var version string
+
+// buildVersion is the version the binary reports: -ldflags first, then the
+// module version (go install …@v1.2.3), then the VCS revision the build was
+// made from (+modified when the tree had changes), else "dev".
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "dev"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev string
+	var modified bool
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			modified = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "dev"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if modified {
+		rev += "+modified"
+	}
+	return rev
+}
 
 // run executes one command line and returns the process exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRootCmd(stdout, stderr)
+	root := newRootCmd(stdout, stderr, os.LookupEnv)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err != nil {
@@ -28,96 +70,220 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitCode(err)
 }
 
-func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+// Process options: how the program logs, and the job file. They are not job
+// options (jobs.Options), but take their environment variables the same way.
+const (
+	flagLogFormat = "log-format"
+	flagLogLevel  = "log-level"
+	flagConfig    = "config"
+)
+
+var logLevels = map[string]slog.Level{
+	"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError,
+}
+
+// newLogger is the logger --log-format and --log-level ask for.
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	lvl, ok := logLevels[level]
+	if !ok {
+		return nil, fmt.Errorf("%w: --%s %q: want debug, info, warn or error", jobs.ErrConfig, flagLogLevel, level)
+	}
+	o := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, o)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, o)), nil
+	}
+	return nil, fmt.Errorf("%w: --%s %q: want json or text", jobs.ErrConfig, flagLogFormat, format)
+}
+
+// fromEnv fills a flag the command line left unset from its environment
+// variable.
+func fromEnv(fs *pflag.FlagSet, name string, lookup func(string) (string, bool)) error {
+	if fs.Changed(name) {
+		return nil
+	}
+	v, ok := lookup(jobs.EnvName(name))
+	if !ok || v == "" {
+		return nil
+	}
+	if err := fs.Set(name, v); err != nil {
+		return fmt.Errorf("%w: %s=%q: %w", jobs.ErrConfig, jobs.EnvName(name), v, err)
+	}
+	return nil
+}
+
+const rootLong = `convertro-etl delivers Segment events exported as Parquet (a local folder or
+gs://) to Convertro, and keeps a checkpoint manifest so that a killed run resumes.
+
+Every option is a flag, a key of the YAML job file (--config) and an environment
+variable CONVERTRO_ETL_<FLAG> (upper case, - as _: --site-id is
+CONVERTRO_ETL_SITE_ID; repeatable options take comma-separated values). A flag
+wins over the environment, the environment over the job file, the job file over
+the default; a list or map given by one of them replaces the others' whole.`
+
+func newRootCmd(stdout, stderr io.Writer, lookup func(string) (string, bool)) *cobra.Command {
+	var logFormat, logLevel string
+	log := slog.New(slog.NewTextHandler(stderr, nil))
 	root := &cobra.Command{
 		Use:           "convertro-etl",
 		Short:         "Deliver Segment events exported as Parquet to Convertro, resumably",
+		Long:          rootLong,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       version,
+		Version:       buildVersion(),
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			fs := cmd.Flags()
+			for _, name := range []string{flagLogFormat, flagLogLevel} {
+				if err := fromEnv(fs, name, lookup); err != nil {
+					return err
+				}
+			}
+			l, err := newLogger(stderr, logFormat, logLevel)
+			if err != nil {
+				return err
+			}
+			log = l
+			return nil
+		},
 	}
+	// Declared here, --version has no shorthand: cobra would make it -v.
+	root.Flags().Bool("version", false, "print the version")
+	pf := root.PersistentFlags()
+	pf.StringVar(&logFormat, flagLogFormat, "text", "log lines as `json` or text ["+jobs.EnvName(flagLogFormat)+"]")
+	pf.StringVar(&logLevel, flagLogLevel, "info", "least severe log lines written: debug, info, warn or error ["+jobs.EnvName(flagLogLevel)+"]")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	env := func() jobs.Env {
 		return jobs.Env{
 			Stdout:  stdout,
 			Stderr:  stderr,
-			Log:     slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
+			Log:     log,
 			Now:     time.Now,
-			Version: version,
+			Version: root.Version,
 		}
 	}
 	root.AddCommand(
-		newRunCmd(env),
-		newPlanCmd(env),
-		newStatusCmd(env),
+		newRunCmd(env, lookup),
+		newPlanCmd(env, lookup),
+		newStatusCmd(env, lookup),
 		newSimulateCmd(env),
 		newGenerateCmd(env),
-		newReplayCmd(env),
+		newReplayCmd(env, lookup),
 	)
 	return root
 }
 
-// jobFlags binds the run/plan flags to o; the YAML job file named by --config
-// fills the keys the command line left unset (flags win over the file).
+// jobFlags binds a subcommand's job options (jobs.OptionsFor) as flags, and
+// resolves them: flag > environment > job file > default, for every option.
 type jobFlags struct {
-	config string
-	events []string
-	o      jobs.Options
+	command string
+	fs      *pflag.FlagSet
+	lookup  func(string) (string, bool)
+	config  string
+	// set holds what the flags say; only the flags the command line
+	// changed are taken from it.
+	set jobs.Options
 }
 
-func (f *jobFlags) bind(fs *pflag.FlagSet) {
-	o := &f.o
-	fs.StringVar(&f.config, "config", "", "YAML job file (same keys as the flags)")
-	fs.StringVar(&o.Kind, "job", "", "kind of job: backfill (default), audience or migration")
-	fs.StringArrayVar(&o.Sources, "source", nil, "source URI: a path, file://… or gs://bucket/prefix (repeatable)")
-	fs.StringVar(&o.State, "state", "", "state location for the manifest, report and dead letters: a path or gs://… (default ./.convertro-state)")
-	fs.StringVar(&o.Endpoint, "endpoint", "", "Convertro base URL (overrides https://{domain})")
-	fs.StringVar(&o.Account, "account", "", "Convertro account name")
-	fs.StringVar(&o.ClientName, "client-name", "", "Convertro client name")
-	fs.StringVar(&o.SiteID, "site-id", "", "Convertro site id")
-	fs.StringVar(&o.Domain, "domain", "", "Convertro tracking domain, e.g. acme.sp1.convertro.com")
-	fs.StringArrayVar(&f.events, "event", nil, `event mapping "Segment name=Convertro name" (repeatable)`)
-	fs.BoolVar(&o.Hybrid, "hybrid", false, "hybrid attribution model: also send sale with sale.new/sale.repeat")
-	fs.BoolVar(&o.DryRun, "dry-run", false, "send nothing; write the requests to --out")
-	fs.StringVar(&o.Out, "out", "", "dry-run output file, one JSON line per request (- for stdout)")
-	fs.StringVar(&o.From, "from", "", "first partition day to read (YYYY-MM-DD, today, yesterday)")
-	fs.StringVar(&o.To, "to", "", "last partition day to read, inclusive")
-	fs.StringVar(&o.Type, "type", "", "message type for files whose type cannot be detected (identify, track)")
-	fs.IntVar(&o.Concurrency, "concurrency", 0, "requests in flight at once (default 64)")
-	fs.IntVar(&o.Decoders, "decoders", 0, "row groups decoded at once (default: number of CPUs)")
-	fs.Float64Var(&o.Rate, "rate", 0, "requests per second across all senders (0 = unlimited)")
-	fs.Int64Var(&o.MaxRequestsPerDay, "max-requests-per-day", 0, "stop (resumably, exit 3) when this many requests were sent in the UTC day; the next day's run continues (0 = no cap)")
-	fs.DurationVar(&o.Timeout, "timeout", 0, "per-request timeout (default 10s)")
-	fs.IntVar(&o.MaxAttempts, "max-attempts", 0, "attempts per request before the run stops (default 8)")
-	fs.BoolVar(&o.FixedRate, "fixed-rate", false, "keep --rate as given: no slowing down when Convertro answers 429")
-	fs.DurationVar(&o.DownAfter, "down-after", 0, "stop (resumably) when Convertro has failed every request this long (default 5m)")
-	fs.DurationVar(&o.LeaseTTL, "lease-ttl", 0, "how long the lease outlives the last commit (default 30s)")
-	fs.StringVar(&o.Shard, "shard", "", "this process's shard i/n (default 0/1, or from JOB_COMPLETION_INDEX / CLOUD_RUN_TASK_INDEX)")
-	fs.IntVar(&o.Shards, "shards", 0, "shard count when the index comes from JOB_COMPLETION_INDEX")
-	fs.StringVar(&o.OnBadFile, "on-bad-file", "", "what a bad input file does: fail (default) or skip")
-	fs.BoolVar(&o.Fresh, "fresh", false, "discard the state's manifest and start over")
-	fs.StringVar(&o.MetricsPush, "metrics-push", "", "Prometheus Pushgateway URL to push the run's counters to at the end")
-	fs.StringArrayVar(&o.Audiences, "audience", nil, "audience job: audience key the sync covers (repeatable; names the columns of an identifies export)")
-	fs.StringVar(&o.Devices, "devices", "", "audience job: identifies export giving each user's latest device id (a path or gs://…)")
+func bindJobFlags(fs *pflag.FlagSet, command string, lookup func(string) (string, bool)) *jobFlags {
+	f := &jobFlags{command: command, fs: fs, lookup: lookup}
+	if command != jobs.CmdStatus {
+		fs.StringVar(&f.config, flagConfig, "", "YAML job `file`: the same keys as the flags, ${VAR} expanded, paths relative to the file ["+jobs.EnvName(flagConfig)+"]")
+	}
+	for _, opt := range jobs.OptionsFor(command) {
+		v := opt.Value(&f.set)
+		for _, name := range []string{opt.Name, opt.FlagAlias} {
+			if name == "" {
+				continue
+			}
+			fl := fs.VarPF(v, name, "", opt.Help)
+			fl.DefValue = opt.DefaultText()
+			if v.IsBool() {
+				fl.NoOptDefVal = "true"
+			}
+		}
+		if opt.FlagAlias != "" {
+			fs.MarkDeprecated(opt.FlagAlias, "use --"+opt.Name)
+		}
+	}
+	return f
 }
 
-// options merges the job file under the flags that were set.
-func (f *jobFlags) options(fs *pflag.FlagSet) (jobs.Options, error) {
-	o := f.o
+// options resolves the command's options; given reports whether any flag,
+// variable or job file set one.
+func (f *jobFlags) options() (o jobs.Options, given bool, err error) {
+	o = jobs.Defaults()
+	if f.command != jobs.CmdStatus {
+		if err := fromEnv(f.fs, flagConfig, f.lookup); err != nil {
+			return o, false, err
+		}
+	}
+	takes := func(names []string) []string {
+		return slices.DeleteFunc(names, func(n string) bool { return !jobs.Lookup(n).Takes(f.command) })
+	}
 	if f.config != "" {
-		file, err := jobs.LoadFile(f.config)
+		file, names, err := jobs.ReadJobFile(f.config, f.lookup)
 		if err != nil {
-			return o, err
+			return o, false, err
 		}
-		o = jobs.Merge(file, o, func(name string) bool { return fs.Changed(name) })
+		jobs.Overlay(&o, file, takes(names))
+		given = true
 	}
-	for _, e := range f.events {
-		if err := o.AddEvent(e); err != nil {
-			return o, err
+	env, names, err := jobs.FromEnv(f.command, f.lookup)
+	if err != nil {
+		return o, false, err
+	}
+	jobs.Overlay(&o, env, names)
+	given = given || len(names) > 0
+	var changed []string
+	for _, opt := range jobs.OptionsFor(f.command) {
+		if f.fs.Changed(opt.Name) || opt.FlagAlias != "" && f.fs.Changed(opt.FlagAlias) {
+			changed = append(changed, opt.Name)
 		}
 	}
-	return o, nil
+	jobs.Overlay(&o, f.set, changed)
+	given = given || len(changed) > 0
+	return o, given, o.Check()
+}
+
+// writeReport writes the run's report as JSON to path (- for stdout).
+func writeReport(path string, rep *pipeline.Report, stdout io.Writer) error {
+	b, err := rep.JSON()
+	if err != nil {
+		return err
+	}
+	w, err := stdoutOr(path, stdout)
+	if err != nil {
+		return fmt.Errorf("write report: %w", err)
+	}
+	_, err = w.Write(b)
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write report %s: %w", path, err)
+	}
+	return nil
+}
+
+// withReport writes the report a run returned, whatever its outcome, when
+// --report-json asks for it. A failure to write it fails a run that
+// succeeded; after a failed run it is logged, and the run's error stands.
+func withReport(o jobs.Options, e jobs.Env, rep *pipeline.Report, err error) error {
+	if o.ReportJSON == "" || rep == nil {
+		return err
+	}
+	werr := writeReport(o.ReportJSON, rep, e.Stdout)
+	if werr == nil {
+		return err
+	}
+	if err == nil {
+		return werr
+	}
+	e.Log.Error("report not written", "err", werr)
+	return err
 }
 
 func stdoutOr(path string, stdout io.Writer) (io.WriteCloser, error) {
@@ -134,3 +300,8 @@ func stdoutOr(path string, stdout io.Writer) (io.WriteCloser, error) {
 type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
+
+// examples indents a command's examples for --help.
+func examples(lines ...string) string {
+	return "  " + strings.Join(lines, "\n  ")
+}
