@@ -327,13 +327,13 @@ func (o Options) Settings() map[string]string {
 		events = nil
 	}
 	return map[string]string{
-		"account":                o.Account,
-		"clientName":             o.ClientName,
-		"siteId":                 o.SiteID,
-		"domain":                 o.Domain,
-		"events":                 string(events),
-		"hybrid":                 strconv.FormatBool(o.Hybrid),
-		"type":                   o.Type,
+		"account":    o.Account,
+		"clientName": o.ClientName,
+		"siteId":     o.SiteID,
+		"domain":     o.Domain,
+		"events":     string(events),
+		"hybrid":     strconv.FormatBool(o.Hybrid),
+		"type":       o.Type,
 	}
 }
 
