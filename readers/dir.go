@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // SkipNotRegular: a local entry that is neither a file nor a folder (a
@@ -26,9 +27,9 @@ var _ driver = (*dirDriver)(nil)
 func newDirDriver(root string) *dirDriver {
 	root = filepath.Clean(root)
 	d := &dirDriver{root: root, base: root}
-	// A file named by the source is listed alone. A missing path is a
-	// folder here and ErrNotFound when listed.
-	if fi, err := os.Stat(root); err == nil && !fi.IsDir() {
+	// A file named by the source is listed alone, and so is a symlink
+	// loop. A missing path is a folder here and ErrNotFound when listed.
+	if fi, err := os.Stat(root); (err == nil && !fi.IsDir()) || isLoop(err) {
 		d.base, d.single = filepath.Dir(root), filepath.Base(root)
 	}
 	return d
@@ -41,6 +42,9 @@ func (d *dirDriver) name(key string) string { return filepath.ToSlash(d.path(key
 func (d *dirDriver) list(ctx context.Context, seen func()) ([]entry, error) {
 	if d.single != "" {
 		e, err := d.stat(ctx, d.single)
+		if isLoop(err) {
+			return []entry{{key: d.single, loop: true}}, nil
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -72,6 +76,10 @@ func (d *dirDriver) list(ctx context.Context, seen func()) ([]entry, error) {
 		switch {
 		case err != nil && errors.Is(err, fs.ErrNotExist):
 			out = append(out, entry{key: key, skip: SkipNotRegular}) // broken symlink
+		case isLoop(err):
+			// Listed as data, so that opening it fails as a bad file:
+			// set aside under --on-bad-file skip, named when it fails.
+			out = append(out, entry{key: key, loop: true})
 		case err != nil:
 			return err
 		case fi.IsDir():
@@ -147,6 +155,9 @@ func (b *dirBlob) version() (int64, int64, error) {
 
 func (b *dirBlob) close() error { return dirErr(b.f.Close()) }
 
+// isLoop reports a symlink loop (ELOOP: too many levels of symbolic links).
+func isLoop(err error) bool { return errors.Is(err, syscall.ELOOP) }
+
 // dirErr drops the path an *fs.PathError repeats (Source names the object)
 // and maps a missing file to ErrNotFound.
 func dirErr(err error) error {
@@ -159,6 +170,9 @@ func dirErr(err error) error {
 	}
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%w: %v", ErrNotFound, err)
+	}
+	if isLoop(err) {
+		return fmt.Errorf("%w: symlink loop: %w", ErrBadFile, err)
 	}
 	return err
 }

@@ -40,7 +40,15 @@
 // listing, and each ReadAt re-checks them with one fstat, which catches a
 // file rewritten in place (a file replaced by rename keeps being read from
 // the old inode, which is the listed version). A same-size local rewrite
-// within the file system's timestamp granularity goes unnoticed.
+// within the file system's timestamp granularity goes unnoticed. A read
+// that failed or saw a change returns no bytes with its error, and the
+// decoders check for a failed read after every batch, before handing it
+// on: a library that ignores the error of a read that came back full
+// (io.ReaderAt allows both) cannot slip bytes of another version through.
+//
+// A symlink loop in a local folder is listed as data, and opening it is
+// ErrBadFile ("symlink loop"): set aside or fatal as the caller decides,
+// like any unreadable file, instead of aborting the listing.
 //
 // GCS clients come from NewGCSClient: Application Default Credentials, or
 // the emulator named by STORAGE_EMULATOR_HOST without credentials. A
@@ -52,8 +60,17 @@
 // # Decoding
 //
 // OpenParquet reads a file's footer and nothing else (the page index and
-// bloom filters are skipped; magic bytes and footer length are checked first
-// so that a corrupt length cannot make the library allocate gigabytes). It
+// bloom filters are skipped). Nothing a file claims is trusted before it is
+// checked (bounds.go): the magic bytes and the footer length first, then a
+// walk over the footer's Thrift encoding checks every list, string and map
+// length against the bytes left, the nesting depth and the memory decoding
+// would take, before parquet-go, which allocates whatever a list header
+// claims, decodes it. Pages are read through a guard that walks each page
+// header before a byte of it reaches parquet-go and checks its sizes and
+// counts against the column chunk, the row group and fixed ceilings (1 GiB
+// uncompressed, 64 times the compressed size above 16 MiB, values no more
+// than the row group's rows, a dictionary no more values than its bytes
+// hold). A file beyond them is ErrBadFile, never an allocation. It
 // resolves, once per file, the column behind each field of segment.Message:
 // for each field it tries, in order and case-insensitively, the warehouse
 // name (context_device_id), the Data Lakes name (properties_total), the
@@ -128,7 +145,9 @@
 //     corrupt footer, a column whose type cannot hold its field (a list, a
 //     struct, a BOOLEAN total, ...), a file whose message type cannot be
 //     told (the message says how to force it) or that lacks a required
-//     column, and a corrupt column chunk; the message names the object and,
+//     column, a corrupt column chunk, a footer or page header claiming more
+//     than the file holds or the limits allow, and (Source.Open) a local
+//     symlink loop; the message names the object and,
 //     where one is at fault, the row group and the column. A panic inside
 //     the Parquet library while decoding is recovered and reported the same
 //     way. A failing read of the File itself (ErrChanged, ErrNotFound, the

@@ -97,6 +97,7 @@ func (bytesFile) Close() error { return nil }
 func FuzzOpenParquet(f *testing.F) {
 	f.Add([]byte("PAR1"))
 	f.Add([]byte("PAR1\x00\x00\x00\x00PAR1"))
+	f.Add(hugeListParquet()) // also in testdata/fuzz/FuzzOpenParquet/huge_schema_list
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ctx := context.Background()
 		o := Object{URI: "fuzz.parquet", Partition: Partition{Table: "tracks"}}

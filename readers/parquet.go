@@ -70,21 +70,7 @@ func OpenParquet(ctx context.Context, f File, o Object, h Hint) (p *ParquetFile,
 			p, err = nil, fmt.Errorf("open %s: %w: footer decoder failed: %v", o.URI, ErrBadFile, v)
 		}
 	}()
-	if err := checkFooter(r); err != nil {
-		if ioErr := r.failure(); ioErr != nil {
-			return nil, fmt.Errorf("open %s: %w", o.URI, ioErr)
-		}
-		return nil, fmt.Errorf("open %s: %w: %w", o.URI, ErrBadFile, err)
-	}
-	// Remote objects pay per request: the magic bytes are checked already,
-	// and the footer comes in one read of the file's tail.
-	pf, err := parquet.OpenFile(r, r.size,
-		parquet.SkipMagicBytes(true),
-		parquet.OptimisticRead(true),
-		parquet.SkipPageIndex(true),
-		parquet.SkipBloomFilters(true),
-		parquet.ReadBufferSize(readBufferSize),
-	)
+	pf, err := openFooter(r)
 	if err != nil {
 		if ioErr := r.failure(); ioErr != nil {
 			return nil, fmt.Errorf("open %s: %w", o.URI, ioErr)
@@ -107,28 +93,67 @@ func OpenParquet(ctx context.Context, f File, o Object, h Hint) (p *ParquetFile,
 	return p, nil
 }
 
-// checkFooter checks the magic bytes and that the footer length fits in
-// the file before the Parquet library allocates a buffer of that length.
-func checkFooter(r *trackedReader) error {
+// openFooter checks the magic bytes, the footer length and, walking it
+// (checkFooterBytes), every count and length in the footer, before the
+// Parquet library allocates anything from them; then it opens the file. The
+// file's tail is read once (one request for a remote object) and serves the
+// library's own footer reads.
+func openFooter(r *trackedReader) (*parquet.File, error) {
 	if r.size < 12 {
-		return fmt.Errorf("%d bytes is too short for a Parquet file", r.size)
+		return nil, fmt.Errorf("%d bytes is too short for a Parquet file", r.size)
 	}
 	var head [4]byte
-	var tail [8]byte
 	if _, err := r.ReadAt(head[:], 0); err != nil {
-		return fmt.Errorf("read header: %w", err)
+		return nil, fmt.Errorf("read header: %w", err)
 	}
-	if _, err := r.ReadAt(tail[:], r.size-8); err != nil {
-		return fmt.Errorf("read footer: %w", err)
+	tail := make([]byte, min(readBufferSize, r.size))
+	if _, err := r.ReadAt(tail, r.size-int64(len(tail))); err != nil {
+		return nil, fmt.Errorf("read footer: %w", err)
 	}
-	if string(head[:]) != "PAR1" || string(tail[4:]) != "PAR1" {
-		return errors.New("not a Parquet file (no PAR1 magic at both ends), or truncated, or encrypted")
+	if string(head[:]) != "PAR1" || string(tail[len(tail)-4:]) != "PAR1" {
+		return nil, errors.New("not a Parquet file (no PAR1 magic at both ends), or truncated, or encrypted")
 	}
-	n := int64(binary.LittleEndian.Uint32(tail[:4]))
-	if n == 0 || n > r.size-12 {
-		return fmt.Errorf("footer length %d does not fit in %d bytes: truncated or corrupt footer", n, r.size)
+	n := int64(binary.LittleEndian.Uint32(tail[len(tail)-8:]))
+	switch {
+	case n == 0 || n > r.size-12:
+		return nil, fmt.Errorf("footer length %d does not fit in %d bytes: truncated or corrupt footer", n, r.size)
+	case n > maxFooterSize:
+		return nil, fmt.Errorf("footer of %d bytes is larger than the %d allowed", n, maxFooterSize)
+	case n+8 > int64(len(tail)):
+		tail = make([]byte, n+8)
+		if _, err := r.ReadAt(tail, r.size-n-8); err != nil {
+			return nil, fmt.Errorf("read footer: %w", err)
+		}
 	}
-	return nil
+	if err := checkFooterBytes(tail[int64(len(tail))-8-n : len(tail)-8]); err != nil {
+		return nil, err
+	}
+	tr := &tailReader{r: r, off: r.size - int64(len(tail)), tail: tail}
+	// The page index and bloom filters are never used: skipping them
+	// leaves nothing else unchecked to read.
+	pf, err := parquet.OpenFile(tr, r.size,
+		parquet.SkipMagicBytes(true),
+		parquet.SkipPageIndex(true),
+		parquet.SkipBloomFilters(true),
+		parquet.ReadBufferSize(readBufferSize),
+	)
+	tr.tail = nil // the File keeps tr as its reader: drop the tail
+	return pf, err
+}
+
+// tailReader serves reads within the file's tail, read already, from
+// memory.
+type tailReader struct {
+	r    io.ReaderAt
+	off  int64
+	tail []byte
+}
+
+func (t *tailReader) ReadAt(b []byte, off int64) (int, error) {
+	if off >= t.off && off+int64(len(b)) <= t.off+int64(len(t.tail)) {
+		return copy(b, t.tail[off-t.off:]), nil
+	}
+	return t.r.ReadAt(b, off)
 }
 
 // detect decides the file's message type, first match wins (input-schemas.md),
@@ -215,10 +240,7 @@ func (p *ParquetFile) checkRowGroups() error {
 				return fmt.Errorf("open %s: %w: row group %d has no chunk for column %q", p.uri, ErrBadFile, i, c.name)
 			}
 			m := &rg.Columns[c.leaf].MetaData
-			start := m.DataPageOffset
-			if m.DictionaryPageOffset > 0 && m.DictionaryPageOffset < start {
-				start = m.DictionaryPageOffset
-			}
+			start := chunkStart(m)
 			if start < 0 || m.TotalCompressedSize < 0 || start > p.size || m.TotalCompressedSize > p.size-start {
 				return fmt.Errorf("open %s: %w: row group %d column %q: chunk lies outside the file", p.uri, ErrBadFile, i, c.name)
 			}
@@ -293,11 +315,13 @@ func (p *ParquetFile) ReadRowGroup(ctx context.Context, i, batchSize int, fn fun
 	st := p.getState(batchSize)
 	r := &trackedReader{r: p.f, size: p.size}
 	chunks := p.pf.RowGroups()[i].ColumnChunks()
+	guards := make([]*pageGuard, len(st.cursors))
 	for k := range st.cursors {
 		c := &st.cursors[k]
 		chunk := chunks[c.cp.leaf]
 		if fc, ok := chunk.(*parquet.FileColumnChunk); ok {
-			c.pages = fc.PagesFrom(r)
+			m := &p.pf.Metadata().RowGroups[i].Columns[c.cp.leaf].MetaData
+			c.pages, guards[k] = guardPages(r, fc, m, rows)
 		} else {
 			c.pages = chunk.Pages()
 		}
@@ -346,8 +370,18 @@ func (p *ParquetFile) ReadRowGroup(ctx context.Context, i, batchSize int, fn fun
 				if ioErr := r.failure(); ioErr != nil {
 					return fmt.Errorf("read %s row group %d column %q: %w", p.uri, i, column, ioErr)
 				}
+				if g := guards[k]; g != nil && g.failure() != nil {
+					err = g.failure() // the page refused, not what the library made of it
+				}
 				return fmt.Errorf("read %s row group %d column %q: %w: %w", p.uri, i, column, ErrBadFile, err)
 			}
+		}
+		// A read may fail with all its bytes delivered (a file changed
+		// under an io.ReaderAt that returns n == len(p) with an error),
+		// and the library drops such errors: no batch is delivered past
+		// a failed read.
+		if ioErr := r.failure(); ioErr != nil {
+			return fmt.Errorf("read %s row group %d: %w", p.uri, i, ioErr)
 		}
 		column = ""
 		inFn = true

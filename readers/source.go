@@ -97,6 +97,7 @@ type entry struct {
 	key       string
 	size, gen int64
 	skip      string // a reason only the driver can see, e.g. a symlinked folder
+	loop      bool   // a symlink loop: data that fails to open as a bad file
 }
 
 // blob is an opened object version. readAt is only asked for bytes within
@@ -279,7 +280,7 @@ func skipReason(e entry) string {
 			return SkipHidden
 		}
 	}
-	if e.size == 0 {
+	if e.size == 0 && !e.loop {
 		return SkipEmpty
 	}
 	return ""
@@ -335,7 +336,9 @@ type file struct {
 func (f *file) Size() int64 { return f.size }
 
 // ReadAt follows io.ReaderAt: it returns len(p) bytes, or fewer with io.EOF
-// at the end of the object. It is safe for concurrent use.
+// at the end of the object. A failed read, or one during which the object
+// changed, returns 0 bytes and the error (ErrChanged for a change), so that
+// no caller can use bytes of another version. It is safe for concurrent use.
 func (f *file) ReadAt(p []byte, off int64) (int, error) {
 	if f.closed.Load() {
 		return 0, fmt.Errorf("read %s: %w", f.uri, fs.ErrClosed)
@@ -356,14 +359,16 @@ func (f *file) ReadAt(p []byte, off int64) (int, error) {
 	}
 	n, err := f.b.readAt(p[:want], off)
 	if err != nil {
-		return n, fmt.Errorf("read %s at %d: %w", f.uri, off, f.src.gone(f.ctx, f.key, f.gen, err))
+		return 0, fmt.Errorf("read %s at %d: %w", f.uri, off, f.src.gone(f.ctx, f.key, f.gen, err))
 	}
 	size, gen, err := f.b.version()
 	if err != nil {
-		return n, fmt.Errorf("read %s: %w", f.uri, err)
+		return 0, fmt.Errorf("read %s: %w", f.uri, err)
 	}
 	if size != f.size || gen != f.gen || n < want {
-		return n, fmt.Errorf("read %s at %d: %w (got %d of %d bytes; size %d version %d, now size %d version %d)",
+		// No byte of a read that saw another version counts: callers that
+		// take a full buffer and ignore the error must not get them.
+		return 0, fmt.Errorf("read %s at %d: %w (got %d of %d bytes; size %d version %d, now size %d version %d)",
 			f.uri, off, ErrChanged, n, want, f.size, f.gen, size, gen)
 	}
 	return n, eof

@@ -21,6 +21,7 @@ import (
 // underscores (context_device_id finds context.device.id).
 type Table struct {
 	uri    string
+	r      *trackedReader
 	pf     *parquet.File
 	cols   map[string]*parquet.Column
 	groups []int64
@@ -62,21 +63,14 @@ func OpenTable(ctx context.Context, f File, o Object) (t *Table, err error) {
 			t, err = nil, fmt.Errorf("open %s: %w: footer decoder failed: %v", o.URI, ErrBadFile, v)
 		}
 	}()
-	if err := checkFooter(r); err != nil {
-		if ioErr := r.failure(); ioErr != nil {
-			return nil, fmt.Errorf("open %s: %w", o.URI, ioErr)
-		}
-		return nil, fmt.Errorf("open %s: %w: %w", o.URI, ErrBadFile, err)
-	}
-	pf, err := parquet.OpenFile(r, r.size, parquet.SkipMagicBytes(true), parquet.SkipPageIndex(true),
-		parquet.SkipBloomFilters(true), parquet.ReadBufferSize(readBufferSize))
+	pf, err := openFooter(r)
 	if err != nil {
 		if ioErr := r.failure(); ioErr != nil {
 			return nil, fmt.Errorf("open %s: %w", o.URI, ioErr)
 		}
 		return nil, fmt.Errorf("open %s: %w: %w", o.URI, ErrBadFile, err)
 	}
-	t = &Table{uri: o.URI, pf: pf, cols: map[string]*parquet.Column{}}
+	t = &Table{uri: o.URI, r: r, pf: pf, cols: map[string]*parquet.Column{}}
 	for p, c := range nodeIndex(pf.Root()) {
 		if !c.Leaf() || c.MaxRepetitionLevel() > 0 {
 			continue
@@ -163,6 +157,7 @@ func (t *Table) ReadRowGroup(ctx context.Context, i int, names []string, fn func
 		kind  ColumnKind
 		mul   int64
 		pages parquet.Pages
+		guard *pageGuard
 		vr    parquet.ValueReader
 		buf   []parquet.Value
 	}
@@ -177,7 +172,11 @@ func (t *Table) ReadRowGroup(ctx context.Context, i int, names []string, fn func
 				ct = *cc
 			}
 			cr.mul = timestampMultiplier(typ.LogicalType(), ct)
-			cr.pages = chunks[c.Index()].Pages()
+			if fc, ok := chunks[c.Index()].(*parquet.FileColumnChunk); ok {
+				cr.pages, cr.guard = guardPages(t.r, fc, &t.pf.Metadata().RowGroups[i].Columns[c.Index()].MetaData, rg.NumRows())
+			} else {
+				cr.pages = chunks[c.Index()].Pages()
+			}
 		}
 		readers[j] = cr
 	}
@@ -201,7 +200,12 @@ func (t *Table) ReadRowGroup(ctx context.Context, i int, names []string, fn func
 			if cr.vr == nil {
 				p, err := cr.pages.ReadPage()
 				if err != nil {
-					if errors.Is(err, io.EOF) {
+					if ioErr := t.r.failure(); ioErr != nil {
+						return fmt.Errorf("read %s row group %d column %s: %w", t.uri, i, cr.name, ioErr)
+					}
+					if cr.guard != nil && cr.guard.failure() != nil {
+						err = cr.guard.failure()
+					} else if errors.Is(err, io.EOF) {
 						return fmt.Errorf("read %s row group %d column %s: %w: fewer values than rows", t.uri, i, cr.name, ErrBadFile)
 					}
 					return fmt.Errorf("read %s row group %d column %s: %w: %w", t.uri, i, cr.name, ErrBadFile, err)
@@ -236,6 +240,11 @@ func (t *Table) ReadRowGroup(ctx context.Context, i int, names []string, fn func
 			if err := next(cr, k); err != nil {
 				return err
 			}
+		}
+		// A failed read may have come back with all its bytes and its
+		// error dropped by the library: no row past it (see ReadAt).
+		if ioErr := t.r.failure(); ioErr != nil {
+			return fmt.Errorf("read %s row group %d: %w", t.uri, i, ioErr)
 		}
 		for r := range k {
 			text = text[:0]

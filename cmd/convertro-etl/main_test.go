@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/spf13/pflag"
@@ -123,5 +125,31 @@ onBadFile: skip
 	os.WriteFile(file, []byte("sources: [x]\nclient_name: typo\n"), 0o644)
 	if _, err := jobs.LoadFile(file); !errors.Is(err, jobs.ErrConfig) {
 		t.Errorf("unknown key: err = %v, want ErrConfig", err)
+	}
+}
+
+// A crash, a panic in a goroutine or a fatal runtime error, never exits
+// with a status the exit codes give a meaning to (0, 2, 3): Go's own exit
+// status for them is 2. The process dies of SIGABRT instead.
+func TestCrashIsASignalNotAnExitCode(t *testing.T) {
+	for _, how := range []string{"panic", "fatal"} {
+		t.Run(how, func(t *testing.T) {
+			cmd := exec.Command(os.Args[0], "version")
+			cmd.Env = append(os.Environ(), "CONVERTRO_ETL_MAIN=1", crashEnv+"="+how)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) {
+				t.Fatalf("err = %v, want the process to die; stderr:\n%s", err, stderr.String())
+			}
+			ws := ee.Sys().(syscall.WaitStatus)
+			if !ws.Signaled() || ws.Signal() != syscall.SIGABRT {
+				t.Fatalf("exit status %v (code %d), want death by SIGABRT; stderr:\n%s", ws, ee.ExitCode(), stderr.String())
+			}
+			if want := map[string]string{"panic": "panic: crash requested", "fatal": "fatal error: sync: unlock of unlocked mutex"}[how]; !strings.Contains(stderr.String(), want) {
+				t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+			}
+		})
 	}
 }

@@ -1,0 +1,34 @@
+package main
+
+import (
+	"os"
+	"sync"
+	"syscall"
+)
+
+// crashEnv, set only by tests, makes the program crash at start, so that
+// they can check how a crash exits: "panic" panics in a goroutine, "fatal"
+// hits a fatal runtime error (unlocking an unlocked mutex, which no recover
+// can catch, like running out of memory). The crash disables core dumps
+// first: a test must not leave one behind.
+const crashEnv = "CONVERTRO_ETL_TEST_CRASH"
+
+func crashForTests() {
+	how := os.Getenv(crashEnv)
+	if how == "" {
+		return
+	}
+	_ = syscall.Setrlimit(syscall.RLIMIT_CORE, &syscall.Rlimit{})
+	switch how {
+	case "panic":
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			panic("crash requested by " + crashEnv)
+		}()
+		<-done
+	case "fatal":
+		var mu sync.Mutex
+		mu.Unlock()
+	}
+}
