@@ -204,6 +204,7 @@ func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
 		Fresh:       o.Fresh,
 
 		MaxRequestsPerDay: o.MaxRequestsPerDay,
+		MaxURLBytes:       MaxURLBytes,
 	}
 	deps := pipeline.Deps{
 		Decoder:      p.in,
