@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 
 	"github.com/convertro-etl/convertro-etl/convertro"
 	"github.com/convertro-etl/convertro-etl/internal/segment"
@@ -59,4 +61,33 @@ func (s sender) Send(ctx context.Context, url string) pipeline.Outcome {
 	}
 	out.Permanent = errors.Is(err, convertro.ErrPermanent)
 	return out
+}
+
+// scrubURL returns text (an error message) with the secrets of rawURL taken
+// out: its userinfo and its query, wherever the text quotes them, as they
+// were typed or as url.URL writes them back. Errors of other packages quote
+// the URL they were given (the Pushgateway client does, credentials and all).
+func scrubURL(text, rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return strings.ReplaceAll(text, rawURL, convertro.RedactURL(rawURL))
+	}
+	var secrets []string
+	if u.User != nil {
+		secrets = append(secrets, u.User.String())
+		if _, rest, ok := strings.Cut(rawURL, "://"); ok {
+			if at := strings.LastIndexByte(rest, '@'); at > 0 {
+				secrets = append(secrets, rest[:at])
+			}
+		}
+	}
+	if u.RawQuery != "" {
+		secrets = append(secrets, u.RawQuery)
+	}
+	for _, s := range secrets {
+		if s != "" {
+			text = strings.ReplaceAll(text, s, "xxxxx")
+		}
+	}
+	return text
 }
