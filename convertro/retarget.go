@@ -17,7 +17,18 @@ var ErrNotRequestURL = errors.New("not a Convertro request URL")
 // request refused because of a wrong setting can be sent again once the
 // operator fixed it, and a request that was right is sent exactly as before.
 // A URL that is not a request URL is an error wrapping ErrNotRequestURL.
+//
+// A URL holding a byte that AppendURL never writes (a space, a control or a
+// non-ASCII byte) is refused too: that is how a dead letter's URL that was
+// cut (a request over MaxURLBytes, never sent) reads, and sending its start
+// as if it were the request would deliver values cut short.
 func (w *Wire) Retarget(rawURL string) (string, error) {
+	for i := 0; i < len(rawURL); i++ {
+		if c := rawURL[i]; c <= ' ' || c >= 0x7f {
+			return "", fmt.Errorf("retarget %.200q: %w: byte %d is %q, which no request URL holds (a URL cut because it was too long to send?)",
+				rawURL, ErrNotRequestURL, i, c)
+		}
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return "", fmt.Errorf("retarget %q: %w: %w", rawURL, ErrNotRequestURL, err)

@@ -67,7 +67,9 @@ func (s *Settings) AddEvent(segmentName, convertroName string) {
 // *SettingError wrapping ErrInvalidSettings (joined when there are several).
 // With delivery false (a dry run) clientName and siteId may be empty.
 //
-// account is required; domain, when set, must be a host name (a scheme and a
+// account is required; clientName and siteId, when set, must each be one
+// safe path segment (not "." or "..", no / \ ? # % or control characters);
+// domain, when set, must be a host name (a scheme and a
 // trailing slash are tolerated and stripped); endpoint, when set, must be an
 // http or https URL without query; event names on both sides must be
 // non-empty.
@@ -87,11 +89,15 @@ func (s Settings) Validate(delivery bool) error {
 			}
 		case strings.TrimSpace(p.v) != p.v:
 			bad(p.key, "has leading or trailing spaces: "+strconv.Quote(p.v))
+		default:
+			if problem := checkSegment(p.v); problem != "" {
+				bad(p.key, problem)
+			}
 		}
 	}
 	if s.Domain != "" {
 		if h := stripDomain(s.Domain); !isHost(h) {
-			bad("domain", "must be a host name such as acme.sp1.convertro.com, not "+strconv.Quote(s.Domain))
+			bad("domain", "must be a host name such as acme.sp1.convertro.com, not "+strconv.Quote(RedactURL(s.Domain)))
 		}
 	}
 	if s.Endpoint != "" {
@@ -103,6 +109,25 @@ func (s Settings) Validate(delivery bool) error {
 		errs = append(errs, err...)
 	}
 	return errors.Join(errs...)
+}
+
+// checkSegment returns what keeps v from being one path segment of every
+// request, or "". Escaping alone would not do: ".." and "." are path steps
+// (/api/user/../../ leaves the API), and a server or proxy that decodes %2F
+// or treats a backslash as a slash would see two segments where we sent one.
+func checkSegment(v string) string {
+	if v == "." || v == ".." {
+		return "must be a single path segment, not " + strconv.Quote(v)
+	}
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c < 0x20 || c == 0x7f:
+			return "must not hold control characters: " + strconv.Quote(v)
+		case strings.IndexByte(`/\?#%`, c) >= 0:
+			return "must be a single path segment, without / \\ ? # or %: " + strconv.Quote(v)
+		}
+	}
+	return ""
 }
 
 // checkEvents reports empty names in an events map, in a stable order.
@@ -196,13 +221,63 @@ func isHost(h string) bool {
 	return true
 }
 
-// checkEndpoint returns what is wrong with a base URL override, or "".
+// checkEndpoint returns what is wrong with a base URL override, or "". The
+// message shows the URL redacted: a password in it is refused, not printed.
 func checkEndpoint(e string) string {
 	const want = "must be an http(s) base URL such as http://127.0.0.1:8080, not "
 	u, err := url.Parse(e)
+	if err == nil && u.User != nil {
+		return "must not hold a user name or password (Convertro's API takes none): " + strconv.Quote(RedactURL(e))
+	}
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
-		u.RawQuery != "" || u.Fragment != "" || u.User != nil || !isHost(u.Host) {
-		return want + strconv.Quote(e)
+		u.RawQuery != "" || u.Fragment != "" || !isHost(u.Host) {
+		return want + strconv.Quote(RedactURL(e))
 	}
 	return ""
+}
+
+// redacted stands for a secret taken out of a URL.
+const redacted = "xxxxx"
+
+// RedactURL returns raw fit to print: its userinfo is replaced (like
+// url.URL.Redacted does for the password, but the user name too, which often
+// is a token) and so is every query value, where tokens go.
+// Text that does not parse as a URL loses whatever stands before an '@' that
+// could be userinfo. Use it wherever an endpoint or a URL from the settings
+// or the command line is logged or put in a message.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		rest, scheme := raw, ""
+		if i := strings.Index(raw, "://"); i >= 0 {
+			scheme, rest = raw[:i+3], raw[i+3:]
+		}
+		if end := strings.IndexAny(rest, "/?#"); end >= 0 {
+			if at := strings.LastIndexByte(rest[:end], '@'); at >= 0 {
+				return scheme + redacted + rest[at:]
+			}
+		} else if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+			return scheme + redacted + rest[at:]
+		}
+		return raw
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		for k, vs := range q {
+			for i := range vs {
+				vs[i] = redacted
+			}
+			q[k] = vs
+		}
+		u.RawQuery = q.Encode()
+	}
+	if u.User == nil && u.Opaque != "" && strings.Contains(u.Opaque, "@") {
+		// "user:pass@host" without a scheme parses as scheme "user", opaque "pass@host".
+		return redacted + u.Opaque[strings.LastIndexByte(u.Opaque, '@'):]
+	}
+	if u.User != nil {
+		// The whole userinfo: a token is often passed as the user name.
+		u.User = url.User(redacted)
+	}
+	return u.String()
 }

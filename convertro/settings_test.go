@@ -76,6 +76,19 @@ func TestValidate(t *testing.T) {
 			s: with(func(s *Settings) { s.Endpoint = "ftp://example.com" }), want: []string{"endpoint"}},
 		{name: "endpoint with a query",
 			s: with(func(s *Settings) { s.Endpoint = "https://example.com/?a=b" }), want: []string{"endpoint"}},
+		{name: "clientName of two dots would climb out of the API path",
+			s: with(func(s *Settings) { s.ClientName = ".." }), delivery: true, want: []string{"clientName"}},
+		{name: "siteId of one dot", s: with(func(s *Settings) { s.SiteID = "." }), want: []string{"siteId"}},
+		{name: "clientName with a slash", s: with(func(s *Settings) { s.ClientName = "acme/../x" }), want: []string{"clientName"}},
+		{name: "clientName with a backslash", s: with(func(s *Settings) { s.ClientName = `acme\x` }), want: []string{"clientName"}},
+		{name: "siteId with a question mark", s: with(func(s *Settings) { s.SiteID = "42?x=1" }), want: []string{"siteId"}},
+		{name: "siteId with a hash", s: with(func(s *Settings) { s.SiteID = "42#x" }), want: []string{"siteId"}},
+		{name: "clientName with a percent sign", s: with(func(s *Settings) { s.ClientName = "acme%2F" }), want: []string{"clientName"}},
+		{name: "clientName with a control character", s: with(func(s *Settings) { s.ClientName = "ac\x00me" }), want: []string{"clientName"}},
+		{name: "siteId with a newline inside", s: with(func(s *Settings) { s.SiteID = "4\n2" }), want: []string{"siteId"}},
+		{name: "both path settings bad at once",
+			s: with(func(s *Settings) { s.ClientName, s.SiteID = "..", "a/b" }), want: []string{"clientName", "siteId"}},
+		{name: "dots inside a name are fine", s: with(func(s *Settings) { s.ClientName, s.SiteID = "acme.eu", "..42" })},
 		{name: "events with names on both sides",
 			s: with(func(s *Settings) { s.Events = map[string][]string{"Signed Up": {"signup", "lead"}} })},
 		{name: "events with an empty Segment name",
@@ -225,4 +238,51 @@ func FuzzNormalizeEventName(f *testing.F) {
 			t.Errorf("SnakeCase(%q) = %q is not a fixed point", s, k)
 		}
 	})
+}
+
+// TestValidateRedactsSecrets: a refused endpoint or domain is named and
+// shown, but a password or token in it never is.
+func TestValidateRedactsSecrets(t *testing.T) {
+	ok := Settings{Account: "acme", ClientName: "acme", SiteID: "42"}
+	for _, tc := range []struct {
+		name, endpoint, domain, want string
+	}{
+		{name: "endpoint with a password", endpoint: "https://user:s3cret@example.com", want: "endpoint"},
+		{name: "endpoint with only a user name", endpoint: "https://s3cret@example.com", want: "endpoint"},
+		{name: "endpoint with a token query", endpoint: "https://example.com/?token=s3cret", want: "endpoint"},
+		{name: "endpoint that does not parse", endpoint: "https://user:s3cret@exa mple.com/%zz", want: "endpoint"},
+		{name: "domain with a password", domain: "https://user:s3cret@acme.sp1.convertro.com", want: "domain"},
+		{name: "domain with a password, no scheme", domain: "user:s3cret@acme.sp1.convertro.com", want: "domain"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := ok
+			s.Endpoint, s.Domain = tc.endpoint, tc.domain
+			err := s.Validate(true)
+			if got := namedSettings(err); !slices.Equal(got, []string{tc.want}) {
+				t.Fatalf("Validate = %v, names %q, want %s", err, got, tc.want)
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("the message shows the secret: %v", err)
+			}
+			if !strings.Contains(err.Error(), "mple.com") && !strings.Contains(err.Error(), "convertro.com") {
+				t.Errorf("the message does not show which URL: %v", err)
+			}
+		})
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://user:s3cret@push.example.com:9091/": "https://xxxxx@push.example.com:9091/",
+		"https://s3cret@push.example.com/":           "https://xxxxx@push.example.com/",
+		"http://push.example.com/?token=s3cret&a=b":  "http://push.example.com/?a=xxxxx&token=xxxxx",
+		"http://push.example.com:9091":               "http://push.example.com:9091",
+		"user:s3cret@host":                           "xxxxx@host",
+		"https://user:s3cret@exa mple.com/%zz":       "https://xxxxx@exa mple.com/%zz",
+		"":                                           "",
+	} {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
 }

@@ -16,6 +16,16 @@ import (
 // DefaultBaseURL is used when neither Endpoint nor Domain is set.
 const DefaultBaseURL = "https://sp1.convertro.com"
 
+// MaxURLBytes is the longest request URL that is ever sent; a longer one (a
+// 1 MiB user agent makes a URL of up to 3 MiB) is dead-lettered without
+// being sent. Servers refuse such URLs anyway, and not always with an
+// answer: over HTTP/1.1 Go's server answers 431 past 1 MiB, but over HTTP/2
+// Go's client fails the request itself when it exceeds the header list
+// size the server advertises, an error it retries until it gives up, which
+// would stop the run on every resume. 16 KiB is far above any real row's
+// URL and at or below common front-end limits.
+const MaxURLBytes = 16 << 10
+
 // The request paths are "/api/" + kind path + "/" + clientName + "/" + siteId
 // + "/", with clientName and siteId path-escaped.
 const (
@@ -125,6 +135,45 @@ func (w *Wire) AppendURL(dst []byte, d *Delivery) []byte {
 		dst = appendParam(dst, ParamCIP, d.CIP, false)
 	}
 	return dst
+}
+
+// AppendURLCut appends at most n bytes of d's URL to dst: all of it when it
+// is n bytes or shorter, else its first n bytes. Its work and memory are
+// bounded by n whatever the size of d's values, so that one huge value (a
+// 50 MiB user agent) is never escaped whole only to be refused: pass
+// MaxURLBytes+1 and a result longer than MaxURLBytes is a URL that must not
+// be sent, cut. Like AppendURL it allocates nothing once dst has room.
+func (w *Wire) AppendURLCut(dst []byte, d *Delivery, n int) []byte {
+	start := len(dst)
+	if w.minURLLen(d) > n {
+		// Escaping never shrinks a value, so a value cut to n bytes still
+		// fills everything past the first n bytes of the URL: the prefix is
+		// the same as the whole URL's.
+		c := *d
+		for _, f := range [...]*[]byte{&c.SID, &c.ID, &c.Typ, &c.EID, &c.CUA, &c.CIP} {
+			if len(*f) > n {
+				*f = (*f)[:n]
+			}
+		}
+		if len(c.Trait) > n {
+			c.Trait = c.Trait[:n]
+		}
+		d = &c
+	}
+	dst = w.AppendURL(dst, d)
+	if len(dst)-start > n {
+		dst = dst[:start+n]
+	}
+	return dst
+}
+
+// minURLLen is a lower bound of the length of d's URL: its values as if no
+// byte needed escaping.
+func (w *Wire) minURLLen(d *Delivery) int {
+	if int(d.Kind) >= len(w.prefix) {
+		return 0 // AppendURL panics
+	}
+	return len(w.prefix[d.Kind]) + len(d.SID) + len(d.ID) + len(d.Typ) + len(d.EID) + len(d.CUA) + len(d.CIP) + len(d.Trait)
 }
 
 // appendParam appends name=escaped(value), preceded by '&' unless first.

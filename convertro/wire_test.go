@@ -1,6 +1,7 @@
 package convertro
 
 import (
+	"bytes"
 	"math"
 	"net/url"
 	"strconv"
@@ -266,4 +267,29 @@ func FuzzAppendURL(f *testing.F) {
 			t.Errorf("parameter order %q, want %q", gotOrder, order)
 		}
 	})
+}
+
+// TestAppendURLCut: a URL that fits comes whole; a longer one comes as its
+// first n bytes exactly, however long its values, without escaping them whole.
+func TestAppendURLCut(t *testing.T) {
+	w := NewWire(Settings{ClientName: "acme", SiteID: "42"})
+	huge := bytes.Repeat([]byte("é /"), 1<<20) // 9 MiB escaped
+	for _, d := range []Delivery{
+		{Kind: KindHit, SID: []byte("d1"), Typ: []byte("Signed Up"), EID: []byte("m1"), Val: 1, TS: 5, CUA: []byte("Mozilla/5.0")},
+		{Kind: KindHit, SID: []byte("d1"), Typ: []byte("Signed Up"), EID: []byte("m1"), Val: 1, TS: 5, CUA: huge, CIP: []byte("10.0.0.1")},
+		{Kind: KindUser, SID: huge, ID: []byte("u1"), TS: 5},
+		{Kind: KindInstall, SID: []byte("d1"), EID: huge[:MaxURLBytes/3], TS: 5},
+	} {
+		whole := w.AppendURL(nil, &d)
+		for _, n := range []int{10, 200, MaxURLBytes + 1} {
+			got := w.AppendURLCut([]byte("x"), &d, n)
+			want := append([]byte("x"), whole[:min(n, len(whole))]...)
+			if !bytes.Equal(got, want) {
+				t.Errorf("AppendURLCut(n=%d) of a %d-byte URL: got %d bytes, not its prefix", n, len(whole), len(got)-1)
+			}
+			if len(whole) > n && cap(got) > 64*n+1024 {
+				t.Errorf("AppendURLCut(n=%d) of a %d-byte URL grew its buffer to %d", n, len(whole), cap(got))
+			}
+		}
+	}
 }

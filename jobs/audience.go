@@ -623,6 +623,7 @@ func (j *audienceJob) deliver(ctx context.Context, p audiencePendingFile) (*pipe
 		Concurrency: j.o.Concurrency,
 		Fresh:       j.o.Fresh,
 		LeaseTTL:    j.o.LeaseTTL,
+		MaxURLBytes: MaxURLBytes,
 	}
 	cp, prevM, err := pipeline.OpenCheckpoint(ctx, j.st, cfg.Shard, pipeline.NewLease(), j.env.Now, j.o.LeaseTTL)
 	if err != nil {
@@ -788,6 +789,8 @@ func (j *audienceJob) dryRun(ctx context.Context) (*pipeline.Report, error) {
 	cfg := pipeline.Config{
 		Job:     pipeline.JobID{Kind: "audience", Description: fmt.Sprintf("audience sync dry run: %d changes", res.Changes)},
 		Objects: []pipeline.Object{{URI: changes, Key: "changes.parquet", Size: dec.size, RowGroups: dec.tbl.RowGroups()}},
+
+		MaxURLBytes: MaxURLBytes,
 	}
 	deps := pipeline.Deps{Decoder: dec, NewTransform: newAudienceTransform(j.mapper, j.wire),
 		Progress: j.env.Stderr, Logger: j.env.Log, Now: j.env.Now}
@@ -890,7 +893,7 @@ func newAudienceTransform(m *convertro.Mapper, w *convertro.Wire) func() pipelin
 				return skip.String()
 			}
 			for i := range ds {
-				buf = w.AppendURL(buf[:0], &ds[i])
+				buf = w.AppendURLCut(buf[:0], &ds[i], MaxURLBytes+1) // see newTransform
 				emit(buf)
 			}
 			return ""

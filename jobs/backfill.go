@@ -245,6 +245,7 @@ func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
 		CoveredFrom: p.covered,
 
 		MaxRequestsPerDay: o.MaxRequestsPerDay,
+		MaxURLBytes:       MaxURLBytes,
 	}
 	deps := pipeline.Deps{
 		Decoder:      p.in,
@@ -289,7 +290,7 @@ func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
 		rep.Summary(env.Stderr)
 		if o.MetricsPush != "" {
 			if perr := pipeline.PushMetrics(ctx, o.MetricsPush, "convertro-etl", rep); perr != nil {
-				env.Log.Warn("metrics push failed", "url", o.MetricsPush, "err", perr)
+				env.Log.Warn("metrics push failed", "url", convertro.RedactURL(o.MetricsPush), "err", scrubURL(perr.Error(), o.MetricsPush))
 			}
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 
 	"github.com/convertro-etl/convertro-etl/convertro"
 	"github.com/convertro-etl/convertro-etl/internal/segment"
@@ -28,7 +30,9 @@ func newTransform(m *convertro.Mapper, w *convertro.Wire) func() pipeline.Transf
 				return skip.String()
 			}
 			for i := range ds {
-				buf = w.AppendURL(buf[:0], &ds[i])
+				// Cut past the limit: a huge value is never escaped whole
+				// (the pipeline dead-letters such a URL unsent).
+				buf = w.AppendURLCut(buf[:0], &ds[i], convertro.MaxURLBytes+1)
 				emit(buf)
 			}
 			return ""
@@ -36,27 +40,18 @@ func newTransform(m *convertro.Mapper, w *convertro.Wire) func() pipeline.Transf
 	}
 }
 
-// MaxURLBytes is the longest request URL the job sends; a longer one (a
-// 1 MiB user agent makes a URL of up to 3 MiB) is dead-lettered without
-// being sent. Servers refuse such URLs anyway, and not always with an
-// answer: over HTTP/1.1 Go's server answers 431 past 1 MiB, but over HTTP/2
-// Go's client fails the request itself when it exceeds the header list
-// size the server advertises, an error it retries until it gives up, which
-// would stop the run on every resume. 16 KiB is far above any real row's
-// URL and at or below common front-end limits.
-const MaxURLBytes = 16 << 10
-
-// errURLTooLong is the dead-letter reason of a URL over MaxURLBytes.
-var errURLTooLong = errors.New("request not sent: the URL is longer than the job sends")
+// MaxURLBytes is the longest request URL the job sends (the pipeline
+// dead-letters a longer one unsent; see convertro.MaxURLBytes for why).
+const MaxURLBytes = convertro.MaxURLBytes
 
 // sender adapts the Convertro client to the pipeline: a refusal that no retry
 // can fix is permanent (a dead letter); anything else that fails stops the run.
 type sender struct{ c *convertro.Client }
 
 func (s sender) Send(ctx context.Context, url string) pipeline.Outcome {
-	if len(url) > MaxURLBytes {
+	if len(url) > MaxURLBytes { // a replayed letter retargeted to a longer base URL
 		return pipeline.Outcome{Permanent: true,
-			Err: fmt.Errorf("%d bytes, over %d: %w", len(url), MaxURLBytes, errURLTooLong)}
+			Err: fmt.Errorf("%d bytes, over %d: %w", len(url), MaxURLBytes, pipeline.ErrURLTooLong)}
 	}
 	res, err := s.c.Get(ctx, url)
 	out := pipeline.Outcome{Status: res.Status, Attempts: res.Attempts, PossibleDuplicate: res.MaybeDuplicated, Err: err}
@@ -66,4 +61,33 @@ func (s sender) Send(ctx context.Context, url string) pipeline.Outcome {
 	}
 	out.Permanent = errors.Is(err, convertro.ErrPermanent)
 	return out
+}
+
+// scrubURL returns text (an error message) with the secrets of rawURL taken
+// out: its userinfo and its query, wherever the text quotes them, as they
+// were typed or as url.URL writes them back. Errors of other packages quote
+// the URL they were given (the Pushgateway client does, credentials and all).
+func scrubURL(text, rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return strings.ReplaceAll(text, rawURL, convertro.RedactURL(rawURL))
+	}
+	var secrets []string
+	if u.User != nil {
+		secrets = append(secrets, u.User.String())
+		if _, rest, ok := strings.Cut(rawURL, "://"); ok {
+			if at := strings.LastIndexByte(rest, '@'); at > 0 {
+				secrets = append(secrets, rest[:at])
+			}
+		}
+	}
+	if u.RawQuery != "" {
+		secrets = append(secrets, u.RawQuery)
+	}
+	for _, s := range secrets {
+		if s != "" {
+			text = strings.ReplaceAll(text, s, "xxxxx")
+		}
+	}
+	return text
 }

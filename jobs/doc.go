@@ -40,7 +40,8 @@
 // fails the job with OnBadFile "fail"; with "skip" it is set aside, at
 // planning when its footer is bad, or by the pipeline (the Decoder wraps
 // pipeline.ErrSkipObject) when a row group turns out bad, and the job ends
-// with ErrIncomplete. A URL over MaxURLBytes is dead-lettered unsent.
+// with ErrIncomplete. A URL over MaxURLBytes is dead-lettered unsent, its
+// record holding only the URL's start (a dry run does not list it).
 // Replay ends with ErrIncomplete while dead letters remain, and with
 // pipeline.ErrStopped when cancelled.
 //

@@ -62,7 +62,7 @@ func (r *recorder) Write(p []byte) (int, error) {
 	return r.buf.Write(p)
 }
 
-func newRecorder(t *testing.T, o simulator.Options) *recorder {
+func newRecorder(t testing.TB, o simulator.Options) *recorder {
 	r := &recorder{}
 	o.Record = r
 	r.sim = simulator.New(o)

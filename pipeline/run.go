@@ -35,6 +35,9 @@ var (
 	// ErrInputChanged: an input object differs from the plan the manifest
 	// holds (generation, size, rows), so resuming would mix two versions.
 	ErrInputChanged = errors.New("input changed since the plan")
+	// ErrURLTooLong is the dead-letter reason of a request whose URL is over
+	// Config.MaxURLBytes: it is never sent.
+	ErrURLTooLong = errors.New("request not sent: the URL is longer than the run sends")
 	// ErrSkipObject, wrapped in a Decoder's error, sets the object aside
 	// (--on-bad-file skip) instead of stopping the run: its remaining units
 	// are not read, rows already completed stay counted, and the manifest and
@@ -64,6 +67,20 @@ const misconfigRequests = 20
 // maxReason bounds the reason stored with a dead letter.
 const maxReason = 1024
 
+// maxCutURL is how much of a URL over Config.MaxURLBytes its dead letter
+// keeps, followed by cutMarker; maxMessageID bounds a dead letter's message
+// id. A row with a 50 MiB value then costs a record of a few KiB, not a copy
+// of the value (or of its URL, up to three times larger).
+const (
+	maxCutURL    = 2 << 10
+	maxMessageID = 256
+)
+
+// cutMarker ends a value a dead letter holds only the start of. Its space
+// and non-ASCII bytes appear in no URL a transform builds (every value is
+// escaped), so a cut URL can never be taken for one and replayed.
+const cutMarker = " …(cut)"
+
 // Decoder reads one row group of an object in batches. firstRow is the index
 // within the row group of batch[0]; rows come in order, each exactly once.
 // The batch and the bytes it points to are valid only during fn. Errors name
@@ -74,7 +91,10 @@ type Decoder interface {
 
 // Transform turns one decoded row into the URLs of its requests, calling emit
 // once per request (emit copies the URL). It returns the reason the row is
-// skipped, or "" when the row is delivered. A Transform may keep scratch
+// skipped, or "" when the row is delivered. A URL over Config.MaxURLBytes is
+// not sent (nor listed by a dry run) but dead-lettered, keeping only its
+// start: a Transform may hand it cut to MaxURLBytes+1 bytes rather than
+// build it whole. A Transform may keep scratch
 // state: each decode worker gets its own from Deps.NewTransform.
 type Transform func(msg *segment.Message, emit func(url []byte)) (skip string)
 
@@ -147,6 +167,11 @@ type Config struct {
 	// CoveredFrom is the first day (YYYY-MM-DD) this run was asked for, ""
 	// for none; the manifest keeps the earliest (Manifest.CoveredFrom).
 	CoveredFrom string
+
+	// MaxURLBytes is the longest request URL the run sends; a longer one is
+	// dead-lettered unsent with ErrURLTooLong (a dry run does not list it
+	// and counts it dead-lettered). 0 = no limit.
+	MaxURLBytes int
 
 	// MaxRequestsPerDay caps the requests a live run queues per UTC day
 	// (deps.Now), counted across runs in Manifest.DailyRequests; 0 = no cap.
@@ -649,7 +674,12 @@ func (r *liveRun) stages(ctx context.Context) error {
 func (r *liveRun) decodeWorker(ctx context.Context) error {
 	tf := r.deps.NewTransform()
 	var urls []string
-	emit := func(u []byte) { urls = append(urls, string(u)) }
+	emit := func(u []byte) {
+		if lim := r.cfg.MaxURLBytes; lim > 0 && len(u) > lim {
+			u = u[:lim+1] // never sent: its start is all that is kept
+		}
+		urls = append(urls, string(u))
+	}
 	for ui := range r.unitCh {
 		if r.capped.Load() {
 			continue // drained, not read: the feeder stops after the cap
@@ -678,7 +708,7 @@ func (r *liveRun) decodeWorker(ctx context.Context) error {
 					skipped = append(skipped, skipRow{row, reason})
 					continue
 				}
-				rs := &rowState{unit: ui, row: row, msgID: string(batch[i].MessageID), left: len(urls),
+				rs := &rowState{unit: ui, row: row, msgID: cutString(batch[i].MessageID, maxMessageID), left: len(urls),
 					permits: int64(min(len(urls), r.cfg.Window))}
 				// The window is taken before the requests enter the channel,
 				// not by the senders: a row's permits are then all held
@@ -739,8 +769,15 @@ func (r *liveRun) sender(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return context.Cause(ctx) // abandoned: resent on resume
 		}
+		// Counted whether sent or refused unsent, as the checkpointer counts
+		// the rows' requests when they complete.
 		r.attempted.Add(1)
-		out := r.deps.Sender.Send(ctx, req.url)
+		var out Outcome
+		if lim := r.cfg.MaxURLBytes; lim > 0 && len(req.url) > lim {
+			out = Outcome{Permanent: true, Err: fmt.Errorf("over %d bytes: %w", lim, ErrURLTooLong)}
+		} else {
+			out = r.deps.Sender.Send(ctx, req.url)
+		}
 		if out.Err != nil && !out.Permanent {
 			if ctx.Err() != nil {
 				return context.Cause(ctx)
@@ -876,8 +913,14 @@ func (k *checkpointer) apply(ctx context.Context, a ack) error {
 			// already: a 1 MiB value makes a URL of up to 3 MiB.
 			reason = reason[:maxReason] + "…"
 		}
+		url := a.req.url
+		if lim := k.r.cfg.MaxURLBytes; lim > 0 && len(url) > lim {
+			// Never sent, and never to be replayed: its start says which
+			// request it was; the object, row group and row find the row.
+			url = url[:maxCutURL] + cutMarker
+		}
 		dl := DeadLetter{MessageID: rs.msgID, Object: k.r.objs[u.Object].URI, RowGroup: u.RowGroup, Row: rs.row,
-			URL: a.req.url, Status: a.out.Status, Response: string(a.out.Body), Reason: reason,
+			URL: url, Status: a.out.Status, Response: string(a.out.Body), Reason: reason,
 			Attempts: a.out.Attempts, Time: k.r.deps.Now().UTC()}
 		if err := k.r.deps.DeadLetters.WriteDeadLetter(dl); err != nil {
 			return fmt.Errorf("write dead letter for %s row group %d row %d: %w", dl.Object, dl.RowGroup, dl.Row, err)
@@ -1083,8 +1126,12 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 			// row that turns out skipped after emitting is cut off again.
 			var lines []byte
 			var chunks [][]byte
-			var nurls int64
+			var nurls, ndead int64
 			emit := func(u []byte) {
+				if cfg.MaxURLBytes > 0 && len(u) > cfg.MaxURLBytes {
+					ndead++ // a live run dead-letters it unsent: not listed
+					return
+				}
 				lines = deps.DryRunLine(lines, u)
 				nurls++
 			}
@@ -1110,9 +1157,9 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 							lines = dryLines(free)
 						}
 						mark := len(lines)
-						nurls = 0
+						nurls, ndead = 0, 0
 						reason := tf(&batch[i], emit)
-						if reason == "" && nurls == 0 {
+						if reason == "" && nurls+ndead == 0 {
 							reason = SkipNoRequests
 						}
 						if reason != "" {
@@ -1120,8 +1167,8 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 							addRow(&out.counts, reason, rowTally{})
 							continue
 						}
-						addRow(&out.counts, "", rowTally{acked: nurls})
-						reqs += nurls
+						addRow(&out.counts, "", rowTally{acked: nurls, dead: ndead})
+						reqs += nurls + ndead
 					}
 					prog.add(int64(len(batch)), reqs)
 					return nil
@@ -1210,4 +1257,13 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 		return rep, err
 	}
 	return rep, nil
+}
+
+// cutString is b as a string, cut to n bytes and marked when longer, so that
+// what a row keeps until its dead letter is written stays small.
+func cutString(b []byte, n int) string {
+	if len(b) <= n {
+		return string(b)
+	}
+	return string(b[:n]) + cutMarker
 }

@@ -245,8 +245,9 @@ func (c *cursor) loadPage() error {
 			c.dictBytes = c.dictBytes[:0]
 			if c.cp.phys == physBytes && c.cp.kind == parquet.ByteArray {
 				for i := range c.dictView.n {
-					e := c.dictView.offs[i+1]
-					c.dictBytes = append(c.dictBytes, c.dictView.bytes[c.dictView.offs[i]:e:e])
+					s := c.dictView.offs[i]
+					e := min(c.dictView.offs[i+1], s+MaxValueBytes) // cut as plain values are
+					c.dictBytes = append(c.dictBytes, c.dictView.bytes[s:e:e])
 				}
 			}
 		}
@@ -361,10 +362,24 @@ type arena struct {
 
 const arenaChunk = 256 << 10
 
+// MaxValueBytes is the longest text value a row carries: a longer one is
+// cut to its first MaxValueBytes bytes as it is decoded. No request can
+// carry such a value (URLs are far shorter), so the cut value cannot be sent
+// either, and one huge value costs its page once, not a copy of it for every
+// later stage.
+const MaxValueBytes = 64 << 10
+
 func (a *arena) reset() {
-	for i := range a.chunks {
-		a.chunks[i] = a.chunks[i][:0]
+	// A chunk grown past the usual size for one batch of long values is
+	// let go, so that the state a pool keeps does not pin it for good.
+	keep := a.chunks[:0]
+	for _, c := range a.chunks {
+		if cap(c) <= arenaChunk {
+			keep = append(keep, c[:0])
+		}
 	}
+	clear(a.chunks[len(keep):])
+	a.chunks = keep
 	a.cur = 0
 }
 
@@ -554,10 +569,22 @@ func (c *cursor) bytesInto(out []segment.Message, off uintptr, g []int32, ar *ar
 			*fieldAt[[]byte](&out[j], off) = b
 		}
 	case c.cp.kind == parquet.FixedLenByteArray:
+		n := min(v.size, MaxValueBytes)
 		for j, x := range g {
 			var b []byte
 			if x >= 0 {
-				b = ar.copy(v.flba[int(x)*v.size : int(x+1)*v.size])
+				b = ar.copy(v.flba[int(x)*v.size : int(x)*v.size+n])
+			}
+			*fieldAt[[]byte](&out[j], off) = b
+		}
+	case hasLongValue(v.offs, g):
+		// Value by value, each cut to MaxValueBytes: a 50 MiB value costs
+		// 64 KiB here.
+		for j, x := range g {
+			var b []byte
+			if x >= 0 {
+				s := v.offs[x]
+				b = ar.copy(v.bytes[s:min(v.offs[x+1], s+MaxValueBytes)])
 			}
 			*fieldAt[[]byte](&out[j], off) = b
 		}
@@ -594,6 +621,17 @@ func (c *cursor) bytesInto(out []segment.Message, off uintptr, g []int32, ar *ar
 			*fieldAt[[]byte](&out[j], off) = b
 		}
 	}
+}
+
+// hasLongValue reports whether a value of the page slice g (plain byte
+// arrays, offsets offs) is longer than MaxValueBytes.
+func hasLongValue(offs []uint32, g []int32) bool {
+	for _, x := range g {
+		if x >= 0 && offs[x+1]-offs[x] > MaxValueBytes {
+			return true
+		}
+	}
+	return false
 }
 
 func (c *cursor) rawBytes(x int32) []byte {
