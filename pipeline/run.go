@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -25,10 +26,12 @@ var (
 	// ErrStopped: the context was cancelled (a signal); the progress so far is
 	// committed and the same command resumes.
 	ErrStopped = errors.New("stopped: the run can be resumed by running the same command again")
-	// ErrMisconfigured: the first requests of the run were all refused with
-	// the same permanent 4xx, which is a wrong setting (client name, site id,
-	// endpoint), not bad rows; nothing was dead-lettered.
-	ErrMisconfigured = errors.New("misconfigured: the first requests were all refused the same way")
+	// ErrMisconfigured: a streak of requests, at any point of the run, were
+	// all refused the same way (the same permanent 3xx or 4xx status and
+	// body start) with none accepted in between, which is a wrong setting
+	// (client name, site id, endpoint), not bad rows; the streak was not
+	// dead-lettered, and it is sent again on resume.
+	ErrMisconfigured = errors.New("misconfigured: requests in a row were all refused the same way")
 	// ErrIncomplete: the run finished, but rows were dead-lettered or objects
 	// skipped. Run returns it together with the report.
 	ErrIncomplete = errors.New("finished with dead-lettered rows or skipped objects")
@@ -56,9 +59,9 @@ const (
 	StatusDryRun   = "dry_run"
 )
 
-// misconfigRequests is how many first outcomes of a run, all the same
-// permanent 4xx, mean a misconfiguration rather than bad rows. (Never more
-// than the window: held outcomes hold their permits.)
+// misconfigRequests is how many outcomes in a row, all the same permanent
+// refusal, mean a misconfiguration rather than bad rows. (Never more than
+// the window: held outcomes hold their permits.)
 const misconfigRequests = 20
 
 // maxReason bounds the reason stored with a dead letter.
@@ -267,6 +270,7 @@ type request struct {
 type ack struct {
 	req request
 	out Outcome
+	seq int64 // the order in which the senders started the requests
 }
 
 type skipRow struct {
@@ -297,6 +301,10 @@ type liveRun struct {
 	// capped is set when a row did not fit in the day's budget: the feeder
 	// stops and the decoders pass over the units still handed to them.
 	capped atomic.Bool
+	// sends numbers the requests as the senders start them, so that the
+	// misconfiguration guard tells an answer to a request sent after a
+	// refusal from one that was only in flight beside it.
+	sends atomic.Int64
 	// activeFrom is when the run's active time not yet in the manifest began.
 	activeFrom time.Time
 
@@ -772,6 +780,7 @@ func (r *liveRun) sender(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return context.Cause(ctx) // abandoned: resent on resume
 		}
+		seq := r.sends.Add(1)
 		out := r.deps.Sender.Send(ctx, req.url)
 		if out.Err != nil && !out.Permanent {
 			if ctx.Err() != nil {
@@ -780,7 +789,7 @@ func (r *liveRun) sender(ctx context.Context) error {
 			u := r.units[req.row.unit]
 			return fmt.Errorf("send %s row group %d row %d: %w", r.objs[u.Object].URI, u.RowGroup, req.row.row, out.Err)
 		}
-		if err := put(ctx, r.acks, ack{req, out}); err != nil {
+		if err := put(ctx, r.acks, ack{req, out, seq}); err != nil {
 			return err
 		}
 	}
@@ -797,10 +806,12 @@ type checkpointer struct {
 	dirty   bool
 	permits int64 // held by rows marked since the last commit
 
-	guardDone   bool
-	guardSeen   int
-	guardStatus int
-	guardHeld   []ack
+	// The misconfiguration guard (see ack): the current streak of identical
+	// refusals, at most misconfigRequests, and the window permits its rows
+	// hold, each row counted once.
+	guardHeld    []ack
+	guardPermits int64
+	guardFirst   int64 // the lowest seq held
 }
 
 func (k *checkpointer) loop(ctx context.Context) error {
@@ -850,48 +861,88 @@ func (k *checkpointer) loop(ctx context.Context) error {
 		}
 	}
 	if ctx.Err() == nil {
-		// Fewer than misconfigRequests requests in the whole run: too few
-		// to call it a misconfiguration; they are ordinary dead letters.
+		// The run ended inside a streak shorter than misconfigRequests: too
+		// short to call it a misconfiguration; they are ordinary dead letters.
 		return k.releaseGuard(ctx)
 	}
 	return nil
 }
 
-// ack applies one outcome, except that the first outcomes of a run are held
-// while they are all the same permanent 4xx (the misconfiguration guard).
+// ack applies one outcome, except that a streak of permanent refusals that
+// all read the same (status and body start), with nothing accepted in
+// between, is held back: when it reaches misconfigRequests (or the window)
+// it is a wrong setting, not bad rows, and the run stops with
+// ErrMisconfigured without dead-lettering them; any other outcome of a
+// request started after the streak's first one releases the streak as
+// ordinary dead letters. (An answer to a request started before it was in
+// flight beside it, so it says nothing about the streak: it is applied and
+// the streak kept.) This holds at any point of a run, so a setting that
+// goes wrong mid-run (an account disabled, an endpoint moved) stops it too.
 func (k *checkpointer) ack(ctx context.Context, a ack) error {
-	if !k.guardDone {
-		k.guardSeen++
-		st := a.out.Status
-		if a.out.Permanent && st >= 400 && st < 500 && (k.guardSeen == 1 || st == k.guardStatus) {
-			k.guardStatus = st
-			k.guardHeld = append(k.guardHeld, a)
-			if k.guardSeen >= min(misconfigRequests, k.r.cfg.Window) {
-				body := a.out.Body
-				if len(body) > 200 {
-					body = body[:200]
-				}
-				return fmt.Errorf("send: the first %d requests were all refused with status %d (%s; last error: %v): %w",
-					k.guardSeen, st, body, a.out.Err, ErrMisconfigured)
+	if !refusal(a.out) {
+		if len(k.guardHeld) > 0 && a.seq > k.guardFirst {
+			if err := k.releaseGuard(ctx); err != nil {
+				return err
 			}
-			return nil
 		}
+		return k.apply(ctx, a)
+	}
+	if len(k.guardHeld) > 0 && !sameRefusal(k.guardHeld[0].out, a.out) {
 		if err := k.releaseGuard(ctx); err != nil {
 			return err
 		}
 	}
-	return k.apply(ctx, a)
+	if len(k.guardHeld) == 0 || a.seq < k.guardFirst {
+		k.guardFirst = a.seq
+	}
+	k.guardHeld = append(k.guardHeld, a)
+	if !slices.ContainsFunc(k.guardHeld[:len(k.guardHeld)-1], func(h ack) bool { return h.req.row == a.req.row }) {
+		k.guardPermits += a.req.row.permits
+	}
+	if n := len(k.guardHeld); n >= min(misconfigRequests, k.r.cfg.Window) {
+		body := a.out.Body
+		if len(body) > 200 {
+			body = body[:200]
+		}
+		return fmt.Errorf("send: %d requests in a row were refused with status %d (%q), none accepted in between: "+
+			"a setting is wrong (client name, site id, endpoint), not the rows, so none was dead-lettered (last error: %v): %w",
+			n, a.out.Status, body, a.out.Err, ErrMisconfigured)
+	}
+	if k.guardPermits >= int64(k.r.cfg.Window) {
+		// The held rows hold their window permits until they complete; were
+		// they to hold all of them, no request could be sent that ends the
+		// streak either way. (Only rows of several requests, some of them
+		// applied before the streak, get here before the stop above.)
+		return k.releaseGuard(ctx)
+	}
+	return nil
 }
 
+// refusal reports an outcome the misconfiguration guard counts: a
+// permanent refusal with a 3xx or 4xx status.
+func refusal(o Outcome) bool {
+	return o.Permanent && o.Status >= 300 && o.Status < 500
+}
+
+// guardBody is how much of two refusals' bodies must match for them to
+// count as the same refusal: enough for the reason, not the details a
+// server may append about the row.
+const guardBody = 64
+
+func sameRefusal(a, b Outcome) bool {
+	return a.Status == b.Status && bytes.Equal(a.Body[:min(len(a.Body), guardBody)], b.Body[:min(len(b.Body), guardBody)])
+}
+
+// releaseGuard applies the held streak: its outcomes are ordinary dead letters.
 func (k *checkpointer) releaseGuard(ctx context.Context) error {
-	k.guardDone = true
 	held := k.guardHeld
-	k.guardHeld = nil
+	k.guardHeld, k.guardPermits = k.guardHeld[:0], 0
 	for _, h := range held {
 		if err := k.apply(ctx, h); err != nil {
 			return err
 		}
 	}
+	clear(held) // the slice is reused: drop what the acks point to
 	return nil
 }
 
