@@ -270,7 +270,10 @@ type request struct {
 type ack struct {
 	req request
 	out Outcome
-	seq int64 // the order in which the senders started the requests
+	// sent and answered order the request's start and its answer among
+	// those of all senders (one counter): the misconfiguration guard tells
+	// a request sent after a refusal came back from one in flight beside it.
+	sent, answered int64
 }
 
 type skipRow struct {
@@ -301,10 +304,8 @@ type liveRun struct {
 	// capped is set when a row did not fit in the day's budget: the feeder
 	// stops and the decoders pass over the units still handed to them.
 	capped atomic.Bool
-	// sends numbers the requests as the senders start them, so that the
-	// misconfiguration guard tells an answer to a request sent after a
-	// refusal from one that was only in flight beside it.
-	sends atomic.Int64
+	// events numbers the senders' requests and answers (ack.sent, ack.answered).
+	events atomic.Int64
 	// activeFrom is when the run's active time not yet in the manifest began.
 	activeFrom time.Time
 
@@ -780,8 +781,9 @@ func (r *liveRun) sender(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return context.Cause(ctx) // abandoned: resent on resume
 		}
-		seq := r.sends.Add(1)
+		sent := r.events.Add(1)
 		out := r.deps.Sender.Send(ctx, req.url)
+		answered := r.events.Add(1)
 		if out.Err != nil && !out.Permanent {
 			if ctx.Err() != nil {
 				return context.Cause(ctx)
@@ -789,7 +791,7 @@ func (r *liveRun) sender(ctx context.Context) error {
 			u := r.units[req.row.unit]
 			return fmt.Errorf("send %s row group %d row %d: %w", r.objs[u.Object].URI, u.RowGroup, req.row.row, out.Err)
 		}
-		if err := put(ctx, r.acks, ack{req, out, seq}); err != nil {
+		if err := put(ctx, r.acks, ack{req, out, sent, answered}); err != nil {
 			return err
 		}
 	}
@@ -811,7 +813,7 @@ type checkpointer struct {
 	// hold, each row counted once.
 	guardHeld    []ack
 	guardPermits int64
-	guardFirst   int64 // the lowest seq held
+	guardFirst   int64 // the earliest ack.answered held
 }
 
 func (k *checkpointer) loop(ctx context.Context) error {
@@ -872,28 +874,35 @@ func (k *checkpointer) loop(ctx context.Context) error {
 // all read the same (status and body start), with nothing accepted in
 // between, is held back: when it reaches misconfigRequests (or the window)
 // it is a wrong setting, not bad rows, and the run stops with
-// ErrMisconfigured without dead-lettering them; any other outcome of a
-// request started after the streak's first one releases the streak as
-// ordinary dead letters. (An answer to a request started before it was in
-// flight beside it, so it says nothing about the streak: it is applied and
-// the streak kept.) This holds at any point of a run, so a setting that
-// goes wrong mid-run (an account disabled, an endpoint moved) stops it too.
+// ErrMisconfigured without dead-lettering them. This holds at any point of
+// a run, so a setting that goes wrong mid-run (an account disabled, an
+// endpoint moved) stops it too. Any other outcome of a request sent after
+// the streak's first refusal came back ends the streak: the held refusals
+// become ordinary dead letters. An outcome of a request sent before that was
+// in flight beside the streak's start and says nothing about it: it is
+// applied, and the streak kept.
 func (k *checkpointer) ack(ctx context.Context, a ack) error {
-	if !refusal(a.out) {
-		if len(k.guardHeld) > 0 && a.seq > k.guardFirst {
-			if err := k.releaseGuard(ctx); err != nil {
-				return err
-			}
-		}
-		return k.apply(ctx, a)
+	held := len(k.guardHeld) > 0
+	if held && refusal(a.out) && sameRefusal(k.guardHeld[0].out, a.out) {
+		return k.hold(ctx, a)
 	}
-	if len(k.guardHeld) > 0 && !sameRefusal(k.guardHeld[0].out, a.out) {
+	if held && a.sent > k.guardFirst {
 		if err := k.releaseGuard(ctx); err != nil {
 			return err
 		}
+		held = false
 	}
-	if len(k.guardHeld) == 0 || a.seq < k.guardFirst {
-		k.guardFirst = a.seq
+	if !held && refusal(a.out) {
+		return k.hold(ctx, a)
+	}
+	return k.apply(ctx, a)
+}
+
+// hold adds a refusal to the streak, and stops the run when the streak is
+// long enough.
+func (k *checkpointer) hold(ctx context.Context, a ack) error {
+	if len(k.guardHeld) == 0 || a.answered < k.guardFirst {
+		k.guardFirst = a.answered
 	}
 	k.guardHeld = append(k.guardHeld, a)
 	if !slices.ContainsFunc(k.guardHeld[:len(k.guardHeld)-1], func(h ack) bool { return h.req.row == a.req.row }) {
