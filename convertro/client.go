@@ -24,7 +24,6 @@ import (
 const (
 	DefaultConcurrency = 16
 	DefaultTimeout     = 10 * time.Second
-	DefaultMaxAttempts = 8
 	DefaultBaseBackoff = 100 * time.Millisecond
 	DefaultMaxBackoff  = 30 * time.Second
 	DefaultUserAgent   = "convertro-etl/dev"
@@ -36,8 +35,9 @@ const (
 )
 
 const (
-	errorBodyLimit = 1 << 10  // kept in StatusError.Body
-	drainLimit     = 64 << 10 // read past this and the connection is not worth keeping
+	errorBodyLimit   = 1 << 10  // kept in StatusError.Body
+	errorBodyMessage = 200      // of it, quoted in StatusError.Error
+	drainLimit       = 64 << 10 // read past this and the connection is not worth keeping
 )
 
 // Error kinds returned by Client.Get, tested with errors.Is.
@@ -45,28 +45,51 @@ var (
 	// ErrPermanent: Convertro refused the request (a 4xx other than 408 and
 	// 429) and sending it again cannot help. The error is a *StatusError.
 	ErrPermanent = errors.New("permanent failure")
-	// ErrGaveUp: every attempt met a transient failure. The error also wraps
+	// ErrGaveUp: every attempt met a transient failure, for MaxAttempts or
+	// for DownAfter while other requests went through. The error also wraps
 	// the last one (a *StatusError or a transport error).
 	ErrGaveUp = errors.New("gave up")
+	// ErrUnauthorized: Convertro answered 401 or 403. The credentials or the
+	// account (client name, site id, the endpoint's credentials) are wrong or
+	// were revoked: no request can succeed, so it is neither retried nor a
+	// refusal of the row. The error is also a *StatusError.
+	ErrUnauthorized = errors.New("Convertro refused the credentials")
 )
 
 // StatusError is a non-2xx answer.
 type StatusError struct {
 	Code int
-	// Body is the start of the answer's body, at most 1 KiB.
+	// Body is the start of the answer's body, at most 1 KiB; nil for a
+	// redirect, whose body only repeats Location (and the request's query).
 	Body []byte
+	// Location is where a redirect (3xx) pointed, resolved against the
+	// request and without userinfo, query or fragment: redirects are never
+	// followed, so this is only said.
+	Location string
 	// Attempts made for the request, this one included.
 	Attempts int
 	// RetryAfter is the server's Retry-After, capped at MaxRetryAfter; 0 when absent.
 	RetryAfter time.Duration
 }
 
+// Error is the status, then where a redirect pointed or the body's first
+// 200 bytes.
 func (e *StatusError) Error() string {
 	s := strconv.Itoa(e.Code)
 	if t := http.StatusText(e.Code); t != "" {
 		s += " " + t
 	}
+	if e.Code >= 300 && e.Code < 400 {
+		loc := e.Location
+		if loc == "" {
+			loc = "nowhere (no Location)"
+		}
+		return s + ": a redirect to " + loc + ", not followed"
+	}
 	if b := bytes.TrimSpace(e.Body); len(b) > 0 {
+		if len(b) > errorBodyMessage {
+			b = append(b[:errorBodyMessage:errorBodyMessage], "…"...)
+		}
 		s += ": " + string(b)
 	}
 	return s
@@ -77,9 +100,21 @@ func (e *StatusError) Temporary() bool {
 	return e.Code == http.StatusRequestTimeout || e.Code == http.StatusTooManyRequests || e.Code >= 500
 }
 
-// Is makes errors.Is(err, ErrPermanent) true for answers that are not Temporary.
+// unauthorized reports a 401 or 403.
+func (e *StatusError) unauthorized() bool {
+	return e.Code == http.StatusUnauthorized || e.Code == http.StatusForbidden
+}
+
+// Is makes errors.Is(err, ErrUnauthorized) true for 401 and 403, and
+// errors.Is(err, ErrPermanent) for the other answers that are not Temporary.
 func (e *StatusError) Is(target error) bool {
-	return target == ErrPermanent && !e.Temporary()
+	switch target {
+	case ErrUnauthorized:
+		return e.unauthorized()
+	case ErrPermanent:
+		return !e.Temporary() && !e.unauthorized()
+	}
+	return false
 }
 
 // ClientOptions configures a Client; zero fields take the Default values.
@@ -88,7 +123,12 @@ type ClientOptions struct {
 	// connection pool so that every sender keeps its connection alive.
 	Concurrency int
 	// Timeout bounds one attempt: connecting, sending, and reading the answer.
-	Timeout     time.Duration
+	Timeout time.Duration
+	// MaxAttempts bounds the attempts of one request; 0 (the default) is no
+	// count: a request is retried until it goes through, until Convertro is
+	// down (DownAfter), or until it alone has failed for DownAfter while
+	// other requests went through (ErrGaveUp). With a negative DownAfter and
+	// no MaxAttempts a request is retried for as long as ctx lasts.
 	MaxAttempts int
 	// BaseBackoff and MaxBackoff shape the wait before retry n (n ≥ 1): a
 	// uniform random duration in [0, min(MaxBackoff, BaseBackoff·2^(n-1))).
@@ -160,7 +200,8 @@ type Client struct {
 	hc          *http.Client
 	lim         *rate.Limiter
 	timeout     time.Duration
-	maxAttempts int
+	maxAttempts int           // 0: no count
+	giveUpAfter time.Duration // a request failing this long gives up; < 0 never
 	base, max   time.Duration
 	userAgent   string
 	sleep       func(context.Context, time.Duration) error // nil: a timer, which also wakes when down
@@ -178,9 +219,6 @@ func NewClient(o ClientOptions) *Client {
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
-	}
-	if o.MaxAttempts <= 0 {
-		o.MaxAttempts = DefaultMaxAttempts
 	}
 	if o.BaseBackoff <= 0 {
 		o.BaseBackoff = DefaultBaseBackoff
@@ -205,12 +243,18 @@ func NewClient(o ClientOptions) *Client {
 		rt = newPooledTransport(o.Concurrency, o.TLSConfig)
 	}
 	c := &Client{
-		hc: &http.Client{Transport: rt},
+		// A redirect is never followed: Convertro's API does not redirect,
+		// and following one would send every row (and a Referer with its
+		// URL) to wherever it points. It comes back as a *StatusError.
+		hc: &http.Client{Transport: rt, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}},
 		// Burst must be at least 1 even while unlimited, so that SetRate can
 		// later switch to a finite rate.
 		lim:         rate.NewLimiter(rpsLimit(o.Rate), o.Burst),
 		timeout:     o.Timeout,
-		maxAttempts: o.MaxAttempts,
+		maxAttempts: max(0, o.MaxAttempts),
+		giveUpAfter: o.DownAfter,
 		base:        o.BaseBackoff,
 		max:         o.MaxBackoff,
 		userAgent:   o.UserAgent,
@@ -290,30 +334,38 @@ func (c *Client) Stats() ClientStats {
 	return ClientStats{Attempts: c.attempts.Load(), Retries: c.retries.Load()}
 }
 
-// Get sends a GET to rawURL until it is answered 2xx, a permanent failure
-// occurs, MaxAttempts are spent or ctx ends. Before every attempt it waits
-// for the rate limit. Transient failures (408, 429, 5xx, timeouts, connection
-// errors) are retried after a backoff with full jitter, or after the
-// server's Retry-After when it sends one.
+// Get sends a GET to rawURL until it is answered 2xx, a failure that no
+// retry can fix occurs, Convertro is down or ctx ends. Before every attempt
+// it waits for the rate limit. Transient failures (408, 429, 5xx, timeouts,
+// connection errors) are retried after a backoff with full jitter (at most
+// MaxBackoff), or after the server's Retry-After when it sends one.
 //
-// Errors name the operation and URL ("GET http://…: 400 Bad Request: …") and
-// are of one kind: ErrPermanent (a *StatusError), ErrGaveUp (wrapping the
-// last failure), ErrDown (Convertro failed every request for DownAfter:
-// returned by every Get from then on, at once, without sending), ctx's
-// error, or any other error for a request that cannot be sent at all (a
-// malformed URL, an untrusted certificate): a setting to fix, not a row to
-// retry. Result.Attempts is set whatever the outcome.
+// Errors name the operation and the request without its query, which holds
+// a person's device id, user id, user agent and IP ("GET
+// https://host/api/hit/c/s/: 400 Bad Request: …"), and are of one kind:
+// ErrPermanent (a *StatusError: a 4xx other than 401, 403, 408 and 429, or a
+// redirect, which is never followed), ErrUnauthorized (a 401 or 403, a
+// *StatusError too: stop, do not dead-letter), ErrGaveUp (wrapping the last
+// failure: MaxAttempts spent, or this request failed for DownAfter while
+// others went through), ErrDown (Convertro failed every request for
+// DownAfter: returned by every Get from then on, at once, without sending),
+// ctx's error, or any other error for a request that cannot be sent at all
+// (a malformed URL, an untrusted certificate): a setting to fix, not a row
+// to retry. Result.Attempts is set whatever the outcome.
 func (c *Client) Get(ctx context.Context, rawURL string) (Result, error) {
-	var res Result
+	var (
+		res       Result
+		failingAt time.Time // this request's first transient failure
+	)
 	for {
 		if err := ctx.Err(); err != nil {
-			return res, fmt.Errorf("GET %s: %w", rawURL, err)
+			return res, getError(rawURL, err)
 		}
 		if err := c.health.downErr(); err != nil {
-			return res, fmt.Errorf("GET %s: %w", rawURL, err)
+			return res, getError(rawURL, err)
 		}
 		if err := c.waitTurn(ctx); err != nil {
-			return res, fmt.Errorf("GET %s: %w", rawURL, err)
+			return res, getError(rawURL, err)
 		}
 		res.Attempts++
 		c.attempts.Add(1)
@@ -329,7 +381,7 @@ func (c *Client) Get(ctx context.Context, rawURL string) (Result, error) {
 		}
 		if ctx.Err() != nil {
 			// The caller gave up: that says nothing about Convertro.
-			return res, fmt.Errorf("GET %s: %w", rawURL, ctx.Err())
+			return res, getError(rawURL, ctx.Err())
 		}
 		var se *StatusError
 		isStatus := errors.As(err, &se)
@@ -340,22 +392,35 @@ func (c *Client) Get(ctx context.Context, rawURL string) (Result, error) {
 			if isStatus { // an answer, so Convertro is up
 				c.observe(outcomeOther)
 				c.health.up()
+				if se.unauthorized() {
+					return res, fmt.Errorf("%w: %w (check the client name, the site id and the endpoint's credentials)",
+						getError(rawURL, ErrUnauthorized), err)
+				}
 			}
-			return res, fmt.Errorf("GET %s: %w", rawURL, err)
+			return res, getError(rawURL, err)
 		}
 		if isStatus && se.Code == http.StatusTooManyRequests {
 			c.observe(outcome429)
 		} else {
 			c.observe(outcomeOther)
 		}
-		if c.health.failed(c.now(), err) {
-			return res, fmt.Errorf("GET %s: %w", rawURL, c.health.downErr())
+		now := c.now()
+		if c.health.failed(now, err) {
+			return res, getError(rawURL, c.health.downErr())
+		}
+		if failingAt.IsZero() {
+			failingAt = now
 		}
 		if !isStatus && maybeSent(err) {
 			res.MaybeDuplicated = true
 		}
-		if res.Attempts >= c.maxAttempts {
-			return res, fmt.Errorf("GET %s: %w after %d attempts: %w", rawURL, ErrGaveUp, res.Attempts, err)
+		if c.maxAttempts > 0 && res.Attempts >= c.maxAttempts {
+			return res, getError(rawURL, fmt.Errorf("%w after %d attempts: %w", ErrGaveUp, res.Attempts, err))
+		}
+		if d := now.Sub(failingAt); c.giveUpAfter > 0 && d >= c.giveUpAfter {
+			// Convertro answers others, but never this request.
+			return res, getError(rawURL, fmt.Errorf("%w after %d attempts over %v while other requests went through: %w",
+				ErrGaveUp, res.Attempts, d.Round(time.Second), err))
 		}
 		wait := c.backoff(res.Attempts)
 		if isStatus && se.RetryAfter > 0 {
@@ -363,10 +428,35 @@ func (c *Client) Get(ctx context.Context, rawURL string) (Result, error) {
 		}
 		if wait > 0 {
 			if err := c.pause(ctx, wait); err != nil {
-				return res, fmt.Errorf("GET %s: %w", rawURL, err)
+				return res, getError(rawURL, err)
 			}
 		}
 	}
+}
+
+// getError names the request in err without its query string, which holds
+// personal data, nor any userinfo: "GET https://host/api/hit/c/s/: err".
+func getError(rawURL string, err error) error {
+	return fmt.Errorf("GET %s: %w", redactURL(rawURL), err)
+}
+
+// redactURL is rawURL without userinfo, query and fragment, or a
+// placeholder when it does not parse (its text may be anything).
+func redactURL(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "(a malformed URL)"
+	}
+	return redacted(u)
+}
+
+func redacted(u *url.URL) string {
+	r := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath, Opaque: u.Opaque}
+	s := r.String()
+	if u.RawQuery != "" || u.ForceQuery {
+		s += "?…"
+	}
+	return s
 }
 
 func (c *Client) observe(o outcome) {
@@ -422,14 +512,15 @@ func (c *Client) waitTurn(ctx context.Context) error {
 }
 
 // once makes one attempt. It returns the 2xx code, a *StatusError, or the
-// transport error without net/http's *url.Error wrapper (Get names the URL).
+// transport error without net/http's *url.Error wrapper, which quotes the
+// whole URL (Get names the request without its query).
 func (c *Client) once(ctx context.Context, rawURL string) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
 		if ue, ok := errors.AsType[*url.Error](err); ok {
-			err = ue.Err // Get names the URL
+			err = ue.Err // it quotes the URL; Get names the request
 		}
 		return 0, &badRequestError{err}
 	}
@@ -452,6 +543,21 @@ func (c *Client) once(ctx context.Context, rawURL string) (int, error) {
 		return resp.StatusCode, nil
 	}
 	se := &StatusError{Code: resp.StatusCode, RetryAfter: c.retryAfter(resp.Header.Get("Retry-After"))}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		// Said, not followed (see CheckRedirect). The body is left out: it
+		// repeats the target, often with the request's query; and without
+		// it every redirect of a run reads the same, which the run's
+		// misconfiguration guard needs to stop on.
+		if loc, err := resp.Location(); err == nil {
+			se.Location = redacted(loc)
+		} else if errors.Is(err, http.ErrNoLocation) {
+			se.Location = ""
+		} else {
+			se.Location = "(a malformed Location)"
+		}
+		_, _ = io.CopyN(io.Discard, resp.Body, drainLimit)
+		return 0, se
+	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, errorBodyLimit))
 	se.Body = body
 	_, _ = io.CopyN(io.Discard, resp.Body, drainLimit-errorBodyLimit)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -179,7 +180,7 @@ func TestClientPermanent400(t *testing.T) {
 	if !errors.As(err, &se) || se.Code != 400 || !strings.HasPrefix(string(se.Body), simulator.ReasonSID) || se.Attempts != 1 {
 		t.Fatalf("StatusError = %+v", se)
 	}
-	if want := "GET " + u + ": 400 Bad Request: missing sid"; err.Error() != want {
+	if want := "GET " + srv.URL + "/api/hit/acme/42/?…: 400 Bad Request: missing sid"; err.Error() != want {
 		t.Errorf("message %q\nwant    %q", err, want)
 	}
 	if res.Attempts != 1 || srv.sim.Stats().Requests != 1 || len(w.list()) != 0 {
@@ -348,8 +349,8 @@ func TestClientDoesNotRetrySettingErrors(t *testing.T) {
 			t.Errorf("%s: %+v, %v; want one attempt and a plain error", u, res, err)
 			continue
 		}
-		if msg := err.Error(); !strings.HasPrefix(msg, "GET "+u+": ") || strings.Count(msg, u) != 1 {
-			t.Errorf("message %q: want the operation and URL once", msg)
+		if msg := err.Error(); !strings.HasPrefix(msg, "GET ") {
+			t.Errorf("message %q: want the operation", msg)
 		}
 	}
 }
@@ -536,4 +537,309 @@ func BenchmarkClientGet(b *testing.B) {
 			}
 		}
 	})
+}
+
+// outageClock is a fake clock for many senders at once: a sleep returns at
+// once, having moved the clock to its end unless another sleeper moved it
+// further, so that parallel waits overlap as they would in real time.
+type outageClock struct {
+	fakeClock
+	mu       sync.Mutex
+	longest  time.Duration
+	sleeping atomic.Int64 // sleeps so far
+}
+
+func newOutageClock() *outageClock {
+	return &outageClock{fakeClock: *newFakeClock()}
+}
+
+func (c *outageClock) sleep(ctx context.Context, d time.Duration) error {
+	c.sleeping.Add(1)
+	c.mu.Lock()
+	c.longest = max(c.longest, d)
+	if wake := c.now().Add(d); wake.After(c.now()) {
+		c.set(wake)
+	}
+	c.mu.Unlock()
+	return ctx.Err()
+}
+
+// outage answers 503 (odd attempts) or drops the connection (even ones)
+// while the clock is in [start, start+length), start being the moment the
+// server first sees request number after+1.
+type outage struct {
+	clock  *outageClock
+	after  int64
+	length time.Duration
+
+	mu    sync.Mutex
+	seen  int64
+	start time.Time
+}
+
+func (o *outage) script(_ string, attempt int) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	now := o.clock.now()
+	if o.seen++; o.seen == o.after+1 {
+		o.start = now
+	}
+	if o.start.IsZero() || !now.Before(o.start.Add(o.length)) {
+		return 0
+	}
+	if attempt%2 == 0 {
+		return simulator.StatusDrop
+	}
+	return http.StatusServiceUnavailable
+}
+
+func (o *outage) began() time.Time {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.start
+}
+
+// TestClientRidesOutOutages: outages shorter than DownAfter, in the middle
+// of a stream of requests, cost about their length: no request fails, none
+// is lost, no wait exceeds MaxBackoff, and (one sender, so the fake clock
+// is exact) the first request after the outage goes at most MaxBackoff
+// after its end. The default MaxAttempts sets no count.
+func TestClientRidesOutOutages(t *testing.T) {
+	for _, length := range []time.Duration{15 * time.Second, 2 * time.Minute} {
+		for _, senders := range []int{1, 8} {
+			t.Run(fmt.Sprintf("%v/%d senders", length, senders), func(t *testing.T) {
+				clock := newOutageClock()
+				out := &outage{clock: clock, after: 100, length: length}
+				srv := newClientTestServer(t, simulator.Options{Script: out.script})
+				c := NewClient(ClientOptions{Now: clock.now, Sleep: clock.sleep})
+				const requests = 300
+				next := make(chan int)
+				errs := make(chan error, requests)
+				var wg sync.WaitGroup
+				for range senders {
+					wg.Go(func() {
+						for i := range next {
+							_, err := c.Get(t.Context(), srv.hitURL(fmt.Sprintf("?sid=d&typ=t&val=1&eid=o%d&ts=1", i)))
+							errs <- err
+						}
+					})
+				}
+				for i := range requests {
+					next <- i
+				}
+				close(next)
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					if err != nil {
+						t.Fatalf("a request failed across a %v outage: %v", length, err)
+					}
+				}
+				st := srv.sim.Stats()
+				if st.Accepted != requests || st.Duplicates != 0 {
+					t.Errorf("simulator accepted %d (%d duplicates), want %d once each", st.Accepted, st.Duplicates, requests)
+				}
+				if st.Faults.Scripted < 2 || clock.sleeping.Load() == 0 {
+					t.Fatalf("%d failures and %d waits: the outage did not happen", st.Faults.Scripted, clock.sleeping.Load())
+				}
+				if clock.longest > DefaultMaxBackoff {
+					t.Errorf("a wait of %v, over MaxBackoff %v", clock.longest, DefaultMaxBackoff)
+				}
+				// With several senders the fake clock jumps to the end of
+				// the longest sleep at once, so another sender's wait may
+				// start later on it than it would in real time.
+				if late := clock.now().Sub(out.began().Add(length)); senders == 1 && late > DefaultMaxBackoff {
+					t.Errorf("the sender came back %v after the outage ended, want at most %v", late, DefaultMaxBackoff)
+				}
+			})
+		}
+	}
+}
+
+// TestClientDownSince: an outage longer than DownAfter stops every sender
+// with ErrDown, and the message says since when Convertro has been down.
+func TestClientDownSince(t *testing.T) {
+	clock := newOutageClock()
+	out := &outage{clock: clock, after: 20, length: time.Hour}
+	srv := newClientTestServer(t, simulator.Options{Script: out.script})
+	c := NewClient(ClientOptions{Now: clock.now, Sleep: clock.sleep})
+	var down error
+	for i := range 100 {
+		_, err := c.Get(t.Context(), srv.hitURL(fmt.Sprintf("?sid=d&typ=t&val=1&eid=o%d&ts=1", i)))
+		if err != nil {
+			down = err
+			break
+		}
+	}
+	if !errors.Is(down, ErrDown) || errors.Is(down, ErrGaveUp) {
+		t.Fatalf("err = %v, want ErrDown", down)
+	}
+	if d := clock.now().Sub(out.began()); d < DefaultDownAfter || d > DefaultDownAfter+DefaultMaxBackoff {
+		t.Errorf("down declared %v into the outage, want %v (plus at most one wait)", d, DefaultDownAfter)
+	}
+	want := "Convertro down since " + out.began().Format(time.RFC3339) + ": every request has failed for 5m0s"
+	if msg := down.Error(); !strings.Contains(msg, want) || strings.Contains(msg, "sid=") {
+		t.Errorf("message %q\nwant it to contain %q and no query", msg, want)
+	}
+}
+
+// TestClientGivesUpOnOneRequest: a request that fails for DownAfter while
+// the others go through gives up (the run stops on it) instead of retrying
+// for ever; Convertro is not down.
+func TestClientGivesUpOnOneRequest(t *testing.T) {
+	srv := newClientTestServer(t, simulator.Options{Script: func(identity string, _ int) int {
+		if strings.Contains(identity, "eid=poison") {
+			return http.StatusInternalServerError
+		}
+		return 0
+	}})
+	clock := newFakeClock()
+	var c *Client
+	others := 0
+	c = NewClient(ClientOptions{Now: clock.now, DownAfter: time.Minute, Sleep: func(ctx context.Context, d time.Duration) error {
+		clock.advance(d)
+		others++
+		_, err := c.Get(ctx, srv.hitURL(fmt.Sprintf("?sid=d&typ=t&val=1&eid=ok%d&ts=1", others)))
+		return err
+	}})
+	res, err := c.Get(t.Context(), srv.hitURL("?sid=d&typ=t&val=1&eid=poison&ts=1"))
+	if !errors.Is(err, ErrGaveUp) || errors.Is(err, ErrDown) {
+		t.Fatalf("err = %v, want ErrGaveUp, not ErrDown", err)
+	}
+	if !strings.Contains(err.Error(), "while other requests went through: 500 Internal Server Error") {
+		t.Errorf("message %q", err)
+	}
+	if res.Attempts < 3 || others != res.Attempts-1 {
+		t.Errorf("%d attempts, %d other requests in between", res.Attempts, others)
+	}
+}
+
+// TestClientUnauthorized: 401 and 403 are not retried and not refusals of
+// the row: ErrUnauthorized, with the status, the body's first 200 bytes and
+// what to check.
+func TestClientUnauthorized(t *testing.T) {
+	for _, code := range []int{http.StatusUnauthorized, http.StatusForbidden} {
+		t.Run(strconv.Itoa(code), func(t *testing.T) {
+			body := "token revoked for client acme " + strings.Repeat("x", 500)
+			var n atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n.Add(1)
+				http.Error(w, body, code)
+			}))
+			defer srv.Close()
+			var w waits
+			res, err := NewClient(ClientOptions{Sleep: w.sleep}).Get(t.Context(), srv.URL+"/api/hit/acme/42/"+clientTestQuery)
+			if !errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrPermanent) || errors.Is(err, ErrGaveUp) {
+				t.Fatalf("err = %v, want ErrUnauthorized only", err)
+			}
+			var se *StatusError
+			if !errors.As(err, &se) || se.Code != code || !strings.HasPrefix(string(se.Body), body) {
+				t.Errorf("StatusError %+v, want %d with the whole body", se, code)
+			}
+			msg := err.Error()
+			for _, want := range []string{strconv.Itoa(code) + " " + http.StatusText(code), "token revoked for client acme", "check the client name, the site id and the endpoint's credentials"} {
+				if !strings.Contains(msg, want) {
+					t.Errorf("message %q lacks %q", msg, want)
+				}
+			}
+			if strings.Count(msg, "x") > 210 || strings.Contains(msg, "sid=") {
+				t.Errorf("message %q: want at most 200 bytes of body and no query", msg)
+			}
+			if res.Attempts != 1 || n.Load() != 1 || len(w.list()) != 0 {
+				t.Errorf("%d attempts, %d requests, waits %v: want one, no retry", res.Attempts, n.Load(), w.list())
+			}
+		})
+	}
+}
+
+// TestClientDoesNotFollowRedirects: a 302 to another origin is not
+// followed: that origin receives nothing; the failure is permanent and
+// names where it pointed, without userinfo or query.
+func TestClientDoesNotFollowRedirects(t *testing.T) {
+	var elsewhere atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+	}))
+	defer other.Close()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		to := strings.Replace(other.URL, "http://", "http://mallory:s3cret@", 1) + r.URL.RequestURI()
+		http.Redirect(w, r, to, http.StatusFound)
+	}))
+	defer srv.Close()
+	var w waits
+	res, err := NewClient(ClientOptions{Sleep: w.sleep}).Get(t.Context(), srv.URL+"/api/hit/acme/42/"+clientTestQuery)
+	if !errors.Is(err, ErrPermanent) || errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("err = %v, want ErrPermanent", err)
+	}
+	if n := elsewhere.Load(); n != 0 {
+		t.Errorf("the redirect's target received %d requests", n)
+	}
+	var se *StatusError
+	if !errors.As(err, &se) || se.Code != http.StatusFound || se.Location != other.URL+"/api/hit/acme/42/?…" || se.Body != nil {
+		t.Errorf("StatusError %+v, want a 302 to %s/api/hit/acme/42/?… and no body", se, other.URL)
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "302 Found: a redirect to "+other.URL+"/api/hit/acme/42/?…, not followed") ||
+		strings.Contains(msg, "s3cret") || strings.Contains(msg, "mallory") || strings.Contains(msg, "sid=") {
+		t.Errorf("message %q", msg)
+	}
+	if res.Attempts != 1 || len(w.list()) != 0 {
+		t.Errorf("%d attempts, waits %v: want one, no retry", res.Attempts, w.list())
+	}
+}
+
+// TestClientErrorsNameNoQuery: whatever the failure, the error names the
+// request without its query (a person's device id, user id, user agent and
+// IP) and without userinfo.
+func TestClientErrorsNameNoQuery(t *testing.T) {
+	const query = "?sid=device-123&id=user-456&cua=Mozilla&cip=203.0.113.9&typ=sale&val=1&eid=o1&ts=1"
+	srv := newClientTestServer(t, simulator.Options{Script: func(identity string, _ int) int {
+		switch {
+		case strings.HasPrefix(identity, "/api/hit/bad/"):
+			return http.StatusBadRequest
+		case strings.HasPrefix(identity, "/api/hit/busy/"):
+			return http.StatusServiceUnavailable
+		case strings.HasPrefix(identity, "/api/hit/drop/"):
+			return simulator.StatusDrop
+		}
+		return 0
+	}})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	var w waits
+	c := NewClient(ClientOptions{MaxAttempts: 2, Sleep: w.sleep})
+	base := strings.Replace(srv.URL, "http://", "http://user:pw@", 1)
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		url  string
+	}{
+		{"400", t.Context(), base + "/api/hit/bad/1/"},
+		{"503", t.Context(), base + "/api/hit/busy/1/"},
+		{"dropped", t.Context(), base + "/api/hit/drop/1/"},
+		{"refused", t.Context(), closed + "/api/hit/a/1/"},
+		{"cancelled", ctx, base + "/api/hit/a/1/"},
+		{"malformed", t.Context(), "http://[::1/api/hit/a/1/"},
+	} {
+		_, err := c.Get(tc.ctx, tc.url+query)
+		if err == nil {
+			t.Errorf("%s: no error", tc.name)
+			continue
+		}
+		msg := err.Error()
+		for _, secret := range []string{"device-123", "user-456", "Mozilla", "203.0.113.9", "sid=", "pw@"} {
+			if strings.Contains(msg, secret) {
+				t.Errorf("%s: message %q holds %q", tc.name, msg, secret)
+			}
+		}
+		if !strings.HasPrefix(msg, "GET ") {
+			t.Errorf("%s: message %q does not name the operation", tc.name, msg)
+		}
+	}
 }

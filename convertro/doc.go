@@ -91,8 +91,15 @@
 // [Client] sends the request URLs over a keep-alive connection pool sized
 // for the senders, under one rate limit shared by the whole process. It
 // retries transient failures (408, 429, 5xx, timeouts, connection errors)
-// with exponential backoff and full jitter, honouring Retry-After; any other
-// 4xx is permanent and is not retried.
+// with exponential backoff and full jitter (at most MaxBackoff, 30 s, per
+// wait), honouring Retry-After, with no count of attempts unless
+// ClientOptions.MaxAttempts sets one: an outage costs about its length, and
+// only DownAfter ends the retries. 401 and 403 are [ErrUnauthorized]: the
+// credentials, not the row, so not retried and not a refusal of the row.
+// Any other 4xx is permanent and is not retried. Redirects are never
+// followed: a 3xx is permanent, and its error says where it pointed.
+// Errors name the request without its query string, which holds a person's
+// device id, user id, user agent and IP.
 //
 // With ClientOptions.Adaptive (off in the zero value, for callers that want
 // exactly the rate they set) the limit also follows Convertro's 429s: an
@@ -106,8 +113,10 @@
 // A Client stops when Convertro has failed every request (5xx, 408, 429,
 // timeouts, connection errors; any 2xx or other 4xx shows it up) for
 // ClientOptions.DownAfter, five minutes by default: every Get, including
-// those waiting to retry, then returns [ErrDown] at once, so that the run
-// stops and can be resumed later.
+// those waiting to retry, then returns [ErrDown] at once, saying since when
+// Convertro has been down, so that the run stops and can be resumed later.
+// One request that fails for DownAfter while others go through returns
+// [ErrGaveUp] instead of being retried for ever.
 //
 // The simulator subpackage serves the API the design page describes and can
 // be told to misbehave, so that retries, throttling and crash recovery are
@@ -123,7 +132,7 @@
 //     [SkipReason], which the run counts by its String.
 //   - [ErrNotRequestURL]: from [Wire.Retarget], for a URL that is not a
 //     Convertro request URL.
-//   - The client's errors ([ErrPermanent], [ErrGaveUp], [ErrDown],
+//   - The client's errors ([ErrPermanent], [ErrUnauthorized], [ErrGaveUp], [ErrDown],
 //     *[StatusError], or the context's error) are described on [Client.Get].
 //
 // # Concurrency

@@ -236,8 +236,8 @@ func checkEndpoint(e string) string {
 	return ""
 }
 
-// redacted stands for a secret taken out of a URL.
-const redacted = "xxxxx"
+// redactedMark stands for a secret taken out of a URL.
+const redactedMark = "xxxxx"
 
 // RedactURL returns raw fit to print: its userinfo is replaced (like
 // url.URL.Redacted does for the password, but the user name too, which often
@@ -254,10 +254,10 @@ func RedactURL(raw string) string {
 		}
 		if end := strings.IndexAny(rest, "/?#"); end >= 0 {
 			if at := strings.LastIndexByte(rest[:end], '@'); at >= 0 {
-				return scheme + redacted + rest[at:]
+				return scheme + redactedMark + rest[at:]
 			}
 		} else if at := strings.LastIndexByte(rest, '@'); at >= 0 {
-			return scheme + redacted + rest[at:]
+			return scheme + redactedMark + rest[at:]
 		}
 		return raw
 	}
@@ -265,7 +265,7 @@ func RedactURL(raw string) string {
 		q := u.Query()
 		for k, vs := range q {
 			for i := range vs {
-				vs[i] = redacted
+				vs[i] = redactedMark
 			}
 			q[k] = vs
 		}
@@ -273,11 +273,11 @@ func RedactURL(raw string) string {
 	}
 	if u.User == nil && u.Opaque != "" && strings.Contains(u.Opaque, "@") {
 		// "user:pass@host" without a scheme parses as scheme "user", opaque "pass@host".
-		return redacted + u.Opaque[strings.LastIndexByte(u.Opaque, '@'):]
+		return redactedMark + u.Opaque[strings.LastIndexByte(u.Opaque, '@'):]
 	}
 	if u.User != nil {
 		// The whole userinfo: a token is often passed as the user name.
-		u.User = url.User(redacted)
+		u.User = url.User(redactedMark)
 	}
 	return u.String()
 }

@@ -281,7 +281,7 @@ func (h *health) failed(now time.Time, cause error) bool {
 		return false
 	}
 	h.once.Do(func() {
-		h.err = &downError{after: h.after, last: cause.Error()}
+		h.err = &downError{after: h.after, since: time.Unix(0, s).UTC(), last: cause.Error()}
 		h.declare()
 	})
 	return true
@@ -299,12 +299,13 @@ func (h *health) downErr() error {
 
 type downError struct {
 	after time.Duration
+	since time.Time // the first failure after the last answer that showed it up
 	last  string
 }
 
 func (e *downError) Error() string {
-	return "Convertro has failed every request for " + e.after.String() +
-		"; stopping so the run can resume later (last failure: " + e.last + ")"
+	return "Convertro down since " + e.since.Format(time.RFC3339) + ": every request has failed for " +
+		e.after.String() + ", none accepted; stopping so that the same command resumes later (last failure: " + e.last + ")"
 }
 
 func (e *downError) Is(target error) bool { return target == ErrDown }

@@ -419,7 +419,7 @@ func TestClientStopsWhenDown(t *testing.T) {
 			if !errors.Is(err, ErrDown) || errors.Is(err, ErrGaveUp) || errors.Is(err, ErrPermanent) || res.Attempts != 1 {
 				t.Fatalf("failure 300ms after the first: %+v, %v; want ErrDown after 1 attempt", res, err)
 			}
-			want := "Convertro has failed every request for 300ms; stopping so the run can resume later (last failure: 429 Too Many Requests"
+			want := "Convertro down since 2026-03-01T12:00:00Z: every request has failed for 300ms, none accepted; stopping so that the same command resumes later (last failure: 429 Too Many Requests"
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("message %q\nwant it to contain %q", err, want)
 			}

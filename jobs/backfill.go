@@ -30,6 +30,10 @@ type Env struct {
 	// environment (Application Default Credentials, STORAGE_EMULATOR_HOST)
 	// when one is needed.
 	GCS *storage.Client
+
+	// tuneClient, when set, adjusts the Convertro client's options before
+	// the client is made: tests give it a fake clock and sleep.
+	tuneClient func(*convertro.ClientOptions)
 }
 
 func (e Env) withDefaults() Env {
@@ -263,7 +267,7 @@ func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	client := convertro.NewClient(convertro.ClientOptions{
+	client := convertro.NewClient(env.clientOptions(convertro.ClientOptions{
 		Concurrency: o.Concurrency,
 		Timeout:     o.Timeout,
 		MaxAttempts: o.MaxAttempts,
@@ -271,7 +275,7 @@ func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
 		Adaptive:    !o.FixedRate,
 		DownAfter:   o.DownAfter,
 		UserAgent:   "convertro-etl/" + env.Version,
-	})
+	}))
 	dl := newDeadLetters(st, p.shard, env.Now)
 	deps.Sender = sender{client}
 	deps.DeadLetters = dl

@@ -44,8 +44,15 @@ func newTransform(m *convertro.Mapper, w *convertro.Wire) func() pipeline.Transf
 // dead-letters a longer one unsent; see convertro.MaxURLBytes for why).
 const MaxURLBytes = convertro.MaxURLBytes
 
-// sender adapts the Convertro client to the pipeline: a refusal that no retry
-// can fix is permanent (a dead letter); anything else that fails stops the run.
+// sender adapts the Convertro client to the pipeline: a refusal of the
+// request that no retry can fix (convertro.ErrPermanent: a 4xx, or a
+// redirect, which is never followed) is permanent, a dead letter, unless a
+// streak of them trips the pipeline's misconfiguration guard; anything else
+// that fails stops the run, resumably, and the request is sent again on
+// resume: Convertro down (ErrDown), credentials refused (ErrUnauthorized,
+// 401/403: no row is at fault), retries given up, the run cancelled. The
+// errors name the request without its query (see convertro.Client.Get);
+// the pipeline adds the object, row group and row.
 type sender struct{ c *convertro.Client }
 
 func (s sender) Send(ctx context.Context, url string) pipeline.Outcome {
@@ -59,7 +66,7 @@ func (s sender) Send(ctx context.Context, url string) pipeline.Outcome {
 	if errors.As(err, &se) {
 		out.Status, out.Body, out.Attempts = se.Code, se.Body, se.Attempts
 	}
-	out.Permanent = errors.Is(err, convertro.ErrPermanent)
+	out.Permanent = errors.Is(err, convertro.ErrPermanent) // never for ErrUnauthorized
 	return out
 }
 
@@ -90,4 +97,12 @@ func scrubURL(text, rawURL string) string {
 		}
 	}
 	return text
+}
+
+// clientOptions applies the test hook, if any.
+func (e Env) clientOptions(o convertro.ClientOptions) convertro.ClientOptions {
+	if e.tuneClient != nil {
+		e.tuneClient(&o)
+	}
+	return o
 }

@@ -31,7 +31,9 @@
 // ErrConfig for a job that cannot start as configured (missing setting,
 // malformed flag or job file); otherwise the kinds of the packages below,
 // wrapped once with what was being done: readers.ErrNotFound, ErrChanged and
-// ErrBadFile, convertro.ErrInvalidSettings, and pipeline's ErrLeaseHeld,
+// ErrBadFile, convertro.ErrInvalidSettings, the client's convertro.ErrDown,
+// ErrUnauthorized and ErrGaveUp (a send that stops the run; its request is
+// not dead-lettered), and pipeline's ErrLeaseHeld,
 // ErrLeaseLost, ErrJobMismatch, ErrStopped, ErrMisconfigured, ErrIncomplete
 // and ErrCapReached (the day's request cap is spent: run again the next day).
 // The command line maps these kinds to exit codes in one place.

@@ -413,7 +413,8 @@ func (r *replayer) send(ctx context.Context, cp *pipeline.Checkpoint, letters []
 					dead.Reason, dead.Attempts, dead.Time = res.Err.Error(), int32(res.Attempts), r.env.Now().UTC()
 					out[i] = letterOutcome{kind: stillDead, dead: dead}
 				default:
-					cancel(fmt.Errorf("replay %s: %w", d.URL, res.Err))
+					// Not d.URL: its query holds the person's ids, agent and IP.
+					cancel(fmt.Errorf("replay the dead letter of %s row group %d row %d: %w", d.Object, d.RowGroup, d.Row, res.Err))
 				}
 			}
 		})

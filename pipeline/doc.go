@@ -67,8 +67,11 @@
 //
 //   - ErrStopped: ctx was cancelled; the progress is committed (status
 //     "stopped") and the same command resumes.
-//   - ErrMisconfigured: the first 20 requests of the run were all refused
-//     with the same permanent 4xx; nothing was dead-lettered.
+//   - ErrMisconfigured: 20 requests in a row, at any point of the run, were
+//     all refused the same way (a permanent 3xx or 4xx with the same status
+//     and body start) with none accepted in between; they were not
+//     dead-lettered. A shorter streak, or one that a success ends, is
+//     dead-lettered as usual.
 //   - ErrIncomplete, with the report: the run finished but rows were
 //     dead-lettered or objects skipped. A finished job run again returns it
 //     too while objects it set aside are unchanged in the listing; one the

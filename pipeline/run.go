@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -25,10 +26,12 @@ var (
 	// ErrStopped: the context was cancelled (a signal); the progress so far is
 	// committed and the same command resumes.
 	ErrStopped = errors.New("stopped: the run can be resumed by running the same command again")
-	// ErrMisconfigured: the first requests of the run were all refused with
-	// the same permanent 4xx, which is a wrong setting (client name, site id,
-	// endpoint), not bad rows; nothing was dead-lettered.
-	ErrMisconfigured = errors.New("misconfigured: the first requests were all refused the same way")
+	// ErrMisconfigured: a streak of requests, at any point of the run, were
+	// all refused the same way (the same permanent 3xx or 4xx status and
+	// body start) with none accepted in between, which is a wrong setting
+	// (client name, site id, endpoint), not bad rows; the streak was not
+	// dead-lettered, and it is sent again on resume.
+	ErrMisconfigured = errors.New("misconfigured: requests in a row were all refused the same way")
 	// ErrIncomplete: the run finished, but rows were dead-lettered or objects
 	// skipped. Run returns it together with the report.
 	ErrIncomplete = errors.New("finished with dead-lettered rows or skipped objects")
@@ -59,9 +62,9 @@ const (
 	StatusDryRun   = "dry_run"
 )
 
-// misconfigRequests is how many first outcomes of a run, all the same
-// permanent 4xx, mean a misconfiguration rather than bad rows. (Never more
-// than the window: held outcomes hold their permits.)
+// misconfigRequests is how many outcomes in a row, all the same permanent
+// refusal, mean a misconfiguration rather than bad rows. (Never more than
+// the window: held outcomes hold their permits.)
 const misconfigRequests = 20
 
 // maxReason bounds the reason stored with a dead letter.
@@ -295,6 +298,10 @@ type request struct {
 type ack struct {
 	req request
 	out Outcome
+	// sent and answered order the request's start and its answer among
+	// those of all senders (one counter): the misconfiguration guard tells
+	// a request sent after a refusal came back from one in flight beside it.
+	sent, answered int64
 }
 
 type skipRow struct {
@@ -325,6 +332,8 @@ type liveRun struct {
 	// capped is set when a row did not fit in the day's budget: the feeder
 	// stops and the decoders pass over the units still handed to them.
 	capped atomic.Bool
+	// events numbers the senders' requests and answers (ack.sent, ack.answered).
+	events atomic.Int64
 	// activeFrom is when the run's active time not yet in the manifest began.
 	activeFrom time.Time
 	// attempted counts the requests handed to Convertro by this run, and
@@ -772,12 +781,14 @@ func (r *liveRun) sender(ctx context.Context) error {
 		// Counted whether sent or refused unsent, as the checkpointer counts
 		// the rows' requests when they complete.
 		r.attempted.Add(1)
+		sent := r.events.Add(1)
 		var out Outcome
 		if lim := r.cfg.MaxURLBytes; lim > 0 && len(req.url) > lim {
 			out = Outcome{Permanent: true, Err: fmt.Errorf("over %d bytes: %w", lim, ErrURLTooLong)}
 		} else {
 			out = r.deps.Sender.Send(ctx, req.url)
 		}
+		answered := r.events.Add(1)
 		if out.Err != nil && !out.Permanent {
 			if ctx.Err() != nil {
 				return context.Cause(ctx)
@@ -785,7 +796,7 @@ func (r *liveRun) sender(ctx context.Context) error {
 			u := r.units[req.row.unit]
 			return fmt.Errorf("send %s row group %d row %d: %w", r.objs[u.Object].URI, u.RowGroup, req.row.row, out.Err)
 		}
-		if err := put(ctx, r.acks, ack{req, out}); err != nil {
+		if err := put(ctx, r.acks, ack{req, out, sent, answered}); err != nil {
 			return err
 		}
 	}
@@ -802,10 +813,12 @@ type checkpointer struct {
 	dirty   bool
 	permits int64 // held by rows marked since the last commit
 
-	guardDone   bool
-	guardSeen   int
-	guardStatus int
-	guardHeld   []ack
+	// The misconfiguration guard (see ack): the current streak of identical
+	// refusals, at most misconfigRequests, and the window permits its rows
+	// hold, each row counted once.
+	guardHeld    []ack
+	guardPermits int64
+	guardFirst   int64 // the earliest ack.answered held
 }
 
 func (k *checkpointer) loop(ctx context.Context) error {
@@ -855,48 +868,95 @@ func (k *checkpointer) loop(ctx context.Context) error {
 		}
 	}
 	if ctx.Err() == nil {
-		// Fewer than misconfigRequests requests in the whole run: too few
-		// to call it a misconfiguration; they are ordinary dead letters.
+		// The run ended inside a streak shorter than misconfigRequests: too
+		// short to call it a misconfiguration; they are ordinary dead letters.
 		return k.releaseGuard(ctx)
 	}
 	return nil
 }
 
-// ack applies one outcome, except that the first outcomes of a run are held
-// while they are all the same permanent 4xx (the misconfiguration guard).
+// ack applies one outcome, except that a streak of permanent refusals that
+// all read the same (status and body start), with nothing accepted in
+// between, is held back: when it reaches misconfigRequests (or the window)
+// it is a wrong setting, not bad rows, and the run stops with
+// ErrMisconfigured without dead-lettering them. This holds at any point of
+// a run, so a setting that goes wrong mid-run (an account disabled, an
+// endpoint moved) stops it too. Any other outcome of a request sent after
+// the streak's first refusal came back ends the streak: the held refusals
+// become ordinary dead letters. An outcome of a request sent before that was
+// in flight beside the streak's start and says nothing about it: it is
+// applied, and the streak kept.
 func (k *checkpointer) ack(ctx context.Context, a ack) error {
-	if !k.guardDone {
-		k.guardSeen++
-		st := a.out.Status
-		if a.out.Permanent && st >= 400 && st < 500 && (k.guardSeen == 1 || st == k.guardStatus) {
-			k.guardStatus = st
-			k.guardHeld = append(k.guardHeld, a)
-			if k.guardSeen >= min(misconfigRequests, k.r.cfg.Window) {
-				body := a.out.Body
-				if len(body) > 200 {
-					body = body[:200]
-				}
-				return fmt.Errorf("send: the first %d requests were all refused with status %d (%s; last error: %v): %w",
-					k.guardSeen, st, body, a.out.Err, ErrMisconfigured)
-			}
-			return nil
-		}
+	held := len(k.guardHeld) > 0
+	if held && refusal(a.out) && sameRefusal(k.guardHeld[0].out, a.out) {
+		return k.hold(ctx, a)
+	}
+	if held && a.sent > k.guardFirst {
 		if err := k.releaseGuard(ctx); err != nil {
 			return err
 		}
+		held = false
+	}
+	if !held && refusal(a.out) {
+		return k.hold(ctx, a)
 	}
 	return k.apply(ctx, a)
 }
 
+// hold adds a refusal to the streak, and stops the run when the streak is
+// long enough.
+func (k *checkpointer) hold(ctx context.Context, a ack) error {
+	if len(k.guardHeld) == 0 || a.answered < k.guardFirst {
+		k.guardFirst = a.answered
+	}
+	k.guardHeld = append(k.guardHeld, a)
+	if !slices.ContainsFunc(k.guardHeld[:len(k.guardHeld)-1], func(h ack) bool { return h.req.row == a.req.row }) {
+		k.guardPermits += a.req.row.permits
+	}
+	if n := len(k.guardHeld); n >= min(misconfigRequests, k.r.cfg.Window) {
+		body := a.out.Body
+		if len(body) > 200 {
+			body = body[:200]
+		}
+		return fmt.Errorf("send: %d requests in a row were refused with status %d (%q), none accepted in between: "+
+			"a setting is wrong (client name, site id, endpoint), not the rows, so none was dead-lettered (last error: %v): %w",
+			n, a.out.Status, body, a.out.Err, ErrMisconfigured)
+	}
+	if k.guardPermits >= int64(k.r.cfg.Window) {
+		// The held rows hold their window permits until they complete; were
+		// they to hold all of them, no request could be sent that ends the
+		// streak either way. (Only rows of several requests, some of them
+		// applied before the streak, get here before the stop above.)
+		return k.releaseGuard(ctx)
+	}
+	return nil
+}
+
+// refusal reports an outcome the misconfiguration guard counts: a
+// permanent refusal with a 3xx or 4xx status.
+func refusal(o Outcome) bool {
+	return o.Permanent && o.Status >= 300 && o.Status < 500
+}
+
+// guardBody is how much of two refusals' bodies must match for them to
+// count as the same refusal: enough for the reason, not the details a
+// server may append about the row.
+const guardBody = 64
+
+func sameRefusal(a, b Outcome) bool {
+	return a.Status == b.Status && bytes.Equal(a.Body[:min(len(a.Body), guardBody)], b.Body[:min(len(b.Body), guardBody)])
+}
+
+// releaseGuard applies the held streak: its outcomes are ordinary dead letters.
 func (k *checkpointer) releaseGuard(ctx context.Context) error {
-	k.guardDone = true
 	held := k.guardHeld
-	k.guardHeld = nil
+	k.guardHeld, k.guardPermits = k.guardHeld[:0], 0
 	for _, h := range held {
 		if err := k.apply(ctx, h); err != nil {
 			return err
 		}
 	}
+	clear(held) // the slice is reused: drop what the acks point to
 	return nil
 }
 

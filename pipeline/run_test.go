@@ -484,6 +484,89 @@ func TestRunMisconfigured(t *testing.T) {
 	}
 }
 
+// TestRunMisconfiguredMidRun: the guard works at any point of a run, not
+// only on its first requests: 120 requests accepted, then every one refused
+// the same way stops the run without dead-lettering the streak, and the
+// same command finishes the job once the setting is fixed.
+func TestRunMisconfiguredMidRun(t *testing.T) {
+	var refused atomic.Int64
+	stub := newConvertroStub(t, func(_ *http.Request, n int) int {
+		if n > 120 {
+			refused.Add(1)
+			return http.StatusBadRequest
+		}
+		return http.StatusOK
+	})
+	dl := &memDeadLetters{}
+	dir := t.TempDir()
+	cfg := Config{Objects: testObjects(), Decoders: 2, Concurrency: 4}
+	_, err := runLiveTest(t, context.Background(), dir, cfg, &memDecoder{batch: 8}, stub, dl)
+	if !errors.Is(err, ErrMisconfigured) {
+		t.Fatalf("Run error = %v, want ErrMisconfigured", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "20 requests in a row") || !strings.Contains(msg, "status 400") {
+		t.Errorf("error %q does not name the streak and its status", msg)
+	}
+	if len(dl.got) != 0 {
+		t.Errorf("%d dead letters written, want none", len(dl.got))
+	}
+	// At most the streak and what the other senders had in flight.
+	if n := refused.Load(); n < misconfigRequests || n > misconfigRequests+int64(cfg.Concurrency) {
+		t.Errorf("%d requests refused before the stop, want %d to %d", n, misconfigRequests, misconfigRequests+cfg.Concurrency)
+	}
+	m := readManifest(t, dir, Shard{0, 1})
+	if m.Status != StatusFailed || m.Counts.RequestsDeadLettered != 0 || m.Counts.RequestsAcked == 0 || m.Counts.RequestsAcked > 120 {
+		t.Errorf("manifest status %s, counts %+v: want failed, none dead-lettered, 1 to 120 acked", m.Status, m.Counts)
+	}
+	if err := checkCounts(m.Counts, markedRows(m.Units)); err != nil {
+		t.Error(err)
+	}
+
+	stub.status = nil
+	rep, err := runLiveTest(t, context.Background(), dir, cfg, &memDecoder{batch: 8}, stub, dl)
+	// ErrIncomplete for the bad object of the test data, not for dead letters.
+	if !errors.Is(err, ErrIncomplete) || rep.Status != StatusFinished || rep.DeadLetters != 0 || rep.Counts.ObjectsSkipped != 1 {
+		t.Fatalf("resume: %v, report %+v", err, rep)
+	}
+	got := counts(stub.received())
+	for _, r := range expect(testObjects()).requests {
+		if got[r] == 0 {
+			t.Errorf("%s never delivered", r)
+		}
+	}
+}
+
+// TestRunShortRefusalStreaksAreDeadLetters: streaks of identical refusals
+// shorter than the guard's, or of two different refusals, end in ordinary
+// dead letters; a success or another refusal ends a streak. One sender, so
+// the outcomes reach the checkpointer in the stub's order.
+func TestRunShortRefusalStreaksAreDeadLetters(t *testing.T) {
+	stub := newConvertroStub(t, func(_ *http.Request, n int) int {
+		switch {
+		case n > 50 && n <= 50+misconfigRequests-1: // 19 in a row, then successes
+			return http.StatusBadRequest
+		case n > 100 && n <= 110: // 10 of one refusal, then 15 of another: 25 refusals in a row
+			return http.StatusBadRequest
+		case n > 110 && n <= 125:
+			return http.StatusNotFound
+		}
+		return http.StatusOK
+	})
+	dl := &memDeadLetters{}
+	rep, err := runLiveTest(t, context.Background(), t.TempDir(), Config{Objects: testObjects(), Decoders: 1, Concurrency: 1},
+		&memDecoder{batch: 8}, stub, dl)
+	if !errors.Is(err, ErrIncomplete) {
+		t.Fatalf("Run error = %v, want ErrIncomplete", err)
+	}
+	want := int64(misconfigRequests - 1 + 25)
+	if int64(len(dl.got)) != want || rep.Counts.RequestsDeadLettered != want {
+		t.Errorf("%d dead letters written, %d counted; want %d", len(dl.got), rep.Counts.RequestsDeadLettered, want)
+	}
+	if err := rep.Check(); err != nil {
+		t.Error(err)
+	}
+}
+
 func TestRunConvertroDownStopsResumably(t *testing.T) {
 	stub := newConvertroStub(t, func(_ *http.Request, n int) int {
 		if n > 30 {
