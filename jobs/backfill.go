@@ -25,6 +25,9 @@ type Env struct {
 	Now            func() time.Time
 	Getenv         func(string) string
 	Version        string
+	// MetricsInterval is how often a run pushes its figures to the
+	// Pushgateway of Options.MetricsPush while it goes (default 15s).
+	MetricsInterval time.Duration
 	// GCS serves gs:// sources and state; nil creates a client from the
 	// environment (Application Default Credentials, STORAGE_EMULATOR_HOST)
 	// when one is needed.
@@ -216,6 +219,12 @@ func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
 		return runDry(ctx, cfg, deps, o.Out, env)
 	}
 
+	var metrics *metricsPusher
+	if o.MetricsPush != "" {
+		if metrics, err = newMetricsPusher(o.MetricsPush, p.job, p.shard, env.MetricsInterval, env.Log); err != nil {
+			return nil, err
+		}
+	}
 	st, err := pipeline.OpenState(ctx, o.State, p.gcs)
 	if err != nil {
 		return nil, err
@@ -246,14 +255,17 @@ func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
 		return out
 	}
 
+	if metrics != nil {
+		deps.Committed = metrics.update
+		metrics.start(ctx)
+	}
+
 	rep, err := pipeline.Run(ctx, cfg, deps)
+	if metrics != nil {
+		metrics.finish(ctx, rep)
+	}
 	if rep != nil {
 		rep.Summary(env.Stderr)
-		if o.MetricsPush != "" {
-			if perr := pipeline.PushMetrics(ctx, o.MetricsPush, "convertro-etl", rep); perr != nil {
-				env.Log.Warn("metrics push failed", "url", o.MetricsPush, "err", perr)
-			}
-		}
 	}
 	return rep, err
 }

@@ -138,6 +138,10 @@ func Replay(ctx context.Context, o Options, env Env) (*ReplayReport, error) {
 			UserAgent:   "convertro-etl/" + env.Version,
 		}),
 	}
+	orphans, err := orphanParts(ctx, st, ms)
+	if err != nil {
+		return nil, err
+	}
 	rep := &ReplayReport{}
 	for _, m := range ms {
 		switch {
@@ -148,7 +152,7 @@ func Replay(ctx context.Context, o Options, env Env) (*ReplayReport, error) {
 				env.Log.Info("audience sync: its next sync sends its dead letters again; not replayed", "shard", m.Shard.String())
 			}
 			continue
-		case len(m.DeadLetterFiles) == 0:
+		case len(m.DeadLetterFiles) == 0 && len(orphans[m.Shard]) == 0:
 			continue
 		}
 		sr, err := r.shard(ctx, m.Shard)
@@ -192,8 +196,12 @@ func (r *replayer) shard(ctx context.Context, shard pipeline.Shard) (*ShardRepla
 	if err != nil {
 		return nil, err
 	}
-	if m == nil || len(m.DeadLetterFiles) == 0 {
-		return nil, nil // replayed or deleted since the listing
+	if m == nil {
+		return nil, nil // deleted since the listing
+	}
+	if len(m.DeadLetterFiles) == 0 {
+		// Nothing to send; orphaned parts only, deleted under the lease.
+		return nil, r.cleanOnly(ctx, cp, m)
 	}
 	status := m.Status
 	if status == pipeline.StatusRunning {
@@ -218,6 +226,9 @@ func (r *replayer) shard(ctx context.Context, shard pipeline.Shard) (*ShardRepla
 		}
 		return err
 	}
+	// Under the lease, a part the manifest does not list can never be
+	// listed by anyone: it is an orphan, and goes.
+	cleanOrphans(ctx, r.st, m, r.env)
 	sr := &ShardReplay{
 		Job: m.Job, Shard: shard.String(), Started: r.env.Now().UTC(), BaseURL: r.wire.BaseURL(),
 		FromFiles: append([]string(nil), m.DeadLetterFiles...),
@@ -353,6 +364,27 @@ func (r *replayer) shard(ctx context.Context, shard pipeline.Shard) (*ShardRepla
 		}
 	}
 	return sr, sendErr
+}
+
+// cleanOnly takes the lease of a shard that has no dead letters listed,
+// deletes its orphaned parts and gives the lease back, leaving the
+// manifest's status and counts as they were.
+func (r *replayer) cleanOnly(ctx context.Context, cp *pipeline.Checkpoint, m *pipeline.Manifest) error {
+	status := m.Status
+	if status == pipeline.StatusRunning {
+		status = pipeline.StatusStopped // the run that wrote it died (see shard)
+		if allDone(m) {
+			status = pipeline.StatusFinished
+		}
+	}
+	m.Reopened++ // no resume: the repeat bound does not grow
+	if err := cp.Begin(ctx, m); err != nil {
+		return err
+	}
+	cleanOrphans(ctx, r.st, m, r.env)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	return cp.Finish(fctx, status)
 }
 
 // writeNew writes a new state object named by name(seq), trying the next seq

@@ -54,6 +54,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newSimulateCmd(env),
 		newGenerateCmd(env),
 		newReplayCmd(env),
+		newDeadLettersCmd(env),
 	)
 	return root
 }
