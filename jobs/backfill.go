@@ -182,6 +182,11 @@ func orOpen(s string) string {
 // could not start). The report's summary goes to env.Stderr.
 func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
 	env = env.withDefaults()
+	if o.MetricsPush != "" {
+		if _, err := parseMetricsURL(o.MetricsPush); err != nil {
+			return nil, err
+		}
+	}
 	if o.withDefaults().Kind == "audience" {
 		return runAudience(ctx, o, env)
 	}

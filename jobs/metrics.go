@@ -46,12 +46,9 @@ type metricsPusher struct {
 // of job and shard. The URL's userinfo becomes basic auth, so that it never
 // appears in the request line, in the client's errors or in logs.
 func newMetricsPusher(raw string, job pipeline.JobID, shard pipeline.Shard, every time.Duration, log *slog.Logger) (*metricsPusher, error) {
-	if !strings.Contains(raw, "://") {
-		raw = "http://" + raw // as the push client does
-	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return nil, fmt.Errorf("%w: --metrics-push %s: want http(s)://host:port of a Pushgateway", ErrConfig, redactedURL(raw))
+	u, err := parseMetricsURL(raw)
+	if err != nil {
+		return nil, err
 	}
 	user := u.User
 	u.User = nil
@@ -68,7 +65,8 @@ func newMetricsPusher(raw string, job pipeline.JobID, shard pipeline.Shard, ever
 	}
 	p := &metricsPusher{shown: base, log: log, every: every}
 	if user != nil {
-		p.shown = redactedURL(raw)
+		u.User = user
+		p.shown = u.Redacted()
 	}
 	p.pusher = func() *push.Pusher {
 		ps := push.New(base, metricsJob).
@@ -81,6 +79,18 @@ func newMetricsPusher(raw string, job pipeline.JobID, shard pipeline.Shard, ever
 		return ps
 	}
 	return p, nil
+}
+
+// parseMetricsURL checks that raw can be a Pushgateway's URL.
+func parseMetricsURL(raw string) (*url.URL, error) {
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw // as the push client does
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("%w: --metrics-push %s: want http(s)://host:port of a Pushgateway", ErrConfig, redactedURL(raw))
+	}
+	return u, nil
 }
 
 // redactedURL is raw with any password replaced, for messages.

@@ -259,6 +259,14 @@ func (r *replayer) shard(ctx context.Context, shard pipeline.Shard) (*ShardRepla
 	// Record what was delivered, even after a failure: those requests were
 	// accepted and must not stay counted as dead.
 	var remaining []writers.DeadLetter
+	// groupMove is a change to the counts' dead-letter groups: a letter
+	// delivered leaves its group, one refused again may change group.
+	type groupMove struct {
+		from, to   string
+		fromStatus int
+		dead       writers.DeadLetter
+	}
+	var moves []groupMove
 	type rowKey struct {
 		object   string
 		rowGroup int32
@@ -278,9 +286,14 @@ func (r *replayer) shard(ctx context.Context, shard pipeline.Shard) (*ShardRepla
 			if _, ok := rowLeft[k]; !ok {
 				rowLeft[k] = false
 			}
+			moves = append(moves, groupMove{from: pipeline.DeadLetterClass(int(d.Status), nil), fromStatus: int(d.Status)})
 			continue
 		case stillDead:
 			sr.StillDead++
+			if to := outcome[i].class; to != "" {
+				moves = append(moves, groupMove{from: pipeline.DeadLetterClass(int(d.Status), nil), fromStatus: int(d.Status),
+					to: to, dead: outcome[i].dead})
+			}
 			*d = outcome[i].dead
 		default:
 			sr.Unsent++
@@ -312,6 +325,16 @@ func (r *replayer) shard(ctx context.Context, shard pipeline.Shard) (*ShardRepla
 	oldCounts, oldFiles := m.Counts, m.DeadLetterFiles
 	c := m.Counts
 	c.RowsSkipped = maps.Clone(c.RowsSkipped)
+	c.DeadLetterGroups = maps.Clone(c.DeadLetterGroups)
+	for _, mv := range moves {
+		if mv.to == mv.from {
+			continue
+		}
+		c.RemoveDeadLetters(mv.from, mv.fromStatus, 1)
+		if mv.to != "" {
+			c.AddDeadLetters(mv.to, int(mv.dead.Status), mv.dead.Response, 1)
+		}
+	}
 	moved := int64(sr.Delivered)
 	c.RequestsDeadLettered -= moved
 	c.RequestsAcked += moved
@@ -411,6 +434,7 @@ type letterOutcome struct {
 	url              string
 	status, attempts int
 	dead             writers.DeadLetter // the refusal, for stillDead
+	class            string             // its group, when Convertro refused it again
 }
 
 // send sends every letter, Concurrency at a time, renewing the lease while
@@ -443,7 +467,7 @@ func (r *replayer) send(ctx context.Context, cp *pipeline.Checkpoint, letters []
 					dead := *d
 					dead.URL, dead.Status, dead.Response = u, int32(res.Status), string(res.Body)
 					dead.Reason, dead.Attempts, dead.Time = res.Err.Error(), int32(res.Attempts), r.env.Now().UTC()
-					out[i] = letterOutcome{kind: stillDead, dead: dead}
+					out[i] = letterOutcome{kind: stillDead, dead: dead, class: pipeline.DeadLetterClass(res.Status, res.Err)}
 				default:
 					cancel(fmt.Errorf("replay %s: %w", d.URL, res.Err))
 				}

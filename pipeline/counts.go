@@ -201,10 +201,18 @@ func (c *Counts) AddDeadLetters(class string, status int, first string, n int64)
 }
 
 // RemoveDeadLetters takes n dead letters of class out of c's groups (a
-// replay delivered them, or they moved to another class). What the group
-// does not hold is taken from DeadLetterOther; groups that reach zero go.
-func (c *Counts) RemoveDeadLetters(class string, n int64) {
-	for _, k := range []string{class, DeadLetterOther} {
+// replay delivered them, or they moved to another class). What that group
+// does not hold is taken from another group of the same status (a dead
+// letter of status 0 does not keep its class), then from DeadLetterOther;
+// groups that reach zero go.
+func (c *Counts) RemoveDeadLetters(class string, status int, n int64) {
+	keys := []string{class}
+	for _, k := range slices.Sorted(maps.Keys(c.DeadLetterGroups)) {
+		if k != class && k != DeadLetterOther && c.DeadLetterGroups[k].Status == status {
+			keys = append(keys, k)
+		}
+	}
+	for _, k := range append(keys, DeadLetterOther) {
 		g, ok := c.DeadLetterGroups[k]
 		if !ok || n <= 0 {
 			continue

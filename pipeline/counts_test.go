@@ -59,14 +59,21 @@ func TestDeadLetterGroupsBounded(t *testing.T) {
 
 	// A replay takes delivered ones out; what a group lacks comes from
 	// "other", and empty groups go.
-	c.RemoveDeadLetters("400 kind", 1)
+	c.RemoveDeadLetters("400 kind", 400, 1)
 	if _, ok := c.DeadLetterGroups["400 kind"]; ok {
 		t.Error("an emptied group stays")
 	}
 	other := c.DeadLetterGroups[DeadLetterOther].Count
-	c.RemoveDeadLetters("499 unknown", 2)
+	c.RemoveDeadLetters("499 unknown", 499, 2)
 	if got := c.DeadLetterGroups[DeadLetterOther].Count; got != other-2 {
 		t.Errorf("other = %d after removing 2 of an ungrouped kind, want %d", got, other-2)
+	}
+
+	// A kind not kept by name is found by its status.
+	c.AddDeadLetters("not sent: too long", 0, "", 3)
+	c.RemoveDeadLetters("not sent", 0, 3)
+	if _, ok := c.DeadLetterGroups["not sent: too long"]; ok {
+		t.Error("a status-0 dead letter removed without its class stays in its group")
 	}
 
 	// Merged counts (a dry run's units) add group by group.
