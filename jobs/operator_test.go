@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -149,10 +150,17 @@ func TestMetricsPushedDuringRun(t *testing.T) {
 	if len(pushes) < 2 {
 		t.Fatalf("%d pushes, want one during the run and one at its end", len(pushes))
 	}
-	wantPath := "/metrics/job/convertro-etl/fingerprint/" + rep.Fingerprint[:16] + "/shard/0-of-1"
+	// The grouping labels follow /metrics/job/convertro-etl in any order.
+	wantGroup := map[string]string{"fingerprint": rep.Fingerprint[:16], "shard": "0-of-1"}
 	for _, p := range pushes {
-		if p.method != http.MethodPut || p.path != wantPath || p.user != "ops" || p.pass != "s3cret" {
-			t.Errorf("push %s %s as %q:%q; want PUT %s as ops:s3cret", p.method, p.path, p.user, p.pass, wantPath)
+		rest, ok := strings.CutPrefix(p.path, "/metrics/job/convertro-etl/")
+		group := map[string]string{}
+		parts := strings.Split(rest, "/")
+		for i := 0; ok && i+1 < len(parts); i += 2 {
+			group[parts[i]] = parts[i+1]
+		}
+		if p.method != http.MethodPut || !ok || len(parts)%2 != 0 || !maps.Equal(group, wantGroup) || p.user != "ops" || p.pass != "s3cret" {
+			t.Errorf("push %s %s as %q:%q; want PUT /metrics/job/convertro-etl with %v as ops:s3cret", p.method, p.path, p.user, p.pass, wantGroup)
 		}
 	}
 	// The first push came while Convertro held the run: a run still going,
