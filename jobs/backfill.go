@@ -26,6 +26,9 @@ type Env struct {
 	Now            func() time.Time
 	Getenv         func(string) string
 	Version        string
+	// MetricsInterval is how often a run pushes its figures to the
+	// Pushgateway of Options.MetricsPush while it goes (default 15s).
+	MetricsInterval time.Duration
 	// GCS serves gs:// sources and state; nil creates a client from the
 	// environment (Application Default Credentials, STORAGE_EMULATOR_HOST)
 	// when one is needed.
@@ -223,6 +226,11 @@ func orOpen(s string) string {
 // could not start). The report's summary goes to env.Stderr.
 func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
 	env = env.withDefaults()
+	if o.MetricsPush != "" {
+		if _, err := parseMetricsURL(o.MetricsPush); err != nil {
+			return nil, err
+		}
+	}
 	if o.withDefaults().Kind == "audience" {
 		return runAudience(ctx, o, env)
 	}
@@ -262,6 +270,12 @@ func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
 		return runDry(ctx, cfg, deps, o.Out, env)
 	}
 
+	var metrics *metricsPusher
+	if o.MetricsPush != "" {
+		if metrics, err = newMetricsPusher(o.MetricsPush, p.job, p.shard, env.MetricsInterval, env.Log); err != nil {
+			return nil, err
+		}
+	}
 	st := p.state
 	cp, prev, err := pipeline.OpenCheckpoint(ctx, st, p.shard, pipeline.NewLease(), env.Now, o.LeaseTTL)
 	if err != nil {
@@ -289,14 +303,17 @@ func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
 		return out
 	}
 
+	if metrics != nil {
+		deps.Committed = metrics.update
+		metrics.start(ctx)
+	}
+
 	rep, err := pipeline.Run(ctx, cfg, deps)
+	if metrics != nil {
+		metrics.finish(ctx, rep)
+	}
 	if rep != nil {
 		rep.Summary(env.Stderr)
-		if o.MetricsPush != "" {
-			if perr := pipeline.PushMetrics(ctx, o.MetricsPush, "convertro-etl", rep); perr != nil {
-				env.Log.Warn("metrics push failed", "url", convertro.RedactURL(o.MetricsPush), "err", scrubURL(perr.Error(), o.MetricsPush))
-			}
-		}
 	}
 	return rep, err
 }

@@ -26,6 +26,14 @@
 // (flag over environment over job file over default); withDefaults and
 // Check read it too. Adding an option is a field and a table entry.
 //
+// What an operator sees of a job besides its summary: Status (progress,
+// counts, dead letters by refusal, and whether a "running" manifest still
+// has a live lease or was left by a run that died), ListDeadLetters (each
+// dead letter, URLs only on request, as they hold personal data; parts no
+// manifest lists are named as orphaned, and Replay deletes them under the
+// lease), and metrics pushed to a Pushgateway during and at the end of a run
+// (metrics.go), grouped by job fingerprint and shard.
+//
 // # Errors
 //
 // ErrConfig for a job that cannot start as configured (missing setting,
@@ -51,5 +59,6 @@
 //
 // Run, PrintPlan, Status and Demo may be called from several goroutines, each
 // with its own Options; two runs on the same state location are kept apart by
-// the manifest's lease, not by this package.
+// the manifest's lease, not by this package. A run with MetricsPush pushes
+// from a goroutine of its own, which it stops before the final push.
 package jobs

@@ -505,7 +505,7 @@ var table = []*Option{
 		Help:  "discard the state's manifest and start over",
 		Field: func(o *Options) any { return &o.Fresh }},
 	{Name: "metrics-push", Key: "metricsPush", Default: "", For: runOnly,
-		Help:  "Prometheus Pushgateway `URL` to push the run's counters to at the end",
+		Help:  "Prometheus Pushgateway `URL` to push the run's counters to, every 15 s and at the end, grouped by job and shard",
 		Field: func(o *Options) any { return &o.MetricsPush }},
 	{Name: "audience", Key: "audiences", Default: []string(nil), For: runOnly,
 		Help:  "audience job: audience `key` the sync covers (repeatable; names the columns of an identifies export)",

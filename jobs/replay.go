@@ -138,6 +138,10 @@ func Replay(ctx context.Context, o Options, env Env) (*ReplayReport, error) {
 			UserAgent:   "convertro-etl/" + env.Version,
 		}),
 	}
+	orphans, err := orphanParts(ctx, st, ms)
+	if err != nil {
+		return nil, err
+	}
 	rep := &ReplayReport{}
 	for _, m := range ms {
 		switch {
@@ -148,7 +152,7 @@ func Replay(ctx context.Context, o Options, env Env) (*ReplayReport, error) {
 				env.Log.Info("audience sync: its next sync sends its dead letters again; not replayed", "shard", m.Shard.String())
 			}
 			continue
-		case len(m.DeadLetterFiles) == 0:
+		case len(m.DeadLetterFiles) == 0 && len(orphans[m.Shard]) == 0:
 			continue
 		}
 		sr, err := r.shard(ctx, m.Shard)
@@ -192,8 +196,12 @@ func (r *replayer) shard(ctx context.Context, shard pipeline.Shard) (*ShardRepla
 	if err != nil {
 		return nil, err
 	}
-	if m == nil || len(m.DeadLetterFiles) == 0 {
-		return nil, nil // replayed or deleted since the listing
+	if m == nil {
+		return nil, nil // deleted since the listing
+	}
+	if len(m.DeadLetterFiles) == 0 {
+		// Nothing to send; orphaned parts only, deleted under the lease.
+		return nil, r.cleanOnly(ctx, cp, m)
 	}
 	status := m.Status
 	if status == pipeline.StatusRunning {
@@ -218,6 +226,9 @@ func (r *replayer) shard(ctx context.Context, shard pipeline.Shard) (*ShardRepla
 		}
 		return err
 	}
+	// Under the lease, a part the manifest does not list can never be
+	// listed by anyone: it is an orphan, and goes.
+	cleanOrphans(ctx, r.st, m, r.env)
 	sr := &ShardReplay{
 		Job: m.Job, Shard: shard.String(), Started: r.env.Now().UTC(), BaseURL: r.wire.BaseURL(),
 		FromFiles: append([]string(nil), m.DeadLetterFiles...),
@@ -248,6 +259,14 @@ func (r *replayer) shard(ctx context.Context, shard pipeline.Shard) (*ShardRepla
 	// Record what was delivered, even after a failure: those requests were
 	// accepted and must not stay counted as dead.
 	var remaining []writers.DeadLetter
+	// groupMove is a change to the counts' dead-letter groups: a letter
+	// delivered leaves its group, one refused again may change group.
+	type groupMove struct {
+		from, to   string
+		fromStatus int
+		dead       writers.DeadLetter
+	}
+	var moves []groupMove
 	type rowKey struct {
 		object   string
 		rowGroup int32
@@ -267,9 +286,14 @@ func (r *replayer) shard(ctx context.Context, shard pipeline.Shard) (*ShardRepla
 			if _, ok := rowLeft[k]; !ok {
 				rowLeft[k] = false
 			}
+			moves = append(moves, groupMove{from: pipeline.DeadLetterClass(int(d.Status), nil), fromStatus: int(d.Status)})
 			continue
 		case stillDead:
 			sr.StillDead++
+			if to := outcome[i].class; to != "" {
+				moves = append(moves, groupMove{from: pipeline.DeadLetterClass(int(d.Status), nil), fromStatus: int(d.Status),
+					to: to, dead: outcome[i].dead})
+			}
 			*d = outcome[i].dead
 		default:
 			sr.Unsent++
@@ -301,6 +325,16 @@ func (r *replayer) shard(ctx context.Context, shard pipeline.Shard) (*ShardRepla
 	oldCounts, oldFiles := m.Counts, m.DeadLetterFiles
 	c := m.Counts
 	c.RowsSkipped = maps.Clone(c.RowsSkipped)
+	c.DeadLetterGroups = maps.Clone(c.DeadLetterGroups)
+	for _, mv := range moves {
+		if mv.to == mv.from {
+			continue
+		}
+		c.RemoveDeadLetters(mv.from, mv.fromStatus, 1)
+		if mv.to != "" {
+			c.AddDeadLetters(mv.to, int(mv.dead.Status), mv.dead.Response, 1)
+		}
+	}
 	moved := int64(sr.Delivered)
 	c.RequestsDeadLettered -= moved
 	c.RequestsAcked += moved
@@ -355,6 +389,27 @@ func (r *replayer) shard(ctx context.Context, shard pipeline.Shard) (*ShardRepla
 	return sr, sendErr
 }
 
+// cleanOnly takes the lease of a shard that has no dead letters listed,
+// deletes its orphaned parts and gives the lease back, leaving the
+// manifest's status and counts as they were.
+func (r *replayer) cleanOnly(ctx context.Context, cp *pipeline.Checkpoint, m *pipeline.Manifest) error {
+	status := m.Status
+	if status == pipeline.StatusRunning {
+		status = pipeline.StatusStopped // the run that wrote it died (see shard)
+		if allDone(m) {
+			status = pipeline.StatusFinished
+		}
+	}
+	m.Reopened++ // no resume: the repeat bound does not grow
+	if err := cp.Begin(ctx, m); err != nil {
+		return err
+	}
+	cleanOrphans(ctx, r.st, m, r.env)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	return cp.Finish(fctx, status)
+}
+
 // writeNew writes a new state object named by name(seq), trying the next seq
 // while the name is taken.
 func (r *replayer) writeNew(ctx context.Context, name func(seq int) string, data func() ([]byte, error)) (string, error) {
@@ -379,6 +434,7 @@ type letterOutcome struct {
 	url              string
 	status, attempts int
 	dead             writers.DeadLetter // the refusal, for stillDead
+	class            string             // its group, when Convertro refused it again
 }
 
 // send sends every letter, Concurrency at a time, renewing the lease while
@@ -411,7 +467,7 @@ func (r *replayer) send(ctx context.Context, cp *pipeline.Checkpoint, letters []
 					dead := *d
 					dead.URL, dead.Status, dead.Response = u, int32(res.Status), string(res.Body)
 					dead.Reason, dead.Attempts, dead.Time = res.Err.Error(), int32(res.Attempts), r.env.Now().UTC()
-					out[i] = letterOutcome{kind: stillDead, dead: dead}
+					out[i] = letterOutcome{kind: stillDead, dead: dead, class: pipeline.DeadLetterClass(res.Status, res.Err)}
 				default:
 					// Not d.URL: its query holds the person's ids, agent and IP.
 					cancel(fmt.Errorf("replay the dead letter of %s row group %d row %d: %w", d.Object, d.RowGroup, d.Row, res.Err))

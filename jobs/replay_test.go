@@ -173,6 +173,13 @@ func checkReconciled(t *testing.T, state string, m, before *pipeline.Manifest) [
 	if c.RequestsReplayed != c.RequestsAcked-b.RequestsAcked {
 		t.Errorf("requests replayed %d, but acked grew by %d", c.RequestsReplayed, c.RequestsAcked-b.RequestsAcked)
 	}
+	var grouped int64
+	for _, g := range c.DeadLetterGroups {
+		grouped += g.Count
+	}
+	if grouped != c.RequestsDeadLettered {
+		t.Errorf("dead-letter groups %+v hold %d, the counts %d", c.DeadLetterGroups, grouped, c.RequestsDeadLettered)
+	}
 	dls := listedDeadLetters(t, state, m)
 	if int64(len(dls)) != c.RequestsDeadLettered || rowsOf(dls) != c.RowsDeadLettered {
 		t.Errorf("the manifest lists %d dead letters of %d rows, counts %d and %d",

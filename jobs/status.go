@@ -79,6 +79,11 @@ func PrintPlan(ctx context.Context, o Options, env Env) error {
 	return nil
 }
 
+// StatusStoppedUncleanly is what Status shows for a manifest that says
+// "running" while no live process holds its lease: the run died (killed,
+// or its machine lost) and the same command resumes it.
+const StatusStoppedUncleanly = "stopped_uncleanly"
+
 // Status writes the progress and counts of every shard's manifest in the
 // state location: a table, or the manifests' summaries as JSON.
 func Status(ctx context.Context, state string, asJSON bool, env Env) error {
@@ -105,24 +110,37 @@ func Status(ctx context.Context, state string, asJSON bool, env Env) error {
 	if len(ms) == 0 {
 		return fmt.Errorf("status %s: no manifest: %w", state, pipeline.ErrStateNotFound)
 	}
+	orphans, err := orphanParts(ctx, st, ms)
+	if err != nil {
+		return err
+	}
 	now := env.Now()
 	type shardStatus struct {
-		Job       pipeline.JobID  `json:"job"`
-		Shard     string          `json:"shard"`
-		Status    string          `json:"status"`
-		RowsDone  int64           `json:"rows_done"`
-		RowsTotal int64           `json:"rows_total"`
-		Counts    pipeline.Counts `json:"counts"`
-		Runs      int             `json:"runs"`
-		Lease     pipeline.Lease  `json:"lease"`
-		LeaseLive bool            `json:"lease_live"`
-		Updated   time.Time       `json:"updated"`
-		ETA       *ETA            `json:"eta,omitempty"` // unfinished shards
+		Job    pipeline.JobID `json:"job"`
+		Shard  string         `json:"shard"`
+		Status string         `json:"status"`
+		// ManifestStatus is the status the manifest holds: "running" for
+		// a run that died is shown as StatusStoppedUncleanly.
+		ManifestStatus string          `json:"manifest_status"`
+		RowsDone       int64           `json:"rows_done"`
+		RowsTotal      int64           `json:"rows_total"`
+		Counts         pipeline.Counts `json:"counts"`
+		Runs           int             `json:"runs"`
+		Lease          pipeline.Lease  `json:"lease"`
+		LeaseLive      bool            `json:"lease_live"`
+		Updated        time.Time       `json:"updated"`
+		ETA            *ETA            `json:"eta,omitempty"` // unfinished shards
+		// OrphanedParts are dead-letter parts of the shard that its
+		// manifest does not list (see ListDeadLetters).
+		OrphanedParts []string `json:"orphaned_dead_letter_parts,omitempty"`
 	}
 	var out []shardStatus
 	for _, m := range ms {
-		s := shardStatus{Job: m.Job, Shard: m.Shard.String(), Status: m.Status, Counts: m.Counts, Runs: m.Runs,
-			Lease: m.Lease, LeaseLive: m.Lease.Expires.After(now), Updated: m.Updated}
+		s := shardStatus{Job: m.Job, Shard: m.Shard.String(), Status: m.Status, ManifestStatus: m.Status, Counts: m.Counts, Runs: m.Runs,
+			Lease: m.Lease, LeaseLive: pipeline.LeaseHeld(m.Lease, now), Updated: m.Updated, OrphanedParts: orphans[m.Shard]}
+		if m.Status == pipeline.StatusRunning && !s.LeaseLive {
+			s.Status = StatusStoppedUncleanly
+		}
 		for _, u := range m.Units {
 			if u.Retired {
 				// A replaced version of an object set aside: only what
@@ -172,8 +190,28 @@ func Status(ctx context.Context, state string, asJSON bool, env Env) error {
 		return err
 	}
 	for _, s := range out {
+		switch {
+		case s.ManifestStatus == pipeline.StatusRunning && s.LeaseLive:
+			fmt.Fprintf(env.Stdout, "shard %s: running (lease held by %s pid %d until %s)\n",
+				s.Shard, s.Lease.Host, s.Lease.PID, s.Lease.Expires.UTC().Format(time.RFC3339))
+		case s.Status == StatusStoppedUncleanly:
+			why := "lease expired at " + s.Lease.Expires.UTC().Format(time.RFC3339)
+			if s.Lease.Expires.After(now) {
+				why = fmt.Sprintf("its process, pid %d on this host, is gone", s.Lease.PID)
+			}
+			fmt.Fprintf(env.Stdout, "shard %s: stopped uncleanly (%s): run the same command to resume\n", s.Shard, why)
+		}
 		if s.ETA != nil {
 			fmt.Fprintf(env.Stdout, "shard %s ETA: %s\n", s.Shard, s.ETA)
+		}
+		if s.Counts.RequestsDeadLettered > 0 {
+			fmt.Fprintf(env.Stdout, "shard %s dead letters: %d requests, by refusal (convertro-etl deadletters --state … lists them):\n",
+				s.Shard, s.Counts.RequestsDeadLettered)
+			pipeline.WriteDeadLetterGroups(env.Stdout, "  ", s.Counts)
+		}
+		if n := len(s.OrphanedParts); n > 0 {
+			fmt.Fprintf(env.Stdout, "shard %s: %d orphaned dead-letter parts (not in the manifest, left by a killed run: not counted, their rows are sent again by the next run; replay deletes them)\n",
+				s.Shard, n)
 		}
 	}
 	fmt.Fprintf(env.Stdout, "job: %s (%s)\n", ms[0].Job.Description, ms[0].Job.Fingerprint)

@@ -38,8 +38,10 @@
 // A dry run (Deps.DryRun) decodes and transforms the same way but writes the
 // requests, one JSON line each, in plan order whatever the number of decode
 // workers; it takes no lease, writes no state and covers the whole shard
-// whatever a manifest says. Its report counts the requests it would send as
-// sent and acknowledged; skipped objects are reported but do not make it fail.
+// whatever a manifest says. Its report says so (dry_run) and holds what it
+// would send (would_send: requests, and the rows they would deliver), with no
+// row delivered and no request sent; skipped objects are reported but do not
+// make it fail.
 //
 // # Delivery guarantee
 //
@@ -54,6 +56,14 @@
 // retries after a timeout or a dropped connection, which Convertro may have
 // received the first time too. The manifest records the largest Window of
 // any run.
+//
+// The counts also group the dead-lettered requests by kind of refusal
+// (DeadLetterClass: the status, or for a request refused unsent the error
+// that says why), each with the start of its first answer, in a bounded map
+// (MaxDeadLetterGroups), so that the report and status say why requests
+// were refused without reading the dead-letter files. Deps.Committed, when
+// set, gets the report so far after every commit, for figures pushed while
+// the run goes.
 //
 // The counts live in the manifest, so they add up over resumes, and they
 // count only completed rows, at the moment they are marked, so they always

@@ -89,7 +89,7 @@ func testDryRunLines(t *testing.T, pad int) {
 	if !bytes.Equal(out.Bytes(), want.Bytes()) {
 		t.Errorf("dry run wrote %d bytes, want %d: lines of skipped rows kept, or lost", out.Len(), want.Len())
 	}
-	if rep.Counts.RequestsSent != wantSent || !maps.Equal(rep.Counts.RowsSkipped, wantReasons) {
+	if rep.WouldSend == nil || rep.WouldSend.Requests != wantSent || !maps.Equal(rep.Counts.RowsSkipped, wantReasons) {
 		t.Errorf("counts %+v, want %d requests and skips %v", rep.Counts, wantSent, wantReasons)
 	}
 }

@@ -338,3 +338,9 @@ func (c *Checkpoint) write(ctx context.Context, op string, kind error) error {
 }
 
 func (c *Checkpoint) uri() string { return c.st.URI(c.name) }
+
+// LeaseHeld reports whether l, read from a manifest, still keeps other
+// processes out at now: it names an owner, has not expired, and is not
+// held by a process on this host that is gone. A manifest whose status is
+// "running" without a held lease was left by a run that died.
+func LeaseHeld(l Lease, now time.Time) bool { return held(l, NewLease(), now) }

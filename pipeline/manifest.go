@@ -109,6 +109,11 @@ type Counts struct {
 	RequestsReplayed int64 `json:"requests_replayed,omitempty"`
 
 	ObjectsSkipped int64 `json:"objects_skipped"`
+
+	// DeadLetterGroups are the dead-lettered requests by kind of refusal
+	// (DeadLetterClass: "401 Unauthorized"), each with the start of its
+	// first answer; at most MaxDeadLetterGroups kinds and DeadLetterOther.
+	DeadLetterGroups map[string]DeadLetterGroup `json:"dead_letter_groups,omitempty"`
 }
 
 // PlannedObject is one input object as the plan pinned it. A run that finds

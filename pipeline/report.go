@@ -10,9 +10,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/push"
 )
 
 // Report is what a run did: the job's cumulative counts (over every run of
@@ -24,6 +21,11 @@ type Report struct {
 	Shard       string `json:"shard"`
 	Status      string `json:"status"` // finished, stopped, failed, dry_run
 	Error       string `json:"error,omitempty"`
+	// DryRun marks the report of a dry run: nothing was sent, so its
+	// counts hold no rows delivered and no requests sent or acknowledged;
+	// WouldSend holds what a live run would send instead.
+	DryRun    bool       `json:"dry_run,omitempty"`
+	WouldSend *WouldSend `json:"would_send,omitempty"`
 
 	Counts      Counts `json:"counts"` // rows_skipped holds the skips by reason
 	RowsPlanned int64  `json:"rows_planned"`
@@ -68,6 +70,13 @@ type Report struct {
 	RequestsPerSecond float64 `json:"requests_per_second"` // this run
 	// RateHistory is how this run's sending rate adapted to Convertro's 429s.
 	RateHistory []RateSample `json:"rate_history,omitempty"`
+}
+
+// WouldSend is what a dry run would have sent: the requests, and the rows
+// they would deliver (rows with at least one request).
+type WouldSend struct {
+	Rows     int64 `json:"rows"`
+	Requests int64 `json:"requests"`
 }
 
 // RateSample is one change of the sending rate made by an adaptive
@@ -136,7 +145,29 @@ func buildReport(m *Manifest, cfg Config, started, finished time.Time, before Co
 		r.RowsPerSecond = float64(r.RowsThisRun) / r.WallSeconds
 		r.RequestsPerSecond = float64(r.RequestsThisRun) / r.WallSeconds
 	}
+	if m.Status == StatusDryRun {
+		// The dry run counts the requests it writes the way a run counts
+		// acknowledged ones; the report says what they are.
+		c := &r.Counts
+		r.DryRun = true
+		r.WouldSend = &WouldSend{Rows: c.RowsDelivered, Requests: c.RequestsSent}
+		c.RowsDelivered, c.RequestsSent, c.RequestsAcked = 0, 0, 0
+	}
 	return r
+}
+
+// snapshot is the report of a live run so far, for Deps.Committed: the
+// counts as just committed, and this run's figures from its progress.
+// Only the checkpointer calls it, as it owns the manifest.
+func (r *liveRun) snapshot() *Report {
+	now := r.deps.Now()
+	rep := buildReport(r.m, r.cfg, r.prog.began, now, r.m.Counts, nil)
+	rep.RowsThisRun, rep.RequestsThisRun = r.prog.rows.Load(), r.prog.reqs.Load()
+	if rep.WallSeconds > 0 {
+		rep.RowsPerSecond = float64(rep.RowsThisRun) / rep.WallSeconds
+		rep.RequestsPerSecond = float64(rep.RequestsThisRun) / rep.WallSeconds
+	}
+	return rep
 }
 
 // JSON is the report as written to report-<i>-of-<n>.json.
@@ -151,7 +182,13 @@ func (r *Report) JSON() ([]byte, error) {
 // Check verifies the count identities: rows read = delivered + skipped +
 // dead-lettered, requests sent = acked + dead-lettered, and rows read = rows
 // marked done. It returns an error wrapping ErrCountsMismatch.
-func (r *Report) Check() error { return checkCounts(r.Counts, r.RowsMarked) }
+func (r *Report) Check() error {
+	c := r.Counts
+	if r.WouldSend != nil {
+		c.RowsDelivered, c.RequestsSent, c.RequestsAcked = r.WouldSend.Rows, r.WouldSend.Requests, r.WouldSend.Requests
+	}
+	return checkCounts(c, r.RowsMarked)
+}
 
 // Summary writes the report for a person, a few lines for stderr.
 func (r *Report) Summary(w io.Writer) error {
@@ -161,8 +198,18 @@ func (r *Report) Summary(w io.Writer) error {
 	if r.Error != "" {
 		fmt.Fprintf(&b, "  error:        %s\n", r.Error)
 	}
-	fmt.Fprintf(&b, "  rows:         %d of %d read = %d delivered + %d skipped + %d dead-lettered\n",
-		c.RowsRead, r.RowsPlanned, c.RowsDelivered, skippedRows(*c), c.RowsDeadLettered)
+	if r.DryRun {
+		var ws WouldSend
+		if r.WouldSend != nil {
+			ws = *r.WouldSend
+		}
+		fmt.Fprintf(&b, "  dry run:      nothing was sent\n")
+		fmt.Fprintf(&b, "  rows:         %d of %d read = %d would be delivered + %d skipped\n",
+			c.RowsRead, r.RowsPlanned, ws.Rows, skippedRows(*c))
+	} else {
+		fmt.Fprintf(&b, "  rows:         %d of %d read = %d delivered + %d skipped + %d dead-lettered\n",
+			c.RowsRead, r.RowsPlanned, c.RowsDelivered, skippedRows(*c), c.RowsDeadLettered)
+	}
 	if len(c.RowsSkipped) > 0 {
 		var parts []string
 		for _, reason := range slices.Sorted(maps.Keys(c.RowsSkipped)) {
@@ -170,14 +217,26 @@ func (r *Report) Summary(w io.Writer) error {
 		}
 		fmt.Fprintf(&b, "  skipped:      %s\n", strings.Join(parts, ", "))
 	}
-	fmt.Fprintf(&b, "  requests:     %d sent = %d acked + %d dead-lettered (%d retried, %d possibly sent twice)\n",
-		c.RequestsSent, c.RequestsAcked, c.RequestsDeadLettered, c.RequestsRetried, c.PossibleDuplicates)
+	if r.DryRun {
+		ws := r.WouldSend
+		if ws == nil {
+			ws = &WouldSend{}
+		}
+		fmt.Fprintf(&b, "  requests:     %d would be sent\n", ws.Requests)
+	} else {
+		fmt.Fprintf(&b, "  requests:     %d sent = %d acked + %d dead-lettered (%d retried, %d possibly sent twice)\n",
+			c.RequestsSent, c.RequestsAcked, c.RequestsDeadLettered, c.RequestsRetried, c.PossibleDuplicates)
+	}
 	if r.DeadLetters > 0 {
 		where := "see the dead-letter files of earlier runs"
-		if len(r.DeadLetterFiles) > 0 {
+		switch n := len(r.DeadLetterFiles); {
+		case n > 3:
+			where = fmt.Sprintf("%d parts (convertro-etl deadletters --state … lists them)", n)
+		case n > 0:
 			where = strings.Join(r.DeadLetterFiles, ", ")
 		}
-		fmt.Fprintf(&b, "  dead letters: %d requests in %s\n", r.DeadLetters, where)
+		fmt.Fprintf(&b, "  dead letters: %d requests in %s, by refusal:\n", r.DeadLetters, where)
+		WriteDeadLetterGroups(&b, "                ", *c)
 	}
 	for _, o := range r.SkippedObjects {
 		fmt.Fprintf(&b, "  skipped file: %s (%s)\n", o.URI, o.Reason)
@@ -209,8 +268,12 @@ func (r *Report) Summary(w io.Writer) error {
 		fmt.Fprintf(&b, "  throttle:     %d rate changes on 429s; lowest %.0f/s, last %s (429 share %.1f%%, %.0f accepted/s)\n",
 			n, lo, now, 100*last.Share429, last.Accepted)
 	}
-	fmt.Fprintf(&b, "  this run:     %d rows, %d requests in %.1fs: %.0f rows/s, %.0f requests/s\n",
-		r.RowsThisRun, r.RequestsThisRun, r.WallSeconds, r.RowsPerSecond, r.RequestsPerSecond)
+	verb := ""
+	if r.DryRun {
+		verb = " to send"
+	}
+	fmt.Fprintf(&b, "  this run:     %d rows, %d requests%s in %.1fs: %.0f rows/s, %.0f requests/s\n",
+		r.RowsThisRun, r.RequestsThisRun, verb, r.WallSeconds, r.RowsPerSecond, r.RequestsPerSecond)
 	if r.LeftInFlight > 0 {
 		fmt.Fprintf(&b, "  in flight:    %d of the %d requests this run sent belong to rows not done when it stopped: the next run sends them again\n",
 			r.LeftInFlight, r.RequestsAttempted)
@@ -219,60 +282,31 @@ func (r *Report) Summary(w io.Writer) error {
 	return err
 }
 
+// WriteDeadLetterGroups writes c's dead letters by kind of refusal, one
+// line each, largest first: `3858 × 401 Unauthorized "body start"`. Each
+// line starts with indent. The count of dead letters recorded before
+// manifests kept groups has no kind: it is written as "of unknown kind".
+func WriteDeadLetterGroups(w io.Writer, indent string, c Counts) {
+	var grouped int64
+	for _, k := range c.DeadLetterGroupsByCount() {
+		g := c.DeadLetterGroups[k]
+		grouped += g.Count
+		first := ""
+		if g.First != "" {
+			first = fmt.Sprintf(" %q", g.First)
+		}
+		fmt.Fprintf(w, "%s%d × %s%s\n", indent, g.Count, k, first)
+	}
+	if n := c.RequestsDeadLettered - grouped; n > 0 && len(c.DeadLetterGroups) > 0 {
+		fmt.Fprintf(w, "%s%d of unknown kind (recorded before kinds were kept)\n", indent, n)
+	}
+}
+
 func orDash(s string) string {
 	if s == "" {
 		return "-"
 	}
 	return s
-}
-
-// PushMetrics pushes the report's counters to a Prometheus Pushgateway at
-// url, grouped by job and shard, replacing the group's previous values (the
-// convention for batch jobs).
-func PushMetrics(ctx context.Context, url, job string, r *Report) error {
-	reg := prometheus.NewRegistry()
-	gauge := func(name, help string, v float64) {
-		g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "convertro_etl", Name: name, Help: help})
-		g.Set(v)
-		reg.MustRegister(g)
-	}
-	c := r.Counts
-	gauge("rows_read_total", "Rows read and completed (cumulative over the job's runs).", float64(c.RowsRead))
-	gauge("rows_delivered_total", "Rows whose requests were all acknowledged.", float64(c.RowsDelivered))
-	gauge("rows_dead_lettered_total", "Rows with a dead-lettered request.", float64(c.RowsDeadLettered))
-	gauge("requests_sent_total", "Requests sent (acknowledged or dead-lettered).", float64(c.RequestsSent))
-	gauge("requests_acked_total", "Requests acknowledged by Convertro.", float64(c.RequestsAcked))
-	gauge("requests_dead_lettered_total", "Requests refused permanently.", float64(c.RequestsDeadLettered))
-	gauge("requests_retried_total", "Requests that needed more than one attempt.", float64(c.RequestsRetried))
-	gauge("possible_duplicates_total", "Retries that Convertro may have received twice.", float64(c.PossibleDuplicates))
-	gauge("objects_skipped_total", "Input objects set aside as unreadable.", float64(c.ObjectsSkipped))
-	gauge("rows_planned", "Rows in the shard's plan.", float64(r.RowsPlanned))
-	gauge("repeat_bound", "Most requests that may have been sent twice.", float64(r.RepeatBound))
-	gauge("runs", "Invocations that worked on the job.", float64(r.Runs))
-	gauge("run_duration_seconds", "Wall time of the last run.", r.WallSeconds)
-	gauge("run_finished", "1 if the last run finished the job, else 0.", b2f(r.Status == StatusFinished))
-	if r.Status == StatusFinished {
-		gauge("last_success_timestamp_seconds", "When the job last finished.", float64(r.Finished.Unix()))
-	}
-	skipped := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "convertro_etl", Name: "rows_skipped_total",
-		Help: "Rows skipped, by reason."}, []string{"reason"})
-	for reason, n := range c.RowsSkipped {
-		skipped.WithLabelValues(reason).Set(float64(n))
-	}
-	reg.MustRegister(skipped)
-
-	err := push.New(url, job).Gatherer(reg).Grouping("shard", strings.ReplaceAll(r.Shard, "/", "-of-")).PushContext(ctx)
-	if err != nil {
-		return fmt.Errorf("push metrics to %s: %w", url, err)
-	}
-	return nil
-}
-
-func b2f(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // writeMissingReport writes rep as the shard's report if the state holds

@@ -2,19 +2,12 @@ package pipeline
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
-
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 )
 
 func sampleReport() *Report {
@@ -29,6 +22,10 @@ func sampleReport() *Report {
 			RowsSkipped:  map[string]int64{"missing_user_id": 10, "unmapped_event": 5},
 			RequestsSent: 130, RequestsAcked: 124, RequestsDeadLettered: 6,
 			RequestsRetried: 4, PossibleDuplicates: 2, ObjectsSkipped: 1,
+			DeadLetterGroups: map[string]DeadLetterGroup{
+				"401 Unauthorized": {Status: 401, Count: 4, First: `{"error":"bad token"}`},
+				"400 Bad Request":  {Status: 400, Count: 2, First: "no sid"},
+			},
 		},
 	}
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -101,7 +98,8 @@ func TestReportSummary(t *testing.T) {
 		"100 of 100 read = 80 delivered + 15 skipped + 5 dead-lettered",
 		"missing_user_id 10, unmapped_event 5",
 		"130 sent = 124 acked + 6 dead-lettered (4 retried, 2 possibly sent twice)",
-		"6 requests in dead-letters/1-of-4/part-1.parquet",
+		"6 requests in dead-letters/1-of-4/part-1.parquet, by refusal:",
+		"\n                4 × 401 Unauthorized \"{\\\"error\\\":\\\"bad token\\\"}\"\n                2 × 400 Bad Request \"no sid\"\n",
 		"gs://b/bad.parquet (bad footer)",
 		"3 (2 resumes); at most 16386 requests sent twice (16384 left in flight by interrupted runs + 2 possible duplicates)",
 		"5 rows/s, 7 requests/s",
@@ -109,78 +107,6 @@ func TestReportSummary(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
 		}
-	}
-}
-
-func TestPushMetrics(t *testing.T) {
-	var method, path string
-	var families = map[string]*dto.MetricFamily{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		method, path = r.Method, r.URL.Path
-		dec := expfmt.NewDecoder(r.Body, expfmt.ResponseFormat(r.Header))
-		for {
-			var mf dto.MetricFamily
-			if err := dec.Decode(&mf); err != nil {
-				if !errors.Is(err, io.EOF) {
-					t.Errorf("decode push body: %v", err)
-				}
-				break
-			}
-			families[mf.GetName()] = &mf
-		}
-		w.WriteHeader(http.StatusOK)
-	}))
-	defer srv.Close()
-	if err := PushMetrics(context.Background(), srv.URL, "convertro-etl", sampleReport()); err != nil {
-		t.Fatal(err)
-	}
-	if method != http.MethodPut || path != "/metrics/job/convertro-etl/shard/1-of-4" {
-		t.Errorf("push was %s %s", method, path)
-	}
-	value := func(name string, labels ...string) float64 {
-		mf := families[name]
-		if mf == nil {
-			t.Errorf("metric %s not pushed", name)
-			return -1
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue next
-				}
-			}
-			return m.GetGauge().GetValue()
-		}
-		t.Errorf("metric %s%v not pushed", name, labels)
-		return -1
-	}
-	for name, want := range map[string]float64{
-		"convertro_etl_rows_read_total":              100,
-		"convertro_etl_rows_delivered_total":         80,
-		"convertro_etl_requests_sent_total":          130,
-		"convertro_etl_requests_dead_lettered_total": 6,
-		"convertro_etl_possible_duplicates_total":    2,
-		"convertro_etl_repeat_bound":                 16386,
-		"convertro_etl_run_finished":                 1,
-	} {
-		if got := value(name); got != want {
-			t.Errorf("%s = %v, want %v", name, got, want)
-		}
-	}
-	if got := value("convertro_etl_rows_skipped_total", "reason", "unmapped_event"); got != 5 {
-		t.Errorf("rows skipped (unmapped_event) = %v, want 5", got)
-	}
-
-	srv.Close()
-	if err := PushMetrics(context.Background(), srv.URL, "convertro-etl", sampleReport()); err == nil {
-		t.Error("push to a closed gateway succeeded")
 	}
 }
 
@@ -208,5 +134,44 @@ func TestProgressLogLine(t *testing.T) {
 	p.draw(true)
 	if got := line.String(); !strings.HasPrefix(got, "\r\x1b[Krows 500/1000 (50.0%)") || !strings.HasSuffix(got, "\n") {
 		t.Errorf("terminal line = %q", got)
+	}
+}
+
+// TestDryRunSummary: a dry run says what it would send; it never claims
+// rows delivered or requests sent or acknowledged.
+func TestDryRunSummary(t *testing.T) {
+	m := &Manifest{Job: testJob, Shard: Shard{0, 1}, Status: StatusDryRun, Objects: []PlannedObject{{URI: "mem://a", Key: "a"}},
+		Units:  []UnitProgress{{Rows: 10, Watermark: 10, Done: true}},
+		Counts: Counts{RowsRead: 10, RowsDelivered: 7, RowsSkipped: map[string]int64{"missing_user_id": 3}, RequestsSent: 9, RequestsAcked: 9}}
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	r := buildReport(m, Config{}, start, start.Add(time.Second), Counts{}, nil)
+	if !r.DryRun || r.WouldSend == nil || *r.WouldSend != (WouldSend{Rows: 7, Requests: 9}) ||
+		r.Counts.RowsDelivered != 0 || r.Counts.RequestsSent != 0 || r.Counts.RequestsAcked != 0 {
+		t.Errorf("dry-run report: dry_run %v, would_send %+v, counts %+v", r.DryRun, r.WouldSend, r.Counts)
+	}
+	if err := r.Check(); err != nil {
+		t.Errorf("Check of a dry run: %v", err)
+	}
+	data, err := r.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(data, []byte(`"dry_run": true`)) || !bytes.Contains(data, []byte(`"would_send": {`)) {
+		t.Errorf("JSON report lacks dry_run or would_send:\n%s", data)
+	}
+	var b strings.Builder
+	if err := r.Summary(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"nothing was sent", "10 of 10 read = 7 would be delivered + 3 skipped", "9 would be sent"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry-run summary lacks %q:\n%s", want, out)
+		}
+	}
+	for _, bad := range []string{"acked", "= 7 delivered", "dead-lettered", "sent ="} {
+		if strings.Contains(out, bad) {
+			t.Errorf("dry-run summary says %q:\n%s", bad, out)
+		}
 	}
 }

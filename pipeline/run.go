@@ -234,6 +234,11 @@ type Deps struct {
 	RateHistory func() []RateSample
 	Logger      *slog.Logger // nil = slog.Default()
 	Now         func() time.Time
+
+	// Committed, when set, is called by a live run after each commit with
+	// the report so far (status running), from the goroutine that owns the
+	// manifest: it must return at once (jobs pushes metrics from it).
+	Committed func(*Report)
 }
 
 // Run runs (or resumes) the shard cfg.Shard of a job and returns its report.
@@ -985,7 +990,7 @@ func (k *checkpointer) apply(ctx context.Context, a ack) error {
 		if err := k.r.deps.DeadLetters.WriteDeadLetter(dl); err != nil {
 			return fmt.Errorf("write dead letter for %s row group %d row %d: %w", dl.Object, dl.RowGroup, dl.Row, err)
 		}
-		rs.tally.dead++
+		rs.tally.addDead(a.out.Status, a.out.Err, a.out.Body)
 	} else {
 		rs.tally.acked++
 	}
@@ -1074,6 +1079,9 @@ func (k *checkpointer) commit(ctx context.Context) error {
 	if k.permits > 0 {
 		k.r.window.Release(k.permits)
 		k.permits = 0
+	}
+	if k.r.deps.Committed != nil {
+		k.r.deps.Committed(k.r.snapshot())
 	}
 	return nil
 }

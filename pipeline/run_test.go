@@ -459,6 +459,16 @@ func TestRunDeadLetters(t *testing.T) {
 	if err := rep.Check(); err != nil {
 		t.Error(err)
 	}
+	// The manifest groups them by refusal, with the first answer.
+	m := rep.Counts.DeadLetterGroups
+	if g, ok := m["400 Bad Request"]; len(m) != 1 || !ok || g.Count != n || g.Status != 400 || g.First != "status 400" {
+		t.Errorf("dead-letter groups = %+v, want %d × 400 Bad Request \"status 400\"", m, n)
+	}
+	var sum strings.Builder
+	rep.Summary(&sum)
+	if want := fmt.Sprintf("%d × 400 Bad Request \"status 400\"", n); !strings.Contains(sum.String(), want) {
+		t.Errorf("summary lacks %q:\n%s", want, sum.String())
+	}
 }
 
 func TestRunMisconfigured(t *testing.T) {
@@ -750,7 +760,10 @@ func dryRun(t *testing.T, objs []Object, decoders int, dec Decoder) []byte {
 		t.Fatalf("dry run: %v", err)
 	}
 	want := expect(objs)
-	if rep.Status != StatusDryRun || rep.Counts.RowsRead != want.rows || rep.Counts.RequestsSent != int64(len(want.requests)) ||
+	// Nothing was sent: the requests are what it would send.
+	if rep.Status != StatusDryRun || !rep.DryRun || rep.Counts.RowsRead != want.rows || rep.WouldSend == nil ||
+		rep.WouldSend.Requests != int64(len(want.requests)) || rep.WouldSend.Rows != want.rows-want.skipped ||
+		rep.Counts.RequestsSent != 0 || rep.Counts.RequestsAcked != 0 || rep.Counts.RowsDelivered != 0 ||
 		!maps.Equal(rep.Counts.RowsSkipped, want.reasons) {
 		t.Errorf("dry-run report %+v", rep)
 	}

@@ -171,6 +171,7 @@ func newRootCmd(stdout, stderr io.Writer, lookup func(string) (string, bool)) *c
 		newSimulateCmd(env),
 		newGenerateCmd(env),
 		newReplayCmd(env, lookup),
+		newDeadLettersCmd(env),
 	)
 	return root
 }
