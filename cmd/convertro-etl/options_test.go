@@ -183,7 +183,7 @@ func TestRangesRefused(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct{ flag, value string }{
 		{"rate", "-1"}, {"rate", "NaN"}, {"concurrency", "-1"}, {"concurrency", "0"}, {"decoders", "-1"},
-		{"timeout", "-1s"}, {"timeout", "0s"}, {"down-after", "-5m"}, {"lease-ttl", "0s"}, {"max-attempts", "0"},
+		{"timeout", "-1s"}, {"timeout", "0s"}, {"down-after", "-5m"}, {"lease-ttl", "0s"}, {"max-attempts", "-1"},
 		{"max-requests-per-day", "-1"}, {"shard", "3/2"}, {"shard", "x"}, {"shards", "-1"}, {"lookback", "-1h"},
 		{"type", "purchase"}, {"on-bad-file", "maybe"},
 	} {
