@@ -126,8 +126,9 @@ func TestHugeValueIsDeadLetteredBounded(t *testing.T) {
 		t.Fatalf("dry run: %v", err)
 	}
 	diffRequests(t, "dry run vs live", dryRunRequests(t, o.Out), sent)
-	if dry.Counts.RowsDeadLettered != rep.Counts.RowsDeadLettered || dry.Counts.RowsDelivered != rep.Counts.RowsDelivered {
-		t.Errorf("dry run counts %+v, live %+v", dry.Counts, rep.Counts)
+	if ws := dry.WouldSend; ws == nil || dry.Counts.RowsDeadLettered != rep.Counts.RowsDeadLettered ||
+		ws.Rows != rep.Counts.RowsDelivered || ws.Requests != rep.Counts.RequestsAcked {
+		t.Errorf("dry run counts %+v would send %+v, live %+v", dry.Counts, dry.WouldSend, rep.Counts)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/push"
 
+	"github.com/convertro-etl/convertro-etl/convertro"
 	"github.com/convertro-etl/convertro-etl/pipeline"
 )
 
@@ -32,7 +33,8 @@ const (
 // so a slow gateway never slows the run.
 type metricsPusher struct {
 	pusher func() *push.Pusher // a fresh pusher per push: it holds the gatherer
-	shown  string              // the URL without its password, for logs
+	raw    string              // the URL as given: its secrets are scrubbed from errors
+	shown  string              // the URL with its userinfo and query values masked, for logs
 	log    *slog.Logger
 	every  time.Duration
 
@@ -63,11 +65,7 @@ func newMetricsPusher(raw string, job pipeline.JobID, shard pipeline.Shard, ever
 	if every <= 0 {
 		every = defaultMetricsInterval
 	}
-	p := &metricsPusher{shown: base, log: log, every: every}
-	if user != nil {
-		u.User = user
-		p.shown = u.Redacted()
-	}
+	p := &metricsPusher{raw: raw, shown: convertro.RedactURL(raw), log: log, every: every}
 	p.pusher = func() *push.Pusher {
 		ps := push.New(base, metricsJob).
 			Grouping("fingerprint", fp).
@@ -88,18 +86,9 @@ func parseMetricsURL(raw string) (*url.URL, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return nil, fmt.Errorf("%w: --metrics-push %s: want http(s)://host:port of a Pushgateway", ErrConfig, redactedURL(raw))
+		return nil, fmt.Errorf("%w: --metrics-push %s: want http(s)://host:port of a Pushgateway", ErrConfig, convertro.RedactURL(raw))
 	}
 	return u, nil
-}
-
-// redactedURL is raw with any password replaced, for messages.
-func redactedURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(an unparsable URL)"
-	}
-	return u.Redacted()
 }
 
 // update keeps r to push at the next tick; it never blocks on the network.
@@ -151,7 +140,8 @@ func (p *metricsPusher) push(ctx context.Context, r *pipeline.Report) {
 	ctx, cancel := context.WithTimeout(ctx, metricsPushTimeout)
 	defer cancel()
 	if err := p.pusher().Gatherer(reportMetrics(r)).PushContext(ctx); err != nil {
-		p.log.Warn("metrics push failed", "url", p.shown, "err", err)
+		// The push client's errors quote the URL it was given, query and all.
+		p.log.Warn("metrics push failed", "url", p.shown, "err", scrubURL(err.Error(), p.raw))
 	}
 }
 

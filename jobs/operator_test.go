@@ -182,7 +182,7 @@ func TestMetricsPushedDuringRun(t *testing.T) {
 	logMu.Lock()
 	out := logs.String()
 	logMu.Unlock()
-	if !strings.Contains(out, "metrics push failed") || !strings.Contains(out, "ops:xxxxx@") {
+	if !strings.Contains(out, "metrics push failed") || !strings.Contains(out, "//xxxxx@") {
 		t.Errorf("the failed push is not logged with the redacted URL:\n%s", out)
 	}
 	if strings.Contains(out, "s3cret") {

@@ -150,8 +150,10 @@ func buildReport(m *Manifest, cfg Config, started, finished time.Time, before Co
 		// acknowledged ones; the report says what they are.
 		c := &r.Counts
 		r.DryRun = true
-		r.WouldSend = &WouldSend{Rows: c.RowsDelivered, Requests: c.RequestsSent}
-		c.RowsDelivered, c.RequestsSent, c.RequestsAcked = 0, 0, 0
+		// Requests a live run would dead-letter unsent (over the URL
+		// limit) are counted dead-lettered, not among those it would send.
+		r.WouldSend = &WouldSend{Rows: c.RowsDelivered, Requests: c.RequestsAcked}
+		c.RowsDelivered, c.RequestsSent, c.RequestsAcked = 0, c.RequestsDeadLettered, 0
 	}
 	return r
 }
@@ -185,7 +187,8 @@ func (r *Report) JSON() ([]byte, error) {
 func (r *Report) Check() error {
 	c := r.Counts
 	if r.WouldSend != nil {
-		c.RowsDelivered, c.RequestsSent, c.RequestsAcked = r.WouldSend.Rows, r.WouldSend.Requests, r.WouldSend.Requests
+		c.RowsDelivered, c.RequestsAcked = r.WouldSend.Rows, r.WouldSend.Requests
+		c.RequestsSent += r.WouldSend.Requests
 	}
 	return checkCounts(c, r.RowsMarked)
 }
