@@ -133,7 +133,7 @@ func TestHugeValueIsDeadLetteredBounded(t *testing.T) {
 }
 
 // BenchmarkHugeValue runs a dry run and a live run (against the simulator)
-// over a file with one 50 MiB user agent, and over the same file without it,
+// over a file with one 10 MiB or 50 MiB user agent, and over the same file without it,
 // and reports the peak heap of each (sampled) and the bytes allocated. Not
 // in CI: make bench.
 func BenchmarkHugeValue(b *testing.B) {
@@ -141,7 +141,7 @@ func BenchmarkHugeValue(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		ua   int
-	}{{"normal", 0}, {"ua-50MiB", 50 << 20}} {
+	}{{"normal", 0}, {"ua-10MiB", 10 << 20}, {"ua-50MiB", 50 << 20}} {
 		src := hugeValueExport(b, b.TempDir(), 1000, c.ua, 0)
 		for _, dry := range []bool{true, false} {
 			name := c.name + "/live"

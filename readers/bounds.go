@@ -30,8 +30,13 @@ const (
 	// (Parquet's own metadata nests about 6 deep).
 	maxThriftDepth = 32
 
-	// maxPageHeaderSize bounds a page header in bytes: Arrow's limit.
-	maxPageHeaderSize = 16 << 20
+	// maxPageHeaderSize bounds a page header in bytes. A header must also
+	// fit in its column chunk, whose bytes exist in the object, so this only
+	// caps what an honest header may hold: writers such as parquet-go put a
+	// page's min and max values in its header, and a row with a 50 MiB value
+	// must be read (and its row dead-lettered), not refuse the whole file.
+	// (Arrow's default is 16 MiB.)
+	maxPageHeaderSize = 256 << 20
 	// maxPageSize bounds a page's uncompressed size.
 	maxPageSize = 1 << 30
 	// A page may claim at most maxPageRatio times its compressed size
