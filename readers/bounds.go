@@ -49,6 +49,12 @@ const (
 	// allocates levels and offsets per value before decoding). A page of a
 	// column that is not repeated also holds at most its row group's rows.
 	maxPageValues = 1 << 25
+	// A row group may claim at most maxRowsPerByte rows per byte of its
+	// column chunks, plus minRowsLimit: a Segment row holds ids and times,
+	// far more than a byte for every 64 rows, while a crafted footer can
+	// claim 2^62 rows in a few bytes.
+	maxRowsPerByte = 64
+	minRowsLimit   = 1 << 16
 )
 
 // thriftError is a violation found by a walk. short means the bytes ran out

@@ -324,3 +324,37 @@ func TestStorageDirSymlinkLoop(t *testing.T) {
 		t.Errorf("open the looping source: %v, want ErrBadFile", err)
 	}
 }
+
+// TestParquetRowGroupClaimsTooManyRows: a footer whose row group claims
+// 2^40 rows in a few hundred bytes of column chunks is a bad file, refused
+// when opened, rather than a reader that loops over rows that are not there.
+func TestParquetRowGroupClaimsTooManyRows(t *testing.T) {
+	dir := t.TempDir()
+	rows := make([][]any, 10)
+	for i := range rows {
+		rows[i] = []any{fmt.Sprintf("m%d", i), "Signed Up"}
+	}
+	path := writeParquet(t, dir, "x.parquet", []tcol{{"message_id", strNode}, {"event", strNode}}, rows)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := int(binary.LittleEndian.Uint32(data[len(data)-8:]))
+	start := len(data) - 8 - n
+	var md format.FileMetaData
+	if err := thrift.Unmarshal(new(thrift.CompactProtocol), data[start:len(data)-8], &md); err != nil {
+		t.Fatal(err)
+	}
+	md.RowGroups[0].NumRows = 1 << 40
+	footer, err := thrift.Marshal(new(thrift.CompactProtocol), &md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crafted := append(append([]byte(nil), data[:start]...), footer...)
+	crafted = binary.LittleEndian.AppendUint32(crafted, uint32(len(footer)))
+	crafted = append(crafted, "PAR1"...)
+	_, err = OpenParquet(context.Background(), bytesFile{bytes.NewReader(crafted)}, objectFor(path, "tracks", ""), Hint{})
+	if !errors.Is(err, ErrBadFile) || !strings.Contains(err.Error(), "1099511627776 rows") {
+		t.Fatalf("row group claiming 2^40 rows: %v, want a bad file naming the claim", err)
+	}
+}

@@ -230,6 +230,18 @@ func (p *ParquetFile) checkRowGroups() error {
 		if rg.NumRows < 0 {
 			return fmt.Errorf("open %s: %w: row group %d has %d rows", p.uri, ErrBadFile, i, rg.NumRows)
 		}
+		// Every row is encoded in the row group's column chunks, and even
+		// a run-length-encoded run of NULLs takes bytes: a row group that
+		// claims far more rows than its bytes can hold would only make the
+		// reader loop over rows that are not there.
+		var chunkBytes int64
+		for j := range rg.Columns {
+			chunkBytes += max(rg.Columns[j].MetaData.TotalCompressedSize, 0)
+		}
+		if limit := maxRowsPerByte*chunkBytes + minRowsLimit; rg.NumRows > limit {
+			return fmt.Errorf("open %s: %w: row group %d claims %d rows in %d bytes of column chunks (at most %d)",
+				p.uri, ErrBadFile, i, rg.NumRows, chunkBytes, limit)
+		}
 		p.groups[i].Rows = rg.NumRows
 		p.maxRows = max(p.maxRows, rg.NumRows)
 		if len(rgs[i].ColumnChunks()) != len(rg.Columns) {
