@@ -54,10 +54,10 @@ func recurringListing(from, to time.Time, lookback time.Duration, ledger *pipeli
 		}
 	}
 	unfinished := map[string]bool{}
-	done := make(map[int]bool, len(ledger.Objects))
+	seen := make(map[int]bool, len(ledger.Objects))
 	for _, u := range ledger.Units {
-		if !u.Done && !u.Retired && u.Watermark < u.Rows && !done[u.Object] {
-			done[u.Object] = true
+		if !u.Done && !u.Retired && u.Watermark < u.Rows && !seen[u.Object] {
+			seen[u.Object] = true
 			o := ledger.Objects[u.Object]
 			if o.Skipped != "" {
 				continue

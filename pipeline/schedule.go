@@ -64,10 +64,8 @@ func mergeListing(m *Manifest, cfg Config, log *slog.Logger) (added bool) {
 				m.Counts.ObjectsSkipped++
 				gone = append(gone, p.URI)
 				keep[i] = true // reported by this run, pruned by the next
-				continue
 			}
-			keep[i] = false
-			continue
+			continue // out of the listed range: pruned
 		}
 		keep[i] = true
 		o := cfg.Objects[j]
@@ -154,7 +152,7 @@ func replan(m *Manifest, i int, o Object, shard Shard, log *slog.Logger) bool {
 		m.Counts.ObjectsSkipped--
 	}
 	if o.Skipped != "" {
-		return wasSkipped == false
+		return !wasSkipped
 	}
 	added := false
 	for rg, rows := range o.RowGroups {
