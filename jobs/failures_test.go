@@ -207,6 +207,15 @@ func TestRunStopsOnRevokedCredentials(t *testing.T) {
 	if err := rep.Check(); err != nil {
 		t.Error(err)
 	}
+	// The figures of a stopped run add up: every request handed to the
+	// client is counted (a few were cancelled before they reached
+	// Convertro), acked ones whose rows were committed, and the rest as left
+	// in flight: sent again by the next run, and inside the repeat bound.
+	if sent := rec.sim.Stats().Accepted + refused.Load(); rep.RequestsAttempted < sent ||
+		rep.LeftInFlight != rep.RequestsAttempted-c.RequestsAcked || rep.RepeatBound < rep.LeftInFlight {
+		t.Errorf("report: %d requests attempted, %d left in flight, %d acked, repeat bound %d; Convertro received %d",
+			rep.RequestsAttempted, rep.LeftInFlight, c.RequestsAcked, rep.RepeatBound, sent)
+	}
 	if strings.Contains(rep.Error, "sid=") || !strings.Contains(rep.Error, "401") {
 		t.Errorf("report error %q: want 401 named and no query", rep.Error)
 	}
