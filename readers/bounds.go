@@ -400,7 +400,9 @@ func (g *pageGuard) page(p []byte, off int64) (int64, error) {
 	}
 	w := compactWalk{b: b, ints: map[uint32]int64{}}
 	err := w.structure(1, 0)
-	for want := 64 << 10; err != nil && isShort(err) && len(b) < limit; want = limit {
+	// A header larger than what was read: read more, growing fourfold, so a
+	// header of a few MiB does not cost a buffer the size of the chunk.
+	for want := 64 << 10; err != nil && isShort(err) && len(b) < limit; want *= 4 {
 		b = make([]byte, min(want, limit))
 		m, rerr := g.r.ReadAt(b, g.next)
 		if m < len(b) {
