@@ -146,14 +146,12 @@ func runAudience(ctx context.Context, o Options, env Env) (*pipeline.Report, err
 		}
 		j.scope[convertro.SnakeCase(a)] = true
 	}
-	if j.gcs == nil && (needsGCS(o) || strings.HasPrefix(o.Devices, "gs://")) {
-		c, err := readers.NewGCSClient(ctx)
-		if err != nil {
-			return nil, err
-		}
-		defer c.Close()
-		j.gcs = c
+	gcs, release, err := env.gcsFor(ctx, append([]string{o.State, o.Devices}, o.Sources...)...)
+	if err != nil {
+		return nil, err
 	}
+	defer release()
+	j.gcs = gcs
 	st, err := pipeline.OpenState(ctx, o.State, j.gcs)
 	if err != nil {
 		return nil, err

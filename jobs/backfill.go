@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -119,13 +120,9 @@ func prepare(ctx context.Context, o Options, env Env, delivery bool) (*prepared,
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	p := &prepared{o: o, settings: s, mapper: m, wire: convertro.NewWire(s), shard: shard, gcs: env.GCS, closeGCS: func() {}}
-	if p.gcs == nil && needsGCS(o) {
-		c, err := readers.NewGCSClient(ctx)
-		if err != nil {
-			return nil, err
-		}
-		p.gcs, p.closeGCS = c, func() { c.Close() }
+	p := &prepared{o: o, settings: s, mapper: m, wire: convertro.NewWire(s), shard: shard}
+	if p.gcs, p.closeGCS, err = env.gcsFor(ctx, append([]string{o.State}, o.Sources...)...); err != nil {
+		return nil, err
 	}
 	win := plainListing(from, to)
 	if delivery {
@@ -178,16 +175,17 @@ func (p *prepared) recurring(ctx context.Context, from, to time.Time) (listing, 
 	return recurringListing(from, to, p.o.Lookback, ledger), nil
 }
 
-func needsGCS(o Options) bool {
-	if strings.HasPrefix(o.State, "gs://") {
-		return true
+// gcsFor returns the GCS client for uris: env.GCS, or one made from the
+// environment when a URI is in GCS and env has none (nil when none is).
+// release closes what gcsFor made; it is never nil.
+func (e Env) gcsFor(ctx context.Context, uris ...string) (c *storage.Client, release func(), err error) {
+	if e.GCS != nil || !slices.ContainsFunc(uris, func(u string) bool { return strings.HasPrefix(u, "gs://") }) {
+		return e.GCS, func() {}, nil
 	}
-	for _, s := range o.Sources {
-		if strings.HasPrefix(s, "gs://") {
-			return true
-		}
+	if c, err = readers.NewGCSClient(ctx); err != nil {
+		return nil, nil, err
 	}
-	return false
+	return c, func() { c.Close() }, nil
 }
 
 func dateRange(o Options, now time.Time) (from, to time.Time, err error) {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/convertro-etl/convertro-etl/pipeline"
-	"github.com/convertro-etl/convertro-etl/readers"
 	"github.com/convertro-etl/convertro-etl/writers"
 )
 
@@ -176,26 +175,11 @@ type DeadLetterLine struct {
 // replay) are named on env.Stderr, not listed.
 func ListDeadLetters(ctx context.Context, o DeadLetterListOptions, env Env) error {
 	env = env.withDefaults()
-	gcs := env.GCS
-	if gcs == nil && strings.HasPrefix(o.State, "gs://") {
-		c, err := readers.NewGCSClient(ctx)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		gcs = c
-	}
-	st, err := pipeline.OpenState(ctx, o.State, gcs)
+	st, ms, release, err := stateManifests(ctx, "dead letters", o.State, env)
 	if err != nil {
 		return err
 	}
-	ms, err := pipeline.ListManifests(ctx, st)
-	if err != nil {
-		return err
-	}
-	if len(ms) == 0 {
-		return fmt.Errorf("dead letters %s: no manifest: %w", o.State, pipeline.ErrStateNotFound)
-	}
+	defer release()
 	out := env.Stdout
 	enc := json.NewEncoder(out)
 	enc.SetEscapeHTML(false)

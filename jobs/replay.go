@@ -6,13 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/convertro-etl/convertro-etl/convertro"
 	"github.com/convertro-etl/convertro-etl/pipeline"
-	"github.com/convertro-etl/convertro-etl/readers"
 	"github.com/convertro-etl/convertro-etl/writers"
 )
 
@@ -109,15 +107,11 @@ func Replay(ctx context.Context, o Options, env Env) (*ReplayReport, error) {
 	if err := s.Validate(true); err != nil {
 		return nil, err
 	}
-	gcs := env.GCS
-	if gcs == nil && strings.HasPrefix(o.State, "gs://") {
-		c, err := readers.NewGCSClient(ctx)
-		if err != nil {
-			return nil, err
-		}
-		defer c.Close()
-		gcs = c
+	gcs, release, err := env.gcsFor(ctx, o.State)
+	if err != nil {
+		return nil, err
 	}
+	defer release()
 	st, err := pipeline.OpenState(ctx, o.State, gcs)
 	if err != nil {
 		return nil, err

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/convertro-etl/convertro-etl/pipeline"
-	"github.com/convertro-etl/convertro-etl/readers"
 )
 
 // PrintPlan writes to env.Stdout what a run of o would read: every object
@@ -84,32 +83,37 @@ func PrintPlan(ctx context.Context, o Options, env Env) error {
 // or its machine lost) and the same command resumes it.
 const StatusStoppedUncleanly = "stopped_uncleanly"
 
+// stateManifests opens the state location and reads every shard's
+// manifest in it, for the commands that only look (what names the command
+// in the error when there is none). release closes the GCS client it made.
+func stateManifests(ctx context.Context, what, state string, env Env) (pipeline.StateStore, []*pipeline.Manifest, func(), error) {
+	gcs, release, err := env.gcsFor(ctx, state)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	st, err := pipeline.OpenState(ctx, state, gcs)
+	if err == nil {
+		var ms []*pipeline.Manifest
+		if ms, err = pipeline.ListManifests(ctx, st); err == nil && len(ms) == 0 {
+			err = fmt.Errorf("%s %s: no manifest: %w", what, state, pipeline.ErrStateNotFound)
+		}
+		if err == nil {
+			return st, ms, release, nil
+		}
+	}
+	release()
+	return nil, nil, nil, err
+}
+
 // Status writes the progress and counts of every shard's manifest in the
 // state location: a table, or the manifests' summaries as JSON.
 func Status(ctx context.Context, state string, asJSON bool, env Env) error {
 	env = env.withDefaults()
-	var o Options
-	o.State = state
-	gcsClient := env.GCS
-	if gcsClient == nil && needsGCS(o) {
-		c, err := readers.NewGCSClient(ctx)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		gcsClient = c
-	}
-	st, err := pipeline.OpenState(ctx, state, gcsClient)
+	st, ms, release, err := stateManifests(ctx, "status", state, env)
 	if err != nil {
 		return err
 	}
-	ms, err := pipeline.ListManifests(ctx, st)
-	if err != nil {
-		return err
-	}
-	if len(ms) == 0 {
-		return fmt.Errorf("status %s: no manifest: %w", state, pipeline.ErrStateNotFound)
-	}
+	defer release()
 	orphans, err := orphanParts(ctx, st, ms)
 	if err != nil {
 		return err
