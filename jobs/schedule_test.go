@@ -241,3 +241,47 @@ func newFlakyRecorder(t *testing.T, o simulator.Options) (*recorder, *failAfter)
 	t.Cleanup(r.srv.Close)
 	return r, down
 }
+
+// TestRecurringListing: how far back a run lists, and which listed objects
+// it keeps: the lookback, but never before the first day the job covered;
+// and the days of unfinished objects, keeping only those objects there.
+func TestRecurringListing(t *testing.T) {
+	d := func(s string) time.Time { tm, _ := time.Parse(time.DateOnly, s); return tm }
+	ledger := &pipeline.Manifest{
+		CoveredFrom: "2024-03-10",
+		Objects: []pipeline.PlannedObject{
+			{URI: "old-unfinished", Day: "2024-03-02"},
+			{URI: "done", Day: "2024-03-11"},
+		},
+		Units: []pipeline.UnitProgress{{Object: 0, Rows: 10, Watermark: 3}, {Object: 1, Rows: 5, Watermark: 5, Done: true}},
+	}
+	for _, tc := range []struct {
+		name     string
+		from     string
+		lookback time.Duration
+		wantFrom string
+		keep     map[string]bool // "uri@day"
+	}{
+		{"first days of the job are the floor", "2024-03-11", 72 * time.Hour, "2024-03-02",
+			map[string]bool{"x@2024-03-09": false, "x@2024-03-10": true, "x@2024-03-12": false, "x@": true, "old-unfinished@2024-03-02": true, "x@2024-03-02": false}},
+		{"lookback inside the covered days", "2024-03-20", 48 * time.Hour, "2024-03-02",
+			map[string]bool{"x@2024-03-17": false, "x@2024-03-18": true, "x@2024-03-20": true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			to := d(tc.from)
+			l := recurringListing(d(tc.from), to, tc.lookback, ledger)
+			if day(l.from) != tc.wantFrom || !l.to.Equal(to) {
+				t.Errorf("lists %s to %s, want %s to %s", day(l.from), day(l.to), tc.wantFrom, day(to))
+			}
+			for k, want := range tc.keep {
+				uri, dd, _ := strings.Cut(k, "@")
+				if got := l.keep(dd, uri); got != want {
+					t.Errorf("keep(%s) = %v, want %v", k, got, want)
+				}
+			}
+		})
+	}
+	if l := plainListing(time.Time{}, time.Time{}); l.covered != openDay || l.keep != nil {
+		t.Errorf("an open range: covered %q", l.covered)
+	}
+}

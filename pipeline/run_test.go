@@ -1071,3 +1071,53 @@ func TestShardLayoutFenced(t *testing.T) {
 		t.Errorf("shard 1/2: %v", err)
 	}
 }
+
+// TestLedgerGoneAndPruned: an unfinished object that disappears from the
+// listing is set aside as gone (the run ends incomplete and names it); the
+// next run, whose listing no longer holds it nor a finished object, prunes
+// both from the ledger and keeps their rows in Pruned, so the counts still
+// reconcile.
+func TestLedgerGoneAndPruned(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	stub := newConvertroStub(t, func(_ *http.Request, n int) int {
+		if n == 5 {
+			cancel()
+		}
+		return http.StatusOK
+	})
+	dir := t.TempDir()
+	cfg := Config{Objects: testObjects(), Decoders: 1, Concurrency: 2}
+	if _, err := runLiveTest(t, ctx, dir, cfg, &memDecoder{batch: 4}, stub, &memDeadLetters{}); !errors.Is(err, ErrStopped) {
+		t.Fatalf("first run: %v", err)
+	}
+	// c.parquet, last in plan order, is unfinished; it leaves the source.
+	gone := cfg
+	gone.Objects = testObjects()[:3]
+	rep, err := runLiveTest(t, context.Background(), dir, gone, &memDecoder{batch: 4}, stub, &memDeadLetters{})
+	if !errors.Is(err, ErrIncomplete) {
+		t.Fatalf("run without c.parquet: %v, want ErrIncomplete", err)
+	}
+	named := false
+	for _, s := range rep.SkippedObjects {
+		named = named || (s.URI == "mem://c.parquet" && s.Reason == SkipGone)
+	}
+	if !named || rep.Check() != nil {
+		t.Fatalf("c.parquet not set aside as gone: %+v (%v)", rep.SkippedObjects, rep.Check())
+	}
+	// The next run lists b.parquet and a new d.parquet: a.parquet
+	// (finished), bad.parquet and c.parquet leave the ledger. (A run with
+	// nothing new writes nothing: the pruning waits for the next commit.)
+	later := cfg
+	later.Objects = append(testObjects()[1:2], Object{URI: "mem://d.parquet", Key: "d.parquet", Size: 7, Generation: 9, RowGroups: []int64{6}})
+	rep, err = runLiveTest(t, context.Background(), dir, later, &memDecoder{batch: 4}, stub, &memDeadLetters{})
+	if err != nil {
+		t.Fatalf("run over b.parquet only: %v", err)
+	}
+	m := readManifest(t, dir, Shard{0, 1})
+	if len(m.Objects) != 2 || m.Objects[0].URI != "mem://b.parquet" || m.Objects[1].URI != "mem://d.parquet" || m.Pruned.Objects != 3 || m.Pruned.Rows == 0 {
+		t.Errorf("ledger after pruning: %d objects (%+v), pruned %+v", len(m.Objects), m.Objects, m.Pruned)
+	}
+	if err := rep.Check(); err != nil {
+		t.Error(err)
+	}
+}
