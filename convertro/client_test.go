@@ -564,39 +564,9 @@ func (c *outageClock) sleep(ctx context.Context, d time.Duration) error {
 	return ctx.Err()
 }
 
-// outage answers 503 (odd attempts) or drops the connection (even ones)
-// while the clock is in [start, start+length), start being the moment the
-// server first sees request number after+1.
-type outage struct {
-	clock  *outageClock
-	after  int64
-	length time.Duration
-
-	mu    sync.Mutex
-	seen  int64
-	start time.Time
-}
-
-func (o *outage) script(_ string, attempt int) int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	now := o.clock.now()
-	if o.seen++; o.seen == o.after+1 {
-		o.start = now
-	}
-	if o.start.IsZero() || !now.Before(o.start.Add(o.length)) {
-		return 0
-	}
-	if attempt%2 == 0 {
-		return simulator.StatusDrop
-	}
-	return http.StatusServiceUnavailable
-}
-
-func (o *outage) began() time.Time {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.start
+func began(o *simulator.Outage) time.Time {
+	t, _ := o.Began()
+	return t
 }
 
 // TestClientRidesOutOutages: outages shorter than DownAfter, in the middle
@@ -609,8 +579,8 @@ func TestClientRidesOutOutages(t *testing.T) {
 		for _, senders := range []int{1, 8} {
 			t.Run(fmt.Sprintf("%v/%d senders", length, senders), func(t *testing.T) {
 				clock := newOutageClock()
-				out := &outage{clock: clock, after: 100, length: length}
-				srv := newClientTestServer(t, simulator.Options{Script: out.script})
+				out := &simulator.Outage{Now: clock.now, After: 100, Length: length}
+				srv := newClientTestServer(t, simulator.Options{Script: out.Script})
 				c := NewClient(ClientOptions{Now: clock.now, Sleep: clock.sleep})
 				const requests = 300
 				next := make(chan int)
@@ -648,7 +618,7 @@ func TestClientRidesOutOutages(t *testing.T) {
 				// With several senders the fake clock jumps to the end of
 				// the longest sleep at once, so another sender's wait may
 				// start later on it than it would in real time.
-				if late := clock.now().Sub(out.began().Add(length)); senders == 1 && late > DefaultMaxBackoff {
+				if late := clock.now().Sub(began(out).Add(length)); senders == 1 && late > DefaultMaxBackoff {
 					t.Errorf("the sender came back %v after the outage ended, want at most %v", late, DefaultMaxBackoff)
 				}
 			})
@@ -660,8 +630,8 @@ func TestClientRidesOutOutages(t *testing.T) {
 // with ErrDown, and the message says since when Convertro has been down.
 func TestClientDownSince(t *testing.T) {
 	clock := newOutageClock()
-	out := &outage{clock: clock, after: 20, length: time.Hour}
-	srv := newClientTestServer(t, simulator.Options{Script: out.script})
+	out := &simulator.Outage{Now: clock.now, After: 20, Length: time.Hour}
+	srv := newClientTestServer(t, simulator.Options{Script: out.Script})
 	c := NewClient(ClientOptions{Now: clock.now, Sleep: clock.sleep})
 	var down error
 	for i := range 100 {
@@ -674,10 +644,10 @@ func TestClientDownSince(t *testing.T) {
 	if !errors.Is(down, ErrDown) || errors.Is(down, ErrGaveUp) {
 		t.Fatalf("err = %v, want ErrDown", down)
 	}
-	if d := clock.now().Sub(out.began()); d < DefaultDownAfter || d > DefaultDownAfter+DefaultMaxBackoff {
+	if d := clock.now().Sub(began(out)); d < DefaultDownAfter || d > DefaultDownAfter+DefaultMaxBackoff {
 		t.Errorf("down declared %v into the outage, want %v (plus at most one wait)", d, DefaultDownAfter)
 	}
-	want := "Convertro down since " + out.began().Format(time.RFC3339) + ": every request has failed for 5m0s"
+	want := "Convertro down since " + began(out).Format(time.RFC3339) + ": every request has failed for 5m0s"
 	if msg := down.Error(); !strings.Contains(msg, want) || strings.Contains(msg, "sid=") {
 		t.Errorf("message %q\nwant it to contain %q and no query", msg, want)
 	}

@@ -69,37 +69,6 @@ func (c *clientClock) env(t *testing.T) Env {
 	return env
 }
 
-// outageScript makes the simulator fail every attempt while the clock is
-// within length of the moment it saw request number after+1: 503s, and
-// connections dropped without an answer.
-type outageScript struct {
-	clock  *clientClock
-	after  int64
-	length time.Duration
-
-	mu    sync.Mutex
-	seen  int64
-	start time.Time
-	fails int64
-}
-
-func (o *outageScript) script(_ string, attempt int) int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	now := o.clock.now()
-	if o.seen++; o.seen == o.after+1 {
-		o.start = now
-	}
-	if o.start.IsZero() || !now.Before(o.start.Add(o.length)) {
-		return 0
-	}
-	o.fails++
-	if attempt%3 == 0 {
-		return simulator.StatusDrop
-	}
-	return http.StatusServiceUnavailable
-}
-
 // TestRunRidesOutOutages: a 15-second and a 2-minute outage of Convertro in
 // the middle of a run (503s and dropped connections, on the client's clock)
 // do not end the run: it finishes with every request delivered once, and no
@@ -111,16 +80,16 @@ func TestRunRidesOutOutages(t *testing.T) {
 	for _, length := range []time.Duration{15 * time.Second, 2 * time.Minute} {
 		t.Run(length.String(), func(t *testing.T) {
 			clock := newClientClock()
-			out := &outageScript{clock: clock, after: int64(len(want) / 3), length: length}
-			rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12", Script: out.script})
+			out := &simulator.Outage{Now: clock.now, After: int64(len(want) / 3), Length: length}
+			rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12", Script: out.Script})
 			o := testOptions(export, filepath.Join(t.TempDir(), "state"), rec.srv.URL)
 			rep, err := Run(context.Background(), o, clock.env(t))
 			if err != nil {
 				t.Fatalf("run across a %v outage: %v", length, err)
 			}
 			diffRequests(t, "recorded by the simulator", rec.requests(t), want)
-			if out.fails < int64(o.Concurrency) {
-				t.Fatalf("%d failed attempts: the outage did not happen", out.fails)
+			if _, fails := out.Began(); fails < int64(o.Concurrency) {
+				t.Fatalf("%d failed attempts: the outage did not happen", fails)
 			}
 			if clock.longest > convertro.DefaultMaxBackoff {
 				t.Errorf("a wait of %v, over %v", clock.longest, convertro.DefaultMaxBackoff)
@@ -138,8 +107,8 @@ func TestRunRidesOutOutages(t *testing.T) {
 func TestRunStopsWhenConvertroDown(t *testing.T) {
 	export, want := failureExport(t, 1000)
 	clock := newClientClock()
-	out := &outageScript{clock: clock, after: 100, length: 6 * time.Minute}
-	rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12", Script: out.script})
+	out := &simulator.Outage{Now: clock.now, After: 100, Length: 6 * time.Minute}
+	rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12", Script: out.Script})
 	o := testOptions(export, filepath.Join(t.TempDir(), "state"), rec.srv.URL)
 	rep, err := Run(context.Background(), o, clock.env(t))
 	if !errors.Is(err, convertro.ErrDown) {
@@ -152,8 +121,9 @@ func TestRunStopsWhenConvertroDown(t *testing.T) {
 	_, after, _ := strings.Cut(msg, "Convertro down since ")
 	stamp, _, _ := strings.Cut(after, ": every request has failed for 5m0s")
 	since, perr := time.Parse(time.RFC3339, stamp)
-	if perr != nil || since.Before(out.start.Truncate(time.Second)) || since.After(out.start.Add(time.Minute)) || strings.Contains(msg, "sid=") {
-		t.Errorf("message %q: want Convertro down since about %v, and no query", msg, out.start)
+	start, _ := out.Began()
+	if perr != nil || since.Before(start.Truncate(time.Second)) || since.After(start.Add(time.Minute)) || strings.Contains(msg, "sid=") {
+		t.Errorf("message %q: want Convertro down since about %v, and no query", msg, start)
 	}
 	if rep == nil || rep.Status != pipeline.StatusFailed || rep.DeadLetters != 0 || rep.Error != msg {
 		t.Fatalf("report %+v", rep)
