@@ -78,8 +78,15 @@ func (b *budget) refused() (day string, sent, need int64) {
 func (b *budget) snapshot() map[string]int64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	// Only the current day is ever read again: days older than a month are
+	// dropped, so a job that runs every night for years keeps a month.
+	oldest := b.now().UTC().AddDate(0, 0, -dailyKept).Format(time.DateOnly)
+	maps.DeleteFunc(b.daily, func(day string, _ int64) bool { return day < oldest })
 	if len(b.daily) == 0 {
 		return nil
 	}
 	return maps.Clone(b.daily)
 }
+
+// dailyKept is how many days of request counts the manifest keeps.
+const dailyKept = 31

@@ -128,3 +128,16 @@ func TestDailyCapBelowOneRow(t *testing.T) {
 		t.Fatalf("err = %v, want a failure naming the cap", err)
 	}
 }
+
+// TestBudgetKeepsAMonth: the manifest keeps a month of daily request counts,
+// not every day a recurring job ever ran.
+func TestBudgetKeepsAMonth(t *testing.T) {
+	now := time.Date(2025, 3, 15, 2, 0, 0, 0, time.UTC)
+	b := newBudget(0, func() time.Time { return now }, map[string]int64{
+		"2024-03-15": 5, "2025-02-01": 7, "2025-02-12": 8, "2025-03-14": 9,
+	})
+	got := b.snapshot()
+	if len(got) != 2 || got["2025-02-12"] != 8 || got["2025-03-14"] != 9 {
+		t.Errorf("kept %v, want the days since 2025-02-12", got)
+	}
+}
