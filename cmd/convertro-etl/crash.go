@@ -21,12 +21,11 @@ func crashForTests() {
 	_ = syscall.Setrlimit(syscall.RLIMIT_CORE, &syscall.Rlimit{})
 	switch how {
 	case "panic":
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			panic("crash requested by " + crashEnv)
-		}()
-		<-done
+		// main waits for good: the panicking goroutine ends the process.
+		// (A deferred close to wake main would run while the panic unwinds,
+		// and main could exit first.)
+		go func() { panic("crash requested by " + crashEnv) }()
+		select {}
 	case "fatal":
 		var mu sync.Mutex
 		mu.Unlock()
