@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/convertro-etl
 
-.PHONY: demo test vet build bench fuzz soak clean
+.PHONY: demo test vet build bench fuzz soak clean emulators
 
 demo: ## run the embedded sample export against the built-in simulator
 	$(GO) run ./cmd/convertro-etl run
@@ -10,7 +10,13 @@ demo: ## run the embedded sample export against the built-in simulator
 # The race detector needs cgo, and cgo a C compiler.
 CC_FOUND := $(shell command -v $${CC:-cc} 2>/dev/null || command -v gcc 2>/dev/null)
 
-test: ## what CI runs: vet, then every test (fuzz seed corpora included) under the race detector
+# The storage emulators the tests start as processes, installed from the
+# module proxy and the npm registry into .emulators/ (objstoretest finds them).
+EMULATORS ?= .emulators
+emulators: ## install the storage emulators the tests run: fake-gcs-server, an S3 server, Azurite
+	$(GO) build -o $(EMULATORS)/bin/fake-gcs-server github.com/fsouza/fake-gcs-server
+
+test: emulators ## what CI runs: vet, then every test (fuzz seed corpora included) under the race detector
 	$(GO) vet ./...
 ifeq ($(CC_FOUND),)
 	@echo "make test: WARNING: no C compiler (cc or gcc) on the PATH, and go test -race needs one (cgo);" >&2
@@ -39,4 +45,4 @@ soak: ## SIGKILL a 300,000-row job 10 times against a misbehaving simulator, the
 	$(GO) test -run '^TestSoak$$' -count=1 -timeout 60m -v ./cmd/convertro-etl -args -soak.rows=300000 -soak.kills=10 -soak.max-rps=700
 
 clean:
-	rm -rf bin
+	rm -rf bin $(EMULATORS)
