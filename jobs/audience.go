@@ -9,13 +9,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
-	"cloud.google.com/go/storage"
-
 	"github.com/convertro-etl/convertro-etl/convertro"
 	"github.com/convertro-etl/convertro-etl/internal/segment"
+	"github.com/convertro-etl/convertro-etl/objstore"
 	"github.com/convertro-etl/convertro-etl/pipeline"
 	"github.com/convertro-etl/convertro-etl/readers"
 	"github.com/convertro-etl/convertro-etl/writers"
@@ -88,9 +88,13 @@ type audiencePendingFile struct {
 	ID          string `json:"id"`
 	Fingerprint string `json:"fingerprint"`
 	Changes     string `json:"changes"`
-	ChangesGen  int64  `json:"changes_generation"`
-	Snapshot    string `json:"snapshot"`
-	Previous    string `json:"previous,omitempty"`
+	// ChangesVersion pins the changes file (objstore.Attrs.Version).
+	ChangesVersion string `json:"changes_version"`
+	// ChangesGen is the numeric version an earlier program wrote, read
+	// only: readPending moves it to ChangesVersion.
+	ChangesGen int64  `json:"changes_generation,omitempty"`
+	Snapshot   string `json:"snapshot"`
+	Previous   string `json:"previous,omitempty"`
 	// Replaced is the pending snapshot that a revert of dead letters replaced.
 	Replaced string     `json:"-"`
 	Diff     diffResult `json:"diff"`
@@ -102,7 +106,6 @@ type audienceJob struct {
 	env    Env
 	mapper *convertro.Mapper
 	wire   *convertro.Wire
-	gcs    *storage.Client
 	st     pipeline.FileStateStore
 	work   string
 	scope  map[string]bool // audience keys of --audience; empty: all
@@ -139,28 +142,18 @@ func runAudience(ctx context.Context, o Options, env Env) (*pipeline.Report, err
 	if err != nil {
 		return nil, err
 	}
-	j := &audienceJob{o: o, env: env, mapper: m, wire: convertro.NewWire(s), gcs: env.GCS, scope: map[string]bool{}, from: from, to: to}
+	j := &audienceJob{o: o, env: env, mapper: m, wire: convertro.NewWire(s), scope: map[string]bool{}, from: from, to: to}
 	for _, a := range o.Audiences {
 		if err := convertro.ValidateAudience(a); err != nil {
 			return nil, fmt.Errorf("%w: --audience: %w", ErrConfig, err)
 		}
 		j.scope[convertro.SnakeCase(a)] = true
 	}
-	gcs, release, err := env.gcsFor(ctx, append([]string{o.State, o.Devices}, o.Sources...)...)
+	st, err := pipeline.OpenState(ctx, o.State)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
-	j.gcs = gcs
-	st, err := pipeline.OpenState(ctx, o.State, j.gcs)
-	if err != nil {
-		return nil, err
-	}
-	fst, ok := st.(pipeline.FileStateStore)
-	if !ok {
-		return nil, fmt.Errorf("%w: state %s cannot hold audience snapshots", ErrConfig, o.State)
-	}
-	j.st = fst
+	j.st = st
 	if j.work, err = os.MkdirTemp("", "convertro-audience-*"); err != nil {
 		return nil, fmt.Errorf("audience sync: %w", err)
 	}
@@ -175,11 +168,14 @@ func runAudience(ctx context.Context, o Options, env Env) (*pipeline.Report, err
 		if err := json.Unmarshal(data, &p); err != nil {
 			return nil, fmt.Errorf("read %s: %w", st.URI(audiencePending), err)
 		}
+		if p.ChangesVersion == "" && p.ChangesGen != 0 {
+			p.ChangesVersion, p.ChangesGen = strconv.FormatInt(p.ChangesGen, 10), 0
+		}
 		env.Log.Info("resuming an unfinished audience sync", "sync", p.ID, "changes", p.Diff.Changes)
 		if resumed, err = j.deliver(ctx, p); err != nil {
 			return resumed, err
 		}
-	} else if !errors.Is(err, pipeline.ErrStateNotFound) {
+	} else if !errors.Is(err, objstore.ErrNotFound) {
 		return nil, err
 	}
 	p, res, err := j.diff(ctx)
@@ -238,15 +234,15 @@ func (j *audienceJob) diff(ctx context.Context) (*audiencePendingFile, diffResul
 		Diff:        res,
 		Created:     j.env.Now().UTC(),
 	}
-	if p.ChangesGen, err = j.st.WriteFile(ctx, p.Changes, changes, pipeline.IfAbsent); err != nil {
+	if p.ChangesVersion, err = j.st.WriteFile(ctx, p.Changes, changes, objstore.IfAbsent); err != nil {
 		return nil, res, err
 	}
-	if _, err := j.st.WriteFile(ctx, p.Snapshot, snapshot, pipeline.IfAbsent); err != nil {
+	if _, err := j.st.WriteFile(ctx, p.Snapshot, snapshot, objstore.IfAbsent); err != nil {
 		return nil, res, err
 	}
 	data, _ := json.MarshalIndent(p, "", "  ")
-	if _, err := j.st.Write(ctx, audiencePending, data, pipeline.IfAbsent); err != nil {
-		if errors.Is(err, pipeline.ErrPrecondition) {
+	if _, err := j.st.Write(ctx, audiencePending, data, objstore.IfAbsent); err != nil {
+		if errors.Is(err, objstore.ErrPrecondition) {
 			return nil, res, fmt.Errorf("store %s: another audience sync started at the same time: %w", j.st.URI(audiencePending), pipeline.ErrLeaseHeld)
 		}
 		return nil, res, err
@@ -273,17 +269,17 @@ func (j *audienceJob) currentSnapshot(ctx context.Context) (audienceCurrentFile,
 	return cur, err
 }
 
-func (j *audienceJob) current(ctx context.Context) (audienceCurrentFile, int64, error) {
+func (j *audienceJob) current(ctx context.Context) (audienceCurrentFile, string, error) {
 	var cur audienceCurrentFile
 	data, gen, err := j.st.Read(ctx, audienceCurrent)
-	if errors.Is(err, pipeline.ErrStateNotFound) {
-		return cur, 0, nil
+	if errors.Is(err, objstore.ErrNotFound) {
+		return cur, "", nil
 	}
 	if err != nil {
-		return cur, 0, err
+		return cur, "", err
 	}
 	if err := json.Unmarshal(data, &cur); err != nil {
-		return cur, 0, fmt.Errorf("read %s: %w", j.st.URI(audienceCurrent), err)
+		return cur, "", fmt.Errorf("read %s: %w", j.st.URI(audienceCurrent), err)
 	}
 	return cur, gen, nil
 }
@@ -303,12 +299,12 @@ func (j *audienceJob) diffFiles(ctx context.Context, prev audienceCurrentFile) (
 		}
 	}
 	for _, uri := range j.o.Sources {
-		if err := in.add(ctx, uri, readers.SourceOptions{GCSClient: j.gcs, From: j.from, To: j.to, Logger: j.env.Log}, j.detect); err != nil {
+		if err := in.add(ctx, uri, readers.SourceOptions{From: j.from, To: j.to, Logger: j.env.Log}, j.detect); err != nil {
 			return res, "", "", err
 		}
 	}
 	if j.o.Devices != "" {
-		if err := in.add(ctx, j.o.Devices, readers.SourceOptions{GCSClient: j.gcs}, func(t *audienceTable) error { t.kind = "devices"; return nil }); err != nil {
+		if err := in.add(ctx, j.o.Devices, readers.SourceOptions{}, func(t *audienceTable) error { t.kind = "devices"; return nil }); err != nil {
 			return res, "", "", err
 		}
 	}
@@ -610,8 +606,8 @@ func (j *audienceJob) deliver(ctx context.Context, p audiencePendingFile) (*pipe
 		return nil, err
 	}
 	defer dec.close()
-	obj := pipeline.Object{URI: j.st.URI(p.Changes), Key: p.Changes, Size: dec.size, Generation: p.ChangesGen, RowGroups: dec.tbl.RowGroups()}
-	sum := sha256.Sum256([]byte(p.Fingerprint + "\x00" + p.Changes + "\x00" + fmt.Sprint(p.ChangesGen)))
+	obj := pipeline.Object{URI: j.st.URI(p.Changes), Key: p.Changes, Size: dec.size, Version: p.ChangesVersion, RowGroups: dec.tbl.RowGroups()}
+	sum := sha256.Sum256([]byte(p.Fingerprint + "\x00" + p.Changes + "\x00" + p.ChangesVersion))
 	cfg := pipeline.Config{
 		Job: pipeline.JobID{Kind: "audience", Fingerprint: hex.EncodeToString(sum[:12]),
 			Description: fmt.Sprintf("audience sync %s of %s: %d changes", p.ID, strings.Join(j.o.Sources, ", "), p.Diff.Changes)},
@@ -738,7 +734,7 @@ func (j *audienceJob) revertDeadLetters(ctx context.Context, p audiencePendingFi
 		return p, err
 	}
 	name := strings.TrimSuffix(p.Snapshot, ".parquet") + "-committed.parquet"
-	if _, err := j.st.WriteFile(ctx, name, out, pipeline.Unconditional); err != nil {
+	if _, err := j.st.WriteFile(ctx, name, out, objstore.Overwrite); err != nil {
 		return p, err
 	}
 	j.env.Log.Warn("changes refused by Convertro are not recorded as sent; the next sync tries them again", "count", len(refused))
@@ -752,7 +748,7 @@ func (j *audienceJob) revertDeadLetters(ctx context.Context, p audiencePendingFi
 func (j *audienceJob) commit(ctx context.Context, p audiencePendingFile) error {
 	cur := audienceCurrentFile{Snapshot: p.Snapshot, Rows: p.Diff.Snapshot, Members: p.Diff.Members, Synced: j.env.Now().UTC()}
 	data, _ := json.MarshalIndent(cur, "", "  ")
-	if _, err := j.st.Write(ctx, audienceCurrent, data, pipeline.Unconditional); err != nil {
+	if _, err := j.st.Write(ctx, audienceCurrent, data, objstore.Overwrite); err != nil {
 		return err
 	}
 	if err := j.st.Delete(ctx, audiencePending); err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/convertro-etl/convertro-etl/objstore"
 	"github.com/convertro-etl/convertro-etl/pipeline"
 	"github.com/convertro-etl/convertro-etl/writers"
 )
@@ -48,7 +49,7 @@ func benchDevice(i int) string {
 func genAudienceBench(tb testing.TB, n int, state, src string) int64 {
 	tb.Helper()
 	ctx := context.Background()
-	st, err := pipeline.OpenState(ctx, state, nil)
+	st, err := pipeline.OpenState(ctx, state)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -67,12 +68,12 @@ func genAudienceBench(tb testing.TB, n int, state, src string) int64 {
 		tb.Fatal(err)
 	}
 	name := "audience/sync-bench/snapshot.parquet"
-	if _, err := st.(pipeline.FileStateStore).WriteFile(ctx, name, local, pipeline.Unconditional); err != nil {
+	if _, err := st.WriteFile(ctx, name, local, objstore.Overwrite); err != nil {
 		tb.Fatal(err)
 	}
 	os.Remove(local)
 	cur, _ := json.Marshal(audienceCurrentFile{Snapshot: name, Rows: int64(n), Members: int64(n)})
-	if _, err := st.Write(ctx, audienceCurrent, cur, pipeline.Unconditional); err != nil {
+	if _, err := st.Write(ctx, audienceCurrent, cur, objstore.Overwrite); err != nil {
 		tb.Fatal(err)
 	}
 
@@ -188,12 +189,12 @@ func TestAudienceDiffChild(t *testing.T) {
 	}
 	state, src, out := parts[0], parts[1], parts[2]
 	ctx := context.Background()
-	st, err := pipeline.OpenState(ctx, state, nil)
+	st, err := pipeline.OpenState(ctx, state)
 	if err != nil {
 		t.Fatal(err)
 	}
 	o := audienceOptions(src, state, "")
-	j := &audienceJob{o: o.withDefaults(), env: testEnv(t).withDefaults(), st: st.(pipeline.FileStateStore), work: t.TempDir()}
+	j := &audienceJob{o: o.withDefaults(), env: testEnv(t).withDefaults(), st: st, work: t.TempDir()}
 	cur, err := j.currentSnapshot(ctx)
 	if err != nil {
 		t.Fatal(err)

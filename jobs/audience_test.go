@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fsouza/fake-gcs-server/fakestorage"
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/convertro-etl/convertro-etl/convertro/simulator"
@@ -461,54 +460,47 @@ func TestAudienceDeadLettersAreNotRecordedAsSent(t *testing.T) {
 	}
 }
 
-// TestAudienceGCS runs two syncs with the source and the state in GCS: the
-// snapshot and changes files go through the store's streaming methods.
-func TestAudienceGCS(t *testing.T) {
-	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{NoListener: true})
-	if err != nil {
-		t.Fatal(err)
+// TestAudienceRemote runs two syncs with the source and the state in a
+// bucket of each object store: the snapshot and changes files go through
+// the store's streaming methods.
+func TestAudienceRemote(t *testing.T) {
+	for name, newRoot := range remoteBackends {
+		t.Run(name, func(t *testing.T) { testAudienceRemote(t, newRoot(t)) })
 	}
-	t.Cleanup(srv.Stop)
-	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "engage"})
-	put := func(name, dir string) {
-		data, err := os.ReadFile(filepath.Join(dir, "memberships.parquet"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv.CreateObject(fakestorage.Object{ObjectAttrs: fakestorage.ObjectAttrs{BucketName: "engage", Name: name}, Content: data})
-	}
-	put("day1/memberships.parquet", membersSource(t, users("u", 0, 8), nil))
-	put("day2/memberships.parquet", membersSource(t, users("u", 2, 9), nil))
+}
+
+func testAudienceRemote(t *testing.T, root string) {
+	putTree(t, membersSource(t, users("u", 0, 8), nil), root+"/day1")
+	putTree(t, membersSource(t, users("u", 2, 9), nil), root+"/day2")
 
 	rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12"})
 	env := testEnv(t)
-	env.GCS = srv.Client()
-	o := audienceOptions("gs://engage/day1", "gs://engage/state", rec.srv.URL)
+	o := audienceOptions(root+"/day1", root+"/state", rec.srv.URL)
 	if _, err := Run(context.Background(), o, env); err != nil {
 		t.Fatalf("first sync: %v", err)
 	}
 	diffRequests(t, "first sync", sentTraits(t, rec.requests(t)), want(users("u", 0, 8), "true"))
 	rec.reset()
-	o.Sources = []string{"gs://engage/day2"}
+	o.Sources = []string{root + "/day2"}
 	if _, err := Run(context.Background(), o, env); err != nil {
 		t.Fatalf("second sync: %v", err)
 	}
 	wantSecond := append(want([]string{"u00", "u01"}, "false"), want([]string{"u08"}, "true")...)
 	slices.Sort(wantSecond)
 	diffRequests(t, "second sync", sentTraits(t, rec.requests(t)), wantSecond)
-	obj, err := srv.GetObject("engage", "state/"+audienceCurrent)
-	if err != nil {
-		t.Fatalf("no current.json in the GCS state: %v", err)
+	data, ok := readObject(t, root+"/state", audienceCurrent)
+	if !ok {
+		t.Fatalf("no current.json in the state %s", root)
 	}
 	var cur audienceCurrentFile
-	if err := json.Unmarshal(obj.Content, &cur); err != nil {
+	if err := json.Unmarshal(data, &cur); err != nil {
 		t.Fatal(err)
 	}
 	if cur.Members != 7 {
 		t.Errorf("current snapshot has %d members, want 7", cur.Members)
 	}
-	if _, err := srv.GetObject("engage", "state/"+audiencePending); err == nil {
-		t.Error("pending.json left in the GCS state")
+	if _, ok := readObject(t, root+"/state", audiencePending); ok {
+		t.Error("pending.json left in the state")
 	}
 }
 

@@ -7,13 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
-	"cloud.google.com/go/storage"
-
 	"github.com/convertro-etl/convertro-etl/convertro"
+	"github.com/convertro-etl/convertro-etl/objstore"
 	"github.com/convertro-etl/convertro-etl/pipeline"
 	"github.com/convertro-etl/convertro-etl/readers"
 	"github.com/convertro-etl/convertro-etl/writers"
@@ -30,11 +28,6 @@ type Env struct {
 	// MetricsInterval is how often a run pushes its figures to the
 	// Pushgateway of Options.MetricsPush while it goes (default 15s).
 	MetricsInterval time.Duration
-	// GCS serves gs:// sources and state; nil creates a client from the
-	// environment (Application Default Credentials, STORAGE_EMULATOR_HOST)
-	// when one is needed.
-	GCS *storage.Client
-
 	// tuneClient, when set, adjusts the Convertro client's options before
 	// the client is made: tests give it a fake clock and sleep.
 	tuneClient func(*convertro.ClientOptions)
@@ -73,17 +66,14 @@ type prepared struct {
 	job      pipeline.JobID
 	// state and covered are a live run's: the state location (opened to
 	// read the ledger before listing) and the first day it asks for.
-	state    pipeline.StateStore
-	covered  string
-	gcs      *storage.Client
-	closeGCS func()
+	state   pipeline.StateStore
+	covered string
 }
 
 func (p *prepared) close() {
 	if p.in != nil {
 		p.in.close()
 	}
-	p.closeGCS()
 }
 
 // prepare does everything a run and a plan share, before any state is touched.
@@ -121,9 +111,6 @@ func prepare(ctx context.Context, o Options, env Env, delivery bool) (*prepared,
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	p := &prepared{o: o, settings: s, mapper: m, wire: convertro.NewWire(s), shard: shard}
-	if p.gcs, p.closeGCS, err = env.gcsFor(ctx, append([]string{o.State}, o.Sources...)...); err != nil {
-		return nil, err
-	}
 	win := plainListing(from, to)
 	if delivery {
 		if win, err = p.recurring(ctx, from, to); err != nil {
@@ -132,7 +119,7 @@ func prepare(ctx context.Context, o Options, env Env, delivery bool) (*prepared,
 		}
 	}
 	p.covered = win.covered
-	p.in, err = gather(ctx, o, win, p.gcs, env.Log)
+	p.in, err = gather(ctx, o, win, env.Log)
 	if err != nil {
 		p.close()
 		return nil, err
@@ -155,7 +142,7 @@ func prepare(ctx context.Context, o Options, env Env, delivery bool) (*prepared,
 // listing, and pipeline merges the listing into the ledger it then holds.
 func (p *prepared) recurring(ctx context.Context, from, to time.Time) (listing, error) {
 	win := plainListing(from, to)
-	st, err := pipeline.OpenState(ctx, p.o.State, p.gcs)
+	st, err := pipeline.OpenState(ctx, p.o.State)
 	if err != nil {
 		return win, err
 	}
@@ -165,7 +152,7 @@ func (p *prepared) recurring(ctx context.Context, from, to time.Time) (listing, 
 	}
 	ledger, err := pipeline.ReadManifest(ctx, st, p.shard)
 	switch {
-	case errors.Is(err, pipeline.ErrStateNotFound):
+	case errors.Is(err, objstore.ErrNotFound):
 		return win, nil
 	case err != nil:
 		return win, err
@@ -173,19 +160,6 @@ func (p *prepared) recurring(ctx context.Context, from, to time.Time) (listing, 
 		return win, nil
 	}
 	return recurringListing(from, to, p.o.Lookback, ledger), nil
-}
-
-// gcsFor returns the GCS client for uris: env.GCS, or one made from the
-// environment when a URI is in GCS and env has none (nil when none is).
-// release closes what gcsFor made; it is never nil.
-func (e Env) gcsFor(ctx context.Context, uris ...string) (c *storage.Client, release func(), err error) {
-	if e.GCS != nil || !slices.ContainsFunc(uris, func(u string) bool { return strings.HasPrefix(u, "gs://") }) {
-		return e.GCS, func() {}, nil
-	}
-	if c, err = readers.NewGCSClient(ctx); err != nil {
-		return nil, nil, err
-	}
-	return c, func() { c.Close() }, nil
 }
 
 func dateRange(o Options, now time.Time) (from, to time.Time, err error) {

@@ -330,7 +330,7 @@ func TestBadInputs(t *testing.T) {
 			} else if len(got) != len(healthy) {
 				t.Errorf("skip: %d requests, the healthy files make %d", len(got), len(healthy))
 			}
-			st, err := pipeline.OpenState(ctx, o.State, nil)
+			st, err := pipeline.OpenState(ctx, o.State)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -513,7 +513,7 @@ func TestOddValues(t *testing.T) {
 
 func mustState(t *testing.T, uri string) pipeline.StateStore {
 	t.Helper()
-	st, err := pipeline.OpenState(context.Background(), uri, nil)
+	st, err := pipeline.OpenState(context.Background(), uri)
 	if err != nil {
 		t.Fatal(err)
 	}

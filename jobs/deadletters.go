@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/convertro-etl/convertro-etl/objstore"
 	"github.com/convertro-etl/convertro-etl/pipeline"
 	"github.com/convertro-etl/convertro-etl/writers"
 )
@@ -59,7 +60,7 @@ func (d *deadLetters) Flush(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("write %s: %w", d.st.URI(name), err)
 	}
-	if _, err := d.st.Write(ctx, name, data, pipeline.IfAbsent); err != nil {
+	if _, err := d.st.Write(ctx, name, data, objstore.IfAbsent); err != nil {
 		return "", err
 	}
 	d.pending = d.pending[:0]
@@ -130,7 +131,7 @@ func cleanOrphans(ctx context.Context, st pipeline.StateStore, m *pipeline.Manif
 		if s, ok := deadLetterShard(n); !ok || s != m.Shard || slices.Contains(m.DeadLetterFiles, n) {
 			continue
 		}
-		if err := st.Delete(ctx, n); err != nil && !errors.Is(err, pipeline.ErrStateNotFound) {
+		if err := st.Delete(ctx, n); err != nil && !errors.Is(err, objstore.ErrNotFound) {
 			env.Log.Warn("orphaned dead-letter part not deleted", "uri", st.URI(n), "err", err)
 			continue
 		}
@@ -175,11 +176,10 @@ type DeadLetterLine struct {
 // replay) are named on env.Stderr, not listed.
 func ListDeadLetters(ctx context.Context, o DeadLetterListOptions, env Env) error {
 	env = env.withDefaults()
-	st, ms, release, err := stateManifests(ctx, "dead letters", o.State, env)
+	st, ms, err := stateManifests(ctx, "dead letters", o.State)
 	if err != nil {
 		return err
 	}
-	defer release()
 	out := env.Stdout
 	enc := json.NewEncoder(out)
 	enc.SetEscapeHTML(false)

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 
-	"cloud.google.com/go/storage"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/convertro-etl/convertro-etl/convertro"
@@ -62,7 +61,7 @@ type inputRef struct {
 
 // gather lists every source and reads every object's footer. A bad file
 // fails the job, or is set aside when onBadFile is "skip".
-func gather(ctx context.Context, o Options, win listing, gcs *storage.Client, log *slog.Logger) (*inputs, error) {
+func gather(ctx context.Context, o Options, win listing, log *slog.Logger) (*inputs, error) {
 	in := &inputs{refs: map[string]*inputRef{}, covered: map[string]bool{}, batchSize: readers.DefaultBatchSize,
 		skipBad: o.OnBadFile == "skip"}
 	if o.Type != "" {
@@ -74,7 +73,7 @@ func gather(ctx context.Context, o Options, win listing, gcs *storage.Client, lo
 	}
 	var refs []*inputRef
 	for _, uri := range o.Sources {
-		src, err := readers.OpenSource(ctx, uri, readers.SourceOptions{From: win.from, To: win.to, GCSClient: gcs, Logger: log})
+		src, err := readers.OpenSource(ctx, uri, readers.SourceOptions{From: win.from, To: win.to, Logger: log})
 		if err != nil {
 			return nil, err
 		}
@@ -119,7 +118,7 @@ func gather(ctx context.Context, o Options, win listing, gcs *storage.Client, lo
 	g.SetLimit(footerReaders)
 	for i, r := range refs {
 		g.Go(func() error {
-			po := pipeline.Object{URI: r.obj.URI, Key: r.obj.Key, Size: r.obj.Size, Generation: r.obj.Generation,
+			po := pipeline.Object{URI: r.obj.URI, Key: r.obj.Key, Size: r.obj.Size, Version: r.obj.Version,
 				Day: partitionDay(r.obj)}
 			groups, typ, err := r.footer(gctx, in.hint)
 			switch {

@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fsouza/fake-gcs-server/fakestorage"
-
 	"github.com/convertro-etl/convertro-etl/convertro/simulator"
 	"github.com/convertro-etl/convertro-etl/pipeline"
 	"github.com/convertro-etl/convertro-etl/writers/generate"
@@ -218,39 +216,30 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
-// TestEndToEndGCS runs with sources and state in GCS (fake-gcs-server in
-// process, through the real client), and checks that a second run of the
-// same job is refused while the first holds the lease.
-func TestEndToEndGCS(t *testing.T) {
+// TestEndToEndRemote runs with sources and state in a bucket of each object
+// store, and checks that a second run of the same job is refused while the
+// first holds the lease (the store's conditional writes fence it).
+func TestEndToEndRemote(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	export := filepath.Join(dir, "export")
+	export := filepath.Join(t.TempDir(), "export")
 	if _, err := generate.Generate(ctx, generate.Options{Out: export, Rows: 1500, Seed: 3, RowGroupRows: 300}); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{NoListener: true})
-	if err != nil {
-		t.Fatal(err)
+	for name, newRoot := range remoteBackends {
+		t.Run(name, func(t *testing.T) { testEndToEndRemote(t, export, newRoot(t)) })
 	}
-	t.Cleanup(srv.Stop)
-	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "exports"})
-	filepath.WalkDir(export, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(export, p)
-		data, _ := os.ReadFile(p)
-		srv.CreateObject(fakestorage.Object{ObjectAttrs: fakestorage.ObjectAttrs{BucketName: "exports", Name: "segment/" + filepath.ToSlash(rel)}, Content: data})
-		return nil
-	})
+}
+
+func testEndToEndRemote(t *testing.T, export, root string) {
+	ctx := context.Background()
+	putTree(t, export, root+"/segment")
 	want := expectRequests(readOracleRows(t, export), "acme", "12", testEvents, false)
 
 	// Slow answers keep the first run busy while the second one tries.
 	rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12", Delay: 20 * time.Millisecond})
-	o := testOptions("gs://exports/segment", "gs://exports/state/nightly", rec.srv.URL)
+	o := testOptions(root+"/segment", root+"/state/nightly", rec.srv.URL)
 	o.Concurrency = 4
 	env := testEnv(t)
-	env.GCS = srv.Client()
 
 	first := make(chan error, 1)
 	var rep *pipeline.Report
@@ -267,7 +256,7 @@ func TestEndToEndGCS(t *testing.T) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	_, err = Run(ctx, o, env)
+	_, err := Run(ctx, o, env)
 	if !errors.Is(err, pipeline.ErrLeaseHeld) {
 		t.Errorf("second concurrent run: err = %v, want ErrLeaseHeld", err)
 	} else if !strings.Contains(err.Error(), "holds the lease") {
@@ -280,8 +269,8 @@ func TestEndToEndGCS(t *testing.T) {
 	if err := rep.Check(); err != nil {
 		t.Errorf("report: %v", err)
 	}
-	if _, err := srv.GetObject("exports", "state/nightly/"+pipeline.ReportName(pipeline.Shard{Index: 0, Count: 1})); err != nil {
-		t.Errorf("no report in the GCS state: %v", err)
+	if _, ok := readObject(t, root+"/state/nightly", pipeline.ReportName(pipeline.Shard{Index: 0, Count: 1})); !ok {
+		t.Errorf("no report in the state %s", root)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/convertro-etl/convertro-etl/convertro/simulator"
+	"github.com/convertro-etl/convertro-etl/objstore"
 	"github.com/convertro-etl/convertro-etl/pipeline"
 	"github.com/convertro-etl/convertro-etl/readers"
 	"github.com/convertro-etl/convertro-etl/writers/generate"
@@ -50,7 +51,7 @@ func (c *testClock) day() string { return c.Now().UTC().Format(time.DateOnly) }
 
 func readTestManifest(t *testing.T, state string) *pipeline.Manifest {
 	t.Helper()
-	st, err := pipeline.OpenState(context.Background(), state, nil)
+	st, err := pipeline.OpenState(context.Background(), state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,11 +276,11 @@ func TestStatusETA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := pipeline.OpenState(ctx, state, nil)
+	st, err := pipeline.OpenState(ctx, state)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Write(ctx, pipeline.ManifestName(m.Shard), data, -1); err != nil {
+	if _, err := st.Write(ctx, pipeline.ManifestName(m.Shard), data, objstore.Overwrite); err != nil {
 		t.Fatal(err)
 	}
 	env := testEnv(t)

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/convertro-etl/convertro-etl/convertro/simulator"
+	"github.com/convertro-etl/convertro-etl/objstore"
 	"github.com/convertro-etl/convertro-etl/pipeline"
 	"github.com/convertro-etl/convertro-etl/writers"
 	"github.com/convertro-etl/convertro-etl/writers/generate"
@@ -215,7 +216,7 @@ func TestMetricsPushBadURL(t *testing.T) {
 
 func writeManifest(t *testing.T, state string, m *pipeline.Manifest) {
 	t.Helper()
-	st, err := pipeline.OpenState(context.Background(), state, nil)
+	st, err := pipeline.OpenState(context.Background(), state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +224,7 @@ func writeManifest(t *testing.T, state string, m *pipeline.Manifest) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Write(context.Background(), pipeline.ManifestName(m.Shard), data, pipeline.Unconditional); err != nil {
+	if _, err := st.Write(context.Background(), pipeline.ManifestName(m.Shard), data, objstore.Overwrite); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/convertro-etl/convertro-etl/convertro"
+	"github.com/convertro-etl/convertro-etl/objstore"
 	"github.com/convertro-etl/convertro-etl/pipeline"
 	"github.com/convertro-etl/convertro-etl/writers"
 )
@@ -107,12 +108,7 @@ func Replay(ctx context.Context, o Options, env Env) (*ReplayReport, error) {
 	if err := s.Validate(true); err != nil {
 		return nil, err
 	}
-	gcs, release, err := env.gcsFor(ctx, o.State)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
-	st, err := pipeline.OpenState(ctx, o.State, gcs)
+	st, err := pipeline.OpenState(ctx, o.State)
 	if err != nil {
 		return nil, err
 	}
@@ -365,7 +361,7 @@ func (r *replayer) shard(ctx context.Context, shard pipeline.Shard) (*ShardRepla
 	sr.Committed = true
 	if data, err := json.MarshalIndent(sr, "", "  "); err == nil {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		_, err = r.st.Write(wctx, reportName, data, pipeline.Unconditional)
+		_, err = r.st.Write(wctx, reportName, data, objstore.Overwrite)
 		cancel()
 		if err != nil {
 			r.env.Log.Warn("replay report not marked committed; the manifest has the replay", "uri", r.st.URI(reportName), "err", err)
@@ -376,7 +372,7 @@ func (r *replayer) shard(ctx context.Context, shard pipeline.Shard) (*ShardRepla
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	for _, name := range sr.FromFiles {
-		if err := r.st.Delete(dctx, name); err != nil && !errors.Is(err, pipeline.ErrStateNotFound) {
+		if err := r.st.Delete(dctx, name); err != nil && !errors.Is(err, objstore.ErrNotFound) {
 			r.env.Log.Warn("old dead-letter part not deleted (no longer listed in the manifest)", "uri", r.st.URI(name), "err", err)
 		}
 	}
@@ -415,8 +411,8 @@ func (r *replayer) writeNew(ctx context.Context, name func(seq int) string, data
 	defer cancel()
 	for seq := 1; ; seq++ {
 		n := name(seq)
-		_, err := r.st.Write(wctx, n, b, pipeline.IfAbsent)
-		if errors.Is(err, pipeline.ErrPrecondition) && seq < 100 {
+		_, err := r.st.Write(wctx, n, b, objstore.IfAbsent)
+		if errors.Is(err, objstore.ErrPrecondition) && seq < 100 {
 			continue
 		}
 		return n, err

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fsouza/fake-gcs-server/fakestorage"
-
 	"github.com/convertro-etl/convertro-etl/convertro/simulator"
 	"github.com/convertro-etl/convertro-etl/pipeline"
 	"github.com/convertro-etl/convertro-etl/writers"
@@ -90,7 +88,7 @@ func sidOf(t *testing.T, req string) string {
 
 func readManifest(t *testing.T, state string) *pipeline.Manifest {
 	t.Helper()
-	st, err := pipeline.OpenState(context.Background(), state, nil)
+	st, err := pipeline.OpenState(context.Background(), state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +102,7 @@ func readManifest(t *testing.T, state string) *pipeline.Manifest {
 // listedDeadLetters reads the dead letters the manifest lists.
 func listedDeadLetters(t *testing.T, state string, m *pipeline.Manifest) []writers.DeadLetter {
 	t.Helper()
-	st, err := pipeline.OpenState(context.Background(), state, nil)
+	st, err := pipeline.OpenState(context.Background(), state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,7 +385,7 @@ func TestReplayStopped(t *testing.T) {
 func TestReplayLeaseHeld(t *testing.T) {
 	ctx := context.Background()
 	d := runWithDeadLetters(t, 2)
-	st, err := pipeline.OpenState(ctx, d.state, nil)
+	st, err := pipeline.OpenState(ctx, d.state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,24 +421,22 @@ func TestReplaySettings(t *testing.T) {
 	}
 }
 
-// TestReplayGCSState replays from a state kept in GCS (fake-gcs-server in
-// process, through the real client): listing, reading, writing and deleting
-// parts go through the GCS store.
-func TestReplayGCSState(t *testing.T) {
-	ctx := context.Background()
-	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{NoListener: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "state"})
+// TestReplayRemoteState replays from a state kept in a bucket of each object
+// store: listing, reading, writing and deleting parts go through it.
+func TestReplayRemoteState(t *testing.T) {
 	export := filepath.Join(t.TempDir(), "export")
-	if _, err := generate.Generate(ctx, generate.Options{Out: export, Rows: 600, Seed: 2, RowGroupRows: 200}); err != nil {
+	if _, err := generate.Generate(context.Background(), generate.Options{Out: export, Rows: 600, Seed: 2, RowGroupRows: 200}); err != nil {
 		t.Fatal(err)
 	}
+	for name, newRoot := range remoteBackends {
+		t.Run(name, func(t *testing.T) { testReplayRemoteState(t, export, newRoot(t)) })
+	}
+}
+
+func testReplayRemoteState(t *testing.T, export, root string) {
+	ctx := context.Background()
 	env := testEnv(t)
-	env.GCS = srv.Client()
-	o := testOptions(export, "gs://state/nightly", "")
+	o := testOptions(export, root+"/nightly", "")
 	o.DryRun, o.Out = true, filepath.Join(t.TempDir(), "dry.jsonl")
 	if _, err := Run(ctx, o, env); err != nil {
 		t.Fatal(err)
@@ -459,7 +455,7 @@ func TestReplayGCSState(t *testing.T) {
 	if _, err := Run(ctx, o, env); !errors.Is(err, pipeline.ErrIncomplete) {
 		t.Fatalf("run: err = %v, want ErrIncomplete", err)
 	}
-	st, err := pipeline.OpenState(ctx, o.State, srv.Client())
+	st, err := pipeline.OpenState(ctx, o.State)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -483,12 +479,11 @@ func TestReplayGCSState(t *testing.T) {
 		t.Errorf("counts after the replay %+v, files %v", c, m.DeadLetterFiles)
 	}
 	for _, name := range before.DeadLetterFiles {
-		if _, err := srv.GetObject("state", "nightly/"+name); err == nil {
+		if _, ok := readObject(t, o.State, name); ok {
 			t.Errorf("old part %s not deleted", name)
 		}
 	}
-	objs, _, err := srv.ListObjectsWithOptions("state", fakestorage.ListOptions{Prefix: "nightly/replay-0-of-1-"})
-	if err != nil || len(objs) != 1 {
-		t.Errorf("replay reports in GCS: %d (%v), want 1", len(objs), err)
+	if reports := listKeys(t, o.State, "replay-0-of-1-"); len(reports) != 1 {
+		t.Errorf("replay reports in the state: %q, want 1", reports)
 	}
 }

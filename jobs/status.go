@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/convertro-etl/convertro-etl/objstore"
 	"github.com/convertro-etl/convertro-etl/pipeline"
 )
 
@@ -85,35 +86,30 @@ const StatusStoppedUncleanly = "stopped_uncleanly"
 
 // stateManifests opens the state location and reads every shard's
 // manifest in it, for the commands that only look (what names the command
-// in the error when there is none). release closes the GCS client it made.
-func stateManifests(ctx context.Context, what, state string, env Env) (pipeline.StateStore, []*pipeline.Manifest, func(), error) {
-	gcs, release, err := env.gcsFor(ctx, state)
+// in the error when there is none).
+func stateManifests(ctx context.Context, what, state string) (pipeline.StateStore, []*pipeline.Manifest, error) {
+	st, err := pipeline.OpenState(ctx, state)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	st, err := pipeline.OpenState(ctx, state, gcs)
-	if err == nil {
-		var ms []*pipeline.Manifest
-		if ms, err = pipeline.ListManifests(ctx, st); err == nil && len(ms) == 0 {
-			err = fmt.Errorf("%s %s: no manifest: %w", what, state, pipeline.ErrStateNotFound)
-		}
-		if err == nil {
-			return st, ms, release, nil
-		}
+	ms, err := pipeline.ListManifests(ctx, st)
+	if err == nil && len(ms) == 0 {
+		err = fmt.Errorf("%s %s: no manifest: %w", what, state, objstore.ErrNotFound)
 	}
-	release()
-	return nil, nil, nil, err
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, ms, nil
 }
 
 // Status writes the progress and counts of every shard's manifest in the
 // state location: a table, or the manifests' summaries as JSON.
 func Status(ctx context.Context, state string, asJSON bool, env Env) error {
 	env = env.withDefaults()
-	st, ms, release, err := stateManifests(ctx, "status", state, env)
+	st, ms, err := stateManifests(ctx, "status", state)
 	if err != nil {
 		return err
 	}
-	defer release()
 	orphans, err := orphanParts(ctx, st, ms)
 	if err != nil {
 		return err

@@ -53,6 +53,13 @@ func newGCSClient(ctx context.Context, opts ...option.ClientOption) (*storage.Cl
 	return c, nil
 }
 
+// NewGCSClient makes a GCS client as the process's own is made (bounded
+// retries, JSON reads), with opts after the defaults: for a test that
+// serves a bucket through a proxy (see RouteGCSBucket).
+func NewGCSClient(ctx context.Context, opts ...option.ClientOption) (*storage.Client, error) {
+	return newGCSClient(ctx, opts...)
+}
+
 func gcsEmulatorFix() string {
 	return "start the emulator, or correct STORAGE_EMULATOR_HOST" + currentValue("STORAGE_EMULATOR_HOST") +
 		" (unset it to use Google Cloud Storage)"
@@ -65,9 +72,14 @@ type gcsBackend struct {
 }
 
 func openGCS(ctx context.Context, loc Location) (Backend, error) {
-	c, err := gcsClient()
-	if err != nil {
-		return nil, err
+	var c *storage.Client
+	if routed, ok := gcsRoutes.Load(loc.Bucket); ok {
+		c = routed.(*storage.Client)
+	} else {
+		var err error
+		if c, err = gcsClient(); err != nil {
+			return nil, err
+		}
 	}
 	return &gcsBackend{bucket: c.Bucket(loc.Bucket), name: loc.Bucket, prefix: folder(loc.Path)}, nil
 }
@@ -316,4 +328,16 @@ func hostOf(endpoint string) string {
 		return u.Host
 	}
 	return endpoint
+}
+
+// gcsRoutes maps bucket names to the clients that serve them instead of the
+// process's client: a test serves its bucket from an in-process server, or
+// through a proxy that injects faults, while other tests run beside it.
+var gcsRoutes sync.Map // bucket name → *storage.Client
+
+// RouteGCSBucket makes gs://bucket/... locations opened from now on use c;
+// restore undoes it. For tests.
+func RouteGCSBucket(bucket string, c *storage.Client) (restore func()) {
+	gcsRoutes.Store(bucket, c)
+	return func() { gcsRoutes.Delete(bucket) }
 }

@@ -341,7 +341,7 @@ func (s *Store) ListKeys(ctx context.Context, prefix string) ([]string, error) {
 func (s *Store) Stat(ctx context.Context, key string) (Attrs, error) {
 	a, err := s.b.Stat(ctx, key)
 	if err != nil {
-		return Attrs{}, fmt.Errorf("stat %s: %w", s.b.URI(key), err)
+		return a, fmt.Errorf("stat %s: %w", s.b.URI(key), err) // a may say Loop
 	}
 	return a, nil
 }

@@ -32,7 +32,7 @@ func (c *dayClock) day() string { return c.Now().UTC().Format(time.DateOnly) }
 
 func runCapped(t *testing.T, dir string, cfg Config, stub *convertroStub, now func() time.Time) (*Report, error) {
 	t.Helper()
-	st, err := OpenState(context.Background(), dir, nil)
+	st, err := OpenState(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,9 @@
 // all its requests are acknowledged or dead-lettered (a row with no request at
 // once), counts it in the same step, writes dead letters, and commits about
 // once a second (Config.CommitInterval), at the end of a unit if a second has
-// passed, and when the window is half full.
+// passed, and when the window is half full once a second has passed: never
+// more than once per CommitInterval, the one write a second per object name
+// that GCS allows and objstore holds every backend to.
 //
 // A dry run (Deps.DryRun) decodes and transforms the same way but writes the
 // requests, one JSON line each, in plan order whatever the number of decode
@@ -102,16 +104,12 @@
 //     objects_skipped), its units not yet started are not read, and the rows
 //     it completed stay counted.
 //
-// State stores return ErrStateNotFound and ErrPrecondition; a GCS server
-// that cannot be reached is a *gcscall.UnreachableError naming it and its
-// fix. A GCS state write retries 408, 429, 5xx and network failures with
-// backoff until its context's deadline (30 s without one; a checkpoint
-// write allows one lease duration); a retry that fails its precondition
-// against the bytes of its own lost attempt counts as written. Reads and
-// listings end when nothing arrives for 30 s; a local write waits at most
-// 30 s for the folder's lock. Local state files are created 0666 and
-// folders 0777, less the umask. A finished job run again writes its report
-// if the state holds none (a kill between the final commit and the report).
+// The state is an objstore location: its errors are objstore.ErrNotFound,
+// objstore.ErrPrecondition and *objstore.UnreachableError, and its writes
+// retry transient failures within their context's deadline (a checkpoint
+// write allows one lease duration) and are paced to one a second per
+// name (see objstore). A finished job run again writes its report if the
+// state holds none (a kill between the final commit and the report).
 //
 // ShardFromEnv returns ErrInvalidShard. The command maps these kinds to exit
 // codes in one switch.

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/convertro-etl/convertro-etl/objstore"
 )
 
 // ErrShardLayout: the state holds a job split into another number of shards
@@ -26,12 +28,12 @@ type layout struct {
 func checkLayout(ctx context.Context, st StateStore, shard Shard) error {
 	data, _, err := st.Read(ctx, LayoutName)
 	switch {
-	case errors.Is(err, ErrStateNotFound):
+	case errors.Is(err, objstore.ErrNotFound):
 		l, ok := st.(stateLister)
 		if !ok {
 			return nil
 		}
-		names, err := l.List(ctx, "manifest-")
+		names, err := l.ListKeys(ctx, "manifest-")
 		if err != nil {
 			return fmt.Errorf("check shard layout: %w", err)
 		}
@@ -61,8 +63,8 @@ func recordLayout(ctx context.Context, st StateStore, shard Shard) error {
 		return nil
 	}
 	data, _ := json.Marshal(layout{Shards: shard.Count})
-	_, err := st.Write(ctx, LayoutName, append(data, '\n'), IfAbsent)
-	if errors.Is(err, ErrPrecondition) {
+	_, err := st.Write(ctx, LayoutName, append(data, '\n'), objstore.IfAbsent)
+	if errors.Is(err, objstore.ErrPrecondition) {
 		return checkLayout(ctx, st, shard)
 	}
 	if err != nil {

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/convertro-etl/convertro-etl/objstore"
 )
 
 var (
@@ -99,9 +101,8 @@ func (e *LeaseError) Unwrap() error { return e.Err }
 //
 // Every write is conditional on the generation of the previous one, so a
 // process whose lease was taken over cannot overwrite its successor's
-// manifest: its next Commit gets ErrLeaseLost and writes nothing. On GCS
-// the object generation does this; on a local folder the generation check
-// and the rename happen under a file lock.
+// manifest: its next Commit gets ErrLeaseLost and writes nothing. Each
+// backend's conditional write does this (objstore.IfVersion).
 type Checkpoint struct {
 	st    StateStore
 	shard Shard
@@ -110,7 +111,7 @@ type Checkpoint struct {
 	now   func() time.Time
 	ttl   time.Duration
 
-	gen      int64     // generation of the manifest as last read or written; 0 = none
+	version  string    // version of the manifest as last read or written; "" = none
 	prev     Lease     // the lease found at open
 	m        *Manifest // nil until Begin
 	lost     bool
@@ -146,7 +147,7 @@ func OpenCheckpoint(ctx context.Context, st StateStore, shard Shard, owner Lease
 		return nil, nil, err
 	}
 	data, gen, err := st.Read(ctx, c.name)
-	if errors.Is(err, ErrStateNotFound) {
+	if errors.Is(err, objstore.ErrNotFound) {
 		return c, nil, nil
 	}
 	if err != nil {
@@ -162,7 +163,7 @@ func OpenCheckpoint(ctx context.Context, st StateStore, shard Shard, owner Lease
 	if held(m.Lease, owner, now()) {
 		return nil, nil, &LeaseError{Op: "open", URI: c.uri(), Holder: m.Lease, Err: ErrLeaseHeld}
 	}
-	c.gen, c.prev = gen, m.Lease
+	c.version, c.prev = gen, m.Lease
 	return c, m, nil
 }
 
@@ -294,7 +295,7 @@ func (c *Checkpoint) usable(op string) error {
 	return nil
 }
 
-// write writes c.m conditional on c.gen; a failed precondition becomes a
+// write writes c.m conditional on c.version; a failed precondition becomes a
 // *LeaseError wrapping kind.
 func (c *Checkpoint) write(ctx context.Context, op string, kind error) error {
 	data, err := json.Marshal(c.m)
@@ -306,12 +307,12 @@ func (c *Checkpoint) write(ctx context.Context, op string, kind error) error {
 	// after which a successor may own the shard anyway.
 	ctx, cancel := context.WithTimeout(ctx, c.ttl)
 	defer cancel()
-	gen, err := c.st.Write(ctx, c.name, data, c.gen)
+	version, err := c.st.Write(ctx, c.name, data, objstore.IfVersion(c.version))
 	if err == nil {
-		c.gen = gen
+		c.version = version
 		return nil
 	}
-	if !errors.Is(err, ErrPrecondition) {
+	if !errors.Is(err, objstore.ErrPrecondition) {
 		return fmt.Errorf("%s manifest: %w", op, err)
 	}
 	// The client retries a write whose answer was lost; the retry then
@@ -320,7 +321,7 @@ func (c *Checkpoint) write(ctx context.Context, op string, kind error) error {
 	// the write landed.
 	cur, curGen, rerr := c.st.Read(ctx, c.name)
 	if rerr == nil && bytes.Equal(cur, data) {
-		c.gen = curGen
+		c.version = curGen
 		return nil
 	}
 	lerr := &LeaseError{Op: op, URI: c.uri(), Err: kind}

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/convertro-etl/convertro-etl/objstore"
 )
 
 // testClock is the injected clock of the lease tests.
@@ -285,7 +287,7 @@ func testSamePIDEarlierProcess(t *testing.T, st StateStore) {
 	old.Shard = shard01
 	old.Lease = Lease{Owner: "earlier-incarnation", Host: me.Host, PID: os.Getpid(), PIDNS: me.PIDNS, Expires: clk.now().Add(time.Minute)}
 	data, _ := json.Marshal(old)
-	mustWrite(t, st, ManifestName(shard01), string(data), IfAbsent)
+	mustWrite(t, st, ManifestName(shard01), string(data), objstore.IfAbsent)
 	if _, _, err := OpenCheckpoint(ctx, st, shard01, me, clk.now, testTTL); err != nil {
 		t.Errorf("lease of an earlier process with this PID: %v, want a takeover", err)
 	}
@@ -366,11 +368,11 @@ type lostAnswerStore struct {
 	lose bool
 }
 
-func (s *lostAnswerStore) Write(ctx context.Context, name string, data []byte, ifGen int64) (int64, error) {
-	gen, err := s.StateStore.Write(ctx, name, data, ifGen)
+func (s *lostAnswerStore) Write(ctx context.Context, name string, data []byte, pre objstore.Precondition) (string, error) {
+	gen, err := s.StateStore.Write(ctx, name, data, pre)
 	if err == nil && s.lose {
 		s.lose = false
-		return 0, fmt.Errorf("write %s: %w", s.URI(name), ErrPrecondition)
+		return "", fmt.Errorf("write %s: %w", s.URI(name), objstore.ErrPrecondition)
 	}
 	return gen, err
 }

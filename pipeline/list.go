@@ -13,5 +13,5 @@ func ListState(ctx context.Context, st StateStore, prefix string) ([]string, err
 	if !ok {
 		return nil, fmt.Errorf("list %s: the state store cannot list", st.URI(prefix))
 	}
-	return l.List(ctx, prefix) // its errors name the folder or bucket
+	return l.ListKeys(ctx, prefix) // its errors name the folder or bucket
 }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/convertro-etl/convertro-etl/objstore"
 )
 
 var (
@@ -28,8 +30,11 @@ var (
 //
 // Version 2 added the recurring-job ledger (Settings, Day, CoveredFrom,
 // Pruned, CycleStart) and MaybeRepeated; a version 1 manifest is read, its
-// repeat bound carried over as MaybeRepeated.
-const ManifestVersion = 2
+// repeat bound carried over as MaybeRepeated. Version 3 pins objects by an
+// opaque version string (an S3 or Azure ETag is not a number); the numeric
+// generation of versions 1 and 2 is read as its decimal form, which is what
+// the GCS and local backends list, so an older manifest resumes unchanged.
+const ManifestVersion = 3
 
 // Shard selects a stable share of a job's units: this process runs shard
 // Index of Count. The zero value is invalid; a single process is 0/1.
@@ -117,12 +122,15 @@ type Counts struct {
 }
 
 // PlannedObject is one input object as the plan pinned it. A run that finds
-// another generation or size stops rather than mix two versions.
+// another version or size stops rather than mix two versions.
 type PlannedObject struct {
-	URI        string  `json:"uri"`
-	Key        string  `json:"key"`
-	Size       int64   `json:"size"`
-	Generation int64   `json:"generation"`        // GCS generation, or local modification time in ns
+	URI     string `json:"uri"`
+	Key     string `json:"key"`
+	Size    int64  `json:"size"`
+	Version string `json:"version"` // objstore.Attrs.Version: GCS generation, ETag, local modification time
+	// Generation is the numeric version of manifests before version 3,
+	// read only: decodeManifest moves it to Version.
+	Generation int64   `json:"generation,omitempty"`
 	RowGroups  []int64 `json:"row_groups"`        // rows of each row group
 	Skipped    string  `json:"skipped,omitempty"` // why the object was set aside as bad
 	Day        string  `json:"day,omitempty"`     // partition day (YYYY-MM-DD), "" when the path has none
@@ -202,11 +210,20 @@ func decodeManifest(uri string, data []byte) (*Manifest, error) {
 		// Version 1 bounded repeats by a window per resume.
 		m.MaybeRepeated = int64(m.Window) * int64(max(m.Runs-1-m.Reopened, 0))
 	}
+	if m.Version < 3 {
+		for i := range m.Objects {
+			o := &m.Objects[i]
+			if o.Version == "" && o.Generation != 0 {
+				o.Version = strconv.FormatInt(o.Generation, 10)
+			}
+			o.Generation = 0
+		}
+	}
 	return &m, nil
 }
 
 // ReadManifest reads shard's manifest without touching its lease, for status
-// reports. A shard that never ran is ErrStateNotFound.
+// reports. A shard that never ran is objstore.ErrNotFound.
 func ReadManifest(ctx context.Context, st StateStore, shard Shard) (*Manifest, error) {
 	data, _, err := st.Read(ctx, ManifestName(shard))
 	if err != nil {
@@ -230,7 +247,7 @@ func ListManifests(ctx context.Context, st StateStore) ([]*Manifest, error) {
 	if !ok {
 		return nil, fmt.Errorf("list manifests in %s: the state store cannot list", st.URI(""))
 	}
-	names, err := l.List(ctx, "manifest-")
+	names, err := l.ListKeys(ctx, "manifest-")
 	if err != nil {
 		return nil, fmt.Errorf("list manifests: %w", err)
 	}
@@ -241,7 +258,7 @@ func ListManifests(ctx context.Context, st StateStore) ([]*Manifest, error) {
 			continue
 		}
 		m, err := ReadManifest(ctx, st, shard)
-		if errors.Is(err, ErrStateNotFound) {
+		if errors.Is(err, objstore.ErrNotFound) {
 			continue // deleted since the listing
 		}
 		if err != nil {

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/convertro-etl/convertro-etl/objstore"
 )
 
 func TestProgressMarkDone(t *testing.T) {
@@ -110,8 +112,8 @@ func sampleManifest() *Manifest {
 		Shard:   Shard{Index: 1, Count: 4},
 		Status:  "running",
 		Objects: []PlannedObject{
-			{URI: "gs://in/a.parquet", Key: "a.parquet", Size: 1234, Generation: 1700000000000001, RowGroups: []int64{100, 50}},
-			{URI: "gs://in/bad.parquet", Key: "bad.parquet", Size: 9, Generation: 7, Skipped: "not a parquet file"},
+			{URI: "gs://in/a.parquet", Key: "a.parquet", Size: 1234, Version: "1700000000000001", RowGroups: []int64{100, 50}},
+			{URI: "gs://in/bad.parquet", Key: "bad.parquet", Size: 9, Version: "7", Skipped: "not a parquet file"},
 		},
 		Units: []UnitProgress{
 			{Object: 0, RowGroup: 0, Rows: 100, Watermark: 100, Done: true},
@@ -201,8 +203,8 @@ func TestManifestReadAndList(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			ctx := context.Background()
 			st := s.open(t)
-			if _, err := ReadManifest(ctx, st, Shard{0, 2}); !errors.Is(err, ErrStateNotFound) {
-				t.Fatalf("ReadManifest of a shard that never ran: err = %v, want ErrStateNotFound", err)
+			if _, err := ReadManifest(ctx, st, Shard{0, 2}); !errors.Is(err, objstore.ErrNotFound) {
+				t.Fatalf("ReadManifest of a shard that never ran: err = %v, want objstore.ErrNotFound", err)
 			}
 			if ms, err := ListManifests(ctx, st); err != nil || len(ms) != 0 {
 				t.Fatalf("ListManifests on empty state = %v, %v", ms, err)
@@ -211,9 +213,9 @@ func TestManifestReadAndList(t *testing.T) {
 				m := sampleManifest()
 				m.Shard = sh
 				data, _ := json.Marshal(m)
-				mustWrite(t, st, ManifestName(sh), string(data), IfAbsent)
+				mustWrite(t, st, ManifestName(sh), string(data), objstore.IfAbsent)
 			}
-			mustWrite(t, st, "report-0-of-2.json", "{}", IfAbsent)
+			mustWrite(t, st, "report-0-of-2.json", "{}", objstore.IfAbsent)
 			m, err := ReadManifest(ctx, st, Shard{1, 2})
 			if err != nil {
 				t.Fatal(err)
@@ -236,7 +238,7 @@ func TestManifestReadAndList(t *testing.T) {
 			wrong := sampleManifest()
 			wrong.Shard = Shard{0, 3}
 			data, _ := json.Marshal(wrong)
-			mustWrite(t, st, ManifestName(Shard{1, 3}), string(data), IfAbsent)
+			mustWrite(t, st, ManifestName(Shard{1, 3}), string(data), objstore.IfAbsent)
 			if _, err := ReadManifest(ctx, st, Shard{1, 3}); !errors.Is(err, ErrBadManifest) {
 				t.Errorf("manifest of shard 0/3 under 1/3's name: err = %v, want ErrBadManifest", err)
 			}

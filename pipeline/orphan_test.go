@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/convertro-etl/convertro-etl/objstore"
 )
 
 // failingState fails every manifest write once armed: what a kill between
@@ -21,11 +23,11 @@ type failingState struct {
 
 var errInjected = errors.New("injected: the process died here")
 
-func (f *failingState) Write(ctx context.Context, name string, data []byte, ifGen int64) (int64, error) {
+func (f *failingState) Write(ctx context.Context, name string, data []byte, pre objstore.Precondition) (string, error) {
 	if f.armed.Load() && strings.HasPrefix(name, "manifest-") {
-		return 0, errInjected
+		return "", errInjected
 	}
-	return f.StateStore.Write(ctx, name, data, ifGen)
+	return f.StateStore.Write(ctx, name, data, pre)
 }
 
 // stateDeadLetters stores each flush as a part in the state, as the sink in
@@ -50,7 +52,7 @@ func (s *stateDeadLetters) Flush(ctx context.Context) (string, error) {
 	s.parts++
 	name := fmt.Sprintf("dead-letters/0-of-1/%s-%05d.json", s.run, s.parts)
 	data, _ := json.Marshal(s.pending)
-	if _, err := s.st.Write(ctx, name, data, IfAbsent); err != nil {
+	if _, err := s.st.Write(ctx, name, data, objstore.IfAbsent); err != nil {
 		return "", err
 	}
 	s.pending = nil
@@ -88,7 +90,7 @@ func TestOrphanedPartRowsRedone(t *testing.T) {
 		return http.StatusOK
 	})
 	dir := t.TempDir()
-	raw, err := OpenState(ctx, dir, nil)
+	raw, err := OpenState(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}

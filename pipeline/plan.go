@@ -1,11 +1,12 @@
 package pipeline
 
 // Object is one input file as jobs listed it: where it is, the version the
-// plan pins (size and generation), and the rows of each of its row groups.
+// plan pins (size and version), and the rows of each of its row groups.
 type Object struct {
-	URI, Key         string
-	Size, Generation int64
-	RowGroups        []int64 // rows per row group, from the footer
+	URI, Key  string
+	Size      int64
+	Version   string  // objstore.Attrs.Version
+	RowGroups []int64 // rows per row group, from the footer
 	// Skipped is the reason jobs set aside an unreadable object
 	// (--on-bad-file skip); such an object has no units and is reported.
 	// (An object found bad only while a row group is read is set aside by

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"testing"
 )
 
@@ -15,7 +16,7 @@ func planObjects(n, rowGroups int) []Object {
 		for j := range rgs {
 			rgs[j] = int64(100 + i + j)
 		}
-		objs[i] = Object{URI: "gs://b/" + key, Key: key, Size: 1000, Generation: int64(i + 1), RowGroups: rgs}
+		objs[i] = Object{URI: "gs://b/" + key, Key: key, Size: 1000, Version: strconv.Itoa(i + 1), RowGroups: rgs}
 	}
 	return objs
 }

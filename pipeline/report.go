@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/convertro-etl/convertro-etl/objstore"
 )
 
 // Report is what a run did: the job's cumulative counts (over every run of
@@ -326,13 +328,13 @@ func writeMissingReport(ctx context.Context, deps Deps, cfg Config, rep *Report)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.FinalCommitTimeout)
 	defer cancel()
 	_, _, err := deps.State.Read(ctx, name)
-	if errors.Is(err, ErrStateNotFound) {
+	if errors.Is(err, objstore.ErrNotFound) {
 		var data []byte
 		if data, err = rep.JSON(); err == nil {
-			_, err = deps.State.Write(ctx, name, data, IfAbsent)
+			_, err = deps.State.Write(ctx, name, data, objstore.IfAbsent)
 		}
 	}
-	if err != nil && !errors.Is(err, ErrPrecondition) { // ErrPrecondition: another run wrote it meanwhile
+	if err != nil && !errors.Is(err, objstore.ErrPrecondition) { // objstore.ErrPrecondition: another run wrote it meanwhile
 		deps.Logger.Warn("write missing report", "uri", deps.State.URI(name), "err", err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/convertro-etl/convertro-etl/internal/segment"
+	"github.com/convertro-etl/convertro-etl/objstore"
 )
 
 // Errors Run returns, besides those of its dependencies (ErrLeaseHeld,
@@ -489,7 +490,7 @@ func (r *liveRun) writeReport(ctx context.Context, rep *Report) {
 	data, err := rep.JSON()
 	if err == nil {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.FinalCommitTimeout)
-		_, err = r.deps.State.Write(wctx, ReportName(r.cfg.Shard), data, -1)
+		_, err = r.deps.State.Write(wctx, ReportName(r.cfg.Shard), data, objstore.Overwrite)
 		cancel()
 	}
 	if err != nil {
@@ -582,7 +583,7 @@ func orNone(s string) string {
 func objectsOf(p []PlannedObject) []Object {
 	objs := make([]Object, len(p))
 	for i, o := range p {
-		objs[i] = Object{URI: o.URI, Key: o.Key, Size: o.Size, Generation: o.Generation, RowGroups: o.RowGroups, Skipped: o.Skipped}
+		objs[i] = Object{URI: o.URI, Key: o.Key, Size: o.Size, Version: o.Version, RowGroups: o.RowGroups, Skipped: o.Skipped}
 	}
 	return objs
 }
@@ -831,6 +832,11 @@ func (k *checkpointer) loop(ctx context.Context) error {
 	defer ticker.Stop()
 	skips, acks := k.r.skips, k.r.acks
 	half := int64(k.r.cfg.Window+1) / 2
+	// Commits are at least CommitInterval apart: one write a second to one
+	// object name is what GCS allows, and objstore paces every backend so.
+	// A half-full window that comes sooner waits for soon.
+	var soon <-chan time.Time
+	due := func() bool { return k.r.deps.Now().Sub(k.last) >= k.r.cfg.CommitInterval }
 	// The loop ends when both inputs close, not on ctx: what the stages
 	// finish while stopping is still marked for the final commit.
 	for skips != nil || acks != nil {
@@ -859,13 +865,26 @@ func (k *checkpointer) loop(ctx context.Context) error {
 			// Decoders wait for permits when the window is full; committing
 			// at half gives permits back before they have to.
 			if k.permits >= half && ctx.Err() == nil {
+				if !due() {
+					if soon == nil {
+						soon = time.After(k.r.cfg.CommitInterval - k.r.deps.Now().Sub(k.last))
+					}
+					continue
+				}
+				if err := k.commit(ctx); err != nil {
+					return err
+				}
+			}
+		case <-soon:
+			soon = nil
+			if k.dirty && ctx.Err() == nil {
 				if err := k.commit(ctx); err != nil {
 					return err
 				}
 			}
 		case <-ticker.C:
 			renew := k.r.deps.Now().Sub(k.last) >= k.r.cfg.LeaseTTL/3
-			if (k.dirty || renew) && ctx.Err() == nil {
+			if (k.dirty || renew) && due() && ctx.Err() == nil {
 				if err := k.commit(ctx); err != nil {
 					return err
 				}
@@ -1149,7 +1168,7 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	m := &Manifest{Job: cfg.Job, Shard: cfg.Shard, Status: StatusDryRun}
 	m.Objects = make([]PlannedObject, len(cfg.Objects))
 	for i, o := range cfg.Objects {
-		m.Objects[i] = PlannedObject{URI: o.URI, Key: o.Key, Size: o.Size, Generation: o.Generation, RowGroups: o.RowGroups, Skipped: o.Skipped}
+		m.Objects[i] = PlannedObject{URI: o.URI, Key: o.Key, Size: o.Size, Version: o.Version, RowGroups: o.RowGroups, Skipped: o.Skipped}
 		if o.Skipped != "" {
 			m.Counts.ObjectsSkipped++
 		}

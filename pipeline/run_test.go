@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/convertro-etl/convertro-etl/writers"
 	"io"
 	"maps"
 	"net/http"
@@ -22,6 +21,9 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/convertro-etl/convertro-etl/objstore"
+	"github.com/convertro-etl/convertro-etl/writers"
+
 	"github.com/convertro-etl/convertro-etl/internal/segment"
 )
 
@@ -34,10 +36,10 @@ import (
 
 func testObjects() []Object {
 	return []Object{
-		{URI: "mem://a.parquet", Key: "a.parquet", Size: 10, Generation: 1, RowGroups: []int64{40, 25, 0, 33}},
-		{URI: "mem://b.parquet", Key: "b.parquet", Size: 20, Generation: 2, RowGroups: []int64{57}},
-		{URI: "mem://bad.parquet", Key: "bad.parquet", Size: 5, Generation: 3, Skipped: "bad footer"},
-		{URI: "mem://c.parquet", Key: "c.parquet", Size: 30, Generation: 4, RowGroups: []int64{12, 61, 8}},
+		{URI: "mem://a.parquet", Key: "a.parquet", Size: 10, Version: "1", RowGroups: []int64{40, 25, 0, 33}},
+		{URI: "mem://b.parquet", Key: "b.parquet", Size: 20, Version: "2", RowGroups: []int64{57}},
+		{URI: "mem://bad.parquet", Key: "bad.parquet", Size: 5, Version: "3", Skipped: "bad footer"},
+		{URI: "mem://c.parquet", Key: "c.parquet", Size: 30, Version: "4", RowGroups: []int64{12, 61, 8}},
 	}
 }
 
@@ -278,7 +280,7 @@ var testJob = JobID{Kind: "backfill", Fingerprint: "f1", Description: "test back
 // liveRun runs (or resumes) the job against the stub with the state in dir.
 func runLiveTest(t *testing.T, ctx context.Context, dir string, cfg Config, dec Decoder, stub *convertroStub, dl *memDeadLetters) (*Report, error) {
 	t.Helper()
-	st, err := OpenState(context.Background(), dir, nil)
+	st, err := OpenState(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +308,7 @@ func runLiveTest(t *testing.T, ctx context.Context, dir string, cfg Config, dec 
 
 func readManifest(t *testing.T, dir string, shard Shard) *Manifest {
 	t.Helper()
-	st, err := OpenState(context.Background(), dir, nil)
+	st, err := OpenState(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +367,7 @@ func TestRunDeliversEveryRequestOnce(t *testing.T) {
 		t.Errorf("manifest status %s, %d units unfinished, %d rows read, window %d", m.Status, unfinishedLive(m), m.Counts.RowsRead, m.Window)
 	}
 	// The report file is in the state.
-	st, _ := OpenState(context.Background(), dir, nil)
+	st, _ := OpenState(context.Background(), dir)
 	data, _, err := st.Read(context.Background(), "report-0-of-1.json")
 	if err != nil {
 		t.Fatal(err)
@@ -721,7 +723,7 @@ func TestRunRefusesAnotherUnfinishedJob(t *testing.T) {
 	// version whole, its earlier units retired, rather than block the job.
 	changed := cfg
 	changed.Objects = testObjects()
-	changed.Objects[1].Generation++
+	changed.Objects[1].Version += "+"
 	rep, err := runLiveTest(t, context.Background(), dir, changed, &memDecoder{batch: 4}, stub, &memDeadLetters{})
 	if err != nil && !errors.Is(err, ErrIncomplete) {
 		t.Fatalf("rewritten input: %v, want the new version read", err)
@@ -857,7 +859,7 @@ func TestBackpressure(t *testing.T) {
 				return ""
 			}
 		}
-		st, err := OpenState(context.Background(), t.TempDir(), nil)
+		st, err := OpenState(context.Background(), t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -899,15 +901,15 @@ type stallingStore struct {
 	stall  chan struct{}
 }
 
-func (s *stallingStore) Write(ctx context.Context, name string, data []byte, ifGen int64) (int64, error) {
+func (s *stallingStore) Write(ctx context.Context, name string, data []byte, pre objstore.Precondition) (string, error) {
 	if s.writes.Add(1) > s.after {
 		select {
 		case <-s.stall:
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return "", ctx.Err()
 		}
 	}
-	return s.StateStore.Write(ctx, name, data, ifGen)
+	return s.StateStore.Write(ctx, name, data, pre)
 }
 
 func TestWindowBoundsUncommittedRequests(t *testing.T) {
@@ -923,7 +925,7 @@ func TestWindowBoundsUncommittedRequests(t *testing.T) {
 				return ""
 			}
 		}
-		local, err := OpenState(context.Background(), t.TempDir(), nil)
+		local, err := OpenState(context.Background(), t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -962,7 +964,7 @@ func TestWindowBoundsUncommittedRequests(t *testing.T) {
 func TestLeaseRenewedWhileNothingCompletes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		objs := []Object{{URI: "mem://o", Key: "o", RowGroups: []int64{100}}}
-		st, err := OpenState(context.Background(), t.TempDir(), nil)
+		st, err := OpenState(context.Background(), t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1010,7 +1012,7 @@ func BenchmarkRunLive(b *testing.B) {
 	objs := benchObjects()
 	rows := PlanRows(BuildPlan(objs))
 	for b.Loop() {
-		st, err := OpenState(context.Background(), b.TempDir(), nil)
+		st, err := OpenState(context.Background(), b.TempDir())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -1053,7 +1055,7 @@ func TestShardLayoutFenced(t *testing.T) {
 			t.Fatalf("shard %d/2: %v", i, err)
 		}
 	}
-	st, err := OpenState(context.Background(), dir, nil)
+	st, err := OpenState(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1110,7 +1112,7 @@ func TestLedgerGoneAndPruned(t *testing.T) {
 	// (finished), bad.parquet and c.parquet leave the ledger. (A run with
 	// nothing new writes nothing: the pruning waits for the next commit.)
 	later := cfg
-	later.Objects = append(testObjects()[1:2], Object{URI: "mem://d.parquet", Key: "d.parquet", Size: 7, Generation: 9, RowGroups: []int64{6}})
+	later.Objects = append(testObjects()[1:2], Object{URI: "mem://d.parquet", Key: "d.parquet", Size: 7, Version: "9", RowGroups: []int64{6}})
 	rep, err = runLiveTest(t, context.Background(), dir, later, &memDecoder{batch: 4}, stub, &memDeadLetters{})
 	if err != nil {
 		t.Fatalf("run over b.parquet only: %v", err)

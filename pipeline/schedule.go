@@ -69,7 +69,7 @@ func mergeListing(m *Manifest, cfg Config, log *slog.Logger) (added bool) {
 		}
 		keep[i] = true
 		o := cfg.Objects[j]
-		if o.Size == p.Size && o.Generation == p.Generation {
+		if o.Size == p.Size && o.Version == p.Version {
 			continue
 		}
 		// Another version. A set-aside object gets another chance; a
@@ -141,7 +141,7 @@ func replan(m *Manifest, i int, o Object, shard Shard, log *slog.Logger) bool {
 		}
 	}
 	log.Info("planning an object again at another version", "object", p.URI,
-		"size", o.Size, "generation", o.Generation, "was_size", p.Size, "was_generation", p.Generation,
+		"size", o.Size, "version", o.Version, "was_size", p.Size, "was_version", p.Version,
 		"was_set_aside", p.Skipped != "", "rows_read_from_earlier_version", replaced)
 	wasSkipped := p.Skipped != ""
 	*p = plannedObject(o)
@@ -196,7 +196,7 @@ func prune(m *Manifest, keep []bool) {
 }
 
 func plannedObject(o Object) PlannedObject {
-	return PlannedObject{URI: o.URI, Key: o.Key, Size: o.Size, Generation: o.Generation,
+	return PlannedObject{URI: o.URI, Key: o.Key, Size: o.Size, Version: o.Version,
 		RowGroups: slices.Clone(o.RowGroups), Skipped: o.Skipped, Day: o.Day}
 }
 

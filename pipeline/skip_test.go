@@ -73,7 +73,7 @@ func TestRunSkipsObjectFoundBad(t *testing.T) {
 	}
 
 	// Replaced (a new generation): read whole, the rest stays done.
-	objs[3].Generation++
+	objs[3].Version += "+"
 	cfg.Objects = objs
 	stub.reset()
 	rep, err = runLiveTest(t, context.Background(), dir, cfg, &memDecoder{batch: 8}, stub, &memDeadLetters{})
@@ -112,7 +112,7 @@ func TestRunSkipsObjectFoundBad(t *testing.T) {
 			}
 		}
 	}
-	if retired != 3 || m.Objects[3].Generation != objs[3].Generation || m.Objects[3].Skipped != "" {
+	if retired != 3 || m.Objects[3].Version != objs[3].Version || m.Objects[3].Skipped != "" {
 		t.Errorf("manifest: %d units retired, c.parquet %+v", retired, m.Objects[3])
 	}
 }

@@ -1,21 +1,23 @@
-// Package readers owns object storage (local folders, file:// and gs://),
-// listing with partition filters, and Parquet decoding with column resolution
-// and type coercion into segment.Message values. It knows nothing of Convertro.
+// Package readers owns what a source holds: listing with partition
+// filters, and Parquet decoding with column resolution and type coercion
+// into segment.Message values. It knows nothing of Convertro, and names no
+// cloud SDK: every byte comes through the storage layer, objstore.
 //
-// # Storage
+// # Sources
 //
 // A Source is one --source: a local path, a file:///path URI, or
-// gs://bucket[/prefix]. One concrete type holds the rules (skipping,
-// partitions, the date filter, sorting, version pinning, read bounds, error
-// wrapping) over a tiny unexported driver per backend (dir.go, gcs.go), and
-// one conformance suite runs against both.
+// scheme://bucket[/prefix] of any store objstore serves (gs://, s3://,
+// az://, abfss://). The Source holds the rules (skipping, partitions, the
+// date filter, sorting, version pinning, read bounds, error wrapping) over
+// an objstore.Store; the listing suite runs on local disk and on each
+// store's emulator.
 //
 // A source naming one object lists that object alone; otherwise it is a
-// folder, and a GCS prefix is always a folder (gs://b/tracks does not list
-// gs://b/tracks_old/). List returns objects sorted by Key, the path relative
-// to the source, with their size and version: the GCS generation, or the
-// local modification time in nanoseconds. Scan also says what the date
-// filter did.
+// folder, and a bucket prefix is always a folder (gs://b/tracks does not
+// list gs://b/tracks_old/). List returns objects sorted by Key, the path
+// relative to the source, with their size and version (objstore.Attrs: the
+// GCS generation, the S3 or Azure ETag, the local modification time). Scan
+// also says what the date filter did.
 //
 // Objects that are not data are skipped and returned with a reason, so that
 // nothing vanishes unseen: "folder/" placeholders, zero-size objects,
@@ -31,8 +33,8 @@
 // since nothing says they are out of range, and counted in Listing.Undated so
 // that the plan can say so. A year= and month= without a day= is no day.
 //
-// Open returns a File pinned to the listed version. On GCS every ReadAt is
-// one ranged read of that generation, so a Parquet reader fetches the footer
+// Open returns a File pinned to the listed version. In a bucket every ReadAt
+// is one ranged read of that version, so a Parquet reader fetches the footer
 // and then only the column chunks it decodes; nothing is downloaded whole or
 // held in memory here, and the reader above chooses the read sizes (ranges
 // of a few hundred KiB keep the request count low). Locally, a version
@@ -50,10 +52,8 @@
 // ErrBadFile ("symlink loop"): set aside or fatal as the caller decides,
 // like any unreadable file, instead of aborting the listing.
 //
-// GCS clients come from NewGCSClient: Application Default Credentials, or
-// the emulator named by STORAGE_EMULATOR_HOST without credentials. A
-// command line creates one and passes it in SourceOptions.GCSClient to every
-// source; a Source given none creates its own and closes it in Close.
+// Clients, credentials and endpoints are objstore's: one client per
+// service per process, found the way each ecosystem's tools find them.
 //
 // Decoding: see the section below.
 //
@@ -132,13 +132,13 @@
 // "list gs://b/prefix: ...", "read /data/x.parquet at 4096: ...") and carry
 // a kind for errors.Is:
 //
-//   - ErrNotFound: the object, folder, bucket or prefix does not exist (GCS
-//     ErrObjectNotExist and ErrBucketNotExist map to it). A source under
-//     which nothing at all is listed is ErrNotFound: on GCS a missing prefix
-//     and an empty one are the same thing.
-//   - ErrChanged: the object was rewritten since it was listed. GCS: the
-//     listed generation is gone but the object exists (at Open, or during a
-//     read). Local: size or modification time differ (at Open, or during a
+//   - ErrNotFound (objstore.ErrNotFound): the object, folder, bucket or
+//     prefix does not exist. A source under which nothing at all is listed
+//     is ErrNotFound: in a bucket a missing prefix and an empty one are the
+//     same thing.
+//   - ErrChanged: the object was rewritten since it was listed. In a
+//     bucket: the listed version is gone but the object exists (at Open, or
+//     during a read). Local: size or modification time differ (at Open, or during a
 //     read). The run must stop rather than mix two versions of a file.
 //   - ErrBadFile: see the decoding section. OpenParquet and ReadRowGroup
 //     return it for an object that is not Parquet, is truncated or has a
@@ -153,14 +153,10 @@
 //     way. A failing read of the File itself (ErrChanged, ErrNotFound, the
 //     network) is returned as that error, not as ErrBadFile.
 //
-// A GCS server that cannot be reached (the endpoint, the emulator named by
-// STORAGE_EMULATOR_HOST, the credentials' token server) is a
-// *gcscall.UnreachableError that names it and what fixes it. No GCS call
-// waits for ever: a metadata call has 30 s, a listing or a ranged read ends
-// when nothing arrives for 30 s, and the client of NewGCSClient retries a
-// transient failure for 20 s at most; a dead emulator address is found when
-// the client is created. A listing given SourceOptions.Logger logs how many
-// objects it has seen about every 10 s.
+// A server that cannot be reached (an endpoint, an emulator, a credentials'
+// token server) is an *objstore.UnreachableError that names it and what
+// fixes it; no storage call waits for ever (see objstore). A listing given
+// SourceOptions.Logger logs how many objects it has seen about every 10 s.
 //
 // Other errors (permissions, network, a malformed source URI) are returned
 // wrapped as they come.
@@ -168,8 +164,8 @@
 // # Concurrency
 //
 // A Source and the Files it opens are safe for concurrent use; ReadAt may
-// be called from several goroutines at once (each GCS call is its own ranged
-// request; local reads use pread). The context given to Open governs the
+// be called from several goroutines at once (each remote read is its own
+// ranged request; local reads use pread). The context given to Open governs the
 // File's reads, as io.ReaderAt has no context argument: cancel it only when
 // done with the File. Close a Source after its Files.
 //

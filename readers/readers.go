@@ -4,18 +4,20 @@ import (
 	"errors"
 	"io"
 	"time"
+
+	"github.com/convertro-etl/convertro-etl/objstore"
 )
 
-// Object is one object of a source as listed: a local file or a GCS object.
+// Object is one object of a source as listed: a local file or an object in a bucket.
 type Object struct {
-	// URI names the object for people and for the manifest: a local path or gs://bucket/key.
+	// URI names the object for people and for the manifest: a local path or scheme://bucket/key.
 	URI string
 	// Key is the object's path relative to the source root (slash-separated).
 	Key  string
 	Size int64
-	// Generation pins the version that was planned: the GCS generation, or the
-	// local file's modification time in nanoseconds.
-	Generation int64
+	// Version pins the version that was planned, opaquely (objstore.Attrs):
+	// a GCS generation, an S3 or Azure ETag, a local modification time.
+	Version string
 	// Partition is what the object's path says about its date, hour and message type.
 	Partition Partition
 }
@@ -30,8 +32,9 @@ type File interface {
 
 // Error kinds. Callers test them with errors.Is; the wrapped message names the object.
 var (
-	// ErrNotFound: the object (or source) does not exist.
-	ErrNotFound = errors.New("not found")
+	// ErrNotFound: the object (or source) does not exist. It is the
+	// storage layer's kind, so that either package's test finds it.
+	ErrNotFound = objstore.ErrNotFound
 	// ErrChanged: the object was rewritten since it was planned (new generation or size).
 	ErrChanged = errors.New("object changed since it was planned")
 	// ErrBadFile: the object is not a Parquet file the readers can use (not Parquet,

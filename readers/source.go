@@ -8,25 +8,20 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
-	"cloud.google.com/go/storage"
+	"github.com/convertro-etl/convertro-etl/objstore"
 )
 
-// SourceOptions configure OpenSource. The zero value lists everything and
-// creates its own GCS client when it needs one.
+// SourceOptions configure OpenSource. The zero value lists everything.
 type SourceOptions struct {
 	// From and To bound the partition days listed, inclusive; only their
 	// calendar dates count. A zero value leaves that side open.
 	From, To time.Time
-	// GCSClient serves gs:// sources. Nil: the Source creates one with
-	// NewGCSClient and closes it in Close. A client passed in is never closed.
-	GCSClient *storage.Client
 	// Logger receives a progress line about every 10 s while a listing
 	// runs. Nil: no progress lines.
 	Logger *slog.Logger
@@ -41,7 +36,8 @@ const (
 	SkipChecksum     = "checksum file"
 	SkipJSON         = "json report"
 	SkipHidden       = "hidden file"
-	SkipSymlinkedDir = "symlinked folder not followed"
+	SkipSymlinkedDir = objstore.SkipSymlinkedDir
+	SkipNotRegular   = objstore.SkipNotRegular
 )
 
 // Skipped is an object the listing left out because it is not data.
@@ -63,60 +59,26 @@ type Listing struct {
 	Undated int
 }
 
-// Source is one --source: a local folder or file, or a GCS prefix or object.
-// It lists objects and opens them pinned to the version that was listed.
+// Source is one --source: a folder or a single object, on local disk or in
+// any object store objstore serves. It lists objects and opens them pinned
+// to the version that was listed.
 type Source struct {
 	uri      string
-	d        driver
-	from, to time.Time // UTC midnights; zero = open
-	close    func() error
+	st       *objstore.Store
+	single   string       // the key of the single object the source names, or "" for a folder
+	from, to time.Time    // UTC midnights; zero = open
 	log      *slog.Logger // nil: no progress lines
 }
 
-// driver is what a storage backend must do; everything else (skipping,
-// partitions, filtering, sorting, version checks, read bounds, error
-// wrapping) is Source's. Drivers return ErrNotFound (wrapped) for missing
-// objects and do not name the object in their errors: Source does.
-type driver interface {
-	// list returns every object at or under the root, keys relative to it,
-	// calling seen once per object as it goes (for progress).
-	list(ctx context.Context, seen func()) ([]entry, error)
-	// stat returns the object's current version.
-	stat(ctx context.Context, key string) (entry, error)
-	// open opens the object; GCS pins gen when it is not 0. The entry is the
-	// version actually opened.
-	open(ctx context.Context, key string, gen int64) (blob, entry, error)
-	// uri names the object for people; name is its slash path for
-	// partition parsing (GCS object name, local path).
-	uri(key string) string
-	name(key string) string
-}
-
-// entry is one listed object version.
-type entry struct {
-	key       string
-	size, gen int64
-	skip      string // a reason only the driver can see, e.g. a symlinked folder
-	loop      bool   // a symlink loop: data that fails to open as a bad file
-}
-
-// blob is an opened object version. readAt is only asked for bytes within
-// the planned size; version reports the version now behind the handle, so
-// that a local file rewritten in place is noticed.
-type blob interface {
-	readAt(p []byte, off int64) (int, error)
-	version() (size, gen int64, err error)
-	close() error
-}
-
 // OpenSource prepares a source: a local path, a file:// URI, or
-// gs://bucket[/prefix]. A path or URI naming one object lists that object
-// alone; otherwise it names a folder (a GCS prefix is taken as a folder:
-// gs://b/tracks does not list gs://b/tracks_old/...). Telling one from the
-// other costs a stat here (on GCS, one metadata request, whose failure other
-// than not-found is returned); a missing source is reported by List.
+// scheme://bucket[/prefix] of a registered object store (gs, s3, az). A
+// path or URI naming one object lists that object alone; otherwise it names
+// a folder (a prefix is taken as a folder: gs://b/tracks does not list
+// gs://b/tracks_old/...). Telling one from the other costs a stat here (one
+// metadata request on a remote store, whose failure other than not-found is
+// returned); a missing source is reported by List.
 func OpenSource(ctx context.Context, uri string, o SourceOptions) (*Source, error) {
-	s := &Source{uri: uri, close: func() error { return nil }, log: o.Logger}
+	s := &Source{uri: uri, log: o.Logger}
 	if !o.From.IsZero() {
 		s.from = dayOf(o.From)
 	}
@@ -127,50 +89,20 @@ func OpenSource(ctx context.Context, uri string, o SourceOptions) (*Source, erro
 		return nil, fmt.Errorf("open source %s: --from %s is after --to %s", uri,
 			s.from.Format(time.DateOnly), s.to.Format(time.DateOnly))
 	}
-	scheme, rest, hasScheme := strings.Cut(uri, "://")
-	switch {
-	case !hasScheme:
-		s.d = newDirDriver(uri)
-	case scheme == "file":
-		u, err := url.Parse(uri)
-		if err != nil {
-			return nil, fmt.Errorf("open source %s: %w", uri, err)
-		}
-		if u.Host != "" && u.Host != "localhost" {
-			return nil, fmt.Errorf("open source %s: a file URI names an absolute path (file:///path); use a plain path for a relative one", uri)
-		}
-		s.d = newDirDriver(u.Path)
-	case scheme == "gs":
-		bucket, prefix, _ := strings.Cut(rest, "/")
-		if bucket == "" {
-			return nil, fmt.Errorf("open source %s: no bucket", uri)
-		}
-		client := o.GCSClient
-		if client == nil {
-			c, err := NewGCSClient(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("open source %s: %w", uri, err)
-			}
-			client, s.close = c, sync.OnceValue(c.Close)
-		}
-		d, err := newGCSDriver(ctx, client, bucket, prefix)
-		if err != nil {
-			_ = s.close()
-			return nil, fmt.Errorf("open source %s: %w", uri, err)
-		}
-		s.d = d
-	default:
-		return nil, fmt.Errorf("open source %s: unsupported scheme %q (want a path, file:// or gs://)", uri, scheme)
+	st, single, err := objstore.OpenObjectOrFolder(ctx, uri)
+	if err != nil {
+		return nil, err // names the source
 	}
+	s.st, s.single = st, single
 	return s, nil
 }
 
 // URI is the source as given to OpenSource.
 func (s *Source) URI() string { return s.uri }
 
-// Close releases the GCS client the Source created, if any; calling it again
-// does nothing. Files opened from the Source must be closed first.
-func (s *Source) Close() error { return s.close() }
+// Close releases nothing today (clients are shared by the process); it is
+// kept so that callers need not change when a Source holds resources.
+func (s *Source) Close() error { return nil }
 
 // List returns the data objects within the date range, sorted by Key, and
 // the objects that are not data with the reason. See Scan.
@@ -192,9 +124,9 @@ func (s *Source) List(ctx context.Context) ([]Object, []Skipped, error) {
 // prefix) is ErrNotFound.
 func (s *Source) Scan(ctx context.Context) (Listing, error) {
 	p := listProgress{log: s.log, uri: s.uri, now: time.Now}
-	entries, err := s.d.list(ctx, p.seen)
+	entries, err := s.list(ctx, p.seen)
 	if err != nil {
-		return Listing{}, fmt.Errorf("list %s: %w", s.uri, err)
+		return Listing{}, err
 	}
 	if len(entries) == 0 {
 		return Listing{}, fmt.Errorf("list %s: %w: no objects", s.uri, ErrNotFound)
@@ -203,10 +135,10 @@ func (s *Source) Scan(ctx context.Context) (Listing, error) {
 	filtering := !s.from.IsZero() || !s.to.IsZero()
 	for _, e := range entries {
 		if reason := skipReason(e); reason != "" {
-			l.Skipped = append(l.Skipped, Skipped{URI: s.d.uri(e.key), Reason: reason})
+			l.Skipped = append(l.Skipped, Skipped{URI: s.st.URI(e.Key), Reason: reason})
 			continue
 		}
-		p := ParsePartition(s.d.name(e.key))
+		p := ParsePartition(s.st.Name(e.Key))
 		if filtering {
 			if !p.HasDay {
 				l.Undated++
@@ -216,12 +148,42 @@ func (s *Source) Scan(ctx context.Context) (Listing, error) {
 			}
 		}
 		l.Objects = append(l.Objects, Object{
-			URI: s.d.uri(e.key), Key: e.key, Size: e.size, Generation: e.gen, Partition: p,
+			URI: s.st.URI(e.Key), Key: e.Key, Size: e.Size, Version: e.Version, Partition: p,
 		})
 	}
 	slices.SortFunc(l.Objects, func(a, b Object) int { return cmp.Compare(a.Key, b.Key) })
 	slices.SortFunc(l.Skipped, func(a, b Skipped) int { return cmp.Compare(a.URI, b.URI) })
 	return l, nil
+}
+
+// list returns every object at or under the root, keys relative to it,
+// calling seen once per object as it goes.
+func (s *Source) list(ctx context.Context, seen func()) ([]objstore.Attrs, error) {
+	if s.single != "" {
+		a, err := s.st.Stat(ctx, s.single)
+		if err != nil && !a.Loop {
+			return nil, fmt.Errorf("list %s: %w", s.uri, unwrapStat(err))
+		}
+		a.Key = s.single
+		seen()
+		return []objstore.Attrs{a}, nil
+	}
+	var out []objstore.Attrs
+	err := s.st.List(ctx, "", func(a objstore.Attrs) error {
+		seen()
+		out = append(out, a)
+		return nil
+	})
+	return out, err
+}
+
+// unwrapStat keeps the kind of a Stat error and drops its "stat <uri>:"
+// (List names the source).
+func unwrapStat(err error) error {
+	if u := errors.Unwrap(err); u != nil {
+		return u
+	}
+	return err
 }
 
 // listProgressEvery is how often a running listing logs how far it got.
@@ -254,10 +216,10 @@ func (p *listProgress) seen() {
 }
 
 // skipReason says why e is not data, or "" if it is.
-func skipReason(e entry) string {
-	key := e.key
-	if e.skip != "" {
-		return e.skip
+func skipReason(e objstore.Attrs) string {
+	key := e.Key
+	if e.Skip != "" {
+		return e.Skip
 	}
 	if key == "" || strings.HasSuffix(key, "/") { // "" is a placeholder for the root itself
 		return SkipFolder
@@ -280,57 +242,61 @@ func skipReason(e entry) string {
 			return SkipHidden
 		}
 	}
-	if e.size == 0 && !e.loop {
+	if e.Size == 0 && !e.Loop {
 		return SkipEmpty
 	}
 	return ""
 }
 
 // Open opens the object version that was listed. If the object is gone it
-// returns ErrNotFound; if it was rewritten since it was listed (GCS: the
-// listed generation is gone but the object exists; local: size or
-// modification time differ) it returns ErrChanged. An Object with
-// Generation 0 opens the current version and pins it.
+// returns ErrNotFound; if it was rewritten since it was listed (the listed
+// version is gone but the object exists; local: size or modification time
+// differ) it returns ErrChanged. An Object with no Version opens the
+// current version and pins it.
 //
 // ctx governs the File's reads as well (io.ReaderAt has no context): cancel
 // it only when done with the File.
 func (s *Source) Open(ctx context.Context, o Object) (File, error) {
-	uri := s.d.uri(o.Key)
-	b, got, err := s.d.open(ctx, o.Key, o.Generation)
+	uri := s.st.URI(o.Key)
+	b, got, err := s.st.Open(ctx, o.Key, o.Version)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", uri, s.gone(ctx, o.Key, o.Generation, err))
+		err = s.gone(ctx, o.Key, o.Version, err)
+		if errors.Is(err, ErrChanged) {
+			return nil, fmt.Errorf("open %s: %w", uri, err)
+		}
+		return nil, readErr(err) // the Store named the object
 	}
-	if o.Generation != 0 && (got.gen != o.Generation || got.size != o.Size) {
-		_ = b.close()
-		return nil, fmt.Errorf("open %s: %w (listed size %d version %d, now size %d version %d)",
-			uri, ErrChanged, o.Size, o.Generation, got.size, got.gen)
+	if o.Version != "" && (got.Version != o.Version || got.Size != o.Size) {
+		_ = b.Close()
+		return nil, fmt.Errorf("open %s: %w (listed size %d version %s, now size %d version %s)",
+			uri, ErrChanged, o.Size, o.Version, got.Size, got.Version)
 	}
-	return &file{src: s, ctx: ctx, b: b, key: o.Key, uri: uri, size: got.size, gen: got.gen}, nil
+	return &file{src: s, ctx: ctx, b: b, key: o.Key, uri: uri, size: got.Size, version: got.Version}, nil
 }
 
-// gone turns a driver's ErrNotFound for a pinned version into ErrChanged
-// when the object still exists: it was rewritten, not deleted.
-func (s *Source) gone(ctx context.Context, key string, gen int64, err error) error {
-	if gen == 0 || !errors.Is(err, ErrNotFound) {
+// gone turns ErrNotFound for a pinned version into ErrChanged when the
+// object still exists: it was rewritten, not deleted.
+func (s *Source) gone(ctx context.Context, key, version string, err error) error {
+	if version == "" || !errors.Is(err, ErrNotFound) {
 		return err
 	}
-	if cur, serr := s.d.stat(ctx, key); serr == nil && cur.gen != gen {
-		return fmt.Errorf("%w (version %d is gone, now version %d)", ErrChanged, gen, cur.gen)
+	if cur, serr := s.st.Stat(ctx, key); serr == nil && cur.Version != version {
+		return fmt.Errorf("%w (version %s is gone, now version %s)", ErrChanged, version, cur.Version)
 	}
 	return err
 }
 
-// file is the File every driver returns: read bounds, version checks and
-// error wrapping are here, once.
+// file is the File every backend's reader becomes: read bounds, version
+// checks and error wrapping are here, once.
 type file struct {
-	src    *Source
-	ctx    context.Context
-	b      blob
-	key    string
-	uri    string
-	size   int64
-	gen    int64
-	closed atomic.Bool
+	src     *Source
+	ctx     context.Context
+	b       objstore.Reader
+	key     string
+	uri     string
+	size    int64
+	version string
+	closed  atomic.Bool
 }
 
 func (f *file) Size() int64 { return f.size }
@@ -357,19 +323,19 @@ func (f *file) ReadAt(p []byte, off int64) (int, error) {
 	if want == 0 {
 		return 0, nil
 	}
-	n, err := f.b.readAt(p[:want], off)
+	n, err := f.b.ReadAt(p[:want], off)
 	if err != nil {
-		return 0, fmt.Errorf("read %s at %d: %w", f.uri, off, f.src.gone(f.ctx, f.key, f.gen, err))
+		return 0, fmt.Errorf("read %s at %d: %w", f.uri, off, readErr(f.src.gone(f.ctx, f.key, f.version, err)))
 	}
-	size, gen, err := f.b.version()
+	size, version, err := f.b.Version()
 	if err != nil {
-		return 0, fmt.Errorf("read %s: %w", f.uri, err)
+		return 0, fmt.Errorf("read %s: %w", f.uri, readErr(err))
 	}
-	if size != f.size || gen != f.gen || n < want {
+	if size != f.size || version != f.version || n < want {
 		// No byte of a read that saw another version counts: callers that
 		// take a full buffer and ignore the error must not get them.
-		return 0, fmt.Errorf("read %s at %d: %w (got %d of %d bytes; size %d version %d, now size %d version %d)",
-			f.uri, off, ErrChanged, n, want, f.size, f.gen, size, gen)
+		return 0, fmt.Errorf("read %s at %d: %w (got %d of %d bytes; size %d version %s, now size %d version %s)",
+			f.uri, off, ErrChanged, n, want, f.size, f.version, size, version)
 	}
 	return n, eof
 }
@@ -378,8 +344,17 @@ func (f *file) Close() error {
 	if f.closed.Swap(true) {
 		return nil
 	}
-	if err := f.b.close(); err != nil {
+	if err := f.b.Close(); err != nil {
 		return fmt.Errorf("close %s: %w", f.uri, err)
 	}
 	return nil
+}
+
+// readErr makes a symlink loop met while reading a bad file: data that
+// cannot be read, set aside under --on-bad-file skip.
+func readErr(err error) error {
+	if errors.Is(err, syscall.ELOOP) {
+		return fmt.Errorf("%w: %w", ErrBadFile, err)
+	}
+	return err
 }

@@ -10,127 +10,97 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/fsouza/fake-gcs-server/fakestorage"
-
 	"github.com/convertro-etl/convertro-etl/convertro/simulator"
+	"github.com/convertro-etl/convertro-etl/objstore"
+	"github.com/convertro-etl/convertro-etl/objstore/objstoretest"
 	"github.com/convertro-etl/convertro-etl/pipeline"
 	"github.com/convertro-etl/convertro-etl/writers/generate"
 )
 
 // The lease tests start the real program as several processes on one job's
-// state, a local folder and gs:// on a fake GCS served over HTTP, and check
-// the lease from the outside: exit codes, stderr, the manifest in the state
-// and what the simulator recorded.
-
-const leaseBucket = "leases"
+// state, a local folder and a bucket of each object store's emulator
+// process, and check the lease from the outside: exit codes, stderr, the
+// manifest in the state and what the simulator recorded.
 
 // leaseBackend is where a test's jobs keep their state, and where they read
 // the export from.
 type leaseBackend struct {
 	name   string
-	source string   // the export: a folder or gs://leases/export
-	root   string   // state locations are root + "/" + a name per job
-	env    []string // extra environment of the subprocesses
-	// open opens a job's state the way the program does, for reading and
-	// hand-editing the manifest.
-	open func(t *testing.T, uri string) pipeline.StateStore
-	// names lists the objects of a job's state (relative names).
-	names func(t *testing.T, uri string) []string
+	source string // the export: a folder or a bucket's prefix
+	root   string // state locations are root + "/" + a name per job
 }
 
-// leaseBackends builds the local and the GCS backend over the same export.
+// open opens a job's state the way the program does, for reading and
+// hand-editing the manifest.
+func (b leaseBackend) open(t *testing.T, uri string) pipeline.StateStore {
+	st, err := pipeline.OpenState(context.Background(), uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// names lists the objects of a job's state (relative names).
+func (b leaseBackend) names(t *testing.T, uri string) []string {
+	st, err := objstore.Open(context.Background(), uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := st.ListKeys(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return names
+}
+
+// remoteBackends are the object stores the process tests run on, each an
+// emulator process the subprocesses reach through the environment that
+// objstoretest set, as users point the real clients at an emulator.
+var remoteBackends = map[string]func(testing.TB) string{
+	"gcs": objstoretest.GCS,
+}
+
+// leaseBackends builds the local backend and each remote one over the same
+// export.
 func leaseBackends(t *testing.T, export string) []leaseBackend {
 	t.Helper()
-	local := leaseBackend{
-		name:   "local",
-		source: export,
-		root:   filepath.Join(t.TempDir(), "state"),
-		open: func(t *testing.T, uri string) pipeline.StateStore {
-			st, err := pipeline.OpenState(context.Background(), uri, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return st
-		},
-		names: func(t *testing.T, uri string) []string {
-			var names []string
-			err := filepath.WalkDir(uri, func(p string, d fs.DirEntry, err error) error {
-				if err != nil || d.IsDir() || strings.HasPrefix(d.Name(), ".") { // lock and temporary files
-					return err
-				}
-				rel, _ := filepath.Rel(uri, p)
-				names = append(names, filepath.ToSlash(rel))
-				return nil
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			return names
-		},
-	}
-
-	// The fake GCS serves over plain HTTP; the subprocesses and the test
-	// reach it through STORAGE_EMULATOR_HOST, as users point the real
-	// client at an emulator. The test opens the state with a nil client, so
-	// that OpenState's own client is checked against the emulator too.
-	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{NoListener: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: leaseBucket})
-	ts := httptest.NewServer(srv.HTTPHandler())
-	t.Cleanup(ts.Close)
-	err = filepath.WalkDir(export, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
+	bs := []leaseBackend{{name: "local", source: export, root: filepath.Join(t.TempDir(), "state")}}
+	for _, name := range slices.Sorted(maps.Keys(remoteBackends)) {
+		root := remoteBackends[name](t)
+		st, err := objstore.Open(context.Background(), root+"/export")
+		if err != nil {
+			t.Fatal(err)
 		}
-		rel, _ := filepath.Rel(export, p)
-		data, err := os.ReadFile(p)
-		srv.CreateObject(fakestorage.Object{ObjectAttrs: fakestorage.ObjectAttrs{BucketName: leaseBucket, Name: "export/" + filepath.ToSlash(rel)}, Content: data})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	emulator := ts.Listener.Addr().String()
-	t.Setenv("STORAGE_EMULATOR_HOST", emulator)
-	gcs := leaseBackend{
-		name:   "gcs",
-		source: "gs://" + leaseBucket + "/export",
-		root:   "gs://" + leaseBucket + "/state",
-		env:    []string{"STORAGE_EMULATOR_HOST=" + emulator},
-		open: func(t *testing.T, uri string) pipeline.StateStore {
-			st, err := pipeline.OpenState(context.Background(), uri, nil)
+		err = filepath.WalkDir(export, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			rel, _ := filepath.Rel(export, p)
+			data, err := os.ReadFile(p)
 			if err != nil {
-				t.Fatal(err)
+				return err
 			}
-			return st
-		},
-		names: func(t *testing.T, uri string) []string {
-			prefix := strings.TrimPrefix(uri, "gs://"+leaseBucket+"/") + "/"
-			objs, _, err := srv.ListObjectsWithOptions(leaseBucket, fakestorage.ListOptions{Prefix: prefix})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var names []string
-			for _, o := range objs {
-				names = append(names, strings.TrimPrefix(o.Name, prefix))
-			}
-			return names
-		},
+			_, err = st.Write(context.Background(), filepath.ToSlash(rel), data, objstore.Overwrite)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bs = append(bs, leaseBackend{name: name, source: root + "/export", root: root + "/state"})
 	}
-	return []leaseBackend{local, gcs}
+	return bs
 }
 
 // leaseJob is one job's state on a backend, with a simulator of its own.
@@ -148,7 +118,7 @@ type leaseJob struct {
 func newLeaseJob(t *testing.T, b leaseBackend, name string, delay time.Duration) *leaseJob {
 	t.Helper()
 	state := b.root + "/" + name
-	if !strings.HasPrefix(state, "gs://") {
+	if b.name == "local" {
 		state = filepath.Join(b.root, name)
 	}
 	record := &syncBuffer{}
@@ -179,7 +149,6 @@ type leaseProc struct {
 func (j *leaseJob) start(t *testing.T, ttl time.Duration) *leaseProc {
 	t.Helper()
 	cmd := command(context.Background(), append(clone(j.args), "--lease-ttl", ttl.String())...)
-	cmd.Env = append(cmd.Env, j.b.env...)
 	p := &leaseProc{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
@@ -238,11 +207,11 @@ func (b *syncBuffer) text() string {
 }
 
 // manifest reads the job's manifest: nil if there is none yet.
-func (j *leaseJob) manifest(t *testing.T) (*pipeline.Manifest, []byte, int64) {
+func (j *leaseJob) manifest(t *testing.T) (*pipeline.Manifest, []byte, string) {
 	t.Helper()
 	data, gen, err := j.st.Read(context.Background(), pipeline.ManifestName(pipeline.Shard{Index: 0, Count: 1}))
-	if errors.Is(err, pipeline.ErrStateNotFound) {
-		return nil, nil, 0
+	if errors.Is(err, objstore.ErrNotFound) {
+		return nil, nil, ""
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -256,7 +225,7 @@ func (j *leaseJob) manifest(t *testing.T) (*pipeline.Manifest, []byte, int64) {
 
 // waitManifest polls the manifest until ok accepts it, failing after limit
 // (or at once if one of the processes in watch ends first).
-func (j *leaseJob) waitManifest(t *testing.T, what string, limit time.Duration, ok func(*pipeline.Manifest, int64) bool, watch ...*leaseProc) *pipeline.Manifest {
+func (j *leaseJob) waitManifest(t *testing.T, what string, limit time.Duration, ok func(*pipeline.Manifest, string) bool, watch ...*leaseProc) *pipeline.Manifest {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for {
@@ -287,7 +256,7 @@ func (j *leaseJob) snapshot(t *testing.T) map[string]string {
 			t.Fatal(err)
 		}
 		sum := sha256.Sum256(data)
-		snap[name] = fmt.Sprintf("generation %d, sha256 %s", gen, hex.EncodeToString(sum[:8]))
+		snap[name] = fmt.Sprintf("version %s, sha256 %s", gen, hex.EncodeToString(sum[:8]))
 	}
 	return snap
 }
@@ -490,7 +459,7 @@ func TestLeaseTakeoverAfterKill(t *testing.T) {
 			// A long ttl: a takeover before it runs out can only come
 			// from seeing that the holder's process is gone.
 			first := j.start(t, 30*time.Second)
-			j.waitManifest(t, "the first process's lease and a quarter of the requests", time.Minute, func(m *pipeline.Manifest, _ int64) bool {
+			j.waitManifest(t, "the first process's lease and a quarter of the requests", time.Minute, func(m *pipeline.Manifest, _ string) bool {
 				return m.Lease.PID == first.pid() && j.sim.Stats().Accepted >= int64(total/4)
 			}, first)
 			first.signal(t, syscall.SIGKILL)
@@ -501,14 +470,14 @@ func TestLeaseTakeoverAfterKill(t *testing.T) {
 			}
 
 			second := j.start(t, 5*time.Second)
-			j.waitManifest(t, "the second process to take the lease over", time.Minute, func(m *pipeline.Manifest, _ int64) bool {
+			j.waitManifest(t, "the second process to take the lease over", time.Minute, func(m *pipeline.Manifest, _ string) bool {
 				return m.Lease.PID == second.pid()
 			}, second)
 			if seen := time.Now(); !seen.Before(m1.Lease.Expires) {
 				t.Errorf("the second process took over at %s, only after the dead process's lease expired at %s: it should not wait for a dead PID",
 					seen.Format(time.StampMilli), m1.Lease.Expires.Format(time.StampMilli))
 			}
-			j.waitManifest(t, "half of the requests", time.Minute, func(*pipeline.Manifest, int64) bool {
+			j.waitManifest(t, "half of the requests", time.Minute, func(*pipeline.Manifest, string) bool {
 				return j.sim.Stats().Accepted >= int64(total/2)
 			}, second)
 			second.signal(t, syscall.SIGKILL)
@@ -532,7 +501,7 @@ func TestLeaseTakeoverAfterKill(t *testing.T) {
 				t.Fatal(err)
 			}
 			name := pipeline.ManifestName(pipeline.Shard{Index: 0, Count: 1})
-			if _, err := j.st.Write(context.Background(), name, edited, gen); err != nil {
+			if _, err := j.st.Write(context.Background(), name, edited, objstore.IfVersion(gen)); err != nil {
 				t.Fatalf("hand-edit the manifest's lease: %v", err)
 			}
 
@@ -563,7 +532,7 @@ func TestLeaseTakeoverAfterKill(t *testing.T) {
 func (j *leaseJob) waitCommit(t *testing.T, p *leaseProc, what string) {
 	t.Helper()
 	_, _, gen := j.manifest(t)
-	j.waitManifest(t, what, time.Minute, func(m *pipeline.Manifest, g int64) bool {
+	j.waitManifest(t, what, time.Minute, func(m *pipeline.Manifest, g string) bool {
 		return g != gen && m.Lease.PID == p.pid()
 	}, p)
 	time.Sleep(100 * time.Millisecond)
@@ -587,7 +556,7 @@ func TestLeaseFencing(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			j := newLeaseJob(t, b, "fence", 20*time.Millisecond)
 			a := j.start(t, ttl)
-			j.waitManifest(t, "the first process's lease and a fifth of the requests", time.Minute, func(m *pipeline.Manifest, _ int64) bool {
+			j.waitManifest(t, "the first process's lease and a fifth of the requests", time.Minute, func(m *pipeline.Manifest, _ string) bool {
 				return m.Lease.PID == a.pid() && j.sim.Stats().Accepted >= int64(total/5)
 			}, a)
 			j.waitCommit(t, a, "a commit of the first process")
@@ -624,7 +593,7 @@ func TestLeaseFencing(t *testing.T) {
 			}
 			after := j.snapshot(t)
 			if _, data, gen := j.manifest(t); gen != ownedGen || !bytes.Equal(data, owned) {
-				t.Errorf("the manifest changed while only the fenced process ran: generation %d -> %d\nbefore: %s\nafter:  %s", ownedGen, gen, owned, data)
+				t.Errorf("the manifest changed while only the fenced process ran: version %s -> %s\nbefore: %s\nafter:  %s", ownedGen, gen, owned, data)
 			}
 			for name, v := range after {
 				if before[name] != v {

@@ -76,7 +76,7 @@ func TestReplayCommandAfterKill(t *testing.T) {
 		return 0
 	}
 	manifest := func() *pipeline.Manifest {
-		st, err := pipeline.OpenState(ctx, state, nil)
+		st, err := pipeline.OpenState(ctx, state)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,13 +6,17 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -34,12 +38,84 @@ func Main(m interface{ Run() int }) int {
 	return code
 }
 
-// emulator is one started server process.
+// emulator is one started server process, reached through a proxy that
+// counts what it serves (see Traffic).
 type emulator struct {
-	cmd  *exec.Cmd
-	addr string // host:port
-	log  *bytes.Buffer
-	err  error
+	cmd     *exec.Cmd
+	addr    string // the proxy's host:port: what clients are given
+	direct  string // the process's own host:port
+	log     *bytes.Buffer
+	err     error
+	traffic *Traffic
+	proxy   *http.Server
+}
+
+// Traffic is what an emulator served through its proxy since the last
+// Reset: every request of every client in this process, and of the child
+// processes it started. Delay, when set, is added before each request is
+// passed on: the time to first byte of a real remote store.
+type Traffic struct {
+	Requests atomic.Int64
+	Bytes    atomic.Int64 // response bodies
+	Delay    atomic.Int64 // nanoseconds added to each request
+}
+
+// Reset zeroes the counts.
+func (t *Traffic) Reset() { t.Requests.Store(0); t.Bytes.Store(0) }
+
+// TrafficOf is the Traffic of the emulator started for name ("gcs", "s3",
+// "azure"); nil when it is not started.
+func TrafficOf(name string) *Traffic {
+	emuMu.Lock()
+	defer emuMu.Unlock()
+	if e, ok := started[name]; ok {
+		return e.traffic
+	}
+	return nil
+}
+
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
+// serveProxy passes every request to the process at direct, counting it.
+// The Host header is kept as the client sent it: request signatures (S3's)
+// cover it.
+func (e *emulator) serveProxy() error {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	target := &url.URL{Scheme: "http", Host: e.direct}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(target)
+			r.Out.Host = r.In.Host
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			resp.Body = countingBody{resp.Body, &e.traffic.Bytes}
+			return nil
+		},
+		FlushInterval: -1,
+	}
+	e.traffic = new(Traffic)
+	e.proxy = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.traffic.Requests.Add(1)
+		if d := time.Duration(e.traffic.Delay.Load()); d > 0 {
+			time.Sleep(d)
+		}
+		rp.ServeHTTP(w, r)
+	})}
+	e.addr = l.Addr().String()
+	go e.proxy.Serve(l)
+	return nil
 }
 
 var (
@@ -51,6 +127,9 @@ func stopAll() {
 	emuMu.Lock()
 	defer emuMu.Unlock()
 	for name, e := range started {
+		if e.proxy != nil {
+			_ = e.proxy.Close()
+		}
 		if e.cmd != nil && e.cmd.Process != nil {
 			_ = e.cmd.Process.Kill()
 			_ = e.cmd.Wait()
@@ -120,7 +199,7 @@ func start(t testing.TB, name, bin string, args func(port string, dir string) []
 		e.err = err
 		t.Fatalf("emulator %s: %v", name, err)
 	}
-	e.addr = net.JoinHostPort("127.0.0.1", port)
+	e.direct = net.JoinHostPort("127.0.0.1", port)
 	e.cmd = exec.Command(bin, args(port, dir)...)
 	e.cmd.Dir = dir
 	e.cmd.Env = append(os.Environ(), env...)
@@ -130,13 +209,18 @@ func start(t testing.TB, name, bin string, args func(port string, dir string) []
 		t.Fatalf("emulator %s: %v", name, err)
 	}
 	deadline := time.Now().Add(60 * time.Second)
-	for !ready(e.addr) {
+	for !ready(e.direct) {
 		if time.Now().After(deadline) {
 			_ = e.cmd.Process.Kill()
-			e.err = fmt.Errorf("not ready on %s after 60 s; its output:\n%s", e.addr, e.log)
+			e.err = fmt.Errorf("not ready on %s after 60 s; its output:\n%s", e.direct, e.log)
 			t.Fatalf("emulator %s: %v", name, e.err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	if err := e.serveProxy(); err != nil {
+		_ = e.cmd.Process.Kill()
+		e.err = err
+		t.Fatalf("emulator %s: %v", name, err)
 	}
 	return e
 }

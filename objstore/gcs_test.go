@@ -1,7 +1,6 @@
-package readers
+package objstore
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -9,19 +8,19 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"fmt"
-	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"cloud.google.com/go/storage"
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 	"google.golang.org/api/option"
-
-	"github.com/convertro-etl/convertro-etl/internal/gcscall"
 )
 
 // deadAddr is a local host:port nothing listens on.
@@ -36,17 +35,17 @@ func deadAddr(t *testing.T) string {
 	return addr
 }
 
-// listWithin opens and lists uri, and fails the test if that has not ended
-// after a generous 90 s (the bound aimed at is about 30 s; the machine is
-// loaded, so the test does not time it more closely).
-func listWithin(t *testing.T, uri string, o SourceOptions) error {
+// listWithin lists gs://<bucket>/tracks/ with client c and fails the test if
+// that has not ended after a generous 90 s (the bound aimed at is about
+// 30 s; the machine is loaded, so the test does not time it more closely).
+func listWithin(t *testing.T, c *storage.Client, bucket string) error {
 	t.Helper()
+	defer RouteGCSBucket(bucket, c)()
 	done := make(chan error, 1)
 	go func() {
-		s, err := OpenSource(context.Background(), uri, o)
+		s, err := Open(context.Background(), "gs://"+bucket+"/tracks/")
 		if err == nil {
-			_, err = s.Scan(context.Background())
-			s.Close()
+			_, err = s.ListKeys(context.Background(), "")
 		}
 		done <- err
 	}()
@@ -54,7 +53,7 @@ func listWithin(t *testing.T, uri string, o SourceOptions) error {
 	case err := <-done:
 		return err
 	case <-time.After(90 * time.Second):
-		t.Fatalf("listing %s still running after 90 s", uri)
+		t.Fatal("listing still running after 90 s")
 		return nil
 	}
 }
@@ -62,9 +61,9 @@ func listWithin(t *testing.T, uri string, o SourceOptions) error {
 // wantUnreachable checks that err names the server and carries the fix.
 func wantUnreachable(t *testing.T, err error, server string, mentions ...string) {
 	t.Helper()
-	var ue *gcscall.UnreachableError
+	var ue *UnreachableError
 	if !errors.As(err, &ue) {
-		t.Fatalf("error %v (%T), want a *gcscall.UnreachableError", err, err)
+		t.Fatalf("error %v (%T), want an *UnreachableError", err, err)
 	}
 	if !strings.Contains(ue.Server, server) {
 		t.Errorf("server %q, want %q", ue.Server, server)
@@ -77,13 +76,13 @@ func wantUnreachable(t *testing.T, err error, server string, mentions ...string)
 	}
 }
 
-// An emulator address nothing listens on: the error comes at once (the
-// client's creation probes it) and names the address and the variable.
-func TestStorageGCSDeadEmulator(t *testing.T) {
+// An emulator address nothing listens on: the error comes when the client
+// is made (it probes the emulator) and names the address and the variable.
+func TestGCSDeadEmulator(t *testing.T) {
 	addr := deadAddr(t)
 	t.Setenv("STORAGE_EMULATOR_HOST", addr)
-	err := listWithin(t, "gs://"+testBucket+"/tracks/", SourceOptions{})
-	wantUnreachable(t, err, "STORAGE_EMULATOR_HOST", "open source gs://"+testBucket+"/tracks/: ", addr, "STORAGE_EMULATOR_HOST")
+	_, err := newGCSClient(context.Background())
+	wantUnreachable(t, err, "STORAGE_EMULATOR_HOST", addr, "STORAGE_EMULATOR_HOST")
 }
 
 // Servers that cannot be reached once the client exists: the call gives up
@@ -94,14 +93,25 @@ func TestStorageGCSDeadEmulator(t *testing.T) {
 //   - token server: credentials (GOOGLE_APPLICATION_CREDENTIALS, no emulator)
 //     whose token_uri is a closed port, with a storage endpoint that works
 //     (a fake-gcs-server); no storage request goes out without a token.
-func TestStorageGCSUnreachableAfterStart(t *testing.T) {
-	srv, c := newFakeGCS(t) // sets STORAGE_EMULATOR_HOST: unset it below
-	endpoint := "http://" + os.Getenv("STORAGE_EMULATOR_HOST") + "/storage/v1/"
-	t.Setenv("STORAGE_EMULATOR_HOST", "")
+func TestGCSUnreachableAfterStart(t *testing.T) {
+	srv, err := fakestorage.NewServerWithOptions(fakestorage.Options{NoListener: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	srv.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "bkt"})
 	srv.CreateObject(fakestorage.Object{
-		ObjectAttrs: fakestorage.ObjectAttrs{BucketName: testBucket, Name: "tracks/a.parquet"},
+		ObjectAttrs: fakestorage.ObjectAttrs{BucketName: "bkt", Name: "tracks/a.parquet"},
 		Content:     []byte("data"),
 	})
+	var requests atomic.Int64
+	h := srv.HTTPHandler()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	t.Setenv("STORAGE_EMULATOR_HOST", "")
 	token := deadAddr(t)
 	creds := filepath.Join(t.TempDir(), "sa.json")
 	writeServiceAccount(t, creds, "http://"+token+"/token")
@@ -110,26 +120,26 @@ func TestStorageGCSUnreachableAfterStart(t *testing.T) {
 	t.Run("endpoint", func(t *testing.T) {
 		t.Parallel()
 		dead := deadAddr(t)
-		client, err := NewGCSClient(context.Background(),
+		client, err := newGCSClient(context.Background(),
 			option.WithEndpoint("http://"+dead+"/storage/v1/"), option.WithoutAuthentication())
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer client.Close()
-		err = listWithin(t, "gs://"+testBucket+"/tracks/", SourceOptions{GCSClient: client})
-		wantUnreachable(t, err, "GCS endpoint", "list gs://"+testBucket+"/tracks/: ", dead, "STORAGE_EMULATOR_HOST")
+		err = listWithin(t, client, "dead-endpoint")
+		wantUnreachable(t, err, "GCS endpoint", "list gs://dead-endpoint/tracks/: ", dead, "STORAGE_EMULATOR_HOST")
 	})
 	t.Run("token server", func(t *testing.T) {
 		t.Parallel()
-		client, err := NewGCSClient(context.Background(), option.WithEndpoint(endpoint))
+		client, err := newGCSClient(context.Background(), option.WithEndpoint(ts.URL+"/storage/v1/"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer client.Close()
-		err = listWithin(t, "gs://"+testBucket+"/tracks/", SourceOptions{GCSClient: client})
-		wantUnreachable(t, err, "token server", "list gs://"+testBucket+"/tracks/: ", token,
+		err = listWithin(t, client, "bkt")
+		wantUnreachable(t, err, "token server", "list gs://bkt/tracks/: ", token,
 			"GOOGLE_APPLICATION_CREDENTIALS", "gcloud auth application-default login")
-		if n := c.requests.Load(); n != 0 {
+		if n := requests.Load(); n != 0 {
 			t.Errorf("%d storage requests reached the endpoint without a token", n)
 		}
 	})
@@ -161,30 +171,5 @@ func writeServiceAccount(t *testing.T, path, tokenURI string) {
 	}
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// A running listing logs how far it got, on both backends.
-func TestStorageListProgress(t *testing.T) {
-	old := listProgressEvery
-	listProgressEvery = 0 // a line per object after the first
-	t.Cleanup(func() { listProgressEvery = old })
-	for name, newHarness := range map[string]func(*testing.T) *storageHarness{"dir": newDirHarness, "gcs": newGCSHarness} {
-		t.Run(name, func(t *testing.T) {
-			h := newHarness(t)
-			for i := range 3 {
-				h.put(t, fmt.Sprintf("p/%d.parquet", i), []byte("x"))
-			}
-			var buf bytes.Buffer
-			log := slog.New(slog.NewTextHandler(&buf, nil))
-			s := openSource(t, h.uri("p"), SourceOptions{Logger: log})
-			if _, err := s.Scan(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			want := "listed 3 objects under " + h.uri("p") + " so far"
-			if !strings.Contains(buf.String(), want) {
-				t.Errorf("log %q, want a line %q", buf.String(), want)
-			}
-		})
 	}
 }
