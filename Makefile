@@ -13,8 +13,11 @@ CC_FOUND := $(shell command -v $${CC:-cc} 2>/dev/null || command -v gcc 2>/dev/n
 # The storage emulators the tests start as processes, installed from the
 # module proxy and the npm registry into .emulators/ (objstoretest finds them).
 EMULATORS ?= .emulators
+AZURITE_VERSION := 3.37.0
 emulators: ## install the storage emulators the tests run: fake-gcs-server, an S3 server, Azurite
 	$(GO) build -o $(EMULATORS)/bin/fake-gcs-server github.com/fsouza/fake-gcs-server
+	@grep -qs '"version": "$(AZURITE_VERSION)"' $(EMULATORS)/azurite/node_modules/azurite/package.json || \
+	  npm install --prefix $(EMULATORS)/azurite azurite@$(AZURITE_VERSION) --no-audit --no-fund
 
 test: emulators ## what CI runs: vet, then every test (fuzz seed corpora included) under the race detector
 	$(GO) vet ./...

@@ -18,7 +18,8 @@ func TestMain(m *testing.M) { os.Exit(objstoretest.Main(m)) }
 // real emulator process reached by the real SDK client: a call returns the
 // root of a new bucket.
 var remoteBackends = map[string]func(testing.TB) string{
-	"gcs": objstoretest.GCS,
+	"gcs":   objstoretest.GCS,
+	"azure": objstoretest.Azure,
 }
 
 // putTree copies the local folder dir to root/prefix, object for object.

@@ -107,7 +107,8 @@ func newStoreHarness(t *testing.T, root string) *storageHarness {
 // and a bucket of each emulator process.
 var storageBackends = map[string]func(*testing.T) *storageHarness{
 	"dir": newDirHarness,
-	"gcs": func(t *testing.T) *storageHarness { return newStoreHarness(t, objstoretest.GCS(t)) },
+	"gcs":   func(t *testing.T) *storageHarness { return newStoreHarness(t, objstoretest.GCS(t)) },
+	"azure": func(t *testing.T) *storageHarness { return newStoreHarness(t, objstoretest.Azure(t)) },
 }
 
 type treeEntry struct {
@@ -528,7 +529,8 @@ func TestStorageOpenSourceErrors(t *testing.T) {
 // remoteBackends are the emulators a must-show measurement runs on, by the
 // name objstoretest.TrafficOf knows them, with the root of a new bucket.
 var remoteBackends = map[string]func(testing.TB) string{
-	"gcs": objstoretest.GCS,
+	"gcs":   objstoretest.GCS,
+	"azure": objstoretest.Azure,
 }
 
 // The must-show property: reading 3 of 40 columns of a 30 MB Parquet file

@@ -69,7 +69,8 @@ func (b leaseBackend) names(t *testing.T, uri string) []string {
 // emulator process the subprocesses reach through the environment that
 // objstoretest set, as users point the real clients at an emulator.
 var remoteBackends = map[string]func(testing.TB) string{
-	"gcs": objstoretest.GCS,
+	"gcs":   objstoretest.GCS,
+	"azure": objstoretest.Azure,
 }
 
 // leaseBackends builds the local backend and each remote one over the same

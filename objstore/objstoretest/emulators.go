@@ -44,6 +44,7 @@ type emulator struct {
 	cmd     *exec.Cmd
 	addr    string // the proxy's host:port: what clients are given
 	direct  string // the process's own host:port
+	dir     string // its working folder, removed when it stops
 	log     *bytes.Buffer
 	err     error
 	traffic *Traffic
@@ -134,6 +135,9 @@ func stopAll() {
 			_ = e.cmd.Process.Kill()
 			_ = e.cmd.Wait()
 		}
+		if e.dir != "" {
+			_ = os.RemoveAll(e.dir)
+		}
 		delete(started, name)
 	}
 }
@@ -199,6 +203,7 @@ func start(t testing.TB, name, bin string, args func(port string, dir string) []
 		e.err = err
 		t.Fatalf("emulator %s: %v", name, err)
 	}
+	e.dir = dir
 	e.direct = net.JoinHostPort("127.0.0.1", port)
 	e.cmd = exec.Command(bin, args(port, dir)...)
 	e.cmd.Dir = dir
