@@ -13,8 +13,15 @@ CC_FOUND := $(shell command -v $${CC:-cc} 2>/dev/null || command -v gcc 2>/dev/n
 # The storage emulators the tests start as processes, installed from the
 # module proxy and the npm registry into .emulators/ (objstoretest finds them).
 EMULATORS ?= .emulators
+# The S3 server: versitygw, built outside this module (its dependencies are
+# not ours), and only when the installed one is not this version (a build
+# takes minutes).
+VERSITYGW ?= v1.8.0
 emulators: ## install the storage emulators the tests run: fake-gcs-server, an S3 server, Azurite
 	$(GO) build -o $(EMULATORS)/bin/fake-gcs-server github.com/fsouza/fake-gcs-server
+	@$(GO) version -m $(EMULATORS)/bin/versitygw 2>/dev/null | grep -qE 'mod[[:space:]]+github.com/versity/versitygw[[:space:]]+$(VERSITYGW)[[:space:]]' || \
+	  { echo "installing versitygw $(VERSITYGW) into $(EMULATORS)/bin"; \
+	    GOBIN=$(abspath $(EMULATORS))/bin $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW); }
 
 test: emulators ## what CI runs: vet, then every test (fuzz seed corpora included) under the race detector
 	$(GO) vet ./...

@@ -38,6 +38,7 @@ func Main(m interface{ Run() int }) int {
 type emulator struct {
 	cmd  *exec.Cmd
 	addr string // host:port
+	dir  string // its working folder, removed when it stops
 	log  *bytes.Buffer
 	err  error
 }
@@ -54,6 +55,9 @@ func stopAll() {
 		if e.cmd != nil && e.cmd.Process != nil {
 			_ = e.cmd.Process.Kill()
 			_ = e.cmd.Wait()
+		}
+		if e.dir != "" {
+			_ = os.RemoveAll(e.dir)
 		}
 		delete(started, name)
 	}
@@ -120,6 +124,7 @@ func start(t testing.TB, name, bin string, args func(port string, dir string) []
 		e.err = err
 		t.Fatalf("emulator %s: %v", name, err)
 	}
+	e.dir = dir
 	e.addr = net.JoinHostPort("127.0.0.1", port)
 	e.cmd = exec.Command(bin, args(port, dir)...)
 	e.cmd.Dir = dir

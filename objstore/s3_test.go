@@ -1,0 +1,164 @@
+package objstore_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/convertro-etl/convertro-etl/objstore"
+	"github.com/convertro-etl/convertro-etl/objstore/objstoretest"
+)
+
+func TestS3Conformance(t *testing.T) {
+	objstoretest.Run(t, func(t *testing.T) string { return objstoretest.S3(t) + "/some/prefix" })
+}
+
+// unsetenv unsets k for the test, restoring it afterwards.
+func unsetenv(t *testing.T, keys ...string) {
+	for _, k := range keys {
+		t.Setenv(k, "")
+		os.Unsetenv(k)
+	}
+}
+
+// isolateAWS leaves the AWS SDK nothing to find but what the test sets:
+// no credentials, profile, role or endpoint.
+func isolateAWS(t *testing.T) {
+	unsetenv(t, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE",
+		"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+		"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_EC2_METADATA_DISABLED", "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+		"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")
+	none := filepath.Join(t.TempDir(), "none")
+	t.Setenv("AWS_CONFIG_FILE", none)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", none)
+	t.Setenv("AWS_REGION", "us-east-1")
+}
+
+// silentServer accepts connections and never answers them: an instance
+// metadata service that is there but hangs.
+func silentServer(t *testing.T) (addr string, accepted *atomic.Int32) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted = new(atomic.Int32)
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return l.Addr().String(), accepted
+}
+
+// With no credentials anywhere, the chain ends at the instance metadata
+// service; one that never answers must not hold the client: it fails in
+// seconds, saying what provides credentials.
+func TestS3MissingCredentialsFailFast(t *testing.T) {
+	isolateAWS(t)
+	imds, asked := silentServer(t)
+	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://"+imds)
+	ctx := context.Background()
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = objstore.NewS3Client(ctx, cfg)
+	el := time.Since(start)
+	if err == nil {
+		t.Fatal("a client was made with no credentials")
+	}
+	if el >= 10*time.Second {
+		t.Fatalf("no credentials reported after %s, want under 10 s: %v", el, err)
+	}
+	if asked.Load() == 0 {
+		t.Fatalf("the instance metadata service was never asked, so its bound is untested: %v", err)
+	}
+	for _, fix := range []string{"AWS_ACCESS_KEY_ID", "AWS_PROFILE", "aws sso login"} {
+		if !strings.Contains(err.Error(), fix) {
+			t.Errorf("the error does not name %q: %v", fix, err)
+		}
+	}
+	t.Logf("after %s: %v", el.Round(time.Millisecond), err)
+}
+
+// An endpoint that refuses connections is reported when the client is
+// made, and one that dies later on the call that finds it: both as an
+// *UnreachableError that names it and the setting to correct.
+func TestS3UnreachableEndpoint(t *testing.T) {
+	isolateAWS(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", "id")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+	ctx := context.Background()
+	check := func(what string, err error, endpoint string) {
+		t.Helper()
+		var ue *objstore.UnreachableError
+		if !errors.As(err, &ue) {
+			t.Fatalf("%s: %v, want an *objstore.UnreachableError", what, err)
+		}
+		if !strings.Contains(ue.Server, "S3 endpoint") || ue.Endpoint != endpoint || !strings.Contains(err.Error(), "AWS_ENDPOINT_URL_S3") {
+			t.Fatalf("%s: server %q endpoint %q, message %q; want the S3 endpoint %s and AWS_ENDPOINT_URL_S3 named", what, ue.Server, ue.Endpoint, err, endpoint)
+		}
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint := "http://" + l.Addr().String()
+	l.Close() // nothing listens there now
+	t.Setenv("AWS_ENDPOINT_URL_S3", endpoint)
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = objstore.NewS3Client(ctx, cfg)
+	check("client for a closed port", err, endpoint)
+
+	// Alive when the client is made, gone when it is used.
+	if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	endpoint = "http://" + l.Addr().String()
+	t.Setenv("AWS_ENDPOINT_URL_S3", endpoint)
+	if cfg, err = config.LoadDefaultConfig(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c, err := objstore.NewS3Client(ctx, cfg)
+	l.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := objstore.NewS3Backend(c, "s3://bucket/prefix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.Stat(ctx, "state.json")
+	check("Stat after the endpoint went away", err, endpoint)
+	t.Logf("%v", err)
+}
