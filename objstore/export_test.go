@@ -1,6 +1,10 @@
 package objstore
 
-import "github.com/aws/aws-sdk-go-v2/service/s3"
+import (
+	"context"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
 
 // The S3 tests make clients from a configuration of their own: the
 // process's one client reads the environment once.
@@ -14,3 +18,11 @@ func NewS3Backend(c *s3.Client, uri string) (Backend, error) {
 	}
 	return newS3Backend(c, loc), nil
 }
+
+// S3Err maps err, an S3 call's failure, as the backend does.
+func S3Err(err error) error {
+	return (&s3Backend{}).err(context.Background(), err)
+}
+
+// IsTransient reports whether the Store retries err.
+var IsTransient = transient

@@ -1,9 +1,14 @@
 package objstore_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,7 +17,10 @@ import (
 	"testing"
 	"time"
 
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/convertro-etl/convertro-etl/objstore"
 	"github.com/convertro-etl/convertro-etl/objstore/objstoretest"
 )
@@ -161,4 +169,69 @@ func TestS3UnreachableEndpoint(t *testing.T) {
 	_, err = b.Stat(ctx, "state.json")
 	check("Stat after the endpoint went away", err, endpoint)
 	t.Logf("%v", err)
+}
+
+// Put takes any reader: one the SDK cannot seek is copied first, in
+// memory when small and through a temporary file when large.
+func TestS3PutUnseekable(t *testing.T) {
+	ctx := context.Background()
+	s, err := objstore.Open(ctx, objstoretest.S3(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{3, 17 << 20} {
+		data := make([]byte, n)
+		rand.Read(data)
+		key := fmt.Sprintf("unseekable-%d", n)
+		r := struct{ io.Reader }{bytes.NewReader(data)} // hides Seek
+		v, err := s.Backend().Put(ctx, key, r, int64(n), objstore.IfAbsent)
+		if err != nil {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+		got, gv, err := s.Read(ctx, key)
+		if err != nil || gv != v || !bytes.Equal(got, data) {
+			t.Fatalf("%d bytes: read back %d bytes at version %q (put gave %q), %v", n, len(got), gv, v, err)
+		}
+	}
+}
+
+// s3Answer is a server's error answer as the SDK returns it.
+func s3Answer(status int, code string) error {
+	return &awshttp.ResponseError{ResponseError: &smithyhttp.ResponseError{
+		Response: &smithyhttp.Response{Response: &http.Response{StatusCode: status, Header: http.Header{}}},
+		Err:      &smithy.GenericAPIError{Code: code, Message: "from the test"},
+	}}
+}
+
+// The answers the emulator does not give on demand map to the kinds too.
+func TestS3ErrorKinds(t *testing.T) {
+	for _, c := range []struct {
+		status          int
+		code            string
+		notFound, pre   bool
+		transient       bool
+		namesCredential bool
+	}{
+		{status: 412, code: "PreconditionFailed", pre: true},
+		{status: 404, code: "NoSuchKey", notFound: true},
+		{status: 404, code: "NoSuchBucket", notFound: true},
+		{status: 404, code: "NotFound", notFound: true},
+		{status: 409, code: "ConditionalRequestConflict", transient: true},
+		{status: 409, code: "BucketNotEmpty"},
+		{status: 408, code: "RequestTimeout", transient: true},
+		{status: 429, code: "TooManyRequests", transient: true},
+		{status: 500, code: "InternalError", transient: true},
+		{status: 503, code: "SlowDown", transient: true},
+		{status: 400, code: "ExpiredToken", namesCredential: true},
+		{status: 403, code: "InvalidAccessKeyId", namesCredential: true},
+		{status: 403, code: "AccessDenied"},
+	} {
+		err := objstore.S3Err(s3Answer(c.status, c.code))
+		if errors.Is(err, objstore.ErrNotFound) != c.notFound || errors.Is(err, objstore.ErrPrecondition) != c.pre ||
+			objstore.IsTransient(err) != c.transient || strings.Contains(err.Error(), "AWS_PROFILE") != c.namesCredential {
+			t.Errorf("%d %s: got %v (not found %v, precondition %v, transient %v); want not found %v, precondition %v, transient %v, credentials named %v",
+				c.status, c.code, err, errors.Is(err, objstore.ErrNotFound), errors.Is(err, objstore.ErrPrecondition), objstore.IsTransient(err),
+				c.notFound, c.pre, c.transient, c.namesCredential)
+		}
+	}
 }
