@@ -17,8 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/convertro-etl/convertro-etl/objstore"
@@ -236,5 +238,39 @@ func TestS3ErrorKinds(t *testing.T) {
 				c.status, c.code, err, errors.Is(err, objstore.ErrNotFound), errors.Is(err, objstore.ErrPrecondition), objstore.IsTransient(err),
 				c.notFound, c.pre, c.transient, c.namesCredential)
 		}
+	}
+}
+
+// The empty "folder/" objects that S3 consoles create are listed as not
+// data, so that no reader opens one as a file.
+func TestS3FolderMarker(t *testing.T) {
+	ctx := context.Background()
+	s, err := objstore.Open(ctx, objstoretest.S3(t)+"/root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c *s3.Client
+	if !s.As(&c) {
+		t.Fatal("As(**s3.Client) = false")
+	}
+	loc, _ := objstore.Parse(s.Root())
+	if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(loc.Bucket), Key: aws.String("root/day=1/"), Body: bytes.NewReader(nil)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Write(ctx, "day=1/p.parquet", []byte("x"), objstore.IfAbsent); err != nil {
+		t.Fatal(err)
+	}
+	var skipped []string
+	if err := s.List(ctx, "", func(a objstore.Attrs) error {
+		if a.Skip != "" {
+			skipped = append(skipped, a.Key+": "+a.Skip)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := s.ListKeys(ctx, "")
+	if err != nil || len(keys) != 1 || keys[0] != "day=1/p.parquet" || len(skipped) != 1 || skipped[0] != "day=1/: "+objstore.SkipFolderMarker {
+		t.Fatalf("keys %q, skipped %q, %v; want the one object, and the marker skipped", keys, skipped, err)
 	}
 }
