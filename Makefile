@@ -14,8 +14,15 @@ CC_FOUND := $(shell command -v $${CC:-cc} 2>/dev/null || command -v gcc 2>/dev/n
 # module proxy and the npm registry into .emulators/ (objstoretest finds them).
 EMULATORS ?= .emulators
 AZURITE_VERSION := 3.37.0
-emulators: ## install the storage emulators the tests run: fake-gcs-server, an S3 server, Azurite
+# The S3 server: versitygw, built outside this module (its dependencies are
+# not ours), and only when the installed one is not this version (a build
+# takes minutes).
+VERSITYGW ?= v1.8.0
+emulators: ## install the storage emulators the tests run: fake-gcs-server, versitygw (S3), Azurite
 	$(GO) build -o $(EMULATORS)/bin/fake-gcs-server github.com/fsouza/fake-gcs-server
+	@$(GO) version -m $(EMULATORS)/bin/versitygw 2>/dev/null | grep -qE 'mod[[:space:]]+github.com/versity/versitygw[[:space:]]+$(VERSITYGW)[[:space:]]' || \
+	  { echo "installing versitygw $(VERSITYGW) into $(EMULATORS)/bin"; \
+	    GOBIN=$(abspath $(EMULATORS))/bin $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW); }
 	@grep -qs '"version": "$(AZURITE_VERSION)"' $(EMULATORS)/azurite/node_modules/azurite/package.json || \
 	  npm install --prefix $(EMULATORS)/azurite azurite@$(AZURITE_VERSION) --no-audit --no-fund
 

@@ -20,6 +20,7 @@ func TestMain(m *testing.M) { os.Exit(objstoretest.Main(m)) }
 var remoteBackends = map[string]func(testing.TB) string{
 	"gcs":   objstoretest.GCS,
 	"azure": objstoretest.Azure,
+	"s3":    objstoretest.S3,
 }
 
 // putTree copies the local folder dir to root/prefix, object for object.

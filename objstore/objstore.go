@@ -38,7 +38,11 @@ type Attrs struct {
 	Size int64
 	// Version names this version of the object, opaquely: a GCS generation,
 	// an S3 or Azure ETag, a local file's modification time in nanoseconds.
-	// No two versions of one name written through a Store share a Version.
+	// No two versions of one name written through a Store share a Version,
+	// except two with identical bytes on S3, whose ETags derive from the
+	// bytes: there a write at a version holds exactly while the object has
+	// those bytes, so the writers' bytes must tell them apart (a lease
+	// names its owner) for a write to fence another writer out.
 	Version string
 	// Skip is a reason only the backend can see for not reading the object
 	// as data (a local symlink to a folder, a broken symlink); "" otherwise.

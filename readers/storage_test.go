@@ -106,9 +106,10 @@ func newStoreHarness(t *testing.T, root string) *storageHarness {
 // storageBackends are the backends the listing suite runs on: local disk,
 // and a bucket of each emulator process.
 var storageBackends = map[string]func(*testing.T) *storageHarness{
-	"dir": newDirHarness,
+	"dir":   newDirHarness,
 	"gcs":   func(t *testing.T) *storageHarness { return newStoreHarness(t, objstoretest.GCS(t)) },
 	"azure": func(t *testing.T) *storageHarness { return newStoreHarness(t, objstoretest.Azure(t)) },
+	"s3":    func(t *testing.T) *storageHarness { return newStoreHarness(t, objstoretest.S3(t)) },
 }
 
 type treeEntry struct {
@@ -531,6 +532,7 @@ func TestStorageOpenSourceErrors(t *testing.T) {
 var remoteBackends = map[string]func(testing.TB) string{
 	"gcs":   objstoretest.GCS,
 	"azure": objstoretest.Azure,
+	"s3":    objstoretest.S3,
 }
 
 // The must-show property: reading 3 of 40 columns of a 30 MB Parquet file

@@ -71,6 +71,7 @@ func (b leaseBackend) names(t *testing.T, uri string) []string {
 var remoteBackends = map[string]func(testing.TB) string{
 	"gcs":   objstoretest.GCS,
 	"azure": objstoretest.Azure,
+	"s3":    objstoretest.S3,
 }
 
 // leaseBackends builds the local backend and each remote one over the same
