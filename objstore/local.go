@@ -30,6 +30,10 @@ func init() { Register("file", openLocal) }
 // Reasons a local entry is listed but is not data; the readers skip it
 // with this reason.
 const (
+	// SkipFolder: a remote name ending in "/", the empty object that
+	// consoles create to show a folder (the Store marks it on every
+	// backend).
+	SkipFolder = "folder placeholder"
 	// SkipNotRegular: neither a file nor a folder (a broken symlink, a
 	// socket, a device).
 	SkipNotRegular = "not a regular file"

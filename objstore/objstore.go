@@ -322,7 +322,13 @@ func CheckKey(key string) error {
 // List calls fn for every object under prefix (relative to the root),
 // recursively, in no particular order.
 func (s *Store) List(ctx context.Context, prefix string, fn func(Attrs) error) error {
-	if err := s.b.List(ctx, prefix, fn); err != nil {
+	mark := func(a Attrs) error {
+		if strings.HasSuffix(a.Key, "/") && a.Skip == "" {
+			a.Skip = SkipFolder
+		}
+		return fn(a)
+	}
+	if err := s.b.List(ctx, prefix, mark); err != nil {
 		return fmt.Errorf("list %s: %w", s.b.URI(prefix), err)
 	}
 	return nil

@@ -177,10 +177,6 @@ func s3EndpointFix() string {
 		" (or AWS_ENDPOINT_URL" + currentValue("AWS_ENDPOINT_URL") + "); unset them to use Amazon S3"
 }
 
-// SkipFolderMarker is the reason an S3 key ending in "/" is not data: the
-// empty object that consoles create to show a folder.
-const SkipFolderMarker = "folder marker"
-
 type s3Backend struct {
 	client   *s3.Client
 	bucket   string
@@ -238,9 +234,6 @@ func (b *s3Backend) List(ctx context.Context, prefix string, fn func(Attrs) erro
 		touch()
 		for _, o := range page.Contents {
 			a := Attrs{Key: strings.TrimPrefix(aws.ToString(o.Key), b.prefix), Size: aws.ToInt64(o.Size), Version: etagVersion(o.ETag)}
-			if strings.HasSuffix(a.Key, "/") {
-				a.Skip = SkipFolderMarker
-			}
 			if err := fn(a); err != nil {
 				return err
 			}

@@ -270,7 +270,7 @@ func TestS3FolderMarker(t *testing.T) {
 		t.Fatal(err)
 	}
 	keys, err := s.ListKeys(ctx, "")
-	if err != nil || len(keys) != 1 || keys[0] != "day=1/p.parquet" || len(skipped) != 1 || skipped[0] != "day=1/: "+objstore.SkipFolderMarker {
+	if err != nil || len(keys) != 1 || keys[0] != "day=1/p.parquet" || len(skipped) != 1 || skipped[0] != "day=1/: "+objstore.SkipFolder {
 		t.Fatalf("keys %q, skipped %q, %v; want the one object, and the marker skipped", keys, skipped, err)
 	}
 }

@@ -29,7 +29,7 @@ type SourceOptions struct {
 
 // Skip reasons: why a listed object is not data.
 const (
-	SkipFolder       = "folder placeholder"
+	SkipFolder       = objstore.SkipFolder
 	SkipEmpty        = "empty object"
 	SkipDeltaLog     = "delta log"
 	SkipMarker       = "_SUCCESS marker"
