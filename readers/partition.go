@@ -21,8 +21,8 @@ import (
 // "order_completed", "rudder/ns/tracks/2024/01/02/03/x.parquet" gives "tracks".
 func ParsePartition(key string) Partition {
 	p := Partition{Hour: -1}
-	if rest, ok := strings.CutPrefix(key, "gs://"); ok {
-		_, key, _ = strings.Cut(rest, "/") // the bucket is never a table
+	if _, rest, ok := strings.Cut(key, "://"); ok {
+		_, key, _ = strings.Cut(rest, "/") // a URI: the bucket is never a table
 	}
 	segs := strings.Split(path.Clean("/"+key), "/")[1:]
 	if len(segs) == 0 {

@@ -26,7 +26,7 @@ stderr; replay deletes them.`,
 			return jobs.ListDeadLetters(cmd.Context(), o, env())
 		},
 	}
-	cmd.Flags().StringVar(&o.State, "state", "./.convertro-state", "state location (path or gs://…)")
+	cmd.Flags().StringVar(&o.State, "state", "./.convertro-state", "state location (a path, or gs://, s3:// or az://bucket/prefix)")
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "one JSON object per dead letter, one per line")
 	cmd.Flags().BoolVar(&o.URLs, "urls", false, "print the requests' URLs (personal data)")
 	return cmd

@@ -114,8 +114,9 @@ func fromEnv(fs *pflag.FlagSet, name string, lookup func(string) (string, bool))
 	return nil
 }
 
-const rootLong = `convertro-etl delivers Segment events exported as Parquet (a local folder or
-gs://) to Convertro, and keeps a checkpoint manifest so that a killed run resumes.
+const rootLong = `convertro-etl delivers Segment events exported as Parquet (a local folder, or
+gs://, s3:// or az:// object storage) to Convertro, and keeps a checkpoint
+manifest so that a killed run resumes.
 
 Every option is a flag, a key of the YAML job file (--config) and an environment
 variable CONVERTRO_ETL_<FLAG> (upper case, - as _: --site-id is
