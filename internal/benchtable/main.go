@@ -57,6 +57,7 @@ import (
 	"github.com/convertro-etl/convertro-etl/convertro/simulator"
 	"github.com/convertro-etl/convertro-etl/internal/segment"
 	"github.com/convertro-etl/convertro-etl/jobs"
+	"github.com/convertro-etl/convertro-etl/objstore"
 	"github.com/convertro-etl/convertro-etl/pipeline"
 	"github.com/convertro-etl/convertro-etl/readers"
 )
@@ -524,6 +525,9 @@ func caseB(ctx context.Context, c config, dir, scratch string, urls []string) (r
 			return row{}, fmt.Errorf("simulator accepted %d requests, the dry run has %d", st.Accepted, len(urls))
 		}
 		got = max(got, rep.RequestsPerSecond)
+		w := objstore.WriteStats(filepath.Join(o.State, pipeline.ManifestName(pipeline.Shard{Index: 0, Count: 1})))
+		fmt.Fprintf(os.Stderr, "benchtable: (b) run %d: %.0f req/s, %d manifest writes in %.1f s, shortest gap between two %s\n",
+			i+1, rep.RequestsPerSecond, w.Writes, rep.WallSeconds, w.MinGap.Round(time.Millisecond))
 	}
 	return row{
 		name:      fmt.Sprintf("(b) live, %s req, %d senders", human(float64(len(urls))), c.concurrency),

@@ -468,6 +468,9 @@ func RunWith(t *testing.T, o Options, newRoot func(t *testing.T) string) {
 		if el := time.Since(start); el < 2*objstore.MinWriteInterval {
 			t.Fatalf("3 writes to one name took %s, want at least %s", el, 2*objstore.MinWriteInterval)
 		}
+		if st := objstore.WriteStats(s.URI("paced.json")); st.Writes != 3 || st.MinGap < objstore.MinWriteInterval {
+			t.Fatalf("WriteStats %+v: want 3 writes at least %s apart", st, objstore.MinWriteInterval)
+		}
 		// Other names are not held back by it.
 		if _, err := s.Write(ctx, "other.json", []byte("x"), objstore.IfAbsent); err != nil {
 			t.Fatal(err)
