@@ -141,21 +141,7 @@ func Status(ctx context.Context, state string, asJSON bool, env Env) error {
 		if m.Status == pipeline.StatusRunning && !s.LeaseLive {
 			s.Status = StatusStoppedUncleanly
 		}
-		for _, u := range m.Units {
-			if u.Retired {
-				// A replaced version of an object set aside: only what
-				// was read of it counts.
-				s.RowsTotal += u.Acked()
-				s.RowsDone += u.Acked()
-				continue
-			}
-			s.RowsTotal += u.Rows
-			if u.Done {
-				s.RowsDone += u.Rows
-			} else {
-				s.RowsDone += u.Acked()
-			}
-		}
+		s.RowsDone, s.RowsTotal = m.RowsProgress()
 		if m.Status != pipeline.StatusFinished {
 			e := estimate(m, s.RowsDone, s.RowsTotal, now)
 			s.ETA = &e

@@ -193,6 +193,26 @@ type Manifest struct {
 	MaybeRepeated int64 `json:"maybe_repeated,omitempty"`
 }
 
+// RowsProgress is the rows the shard's units hold and how many of them are
+// done (acknowledged, dead-lettered or skipped). A unit of a replaced
+// version of an object set aside counts only what was read of it.
+func (m *Manifest) RowsProgress() (done, total int64) {
+	for _, u := range m.Units {
+		if u.Retired {
+			total += u.Acked()
+			done += u.Acked()
+			continue
+		}
+		total += u.Rows
+		if u.Done {
+			done += u.Rows
+		} else {
+			done += u.Acked()
+		}
+	}
+	return done, total
+}
+
 // marked is the rows the manifest records as done, pruned ones included.
 func (m *Manifest) marked() int64 { return markedRows(m.Units) + m.Pruned.Rows }
 
