@@ -68,6 +68,9 @@ type prepared struct {
 	// read the ledger before listing) and the first day it asks for.
 	state   pipeline.StateStore
 	covered string
+	// ledger is the shard's manifest read before listing (nil for none, a
+	// dry run, or another job): the objects it pinned need no footer read.
+	ledger *pipeline.Manifest
 }
 
 func (p *prepared) close() {
@@ -119,7 +122,7 @@ func prepare(ctx context.Context, o Options, env Env, delivery bool) (*prepared,
 		}
 	}
 	p.covered = win.covered
-	p.in, err = gather(ctx, o, win, env.Log)
+	p.in, err = gather(ctx, o, win, shard, p.ledger, env.Log)
 	if err != nil {
 		p.close()
 		return nil, err
@@ -159,6 +162,7 @@ func (p *prepared) recurring(ctx context.Context, from, to time.Time) (listing, 
 	case ledger.Job.Fingerprint != p.o.Fingerprint():
 		return win, nil
 	}
+	p.ledger = ledger
 	return recurringListing(from, to, p.o.Lookback, ledger), nil
 }
 

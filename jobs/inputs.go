@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
@@ -44,6 +46,10 @@ type inputs struct {
 	covered    map[string]bool
 	outOfRange int
 	undated    int
+	// listed counts the data objects of every shard in the listing;
+	// otherShards those left to the other shards, footersRead the footers
+	// this process read (objects the ledger pinned need none).
+	listed, otherShards, footersRead int
 }
 
 type inputRef struct {
@@ -59,9 +65,12 @@ type inputRef struct {
 	left int // row groups not yet decoded by this process
 }
 
-// gather lists every source and reads every object's footer. A bad file
-// fails the job, or is set aside when onBadFile is "skip".
-func gather(ctx context.Context, o Options, win listing, log *slog.Logger) (*inputs, error) {
+// gather lists every source and reads the footers of the objects that
+// belong to shard, except those ledger (the shard's manifest, or nil)
+// already planned at the version listed: their row groups are taken from
+// it, so that a resume opens only what still has work. A bad file fails the
+// job, or is set aside when onBadFile is "skip".
+func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, ledger *pipeline.Manifest, log *slog.Logger) (*inputs, error) {
 	in := &inputs{refs: map[string]*inputRef{}, covered: map[string]bool{}, batchSize: readers.DefaultBatchSize,
 		skipBad: o.OnBadFile == "skip"}
 	if o.Type != "" {
@@ -106,6 +115,16 @@ func gather(ctx context.Context, o Options, win listing, log *slog.Logger) (*inp
 				in.outOfRange++
 				continue
 			}
+			in.listed++
+			// Whether an event has a table of its own is known from the
+			// listing, whichever shard reads that table.
+			if t := eventTable(obj.Partition.Table); t != "" {
+				in.covered[convertro.NormalizeEventName(t)] = true
+			}
+			if !shard.Owns(obj.Key) {
+				in.otherShards++
+				continue
+			}
 			r := &inputRef{src: src, obj: obj}
 			in.refs[obj.URI] = r
 			refs = append(refs, r)
@@ -113,6 +132,15 @@ func gather(ctx context.Context, o Options, win listing, log *slog.Logger) (*inp
 	}
 	sort.Slice(refs, func(i, j int) bool { return refs[i].obj.URI < refs[j].obj.URI })
 
+	pinned := map[string]pipeline.PlannedObject{}
+	if ledger != nil {
+		for _, po := range ledger.Objects {
+			if po.Skipped == "" && len(po.RowGroups) > 0 {
+				pinned[po.URI] = po
+			}
+		}
+	}
+	var footers atomic.Int64
 	in.objects = make([]pipeline.Object, len(refs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(footerReaders)
@@ -120,6 +148,14 @@ func gather(ctx context.Context, o Options, win listing, log *slog.Logger) (*inp
 		g.Go(func() error {
 			po := pipeline.Object{URI: r.obj.URI, Key: r.obj.Key, Size: r.obj.Size, Version: r.obj.Version,
 				Day: partitionDay(r.obj)}
+			if p, ok := pinned[po.URI]; ok && p.Version == po.Version && p.Size == po.Size && !r.empty {
+				// The manifest pinned this version with its row groups:
+				// the footer is read when (if) a row group is decoded.
+				po.RowGroups = slices.Clone(p.RowGroups)
+				in.objects[i] = po
+				return nil
+			}
+			footers.Add(1)
 			groups, typ, err := r.footer(gctx, in.hint)
 			switch {
 			case err == nil:
@@ -138,16 +174,13 @@ func gather(ctx context.Context, o Options, win listing, log *slog.Logger) (*inp
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	in.footersRead = int(footers.Load())
 	for i, po := range in.objects {
 		if po.Skipped != "" {
 			in.bad = append(in.bad, pipeline.SkippedObject{URI: po.URI, Reason: po.Skipped})
 			continue
 		}
-		r := refs[i]
-		r.left = len(po.RowGroups)
-		if t := eventTable(r.obj.Partition.Table); t != "" && r.typ == segment.TypeTrack {
-			in.covered[convertro.NormalizeEventName(t)] = true
-		}
+		refs[i].left = len(po.RowGroups)
 	}
 	return in, nil
 }

@@ -507,14 +507,8 @@ func (r *replayer) send(ctx context.Context, cp *pipeline.Checkpoint, letters []
 	return out, nil
 }
 
-func allDone(m *pipeline.Manifest) bool {
-	for i := range m.Units {
-		if !m.Units[i].Done {
-			return false
-		}
-	}
-	return true
-}
+// allDone reports whether every unit of m is done (m may be a summary).
+func allDone(m *pipeline.Manifest) bool { return m.AllDone() }
 
 // checkReplayCounts holds the identities a run holds (pipeline checks the
 // same at the end of a run) after a replay moved requests and rows.

@@ -11,9 +11,25 @@
 //
 // A plan is the listing's objects, each with the rows of its row groups
 // (BuildPlan). The unit of work, of checkpointing and of sharding is one row
-// group of one object. ShardUnits keeps a stable share of the units by a hash
-// of (object key, row group); the shards 0..n-1 together cover every unit
-// exactly once, and each shard has its own manifest, lease and report.
+// group of one object. A shard owns whole objects, by a hash of the object's
+// key (Shard.Owns), which the listing alone gives: jobs reads only its own
+// objects' footers, and ShardUnits keeps their units. The shards 0..n-1
+// together cover every unit exactly once, and each shard has its own
+// manifest, lease and report.
+//
+// # The manifest in storage
+//
+// A shard's manifest is stored in two parts (manifeststore.go). The plan,
+// its objects and units, is an immutable object named by its content,
+// written by Begin when it changed (once per run at most) and deleted when
+// a newer plan replaces it. The manifest object, rewritten at every commit,
+// holds the counts, the lease and the progress in compact form: runs of
+// units done, and the units with partial progress. Units finish in about
+// plan order, so a commit's size follows the work in flight, not the job:
+// about 1.2 kB at 1%, 50% and 99% of 100,000 units whose plan is 3.4 MB.
+// A commit still walks every unit once to compact them (a few milliseconds
+// at a million). ListManifests reads the manifests alone, with a summary of
+// the rows done; ReadManifest and OpenCheckpoint load the plan too.
 // ShardFromEnv picks the shard from --shard i/n, a Kubernetes Indexed Job
 // (JOB_COMPLETION_INDEX with --shards n) or Cloud Run Jobs
 // (CLOUD_RUN_TASK_INDEX, CLOUD_RUN_TASK_COUNT).

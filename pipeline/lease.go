@@ -157,6 +157,9 @@ func OpenCheckpoint(ctx context.Context, st StateStore, shard Shard, owner Lease
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := loadPlan(ctx, st, m); err != nil {
+		return nil, nil, err
+	}
 	if m.Shard != shard {
 		return nil, nil, fmt.Errorf("decode manifest %s: %w: it holds shard %s", c.uri(), ErrBadManifest, m.Shard)
 	}
@@ -225,6 +228,11 @@ func (c *Checkpoint) Begin(ctx context.Context, m *Manifest) error {
 	t := c.now()
 	m.Version = ManifestVersion
 	m.Shard = c.shard
+	// The plan first: a manifest never names a plan that is not stored.
+	stale, err := writePlan(ctx, c.st, m)
+	if err != nil {
+		return fmt.Errorf("begin manifest %s: %w", c.uri(), err)
+	}
 	m.Status = StatusRunning
 	m.Runs++
 	if m.Created.IsZero() {
@@ -242,6 +250,11 @@ func (c *Checkpoint) Begin(ctx context.Context, m *Manifest) error {
 		c.m = nil
 		m.Runs--
 		return err
+	}
+	if stale != "" {
+		// No manifest names it now; a failure leaves a stale file, which
+		// costs space only.
+		_ = c.st.Delete(ctx, stale)
 	}
 	return nil
 }
@@ -298,7 +311,7 @@ func (c *Checkpoint) usable(op string) error {
 // write writes c.m conditional on c.version; a failed precondition becomes a
 // *LeaseError wrapping kind.
 func (c *Checkpoint) write(ctx context.Context, op string, kind error) error {
-	data, err := json.Marshal(c.m)
+	data, err := json.Marshal(storedManifest(c.m))
 	if err != nil {
 		return fmt.Errorf("%s manifest %s: %w", op, c.uri(), err)
 	}

@@ -34,7 +34,11 @@ var (
 // opaque version string (an S3 or Azure ETag is not a number); the numeric
 // generation of versions 1 and 2 is read as its decimal form, which is what
 // the GCS and local backends list, so an older manifest resumes unchanged.
-const ManifestVersion = 3
+// Version 4 keeps the plan in an object of its own (Plan) and commits only
+// the progress (Progress), and shards by object (Shard.Owns) rather than by
+// row group: an unfinished sharded manifest of an earlier version is
+// refused (see prepareManifest).
+const ManifestVersion = 4
 
 // Shard selects a stable share of a job's units: this process runs shard
 // Index of Count. The zero value is invalid; a single process is 0/1.
@@ -140,14 +144,33 @@ type PlannedObject struct {
 // progress, the counts and the lease. It is a versioned JSON document,
 // written whole by one Checkpoint.
 type Manifest struct {
-	Version int             `json:"version"`
-	Job     JobID           `json:"job"`
-	Shard   Shard           `json:"shard"`
-	Status  string          `json:"status"` // StatusRunning, StatusFinished, StatusFailed, StatusStopped
-	Objects []PlannedObject `json:"objects"`
-	Units   []UnitProgress  `json:"units"` // this shard's units, in plan order
-	Counts  Counts          `json:"counts"`
-	Lease   Lease           `json:"lease"`
+	Version int    `json:"version"`
+	Job     JobID  `json:"job"`
+	Shard   Shard  `json:"shard"`
+	Status  string `json:"status"` // StatusRunning, StatusFinished, StatusFailed, StatusStopped
+	// Objects and Units are the plan and each unit's progress, in memory.
+	// Version 4 stores them apart (see Plan and Progress); versions 1 to 3
+	// held them here, written whole at every commit.
+	Objects []PlannedObject `json:"objects,omitempty"`
+	Units   []UnitProgress  `json:"units,omitempty"` // this shard's units, in plan order
+
+	// Plan names the state object that holds the objects and units
+	// (version 4): immutable, named by its content, written when the plan
+	// changes (a run's Begin), not at every commit.
+	Plan string `json:"plan,omitempty"`
+	// Progress is the units' progress in compact form (version 4): runs of
+	// units done, and the few units with partial progress. A commit writes
+	// this, whose size follows the work in flight, not the job's size.
+	Progress *UnitRanges `json:"progress,omitempty"`
+	// SetAside names the objects set aside as unreadable (version 4; the
+	// plan object does not change when one is).
+	SetAside []SetAside `json:"set_aside,omitempty"`
+	// RowsDone and RowsTotal summarise the units (RowsProgress), for
+	// readers that do not load the plan (ListManifests).
+	RowsDone  int64  `json:"rows_done,omitempty"`
+	RowsTotal int64  `json:"rows_total,omitempty"`
+	Counts    Counts `json:"counts"`
+	Lease     Lease  `json:"lease"`
 	// Runs is how many invocations worked on the shard (resumes = Runs-1).
 	Runs int `json:"runs"`
 	// Window is the largest number of requests any run had sent but not yet
@@ -197,6 +220,9 @@ type Manifest struct {
 // done (acknowledged, dead-lettered or skipped). A unit of a replaced
 // version of an object set aside counts only what was read of it.
 func (m *Manifest) RowsProgress() (done, total int64) {
+	if m.Units == nil && m.Progress != nil {
+		return m.RowsDone, m.RowsTotal // a summary: the plan is not loaded
+	}
 	for _, u := range m.Units {
 		if u.Retired {
 			total += u.Acked()
@@ -242,9 +268,23 @@ func decodeManifest(uri string, data []byte) (*Manifest, error) {
 	return &m, nil
 }
 
-// ReadManifest reads shard's manifest without touching its lease, for status
-// reports. A shard that never ran is objstore.ErrNotFound.
+// ReadManifest reads shard's manifest, its plan included, without touching
+// its lease. A shard that never ran is objstore.ErrNotFound.
 func ReadManifest(ctx context.Context, st StateStore, shard Shard) (*Manifest, error) {
+	m, err := readManifestSummary(ctx, st, shard)
+	if err != nil {
+		return nil, err
+	}
+	if err := loadPlan(ctx, st, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// readManifestSummary reads shard's manifest without its plan: Objects and
+// Units are nil (for a version 4 manifest), and RowsProgress and AllDone
+// answer from the summary it holds.
+func readManifestSummary(ctx context.Context, st StateStore, shard Shard) (*Manifest, error) {
 	data, _, err := st.Read(ctx, ManifestName(shard))
 	if err != nil {
 		return nil, err
@@ -260,8 +300,9 @@ func ReadManifest(ctx context.Context, st StateStore, shard Shard) (*Manifest, e
 }
 
 // ListManifests reads every shard's manifest in st, ordered by shard count
-// then index. Both built-in stores can list; another StateStore gets an
-// error.
+// then index, as summaries: without their plans (see readManifestSummary),
+// so that status costs one small read per shard whatever the job's size.
+// A store that cannot list gets an error.
 func ListManifests(ctx context.Context, st StateStore) ([]*Manifest, error) {
 	l, ok := st.(stateLister)
 	if !ok {
@@ -277,7 +318,7 @@ func ListManifests(ctx context.Context, st StateStore) ([]*Manifest, error) {
 		if !ok {
 			continue
 		}
-		m, err := ReadManifest(ctx, st, shard)
+		m, err := readManifestSummary(ctx, st, shard)
 		if errors.Is(err, objstore.ErrNotFound) {
 			continue // deleted since the listing
 		}

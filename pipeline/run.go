@@ -535,6 +535,15 @@ func prepareManifest(cfg Config, deps Deps) (m *Manifest, done bool, err error) 
 		deps.Logger.Warn("settings changed since the state's last run: what it delivered is not sent again (--fresh sends everything listed again)",
 			"changes", diff)
 	}
+	if prev.Version < 4 && prev.Shard.Count > 1 {
+		if n := unfinishedLive(prev); n > 0 {
+			return nil, false, fmt.Errorf("resume shard %s: the state holds %d unfinished units planned by an earlier version of this program, "+
+				"which split an object's row groups among shards; this version gives each shard whole objects. "+
+				"Finish the job with the version that started it, or start over with --fresh on every shard "+
+				"(its unfinished rows are then sent by the shard that owns them now, and what it delivered is sent again if listed): %w",
+				cfg.Shard, n, ErrJobMismatch)
+		}
+	}
 	wasFinished := prev.Status == StatusFinished
 	prev.Job = cfg.Job
 	prev.CoveredFrom = coveredFrom(prev.CoveredFrom, cfg.CoveredFrom)

@@ -156,7 +156,7 @@ func replan(m *Manifest, i int, o Object, shard Shard, log *slog.Logger) bool {
 	}
 	added := false
 	for rg, rows := range o.RowGroups {
-		if shard.Count <= 1 || shardOf(o.Key, rg, shard.Count) == shard.Index {
+		if shard.Owns(o.Key) {
 			m.Units = append(m.Units, UnitProgress{Object: i, RowGroup: rg, Rows: rows})
 			added = true
 		}

@@ -12,30 +12,34 @@ import (
 // --shard, an index out of range, or an index without a count.
 var ErrInvalidShard = errors.New("invalid shard")
 
-// ShardUnits keeps the units that belong to shard s, in plan order.
-//
-// A unit's shard is a hash of its object key and row group, not of its
-// position in the plan, so that a unit stays in the same shard when objects
-// are added to or removed from the listing. Every unit falls in exactly one of
-// the shards 0..s.Count-1.
+// ShardUnits keeps the units that belong to shard s, in plan order: the
+// units of the objects s owns (Owns).
 func ShardUnits(units []Unit, objs []Object, s Shard) []Unit {
 	if s.Count <= 1 {
 		return units
 	}
 	out := make([]Unit, 0, len(units)/s.Count+1)
 	for _, u := range units {
-		if shardOf(objs[u.Object].Key, u.RowGroup, s.Count) == s.Index {
+		if s.Owns(objs[u.Object].Key) {
 			out = append(out, u)
 		}
 	}
 	return out
 }
 
-func shardOf(key string, rowGroup, count int) int {
+// Owns reports whether the object with key (its path below the source
+// root) belongs to shard s. An object's shard is a hash of its key alone,
+// known from the listing: a shard opens only its own objects' footers, an
+// object stays in the same shard when others are added to or removed from
+// the listing, and every object falls in exactly one of the shards
+// 0..s.Count-1, with all its row groups.
+func (s Shard) Owns(key string) bool {
+	return s.Count <= 1 || shardOf(key, s.Count) == s.Index
+}
+
+func shardOf(key string, count int) int {
 	h := fnv.New64a()
 	h.Write([]byte(key))
-	h.Write([]byte{0})
-	h.Write(strconv.AppendInt(nil, int64(rowGroup), 10))
 	return int(h.Sum64() % uint64(count))
 }
 
