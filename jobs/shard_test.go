@@ -1,0 +1,77 @@
+package jobs
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/convertro-etl/convertro-etl/convertro/simulator"
+	"github.com/convertro-etl/convertro-etl/pipeline"
+	"github.com/convertro-etl/convertro-etl/writers/generate"
+)
+
+// Each of 16 shards reads the footers of its own objects only, the shards
+// together cover every object once, and a live run that resumes its ledger
+// reads the footers of the objects that are new since, not of those it
+// pinned.
+func TestShardsReadOnlyTheirFooters(t *testing.T) {
+	ctx := context.Background()
+	export := filepath.Join(t.TempDir(), "export")
+	sum, err := generate.Generate(ctx, generate.Options{Out: export, Rows: 6000, Seed: 5, Days: 4, RowGroupRows: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := testOptions(export, "", "").withDefaults()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	seen := map[string]int{}
+	footers := 0
+	const n = 16
+	for i := range n {
+		in, err := gather(ctx, o, plainListing(time.Time{}, time.Time{}), pipeline.Shard{Index: i, Count: n}, nil, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if in.listed != sum.Files || in.otherShards != in.listed-len(in.objects) {
+			t.Fatalf("shard %d: listed %d (export has %d files), %d for other shards, %d its own", i, in.listed, sum.Files, in.otherShards, len(in.objects))
+		}
+		if in.footersRead != len(in.objects) {
+			t.Errorf("shard %d read %d footers for its %d objects", i, in.footersRead, len(in.objects))
+		}
+		footers += in.footersRead
+		for _, obj := range in.objects {
+			seen[obj.URI]++
+		}
+	}
+	if len(seen) != sum.Files || footers != sum.Files {
+		t.Fatalf("16 shards covered %d of %d objects and read %d footers", len(seen), sum.Files, footers)
+	}
+	for uri, k := range seen {
+		if k != 1 {
+			t.Errorf("%s belongs to %d shards", uri, k)
+		}
+	}
+	t.Logf("%d objects: each of 16 shards read 1/16 of the footers on average (%d in all)", sum.Files, footers)
+
+	// A finished live run, then one more object: the next run reads one footer.
+	rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12"})
+	lo := testOptions(export, filepath.Join(t.TempDir(), "state"), rec.srv.URL)
+	if _, err := Run(ctx, lo, testEnv(t)); err != nil {
+		t.Fatal(err)
+	}
+	// Late files land in the same source (so it stays the same job).
+	if _, err := generate.Generate(ctx, generate.Options{Out: filepath.Join(export, "late"), Rows: 100, Seed: 6, Days: 1, RowGroupRows: 50}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := prepare(ctx, lo, testEnv(t).withDefaults(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	newFiles := len(p.in.objects) - sum.Files
+	if newFiles < 1 || p.in.footersRead != newFiles {
+		t.Errorf("resume read %d footers; %d objects are new and %d pinned by the ledger", p.in.footersRead, newFiles, sum.Files)
+	}
+}
