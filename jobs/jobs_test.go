@@ -347,7 +347,7 @@ func TestTracksCopiesOfEventTablesAreSkipped(t *testing.T) {
 // against the oracle and the dry run against the same. A remote run costs
 // by the object (a footer and column chunks read by range, each a round
 // trip), so the buckets hold four hours of a day: the layouts' paths, names
-// and types, in 20 objects each.
+// and types in 20 objects (the nested layout, partitioned by day, in 5).
 func TestEndToEndLayoutsRemote(t *testing.T) {
 	ctx := context.Background()
 	type export struct {
@@ -416,31 +416,14 @@ func TestEndToEndLayoutsRemote(t *testing.T) {
 // and those without one, to a new folder, and returns it.
 func hoursOf(t *testing.T, dir string, from, to int) string {
 	t.Helper()
-	out := t.TempDir()
-	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		for _, seg := range strings.Split(filepath.ToSlash(rel), "/") {
+	return copyFiles(t, dir, func(rel []string) bool {
+		for _, seg := range rel {
 			if v, ok := strings.CutPrefix(seg, "hr="); ok {
 				if h, err := strconv.Atoi(v); err != nil || h < from || h > to {
-					return nil
+					return false
 				}
 			}
 		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		dst := filepath.Join(out, rel)
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return err
-		}
-		return os.WriteFile(dst, data, 0o644)
+		return true
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }

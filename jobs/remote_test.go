@@ -149,6 +149,11 @@ func TestEndToEndMixedRemote(t *testing.T) {
 			t.Errorf("the run wrote %s to the sources' bucket", k)
 		}
 	}
+	for _, k := range listKeys(t, states, "") {
+		if !strings.HasPrefix(k, "state/nightly/") {
+			t.Errorf("the run wrote %s to the state's bucket, outside the state", k)
+		}
+	}
 
 	// The state in GCS knows the job is done.
 	before := rec.sim.Stats().Accepted
@@ -362,13 +367,20 @@ func splitByEvent(t *testing.T, path string) map[string][]byte {
 // path to a new folder, and returns it.
 func filesUnder(t *testing.T, dir, folder string) string {
 	t.Helper()
+	return copyFiles(t, dir, func(rel []string) bool { return slices.Contains(rel[:len(rel)-1], folder) })
+}
+
+// copyFiles copies the files of dir that keep accepts (given their path
+// relative to dir, split at each slash) to a new folder, and returns it.
+func copyFiles(t *testing.T, dir string, keep func(rel []string) bool) string {
+	t.Helper()
 	out := t.TempDir()
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
-		if !slices.Contains(strings.Split(filepath.ToSlash(rel), "/"), folder) {
+		if !keep(strings.Split(filepath.ToSlash(rel), "/")) {
 			return nil
 		}
 		data, err := os.ReadFile(p)
