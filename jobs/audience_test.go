@@ -1,10 +1,12 @@
 package jobs
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -110,18 +112,23 @@ func want(members []string, value string) []string {
 	return out
 }
 
-// snapshotMembers reads the current snapshot's members as "user audience".
+// snapshotMembers reads the current snapshot's members as "user audience",
+// from a state in a folder or a bucket.
 func snapshotMembers(t *testing.T, state string) []string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(state, filepath.FromSlash(audienceCurrent)))
-	if err != nil {
-		t.Fatal(err)
+	data, ok := readObject(t, state, audienceCurrent)
+	if !ok {
+		t.Fatalf("no %s in the state %s", audienceCurrent, state)
 	}
 	var cur audienceCurrentFile
 	if err := json.Unmarshal(data, &cur); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := parquet.ReadFile[writers.Membership](filepath.Join(state, filepath.FromSlash(cur.Snapshot)))
+	data, ok = readObject(t, state, cur.Snapshot)
+	if !ok {
+		t.Fatalf("no snapshot %s in the state %s", cur.Snapshot, state)
+	}
+	rows, err := parquet.Read[writers.Membership](bytes.NewReader(data), int64(len(data)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -337,6 +344,29 @@ type deviceRow struct {
 
 func TestAudienceRenamedColumnsAndDevices(t *testing.T) {
 	src, devices := t.TempDir(), t.TempDir()
+	writeRenamedAndDevices(t, src, devices)
+	testAudienceRenamedColumnsAndDevices(t, src, devices, t.TempDir())
+}
+
+// TestAudienceDevicesRemote is TestAudienceRenamedColumnsAndDevices with the
+// memberships, the --devices identifies and the state in a bucket of each
+// object store.
+func TestAudienceDevicesRemote(t *testing.T) {
+	src, devices := t.TempDir(), t.TempDir()
+	writeRenamedAndDevices(t, src, devices)
+	for _, name := range slices.Sorted(maps.Keys(remoteBackends)) {
+		t.Run(name, func(t *testing.T) {
+			root := remoteBackends[name](t)
+			putTree(t, src, root+"/audiences")
+			putTree(t, devices, root+"/segment")
+			testAudienceRenamedColumnsAndDevices(t, root+"/audiences", root+"/segment", root+"/state/audiences")
+		})
+	}
+}
+
+// writeRenamedAndDevices writes a membership table with renamed columns and
+// no device ids to src, and an identifies table that has them to devices.
+func writeRenamedAndDevices(t *testing.T, src, devices string) {
 	writeAudienceParquet(t, filepath.Join(src, "m.parquet"), []renamedRow{
 		{"a", "High Value", "true"}, {"b", "High Value", "true"}, {"c", "High Value", "true"},
 	})
@@ -348,8 +378,10 @@ func TestAudienceRenamedColumnsAndDevices(t *testing.T) {
 		{"b", ptr("d-b"), t0},
 		// c has no device anywhere
 	})
+}
+
+func testAudienceRenamedColumnsAndDevices(t *testing.T, src, devices, state string) {
 	rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12"})
-	state := t.TempDir()
 	o := audienceOptions(src, state, rec.srv.URL)
 	o.Membership = MembershipColumns{UserID: "uid", Audience: "segment_name", Member: "in_segment"}
 	o.Devices = devices
@@ -366,6 +398,9 @@ func TestAudienceRenamedColumnsAndDevices(t *testing.T) {
 	}
 	// c is not recorded as told: the next sync tries again.
 	diffRequests(t, "snapshot without c", snapshotMembers(t, state), []string{"a high_value", "b high_value"})
+	if _, ok := readObject(t, state, audiencePending); ok {
+		t.Errorf("%s left in the state after a finished sync", audiencePending)
+	}
 	rec.reset()
 	rep, err = Run(context.Background(), o, testEnv(t))
 	if err != nil {

@@ -118,7 +118,7 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 			in.listed++
 			// Whether an event has a table of its own is known from the
 			// listing, whichever shard reads that table.
-			if t := eventTable(obj.Partition.Table); t != "" {
+			if t := eventTableOf(obj.Partition); t != "" {
 				in.covered[convertro.NormalizeEventName(t)] = true
 			}
 			if !shard.Owns(obj.Key) {
@@ -197,6 +197,22 @@ func partitionDay(o readers.Object) string {
 // zero-byte objects (folder markers such as x_$folder$) stay "not data".
 func emptyParquet(s readers.Skipped) bool {
 	return s.Reason == readers.SkipEmpty && strings.HasSuffix(strings.ToLower(s.URI), ".parquet")
+}
+
+// eventTableOf returns the event an object's table is named after, or "".
+// A segment_type= partition, where there is one, says first: Segment Data
+// Lakes writes segment_type=order_completed/ and segment_type=identify/
+// under the source id's folder, which names no table. Only
+// segment_type=track leaves the table to the folder, as in
+// track_order_completed/segment_type=track/.
+func eventTableOf(p readers.Partition) string {
+	switch typ := segment.ParseType(p.SegmentType); {
+	case p.SegmentType == "" || typ == segment.TypeTrack:
+		return eventTable(p.Table)
+	case typ == segment.TypeUnknown:
+		return eventTable(p.SegmentType)
+	}
+	return ""
 }
 
 // eventTable returns the event a table is named after ("order_completed",

@@ -8,11 +8,13 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -338,4 +340,90 @@ func TestTracksCopiesOfEventTablesAreSkipped(t *testing.T) {
 	if got := rep.Counts.RowsSkipped[SkipInEventTable]; got != copied {
 		t.Errorf("%d rows skipped as %s, want the %d copied", got, SkipInEventTable, copied)
 	}
+}
+
+// TestEndToEndLayoutsRemote is TestEndToEnd on each object store: an export
+// of each layout in a bucket, the state beside it, the live run checked
+// against the oracle and the dry run against the same. A remote run costs
+// by the object (a footer and column chunks read by range, each a round
+// trip), so the buckets hold four hours of a day: the layouts' paths, names
+// and types in 20 objects (the nested layout, partitioned by day, in 5).
+func TestEndToEndLayoutsRemote(t *testing.T) {
+	ctx := context.Background()
+	type export struct {
+		dir  string
+		rows int64
+		want []string
+	}
+	layouts := []string{generate.LayoutWarehouse, generate.LayoutDatalake, generate.LayoutUpper, generate.LayoutNested}
+	exports := map[string]export{}
+	for _, layout := range layouts {
+		dir := filepath.Join(t.TempDir(), layout)
+		if _, err := generate.Generate(ctx, generate.Options{Out: dir, Rows: 1500, Seed: 13, Layout: layout, Days: 1, RowGroupRows: 100}); err != nil {
+			t.Fatal(err)
+		}
+		dir = hoursOf(t, dir, 12, 15)
+		rows := readOracleRows(t, dir)
+		want := expectRequests(rows, "acme", "12", testEvents, false)
+		if len(want) < 150 {
+			t.Fatalf("%s: the oracle expects only %d requests from %d rows: the export lacks variety", layout, len(want), len(rows))
+		}
+		t.Logf("%s: %d rows, %d requests", layout, len(rows), len(want))
+		exports[layout] = export{dir, int64(len(rows)), want}
+	}
+	for _, name := range slices.Sorted(maps.Keys(remoteBackends)) {
+		t.Run(name, func(t *testing.T) {
+			root := remoteBackends[name](t)
+			for _, layout := range layouts {
+				t.Run(layout, func(t *testing.T) {
+					e := exports[layout]
+					source, state := root+"/"+layout, root+"/state/"+layout
+					putTree(t, e.dir, source)
+
+					rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12"})
+					o := testOptions(source, state, rec.srv.URL)
+					rep, err := Run(ctx, o, testEnv(t))
+					if err != nil {
+						t.Fatalf("run: %v", err)
+					}
+					diffRequests(t, "recorded by the simulator", rec.requests(t), e.want)
+					if err := rep.Check(); err != nil {
+						t.Errorf("report: %v", err)
+					}
+					c := rep.Counts
+					if c.RowsRead != e.rows || c.RequestsSent != int64(len(e.want)) || c.RequestsAcked != c.RequestsSent {
+						t.Errorf("counts %+v: want %d rows read and %d requests sent and acked", c, e.rows, len(e.want))
+					}
+					if st := rec.sim.Stats(); st.Rejected != 0 {
+						t.Errorf("simulator rejected %d requests: %+v", st.Rejected, st.Reasons)
+					}
+					if _, ok := readObject(t, state, pipeline.ReportName(pipeline.Shard{Index: 0, Count: 1})); !ok {
+						t.Errorf("no report in the state %s", state)
+					}
+
+					o.DryRun, o.Out = true, filepath.Join(t.TempDir(), "dry.jsonl")
+					if _, err := Run(ctx, o, testEnv(t)); err != nil {
+						t.Fatalf("dry run: %v", err)
+					}
+					diffRequests(t, "dry run", dryRunRequests(t, o.Out), e.want)
+				})
+			}
+		})
+	}
+}
+
+// hoursOf copies the files of dir whose hr= partition is within [from, to],
+// and those without one, to a new folder, and returns it.
+func hoursOf(t *testing.T, dir string, from, to int) string {
+	t.Helper()
+	return copyFiles(t, dir, func(rel []string) bool {
+		for _, seg := range rel {
+			if v, ok := strings.CutPrefix(seg, "hr="); ok {
+				if h, err := strconv.Atoi(v); err != nil || h < from || h > to {
+					return false
+				}
+			}
+		}
+		return true
+	})
 }

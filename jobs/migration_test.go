@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,19 +70,43 @@ func readTestManifest(t *testing.T, state string) *pipeline.Manifest {
 // and a resumable manifest, the next day's continues, and together they
 // deliver exactly the dry run's requests, each once, oldest partition first.
 func TestMigrationDailyCap(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
 	export := filepath.Join(dir, "export")
-	if _, err := generate.Generate(ctx, generate.Options{Out: export, Rows: 4000, Seed: 11, Days: 4, RowGroupRows: 150}); err != nil {
+	if _, err := generate.Generate(context.Background(), generate.Options{Out: export, Rows: 4000, Seed: 11, Days: 4, RowGroupRows: 150}); err != nil {
 		t.Fatal(err)
 	}
+	testMigrationDailyCap(t, export, filepath.Join(dir, "state"), 4, 2000)
+}
+
+// TestMigrationDailyCapRemote is TestMigrationDailyCap with the export and
+// the state in a bucket of each object store: two hours of each of two
+// days, so that the plan still spans days and hours.
+func TestMigrationDailyCapRemote(t *testing.T) {
+	export := filepath.Join(t.TempDir(), "export")
+	if _, err := generate.Generate(context.Background(), generate.Options{Out: export, Rows: 3000, Seed: 11, Days: 2, RowGroupRows: 40}); err != nil {
+		t.Fatal(err)
+	}
+	export = hoursOf(t, export, 12, 13)
+	for _, name := range slices.Sorted(maps.Keys(remoteBackends)) {
+		t.Run(name, func(t *testing.T) {
+			root := remoteBackends[name](t)
+			putTree(t, export, root+"/segment")
+			testMigrationDailyCap(t, root+"/segment", root+"/state/migration", 2, 150)
+		})
+	}
+}
+
+// testMigrationDailyCap runs the migration of source, an export over days
+// days, at a cap of 40% of its requests a day, with its state in state. The
+// dry run must have at least minRequests requests.
+func testMigrationDailyCap(t *testing.T, source, state string, days, minRequests int) {
+	ctx := context.Background()
 	clock := &testClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
 	env := testEnv(t)
 	env.Now = clock.Now
 
 	rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12"})
-	state := filepath.Join(dir, "state")
-	o := testOptions(export, state, rec.srv.URL)
+	o := testOptions(source, state, rec.srv.URL)
 	o.Kind = "migration"
 	o.Concurrency = 8
 	// One decoder reads the units strictly in plan order, so that where a
@@ -88,12 +114,12 @@ func TestMigrationDailyCap(t *testing.T) {
 	o.Decoders = 1
 
 	dry := o
-	dry.DryRun, dry.Out = true, filepath.Join(dir, "dry.jsonl")
+	dry.DryRun, dry.Out = true, filepath.Join(t.TempDir(), "dry.jsonl")
 	if _, err := Run(ctx, dry, env); err != nil {
 		t.Fatalf("dry run: %v", err)
 	}
 	want := dryRunRequests(t, dry.Out)
-	if len(want) < 2000 {
+	if len(want) < minRequests {
 		t.Fatalf("the dry run has only %d requests", len(want))
 	}
 	capPerDay := int64(len(want)) * 4 / 10
@@ -164,7 +190,7 @@ func TestMigrationDailyCap(t *testing.T) {
 	if total != int64(len(want)) || len(m.DailyRequests) != 3 {
 		t.Errorf("manifest: %d requests over %d days (%v), want %d over 3", total, len(m.DailyRequests), m.DailyRequests, len(want))
 	}
-	checkOldestFirst(t, m)
+	checkOldestFirst(t, m, days)
 }
 
 // checkPrefixDone checks that a run cut by the cap, with one decoder, left
@@ -187,7 +213,7 @@ func checkPrefixDone(t *testing.T, m *pipeline.Manifest) {
 
 // checkOldestFirst checks that the plan the manifest holds, which the
 // feeder follows, goes by partition day and hour.
-func checkOldestFirst(t *testing.T, m *pipeline.Manifest) {
+func checkOldestFirst(t *testing.T, m *pipeline.Manifest, want int) {
 	t.Helper()
 	var prev readers.Partition
 	days := map[string]bool{}
@@ -202,8 +228,8 @@ func checkOldestFirst(t *testing.T, m *pipeline.Manifest) {
 		}
 		prev = p
 	}
-	if len(days) != 4 {
-		t.Errorf("plan spans %d days, want 4", len(days))
+	if len(days) != want {
+		t.Errorf("plan spans %d days, want %d", len(days), want)
 	}
 }
 

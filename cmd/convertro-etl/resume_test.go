@@ -5,16 +5,20 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/convertro-etl/convertro-etl/convertro/simulator"
+	"github.com/convertro-etl/convertro-etl/pipeline"
 	"github.com/convertro-etl/convertro-etl/writers/generate"
 )
 
@@ -83,23 +87,48 @@ func TestResumeAfterKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the program as a subprocess")
 	}
-	ctx := context.Background()
 	dir := t.TempDir()
 	export := filepath.Join(dir, "export")
-	if _, err := generate.Generate(ctx, generate.Options{Out: export, Rows: 12000, Seed: 11, RowGroupRows: 500}); err != nil {
+	if _, err := generate.Generate(context.Background(), generate.Options{Out: export, Rows: 12000, Seed: 11, RowGroupRows: 500}); err != nil {
 		t.Fatal(err)
 	}
+	testResumeAfterKill(t, export, filepath.Join(dir, "state"), 4*time.Millisecond, 8)
+}
+
+// TestResumeAfterKillRemote is TestResumeAfterKill with the export and the
+// state in a bucket of each object store, which the processes reach through
+// the environment the emulators set. The export is small, in few objects,
+// and slow answers stretch its delivery over several commits.
+func TestResumeAfterKillRemote(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the program as a subprocess")
+	}
+	export := leaseExport(t, 800)
+	for _, name := range slices.Sorted(maps.Keys(remoteBackends)) {
+		t.Run(name, func(t *testing.T) {
+			root := remoteBackends[name](t)
+			putTree(t, export, root+"/export")
+			testResumeAfterKill(t, root+"/export", root+"/state", 15*time.Millisecond, 4)
+		})
+	}
+}
+
+// testResumeAfterKill runs the job of source with its state in state
+// against a simulator answering after delay, kills it once a third of the
+// requests are in and a commit has recorded progress, and resumes it.
+func testResumeAfterKill(t *testing.T, source, state string, delay time.Duration, concurrency int) {
+	ctx := context.Background()
 	record := &syncBuffer{}
-	sim := simulator.New(simulator.Options{ClientName: "acme", SiteID: "12", Record: record, Delay: 4 * time.Millisecond})
+	sim := simulator.New(simulator.Options{ClientName: "acme", SiteID: "12", Record: record, Delay: delay})
 	srv := httptest.NewServer(sim)
 	defer srv.Close()
 
-	args := []string{"run", "--source", export, "--state", filepath.Join(dir, "state"), "--endpoint", srv.URL,
+	args := []string{"run", "--source", source, "--state", state, "--endpoint", srv.URL,
 		"--account", "acme", "--client-name", "acme", "--site-id", "12",
-		"--event", "Signed Up=signup", "--event", "Added to Cart=add_to_cart", "--concurrency", "8"}
+		"--event", "Signed Up=signup", "--event", "Added to Cart=add_to_cart", "--concurrency", strconv.Itoa(concurrency)}
 
 	// What a complete run sends, from the program's own dry run.
-	dry := filepath.Join(dir, "dry.jsonl")
+	dry := filepath.Join(t.TempDir(), "dry.jsonl")
 	if out, err := command(ctx, append(clone(args), "--dry-run", "--out", dry)...).CombinedOutput(); err != nil {
 		t.Fatalf("dry run: %v\n%s", err, out)
 	}
@@ -121,8 +150,19 @@ func TestResumeAfterKill(t *testing.T) {
 		total += n
 	}
 
-	// First run: killed once a third of the requests are in.
-	killWhen(t, ctx, "the first run", func() bool { return sim.Stats().Accepted >= int64(total/3) }, args...)
+	// First run: killed once a third of the requests are in and the state
+	// has recorded some of them, so that the second run resumes rather
+	// than starts over.
+	st, err := pipeline.OpenState(ctx, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shard := pipeline.Shard{Index: 0, Count: 1}
+	committed := func() bool {
+		m, err := pipeline.ReadManifest(ctx, st, shard)
+		return err == nil && m.Counts.RequestsAcked > 0
+	}
+	killWhen(t, ctx, "the first run", func() bool { return sim.Stats().Accepted >= int64(total/3) && committed() }, args...)
 	acceptedAtKill := sim.Stats().Accepted
 
 	// Second run: resumes and finishes.
@@ -170,7 +210,7 @@ func TestResumeAfterKill(t *testing.T) {
 			RequestsSent int64 `json:"requests_sent"`
 		} `json:"counts"`
 	}
-	data, err := os.ReadFile(filepath.Join(dir, "state", "report-0-of-1.json"))
+	data, _, err := st.Read(ctx, pipeline.ReportName(shard))
 	if err != nil {
 		t.Fatal(err)
 	}
