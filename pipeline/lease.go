@@ -11,7 +11,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/convertro-etl/convertro-etl/objstore"
@@ -184,12 +183,6 @@ func held(l, owner Lease, now time.Time) bool {
 		return live
 	}
 	return processRunning(l.PID)
-}
-
-// processRunning reports whether pid names a process; EPERM means it exists
-// under another user.
-func processRunning(pid int) bool {
-	return !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 }
 
 // PreviousLease is the lease the manifest held at open (zero if none): the

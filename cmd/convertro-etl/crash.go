@@ -3,7 +3,6 @@ package main
 import (
 	"os"
 	"sync"
-	"syscall"
 )
 
 // crashEnv, set only by tests, makes the program crash at start, so that
@@ -18,7 +17,7 @@ func crashForTests() {
 	if how == "" {
 		return
 	}
-	_ = syscall.Setrlimit(syscall.RLIMIT_CORE, &syscall.Rlimit{})
+	noCoreDumps()
 	switch how {
 	case "panic":
 		// main waits for good: the panicking goroutine ends the process.

@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command benchtable measures the whole job against references taken in the
 // same run, and prints one table; `make bench` runs it after the package
 // benchmarks. Every figure is a ratio to its reference, so that a shared or
