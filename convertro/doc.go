@@ -83,8 +83,10 @@
 // order and encoding rule, so that one line changes when Convertro's private
 // documentation says otherwise. [Wire.AppendURL] writes a [Delivery] as a
 // full GET URL into a caller's buffer without allocating; every value is
-// query-escaped; val is the shortest decimal, never an exponent; ts is whole
-// Unix seconds.
+// query-escaped; val is the number's own shortest decimal, never an
+// exponent ([AppendNumber]: a FLOAT as the 32-bit value it holds, a DECIMAL,
+// a long INT64 or text from its own digits, never through a float64); ts is
+// whole Unix seconds.
 //
 // # Client and simulator
 //

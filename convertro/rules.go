@@ -82,14 +82,14 @@ func SkipReasons() []SkipReason {
 // it with Wire.AppendURL right away is the usual way.
 type Delivery struct {
 	Kind Kind
-	SID  []byte  // device id (all kinds)
-	ID   []byte  // userId (user)
-	Typ  []byte  // Convertro event name (hit)
-	EID  []byte  // orderId for sales, else the messageId (hit, install)
-	CUA  []byte  // context.userAgent, optional
-	CIP  []byte  // context.ip, optional
-	Val  float64 // event value (hit)
-	TS   int64   // event time, whole Unix seconds, floored
+	SID  []byte         // device id (all kinds)
+	ID   []byte         // userId (user)
+	Typ  []byte         // Convertro event name (hit)
+	EID  []byte         // orderId for sales, else the messageId (hit, install)
+	CUA  []byte         // context.userAgent, optional
+	CIP  []byte         // context.ip, optional
+	Val  segment.Number // event value (hit), never absent: formatted by AppendNumber
+	TS   int64          // event time, whole Unix seconds, floored
 
 	// Trait is the snake_case audience key of an audience sync (rule 18),
 	// sent as Trait=true or Trait=false after Member. Empty: no trait.
@@ -189,7 +189,7 @@ func (m *Mapper) Map(dst []Delivery, msg *segment.Message) ([]Delivery, SkipReas
 		}
 		d.Kind = KindHit
 		d.EID = msg.OrderID
-		d.Val = value(msg.Total, value(msg.Revenue, 1)) // rule 9
+		d.Val = value(msg.Total, value(msg.Revenue, one)) // rule 9
 		switch msg.Repeat {
 		case segment.True:
 			d.Typ = typSaleRepeat // rules 5, 7
@@ -219,8 +219,8 @@ func (m *Mapper) Map(dst []Delivery, msg *segment.Message) ([]Delivery, SkipReas
 	}
 	d.Kind = KindHit
 	d.EID = msg.MessageID
-	d.Val = value(msg.Revenue, 1) // rules 12, 13: revenue, else 1
-	if !m.filter {                // rule 12: sent under its own name
+	d.Val = value(msg.Revenue, one) // rules 12, 13: revenue, else 1
+	if !m.filter {                  // rule 12: sent under its own name
 		d.Typ = name
 		return append(dst, d), SkipNone
 	}
@@ -315,15 +315,16 @@ func eventTime(msg *segment.Message) (int64, bool) {
 	return 0, false
 }
 
-// value is n when it holds a finite number, else fallback. 0 and negative
-// values are real values (a refund); NaN and ±Inf, which a DOUBLE column can
-// hold but Convertro cannot take, count as absent like "NA" (inferred).
-func value(n segment.Number, fallback float64) float64 {
-	if !n.Valid || math.IsNaN(n.Value) || math.IsInf(n.Value, 0) {
+// one is the value of an event without one (rules 9, 12, 13).
+var one = segment.Num(1)
+
+// value is n when it holds a number, else fallback. 0 and negative values
+// are real values (a refund); NaN and ±Inf, which a FLOAT or DOUBLE column
+// can hold but Convertro cannot take, count as absent like "NA" (inferred).
+// A number with its own decimal digits is always a real number.
+func value(n segment.Number, fallback segment.Number) segment.Number {
+	if !n.Valid || len(n.Decimal) == 0 && (math.IsNaN(n.Value) || math.IsInf(n.Value, 0)) {
 		return fallback
 	}
-	if n.Value == 0 {
-		return 0 // -0 would print as "-0"
-	}
-	return n.Value
+	return n
 }

@@ -74,14 +74,29 @@ func integrations(all, cvt segment.Bool) opt {
 	return func(m *segment.Message) { m.IntegrationsAll, m.IntegrationsConvertro = all, cvt }
 }
 
+// totalFloat32 is a FLOAT total as the reader gives it: the 32-bit value,
+// marked as one. decimal is an exact decimal as the reader gives a DECIMAL
+// column, an INT64 past 2^53 or a text column ("$1,299.50" as "1299.50").
+func totalFloat32(v float32) opt {
+	return func(m *segment.Message) { m.Total = segment.Number{Value: float64(v), Valid: true, Float32: true} }
+}
+func decimal(digits string) segment.Number {
+	f, _ := strconv.ParseFloat(digits, 64)
+	return segment.Number{Value: f, Valid: true, Decimal: []byte(digits)}
+}
+func totalDecimal(digits string) opt { return func(m *segment.Message) { m.Total = decimal(digits) } }
+func revenueDecimal(digits string) opt {
+	return func(m *segment.Message) { m.Revenue = decimal(digits) }
+}
+
 // The reader's view of text values, as the mapping receives them: text
 // "TRUE" in a string repeat column is a real boolean (exactly true/false, any
 // case) and arrives as segment.True, while "yes" arrives as segment.Absent;
-// "$1,299.50" arrives as Num(1299.5) and "NA" as an absent Number.
+// "$1,299.50" arrives as its digits 1299.50 and "NA" as an absent Number.
 var (
 	repeatTextTRUE = repeat(segment.True)
 	repeatTextYes  = repeat(segment.Absent)
-	totalText1299  = total(1299.5)
+	totalText1299  = totalDecimal("1299.50")
 	totalTextNA    = func(m *segment.Message) { m.Total = segment.Number{} }
 )
 
@@ -203,6 +218,21 @@ var ruleCases = []ruleCase{
 	{name: "rule 09 large total has no exponent",
 		msg:  track("Order Completed", order("o-1"), total(1e6)),
 		want: []string{H + "sid=dev-1&typ=sale&val=1000000&eid=o-1&ts=1704164645"}},
+	{name: "rule 09 a FLOAT total of 49.99 is sent as 49.99, its 32-bit value, not 49.9900016784668",
+		msg:  track("Order Completed", order("o-1"), totalFloat32(49.99)),
+		want: []string{H + "sid=dev-1&typ=sale&val=49.99&eid=o-1&ts=1704164645"}},
+	{name: "rule 09 a DECIMAL(10,2) total of 27.50 is sent as 27.5",
+		msg:  track("Order Completed", order("o-1"), totalDecimal("27.50")),
+		want: []string{H + "sid=dev-1&typ=sale&val=27.5&eid=o-1&ts=1704164645"}},
+	{name: "rule 09 a DECIMAL(38,10) total is sent with every digit, never through a float64",
+		msg:  track("Order Completed", order("o-1"), totalDecimal("12345678901234567890.1234567890")),
+		want: []string{H + "sid=dev-1&typ=sale&val=12345678901234567890.123456789&eid=o-1&ts=1704164645"}},
+	{name: "rule 09 an INT64 total past 2^53 keeps its last digit",
+		msg:  track("Order Completed", order("o-1"), totalDecimal("9007199254740993")),
+		want: []string{H + "sid=dev-1&typ=sale&val=9007199254740993&eid=o-1&ts=1704164645"}},
+	{name: "rule 09 a DECIMAL total of -0.00 is sent as 0, not replaced by revenue",
+		msg:  track("Order Completed", order("o-1"), totalDecimal("-0.00"), revenue(40)),
+		want: []string{H + "sid=dev-1&typ=sale&val=0&eid=o-1&ts=1704164645"}},
 	{name: "rule 10 Order Completed without orderId sends nothing",
 		msg:  track("Order Completed", total(49.99)),
 		skip: SkipMissingOrderID},
@@ -236,6 +266,9 @@ var ruleCases = []ruleCase{
 	{name: "rule 12 zero and negative revenue are sent as they are",
 		msg:  track("Refund Issued", revenue(-5)),
 		want: []string{H + "sid=dev-1&typ=Refund+Issued&val=-5&eid=msg-1&ts=1704164645"}},
+	{name: "rule 12 revenue text $1,299.50 as the reader gives it is sent as 1299.5",
+		msg:  track("Product Added", revenueDecimal("1299.50")),
+		want: []string{H + "sid=dev-1&typ=Product+Added&val=1299.5&eid=msg-1&ts=1704164645"}},
 	{name: "rule 12 names with & = + and unicode are escaped",
 		msg:  track("Café & Bar=1+1"),
 		want: []string{H + "sid=dev-1&typ=Caf%C3%A9+%26+Bar%3D1%2B1&val=1&eid=msg-1&ts=1704164645"}},

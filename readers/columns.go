@@ -95,15 +95,17 @@ const (
 
 // colPlan says how to decode one Parquet leaf column into one field.
 type colPlan struct {
-	field   field
-	leaf    int    // index of the leaf column in each row group's ColumnChunks
-	name    string // dotted column path as written in the file, for messages
-	kind    parquet.Kind
-	phys    physical
-	maxDef  byte
-	size    int   // FIXED_LEN_BYTE_ARRAY length
-	scale   int32 // DECIMAL scale
-	timeMul int64 // INT64 timestamps: multiply (>0) or divide (<0) to reach micros; DATE: micros per day
+	field  field
+	leaf   int    // index of the leaf column in each row group's ColumnChunks
+	name   string // dotted column path as written in the file, for messages
+	kind   parquet.Kind
+	phys   physical
+	maxDef byte
+	size   int // FIXED_LEN_BYTE_ARRAY length
+	// unsigned: an INT32/INT64 of unsigned integers (physInt only)
+	unsigned bool
+	scale    int32 // DECIMAL scale
+	timeMul  int64 // INT64 timestamps: multiply (>0) or divide (<0) to reach micros; DATE: micros per day
 }
 
 // plan is the per-file decoding plan: one entry per resolved field.
@@ -203,6 +205,7 @@ func planColumn(f field, col *parquet.Column) (colPlan, error) {
 				return bad()
 			}
 			p.phys = physInt // ids stored as integers are written as decimal text
+			p.unsigned = isUnsigned(lt, ct)
 		default:
 			return bad()
 		}
@@ -220,6 +223,7 @@ func planColumn(f field, col *parquet.Column) (colPlan, error) {
 				return bad()
 			}
 			p.phys = physInt
+			p.unsigned = isUnsigned(lt, ct)
 		case p.kind == parquet.Float || p.kind == parquet.Double:
 			p.phys = physFloat
 		case p.kind == parquet.ByteArray:
