@@ -48,7 +48,11 @@
 //     snake casing of audience names beyond the design page's examples; a
 //     track with no event name at all is skipped as unmapped_event (Convertro
 //     refuses an empty typ); NaN and infinite values count as absent (so
-//     val=1); an empty eid is left out of the URL.
+//     val=1); a hit or install whose messageId is NULL gets an eid derived
+//     from the row's values (eventid.go: row- and 32 hex digits of a
+//     SHA-256), the same on every run of the row, since Convertro
+//     de-duplicates on eid and refuses a hit without one; an empty eid of a
+//     hand-made Delivery is left out of the URL.
 //
 // Where the seed and the design page differ, the seed wins. No outright
 // contradiction was found; these are the places where they can be read to

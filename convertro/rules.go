@@ -85,7 +85,7 @@ type Delivery struct {
 	SID  []byte         // device id (all kinds)
 	ID   []byte         // userId (user)
 	Typ  []byte         // Convertro event name (hit)
-	EID  []byte         // orderId for sales, else the messageId (hit, install)
+	EID  []byte         // orderId for sales, else the messageId (hit, install); see eidSum
 	CUA  []byte         // context.userAgent, optional
 	CIP  []byte         // context.ip, optional
 	Val  segment.Number // event value (hit), never absent: formatted by AppendNumber
@@ -95,6 +95,23 @@ type Delivery struct {
 	// sent as Trait=true or Trait=false after Member. Empty: no trait.
 	Trait  string
 	Member bool
+
+	// eidSum is the event id of a hit or install whose message has no
+	// messageId, derived from the row's values (deriveEventID); it is sent
+	// when hasEIDSum is set and EID is empty. It is held here, not in EID,
+	// so that mapping such a row allocates nothing.
+	eidSum    [eidSumBytes]byte
+	hasEIDSum bool
+}
+
+// setEventID sets the event id of a hit or install that is not a sale: the
+// messageId, else the id derived from the row's values, computed once per
+// message however many hits it makes.
+func (d *Delivery) setEventID(msg *segment.Message) {
+	d.EID = msg.MessageID
+	if len(msg.MessageID) == 0 {
+		d.eidSum, d.hasEIDSum = deriveEventID(msg), true
+	}
 }
 
 // The fixed Convertro names of sales (rules 4-8).
@@ -208,7 +225,7 @@ func (m *Mapper) Map(dst []Delivery, msg *segment.Message) ([]Delivery, SkipReas
 
 	case nameApplicationInstalled: // rule 15: not subject to the events map
 		d.Kind = KindInstall
-		d.EID = msg.MessageID
+		d.setEventID(msg)
 		return append(dst, d), SkipNone
 	}
 
@@ -218,9 +235,9 @@ func (m *Mapper) Map(dst []Delivery, msg *segment.Message) ([]Delivery, SkipReas
 		return dst, SkipUnmappedEvent
 	}
 	d.Kind = KindHit
-	d.EID = msg.MessageID
 	d.Val = value(msg.Revenue, one) // rules 12, 13: revenue, else 1
 	if !m.filter {                  // rule 12: sent under its own name
+		d.setEventID(msg)
 		d.Typ = name
 		return append(dst, d), SkipNone
 	}
@@ -228,6 +245,7 @@ func (m *Mapper) Map(dst []Delivery, msg *segment.Message) ([]Delivery, SkipReas
 	if !ok {
 		return dst, SkipUnmappedEvent // rule 14
 	}
+	d.setEventID(msg)
 	for _, typ := range names { // rule 13: one hit per mapped name
 		d.Typ = typ
 		dst = append(dst, d)

@@ -2,6 +2,7 @@ package convertro
 
 import (
 	"fmt"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -291,6 +292,19 @@ var ruleCases = []ruleCase{
 		events: map[string][]string{"Order Refunded": {"refund"}},
 		msg:    track("Order Refunded", order("o-1"), revenue(-49.99), messageID("m-77")),
 		want:   []string{H + "sid=dev-1&typ=refund&val=-49.99&eid=m-77&ts=1704164645"}},
+	{name: "rule 13 a track whose messageId is NULL gets an eid derived from its values",
+		msg:  track("Signed Up", messageID("")),
+		want: []string{H + "sid=dev-1&typ=Signed+Up&val=1&eid=row-4a001e660e53209926ef18cfb9faad42&ts=1704164645"}},
+	{name: "rule 13 a multiply mapped track without messageId sends one derived eid on every hit",
+		events: signupLead,
+		msg:    track("signed_up", messageID("")),
+		want: []string{
+			H + "sid=dev-1&typ=signup&val=1&eid=row-3184fda1437c2b43f04521dc759f484d&ts=1704164645",
+			H + "sid=dev-1&typ=lead&val=1&eid=row-3184fda1437c2b43f04521dc759f484d&ts=1704164645",
+		}},
+	{name: "rule 13 a sale without messageId keeps its orderId as eid",
+		msg:  track("Order Completed", order("o-1"), total(10), messageID("")),
+		want: []string{H + "sid=dev-1&typ=sale&val=10&eid=o-1&ts=1704164645"}},
 	{name: "rule 14 unmapped event under a non-empty events map sends nothing",
 		events: signup,
 		msg:    track("Product Viewed"),
@@ -315,6 +329,10 @@ var ruleCases = []ruleCase{
 		events: map[string][]string{"Application Installed": {"install"}},
 		msg:    track("Application Installed"),
 		want:   []string{I + "sid=dev-1&eid=msg-1&ts=1704164645"}},
+
+	{name: "rule 15 an install whose messageId is NULL gets an eid derived from its values",
+		msg:  track("Application Installed", messageID("")),
+		want: []string{I + "sid=dev-1&eid=row-fce615978ece2d144c0b1baf2e6729b9&ts=1704164645"}},
 
 	// Types.
 	{name: "rule 16 page sends nothing", msg: ofType(segment.TypePage, userID("user-1")), skip: SkipUnsupportedType},
@@ -550,6 +568,8 @@ func TestMapDoesNotAllocate(t *testing.T) {
 		track("signed_up", revenue(3)),
 		track("Product Viewed"),
 		track("Application Installed"),
+		track("Application Installed", messageID("")),
+		track("signed_up", messageID(""), revenue(3), ua("Mozilla/5.0 (X11)"), ip("203.0.113.7")),
 		identify("user-1"),
 		ofType(segment.TypePage),
 	}
@@ -679,4 +699,85 @@ func ExampleMapper_Map() {
 	// https://sp1.convertro.com/api/hit/acme/42/?sid=dev-1&typ=sale&val=49.99&eid=o-1&ts=1704164645
 	// skip: ""
 	// without orderId, skip: "missing_order_id"
+}
+
+// TestDerivedEventID: a hit or install without messageId gets an eid that
+// is the same for the same row whenever it is mapped (a rerun decodes it
+// into other buffers), and differs as soon as any value that says what
+// happened, to whom or when differs.
+func TestDerivedEventID(t *testing.T) {
+	m, err := NewMapper(Settings{ClientName: "acme", SiteID: "42"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWire(Settings{ClientName: "acme", SiteID: "42"})
+	eid := func(msg *segment.Message) string {
+		t.Helper()
+		ds, skip := m.Map(nil, msg)
+		if skip != SkipNone || len(ds) == 0 {
+			t.Fatalf("skip %q", skip)
+		}
+		u, err := url.Parse(string(w.AppendURL(nil, &ds[0])))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.Query().Get(ParamEID)
+	}
+	row := func(opts ...opt) *segment.Message {
+		base := []opt{messageID(""), userID("u-1"), func(m *segment.Message) { m.AnonymousID = []byte("a-1") },
+			revenue(5), ua("UA"), ip("10.0.0.1"), sentAt(tsMicros + 1), receivedAt(tsMicros + 2)}
+		return track("Signed Up", append(base, opts...)...)
+	}
+	first := eid(row())
+	if !regexp.MustCompile(`^row-[0-9a-f]{32}$`).MatchString(first) {
+		t.Fatalf("derived eid %q, want row- and 32 hex digits", first)
+	}
+	if again := eid(row()); again != first {
+		t.Errorf("the same row mapped again: eid %q, then %q", first, again)
+	}
+
+	same := map[string]opt{
+		"the Integrations object":                                  integrations(segment.True, segment.True),
+		"revenue 5 as a DECIMAL 5.00 (a column that changed type)": revenueDecimal("5.00"),
+		"revenue 5 as a FLOAT": func(m *segment.Message) {
+			m.Revenue = segment.Number{Value: 5, Valid: true, Float32: true}
+		},
+	}
+	for name, o := range same {
+		if got := eid(row(o)); got != first {
+			t.Errorf("%s changed the eid: %q, want %q", name, got, first)
+		}
+	}
+	differ := map[string]opt{
+		"userId":             userID("u-2"),
+		"anonymousId":        func(m *segment.Message) { m.AnonymousID = []byte("a-2") },
+		"no anonymousId":     func(m *segment.Message) { m.AnonymousID = nil },
+		"device id":          func(m *segment.Message) { m.DeviceID = []byte("dev-2") },
+		"event name":         func(m *segment.Message) { m.EventText = []byte("Signed Up ") },
+		"event slug":         slug("signed_up"),
+		"orderId":            order("o-1"),
+		"total":              total(5),
+		"revenue":            revenue(6),
+		"no revenue":         func(m *segment.Message) { m.Revenue = segment.Number{} },
+		"repeat":             repeat(segment.False),
+		"timestamp by 1 µs":  timestamp(tsMicros + 1),
+		"original_timestamp": originalTS(tsMicros),
+		"sent_at":            sentAt(tsMicros),
+		"received_at":        receivedAt(tsMicros),
+		"user agent":         ua("UA2"),
+		"ip":                 ip("10.0.0.2"),
+		// Values moved between fields are other rows, not the same bytes.
+		"userId and anonymousId swapped": func(m *segment.Message) { m.UserID, m.AnonymousID = m.AnonymousID, m.UserID },
+	}
+	seen := map[string]string{first: "the row"}
+	for name, o := range differ {
+		got := eid(row(o))
+		if other, dup := seen[got]; dup {
+			t.Errorf("%s: eid %q, the same as %s", name, got, other)
+		}
+		seen[got] = name
+	}
+	if got := eid(row(messageID("m-1"))); got != "m-1" {
+		t.Errorf("a row with messageId m-1 sent eid %q", got)
+	}
 }

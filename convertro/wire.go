@@ -1,6 +1,7 @@
 package convertro
 
 import (
+	"encoding/hex"
 	"net/url"
 	"slices"
 	"strconv"
@@ -50,6 +51,11 @@ const (
 	// An audience trait (rule 18) is its own parameter: {trait}=true|false.
 )
 
+// eidDerivedPrefix starts an event id derived from a row without messageId
+// (then 32 lower-case hex digits), so that it is told at a glance from a
+// Segment messageId or an orderId, in Convertro as in a dry run's output.
+const eidDerivedPrefix = "row-"
+
 // Wire encodes deliveries as Convertro request URLs. Build it once with
 // NewWire; it is immutable afterwards.
 //
@@ -60,10 +66,13 @@ const (
 //	hit:     sid, typ, val [, eid], ts [, cua] [, cip]
 //	install: sid [, eid], ts [, cua] [, cip]
 //
-// Bracketed parameters are left out when empty. eid is always present in
-// practice (orderId for sales, which rule 10 requires; messageId otherwise);
-// an empty one is left out rather than sent, because Convertro de-duplicates
-// on it and an empty eid would fold unrelated events into one.
+// Bracketed parameters are left out when empty. The Mapper gives every hit
+// and install an eid: orderId for sales, which rule 10 requires; else the
+// messageId; else, for a row whose messageId is NULL, eidDerivedPrefix and
+// the 32 hex digits of the id derived from the row's values (eventid.go).
+// Only a hand-made Delivery can lack one, and then eid is left out rather
+// than sent empty, because Convertro de-duplicates on it and an empty eid
+// would fold unrelated events into one.
 type Wire struct {
 	base   string
 	prefix [len(kindNames)]string // base + path + "?" per Kind
@@ -120,14 +129,10 @@ func (w *Wire) AppendURL(dst []byte, d *Delivery) []byte {
 		dst = appendParam(dst, ParamTyp, d.Typ, false)
 		dst = append(dst, "&"+ParamVal+"="...)
 		dst = appendEscapedValue(dst, d.Val)
-		if len(d.EID) > 0 {
-			dst = appendParam(dst, ParamEID, d.EID, false)
-		}
+		dst = appendEID(dst, d)
 		dst = appendTS(dst, d.TS)
 	case KindInstall:
-		if len(d.EID) > 0 {
-			dst = appendParam(dst, ParamEID, d.EID, false)
-		}
+		dst = appendEID(dst, d)
 		dst = appendTS(dst, d.TS)
 	}
 	if len(d.CUA) > 0 {
@@ -189,6 +194,18 @@ func appendParam(dst []byte, name string, value []byte, first bool) []byte {
 	dst = append(dst, name...)
 	dst = append(dst, '=')
 	return appendEscaped(dst, value)
+}
+
+// appendEID appends &eid= and d's event id, when it has one.
+func appendEID(dst []byte, d *Delivery) []byte {
+	switch {
+	case len(d.EID) > 0:
+		return appendParam(dst, ParamEID, d.EID, false)
+	case d.hasEIDSum:
+		dst = append(dst, "&"+ParamEID+"="+eidDerivedPrefix...)
+		return hex.AppendEncode(dst, d.eidSum[:])
+	}
+	return dst
 }
 
 func appendTS(dst []byte, ts int64) []byte {

@@ -66,6 +66,13 @@ func newRecorder(t testing.TB, o simulator.Options) *recorder {
 	r.sim = simulator.New(o)
 	r.srv = httptest.NewServer(r.sim)
 	t.Cleanup(r.srv.Close)
+	// Every hit and install carries an eid, in every test export: the
+	// simulator refuses one without (and counts it under this reason).
+	t.Cleanup(func() {
+		if n := r.sim.Stats().Reasons[simulator.ReasonEID]; n > 0 {
+			t.Errorf("the simulator refused %d hits or installs without eid", n)
+		}
+	})
 	return r
 }
 
@@ -117,6 +124,9 @@ func dryRunRequests(t *testing.T, path string) []string {
 		u, err := url.Parse(line.URL)
 		if err != nil || line.Method != "GET" {
 			t.Fatalf("dry-run line %q: method %q, %v", sc.Text(), line.Method, err)
+		}
+		if (strings.Contains(u.Path, "/api/hit/") || strings.Contains(u.Path, "/api/install/")) && u.Query().Get("eid") == "" {
+			t.Errorf("the dry run lists a request without eid: %s", line.URL)
 		}
 		out = append(out, u.Path+"?"+u.Query().Encode())
 	}

@@ -145,9 +145,10 @@ func (t Time) UnixSeconds() int64 {
 type Message struct {
 	Type Type
 
-	MessageID []byte // `id` in warehouse tables, `messageId` in raw JSON
-	UserID    []byte
-	DeviceID  []byte // context.device.id
+	MessageID   []byte // `id` in warehouse tables, `messageId` in raw JSON
+	UserID      []byte
+	AnonymousID []byte // `anonymous_id`: analytics.js's id of the browser
+	DeviceID    []byte // context.device.id
 
 	EventText []byte // the event name as sent (`event_text`, `Order Completed`)
 	Event     []byte // the slug (`event`, `order_completed`); used when EventText is empty
