@@ -13,7 +13,12 @@
 //
 // [Settings] holds the seed's settings under Segment's catalog keys (account,
 // clientName, siteId, domain, events, hybridAttributionModel) plus the
-// --endpoint override. [Settings.Validate] names every missing or malformed
+// --endpoint override and one choice of this package's own,
+// AnonymousIDAsDeviceID (--anonymous-id-as-device-id, off by default): web
+// (analytics.js) rows carry no context.device.id, and rule 3 skips them, as
+// [SkipMissingDeviceIDHasAnonymousID] when they have an anonymousId; with
+// the choice on, the anonymousId is their sid. It is off because the
+// anonymousId is not the visitor id Convertro's own browser tag sets. [Settings.Validate] names every missing or malformed
 // setting; clientName and siteId are needed to deliver, not for a dry run.
 // [ParseEventFlag] reads one --event "Segment name=Convertro name".
 //
@@ -58,6 +63,17 @@
 // contradiction was found; these are the places where they can be read to
 // differ, and what this package does:
 //
+//   - Web in cloud mode: the seed lists cloud mode for web, and also says
+//     Convertro "requires your Device ID for all API calls", which web rows
+//     lack; the design page's rule 3 skips every message without a device
+//     id. By default this package does what both say (no device id, no
+//     request), under a reason of its own for rows with an anonymousId, so
+//     that the run says why and what would send them; sending them under
+//     their anonymousId is the operator's choice, never the default.
+//   - eid: the design page sends the messageId as the event id of hits and
+//     installs, and says nothing of a NULL one; the seed does not name eid.
+//     A row without messageId gets an id derived from its values (inferred,
+//     above), rather than a request Convertro's de-duplication cannot key.
 //   - Rule 10: the browser code sends an Order Completed without orderId;
 //     the seed says ecommerce events are sent "as long as they include an
 //     orderId". The design page already follows the seed: skipped as

@@ -40,9 +40,13 @@ const (
 	SkipUnsupportedType                   // rule 16
 	SkipMissingUserID                     // rule 2 (identify only)
 	SkipMissingDeviceID                   // rule 3
-	SkipMissingTimestamp                  // rule 17
-	SkipMissingOrderID                    // rule 10
-	SkipUnmappedEvent                     // rule 14
+	// SkipMissingDeviceIDHasAnonymousID is rule 3 for a message that has
+	// an anonymousId (a web row): counted apart, because
+	// Settings.AnonymousIDAsDeviceID would send it.
+	SkipMissingDeviceIDHasAnonymousID
+	SkipMissingTimestamp // rule 17
+	SkipMissingOrderID   // rule 10
+	SkipUnmappedEvent    // rule 14
 )
 
 var skipNames = [...]string{
@@ -51,6 +55,7 @@ var skipNames = [...]string{
 	"unsupported_type",
 	"missing_user_id",
 	"missing_device_id",
+	"missing_device_id_has_anonymous_id",
 	"missing_timestamp",
 	"missing_order_id",
 	"unmapped_event",
@@ -127,6 +132,7 @@ type Mapper struct {
 	events  map[string][][]byte // normalised Segment name → Convertro names, in settings order, unique
 	filter  bool                // the settings' events map is not empty: unmapped events are skipped
 	hybrid  bool
+	anonSID bool     // Settings.AnonymousIDAsDeviceID
 	ignored []string // events entries that rules 11 and 15 override
 }
 
@@ -142,8 +148,9 @@ func NewMapper(s Settings) (*Mapper, error) {
 		events: make(map[string][][]byte, len(s.Events)),
 		// Emptiness is the settings' own, as the browser code sees it: a map
 		// holding only an ignored Order Completed entry still filters.
-		filter: len(s.Events) > 0,
-		hybrid: s.HybridAttributionModel,
+		filter:  len(s.Events) > 0,
+		hybrid:  s.HybridAttributionModel,
+		anonSID: s.AnonymousIDAsDeviceID,
 	}
 	for _, k := range sortedKeys(s.Events) { // sorted: merged entries keep one order from run to run
 		n := NormalizeEventName(k)
@@ -178,11 +185,11 @@ func (m *Mapper) IgnoredEvents() []string { return slices.Clone(m.ignored) }
 // 19 integrations, 16 type, 2 userId (identify), 3 device id, 17 timestamp,
 // 10 orderId (sales), 14 unmapped event.
 func (m *Mapper) Map(dst []Delivery, msg *segment.Message) ([]Delivery, SkipReason) {
-	ts, r := check(msg, true)
+	sid, ts, r := m.check(msg, true)
 	if r != SkipNone {
 		return dst, r
 	}
-	d := Delivery{SID: msg.DeviceID, TS: ts, CUA: msg.UserAgent, CIP: msg.IP}
+	d := Delivery{SID: sid, TS: ts, CUA: msg.UserAgent, CIP: msg.IP}
 
 	if msg.Type == segment.TypeIdentify { // rule 1: sid, id, ts; no traits
 		d.Kind = KindUser
@@ -254,24 +261,32 @@ func (m *Mapper) Map(dst []Delivery, msg *segment.Message) ([]Delivery, SkipReas
 }
 
 // check applies, in priority order, the skip rules that do not depend on the
-// event name, and returns the event time. Tracks are accepted when
-// trackOK is set; identifies always, and they need a userId.
-func check(msg *segment.Message, trackOK bool) (int64, SkipReason) {
+// event name, and returns the sid and the event time. Tracks are accepted
+// when trackOK is set; identifies always, and they need a userId. The sid is
+// the device id; a message without one but with an anonymousId is sent
+// under the anonymousId when the settings say so, and is otherwise skipped
+// under a reason of its own, so that the run can say what would send it.
+func (m *Mapper) check(msg *segment.Message, trackOK bool) ([]byte, int64, SkipReason) {
+	sid := msg.DeviceID
 	switch {
 	case disabled(msg):
-		return 0, SkipDisabledByIntegrations // rule 19
+		return nil, 0, SkipDisabledByIntegrations // rule 19
 	case msg.Type != segment.TypeIdentify && !(trackOK && msg.Type == segment.TypeTrack):
-		return 0, SkipUnsupportedType // rule 16
+		return nil, 0, SkipUnsupportedType // rule 16
 	case msg.Type == segment.TypeIdentify && len(msg.UserID) == 0:
-		return 0, SkipMissingUserID // rule 2
-	case len(msg.DeviceID) == 0:
-		return 0, SkipMissingDeviceID // rule 3
+		return nil, 0, SkipMissingUserID // rule 2
+	case len(sid) == 0 && len(msg.AnonymousID) == 0:
+		return nil, 0, SkipMissingDeviceID // rule 3
+	case len(sid) == 0 && !m.anonSID:
+		return nil, 0, SkipMissingDeviceIDHasAnonymousID // rule 3, a web row
+	case len(sid) == 0:
+		sid = msg.AnonymousID
 	}
 	ts, ok := eventTime(msg)
 	if !ok {
-		return 0, SkipMissingTimestamp // rule 17
+		return nil, 0, SkipMissingTimestamp // rule 17
 	}
-	return ts, SkipNone
+	return sid, ts, SkipNone
 }
 
 // MapAudience appends the request of one Engage audience membership change
@@ -281,11 +296,11 @@ func check(msg *segment.Message, trackOK bool) (int64, SkipReason) {
 // order (rules 19, 16, 2, 3, 17). trait is the audience name or key, snake
 // cased by AudienceDelivery.
 func (m *Mapper) MapAudience(dst []Delivery, msg *segment.Message, trait string, member bool) ([]Delivery, SkipReason) {
-	ts, r := check(msg, false)
+	sid, ts, r := m.check(msg, false)
 	if r != SkipNone {
 		return dst, r
 	}
-	d := AudienceDelivery(msg.UserID, msg.DeviceID, ts, trait, member)
+	d := AudienceDelivery(msg.UserID, sid, ts, trait, member)
 	d.CUA, d.CIP = msg.UserAgent, msg.IP
 	return append(dst, d), SkipNone
 }

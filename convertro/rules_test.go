@@ -75,6 +75,12 @@ func integrations(all, cvt segment.Bool) opt {
 	return func(m *segment.Message) { m.IntegrationsAll, m.IntegrationsConvertro = all, cvt }
 }
 
+// web is a row of analytics.js, Segment's browser library: an anonymousId
+// and no context.device.id.
+func web(anonymousID string) opt {
+	return func(m *segment.Message) { m.DeviceID, m.AnonymousID = nil, []byte(anonymousID) }
+}
+
 // totalFloat32 is a FLOAT total as the reader gives it: the 32-bit value,
 // marked as one. decimal is an exact decimal as the reader gives a DECIMAL
 // column, an INT64 past 2^53 or a text column ("$1,299.50" as "1299.50").
@@ -104,8 +110,10 @@ var (
 type ruleCase struct {
 	name   string
 	hybrid bool
-	events map[string][]string
-	msg    *segment.Message
+	// anonSID: --anonymous-id-as-device-id
+	anonSID bool
+	events  map[string][]string
+	msg     *segment.Message
 
 	// rule 18: map msg as an audience membership change instead
 	audience string
@@ -141,6 +149,35 @@ var ruleCases = []ruleCase{
 	{name: "rule 03 track without device id sends nothing",
 		msg:  track("Order Completed", order("o-1"), noDevice()),
 		skip: SkipMissingDeviceID},
+	{name: "rule 03 a web track (anonymousId, no device id) sends nothing by default, counted apart",
+		msg:  track("Signed Up", web("anon-1")),
+		skip: SkipMissingDeviceIDHasAnonymousID},
+	{name: "rule 03 a web identify sends nothing by default, counted apart",
+		msg:  identify("user-1", web("anon-1")),
+		skip: SkipMissingDeviceIDHasAnonymousID},
+	{name: "rule 03 with --anonymous-id-as-device-id a web track is sent with sid = anonymousId",
+		anonSID: true,
+		msg:     track("Signed Up", web("anon-1"), ua("Mozilla/5.0")),
+		want:    []string{H + "sid=anon-1&typ=Signed+Up&val=1&eid=msg-1&ts=1704164645&cua=Mozilla%2F5.0"}},
+	{name: "rule 03 with --anonymous-id-as-device-id a web identify ties the anonymousId to the userId",
+		anonSID: true,
+		msg:     identify("user-1", web("anon-1")),
+		want:    []string{U + "sid=anon-1&id=user-1&ts=1704164645"}},
+	{name: "rule 03 with --anonymous-id-as-device-id a web sale is sent with sid = anonymousId",
+		anonSID: true, hybrid: true,
+		msg: track("Order Completed", web("anon-1"), order("o-1"), total(49.99), repeat(segment.True)),
+		want: []string{
+			H + "sid=anon-1&typ=sale.repeat&val=49.99&eid=o-1&ts=1704164645",
+			H + "sid=anon-1&typ=sale&val=49.99&eid=o-1&ts=1704164645",
+		}},
+	{name: "rule 03 with --anonymous-id-as-device-id the device id still wins when present",
+		anonSID: true,
+		msg:     track("Signed Up", func(m *segment.Message) { m.AnonymousID = []byte("anon-1") }),
+		want:    []string{H + "sid=dev-1&typ=Signed+Up&val=1&eid=msg-1&ts=1704164645"}},
+	{name: "rule 03 with --anonymous-id-as-device-id a row with neither id sends nothing",
+		anonSID: true,
+		msg:     track("Signed Up", noDevice()),
+		skip:    SkipMissingDeviceID},
 
 	// Order Completed: repeat × hybrid.
 	{name: "rule 04 repeat absent hybrid off sends sale",
@@ -411,6 +448,16 @@ var ruleCases = []ruleCase{
 	{name: "rule 03 before 17 and 10: order without device id, timestamp or orderId",
 		msg:  track("Order Completed", noDevice(), noTimestamp()),
 		skip: SkipMissingDeviceID},
+	{name: "rule 02 before 3: a web identify without userId is missing_user_id",
+		msg:  identify("", web("anon-1")),
+		skip: SkipMissingUserID},
+	{name: "rule 03 before 17: a web order without timestamp or orderId, by default",
+		msg:  track("Order Completed", web("anon-1"), noTimestamp()),
+		skip: SkipMissingDeviceIDHasAnonymousID},
+	{name: "rule 17 before 10: a web order without timestamp or orderId, with --anonymous-id-as-device-id",
+		anonSID: true,
+		msg:     track("Order Completed", web("anon-1"), noTimestamp()),
+		skip:    SkipMissingTimestamp},
 	{name: "rule 17 before 10: order without timestamp or orderId",
 		msg:  track("Order Completed", noTimestamp()),
 		skip: SkipMissingTimestamp},
@@ -428,7 +475,7 @@ func TestRules(t *testing.T) {
 	for _, tc := range ruleCases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := Settings{Account: "acme", ClientName: "acme", SiteID: "42", Domain: "acme.sp1.convertro.com",
-				Events: tc.events, HybridAttributionModel: tc.hybrid}
+				Events: tc.events, HybridAttributionModel: tc.hybrid, AnonymousIDAsDeviceID: tc.anonSID}
 			m, err := NewMapper(s)
 			if err != nil {
 				t.Fatal(err)
@@ -494,7 +541,7 @@ func TestRuleCasesCoverEveryRule(t *testing.T) {
 
 func TestSkipReasons(t *testing.T) {
 	want := []string{"disabled_by_integrations", "unsupported_type", "missing_user_id",
-		"missing_device_id", "missing_timestamp", "missing_order_id", "unmapped_event"}
+		"missing_device_id", "missing_device_id_has_anonymous_id", "missing_timestamp", "missing_order_id", "unmapped_event"}
 	var got []string
 	for _, r := range SkipReasons() {
 		got = append(got, r.String())

@@ -344,6 +344,7 @@ var fieldOffset = [numFields]uintptr{
 	fType:                  unsafe.Offsetof(segment.Message{}.Type),
 	fMessageID:             unsafe.Offsetof(segment.Message{}.MessageID),
 	fUserID:                unsafe.Offsetof(segment.Message{}.UserID),
+	fAnonymousID:           unsafe.Offsetof(segment.Message{}.AnonymousID),
 	fDeviceID:              unsafe.Offsetof(segment.Message{}.DeviceID),
 	fEventText:             unsafe.Offsetof(segment.Message{}.EventText),
 	fEvent:                 unsafe.Offsetof(segment.Message{}.Event),

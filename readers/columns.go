@@ -16,6 +16,7 @@ const (
 	fType field = iota
 	fMessageID
 	fUserID
+	fAnonymousID
 	fDeviceID
 	fEventText
 	fEvent
@@ -59,6 +60,7 @@ var fieldSpecs = [numFields]fieldSpec{
 	fType:                  {"type", semType, []string{"type"}},
 	fMessageID:             {"id", semBytes, []string{"id", "message_id", "messageId"}},
 	fUserID:                {"user_id", semBytes, []string{"user_id", "userId"}},
+	fAnonymousID:           {"anonymous_id", semBytes, []string{"anonymous_id", "anonymousId"}},
 	fDeviceID:              {"context_device_id", semBytes, []string{"context_device_id", "contextDeviceId", "context.device.id"}},
 	fEventText:             {"event_text", semBytes, []string{"event_text", "eventText"}},
 	fEvent:                 {"event", semBytes, []string{"event"}},

@@ -153,13 +153,14 @@ func writeParquet(t testing.TB, dir, name string, cols []tcol, rows [][]any, opt
 
 // msg is a comparable copy of a segment.Message.
 type msg struct {
-	Type                                                   segment.Type
-	MessageID, UserID, DeviceID, EventText, Event, OrderID string
-	Total, Revenue                                         num
-	Repeat                                                 segment.Bool
-	Timestamp, OriginalTimestamp, SentAt, ReceivedAt       segment.Time
-	UserAgent, IP                                          string
-	IntegrationsAll, IntegrationsConvertro                 segment.Bool
+	Type                                             segment.Type
+	MessageID, UserID, AnonymousID, DeviceID         string
+	EventText, Event, OrderID                        string
+	Total, Revenue                                   num
+	Repeat                                           segment.Bool
+	Timestamp, OriginalTimestamp, SentAt, ReceivedAt segment.Time
+	UserAgent, IP                                    string
+	IntegrationsAll, IntegrationsConvertro           segment.Bool
 }
 
 // num is a comparable copy of a segment.Number.
@@ -184,7 +185,7 @@ func numF(v float32) num { return num{Value: float64(v), Valid: true, Float32: t
 
 func copyMsg(m *segment.Message) msg {
 	return msg{
-		Type: m.Type, MessageID: string(m.MessageID), UserID: string(m.UserID), DeviceID: string(m.DeviceID),
+		Type: m.Type, MessageID: string(m.MessageID), UserID: string(m.UserID), AnonymousID: string(m.AnonymousID), DeviceID: string(m.DeviceID),
 		EventText: string(m.EventText), Event: string(m.Event), OrderID: string(m.OrderID),
 		Total: numOf(m.Total), Revenue: numOf(m.Revenue), Repeat: m.Repeat,
 		Timestamp: m.Timestamp, OriginalTimestamp: m.OriginalTimestamp, SentAt: m.SentAt, ReceivedAt: m.ReceivedAt,
@@ -370,7 +371,7 @@ func TestParquetEncodings(t *testing.T) {
 func TestParquetNamingVariants(t *testing.T) {
 	ts := micros("2024-01-31T10:00:00.5Z")
 	want := msg{
-		Type: segment.TypeTrack, MessageID: "m1", UserID: "u1", DeviceID: "d1", EventText: "Order Completed", Event: "order_completed",
+		Type: segment.TypeTrack, MessageID: "m1", UserID: "u1", AnonymousID: "a1", DeviceID: "d1", EventText: "Order Completed", Event: "order_completed",
 		OrderID: "o1", Total: numV(27.5), Revenue: numV(25), Repeat: segment.True,
 		Timestamp: ts, OriginalTimestamp: ts, SentAt: ts, ReceivedAt: ts, UserAgent: "Mozilla/5.0", IP: "10.0.0.1",
 		IntegrationsAll: segment.False, IntegrationsConvertro: segment.True,
@@ -378,19 +379,19 @@ func TestParquetNamingVariants(t *testing.T) {
 	tsNode := opt(parquet.Timestamp(parquet.Microsecond))
 	dbl := opt(parquet.Leaf(parquet.DoubleType))
 	bl := opt(parquet.Leaf(parquet.BooleanType))
-	values := []any{"m1", "u1", "d1", "Order Completed", "order_completed", "o1", 27.5, 25.0, true,
+	values := []any{"m1", "u1", "a1", "d1", "Order Completed", "order_completed", "o1", 27.5, 25.0, true,
 		ts.Micros, ts.Micros, ts.Micros, ts.Micros, "Mozilla/5.0", "10.0.0.1", false, true}
-	nodes := []parquet.Node{strNode, strNode, dictNode, strNode, dictNode, strNode, dbl, dbl, bl, tsNode, tsNode, tsNode, tsNode, strNode, strNode, bl, bl}
+	nodes := []parquet.Node{strNode, strNode, strNode, dictNode, strNode, dictNode, strNode, dbl, dbl, bl, tsNode, tsNode, tsNode, tsNode, strNode, strNode, bl, bl}
 	layouts := map[string][]string{
-		"warehouse": {"id", "user_id", "context_device_id", "event_text", "event", "order_id", "total", "revenue", "repeat",
+		"warehouse": {"id", "user_id", "anonymous_id", "context_device_id", "event_text", "event", "order_id", "total", "revenue", "repeat",
 			"timestamp", "original_timestamp", "sent_at", "received_at", "context_user_agent", "context_ip", "integrations_all", "integrations_convertro"},
-		"datalakes": {"id", "user_id", "context_device_id", "event_text", "event", "properties_order_id", "properties_total", "properties_revenue", "properties_repeat",
+		"datalakes": {"id", "user_id", "anonymous_id", "context_device_id", "event_text", "event", "properties_order_id", "properties_total", "properties_revenue", "properties_repeat",
 			"timestamp", "original_timestamp", "sent_at", "received_at", "context_user_agent", "context_ip", "integrations_all", "integrations_convertro"},
-		"camel": {"messageId", "userId", "contextDeviceId", "eventText", "event", "orderId", "total", "revenue", "repeat",
+		"camel": {"messageId", "userId", "anonymousId", "contextDeviceId", "eventText", "event", "orderId", "total", "revenue", "repeat",
 			"timestamp", "originalTimestamp", "sentAt", "receivedAt", "contextUserAgent", "contextIp", "integrationsAll", "integrationsConvertro"},
-		"snowflake": {"ID", "USER_ID", "CONTEXT_DEVICE_ID", "EVENT_TEXT", "EVENT", "ORDER_ID", "TOTAL", "REVENUE", "REPEAT",
+		"snowflake": {"ID", "USER_ID", "ANONYMOUS_ID", "CONTEXT_DEVICE_ID", "EVENT_TEXT", "EVENT", "ORDER_ID", "TOTAL", "REVENUE", "REPEAT",
 			"TIMESTAMP", "ORIGINAL_TIMESTAMP", "SENT_AT", "RECEIVED_AT", "CONTEXT_USER_AGENT", "CONTEXT_IP", "INTEGRATIONS_ALL", "INTEGRATIONS_CONVERTRO"},
-		"nested": {"messageId", "userId", "context.device.id", "eventText", "event", "properties.orderId", "properties.total", "properties.revenue", "properties.repeat",
+		"nested": {"messageId", "userId", "anonymousId", "context.device.id", "eventText", "event", "properties.orderId", "properties.total", "properties.revenue", "properties.repeat",
 			"timestamp", "originalTimestamp", "sentAt", "receivedAt", "context.userAgent", "context.ip", "integrations.All", "integrations.Convertro"},
 	}
 	dir := t.TempDir()

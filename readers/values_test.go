@@ -144,3 +144,63 @@ func bigTwos(s string, n int) []byte {
 	}
 	return b
 }
+
+// TestFieldNulls: what the footer alone says of a field's NULLs, for plans.
+func TestFieldNulls(t *testing.T) {
+	dir := t.TempDir()
+	cols := []tcol{{"event", parquet.String()}, {"anonymous_id", strNode}, {"context.device.id", strNode}}
+	rows := [][]any{
+		{"e", "a-1", nil},
+		{"e", "a-2", "d-2"},
+		{"e", nil, nil}, // NULL anonymous_id; the device id NULL too
+		{"e", "a-4", nil},
+		{"e", "a-5", nil}, // second row group: device id NULL throughout
+		{"e", "a-6", nil},
+	}
+	path := writeParquet(t, dir, "nulls.parquet", cols, rows, parquet.MaxRowsPerRowGroup(4))
+	p, err := open(t, path, objectFor(path, "tracks", ""), Hint{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		group     int
+		field     string
+		want      int64
+		wantKnown bool
+	}{
+		{0, "context_device_id", 3, true}, // a nested column, by its warehouse name
+		{0, "anonymous_id", 1, true},
+		{1, "context_device_id", 2, true},
+		{1, "anonymous_id", 0, true}, // 0 believed: the chunk has min and max values
+		{0, "event", 0, true},        // REQUIRED
+		{0, "user_id", 4, true},      // no column: NULL in every row
+		{1, "user_id", 2, true},
+		{2, "anonymous_id", 0, false}, // no such row group
+	}
+	for _, tc := range cases {
+		n, known := p.FieldNulls(tc.group, tc.field)
+		if n != tc.want || known != tc.wantKnown {
+			t.Errorf("FieldNulls(%d, %q) = %d, %v; want %d, %v", tc.group, tc.field, n, known, tc.want, tc.wantKnown)
+		}
+	}
+}
+
+// TestFieldNullsWithoutBounds: a null count of 0 beside no min or max value
+// is what a writer that writes no statistics leaves too: not believed.
+func TestFieldNullsWithoutBounds(t *testing.T) {
+	dir := t.TempDir()
+	cols := []tcol{{"event", parquet.String()}, {"anonymous_id", strNode}, {"context_device_id", strNode}}
+	rows := [][]any{{"e", "a-1", nil}, {"e", "a-2", nil}}
+	path := writeParquet(t, dir, "nobounds.parquet", cols, rows,
+		parquet.SkipPageBounds("anonymous_id"), parquet.SkipPageBounds("context_device_id"))
+	p, err := open(t, path, objectFor(path, "tracks", ""), Hint{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, known := p.FieldNulls(0, "anonymous_id"); known {
+		t.Errorf("anonymous_id without bounds: %d NULLs, known; want unknown", n)
+	}
+	if n, known := p.FieldNulls(0, "context_device_id"); n != 2 || !known {
+		t.Errorf("context_device_id all NULL: %d, %v; want 2, known", n, known)
+	}
+}
