@@ -102,6 +102,11 @@
 // operator's Hint, only when none of these tells. A track file must have
 // event or event_text, an identify file user_id (id in users).
 //
+// FieldNulls says, from a row group's column statistics alone, how many of
+// its rows hold NULL in a field (every row when the file has no column for
+// it), or that the statistics do not tell: plans count with it what rows
+// will do without reading them.
+//
 // ReadRowGroup decodes one row group, the unit of work, in batches (1024
 // rows by default). It reads only the planned column chunks, page by page,
 // with parquet-go's page API, and each column writes its field straight
