@@ -33,20 +33,19 @@ func (k Kind) String() string {
 type SkipReason uint8
 
 // The skip reasons, SkipNone first; String gives the counter names of the
-// run report.
+// run report. A message without device id that has an anonymousId is
+// counted apart from one with neither (SkipMissingDeviceIDHasAnonymousID),
+// because Settings.AnonymousIDAsDeviceID would send it.
 const (
-	SkipNone                   SkipReason = iota
-	SkipDisabledByIntegrations            // rule 19
-	SkipUnsupportedType                   // rule 16
-	SkipMissingUserID                     // rule 2 (identify only)
-	SkipMissingDeviceID                   // rule 3
-	// SkipMissingDeviceIDHasAnonymousID is rule 3 for a message that has
-	// an anonymousId (a web row): counted apart, because
-	// Settings.AnonymousIDAsDeviceID would send it.
-	SkipMissingDeviceIDHasAnonymousID
-	SkipMissingTimestamp // rule 17
-	SkipMissingOrderID   // rule 10
-	SkipUnmappedEvent    // rule 14
+	SkipNone                          SkipReason = iota
+	SkipDisabledByIntegrations                   // rule 19
+	SkipUnsupportedType                          // rule 16
+	SkipMissingUserID                            // rule 2 (identify only)
+	SkipMissingDeviceID                          // rule 3
+	SkipMissingDeviceIDHasAnonymousID            // rule 3, for a message with an anonymousId (a web row)
+	SkipMissingTimestamp                         // rule 17
+	SkipMissingOrderID                           // rule 10
+	SkipUnmappedEvent                            // rule 14
 )
 
 var skipNames = [...]string{
