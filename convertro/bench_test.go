@@ -112,7 +112,7 @@ func referenceURL(base string, s Settings, d *Delivery) string {
 		}
 	case KindHit:
 		v.Set(ParamTyp, string(d.Typ))
-		v.Set(ParamVal, strconv.FormatFloat(d.Val, 'f', -1, 64))
+		v.Set(ParamVal, strconv.FormatFloat(d.Val.Value, 'f', -1, 64))
 		v.Set(ParamEID, string(d.EID))
 	case KindInstall:
 		v.Set(ParamEID, string(d.EID))

@@ -13,7 +13,12 @@
 //
 // [Settings] holds the seed's settings under Segment's catalog keys (account,
 // clientName, siteId, domain, events, hybridAttributionModel) plus the
-// --endpoint override. [Settings.Validate] names every missing or malformed
+// --endpoint override and one choice of this package's own,
+// AnonymousIDAsDeviceID (--anonymous-id-as-device-id, off by default): web
+// (analytics.js) rows carry no context.device.id, and rule 3 skips them, as
+// [SkipMissingDeviceIDHasAnonymousID] when they have an anonymousId; with
+// the choice on, the anonymousId is their sid. It is off because the
+// anonymousId is not the visitor id Convertro's own browser tag sets. [Settings.Validate] names every missing or malformed
 // setting; clientName and siteId are needed to deliver, not for a dry run.
 // [ParseEventFlag] reads one --event "Segment name=Convertro name".
 //
@@ -48,12 +53,27 @@
 //     snake casing of audience names beyond the design page's examples; a
 //     track with no event name at all is skipped as unmapped_event (Convertro
 //     refuses an empty typ); NaN and infinite values count as absent (so
-//     val=1); an empty eid is left out of the URL.
+//     val=1); a hit or install whose messageId is NULL gets an eid derived
+//     from the row's values (eventid.go: row- and 32 hex digits of a
+//     SHA-256), the same on every run of the row, since Convertro
+//     de-duplicates on eid and refuses a hit without one; an empty eid of a
+//     hand-made Delivery is left out of the URL.
 //
 // Where the seed and the design page differ, the seed wins. No outright
 // contradiction was found; these are the places where they can be read to
 // differ, and what this package does:
 //
+//   - Web in cloud mode: the seed lists cloud mode for web, and also says
+//     Convertro "requires your Device ID for all API calls", which web rows
+//     lack; the design page's rule 3 skips every message without a device
+//     id. By default this package does what both say (no device id, no
+//     request), under a reason of its own for rows with an anonymousId, so
+//     that the run says why and what would send them; sending them under
+//     their anonymousId is the operator's choice, never the default.
+//   - eid: the design page sends the messageId as the event id of hits and
+//     installs, and says nothing of a NULL one; the seed does not name eid.
+//     A row without messageId gets an id derived from its values (inferred,
+//     above), rather than a request Convertro's de-duplication cannot key.
 //   - Rule 10: the browser code sends an Order Completed without orderId;
 //     the seed says ecommerce events are sent "as long as they include an
 //     orderId". The design page already follows the seed: skipped as
@@ -83,8 +103,10 @@
 // order and encoding rule, so that one line changes when Convertro's private
 // documentation says otherwise. [Wire.AppendURL] writes a [Delivery] as a
 // full GET URL into a caller's buffer without allocating; every value is
-// query-escaped; val is the shortest decimal, never an exponent; ts is whole
-// Unix seconds.
+// query-escaped; val is the number's own shortest decimal, never an
+// exponent ([AppendNumber]: a FLOAT as the 32-bit value it holds, a DECIMAL,
+// a long INT64 or text from its own digits, never through a float64); ts is
+// whole Unix seconds.
 //
 // # Client and simulator
 //

@@ -3,6 +3,8 @@ package convertro
 import (
 	"errors"
 	"testing"
+
+	"github.com/convertro-etl/convertro-etl/internal/segment"
 )
 
 func TestRetarget(t *testing.T) {
@@ -55,7 +57,7 @@ func TestRetargetRoundTrip(t *testing.T) {
 	w := NewWire(Settings{Account: "acme", ClientName: "acme", SiteID: "12"})
 	for _, d := range []Delivery{
 		{Kind: KindUser, SID: []byte("d 1"), ID: []byte("u/1"), TS: 5, Trait: "vip", Member: true},
-		{Kind: KindHit, SID: []byte("d1"), Typ: []byte("sale"), Val: 1.5, EID: []byte("o#1"), TS: 5, CUA: []byte("ua"), CIP: []byte("::1")},
+		{Kind: KindHit, SID: []byte("d1"), Typ: []byte("sale"), Val: segment.Num(1.5), EID: []byte("o#1"), TS: 5, CUA: []byte("ua"), CIP: []byte("::1")},
 		{Kind: KindInstall, SID: []byte("d1"), EID: []byte("m1"), TS: 5},
 	} {
 		in := string(w.AppendURL(nil, &d))

@@ -33,16 +33,19 @@ func (k Kind) String() string {
 type SkipReason uint8
 
 // The skip reasons, SkipNone first; String gives the counter names of the
-// run report.
+// run report. A message without device id that has an anonymousId is
+// counted apart from one with neither (SkipMissingDeviceIDHasAnonymousID),
+// because Settings.AnonymousIDAsDeviceID would send it.
 const (
-	SkipNone                   SkipReason = iota
-	SkipDisabledByIntegrations            // rule 19
-	SkipUnsupportedType                   // rule 16
-	SkipMissingUserID                     // rule 2 (identify only)
-	SkipMissingDeviceID                   // rule 3
-	SkipMissingTimestamp                  // rule 17
-	SkipMissingOrderID                    // rule 10
-	SkipUnmappedEvent                     // rule 14
+	SkipNone                          SkipReason = iota
+	SkipDisabledByIntegrations                   // rule 19
+	SkipUnsupportedType                          // rule 16
+	SkipMissingUserID                            // rule 2 (identify only)
+	SkipMissingDeviceID                          // rule 3
+	SkipMissingDeviceIDHasAnonymousID            // rule 3, for a message with an anonymousId (a web row)
+	SkipMissingTimestamp                         // rule 17
+	SkipMissingOrderID                           // rule 10
+	SkipUnmappedEvent                            // rule 14
 )
 
 var skipNames = [...]string{
@@ -51,6 +54,7 @@ var skipNames = [...]string{
 	"unsupported_type",
 	"missing_user_id",
 	"missing_device_id",
+	"missing_device_id_has_anonymous_id",
 	"missing_timestamp",
 	"missing_order_id",
 	"unmapped_event",
@@ -82,19 +86,36 @@ func SkipReasons() []SkipReason {
 // it with Wire.AppendURL right away is the usual way.
 type Delivery struct {
 	Kind Kind
-	SID  []byte  // device id (all kinds)
-	ID   []byte  // userId (user)
-	Typ  []byte  // Convertro event name (hit)
-	EID  []byte  // orderId for sales, else the messageId (hit, install)
-	CUA  []byte  // context.userAgent, optional
-	CIP  []byte  // context.ip, optional
-	Val  float64 // event value (hit)
-	TS   int64   // event time, whole Unix seconds, floored
+	SID  []byte         // device id (all kinds)
+	ID   []byte         // userId (user)
+	Typ  []byte         // Convertro event name (hit)
+	EID  []byte         // orderId for sales, else the messageId (hit, install); see eidSum
+	CUA  []byte         // context.userAgent, optional
+	CIP  []byte         // context.ip, optional
+	Val  segment.Number // event value (hit), never absent: formatted by AppendNumber
+	TS   int64          // event time, whole Unix seconds, floored
 
 	// Trait is the snake_case audience key of an audience sync (rule 18),
 	// sent as Trait=true or Trait=false after Member. Empty: no trait.
 	Trait  string
 	Member bool
+
+	// eidSum is the event id of a hit or install whose message has no
+	// messageId, derived from the row's values (deriveEventID); it is sent
+	// when hasEIDSum is set and EID is empty. It is held here, not in EID,
+	// so that mapping such a row allocates nothing.
+	eidSum    [eidSumBytes]byte
+	hasEIDSum bool
+}
+
+// setEventID sets the event id of a hit or install that is not a sale: the
+// messageId, else the id derived from the row's values, computed once per
+// message however many hits it makes.
+func (d *Delivery) setEventID(msg *segment.Message) {
+	d.EID = msg.MessageID
+	if len(msg.MessageID) == 0 {
+		d.eidSum, d.hasEIDSum = deriveEventID(msg), true
+	}
 }
 
 // The fixed Convertro names of sales (rules 4-8).
@@ -110,6 +131,7 @@ type Mapper struct {
 	events  map[string][][]byte // normalised Segment name → Convertro names, in settings order, unique
 	filter  bool                // the settings' events map is not empty: unmapped events are skipped
 	hybrid  bool
+	anonSID bool     // Settings.AnonymousIDAsDeviceID
 	ignored []string // events entries that rules 11 and 15 override
 }
 
@@ -125,8 +147,9 @@ func NewMapper(s Settings) (*Mapper, error) {
 		events: make(map[string][][]byte, len(s.Events)),
 		// Emptiness is the settings' own, as the browser code sees it: a map
 		// holding only an ignored Order Completed entry still filters.
-		filter: len(s.Events) > 0,
-		hybrid: s.HybridAttributionModel,
+		filter:  len(s.Events) > 0,
+		hybrid:  s.HybridAttributionModel,
+		anonSID: s.AnonymousIDAsDeviceID,
 	}
 	for _, k := range sortedKeys(s.Events) { // sorted: merged entries keep one order from run to run
 		n := NormalizeEventName(k)
@@ -161,11 +184,11 @@ func (m *Mapper) IgnoredEvents() []string { return slices.Clone(m.ignored) }
 // 19 integrations, 16 type, 2 userId (identify), 3 device id, 17 timestamp,
 // 10 orderId (sales), 14 unmapped event.
 func (m *Mapper) Map(dst []Delivery, msg *segment.Message) ([]Delivery, SkipReason) {
-	ts, r := check(msg, true)
+	sid, ts, r := m.check(msg, true)
 	if r != SkipNone {
 		return dst, r
 	}
-	d := Delivery{SID: msg.DeviceID, TS: ts, CUA: msg.UserAgent, CIP: msg.IP}
+	d := Delivery{SID: sid, TS: ts, CUA: msg.UserAgent, CIP: msg.IP}
 
 	if msg.Type == segment.TypeIdentify { // rule 1: sid, id, ts; no traits
 		d.Kind = KindUser
@@ -189,7 +212,7 @@ func (m *Mapper) Map(dst []Delivery, msg *segment.Message) ([]Delivery, SkipReas
 		}
 		d.Kind = KindHit
 		d.EID = msg.OrderID
-		d.Val = value(msg.Total, value(msg.Revenue, 1)) // rule 9
+		d.Val = value(msg.Total, value(msg.Revenue, one)) // rule 9
 		switch msg.Repeat {
 		case segment.True:
 			d.Typ = typSaleRepeat // rules 5, 7
@@ -208,7 +231,7 @@ func (m *Mapper) Map(dst []Delivery, msg *segment.Message) ([]Delivery, SkipReas
 
 	case nameApplicationInstalled: // rule 15: not subject to the events map
 		d.Kind = KindInstall
-		d.EID = msg.MessageID
+		d.setEventID(msg)
 		return append(dst, d), SkipNone
 	}
 
@@ -218,9 +241,9 @@ func (m *Mapper) Map(dst []Delivery, msg *segment.Message) ([]Delivery, SkipReas
 		return dst, SkipUnmappedEvent
 	}
 	d.Kind = KindHit
-	d.EID = msg.MessageID
-	d.Val = value(msg.Revenue, 1) // rules 12, 13: revenue, else 1
-	if !m.filter {                // rule 12: sent under its own name
+	d.Val = value(msg.Revenue, one) // rules 12, 13: revenue, else 1
+	if !m.filter {                  // rule 12: sent under its own name
+		d.setEventID(msg)
 		d.Typ = name
 		return append(dst, d), SkipNone
 	}
@@ -228,6 +251,7 @@ func (m *Mapper) Map(dst []Delivery, msg *segment.Message) ([]Delivery, SkipReas
 	if !ok {
 		return dst, SkipUnmappedEvent // rule 14
 	}
+	d.setEventID(msg)
 	for _, typ := range names { // rule 13: one hit per mapped name
 		d.Typ = typ
 		dst = append(dst, d)
@@ -236,24 +260,32 @@ func (m *Mapper) Map(dst []Delivery, msg *segment.Message) ([]Delivery, SkipReas
 }
 
 // check applies, in priority order, the skip rules that do not depend on the
-// event name, and returns the event time. Tracks are accepted when
-// trackOK is set; identifies always, and they need a userId.
-func check(msg *segment.Message, trackOK bool) (int64, SkipReason) {
+// event name, and returns the sid and the event time. Tracks are accepted
+// when trackOK is set; identifies always, and they need a userId. The sid is
+// the device id; a message without one but with an anonymousId is sent
+// under the anonymousId when the settings say so, and is otherwise skipped
+// under a reason of its own, so that the run can say what would send it.
+func (m *Mapper) check(msg *segment.Message, trackOK bool) ([]byte, int64, SkipReason) {
+	sid := msg.DeviceID
 	switch {
 	case disabled(msg):
-		return 0, SkipDisabledByIntegrations // rule 19
+		return nil, 0, SkipDisabledByIntegrations // rule 19
 	case msg.Type != segment.TypeIdentify && !(trackOK && msg.Type == segment.TypeTrack):
-		return 0, SkipUnsupportedType // rule 16
+		return nil, 0, SkipUnsupportedType // rule 16
 	case msg.Type == segment.TypeIdentify && len(msg.UserID) == 0:
-		return 0, SkipMissingUserID // rule 2
-	case len(msg.DeviceID) == 0:
-		return 0, SkipMissingDeviceID // rule 3
+		return nil, 0, SkipMissingUserID // rule 2
+	case len(sid) == 0 && len(msg.AnonymousID) == 0:
+		return nil, 0, SkipMissingDeviceID // rule 3
+	case len(sid) == 0 && !m.anonSID:
+		return nil, 0, SkipMissingDeviceIDHasAnonymousID // rule 3, a web row
+	case len(sid) == 0:
+		sid = msg.AnonymousID
 	}
 	ts, ok := eventTime(msg)
 	if !ok {
-		return 0, SkipMissingTimestamp // rule 17
+		return nil, 0, SkipMissingTimestamp // rule 17
 	}
-	return ts, SkipNone
+	return sid, ts, SkipNone
 }
 
 // MapAudience appends the request of one Engage audience membership change
@@ -263,11 +295,11 @@ func check(msg *segment.Message, trackOK bool) (int64, SkipReason) {
 // order (rules 19, 16, 2, 3, 17). trait is the audience name or key, snake
 // cased by AudienceDelivery.
 func (m *Mapper) MapAudience(dst []Delivery, msg *segment.Message, trait string, member bool) ([]Delivery, SkipReason) {
-	ts, r := check(msg, false)
+	sid, ts, r := m.check(msg, false)
 	if r != SkipNone {
 		return dst, r
 	}
-	d := AudienceDelivery(msg.UserID, msg.DeviceID, ts, trait, member)
+	d := AudienceDelivery(msg.UserID, sid, ts, trait, member)
 	d.CUA, d.CIP = msg.UserAgent, msg.IP
 	return append(dst, d), SkipNone
 }
@@ -315,15 +347,16 @@ func eventTime(msg *segment.Message) (int64, bool) {
 	return 0, false
 }
 
-// value is n when it holds a finite number, else fallback. 0 and negative
-// values are real values (a refund); NaN and ±Inf, which a DOUBLE column can
-// hold but Convertro cannot take, count as absent like "NA" (inferred).
-func value(n segment.Number, fallback float64) float64 {
-	if !n.Valid || math.IsNaN(n.Value) || math.IsInf(n.Value, 0) {
+// one is the value of an event without one (rules 9, 12, 13).
+var one = segment.Num(1)
+
+// value is n when it holds a number, else fallback. 0 and negative values
+// are real values (a refund); NaN and ±Inf, which a FLOAT or DOUBLE column
+// can hold but Convertro cannot take, count as absent like "NA" (inferred).
+// A number with its own decimal digits is always a real number.
+func value(n segment.Number, fallback segment.Number) segment.Number {
+	if !n.Valid || len(n.Decimal) == 0 && (math.IsNaN(n.Value) || math.IsInf(n.Value, 0)) {
 		return fallback
 	}
-	if n.Value == 0 {
-		return 0 // -0 would print as "-0"
-	}
-	return n.Value
+	return n
 }

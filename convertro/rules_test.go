@@ -2,6 +2,7 @@ package convertro
 
 import (
 	"fmt"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -74,22 +75,45 @@ func integrations(all, cvt segment.Bool) opt {
 	return func(m *segment.Message) { m.IntegrationsAll, m.IntegrationsConvertro = all, cvt }
 }
 
+// web is a row of analytics.js, Segment's browser library: an anonymousId
+// and no context.device.id.
+func web(anonymousID string) opt {
+	return func(m *segment.Message) { m.DeviceID, m.AnonymousID = nil, []byte(anonymousID) }
+}
+
+// totalFloat32 is a FLOAT total as the reader gives it: the 32-bit value,
+// marked as one. decimal is an exact decimal as the reader gives a DECIMAL
+// column, an INT64 past 2^53 or a text column ("$1,299.50" as "1299.50").
+func totalFloat32(v float32) opt {
+	return func(m *segment.Message) { m.Total = segment.Number{Value: float64(v), Valid: true, Float32: true} }
+}
+func decimal(digits string) segment.Number {
+	f, _ := strconv.ParseFloat(digits, 64)
+	return segment.Number{Value: f, Valid: true, Decimal: []byte(digits)}
+}
+func totalDecimal(digits string) opt { return func(m *segment.Message) { m.Total = decimal(digits) } }
+func revenueDecimal(digits string) opt {
+	return func(m *segment.Message) { m.Revenue = decimal(digits) }
+}
+
 // The reader's view of text values, as the mapping receives them: text
 // "TRUE" in a string repeat column is a real boolean (exactly true/false, any
 // case) and arrives as segment.True, while "yes" arrives as segment.Absent;
-// "$1,299.50" arrives as Num(1299.5) and "NA" as an absent Number.
+// "$1,299.50" arrives as its digits 1299.50 and "NA" as an absent Number.
 var (
 	repeatTextTRUE = repeat(segment.True)
 	repeatTextYes  = repeat(segment.Absent)
-	totalText1299  = total(1299.5)
+	totalText1299  = totalDecimal("1299.50")
 	totalTextNA    = func(m *segment.Message) { m.Total = segment.Number{} }
 )
 
 type ruleCase struct {
 	name   string
 	hybrid bool
-	events map[string][]string
-	msg    *segment.Message
+	// anonSID: --anonymous-id-as-device-id
+	anonSID bool
+	events  map[string][]string
+	msg     *segment.Message
 
 	// rule 18: map msg as an audience membership change instead
 	audience string
@@ -125,6 +149,35 @@ var ruleCases = []ruleCase{
 	{name: "rule 03 track without device id sends nothing",
 		msg:  track("Order Completed", order("o-1"), noDevice()),
 		skip: SkipMissingDeviceID},
+	{name: "rule 03 a web track (anonymousId, no device id) sends nothing by default, counted apart",
+		msg:  track("Signed Up", web("anon-1")),
+		skip: SkipMissingDeviceIDHasAnonymousID},
+	{name: "rule 03 a web identify sends nothing by default, counted apart",
+		msg:  identify("user-1", web("anon-1")),
+		skip: SkipMissingDeviceIDHasAnonymousID},
+	{name: "rule 03 with --anonymous-id-as-device-id a web track is sent with sid = anonymousId",
+		anonSID: true,
+		msg:     track("Signed Up", web("anon-1"), ua("Mozilla/5.0")),
+		want:    []string{H + "sid=anon-1&typ=Signed+Up&val=1&eid=msg-1&ts=1704164645&cua=Mozilla%2F5.0"}},
+	{name: "rule 03 with --anonymous-id-as-device-id a web identify ties the anonymousId to the userId",
+		anonSID: true,
+		msg:     identify("user-1", web("anon-1")),
+		want:    []string{U + "sid=anon-1&id=user-1&ts=1704164645"}},
+	{name: "rule 03 with --anonymous-id-as-device-id a web sale is sent with sid = anonymousId",
+		anonSID: true, hybrid: true,
+		msg: track("Order Completed", web("anon-1"), order("o-1"), total(49.99), repeat(segment.True)),
+		want: []string{
+			H + "sid=anon-1&typ=sale.repeat&val=49.99&eid=o-1&ts=1704164645",
+			H + "sid=anon-1&typ=sale&val=49.99&eid=o-1&ts=1704164645",
+		}},
+	{name: "rule 03 with --anonymous-id-as-device-id the device id still wins when present",
+		anonSID: true,
+		msg:     track("Signed Up", func(m *segment.Message) { m.AnonymousID = []byte("anon-1") }),
+		want:    []string{H + "sid=dev-1&typ=Signed+Up&val=1&eid=msg-1&ts=1704164645"}},
+	{name: "rule 03 with --anonymous-id-as-device-id a row with neither id sends nothing",
+		anonSID: true,
+		msg:     track("Signed Up", noDevice()),
+		skip:    SkipMissingDeviceID},
 
 	// Order Completed: repeat × hybrid.
 	{name: "rule 04 repeat absent hybrid off sends sale",
@@ -203,6 +256,21 @@ var ruleCases = []ruleCase{
 	{name: "rule 09 large total has no exponent",
 		msg:  track("Order Completed", order("o-1"), total(1e6)),
 		want: []string{H + "sid=dev-1&typ=sale&val=1000000&eid=o-1&ts=1704164645"}},
+	{name: "rule 09 a FLOAT total of 49.99 is sent as 49.99, its 32-bit value, not 49.9900016784668",
+		msg:  track("Order Completed", order("o-1"), totalFloat32(49.99)),
+		want: []string{H + "sid=dev-1&typ=sale&val=49.99&eid=o-1&ts=1704164645"}},
+	{name: "rule 09 a DECIMAL(10,2) total of 27.50 is sent as 27.5",
+		msg:  track("Order Completed", order("o-1"), totalDecimal("27.50")),
+		want: []string{H + "sid=dev-1&typ=sale&val=27.5&eid=o-1&ts=1704164645"}},
+	{name: "rule 09 a DECIMAL(38,10) total is sent with every digit, never through a float64",
+		msg:  track("Order Completed", order("o-1"), totalDecimal("12345678901234567890.1234567890")),
+		want: []string{H + "sid=dev-1&typ=sale&val=12345678901234567890.123456789&eid=o-1&ts=1704164645"}},
+	{name: "rule 09 an INT64 total past 2^53 keeps its last digit",
+		msg:  track("Order Completed", order("o-1"), totalDecimal("9007199254740993")),
+		want: []string{H + "sid=dev-1&typ=sale&val=9007199254740993&eid=o-1&ts=1704164645"}},
+	{name: "rule 09 a DECIMAL total of -0.00 is sent as 0, not replaced by revenue",
+		msg:  track("Order Completed", order("o-1"), totalDecimal("-0.00"), revenue(40)),
+		want: []string{H + "sid=dev-1&typ=sale&val=0&eid=o-1&ts=1704164645"}},
 	{name: "rule 10 Order Completed without orderId sends nothing",
 		msg:  track("Order Completed", total(49.99)),
 		skip: SkipMissingOrderID},
@@ -236,6 +304,9 @@ var ruleCases = []ruleCase{
 	{name: "rule 12 zero and negative revenue are sent as they are",
 		msg:  track("Refund Issued", revenue(-5)),
 		want: []string{H + "sid=dev-1&typ=Refund+Issued&val=-5&eid=msg-1&ts=1704164645"}},
+	{name: "rule 12 revenue text $1,299.50 as the reader gives it is sent as 1299.5",
+		msg:  track("Product Added", revenueDecimal("1299.50")),
+		want: []string{H + "sid=dev-1&typ=Product+Added&val=1299.5&eid=msg-1&ts=1704164645"}},
 	{name: "rule 12 names with & = + and unicode are escaped",
 		msg:  track("Café & Bar=1+1"),
 		want: []string{H + "sid=dev-1&typ=Caf%C3%A9+%26+Bar%3D1%2B1&val=1&eid=msg-1&ts=1704164645"}},
@@ -258,6 +329,19 @@ var ruleCases = []ruleCase{
 		events: map[string][]string{"Order Refunded": {"refund"}},
 		msg:    track("Order Refunded", order("o-1"), revenue(-49.99), messageID("m-77")),
 		want:   []string{H + "sid=dev-1&typ=refund&val=-49.99&eid=m-77&ts=1704164645"}},
+	{name: "rule 13 a track whose messageId is NULL gets an eid derived from its values",
+		msg:  track("Signed Up", messageID("")),
+		want: []string{H + "sid=dev-1&typ=Signed+Up&val=1&eid=row-4a001e660e53209926ef18cfb9faad42&ts=1704164645"}},
+	{name: "rule 13 a multiply mapped track without messageId sends one derived eid on every hit",
+		events: signupLead,
+		msg:    track("signed_up", messageID("")),
+		want: []string{
+			H + "sid=dev-1&typ=signup&val=1&eid=row-3184fda1437c2b43f04521dc759f484d&ts=1704164645",
+			H + "sid=dev-1&typ=lead&val=1&eid=row-3184fda1437c2b43f04521dc759f484d&ts=1704164645",
+		}},
+	{name: "rule 13 a sale without messageId keeps its orderId as eid",
+		msg:  track("Order Completed", order("o-1"), total(10), messageID("")),
+		want: []string{H + "sid=dev-1&typ=sale&val=10&eid=o-1&ts=1704164645"}},
 	{name: "rule 14 unmapped event under a non-empty events map sends nothing",
 		events: signup,
 		msg:    track("Product Viewed"),
@@ -282,6 +366,10 @@ var ruleCases = []ruleCase{
 		events: map[string][]string{"Application Installed": {"install"}},
 		msg:    track("Application Installed"),
 		want:   []string{I + "sid=dev-1&eid=msg-1&ts=1704164645"}},
+
+	{name: "rule 15 an install whose messageId is NULL gets an eid derived from its values",
+		msg:  track("Application Installed", messageID("")),
+		want: []string{I + "sid=dev-1&eid=row-fce615978ece2d144c0b1baf2e6729b9&ts=1704164645"}},
 
 	// Types.
 	{name: "rule 16 page sends nothing", msg: ofType(segment.TypePage, userID("user-1")), skip: SkipUnsupportedType},
@@ -360,6 +448,16 @@ var ruleCases = []ruleCase{
 	{name: "rule 03 before 17 and 10: order without device id, timestamp or orderId",
 		msg:  track("Order Completed", noDevice(), noTimestamp()),
 		skip: SkipMissingDeviceID},
+	{name: "rule 02 before 3: a web identify without userId is missing_user_id",
+		msg:  identify("", web("anon-1")),
+		skip: SkipMissingUserID},
+	{name: "rule 03 before 17: a web order without timestamp or orderId, by default",
+		msg:  track("Order Completed", web("anon-1"), noTimestamp()),
+		skip: SkipMissingDeviceIDHasAnonymousID},
+	{name: "rule 17 before 10: a web order without timestamp or orderId, with --anonymous-id-as-device-id",
+		anonSID: true,
+		msg:     track("Order Completed", web("anon-1"), noTimestamp()),
+		skip:    SkipMissingTimestamp},
 	{name: "rule 17 before 10: order without timestamp or orderId",
 		msg:  track("Order Completed", noTimestamp()),
 		skip: SkipMissingTimestamp},
@@ -377,7 +475,7 @@ func TestRules(t *testing.T) {
 	for _, tc := range ruleCases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := Settings{Account: "acme", ClientName: "acme", SiteID: "42", Domain: "acme.sp1.convertro.com",
-				Events: tc.events, HybridAttributionModel: tc.hybrid}
+				Events: tc.events, HybridAttributionModel: tc.hybrid, AnonymousIDAsDeviceID: tc.anonSID}
 			m, err := NewMapper(s)
 			if err != nil {
 				t.Fatal(err)
@@ -443,7 +541,7 @@ func TestRuleCasesCoverEveryRule(t *testing.T) {
 
 func TestSkipReasons(t *testing.T) {
 	want := []string{"disabled_by_integrations", "unsupported_type", "missing_user_id",
-		"missing_device_id", "missing_timestamp", "missing_order_id", "unmapped_event"}
+		"missing_device_id", "missing_device_id_has_anonymous_id", "missing_timestamp", "missing_order_id", "unmapped_event"}
 	var got []string
 	for _, r := range SkipReasons() {
 		got = append(got, r.String())
@@ -517,6 +615,8 @@ func TestMapDoesNotAllocate(t *testing.T) {
 		track("signed_up", revenue(3)),
 		track("Product Viewed"),
 		track("Application Installed"),
+		track("Application Installed", messageID("")),
+		track("signed_up", messageID(""), revenue(3), ua("Mozilla/5.0 (X11)"), ip("203.0.113.7")),
 		identify("user-1"),
 		ofType(segment.TypePage),
 	}
@@ -646,4 +746,85 @@ func ExampleMapper_Map() {
 	// https://sp1.convertro.com/api/hit/acme/42/?sid=dev-1&typ=sale&val=49.99&eid=o-1&ts=1704164645
 	// skip: ""
 	// without orderId, skip: "missing_order_id"
+}
+
+// TestDerivedEventID: a hit or install without messageId gets an eid that
+// is the same for the same row whenever it is mapped (a rerun decodes it
+// into other buffers), and differs as soon as any value that says what
+// happened, to whom or when differs.
+func TestDerivedEventID(t *testing.T) {
+	m, err := NewMapper(Settings{ClientName: "acme", SiteID: "42"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWire(Settings{ClientName: "acme", SiteID: "42"})
+	eid := func(msg *segment.Message) string {
+		t.Helper()
+		ds, skip := m.Map(nil, msg)
+		if skip != SkipNone || len(ds) == 0 {
+			t.Fatalf("skip %q", skip)
+		}
+		u, err := url.Parse(string(w.AppendURL(nil, &ds[0])))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.Query().Get(ParamEID)
+	}
+	row := func(opts ...opt) *segment.Message {
+		base := []opt{messageID(""), userID("u-1"), func(m *segment.Message) { m.AnonymousID = []byte("a-1") },
+			revenue(5), ua("UA"), ip("10.0.0.1"), sentAt(tsMicros + 1), receivedAt(tsMicros + 2)}
+		return track("Signed Up", append(base, opts...)...)
+	}
+	first := eid(row())
+	if !regexp.MustCompile(`^row-[0-9a-f]{32}$`).MatchString(first) {
+		t.Fatalf("derived eid %q, want row- and 32 hex digits", first)
+	}
+	if again := eid(row()); again != first {
+		t.Errorf("the same row mapped again: eid %q, then %q", first, again)
+	}
+
+	same := map[string]opt{
+		"the Integrations object":                                  integrations(segment.True, segment.True),
+		"revenue 5 as a DECIMAL 5.00 (a column that changed type)": revenueDecimal("5.00"),
+		"revenue 5 as a FLOAT": func(m *segment.Message) {
+			m.Revenue = segment.Number{Value: 5, Valid: true, Float32: true}
+		},
+	}
+	for name, o := range same {
+		if got := eid(row(o)); got != first {
+			t.Errorf("%s changed the eid: %q, want %q", name, got, first)
+		}
+	}
+	differ := map[string]opt{
+		"userId":             userID("u-2"),
+		"anonymousId":        func(m *segment.Message) { m.AnonymousID = []byte("a-2") },
+		"no anonymousId":     func(m *segment.Message) { m.AnonymousID = nil },
+		"device id":          func(m *segment.Message) { m.DeviceID = []byte("dev-2") },
+		"event name":         func(m *segment.Message) { m.EventText = []byte("Signed Up ") },
+		"event slug":         slug("signed_up"),
+		"orderId":            order("o-1"),
+		"total":              total(5),
+		"revenue":            revenue(6),
+		"no revenue":         func(m *segment.Message) { m.Revenue = segment.Number{} },
+		"repeat":             repeat(segment.False),
+		"timestamp by 1 µs":  timestamp(tsMicros + 1),
+		"original_timestamp": originalTS(tsMicros),
+		"sent_at":            sentAt(tsMicros),
+		"received_at":        receivedAt(tsMicros),
+		"user agent":         ua("UA2"),
+		"ip":                 ip("10.0.0.2"),
+		// Values moved between fields are other rows, not the same bytes.
+		"userId and anonymousId swapped": func(m *segment.Message) { m.UserID, m.AnonymousID = m.AnonymousID, m.UserID },
+	}
+	seen := map[string]string{first: "the row"}
+	for name, o := range differ {
+		got := eid(row(o))
+		if other, dup := seen[got]; dup {
+			t.Errorf("%s: eid %q, the same as %s", name, got, other)
+		}
+		seen[got] = name
+	}
+	if got := eid(row(messageID("m-1"))); got != "m-1" {
+		t.Errorf("a row with messageId m-1 sent eid %q", got)
+	}
 }

@@ -50,6 +50,15 @@ type Settings struct {
 	// Endpoint overrides the base URL (--endpoint), e.g. http://127.0.0.1:8080
 	// for the simulator. It wins over Domain.
 	Endpoint string
+
+	// AnonymousIDAsDeviceID sends a message that has no device id but an
+	// anonymousId with the anonymousId as sid (--anonymous-id-as-device-id;
+	// not a setting of the seed). Web (analytics.js) rows carry no
+	// context.device.id, so without it every one of them is skipped
+	// (SkipMissingDeviceIDHasAnonymousID). It is off by default because the
+	// anonymousId is not the visitor id Convertro's own browser tag sets:
+	// events sent under it are not joined to the visits that tag recorded.
+	AnonymousIDAsDeviceID bool
 }
 
 // AddEvent maps one more Convertro name to a Segment event name, creating the

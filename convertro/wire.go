@@ -1,10 +1,13 @@
 package convertro
 
 import (
+	"encoding/hex"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/convertro-etl/convertro-etl/internal/segment"
 )
 
 // Everything that is wire format lives in this file, behind names, so that
@@ -48,6 +51,11 @@ const (
 	// An audience trait (rule 18) is its own parameter: {trait}=true|false.
 )
 
+// eidDerivedPrefix starts an event id derived from a row without messageId
+// (then 32 lower-case hex digits), so that it is told at a glance from a
+// Segment messageId or an orderId, in Convertro as in a dry run's output.
+const eidDerivedPrefix = "row-"
+
 // Wire encodes deliveries as Convertro request URLs. Build it once with
 // NewWire; it is immutable afterwards.
 //
@@ -58,10 +66,13 @@ const (
 //	hit:     sid, typ, val [, eid], ts [, cua] [, cip]
 //	install: sid [, eid], ts [, cua] [, cip]
 //
-// Bracketed parameters are left out when empty. eid is always present in
-// practice (orderId for sales, which rule 10 requires; messageId otherwise);
-// an empty one is left out rather than sent, because Convertro de-duplicates
-// on it and an empty eid would fold unrelated events into one.
+// Bracketed parameters are left out when empty. The Mapper gives every hit
+// and install an eid: orderId for sales, which rule 10 requires; else the
+// messageId; else, for a row whose messageId is NULL, eidDerivedPrefix and
+// the 32 hex digits of the id derived from the row's values (eventid.go).
+// Only a hand-made Delivery can lack one, and then eid is left out rather
+// than sent empty, because Convertro de-duplicates on it and an empty eid
+// would fold unrelated events into one.
 type Wire struct {
 	base   string
 	prefix [len(kindNames)]string // base + path + "?" per Kind
@@ -118,14 +129,10 @@ func (w *Wire) AppendURL(dst []byte, d *Delivery) []byte {
 		dst = appendParam(dst, ParamTyp, d.Typ, false)
 		dst = append(dst, "&"+ParamVal+"="...)
 		dst = appendEscapedValue(dst, d.Val)
-		if len(d.EID) > 0 {
-			dst = appendParam(dst, ParamEID, d.EID, false)
-		}
+		dst = appendEID(dst, d)
 		dst = appendTS(dst, d.TS)
 	case KindInstall:
-		if len(d.EID) > 0 {
-			dst = appendParam(dst, ParamEID, d.EID, false)
-		}
+		dst = appendEID(dst, d)
 		dst = appendTS(dst, d.TS)
 	}
 	if len(d.CUA) > 0 {
@@ -158,6 +165,9 @@ func (w *Wire) AppendURLCut(dst []byte, d *Delivery, n int) []byte {
 		if len(c.Trait) > n {
 			c.Trait = c.Trait[:n]
 		}
+		if len(c.Val.Decimal) > n {
+			c.Val.Decimal = c.Val.Decimal[:n]
+		}
 		d = &c
 	}
 	dst = w.AppendURL(dst, d)
@@ -173,7 +183,7 @@ func (w *Wire) minURLLen(d *Delivery) int {
 	if int(d.Kind) >= len(w.prefix) {
 		return 0 // AppendURL panics
 	}
-	return len(w.prefix[d.Kind]) + len(d.SID) + len(d.ID) + len(d.Typ) + len(d.EID) + len(d.CUA) + len(d.CIP) + len(d.Trait)
+	return len(w.prefix[d.Kind]) + len(d.SID) + len(d.ID) + len(d.Typ) + len(d.EID) + len(d.CUA) + len(d.CIP) + len(d.Trait) + len(d.Val.Decimal)
 }
 
 // appendParam appends name=escaped(value), preceded by '&' unless first.
@@ -184,6 +194,18 @@ func appendParam(dst []byte, name string, value []byte, first bool) []byte {
 	dst = append(dst, name...)
 	dst = append(dst, '=')
 	return appendEscaped(dst, value)
+}
+
+// appendEID appends &eid= and d's event id, when it has one.
+func appendEID(dst []byte, d *Delivery) []byte {
+	switch {
+	case len(d.EID) > 0:
+		return appendParam(dst, ParamEID, d.EID, false)
+	case d.hasEIDSum:
+		dst = append(dst, "&"+ParamEID+"="+eidDerivedPrefix...)
+		return hex.AppendEncode(dst, d.eidSum[:])
+	}
+	return dst
 }
 
 func appendTS(dst []byte, ts int64) []byte {
@@ -201,13 +223,94 @@ func AppendValue(dst []byte, v float64) []byte {
 	return strconv.AppendFloat(dst, v, 'f', -1, 64)
 }
 
-// appendEscapedValue appends AppendValue(v) query-escaped. The decimal form
-// uses only digits, '-' and '.', which need no escaping; only +Inf (which the
-// Mapper never produces) starts with a '+' that must not read as a space.
-func appendEscapedValue(dst []byte, v float64) []byte {
+// AppendNumber appends n in its own shortest decimal form, never with an
+// exponent (see segment.Number for where that form comes from):
+//
+//   - an exact decimal (a DECIMAL column, an INT64 past 2^53, text) as its
+//     digits without leading zeros before the point or trailing zeros
+//     after it, and no point when nothing follows it: DECIMAL(10,2) 27.50
+//     is 27.5, 100.00 is 100, -0.00 is 0, DECIMAL(38,0)
+//     12345678901234567890123 is exactly that, never a float64 on the way;
+//   - a FLOAT as the shortest decimal that reads back as the same 32-bit
+//     value: 49.99, not 49.9900016784668;
+//   - anything else as AppendValue writes its float64.
+//
+// An absent n appends nothing; the Mapper never makes one.
+func AppendNumber(dst []byte, n segment.Number) []byte {
+	switch {
+	case !n.Valid:
+		return dst
+	case len(n.Decimal) > 0:
+		if out, ok := appendDecimal(dst, n.Decimal); ok {
+			return out
+		}
+	case n.Float32:
+		v := float64(float32(n.Value))
+		if v == 0 {
+			v = 0
+		}
+		return strconv.AppendFloat(dst, v, 'f', -1, 32)
+	}
+	return AppendValue(dst, n.Value)
+}
+
+// appendDecimal appends the decimal text d ("-0027.50", ".5", "5.") in its
+// shortest form ("-27.5", "0.5", "5"). It reports false, appending
+// nothing, for text that is not an optional '-' then digits with at most
+// one '.', so that a malformed Decimal falls back to the float64.
+func appendDecimal(dst []byte, d []byte) ([]byte, bool) {
+	neg := len(d) > 0 && d[0] == '-'
+	if neg {
+		d = d[1:]
+	}
+	intPart, frac := d, []byte(nil)
+	for i, c := range d {
+		if c == '.' {
+			intPart, frac = d[:i], d[i+1:]
+			break
+		}
+	}
+	for _, part := range [2][]byte{intPart, frac} {
+		for _, c := range part {
+			if c < '0' || c > '9' {
+				return dst, false
+			}
+		}
+	}
+	if len(intPart)+len(frac) == 0 {
+		return dst, false
+	}
+	for len(intPart) > 0 && intPart[0] == '0' {
+		intPart = intPart[1:]
+	}
+	for len(frac) > 0 && frac[len(frac)-1] == '0' {
+		frac = frac[:len(frac)-1]
+	}
+	if len(intPart)+len(frac) == 0 {
+		return append(dst, '0'), true // zero, whatever its sign
+	}
+	if neg {
+		dst = append(dst, '-')
+	}
+	if len(intPart) == 0 {
+		dst = append(dst, '0')
+	}
+	dst = append(dst, intPart...)
+	if len(frac) > 0 {
+		dst = append(dst, '.')
+		dst = append(dst, frac...)
+	}
+	return dst, true
+}
+
+// appendEscapedValue appends AppendNumber(n) query-escaped. The decimal
+// form uses only digits, '-' and '.', which need no escaping; only +Inf
+// (which the Mapper never produces) starts with a '+' that must not read as
+// a space.
+func appendEscapedValue(dst []byte, n segment.Number) []byte {
 	start := len(dst)
-	dst = AppendValue(dst, v)
-	if dst[start] == '+' {
+	dst = AppendNumber(dst, n)
+	if len(dst) > start && dst[start] == '+' {
 		dst = append(dst[:start], "%2B"...)
 		dst = append(dst, "Inf"...)
 	}

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/convertro-etl/convertro-etl/internal/segment"
 )
 
 func TestBaseURL(t *testing.T) {
@@ -29,7 +31,7 @@ func TestBaseURL(t *testing.T) {
 			if got := w.BaseURL(); got != tc.want {
 				t.Errorf("BaseURL() = %q, want %q", got, tc.want)
 			}
-			d := Delivery{Kind: KindHit, SID: []byte("d"), Typ: []byte("t"), Val: 1, TS: 2}
+			d := Delivery{Kind: KindHit, SID: []byte("d"), Typ: []byte("t"), Val: segment.Num(1), TS: 2}
 			if got := string(w.AppendURL(nil, &d)); !strings.HasPrefix(got, tc.want+"/api/hit/") {
 				t.Errorf("URL %q does not start with the base URL", got)
 			}
@@ -43,7 +45,7 @@ func TestAppendURLOrder(t *testing.T) {
 	w := NewWire(Settings{ClientName: "acme", SiteID: "42"})
 	const base = "https://sp1.convertro.com/api/"
 	full := Delivery{SID: []byte("d1"), ID: []byte("u1"), Typ: []byte("sale"), EID: []byte("o1"),
-		CUA: []byte("UA"), CIP: []byte("10.0.0.1"), Val: 49.99, TS: 1700000000}
+		CUA: []byte("UA"), CIP: []byte("10.0.0.1"), Val: segment.Num(49.99), TS: 1700000000}
 	cases := []struct {
 		name string
 		d    func() Delivery
@@ -60,7 +62,9 @@ func TestAppendURLOrder(t *testing.T) {
 			base + "user/acme/42/?sid=d1&id=u1&ts=1"},
 		{"hit, all", func() Delivery { d := full; d.Kind = KindHit; return d },
 			base + "hit/acme/42/?sid=d1&typ=sale&val=49.99&eid=o1&ts=1700000000&cua=UA&cip=10.0.0.1"},
-		{"hit without eid, cua, cip", func() Delivery { return Delivery{Kind: KindHit, SID: []byte("d1"), Typ: []byte("x"), Val: 1, TS: 1} },
+		{"hit without eid, cua, cip", func() Delivery {
+			return Delivery{Kind: KindHit, SID: []byte("d1"), Typ: []byte("x"), Val: segment.Num(1), TS: 1}
+		},
 			base + "hit/acme/42/?sid=d1&typ=x&val=1&ts=1"},
 		{"install, all", func() Delivery { d := full; d.Kind = KindInstall; return d },
 			base + "install/acme/42/?sid=d1&eid=o1&ts=1700000000&cua=UA&cip=10.0.0.1"},
@@ -78,7 +82,7 @@ func TestAppendURLOrder(t *testing.T) {
 func TestAppendURLEscapesPathAndValues(t *testing.T) {
 	w := NewWire(Settings{ClientName: "Acme Corp/EU", SiteID: "4 2?"})
 	d := Delivery{Kind: KindHit, SID: []byte("dev 1/é"), Typ: []byte("Sign Up & Go=+1"), EID: []byte("a%b"),
-		CUA: []byte("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)"), CIP: []byte("2001:db8::1"), Val: 1, TS: 1}
+		CUA: []byte("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)"), CIP: []byte("2001:db8::1"), Val: segment.Num(1), TS: 1}
 	want := "https://sp1.convertro.com/api/hit/Acme%20Corp%2FEU/4%202%3F/?" +
 		"sid=dev+1%2F%C3%A9&typ=Sign+Up+%26+Go%3D%2B1&val=1&eid=a%25b&ts=1" +
 		"&cua=Mozilla%2F5.0+%28iPhone%3B+CPU+iPhone+OS+17_0+like+Mac+OS+X%29&cip=2001%3Adb8%3A%3A1"
@@ -145,10 +149,59 @@ func TestAppendValue(t *testing.T) {
 	// Not produced by the Mapper, but a hand-made Delivery must still give a
 	// URL that reads back: "+Inf" unescaped would read as " Inf".
 	w := NewWire(Settings{})
-	d := Delivery{Kind: KindHit, Val: math.Inf(1)}
+	d := Delivery{Kind: KindHit, Val: segment.Num(math.Inf(1))}
 	u, err := url.Parse(string(w.AppendURL(nil, &d)))
 	if err != nil || u.Query().Get("val") != "+Inf" {
 		t.Errorf("val=+Inf reads back as %q (%v)", u.Query().Get("val"), err)
+	}
+}
+
+// TestAppendNumber: every number in its own shortest decimal form. A FLOAT
+// is formatted as the 32-bit value it is, an exact decimal from its digits
+// without ever becoming a float64.
+func TestAppendNumber(t *testing.T) {
+	dec := func(s string, approx float64) segment.Number {
+		return segment.Number{Value: approx, Valid: true, Decimal: []byte(s)}
+	}
+	f32 := func(v float32) segment.Number { return segment.Number{Value: float64(v), Valid: true, Float32: true} }
+	cases := []struct {
+		name string
+		n    segment.Number
+		want string
+	}{
+		{"FLOAT 49.99 is 49.99, not its float64 widening 49.9900016784668", f32(49.99), "49.99"},
+		{"FLOAT 0.1", f32(0.1), "0.1"},
+		{"FLOAT 16777217 rounds to the 32-bit 16777216", f32(16777217), "16777216"},
+		{"FLOAT 1e10 has no exponent", f32(1e10), "10000000000"},
+		{"FLOAT -0 is 0", f32(float32(math.Copysign(0, -1))), "0"},
+		{"FLOAT -27.5", f32(-27.5), "-27.5"},
+		{"DOUBLE 49.99", segment.Num(49.99), "49.99"},
+		{"DOUBLE 0.1+0.2 keeps its 17 digits", segment.Num(0.30000000000000004), "0.30000000000000004"},
+		{"DOUBLE 1e21 has no exponent", segment.Num(1e21), "1000000000000000000000"},
+		{"INT 42", segment.Num(42), "42"},
+		{"INT64 past 2^53 from its digits", dec("9007199254740993", 9007199254740992), "9007199254740993"},
+		{"INT64 min", dec("-9223372036854775808", -9223372036854775808), "-9223372036854775808"},
+		{"DECIMAL(10,2) 27.50 is 27.5", dec("27.50", 27.5), "27.5"},
+		{"DECIMAL(10,2) 100.00 is 100", dec("100.00", 100), "100"},
+		{"DECIMAL(10,2) -0.00 is 0", dec("-0.00", 0), "0"},
+		{"DECIMAL(38,6) 0.000005", dec("0.000005", 5e-6), "0.000005"},
+		{"DECIMAL(38,0) beyond a float64's digits", dec("12345678901234567890123", 1.2345678901234568e22), "12345678901234567890123"},
+		{"DECIMAL(38,10) beyond a float64's digits", dec("-1234567890123456789.0123456789", -1.2345678901234568e18), "-1234567890123456789.0123456789"},
+		{"DECIMAL past the float64 range", dec("1"+strings.Repeat("0", 400), math.Inf(1)), "1" + strings.Repeat("0", 400)},
+		{"text 1299.50 (from $1,299.50)", dec("1299.50", 1299.5), "1299.5"},
+		{"text .5", dec(".5", 0.5), "0.5"},
+		{"text 5.", dec("5.", 5), "5"},
+		{"text 007", dec("007", 7), "7"},
+		{"text -0", dec("-0", 0), "0"},
+		{"a malformed decimal falls back to the float64", dec("1e3", 1000), "1000"},
+		{"absent appends nothing", segment.Number{}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := string(AppendNumber([]byte("val="), tc.n)); got != "val="+tc.want {
+				t.Errorf("AppendNumber = %q, want %q", got, "val="+tc.want)
+			}
+		})
 	}
 }
 
@@ -202,7 +255,7 @@ func FuzzAppendURL(f *testing.F) {
 			trait = "" // a trait named like a parameter cannot be read back apart from it
 		}
 		d := Delivery{Kind: k, SID: []byte(sid), ID: []byte(id), Typ: []byte(typ), EID: []byte(eid),
-			CUA: []byte(cua), CIP: []byte(cip), Val: val, TS: ts, Trait: trait, Member: member}
+			CUA: []byte(cua), CIP: []byte(cip), Val: segment.Num(val), TS: ts, Trait: trait, Member: member}
 		w := NewWire(Settings{ClientName: client, SiteID: site})
 		raw := string(w.AppendURL(nil, &d))
 		u, err := url.Parse(raw)
@@ -275,8 +328,8 @@ func TestAppendURLCut(t *testing.T) {
 	w := NewWire(Settings{ClientName: "acme", SiteID: "42"})
 	huge := bytes.Repeat([]byte("é /"), 1<<20) // 9 MiB escaped
 	for _, d := range []Delivery{
-		{Kind: KindHit, SID: []byte("d1"), Typ: []byte("Signed Up"), EID: []byte("m1"), Val: 1, TS: 5, CUA: []byte("Mozilla/5.0")},
-		{Kind: KindHit, SID: []byte("d1"), Typ: []byte("Signed Up"), EID: []byte("m1"), Val: 1, TS: 5, CUA: huge, CIP: []byte("10.0.0.1")},
+		{Kind: KindHit, SID: []byte("d1"), Typ: []byte("Signed Up"), EID: []byte("m1"), Val: segment.Num(1), TS: 5, CUA: []byte("Mozilla/5.0")},
+		{Kind: KindHit, SID: []byte("d1"), Typ: []byte("Signed Up"), EID: []byte("m1"), Val: segment.Num(1), TS: 5, CUA: huge, CIP: []byte("10.0.0.1")},
 		{Kind: KindUser, SID: huge, ID: []byte("u1"), TS: 5},
 		{Kind: KindInstall, SID: []byte("d1"), EID: huge[:MaxURLBytes/3], TS: 5},
 	} {

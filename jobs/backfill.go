@@ -93,6 +93,7 @@ func prepare(ctx context.Context, o Options, env Env, delivery bool) (*prepared,
 	s := convertro.Settings{
 		Account: o.Account, ClientName: o.ClientName, SiteID: o.SiteID, Domain: o.Domain,
 		HybridAttributionModel: o.Hybrid, Endpoint: o.Endpoint,
+		AnonymousIDAsDeviceID: o.AnonymousIDAsDeviceID,
 	}
 	for name, tos := range o.Events {
 		for _, t := range tos {
@@ -234,6 +235,7 @@ func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
 
 		MaxRequestsPerDay: o.MaxRequestsPerDay,
 		MaxURLBytes:       MaxURLBytes,
+		SkipHints:         skipHints,
 	}
 	deps := pipeline.Deps{
 		Decoder:      p.in,

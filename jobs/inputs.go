@@ -57,6 +57,9 @@ type inputRef struct {
 	obj   readers.Object
 	typ   segment.Type
 	empty bool // a zero-byte object named as Parquet
+	// web bounds the rows with an anonymous_id and no device id, from the
+	// footer, for the plan.
+	web webRows
 
 	mu   sync.Mutex
 	pf   *readers.ParquetFile
@@ -240,6 +243,7 @@ func (r *inputRef) footer(ctx context.Context, h readers.Hint) ([]int64, segment
 	if err != nil {
 		return nil, 0, err
 	}
+	r.web = footerWebRows(pf)
 	groups := pf.RowGroups()
 	rows := make([]int64, len(groups))
 	for i, g := range groups {

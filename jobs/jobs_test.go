@@ -68,6 +68,13 @@ func newRecorder(t testing.TB, o simulator.Options) *recorder {
 	r.sim = simulator.New(o)
 	r.srv = httptest.NewServer(r.sim)
 	t.Cleanup(r.srv.Close)
+	// Every hit and install carries an eid, in every test export: the
+	// simulator refuses one without (and counts it under this reason).
+	t.Cleanup(func() {
+		if n := r.sim.Stats().Reasons[simulator.ReasonEID]; n > 0 {
+			t.Errorf("the simulator refused %d hits or installs without eid", n)
+		}
+	})
 	return r
 }
 
@@ -119,6 +126,9 @@ func dryRunRequests(t *testing.T, path string) []string {
 		u, err := url.Parse(line.URL)
 		if err != nil || line.Method != "GET" {
 			t.Fatalf("dry-run line %q: method %q, %v", sc.Text(), line.Method, err)
+		}
+		if (strings.Contains(u.Path, "/api/hit/") || strings.Contains(u.Path, "/api/install/")) && u.Query().Get("eid") == "" {
+			t.Errorf("the dry run lists a request without eid: %s", line.URL)
 		}
 		out = append(out, u.Path+"?"+u.Query().Encode())
 	}
@@ -190,7 +200,9 @@ func TestEndToEnd(t *testing.T) {
 			if c.RowsRead != rows || c.RequestsSent != int64(len(want)) || c.RequestsAcked != c.RequestsSent {
 				t.Errorf("counts %+v: want %d rows read and %d requests sent and acked", c, rows, len(want))
 			}
-			for _, reason := range []string{"missing_user_id", "missing_device_id", "unmapped_event", "missing_order_id", "unsupported_type", "disabled_by_integrations"} {
+			// Every generated row has an anonymous_id: those without a device
+			// id are web rows.
+			for _, reason := range []string{"missing_user_id", "missing_device_id_has_anonymous_id", "unmapped_event", "missing_order_id", "unsupported_type", "disabled_by_integrations"} {
 				if c.RowsSkipped[reason] == 0 {
 					t.Errorf("no row skipped as %s: the export should exercise it (skips %v)", reason, c.RowsSkipped)
 				}

@@ -43,6 +43,9 @@ type Options struct {
 	Domain     string                `json:"domain"`
 	Events     map[string]EventNames `json:"events"`
 	Hybrid     bool                  `json:"hybridAttributionModel"`
+	// AnonymousIDAsDeviceID sends rows without a device id but with an
+	// anonymous_id (web rows) with the anonymous_id as the device id.
+	AnonymousIDAsDeviceID bool `json:"anonymousIdAsDeviceId"`
 
 	From string `json:"from"`
 	To   string `json:"to"`
@@ -326,7 +329,7 @@ func (o Options) Settings() map[string]string {
 	if len(o.Events) == 0 {
 		events = nil
 	}
-	return map[string]string{
+	s := map[string]string{
 		"account":    o.Account,
 		"clientName": o.ClientName,
 		"siteId":     o.SiteID,
@@ -335,6 +338,13 @@ func (o Options) Settings() map[string]string {
 		"hybrid":     strconv.FormatBool(o.Hybrid),
 		"type":       o.Type,
 	}
+	// Named only when on: a state written before the option existed holds
+	// no such key, which reads as "" and so as off, the same as now, and
+	// its unfinished work resumes without a settings change.
+	if o.AnonymousIDAsDeviceID {
+		s[keyAnonymousIDAsDeviceID] = "true"
+	}
+	return s
 }
 
 func day(t time.Time) string {
@@ -412,6 +422,12 @@ var (
 	runOnly       = []string{CmdRun}
 )
 
+// The web-rows option's flag and key, which the report and plan name.
+const (
+	flagAnonymousIDAsDeviceID = "anonymous-id-as-device-id"
+	keyAnonymousIDAsDeviceID  = "anonymousIdAsDeviceId"
+)
+
 // table declares every option of Options, in --help order.
 var table = []*Option{
 	{Name: "kind", Key: "kind", FlagAlias: "job", Default: "backfill", For: runPlan,
@@ -444,6 +460,9 @@ var table = []*Option{
 	{Name: "hybrid", Key: "hybrid", KeyAlias: "hybridAttributionModel", Default: false, For: runPlanReplay,
 		Help:  "hybrid attribution model: also send sale with sale.new/sale.repeat",
 		Field: func(o *Options) any { return &o.Hybrid }},
+	{Name: flagAnonymousIDAsDeviceID, Key: keyAnonymousIDAsDeviceID, Default: false, For: runPlan,
+		Help:  "send rows that have an anonymous_id but no context_device_id (web rows) with the anonymous_id as the Convertro device id (sid); it will not match the id Convertro's own browser tag sets",
+		Field: func(o *Options) any { return &o.AnonymousIDAsDeviceID }},
 	{Name: "from", Key: "from", Default: "", For: runPlan,
 		Help:  "first partition `day` to read (YYYY-MM-DD, today, yesterday)",
 		Field: func(o *Options) any { return &o.From }},

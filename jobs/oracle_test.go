@@ -282,6 +282,13 @@ func oracleEventKey(s string) string {
 // canonical strings (path?sorted query). events is the events map; it
 // skips rows of `tracks` whose event has a table of its own (in_event_table).
 func expectRequests(rows []oracleRow, client, site string, events map[string][]string, hybrid bool) []string {
+	return expectRequestsWith(rows, client, site, events, hybrid, false)
+}
+
+// expectRequestsWith is expectRequests, with anonymousSID standing for
+// --anonymous-id-as-device-id: a row without context_device_id is sent
+// under its anonymous_id.
+func expectRequestsWith(rows []oracleRow, client, site string, events map[string][]string, hybrid, anonymousSID bool) []string {
 	mapped := map[string][]string{}
 	for k, v := range events {
 		mapped[oracleEventKey(k)] = append(mapped[oracleEventKey(k)], v...)
@@ -321,6 +328,9 @@ func expectRequests(rows []oracleRow, client, site string, events map[string][]s
 			}
 		}
 		sid := r.str("context_device_id")
+		if sid == "" && anonymousSID {
+			sid = r.str("anonymous_id")
+		}
 		var ts time.Time
 		found := false
 		for _, k := range []string{"timestamp", "original_timestamp", "sent_at", "received_at"} {

@@ -208,6 +208,7 @@ func TestSettingsChangeOnUnfinishedWorkNamesThem(t *testing.T) {
 		{"site id", func(o *Options) { o.SiteID = "13" }, `siteId "12" → "13"`},
 		{"events", func(o *Options) { o.Events = map[string]EventNames{"Signed Up": {"join"}} }, `events `},
 		{"hybrid", func(o *Options) { o.Hybrid = true }, `hybrid "false" → "true"`},
+		{"web rows", func(o *Options) { o.AnonymousIDAsDeviceID = true }, `anonymousIdAsDeviceId "" → "true"`},
 	} {
 		changed := o
 		tc.change(&changed)

@@ -29,8 +29,11 @@ type Report struct {
 	DryRun    bool       `json:"dry_run,omitempty"`
 	WouldSend *WouldSend `json:"would_send,omitempty"`
 
-	Counts      Counts `json:"counts"` // rows_skipped holds the skips by reason
-	RowsPlanned int64  `json:"rows_planned"`
+	Counts Counts `json:"counts"` // rows_skipped holds the skips by reason
+	// Hints are Config.SkipHints of the reasons rows were skipped for, one
+	// line each with the count: what would send those rows.
+	Hints       []string `json:"hints,omitempty"`
+	RowsPlanned int64    `json:"rows_planned"`
 	// RowsMarked is the rows the manifest records as done; equal to
 	// counts.rows_read when the counts reconcile.
 	RowsMarked int64 `json:"rows_marked"`
@@ -136,6 +139,11 @@ func buildReport(m *Manifest, cfg Config, started, finished time.Time, before Co
 				RowsRead: read[i], RowsNotRead: left[i]})
 		}
 	}
+	for _, reason := range slices.Sorted(maps.Keys(cfg.SkipHints)) {
+		if n := m.Counts.RowsSkipped[reason]; n > 0 {
+			r.Hints = append(r.Hints, fmt.Sprintf("%d rows skipped as %s: %s", n, reason, cfg.SkipHints[reason]))
+		}
+	}
 	r.DeadLetterFiles = slices.Clone(m.DeadLetterFiles)
 	r.RowsPlanned += m.Pruned.Rows
 	r.InFlight = m.MaybeRepeated
@@ -221,6 +229,9 @@ func (r *Report) Summary(w io.Writer) error {
 			parts = append(parts, fmt.Sprintf("%s %d", reason, c.RowsSkipped[reason]))
 		}
 		fmt.Fprintf(&b, "  skipped:      %s\n", strings.Join(parts, ", "))
+	}
+	for _, h := range r.Hints {
+		fmt.Fprintf(&b, "  hint:         %s\n", h)
 	}
 	if r.DryRun {
 		ws := r.WouldSend

@@ -175,3 +175,36 @@ func TestDryRunSummary(t *testing.T) {
 		}
 	}
 }
+
+// TestReportHints: a skip reason with a hint (Config.SkipHints) is quoted,
+// with its count, in the report and its summary when rows were skipped for
+// it, and not when none were.
+func TestReportHints(t *testing.T) {
+	m := &Manifest{Job: testJob, Shard: Shard{0, 1}, Status: StatusFinished, Counts: Counts{
+		RowsRead: 12, RowsDelivered: 5, RowsSkipped: map[string]int64{"missing_user_id": 3, "web_only": 4},
+	}}
+	cfg := Config{SkipHints: map[string]string{
+		"web_only":     "--send-web would send them",
+		"unmapped_xyz": "never counted here",
+	}}
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	r := buildReport(m, cfg, start, start.Add(time.Second), Counts{}, nil)
+	want := "4 rows skipped as web_only: --send-web would send them"
+	if len(r.Hints) != 1 || r.Hints[0] != want {
+		t.Errorf("hints %q, want [%q]", r.Hints, want)
+	}
+	data, err := r.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), `"hints": [`) {
+		t.Errorf("report JSON lacks hints:\n%s", data)
+	}
+	var b bytes.Buffer
+	if err := r.Summary(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "  hint:         "+want+"\n") {
+		t.Errorf("summary lacks the hint:\n%s", b.String())
+	}
+}

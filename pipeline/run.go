@@ -185,6 +185,11 @@ type Config struct {
 	// (deps.Now), counted across runs in Manifest.DailyRequests; 0 = no cap.
 	// At the cap the run drains, commits and returns ErrCapReached.
 	MaxRequestsPerDay int64
+
+	// SkipHints says, for a skip reason, what would send the rows skipped
+	// for it (the option that changes it): the report quotes it, with the
+	// count, when the job has rows skipped for that reason (Report.Hints).
+	SkipHints map[string]string
 }
 
 func (c Config) withDefaults() Config {

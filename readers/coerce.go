@@ -57,6 +57,22 @@ func isTemporal(lt *format.LogicalType, ct deprecatedConverted) bool {
 	return false
 }
 
+// isUnsigned reports an INT32 or INT64 column of unsigned integers (logical
+// INT(bits, false), or converted UINT_8 to UINT_64), whose values are read
+// as unsigned: a UINT64 of 2^63 is not -2^63.
+func isUnsigned(lt *format.LogicalType, ct deprecatedConverted) bool {
+	if lt != nil {
+		if it, ok := lt.Value.(*format.IntType); ok {
+			return !it.IsSigned
+		}
+	}
+	switch ct {
+	case deprecated.Uint8, deprecated.Uint16, deprecated.Uint32, deprecated.Uint64:
+		return true
+	}
+	return false
+}
+
 // timestampMultiplier says how an INT64 column becomes microseconds:
 // multiply by a positive result, divide by minus a negative one; 0 means the
 // column is not an instant (a DECIMAL, a time of day).
@@ -328,6 +344,7 @@ var fieldOffset = [numFields]uintptr{
 	fType:                  unsafe.Offsetof(segment.Message{}.Type),
 	fMessageID:             unsafe.Offsetof(segment.Message{}.MessageID),
 	fUserID:                unsafe.Offsetof(segment.Message{}.UserID),
+	fAnonymousID:           unsafe.Offsetof(segment.Message{}.AnonymousID),
 	fDeviceID:              unsafe.Offsetof(segment.Message{}.DeviceID),
 	fEventText:             unsafe.Offsetof(segment.Message{}.EventText),
 	fEvent:                 unsafe.Offsetof(segment.Message{}.Event),
@@ -407,6 +424,14 @@ func (a *arena) appendInt(v int64) []byte {
 	c := a.room(20)
 	s := len(c)
 	c = strconv.AppendInt(c, v, 10)
+	a.chunks[a.cur] = c
+	return c[s:len(c):len(c)]
+}
+
+func (a *arena) appendUint(v uint64) []byte {
+	c := a.room(20)
+	s := len(c)
+	c = strconv.AppendUint(c, v, 10)
 	a.chunks[a.cur] = c
 	return c[s:len(c):len(c)]
 }
@@ -509,7 +534,7 @@ func (c *cursor) fill(batch []segment.Message, ar *arena) error {
 		case semBytes:
 			c.bytesInto(out, off, g, ar)
 		case semNumber:
-			c.numbersInto(out, off, g)
+			c.numbersInto(out, off, g, ar)
 		case semTime:
 			c.timesInto(out, off, g)
 		case semBool:
@@ -537,7 +562,11 @@ func (c *cursor) bytesInto(out []segment.Message, off uintptr, g []int32, ar *ar
 		for j, x := range g {
 			var b []byte
 			if x >= 0 {
-				b = ar.appendInt(int64(v.i32[x]))
+				if c.cp.unsigned {
+					b = ar.appendUint(uint64(uint32(v.i32[x])))
+				} else {
+					b = ar.appendInt(int64(v.i32[x]))
+				}
 			}
 			*fieldAt[[]byte](&out[j], off) = b
 		}
@@ -545,7 +574,11 @@ func (c *cursor) bytesInto(out []segment.Message, off uintptr, g []int32, ar *ar
 		for j, x := range g {
 			var b []byte
 			if x >= 0 {
-				b = ar.appendInt(v.i64[x])
+				if c.cp.unsigned {
+					b = ar.appendUint(uint64(v.i64[x]))
+				} else {
+					b = ar.appendInt(v.i64[x])
+				}
 			}
 			*fieldAt[[]byte](&out[j], off) = b
 		}
@@ -642,39 +675,71 @@ func (c *cursor) rawBytes(x int32) []byte {
 	return c.v.bytes[c.v.offs[x]:e:e]
 }
 
-func (c *cursor) numbersInto(out []segment.Message, off uintptr, g []int32) {
+// maxExactInt is the largest integer magnitude every int64 up to which a
+// float64 holds exactly (2^53): an INT64 beyond it keeps its own digits.
+const maxExactInt = 1 << 53
+
+// numbersInto decodes numbers. Each keeps its own decimal form (see
+// segment.Number): a DECIMAL is never divided into a float64 to be printed,
+// a FLOAT is marked as 32-bit, an INT64 past 2^53 and text without an
+// exponent keep their digits in the arena.
+func (c *cursor) numbersInto(out []segment.Message, off uintptr, g []int32, ar *arena) {
 	v := &c.v
 	switch c.cp.phys {
-	case physInt, physDecimal:
-		div := 1.0
-		if c.cp.phys == physDecimal {
-			div = math.Pow10(int(c.cp.scale))
+	case physInt:
+		switch {
+		case c.cp.kind == parquet.Int32 && c.cp.unsigned:
+			for j, x := range g {
+				n := segment.Number{}
+				if x >= 0 {
+					n = segment.Num(float64(uint32(v.i32[x])))
+				}
+				*fieldAt[segment.Number](&out[j], off) = n
+			}
+		case c.cp.kind == parquet.Int32:
+			for j, x := range g {
+				n := segment.Number{}
+				if x >= 0 {
+					n = segment.Num(float64(v.i32[x]))
+				}
+				*fieldAt[segment.Number](&out[j], off) = n
+			}
+		case c.cp.unsigned:
+			for j, x := range g {
+				n := segment.Number{}
+				if x >= 0 {
+					u := uint64(v.i64[x])
+					n = segment.Num(float64(u))
+					if u > maxExactInt {
+						n.Decimal = ar.appendUint(u)
+					}
+				}
+				*fieldAt[segment.Number](&out[j], off) = n
+			}
+		default:
+			for j, x := range g {
+				n := segment.Number{}
+				if x >= 0 {
+					i := v.i64[x]
+					n = segment.Num(float64(i))
+					if i > maxExactInt || i < -maxExactInt {
+						n.Decimal = ar.appendInt(i)
+					}
+				}
+				*fieldAt[segment.Number](&out[j], off) = n
+			}
 		}
-		switch c.cp.kind {
-		case parquet.Int32:
-			for j, x := range g {
-				n := segment.Number{}
-				if x >= 0 {
-					n = segment.Num(float64(v.i32[x]) / div)
-				}
-				*fieldAt[segment.Number](&out[j], off) = n
+	case physDecimal:
+		div := math.Pow10(int(c.cp.scale))
+		for j, x := range g {
+			n := segment.Number{}
+			if x >= 0 {
+				u := c.unscaled(x)
+				// Valid whatever Value is: past the float64 range it is
+				// ±Inf, but the decimal is a real number all the same.
+				n = segment.Number{Value: bigEndianFloat(u) / div, Valid: true, Decimal: ar.decimal(u, c.cp.scale)}
 			}
-		case parquet.Int64:
-			for j, x := range g {
-				n := segment.Number{}
-				if x >= 0 {
-					n = segment.Num(float64(v.i64[x]) / div)
-				}
-				*fieldAt[segment.Number](&out[j], off) = n
-			}
-		default: // DECIMAL over FIXED_LEN_BYTE_ARRAY or BYTE_ARRAY
-			for j, x := range g {
-				n := segment.Number{}
-				if x >= 0 {
-					n = finite(bigEndianFloat(c.rawBytes(x)) / div)
-				}
-				*fieldAt[segment.Number](&out[j], off) = n
-			}
+			*fieldAt[segment.Number](&out[j], off) = n
 		}
 	case physFloat:
 		if c.cp.kind == parquet.Float {
@@ -682,6 +747,7 @@ func (c *cursor) numbersInto(out []segment.Message, off uintptr, g []int32) {
 				n := segment.Number{}
 				if x >= 0 {
 					n = finite(float64(v.f32[x]))
+					n.Float32 = n.Valid
 				}
 				*fieldAt[segment.Number](&out[j], off) = n
 			}
@@ -695,10 +761,17 @@ func (c *cursor) numbersInto(out []segment.Message, off uintptr, g []int32) {
 			*fieldAt[segment.Number](&out[j], off) = n
 		}
 	default: // text
+		var buf [64]byte
 		for j, x := range g {
 			n := segment.Number{}
 			if x >= 0 {
-				n.Value, n.Valid = ParseNumber(c.rawBytes(x))
+				clean, exp, f, ok := parseNumber(c.rawBytes(x), &buf)
+				if ok {
+					n = segment.Num(f)
+					if !exp {
+						n.Decimal = ar.copy(clean)
+					}
+				}
 			}
 			*fieldAt[segment.Number](&out[j], off) = n
 		}
@@ -714,7 +787,8 @@ func finite(f float64) segment.Number {
 }
 
 // bigEndianFloat reads a big-endian two's complement integer of any length
-// (a DECIMAL's unscaled value) as a float64.
+// (a DECIMAL's unscaled value) as a float64, exactly up to 2^53 and rounded
+// beyond (±Inf past the float64 range).
 func bigEndianFloat(b []byte) float64 {
 	if len(b) == 0 {
 		return 0
@@ -727,30 +801,19 @@ func bigEndianFloat(b []byte) float64 {
 		shift := 64 - 8*uint(len(b))
 		return float64(int64(u<<shift) >> shift)
 	}
-	if b[0]&0x80 == 0 {
-		var f float64
-		for _, c := range b {
-			f = f*256 + float64(c)
+	// A negative value's magnitude is its bits inverted, plus one.
+	neg := b[0]&0x80 != 0
+	var f float64
+	for _, c := range b {
+		if neg {
+			c = ^c
 		}
-		return f
+		f = f*256 + float64(c)
 	}
-	// A negative value: its magnitude is the bits inverted, plus one.
-	var tmp [64]byte
-	if len(b) > len(tmp) {
-		b = b[len(b)-len(tmp):]
+	if neg {
+		return -(f + 1)
 	}
-	t := tmp[:len(b)]
-	carry := 1
-	for i := len(b) - 1; i >= 0; i-- {
-		s := int(^b[i]) + carry
-		t[i] = byte(s)
-		carry = s >> 8
-	}
-	var mag float64
-	for _, c := range t {
-		mag = mag*256 + float64(c)
-	}
-	return -mag
+	return f
 }
 
 func validMicros(us int64) segment.Time {

@@ -16,6 +16,7 @@ const (
 	fType field = iota
 	fMessageID
 	fUserID
+	fAnonymousID
 	fDeviceID
 	fEventText
 	fEvent
@@ -59,6 +60,7 @@ var fieldSpecs = [numFields]fieldSpec{
 	fType:                  {"type", semType, []string{"type"}},
 	fMessageID:             {"id", semBytes, []string{"id", "message_id", "messageId"}},
 	fUserID:                {"user_id", semBytes, []string{"user_id", "userId"}},
+	fAnonymousID:           {"anonymous_id", semBytes, []string{"anonymous_id", "anonymousId"}},
 	fDeviceID:              {"context_device_id", semBytes, []string{"context_device_id", "contextDeviceId", "context.device.id"}},
 	fEventText:             {"event_text", semBytes, []string{"event_text", "eventText"}},
 	fEvent:                 {"event", semBytes, []string{"event"}},
@@ -95,15 +97,17 @@ const (
 
 // colPlan says how to decode one Parquet leaf column into one field.
 type colPlan struct {
-	field   field
-	leaf    int    // index of the leaf column in each row group's ColumnChunks
-	name    string // dotted column path as written in the file, for messages
-	kind    parquet.Kind
-	phys    physical
-	maxDef  byte
-	size    int   // FIXED_LEN_BYTE_ARRAY length
-	scale   int32 // DECIMAL scale
-	timeMul int64 // INT64 timestamps: multiply (>0) or divide (<0) to reach micros; DATE: micros per day
+	field  field
+	leaf   int    // index of the leaf column in each row group's ColumnChunks
+	name   string // dotted column path as written in the file, for messages
+	kind   parquet.Kind
+	phys   physical
+	maxDef byte
+	size   int // FIXED_LEN_BYTE_ARRAY length
+	// unsigned: an INT32/INT64 of unsigned integers (physInt only)
+	unsigned bool
+	scale    int32 // DECIMAL scale
+	timeMul  int64 // INT64 timestamps: multiply (>0) or divide (<0) to reach micros; DATE: micros per day
 }
 
 // plan is the per-file decoding plan: one entry per resolved field.
@@ -203,6 +207,7 @@ func planColumn(f field, col *parquet.Column) (colPlan, error) {
 				return bad()
 			}
 			p.phys = physInt // ids stored as integers are written as decimal text
+			p.unsigned = isUnsigned(lt, ct)
 		default:
 			return bad()
 		}
@@ -220,6 +225,7 @@ func planColumn(f field, col *parquet.Column) (colPlan, error) {
 				return bad()
 			}
 			p.phys = physInt
+			p.unsigned = isUnsigned(lt, ct)
 		case p.kind == parquet.Float || p.kind == parquet.Double:
 			p.phys = physFloat
 		case p.kind == parquet.ByteArray:

@@ -79,8 +79,13 @@
 // every row. The column's physical and logical types, read from this file's
 // footer (a column may drift between files), choose the decoder: strings
 // from BYTE_ARRAY (plain or dictionary), INT32/INT64 or DECIMAL ids as text;
-// numbers from INT32/INT64/FLOAT/DOUBLE, DECIMAL over INT32/INT64/
-// FIXED_LEN_BYTE_ARRAY/BYTE_ARRAY, or lenient text (ParseNumber);
+// numbers from INT32/INT64 (signed or unsigned)/FLOAT/DOUBLE, DECIMAL over
+// INT32/INT64/FIXED_LEN_BYTE_ARRAY/BYTE_ARRAY, or lenient text
+// (ParseNumber), each keeping its own decimal form (segment.Number): a
+// DECIMAL's digits come from its unscaled integer and scale, never from a
+// float64, as do an INT64's past 2^53 and the text's own digits (without
+// `$`, `+` and commas) when it has no exponent, and a FLOAT is marked as
+// 32-bit so that it is printed as the value it holds;
 // timestamps from INT64 TIMESTAMP(MILLIS/MICROS/NANOS), plain INT64
 // microseconds, INT96, DATE or ISO-8601 text (ParseTimestamp), all UTC;
 // booleans from BOOLEAN or exactly true/false text (ParseBool), and a
@@ -96,6 +101,11 @@
 // track); the presence of an event or event_text column (track); the
 // operator's Hint, only when none of these tells. A track file must have
 // event or event_text, an identify file user_id (id in users).
+//
+// FieldNulls says, from a row group's column statistics alone, how many of
+// its rows hold NULL in a field (every row when the file has no column for
+// it), or that the statistics do not tell: plans count with it what rows
+// will do without reading them.
 //
 // ReadRowGroup decodes one row group, the unit of work, in batches (1024
 // rows by default). It reads only the planned column chunks, page by page,

@@ -284,6 +284,38 @@ func (p *ParquetFile) Columns() map[string]string {
 	return m
 }
 
+// FieldNulls says, from the footer alone, how many rows of row group i hold
+// NULL in the field named by its warehouse name ("context_device_id",
+// "anonymous_id", "user_id"; see Columns): every row when the file has no
+// column for the field, none when its column is REQUIRED, else the column
+// chunk's statistics. known is false when the statistics do not tell: a
+// null count of 0 is believed only beside a min or max value, since a
+// writer that writes no statistics leaves the count 0 too. (An empty
+// string is not NULL here, though the mapping treats it as missing.) It is
+// for plans: nothing is read.
+func (p *ParquetFile) FieldNulls(i int, field string) (nulls int64, known bool) {
+	if i < 0 || i >= len(p.groups) {
+		return 0, false
+	}
+	for _, c := range p.plan.cols {
+		if fieldSpecs[c.field].name != field {
+			continue
+		}
+		if c.maxDef == 0 {
+			return 0, true
+		}
+		st := &p.pf.Metadata().RowGroups[i].Columns[c.leaf].MetaData.Statistics
+		switch {
+		case st.NullCount > 0:
+			return min(st.NullCount, p.groups[i].Rows), true
+		case len(st.MinValue) > 0 || len(st.MaxValue) > 0 || len(st.Min) > 0 || len(st.Max) > 0:
+			return 0, true
+		}
+		return 0, false
+	}
+	return p.groups[i].Rows, true
+}
+
 // rgState is the reusable memory of one ReadRowGroup call.
 type rgState struct {
 	batch   []segment.Message

@@ -153,20 +153,41 @@ func writeParquet(t testing.TB, dir, name string, cols []tcol, rows [][]any, opt
 
 // msg is a comparable copy of a segment.Message.
 type msg struct {
-	Type                                                   segment.Type
-	MessageID, UserID, DeviceID, EventText, Event, OrderID string
-	Total, Revenue                                         segment.Number
-	Repeat                                                 segment.Bool
-	Timestamp, OriginalTimestamp, SentAt, ReceivedAt       segment.Time
-	UserAgent, IP                                          string
-	IntegrationsAll, IntegrationsConvertro                 segment.Bool
+	Type                                             segment.Type
+	MessageID, UserID, AnonymousID, DeviceID         string
+	EventText, Event, OrderID                        string
+	Total, Revenue                                   num
+	Repeat                                           segment.Bool
+	Timestamp, OriginalTimestamp, SentAt, ReceivedAt segment.Time
+	UserAgent, IP                                    string
+	IntegrationsAll, IntegrationsConvertro           segment.Bool
 }
+
+// num is a comparable copy of a segment.Number.
+type num struct {
+	Value          float64
+	Valid, Float32 bool
+	Decimal        string
+}
+
+func numOf(n segment.Number) num {
+	return num{Value: n.Value, Valid: n.Valid, Float32: n.Float32, Decimal: string(n.Decimal)}
+}
+
+// numV is a plain number: a DOUBLE, an INT32, an INT64 within 2^53.
+func numV(v float64) num { return num{Value: v, Valid: true} }
+
+// numD is an exact decimal, with the float64 nearest to it.
+func numD(v float64, digits string) num { return num{Value: v, Valid: true, Decimal: digits} }
+
+// numF is a FLOAT.
+func numF(v float32) num { return num{Value: float64(v), Valid: true, Float32: true} }
 
 func copyMsg(m *segment.Message) msg {
 	return msg{
-		Type: m.Type, MessageID: string(m.MessageID), UserID: string(m.UserID), DeviceID: string(m.DeviceID),
+		Type: m.Type, MessageID: string(m.MessageID), UserID: string(m.UserID), AnonymousID: string(m.AnonymousID), DeviceID: string(m.DeviceID),
 		EventText: string(m.EventText), Event: string(m.Event), OrderID: string(m.OrderID),
-		Total: m.Total, Revenue: m.Revenue, Repeat: m.Repeat,
+		Total: numOf(m.Total), Revenue: numOf(m.Revenue), Repeat: m.Repeat,
 		Timestamp: m.Timestamp, OriginalTimestamp: m.OriginalTimestamp, SentAt: m.SentAt, ReceivedAt: m.ReceivedAt,
 		UserAgent: string(m.UserAgent), IP: string(m.IP),
 		IntegrationsAll: m.IntegrationsAll, IntegrationsConvertro: m.IntegrationsConvertro,
@@ -290,23 +311,23 @@ func TestParquetEncodings(t *testing.T) {
 		{"iso text date", tcol{"timestamp", strNode}, "2019-09-26", func(m msg) any { return m.Timestamp }, micros("2019-09-26T00:00:00Z")},
 		{"bad text timestamp", tcol{"timestamp", strNode}, "yesterday", func(m msg) any { return m.Timestamp }, segment.Time{}},
 		// numbers
-		{"int32 total", tcol{"total", opt(parquet.Int(32))}, int32(27), func(m msg) any { return m.Total }, segment.Num(27)},
-		{"int64 total", tcol{"total", opt(parquet.Int(64))}, int64(-5), func(m msg) any { return m.Total }, segment.Num(-5)},
-		{"float total", tcol{"total", opt(parquet.Leaf(parquet.FloatType))}, float32(27.5), func(m msg) any { return m.Total }, segment.Num(27.5)},
-		{"double revenue", tcol{"revenue", opt(parquet.Leaf(parquet.DoubleType))}, 49.99, func(m msg) any { return m.Revenue }, segment.Num(49.99)},
-		{"double NaN is absent", tcol{"revenue", opt(parquet.Leaf(parquet.DoubleType))}, math.NaN(), func(m msg) any { return m.Revenue }, segment.Number{}},
-		{"decimal int32", tcol{"total", opt(parquet.Decimal(2, 9, parquet.Int32Type))}, int32(2750), func(m msg) any { return m.Total }, segment.Num(27.5)},
-		{"decimal int64", tcol{"total", opt(parquet.Decimal(2, 18, parquet.Int64Type))}, int64(129950), func(m msg) any { return m.Total }, segment.Num(1299.5)},
-		{"decimal flba 16", tcol{"total", opt(parquet.Decimal(6, 38, parquet.FixedLenByteArrayType(16)))}, flba(beBytes(27500000, 16)), func(m msg) any { return m.Total }, segment.Num(27.5)},
-		{"decimal flba negative", tcol{"total", opt(parquet.Decimal(6, 38, parquet.FixedLenByteArrayType(16)))}, flba(beBytes(-1500000, 16)), func(m msg) any { return m.Total }, segment.Num(-1.5)},
-		{"decimal flba 5", tcol{"total", opt(parquet.Decimal(2, 10, parquet.FixedLenByteArrayType(5)))}, flba(beBytes(-2750, 5)), func(m msg) any { return m.Total }, segment.Num(-27.5)},
-		{"decimal byte array", tcol{"total", opt(parquet.Decimal(2, 20, parquet.ByteArrayType))}, beBytes(4999, 3), func(m msg) any { return m.Total }, segment.Num(49.99)},
-		{"text number", tcol{"total", strNode}, "27.50", func(m msg) any { return m.Total }, segment.Num(27.5)},
-		{"text money", tcol{"total", dictNode}, " $1,299.50 ", func(m msg) any { return m.Total }, segment.Num(1299.5)},
-		{"text NA", tcol{"total", strNode}, "NA", func(m msg) any { return m.Total }, segment.Number{}},
-		{"text empty", tcol{"revenue", strNode}, "", func(m msg) any { return m.Revenue }, segment.Number{}},
-		{"null number", tcol{"total", opt(parquet.Leaf(parquet.DoubleType))}, nil, func(m msg) any { return m.Total }, segment.Number{}},
-		{"zero is a value", tcol{"total", opt(parquet.Leaf(parquet.DoubleType))}, 0.0, func(m msg) any { return m.Total }, segment.Num(0)},
+		{"int32 total", tcol{"total", opt(parquet.Int(32))}, int32(27), func(m msg) any { return m.Total }, numV(27)},
+		{"int64 total", tcol{"total", opt(parquet.Int(64))}, int64(-5), func(m msg) any { return m.Total }, numV(-5)},
+		{"float total", tcol{"total", opt(parquet.Leaf(parquet.FloatType))}, float32(27.5), func(m msg) any { return m.Total }, numF(27.5)},
+		{"double revenue", tcol{"revenue", opt(parquet.Leaf(parquet.DoubleType))}, 49.99, func(m msg) any { return m.Revenue }, numV(49.99)},
+		{"double NaN is absent", tcol{"revenue", opt(parquet.Leaf(parquet.DoubleType))}, math.NaN(), func(m msg) any { return m.Revenue }, num{}},
+		{"decimal int32", tcol{"total", opt(parquet.Decimal(2, 9, parquet.Int32Type))}, int32(2750), func(m msg) any { return m.Total }, numD(27.5, "27.50")},
+		{"decimal int64", tcol{"total", opt(parquet.Decimal(2, 18, parquet.Int64Type))}, int64(129950), func(m msg) any { return m.Total }, numD(1299.5, "1299.50")},
+		{"decimal flba 16", tcol{"total", opt(parquet.Decimal(6, 38, parquet.FixedLenByteArrayType(16)))}, flba(beBytes(27500000, 16)), func(m msg) any { return m.Total }, numD(27.5, "27.500000")},
+		{"decimal flba negative", tcol{"total", opt(parquet.Decimal(6, 38, parquet.FixedLenByteArrayType(16)))}, flba(beBytes(-1500000, 16)), func(m msg) any { return m.Total }, numD(-1.5, "-1.500000")},
+		{"decimal flba 5", tcol{"total", opt(parquet.Decimal(2, 10, parquet.FixedLenByteArrayType(5)))}, flba(beBytes(-2750, 5)), func(m msg) any { return m.Total }, numD(-27.5, "-27.50")},
+		{"decimal byte array", tcol{"total", opt(parquet.Decimal(2, 20, parquet.ByteArrayType))}, beBytes(4999, 3), func(m msg) any { return m.Total }, numD(49.99, "49.99")},
+		{"text number", tcol{"total", strNode}, "27.50", func(m msg) any { return m.Total }, numD(27.5, "27.50")},
+		{"text money", tcol{"total", dictNode}, " $1,299.50 ", func(m msg) any { return m.Total }, numD(1299.5, "1299.50")},
+		{"text NA", tcol{"total", strNode}, "NA", func(m msg) any { return m.Total }, num{}},
+		{"text empty", tcol{"revenue", strNode}, "", func(m msg) any { return m.Revenue }, num{}},
+		{"null number", tcol{"total", opt(parquet.Leaf(parquet.DoubleType))}, nil, func(m msg) any { return m.Total }, num{}},
+		{"zero is a value", tcol{"total", opt(parquet.Leaf(parquet.DoubleType))}, 0.0, func(m msg) any { return m.Total }, numV(0)},
 		// booleans
 		{"boolean true", tcol{"repeat", opt(parquet.Leaf(parquet.BooleanType))}, true, func(m msg) any { return m.Repeat }, segment.True},
 		{"boolean false", tcol{"repeat", opt(parquet.Leaf(parquet.BooleanType))}, false, func(m msg) any { return m.Repeat }, segment.False},
@@ -350,27 +371,27 @@ func TestParquetEncodings(t *testing.T) {
 func TestParquetNamingVariants(t *testing.T) {
 	ts := micros("2024-01-31T10:00:00.5Z")
 	want := msg{
-		Type: segment.TypeTrack, MessageID: "m1", UserID: "u1", DeviceID: "d1", EventText: "Order Completed", Event: "order_completed",
-		OrderID: "o1", Total: segment.Num(27.5), Revenue: segment.Num(25), Repeat: segment.True,
+		Type: segment.TypeTrack, MessageID: "m1", UserID: "u1", AnonymousID: "a1", DeviceID: "d1", EventText: "Order Completed", Event: "order_completed",
+		OrderID: "o1", Total: numV(27.5), Revenue: numV(25), Repeat: segment.True,
 		Timestamp: ts, OriginalTimestamp: ts, SentAt: ts, ReceivedAt: ts, UserAgent: "Mozilla/5.0", IP: "10.0.0.1",
 		IntegrationsAll: segment.False, IntegrationsConvertro: segment.True,
 	}
 	tsNode := opt(parquet.Timestamp(parquet.Microsecond))
 	dbl := opt(parquet.Leaf(parquet.DoubleType))
 	bl := opt(parquet.Leaf(parquet.BooleanType))
-	values := []any{"m1", "u1", "d1", "Order Completed", "order_completed", "o1", 27.5, 25.0, true,
+	values := []any{"m1", "u1", "a1", "d1", "Order Completed", "order_completed", "o1", 27.5, 25.0, true,
 		ts.Micros, ts.Micros, ts.Micros, ts.Micros, "Mozilla/5.0", "10.0.0.1", false, true}
-	nodes := []parquet.Node{strNode, strNode, dictNode, strNode, dictNode, strNode, dbl, dbl, bl, tsNode, tsNode, tsNode, tsNode, strNode, strNode, bl, bl}
+	nodes := []parquet.Node{strNode, strNode, strNode, dictNode, strNode, dictNode, strNode, dbl, dbl, bl, tsNode, tsNode, tsNode, tsNode, strNode, strNode, bl, bl}
 	layouts := map[string][]string{
-		"warehouse": {"id", "user_id", "context_device_id", "event_text", "event", "order_id", "total", "revenue", "repeat",
+		"warehouse": {"id", "user_id", "anonymous_id", "context_device_id", "event_text", "event", "order_id", "total", "revenue", "repeat",
 			"timestamp", "original_timestamp", "sent_at", "received_at", "context_user_agent", "context_ip", "integrations_all", "integrations_convertro"},
-		"datalakes": {"id", "user_id", "context_device_id", "event_text", "event", "properties_order_id", "properties_total", "properties_revenue", "properties_repeat",
+		"datalakes": {"id", "user_id", "anonymous_id", "context_device_id", "event_text", "event", "properties_order_id", "properties_total", "properties_revenue", "properties_repeat",
 			"timestamp", "original_timestamp", "sent_at", "received_at", "context_user_agent", "context_ip", "integrations_all", "integrations_convertro"},
-		"camel": {"messageId", "userId", "contextDeviceId", "eventText", "event", "orderId", "total", "revenue", "repeat",
+		"camel": {"messageId", "userId", "anonymousId", "contextDeviceId", "eventText", "event", "orderId", "total", "revenue", "repeat",
 			"timestamp", "originalTimestamp", "sentAt", "receivedAt", "contextUserAgent", "contextIp", "integrationsAll", "integrationsConvertro"},
-		"snowflake": {"ID", "USER_ID", "CONTEXT_DEVICE_ID", "EVENT_TEXT", "EVENT", "ORDER_ID", "TOTAL", "REVENUE", "REPEAT",
+		"snowflake": {"ID", "USER_ID", "ANONYMOUS_ID", "CONTEXT_DEVICE_ID", "EVENT_TEXT", "EVENT", "ORDER_ID", "TOTAL", "REVENUE", "REPEAT",
 			"TIMESTAMP", "ORIGINAL_TIMESTAMP", "SENT_AT", "RECEIVED_AT", "CONTEXT_USER_AGENT", "CONTEXT_IP", "INTEGRATIONS_ALL", "INTEGRATIONS_CONVERTRO"},
-		"nested": {"messageId", "userId", "context.device.id", "eventText", "event", "properties.orderId", "properties.total", "properties.revenue", "properties.repeat",
+		"nested": {"messageId", "userId", "anonymousId", "context.device.id", "eventText", "event", "properties.orderId", "properties.total", "properties.revenue", "properties.repeat",
 			"timestamp", "originalTimestamp", "sentAt", "receivedAt", "context.userAgent", "context.ip", "integrations.All", "integrations.Convertro"},
 	}
 	dir := t.TempDir()
@@ -492,7 +513,7 @@ func TestParquetTypeDrift(t *testing.T) {
 		path := writeParquet(t, dir, fmt.Sprintf("drift%d.parquet", i),
 			[]tcol{{"event", strNode}, {"total", f.node}}, [][]any{{"order_completed", f.value}})
 		got := mustOpenRead(t, path, objectFor(path, "order_completed", ""))
-		if got[0].Total != segment.Num(want[i]) {
+		if got[0].Total.Value != want[i] || !got[0].Total.Valid {
 			t.Errorf("file %d: total = %+v, want %v", i, got[0].Total, want[i])
 		}
 	}
@@ -528,9 +549,9 @@ func TestParquetColumnOrderAndMissingColumns(t *testing.T) {
 	}
 	ga := mustOpenRead(t, pa, objectFor(pa, "", ""))[0]
 	gb := mustOpenRead(t, pb, objectFor(pb, "", ""))[0]
-	want := msg{Type: segment.TypeTrack, DeviceID: "d1", Event: "order_completed", Total: segment.Num(12.5)}
+	want := msg{Type: segment.TypeTrack, DeviceID: "d1", Event: "order_completed", Total: numV(12.5)}
 	wantA := want
-	wantA.Revenue = segment.Num(12.5)
+	wantA.Revenue = numV(12.5)
 	if ga != wantA {
 		t.Errorf("file a: %+v, want %+v", ga, wantA)
 	}
@@ -575,7 +596,7 @@ func genWant(i int) msg {
 	m := msg{Type: segment.TypeTrack, MessageID: r[0].(string), UserID: r[1].(string), DeviceID: r[2].(string), EventText: r[3].(string),
 		Timestamp: segment.At(r[5].(int64))}
 	if r[4] != nil {
-		m.Total = segment.Num(r[4].(float64))
+		m.Total = numV(r[4].(float64))
 	}
 	if r[6] != nil {
 		m.UserAgent = r[6].(string)
@@ -670,7 +691,7 @@ func TestParquetAllNullColumnInRowGroup(t *testing.T) {
 		if i < 100 && (g.Total.Valid || g.Timestamp.Valid) {
 			t.Fatalf("row %d: want NULL total and timestamp, got %+v", i, g)
 		}
-		if i >= 100 && (g.Total != segment.Num(float64(i)) || g.Timestamp != segment.At(int64(i)*1000)) {
+		if i >= 100 && (g.Total != numV(float64(i)) || g.Timestamp != segment.At(int64(i)*1000)) {
 			t.Fatalf("row %d: got %+v", i, g)
 		}
 		if g.IP != "" {

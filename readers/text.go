@@ -16,8 +16,17 @@ import (
 // " $1,299.50 ", "-$5"). Anything else — "NA", "", "NaN", "Inf", hex — is not
 // a number and reports false.
 func ParseNumber(b []byte) (float64, bool) {
-	b = trimSpace(b)
 	var buf [64]byte
+	_, _, v, ok := parseNumber(b, &buf)
+	return v, ok
+}
+
+// parseNumber is ParseNumber, also returning the number as written without
+// its space, `$`, `+` and commas (in buf: "-1299.50" for " -$1,299.50 "),
+// and whether it has an exponent. Without one that text is the number's
+// exact decimal, which a float64 may not hold.
+func parseNumber(b []byte, buf *[64]byte) (clean []byte, exp bool, v float64, ok bool) {
+	b = trimSpace(b)
 	n := 0
 	i := 0
 	neg := false
@@ -49,22 +58,22 @@ func ParseNumber(b []byte) (float64, bool) {
 		case c == ',':
 			// Thousands separators only: between digits of the integer part.
 			if seenDot || seenExp || intDigits == 0 || i+1 >= len(b) || b[i+1] < '0' || b[i+1] > '9' {
-				return 0, false
+				return nil, false, 0, false
 			}
 			continue
 		case c == '.':
 			if seenDot || seenExp {
-				return 0, false
+				return nil, false, 0, false
 			}
 			seenDot = true
 		case c == 'e' || c == 'E':
 			if seenExp || digits == 0 {
-				return 0, false
+				return nil, false, 0, false
 			}
 			seenExp = true
 			if i+1 < len(b) && (b[i+1] == '-' || b[i+1] == '+') {
 				if n >= len(buf)-1 {
-					return 0, false
+					return nil, false, 0, false
 				}
 				buf[n] = c
 				n++
@@ -73,22 +82,22 @@ func ParseNumber(b []byte) (float64, bool) {
 			}
 			digits = 0 // the exponent needs digits of its own
 		default:
-			return 0, false
+			return nil, false, 0, false
 		}
 		if n >= len(buf) {
-			return 0, false
+			return nil, false, 0, false
 		}
 		buf[n] = c
 		n++
 	}
 	if digits == 0 {
-		return 0, false
+		return nil, false, 0, false
 	}
 	v, err := strconv.ParseFloat(string(buf[:n]), 64)
 	if err != nil { // out of range
-		return 0, false
+		return nil, false, 0, false
 	}
-	return v, true
+	return buf[:n], seenExp, v, true
 }
 
 // ParseBool reads a boolean written as text: exactly "true" or "false" in any

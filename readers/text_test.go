@@ -57,6 +57,32 @@ func TestParseNumber(t *testing.T) {
 	}
 }
 
+// TestParseNumberDigits: the digits a number is sent with are the text's
+// own, without its space, `$`, `+` and commas; text with an exponent has none
+// of its own (it is sent as its float64).
+func TestParseNumberDigits(t *testing.T) {
+	cases := []struct {
+		in, digits string
+		exp        bool
+	}{
+		{"27.50", "27.50", false},
+		{" $1,299.50 ", "1299.50", false},
+		{"-$5.25", "-5.25", false},
+		{"$-5.25", "-5.25", false},
+		{"+3", "3", false},
+		{".5", ".5", false},
+		{"12345678901234567890.12", "12345678901234567890.12", false},
+		{"1.5E-2", "1.5E-2", true},
+	}
+	for _, tc := range cases {
+		var buf [64]byte
+		digits, exp, _, ok := parseNumber([]byte(tc.in), &buf)
+		if !ok || string(digits) != tc.digits || exp != tc.exp {
+			t.Errorf("parseNumber(%q) = %q, exponent %v, ok %v; want %q, exponent %v", tc.in, digits, exp, ok, tc.digits, tc.exp)
+		}
+	}
+}
+
 func TestParseNumberDoesNotAllocate(t *testing.T) {
 	in := []byte(" $1,299.50 ")
 	if n := testing.AllocsPerRun(100, func() { ParseNumber(in) }); n != 0 {

@@ -92,9 +92,28 @@ func (b Bool) String() string {
 
 // Number is a numeric value that may be absent (NULL, or text that is not a
 // number such as "NA").
+//
+// Value is the number as a float64, for arithmetic. What is sent is the
+// number's own decimal form, which a float64 may not hold, so a Number also
+// says where that form comes from:
+//
+//   - Decimal, when not empty, is the exact decimal the column held: a
+//     DECIMAL of any precision, an INT64 beyond 2^53, or text without an
+//     exponent ("$1,299.50" as "1299.50"). It is an optional '-', digits and
+//     an optional '.' with more digits, and may carry leading or trailing
+//     zeros; Value is then only its nearest float64 (±Inf past the float64
+//     range). Like the Message's byte slices it points into the decoder's
+//     buffers.
+//   - Float32, when Decimal is empty, says that Value was read from a 32-bit
+//     FLOAT, whose own shortest form is the 32-bit value's: a FLOAT 49.99 is
+//     49.99, though its float64 widening prints as 49.9900016784668.
+//   - Otherwise Value is the number, and its shortest float64 form is its
+//     own (DOUBLE, INT32, INT64 within 2^53, text with an exponent).
 type Number struct {
-	Value float64
-	Valid bool
+	Value   float64
+	Valid   bool
+	Float32 bool
+	Decimal []byte
 }
 
 // Num returns a present Number.
@@ -126,9 +145,10 @@ func (t Time) UnixSeconds() int64 {
 type Message struct {
 	Type Type
 
-	MessageID []byte // `id` in warehouse tables, `messageId` in raw JSON
-	UserID    []byte
-	DeviceID  []byte // context.device.id
+	MessageID   []byte // `id` in warehouse tables, `messageId` in raw JSON
+	UserID      []byte
+	AnonymousID []byte // `anonymous_id`: analytics.js's id of the browser
+	DeviceID    []byte // context.device.id
 
 	EventText []byte // the event name as sent (`event_text`, `Order Completed`)
 	Event     []byte // the slug (`event`, `order_completed`); used when EventText is empty
