@@ -39,7 +39,7 @@ endif
 build:
 	$(GO) build -o $(BIN) ./cmd/convertro-etl
 
-bench: ## benchmarks, then the whole-job table (exports kept in BENCHDIR, default the user cache) (not in CI)
+bench: emulators ## benchmarks, then the whole-job table (exports kept in BENCHDIR, default the user cache) (not in CI)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(GO) run ./internal/benchtable -go $(GO) $(if $(BENCHDIR),-work $(BENCHDIR))
 
