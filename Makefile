@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/convertro-etl
 
-.PHONY: demo test vet build bench fuzz soak clean emulators
+.PHONY: demo test vet build bench bench-gocloud fuzz soak clean emulators
 
 demo: ## run the embedded sample export against the built-in simulator
 	$(GO) run ./cmd/convertro-etl run
@@ -41,9 +41,22 @@ endif
 build:
 	$(GO) build -o $(BIN) ./cmd/convertro-etl
 
-bench: ## benchmarks, then the whole-job table (exports kept in BENCHDIR, default the user cache) (not in CI)
+bench: emulators ## benchmarks, then the whole-job table (exports kept in BENCHDIR, default the user cache) (not in CI)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(GO) run ./internal/benchtable -go $(GO) $(if $(BENCHDIR),-work $(BENCHDIR))
+
+# A module of its own (objstore/internal/gocloudbench), so that gocloud.dev
+# stays out of go.mod; ./... above does not reach it. Its test (the
+# conditional writes through gocloud) runs first, then the benchmark
+# BENCHCOUNT times, each run a new process taking the ways of reading in
+# the other order than the last.
+BENCHCOUNT ?= 6
+bench-gocloud: emulators ## objstore against gocloud.dev/blob on each emulator; pipe to benchstat -col /impl (not in CI)
+	cd objstore/internal/gocloudbench && export CONVERTRO_ETL_EMULATORS=$(abspath $(EMULATORS)) && \
+	  $(GO) test -count 1 . && $(GO) test -c -o gocloudbench.test . && \
+	  for i in $$(seq $(BENCHCOUNT)); do \
+	    ./gocloudbench.test -test.run '^$$' -test.bench . -test.benchmem -test.timeout 30m -reverse=$$((i % 2 == 0)) || exit 1; \
+	  done; rm -f gocloudbench.test
 
 FUZZTIME ?= 30s
 fuzz: ## each fuzz target for FUZZTIME (not in CI)

@@ -1,0 +1,94 @@
+package jobs
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/convertro-etl/convertro-etl/objstore/objstoretest"
+	"github.com/convertro-etl/convertro-etl/writers/generate"
+)
+
+// storageBenchRows is the size of the export BenchmarkDryRunStorage reads:
+// one day, 168 files of 20 to 500 KB (41 MB), 1 to 4 row groups of 500
+// rows each, most small enough that the decoder's first tail read fetches
+// the whole file.
+const storageBenchRows = 200_000
+
+// storageBenchRoots are the buckets holding a copy of the export, by
+// backend: uploaded once per test binary, which a -count run reuses (the
+// export is generated again, byte for byte the same).
+var storageBenchRoots = struct {
+	sync.Mutex
+	m map[string]string
+}{m: map[string]string{}}
+
+func storageBenchRoot(b *testing.B, backend, export string) string {
+	b.Helper()
+	storageBenchRoots.Lock()
+	defer storageBenchRoots.Unlock()
+	if root, ok := storageBenchRoots.m[backend]; ok {
+		return root
+	}
+	root := remoteBackends[backend](b) + "/segment"
+	putTree(b, export, root)
+	storageBenchRoots.m[backend] = root
+	return root
+}
+
+// BenchmarkDryRunStorage runs a dry run of the same 200,000-row export
+// from local disk and from a bucket of each emulator (the real SDK client
+// through the emulator's proxy), and reports rows read a second and, for
+// the remote ones, their ratio to local disk's rows a second in the same
+// run (local runs first), the requests the emulator served and the bytes
+// of their answers. Not in CI: make bench.
+func BenchmarkDryRunStorage(b *testing.B) {
+	ctx := context.Background()
+	export := filepath.Join(b.TempDir(), "export")
+	if _, err := generate.Generate(ctx, generate.Options{
+		Out: export, Rows: storageBenchRows, Seed: 19, Days: 1, RowGroupRows: 500,
+	}); err != nil {
+		b.Fatal(err)
+	}
+	var localRate float64
+	for _, backend := range []string{"local", "gcs", "s3", "azure"} {
+		b.Run(backend, func(b *testing.B) {
+			src := export
+			if backend != "local" {
+				src = storageBenchRoot(b, backend, export)
+			}
+			dir := b.TempDir()
+			// A dry run sends nothing: the endpoint is never dialled.
+			o := testOptions(src, filepath.Join(dir, "state"), "http://127.0.0.1:1")
+			o.DryRun, o.Out = true, filepath.Join(dir, "dry.jsonl")
+			traffic := objstoretest.TrafficOf(backend) // nil for local
+			if traffic != nil {
+				traffic.Reset()
+			}
+			var rows int64
+			b.ResetTimer()
+			for b.Loop() {
+				rep, err := Run(ctx, o, testEnv(nil))
+				if err != nil {
+					b.Fatalf("dry run from %s: %v", src, err)
+				}
+				if rep.Counts.RowsRead != storageBenchRows {
+					b.Fatalf("dry run from %s read %d rows, want %d", src, rep.Counts.RowsRead, storageBenchRows)
+				}
+				rows += rep.Counts.RowsRead
+			}
+			rate := float64(rows) / b.Elapsed().Seconds()
+			if traffic != nil {
+				b.ReportMetric(float64(traffic.Requests.Load())/float64(b.N), "req/op")
+				b.ReportMetric(float64(traffic.Bytes.Load())/float64(b.N)/1e6, "MB-served/op")
+			}
+			b.ReportMetric(rate, "rows/s")
+			if backend == "local" {
+				localRate = rate
+			} else if localRate > 0 {
+				b.ReportMetric(rate/localRate, "x-local")
+			}
+		})
+	}
+}
