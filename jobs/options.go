@@ -21,6 +21,7 @@ import (
 
 	"github.com/convertro-etl/convertro-etl/convertro"
 	"github.com/convertro-etl/convertro-etl/internal/segment"
+	"github.com/convertro-etl/convertro-etl/objstore"
 	"github.com/convertro-etl/convertro-etl/pipeline"
 )
 
@@ -264,7 +265,7 @@ func (o Options) withDefaults() Options {
 
 func (o Options) validate() error {
 	if len(o.Sources) == 0 {
-		return fmt.Errorf("%w: no source: give --source URI (a path, file://…, or gs://, s3:// or az://bucket/prefix)", ErrConfig)
+		return fmt.Errorf("%w: no source: give --source URI (%s)", ErrConfig, objstore.Forms())
 	}
 	if err := o.Check(); err != nil {
 		return err
@@ -434,10 +435,10 @@ var table = []*Option{
 		Help:  "kind of job: backfill, audience or migration",
 		Field: func(o *Options) any { return &o.Kind }},
 	{Name: "source", Key: "sources", Default: []string(nil), For: runPlan, Path: true,
-		Help:  "source `URI`: a path, file://…, or gs://, s3:// or az://bucket/prefix (repeatable)",
+		Help:  "source `URI`: " + objstore.Forms() + " (repeatable)",
 		Field: func(o *Options) any { return &o.Sources }},
 	{Name: "state", Key: "state", Default: "./.convertro-state", For: []string{CmdRun, CmdReplay, CmdStatus}, Path: true,
-		Help:  "state location for the manifest, report and dead letters: a path, or gs://, s3:// or az://bucket/prefix",
+		Help:  "state location for the manifest, report and dead letters: " + objstore.Forms(),
 		Field: func(o *Options) any { return &o.State }},
 	{Name: "endpoint", Key: "endpoint", Default: "", For: runReplay,
 		Help:  "Convertro base `URL` (overrides https://{domain})",
@@ -530,7 +531,7 @@ var table = []*Option{
 		Help:  "audience job: audience `key` the sync covers (repeatable; names the columns of an identifies export)",
 		Field: func(o *Options) any { return &o.Audiences }},
 	{Name: "devices", Key: "devices", Default: "", For: runOnly, Path: true,
-		Help:  "audience job: identifies export giving each user's latest device id (a path, or gs://, s3:// or az://…)",
+		Help:  "audience job: identifies export giving each user's latest device id (" + objstore.Forms() + ")",
 		Field: func(o *Options) any { return &o.Devices }},
 	{Name: "membership", Key: "membership", Default: MembershipColumns{}, For: runOnly,
 		Help:  "audience job: a column name of a membership table, FIELD=COLUMN with FIELD userId, audience, member, deviceId or timestamp (repeatable)",

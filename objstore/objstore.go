@@ -236,6 +236,13 @@ func open(ctx context.Context, loc Location) (*Store, error) {
 	return &Store{b: b, loc: loc}, nil
 }
 
+// Forms describes the location URLs the registered backends take, for help
+// text and messages: "a path, file://…, or abfss://, az://, gs://, s3://
+// bucket/prefix".
+func Forms() string {
+	return "a path, file://…, or " + strings.Join(remoteSchemes(), ", ") + " bucket/prefix"
+}
+
 func remoteSchemes() []string {
 	var out []string
 	for _, s := range Schemes() {

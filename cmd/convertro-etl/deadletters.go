@@ -4,6 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/convertro-etl/convertro-etl/jobs"
+	"github.com/convertro-etl/convertro-etl/objstore"
 )
 
 func newDeadLettersCmd(env func() jobs.Env) *cobra.Command {
@@ -26,7 +27,7 @@ stderr; replay deletes them.`,
 			return jobs.ListDeadLetters(cmd.Context(), o, env())
 		},
 	}
-	cmd.Flags().StringVar(&o.State, "state", "./.convertro-state", "state location (a path, or gs://, s3:// or az://bucket/prefix)")
+	cmd.Flags().StringVar(&o.State, "state", "./.convertro-state", "state location ("+objstore.Forms()+")")
 	cmd.Flags().BoolVar(&o.JSON, "json", false, "one JSON object per dead letter, one per line")
 	cmd.Flags().BoolVar(&o.URLs, "urls", false, "print the requests' URLs (personal data)")
 	return cmd
