@@ -355,3 +355,30 @@ func TestStatusShardHoldsAnotherRun(t *testing.T) {
 		t.Errorf("after both shards ran tonight: %v", err)
 	}
 }
+
+// TestStatusOtherSplit: a state written before the shard count was
+// recorded, holding manifests of two splits: the job is the split written
+// last, its missing shards are not started, and the older split's
+// manifests are listed apart and counted nowhere.
+func TestStatusOtherSplit(t *testing.T) {
+	state := t.TempDir()
+	at := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	job := pipeline.JobID{Kind: "backfill", Fingerprint: "f", Description: "backfill of x"}
+	for i, s := range []pipeline.Shard{{Index: 0, Count: 2}, {Index: 1, Count: 2}, {Index: 0, Count: 3}} {
+		writeManifest(t, state, &pipeline.Manifest{Version: pipeline.ManifestVersion, Job: job, Shard: s, Status: pipeline.StatusFinished,
+			Counts: pipeline.Counts{RowsRead: 10, RowsDelivered: 10}, Runs: 1, Updated: at.Add(time.Duration(i) * time.Hour)})
+	}
+	js, err := ReadJobStatus(context.Background(), state, at.Add(time.Hour*5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if js.ShardCount != 3 || !slices.Equal(shardStatuses(*js), []string{"finished", StatusNotStarted, StatusNotStarted}) {
+		t.Errorf("count %d, statuses %v; want the 3-shard split, 1/3 and 2/3 not started", js.ShardCount, shardStatuses(*js))
+	}
+	if len(js.Other) != 2 || js.Other[0].Shard != "0/2" || js.Other[1].Shard != "1/2" || js.Totals.Counts.RowsRead != 10 {
+		t.Errorf("other manifests %v, rows read %d: want 0/2 and 1/2 apart, only 0/3's 10 rows counted", js.Other, js.Totals.Counts.RowsRead)
+	}
+	if err := js.verdict(); !errors.Is(err, ErrNotDone) {
+		t.Errorf("verdict %v, want ErrNotDone", err)
+	}
+}
