@@ -289,7 +289,7 @@ func ReadJobStatus(ctx context.Context, state string, now time.Time) (*JobStatus
 		}
 		js.Shards = append(js.Shards, s)
 	}
-	js.total(now)
+	js.total()
 	return js, nil
 }
 
@@ -327,7 +327,7 @@ func shardStatus(m *pipeline.Manifest, now time.Time, orphans map[pipeline.Shard
 }
 
 // total fills the job's status, completeness and totals from its shards.
-func (js *JobStatus) total(now time.Time) {
+func (js *JobStatus) total() {
 	t := &js.Totals
 	t.ShardsByStatus = map[string]int{}
 	var planned, incomplete int
@@ -411,9 +411,8 @@ func (js *JobStatus) setAside() []pipeline.SkippedObject {
 	return out
 }
 
-// setAside lists the objects m records as set aside: as the pipeline's own
-// verdict counts them, those still listed, unreadable, whose rows are not
-// all read.
+// setAside lists the objects m marks as set aside as unreadable, the ones
+// the pipeline's own verdict counts: while one is, the shard is incomplete.
 func setAside(m *pipeline.Manifest) []pipeline.SkippedObject {
 	var out []pipeline.SkippedObject
 	for _, o := range m.Objects {
