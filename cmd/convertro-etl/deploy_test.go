@@ -625,8 +625,19 @@ func TestDeployDockerfile(t *testing.T) {
 	if copied["/etc/ssl/certs/ca-certificates.crt"] != "/etc/ssl/certs/ca-certificates.crt" {
 		t.Errorf("no CA certificates copied from the build stage to /etc/ssl/certs/ca-certificates.crt: %v", copied)
 	}
-	if copied["/tmp"] == "" {
-		t.Errorf("no /tmp: %v", copied)
+	// COPY sets the modes of what is inside the directory it copies, not of
+	// the directory itself: /tmp must arrive inside a copied root, made
+	// 1777 in the build stage, or the image's user cannot write to it.
+	if src, ok := copied["/tmp"]; ok {
+		t.Errorf("COPY %s /tmp: the directory arrives as 0755, root's; stage it as tmp inside a root copied to /", src)
+	}
+	root := strings.TrimSuffix(copied["/"], "/")
+	madeTmp := false
+	for _, in := range build.instr {
+		madeTmp = madeTmp || in[0] == "RUN" && root != "" && strings.Contains(in[1], "mkdir -m 1777 "+root+"/tmp")
+	}
+	if !madeTmp {
+		t.Errorf("no /tmp of mode 1777: want the build stage to make <root>/tmp with mkdir -m 1777 and COPY <root>/ / (copied: %v)", copied)
 	}
 	if len(entry) != 1 || copied[entry[0]] != built {
 		t.Errorf("ENTRYPOINT %q: want the binary built at %s, copied there", entry, built)
