@@ -56,7 +56,9 @@ soak: ## SIGKILL a 300,000-row job 10 times against a misbehaving simulator, the
 
 # What deploy/Dockerfile's image holds, checked without a container engine:
 # the binary built as its build stage builds it, alone in a root with the CA
-# certificates and /tmp, run as the image's user. chroot needs root.
+# certificates and /tmp, run as the image's user. chroot needs root. The
+# root is made here, not by the Dockerfile's COPYs: TestDeployDockerfile
+# checks those.
 IMAGE_ROOT := bin/image-root
 image-check: ## run the bundled sample with the image's static binary in an empty root as uid 65532 (needs root; not in CI)
 	rm -rf $(IMAGE_ROOT) && mkdir -p $(IMAGE_ROOT)/etc/ssl/certs $(IMAGE_ROOT)/tmp && chmod 1777 $(IMAGE_ROOT)/tmp
