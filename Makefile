@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/convertro-etl
 
-.PHONY: demo test vet build bench bench-gocloud fuzz soak clean emulators
+.PHONY: demo test vet build bench bench-gocloud fuzz soak clean emulators image-check
 
 demo: ## run the embedded sample export against the built-in simulator
 	$(GO) run ./cmd/convertro-etl run
@@ -68,6 +68,18 @@ fuzz: ## each fuzz target for FUZZTIME (not in CI)
 
 soak: ## SIGKILL a 300,000-row job 10 times against a misbehaving simulator, then check every request (not in CI; CI runs a small one)
 	$(GO) test -run '^TestSoak$$' -count=1 -timeout 60m -v ./cmd/convertro-etl -args -soak.rows=300000 -soak.kills=10 -soak.max-rps=700
+
+# What deploy/Dockerfile's image holds, checked without a container engine:
+# the binary built as its build stage builds it, alone in a root with the CA
+# certificates and /tmp, run as the image's user. chroot needs root. The
+# root is made here, not by the Dockerfile's COPYs: TestDeployDockerfile
+# checks those.
+IMAGE_ROOT := bin/image-root
+image-check: ## run the bundled sample with the image's static binary in an empty root as uid 65532 (needs root; not in CI)
+	rm -rf $(IMAGE_ROOT) && mkdir -p $(IMAGE_ROOT)/etc/ssl/certs $(IMAGE_ROOT)/tmp && chmod 1777 $(IMAGE_ROOT)/tmp
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w -X main.version=image-check" -o $(IMAGE_ROOT)/convertro-etl ./cmd/convertro-etl
+	cp /etc/ssl/certs/ca-certificates.crt $(IMAGE_ROOT)/etc/ssl/certs/
+	chroot --userspec=65532:65532 $(IMAGE_ROOT) /convertro-etl run
 
 clean:
 	rm -rf bin $(EMULATORS)

@@ -26,9 +26,12 @@
 // (flag over environment over job file over default); withDefaults and
 // Check read it too. Adding an option is a field and a table entry.
 //
-// What an operator sees of a job besides its summary: Status (progress,
-// counts, dead letters by refusal, and whether a "running" manifest still
-// has a live lease or was left by a run that died), ListDeadLetters (each
+// What an operator sees of a job besides its summary: Status (one view of
+// the job across its shards: each shard of the count the state records,
+// finished, running with its lease holder, stopped cleanly or not, failed
+// or not started; progress, counts, dead letters by refusal, the job's
+// totals and ETA, a report merged from the shards' manifests, and a verdict
+// for a workflow step that waits on every shard), ListDeadLetters (each
 // dead letter, URLs only on request, as they hold personal data; parts no
 // manifest lists are named as orphaned, and Replay deletes them under the
 // lease), and metrics pushed to a Pushgateway during and at the end of a run
@@ -44,6 +47,8 @@
 // not dead-lettered), and pipeline's ErrLeaseHeld,
 // ErrLeaseLost, ErrJobMismatch, ErrStopped, ErrMisconfigured, ErrIncomplete
 // and ErrCapReached (the day's request cap is spent: run again the next day).
+// Status with Done returns ErrShardFailed, ErrNotDone or
+// pipeline.ErrIncomplete for a job that is not finished and complete.
 // The command line maps these kinds to exit codes in one place.
 //
 // A bad file (readers.ErrBadFile, and a zero-byte object named *.parquet)

@@ -314,24 +314,26 @@ func TestStatusETA(t *testing.T) {
 
 	var js bytes.Buffer
 	env.Stdout = &js
-	if err := Status(ctx, state, true, env); err != nil {
+	if err := Status(ctx, StatusOptions{State: state, JSON: true}, env); err != nil {
 		t.Fatal(err)
 	}
-	var got []struct {
-		ETA *ETA `json:"eta"`
+	var got struct {
+		Shards []struct {
+			ETA *ETA `json:"eta"`
+		} `json:"shards"`
 	}
 	if err := json.Unmarshal(js.Bytes(), &got); err != nil {
 		t.Fatalf("status --json: %v\n%s", err, js.String())
 	}
 	want := ETA{RowsLeft: 750, ActiveSeconds: 125, RowsPerSecond: 10, Seconds: 75, RequestsPerRow: 2, RequestsLeft: 1500,
 		DailyCap: 400, RequestsToday: 400, DaysAtCap: 4}
-	if len(got) != 1 || got[0].ETA == nil || *got[0].ETA != want {
+	if len(got.Shards) != 1 || got.Shards[0].ETA == nil || *got.Shards[0].ETA != want {
 		t.Fatalf("status --json ETA = %+v, want %+v", got, want)
 	}
 
 	var table bytes.Buffer
 	env.Stdout = &table
-	if err := Status(ctx, state, false, env); err != nil {
+	if err := Status(ctx, StatusOptions{State: state}, env); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range []string{"shard 0/1 ETA: 750 rows left", "about 1m15s of sending at 10 rows/s", "1500 requests left", "4 days at the cap of 400/day (400 sent today)"} {

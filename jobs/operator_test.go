@@ -242,18 +242,20 @@ func TestStatusLease(t *testing.T) {
 		env := testEnv(t)
 		env.Now = func() time.Time { return now }
 		env.Stdout = &text
-		if err := Status(context.Background(), d.state, false, env); err != nil {
+		if err := Status(context.Background(), StatusOptions{State: d.state}, env); err != nil {
 			t.Fatal(err)
 		}
 		env.Stdout = &js
-		if err := Status(context.Background(), d.state, true, env); err != nil {
+		if err := Status(context.Background(), StatusOptions{State: d.state, JSON: true}, env); err != nil {
 			t.Fatal(err)
 		}
-		var out []map[string]any
-		if err := json.Unmarshal(js.Bytes(), &out); err != nil || len(out) != 1 {
+		var out struct {
+			Shards []map[string]any `json:"shards"`
+		}
+		if err := json.Unmarshal(js.Bytes(), &out); err != nil || len(out.Shards) != 1 {
 			t.Fatalf("status --json: %v\n%s", err, js.String())
 		}
-		return text.String(), out[0]
+		return text.String(), out.Shards[0]
 	}
 	m := *d.before
 	m.Status = pipeline.StatusRunning
@@ -333,7 +335,7 @@ func TestDeadLettersListed(t *testing.T) {
 	var st bytes.Buffer
 	env := testEnv(t)
 	env.Stdout = &st
-	if err := Status(ctx, d.state, false, env); err != nil {
+	if err := Status(ctx, StatusOptions{State: d.state}, env); err != nil {
 		t.Fatal(err)
 	}
 	if want := "  " + strconv.Itoa(n) + " × 400 Bad Request \""; !strings.Contains(st.String(), want) {
@@ -355,7 +357,7 @@ func TestDeadLettersListed(t *testing.T) {
 		t.Errorf("with an orphaned part: listing changed (%v) or stderr %q", text2 != text, errs)
 	}
 	st.Reset()
-	if err := Status(ctx, d.state, false, env); err != nil {
+	if err := Status(ctx, StatusOptions{State: d.state}, env); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(st.String(), "shard 0/1: 1 orphaned dead-letter parts") {

@@ -272,7 +272,7 @@ func TestReplay(t *testing.T) {
 	var out strings.Builder
 	env := testEnv(t)
 	env.Stdout = &out
-	if err := Status(ctx, d.state, true, env); err != nil {
+	if err := Status(ctx, StatusOptions{State: d.state, JSON: true}, env); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), `"rows_dead_lettered": 0`) && !strings.Contains(out.String(), `"rows_dead_lettered":0`) {

@@ -78,3 +78,20 @@ func layoutError(st StateStore, count int, shard Shard) error {
 		"or give a new --state to run it in %d shards (a finished job run with another count would send every row again): %w",
 		shard, st.URI(""), count, count, count, count, shard.Count, ErrShardLayout)
 }
+
+// ReadLayout returns the shard count recorded in st (see LayoutName), for
+// status, which needs it to name the shards that have not begun. It only
+// reads. A state without a layout (no run began in it yet, or one written
+// before layouts were recorded) is objstore.ErrNotFound; a layout that does
+// not decode is ErrBadManifest.
+func ReadLayout(ctx context.Context, st StateStore) (count int, err error) {
+	data, _, err := st.Read(ctx, LayoutName)
+	if err != nil {
+		return 0, fmt.Errorf("read shard layout: %w", err)
+	}
+	var l layout
+	if err := json.Unmarshal(data, &l); err != nil || l.Shards < 1 {
+		return 0, fmt.Errorf("read shard layout: %s: %w", st.URI(LayoutName), ErrBadManifest)
+	}
+	return l.Shards, nil
+}

@@ -36,10 +36,30 @@ type PartialUnit struct {
 	Done      bool    `json:"done,omitempty"`
 }
 
-// SetAside is an object of the plan set aside as unreadable.
+// SetAside is an object of the plan set aside as unreadable; its URI is
+// kept too, for readers of a summary (no plan).
 type SetAside struct {
 	Object int    `json:"object"`
+	URI    string `json:"uri"`
 	Reason string `json:"reason"`
+}
+
+// SetAsideObjects are the objects of the shard set aside as unreadable,
+// from the plan or, for a summary (ListManifests), from the manifest.
+func (m *Manifest) SetAsideObjects() []SkippedObject {
+	var out []SkippedObject
+	if m.Objects == nil {
+		for _, s := range m.SetAside {
+			out = append(out, SkippedObject{URI: s.URI, Reason: s.Reason})
+		}
+		return out
+	}
+	for _, o := range m.Objects {
+		if o.Skipped != "" {
+			out = append(out, SkippedObject{URI: o.URI, Reason: o.Skipped})
+		}
+	}
+	return out
 }
 
 // AllDone reports whether every unit of the shard is done, from the units
@@ -159,7 +179,7 @@ func storedManifest(m *Manifest) *Manifest {
 	s.SetAside = nil
 	for i, o := range m.Objects {
 		if o.Skipped != "" {
-			s.SetAside = append(s.SetAside, SetAside{Object: i, Reason: o.Skipped})
+			s.SetAside = append(s.SetAside, SetAside{Object: i, URI: o.URI, Reason: o.Skipped})
 		}
 	}
 	s.RowsDone, s.RowsTotal = m.RowsProgress()

@@ -71,13 +71,25 @@ func newPlanCmd(env func() jobs.Env, lookup func(string) (string, bool)) *cobra.
 
 func newStatusCmd(env func() jobs.Env, lookup func(string) (string, bool)) *cobra.Command {
 	var f *jobFlags
-	var asJSON bool
+	var so jobs.StatusOptions
 	cmd := &cobra.Command{
 		Use:   "status --state URI",
-		Short: "Progress and counts of a job from its manifest",
+		Short: "Progress and counts of a job across its shards; --done exits 0 only when all are finished",
+		Long: `status reads every shard's manifest in the state location and shows one job:
+each shard of the count the state records (finished, running with its lease
+holder, stopped, stopped uncleanly, failed, or not started), their summed
+counts, and the job's progress and ETA. It writes nothing.
+
+With --done its exit code says whether the whole job is done, for the step of a
+workflow that waits on all shards: 0 every shard finished, 2 every shard
+finished but rows were dead-lettered or objects set aside, 4 not finished yet
+(shards running, stopped or not started), 5 a shard's last run failed, 1 the
+state could not be read.`,
 		Example: examples(
 			"convertro-etl status --state gs://acme-exports/state/nightly",
 			"convertro-etl status --state ./.convertro-state --json",
+			"# the step after the shards: exit 0 only when all finished, the merged report on stdout",
+			"convertro-etl status --state gs://acme-exports/state/nightly --done --report > report.json",
 		),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -85,11 +97,15 @@ func newStatusCmd(env func() jobs.Env, lookup func(string) (string, bool)) *cobr
 			if err != nil {
 				return err
 			}
-			return jobs.Status(cmd.Context(), o.State, asJSON, env())
+			so.State = o.State
+			return jobs.Status(cmd.Context(), so, env())
 		},
 	}
 	f = bindJobFlags(cmd.Flags(), jobs.CmdStatus, lookup)
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the manifests' progress as JSON")
+	fs := cmd.Flags()
+	fs.BoolVar(&so.JSON, "json", false, "print the job's status (every shard, the totals) as JSON")
+	fs.BoolVar(&so.Report, "report", false, "print the job's report merged from its shards as JSON (counts summed; they add up as a run's do)")
+	fs.BoolVar(&so.Done, "done", false, "exit 0 only if every shard finished: 2 with dead letters or objects set aside, 4 not finished yet, 5 a shard failed")
 	return cmd
 }
 

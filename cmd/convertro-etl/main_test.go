@@ -46,6 +46,9 @@ func TestExitCodes(t *testing.T) {
 		{"misconfigured", pipeline.ErrMisconfigured, 1},
 		{"bad config", jobs.ErrConfig, 1},
 		{"anything else", errors.New("boom"), 1},
+		{"status --done: shards not finished", fmt.Errorf("status s: %w", jobs.ErrNotDone), 4},
+		{"status --done: a shard failed", fmt.Errorf("status s: %w", jobs.ErrShardFailed), 5},
+		{"status --done: finished with dead letters", fmt.Errorf("status s: %w", pipeline.ErrIncomplete), 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
