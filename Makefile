@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/convertro-etl
 
-.PHONY: demo test vet build bench fuzz soak clean emulators
+.PHONY: demo test vet build bench bench-scale fuzz soak clean emulators
 
 demo: ## run the embedded sample export against the built-in simulator
 	$(GO) run ./cmd/convertro-etl run
@@ -42,6 +42,9 @@ build:
 bench: ## benchmarks, then the whole-job table (exports kept in BENCHDIR, default the user cache) (not in CI)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(GO) run ./internal/benchtable -go $(GO) $(if $(BENCHDIR),-work $(BENCHDIR))
+
+bench-scale: ## the job at scale alone: a million row groups, 16 shards, resume, commit size, RSS over 43,800 objects (exports kept in BENCHDIR) (not in CI)
+	$(GO) run ./internal/benchtable -go $(GO) -only e $(if $(BENCHDIR),-work $(BENCHDIR))
 
 FUZZTIME ?= 30s
 fuzz: ## each fuzz target for FUZZTIME (not in CI)
