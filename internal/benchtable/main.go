@@ -268,9 +268,15 @@ func run(ctx context.Context, c config) error {
 	fmt.Printf("\nmachine: nproc %d, GOMAXPROCS %d, %s %s/%s; load average %s at start, %s at end; %s in all\n",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH,
 		load0, loadavg(), time.Since(start).Round(time.Second))
-	fmt.Println("note: the machine may be shared and loaded; absolute figures vary with the load, the ratios")
-	fmt.Println("      compare runs made side by side in this process and are what the targets judge;")
-	fmt.Printf("      (a) to (c) keep the best of %d alternated runs of each side.\n", c.reps)
+	fmt.Println("note: the machine may be shared and loaded; absolute figures vary with the load.")
+	if has("a") || has("b") || has("c") {
+		fmt.Println("      The ratios of (a) to (c) compare runs made side by side in this process and are what")
+		fmt.Printf("      their targets judge; each side keeps the best of %d alternated runs.\n", c.reps)
+	}
+	if has("e") {
+		fmt.Println("      (e)'s targets judge absolute times: read them with the load average above; a resume's")
+		fmt.Println("      CPU time to its first request is beside it, which the load does not stretch.")
+	}
 	if rowD != nil {
 		fmt.Printf("      (d) ran first; this process's own peak RSS then was %s, the floor of a child's maxrss.\n", mib(floor))
 	}
