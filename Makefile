@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/convertro-etl
 
-.PHONY: demo test vet build bench bench-gocloud fuzz soak clean emulators image-check
+.PHONY: demo test vet build bench bench-gocloud bench-scale fuzz soak clean emulators image-check
 
 demo: ## run the embedded sample export against the built-in simulator
 	$(GO) run ./cmd/convertro-etl run
@@ -57,6 +57,9 @@ bench-gocloud: emulators ## objstore against gocloud.dev/blob on each emulator; 
 	  for i in $$(seq $(BENCHCOUNT)); do \
 	    ./gocloudbench.test -test.run '^$$' -test.bench . -test.benchmem -test.timeout 30m -reverse=$$((i % 2 == 0)) || exit 1; \
 	  done; rm -f gocloudbench.test
+
+bench-scale: ## the job at scale alone: a million row groups, 16 shards, resume, commit size, RSS over 43,800 objects (exports kept in BENCHDIR) (not in CI)
+	$(GO) run ./internal/benchtable -go $(GO) -only e $(if $(BENCHDIR),-work $(BENCHDIR))
 
 FUZZTIME ?= 30s
 fuzz: ## each fuzz target for FUZZTIME (not in CI)

@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/convertro-etl/convertro-etl/convertro"
-	"github.com/convertro-etl/convertro-etl/objstore"
 	"github.com/convertro-etl/convertro-etl/pipeline"
 	"github.com/convertro-etl/convertro-etl/readers"
 	"github.com/convertro-etl/convertro-etl/writers"
@@ -71,6 +69,10 @@ type prepared struct {
 	// ledger is the shard's manifest read before listing (nil for none, a
 	// dry run, or another job): the objects it pinned need no footer read.
 	ledger *pipeline.Manifest
+	// cp and prev are a live run's checkpoint and the manifest it found
+	// (nil if none), opened before the listing (see recurring).
+	cp   *pipeline.Checkpoint
+	prev *pipeline.Manifest
 }
 
 func (p *prepared) close() {
@@ -117,7 +119,7 @@ func prepare(ctx context.Context, o Options, env Env, delivery bool) (*prepared,
 	p := &prepared{o: o, settings: s, mapper: m, wire: convertro.NewWire(s), shard: shard}
 	win := plainListing(from, to)
 	if delivery {
-		if win, err = p.recurring(ctx, from, to); err != nil {
+		if win, err = p.recurring(ctx, from, to, env.Now); err != nil {
 			p.close()
 			return nil, err
 		}
@@ -140,31 +142,30 @@ func prepare(ctx context.Context, o Options, env Env, delivery bool) (*prepared,
 	return p, nil
 }
 
-// recurring opens the state of a live run and, when its ledger holds this
-// job, widens the listing for late objects and unfinished work (see
-// listing). Reading the ledger takes no lease: the run takes it after the
-// listing, and pipeline merges the listing into the ledger it then holds.
-func (p *prepared) recurring(ctx context.Context, from, to time.Time) (listing, error) {
+// recurring opens the state of a live run and its checkpoint and, when the
+// manifest found holds this job, takes it as the ledger that widens the
+// listing for late objects and unfinished work (see listing). The
+// checkpoint opens before the listing: the manifest and its plan are read
+// once, whatever the job's size, and a shard whose lease is held or whose
+// count is not the state's is refused before it lists anything. Opening
+// takes no lease: the run takes it (Begin) after the listing, conditional
+// on the manifest read here, and pipeline merges the listing into it.
+func (p *prepared) recurring(ctx context.Context, from, to time.Time, now func() time.Time) (listing, error) {
 	win := plainListing(from, to)
 	st, err := pipeline.OpenState(ctx, p.o.State)
 	if err != nil {
 		return win, err
 	}
 	p.state = st
-	if p.o.Fresh {
-		return win, nil
-	}
-	ledger, err := pipeline.ReadManifest(ctx, st, p.shard)
-	switch {
-	case errors.Is(err, objstore.ErrNotFound):
-		return win, nil
-	case err != nil:
+	p.cp, p.prev, err = pipeline.OpenCheckpoint(ctx, st, p.shard, pipeline.NewLease(), now, p.o.LeaseTTL)
+	if err != nil {
 		return win, err
-	case ledger.Job.Fingerprint != p.o.Fingerprint():
+	}
+	if p.o.Fresh || p.prev == nil || p.prev.Job.Fingerprint != p.o.Fingerprint() {
 		return win, nil
 	}
-	p.ledger = ledger
-	return recurringListing(from, to, p.o.Lookback, ledger), nil
+	p.ledger = p.prev
+	return recurringListing(from, to, p.o.Lookback, p.ledger), nil
 }
 
 func dateRange(o Options, now time.Time) (from, to time.Time, err error) {
@@ -254,11 +255,7 @@ func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
 			return nil, err
 		}
 	}
-	st := p.state
-	cp, prev, err := pipeline.OpenCheckpoint(ctx, st, p.shard, pipeline.NewLease(), env.Now, o.LeaseTTL)
-	if err != nil {
-		return nil, err
-	}
+	st, cp, prev := p.state, p.cp, p.prev
 	client := convertro.NewClient(env.clientOptions(convertro.ClientOptions{
 		Concurrency: o.Concurrency,
 		Timeout:     o.Timeout,

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -74,6 +75,7 @@ type inputRef struct {
 // it, so that a resume opens only what still has work. A bad file fails the
 // job, or is set aside when onBadFile is "skip".
 func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, ledger *pipeline.Manifest, log *slog.Logger) (*inputs, error) {
+	start := time.Now()
 	in := &inputs{refs: map[string]*inputRef{}, covered: map[string]bool{}, batchSize: readers.DefaultBatchSize,
 		skipBad: o.OnBadFile == "skip"}
 	if o.Type != "" {
@@ -178,6 +180,12 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		return nil, err
 	}
 	in.footersRead = int(footers.Load())
+	// What this shard planned, and from where: the footers it read and
+	// the objects whose row groups the ledger gave. With many shards it
+	// shows each reading its own share; on a resume, how little it read.
+	log.Info("planned", "shard", shard.String(), "listed", in.listed, "objects", len(in.objects),
+		"footers_read", in.footersRead, "from_ledger", len(in.objects)-in.footersRead,
+		"seconds", fmt.Sprintf("%.3f", time.Since(start).Seconds()))
 	for i, po := range in.objects {
 		if po.Skipped != "" {
 			in.bad = append(in.bad, pipeline.SkippedObject{URI: po.URI, Reason: po.Skipped})

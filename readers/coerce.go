@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/big"
 	"strconv"
+	"sync"
 	"unsafe"
 
 	"github.com/parquet-go/parquet-go"
@@ -371,13 +372,20 @@ func fieldAt[T any](m *segment.Message, off uintptr) *T {
 
 // arena holds the bytes of one batch's plain (non-dictionary) values in
 // chunks that never move, so a value's slice can be stored in its message
-// as soon as it is copied. Chunks are reused batch after batch.
+// as soon as it is copied. Chunks are reused batch after batch, and handed
+// back to chunkPool when a ReadRowGroup call ends (release).
 type arena struct {
 	chunks [][]byte
 	cur    int
 }
 
 const arenaChunk = 256 << 10
+
+// chunkPool keeps the arenas' chunks between ReadRowGroup calls, whatever
+// the file: a file's states keep none, so that a run over tens of
+// thousands of small files reuses a few chunks instead of allocating one
+// per file (256 KiB each, which made most of the heap).
+var chunkPool = sync.Pool{New: func() any { return new([]byte) }}
 
 // MaxValueBytes is the longest text value a row carries: a longer one is
 // cut to its first MaxValueBytes bytes as it is decoded. No request can
@@ -408,8 +416,32 @@ func (a *arena) room(n int) []byte {
 		}
 		a.cur++
 	}
-	a.chunks = append(a.chunks, make([]byte, 0, max(arenaChunk, n)))
+	var c []byte
+	if n <= arenaChunk {
+		p := chunkPool.Get().(*[]byte)
+		c = (*p)[:0]
+		if cap(c) < arenaChunk {
+			c = make([]byte, 0, arenaChunk)
+		}
+	} else {
+		c = make([]byte, 0, n)
+	}
+	a.chunks = append(a.chunks, c)
 	return a.chunks[a.cur]
+}
+
+// release hands the arena's chunks to chunkPool: no value in them is used
+// once the ReadRowGroup call that filled them has returned.
+func (a *arena) release() {
+	for i, c := range a.chunks {
+		if cap(c) == arenaChunk {
+			c = c[:0]
+			chunkPool.Put(&c)
+		}
+		a.chunks[i] = nil
+	}
+	a.chunks = a.chunks[:0]
+	a.cur = 0
 }
 
 func (a *arena) copy(v []byte) []byte {

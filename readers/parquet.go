@@ -50,7 +50,13 @@ type ParquetFile struct {
 	fileType segment.Type
 	groups   []RowGroup
 	maxRows  int64
-	pool     sync.Pool // *rgState
+	// free holds the states of finished ReadRowGroup calls for the next
+	// ones. A plain list and not a sync.Pool: a pool keeps what it holds,
+	// and through a state's cursors the file's metadata, reachable for two
+	// garbage collections after the file is dropped, which over many small
+	// files added up to most of the heap.
+	mu   sync.Mutex
+	free []*rgState
 }
 
 // OpenParquet reads the footer of f (the object o), resolves the columns the
@@ -324,10 +330,17 @@ type rgState struct {
 }
 
 func (p *ParquetFile) getState(batchSize int) *rgState {
-	if st, _ := p.pool.Get().(*rgState); st != nil && len(st.batch) == batchSize {
+	p.mu.Lock()
+	var st *rgState
+	if n := len(p.free); n > 0 {
+		st, p.free[n-1] = p.free[n-1], nil
+		p.free = p.free[:n-1]
+	}
+	p.mu.Unlock()
+	if st != nil && len(st.batch) == batchSize {
 		return st
 	}
-	st := &rgState{
+	st = &rgState{
 		batch:   make([]segment.Message, batchSize),
 		cursors: make([]cursor, len(p.plan.cols)),
 	}
@@ -378,8 +391,11 @@ func (p *ParquetFile) ReadRowGroup(ctx context.Context, i, batchSize int, fn fun
 		for k := range st.cursors {
 			st.cursors[k].close()
 		}
+		st.arena.release()
 		if ok {
-			p.pool.Put(st)
+			p.mu.Lock()
+			p.free = append(p.free, st)
+			p.mu.Unlock()
 		}
 	}()
 	defer func() {

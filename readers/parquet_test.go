@@ -727,6 +727,35 @@ func TestParquetArenaReuse(t *testing.T) {
 	}
 }
 
+// A file keeps the state of a finished ReadRowGroup for the next call, but
+// not its arena's chunks: those go back to the package's pool, so that a
+// run over many small files, each read once, does not hold a chunk for
+// every file it has read.
+func TestParquetStatesKeepNoArena(t *testing.T) {
+	dir := t.TempDir()
+	path := writeGen(t, dir, "gen.parquet", 300)
+	p, err := open(t, path, objectFor(path, "tracks", ""), Hint{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		used := 0
+		err = p.ReadRowGroup(context.Background(), 0, 100, func(int64, []segment.Message) error {
+			used = len(p.free) // the state in use is not on the list
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if used != 0 || len(p.free) != 1 {
+			t.Fatalf("%d states free during the read, %d after; want 0 and 1 (the state reused)", used, len(p.free))
+		}
+		if a := p.free[0].arena; len(a.chunks) != 0 {
+			t.Errorf("the state kept by the file holds %d arena chunks, want none", len(a.chunks))
+		}
+	}
+}
+
 func TestParquetCallbackErrorAndCancel(t *testing.T) {
 	dir := t.TempDir()
 	path := writeGen(t, dir, "gen.parquet", 1000)

@@ -159,7 +159,12 @@ type leaseProc struct {
 // start starts the program on the job with the lease ttl given.
 func (j *leaseJob) start(t *testing.T, ttl time.Duration) *leaseProc {
 	t.Helper()
-	cmd := command(context.Background(), append(clone(j.args), "--lease-ttl", ttl.String())...)
+	return startProc(t, command(context.Background(), append(clone(j.args), "--lease-ttl", ttl.String())...))
+}
+
+// startProc starts cmd, killed at the end of the test if still running.
+func startProc(t *testing.T, cmd *exec.Cmd) *leaseProc {
+	t.Helper()
 	p := &leaseProc{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
@@ -209,12 +214,6 @@ func (p *leaseProc) signal(t *testing.T, sig syscall.Signal) {
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("signal %v to pid %d: %v", sig, p.pid(), err)
 	}
-}
-
-func (b *syncBuffer) text() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // manifest reads the job's manifest: nil if there is none yet.
@@ -273,11 +272,13 @@ func (j *leaseJob) snapshot(t *testing.T) map[string]string {
 }
 
 // expectedRequests is what a complete run sends, from the program's own dry
-// run, keyed as canonical requests.
-func expectedRequests(t *testing.T, export string) (want map[string]int, total int) {
+// run (with the extra arguments given, such as a shard), keyed as canonical
+// requests.
+func expectedRequests(t *testing.T, export string, extra ...string) (want map[string]int, total int) {
 	t.Helper()
 	dry := filepath.Join(t.TempDir(), "dry.jsonl")
-	if out, err := command(context.Background(), append(leaseArgs(export, "http://127.0.0.1:1"), "--dry-run", "--out", dry)...).CombinedOutput(); err != nil {
+	args := append(leaseArgs(export, "http://127.0.0.1:1"), "--dry-run", "--out", dry)
+	if out, err := command(context.Background(), append(args, extra...)...).CombinedOutput(); err != nil {
 		t.Fatalf("dry run: %v\n%s", err, out)
 	}
 	f, err := os.Open(dry)

@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -157,3 +159,31 @@ func TestCrashIsASignalNotAnExitCode(t *testing.T) {
 		})
 	}
 }
+
+// syncBuffer is the simulator's record, read by the test while it serves.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) lines() [][]byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Split(bytes.TrimSpace(b.buf.Bytes()), []byte("\n"))
+}
+
+func (b *syncBuffer) text() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// canonical is a request as path and sorted query, whatever order its
+// parameters came in.
+func canonical(path string, q url.Values) string { return path + "?" + q.Encode() }

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,28 +22,6 @@ import (
 	"github.com/convertro-etl/convertro-etl/pipeline"
 	"github.com/convertro-etl/convertro-etl/writers/generate"
 )
-
-// syncBuffer is the simulator's record, read by the test while it serves.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) lines() [][]byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return bytes.Split(bytes.TrimSpace(b.buf.Bytes()), []byte("\n"))
-}
-
-// canonical is a request as path and sorted query, whatever order its
-// parameters came in.
-func canonical(path string, q url.Values) string { return path + "?" + q.Encode() }
 
 // command starts this test binary as the convertro-etl command.
 func command(ctx context.Context, args ...string) *exec.Cmd {
