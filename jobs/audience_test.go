@@ -21,6 +21,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/convertro-etl/convertro-etl/convertro/simulator"
+	"github.com/convertro-etl/convertro-etl/objstore/objstoretest"
 	"github.com/convertro-etl/convertro-etl/pipeline"
 	"github.com/convertro-etl/convertro-etl/writers"
 )
@@ -357,8 +358,8 @@ func TestAudienceDevicesRemote(t *testing.T) {
 	for _, name := range slices.Sorted(maps.Keys(remoteBackends)) {
 		t.Run(name, func(t *testing.T) {
 			root := remoteBackends[name](t)
-			putTree(t, src, root+"/audiences")
-			putTree(t, devices, root+"/segment")
+			objstoretest.PutTree(t, src, root+"/audiences")
+			objstoretest.PutTree(t, devices, root+"/segment")
 			testAudienceRenamedColumnsAndDevices(t, root+"/audiences", root+"/segment", root+"/state/audiences")
 		})
 	}
@@ -505,8 +506,8 @@ func TestAudienceRemote(t *testing.T) {
 }
 
 func testAudienceRemote(t *testing.T, root string) {
-	putTree(t, membersSource(t, users("u", 0, 8), nil), root+"/day1")
-	putTree(t, membersSource(t, users("u", 2, 9), nil), root+"/day2")
+	objstoretest.PutTree(t, membersSource(t, users("u", 0, 8), nil), root+"/day1")
+	objstoretest.PutTree(t, membersSource(t, users("u", 2, 9), nil), root+"/day2")
 
 	rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12"})
 	env := testEnv(t)

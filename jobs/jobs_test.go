@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/convertro-etl/convertro-etl/convertro/simulator"
+	"github.com/convertro-etl/convertro-etl/objstore/objstoretest"
 	"github.com/convertro-etl/convertro-etl/pipeline"
 	"github.com/convertro-etl/convertro-etl/writers/generate"
 )
@@ -246,7 +247,7 @@ func TestEndToEndRemote(t *testing.T) {
 
 func testEndToEndRemote(t *testing.T, export, root string) {
 	ctx := context.Background()
-	putTree(t, export, root+"/segment")
+	objstoretest.PutTree(t, export, root+"/segment")
 	want := expectRequests(readOracleRows(t, export), "acme", "12", testEvents, false)
 
 	// Slow answers keep the first run busy while the second one tries.
@@ -390,7 +391,7 @@ func TestEndToEndLayoutsRemote(t *testing.T) {
 				t.Run(layout, func(t *testing.T) {
 					e := exports[layout]
 					source, state := root+"/"+layout, root+"/state/"+layout
-					putTree(t, e.dir, source)
+					objstoretest.PutTree(t, e.dir, source)
 
 					rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12"})
 					o := testOptions(source, state, rec.srv.URL)

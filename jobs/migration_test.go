@@ -17,6 +17,7 @@ import (
 
 	"github.com/convertro-etl/convertro-etl/convertro/simulator"
 	"github.com/convertro-etl/convertro-etl/objstore"
+	"github.com/convertro-etl/convertro-etl/objstore/objstoretest"
 	"github.com/convertro-etl/convertro-etl/pipeline"
 	"github.com/convertro-etl/convertro-etl/readers"
 	"github.com/convertro-etl/convertro-etl/writers/generate"
@@ -90,7 +91,7 @@ func TestMigrationDailyCapRemote(t *testing.T) {
 	for _, name := range slices.Sorted(maps.Keys(remoteBackends)) {
 		t.Run(name, func(t *testing.T) {
 			root := remoteBackends[name](t)
-			putTree(t, export, root+"/segment")
+			objstoretest.PutTree(t, export, root+"/segment")
 			testMigrationDailyCap(t, root+"/segment", root+"/state/migration", 2, 150)
 		})
 	}

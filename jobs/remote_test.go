@@ -34,33 +34,6 @@ var remoteBackends = map[string]func(testing.TB) string{
 	"s3":    objstoretest.S3,
 }
 
-// putTree copies the local folder dir to root/prefix, object for object.
-func putTree(t testing.TB, dir, root string) {
-	t.Helper()
-	st, err := objstore.Open(context.Background(), root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		_, err = st.Write(context.Background(), filepath.ToSlash(rel), data, objstore.Overwrite)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // readObject reads one object at uri's folder; ok is false when it is absent.
 func readObject(t testing.TB, root, key string) (data []byte, ok bool) {
 	t.Helper()
@@ -106,7 +79,7 @@ func TestEndToEndMixedRemote(t *testing.T) {
 	want := expectRequests(rows, "acme", "12", testEvents, false)
 
 	sources, states := objstoretest.S3(t), objstoretest.GCS(t)
-	putTree(t, export, sources+"/segment")
+	objstoretest.PutTree(t, export, sources+"/segment")
 	state := states + "/state/nightly"
 	rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12"})
 	o := testOptions(sources+"/segment", state, rec.srv.URL)
@@ -179,7 +152,7 @@ func TestSegmentDataLakesS3(t *testing.T) {
 	root := objstoretest.S3(t)
 	const sourceID = "9VoQ2dMxVGu8ML4X5bkE1x"
 	source := root + "/segment-data/data/" + sourceID
-	putTree(t, dataLakesTree(t, gen), source)
+	objstoretest.PutTree(t, dataLakesTree(t, gen), source)
 
 	var plan bytes.Buffer
 	env := testEnv(t)

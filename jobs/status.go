@@ -354,7 +354,7 @@ func (js *JobStatus) total() {
 		planned++
 		t.RowsDone += s.RowsDone
 		t.RowsTotal += s.RowsTotal
-		addCounts(&t.Counts, m.Counts)
+		t.Counts.Add(m.Counts)
 		if m.Counts.RowsDeadLettered > m.CycleStart.RowsDeadLettered || len(setAside(m)) > 0 {
 			incomplete++
 		}
@@ -428,31 +428,6 @@ func (js *JobStatus) setAside() []pipeline.SkippedObject {
 // the pipeline's own verdict counts: while one is, the shard is incomplete.
 func setAside(m *pipeline.Manifest) []pipeline.SkippedObject { return m.SetAsideObjects() }
 
-// addCounts adds src to dst, the way the pipeline adds a run's counts: the
-// merged counts keep the identities Report.Check verifies.
-func addCounts(dst *pipeline.Counts, src pipeline.Counts) {
-	dst.RowsRead += src.RowsRead
-	dst.RowsDelivered += src.RowsDelivered
-	dst.RowsDeadLettered += src.RowsDeadLettered
-	for r, n := range src.RowsSkipped {
-		if dst.RowsSkipped == nil {
-			dst.RowsSkipped = map[string]int64{}
-		}
-		dst.RowsSkipped[r] += n
-	}
-	dst.RequestsSent += src.RequestsSent
-	dst.RequestsAcked += src.RequestsAcked
-	dst.RequestsDeadLettered += src.RequestsDeadLettered
-	dst.RequestsRetried += src.RequestsRetried
-	dst.PossibleDuplicates += src.PossibleDuplicates
-	dst.RequestsReplayed += src.RequestsReplayed
-	dst.ObjectsSkipped += src.ObjectsSkipped
-	for _, k := range slices.Sorted(maps.Keys(src.DeadLetterGroups)) {
-		g := src.DeadLetterGroups[k]
-		dst.AddDeadLetters(k, g.Status, g.First, g.Count)
-	}
-}
-
 // verdict is what Done returns for the job: nil only when it is finished
 // and complete.
 func (js *JobStatus) verdict() error {
@@ -519,7 +494,7 @@ func (js *JobStatus) Report() *JobReport {
 		}
 		s := shardReport(man, js.Shards[i].Status)
 		r.Shards = append(r.Shards, s)
-		addCounts(&m.Counts, s.Counts)
+		m.Counts.Add(s.Counts)
 		m.RowsPlanned += s.RowsPlanned
 		m.RowsMarked += s.RowsMarked
 		m.DeadLetters += s.DeadLetters
@@ -560,7 +535,7 @@ func shardReport(m *pipeline.Manifest, status string) *pipeline.Report {
 		Started: m.Created.UTC(), Finished: m.Updated.UTC(), WallSeconds: m.ActiveSeconds,
 		RowsThisRun: m.Counts.RowsRead, RequestsThisRun: m.Counts.RequestsSent,
 	}
-	addCounts(&r.Counts, m.Counts)
+	r.Counts.Add(m.Counts)
 	if r.WallSeconds > 0 {
 		r.RowsPerSecond = float64(r.RowsThisRun) / r.WallSeconds
 		r.RequestsPerSecond = float64(r.RequestsThisRun) / r.WallSeconds

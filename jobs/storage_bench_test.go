@@ -32,7 +32,7 @@ func storageBenchRoot(b *testing.B, backend, export string) string {
 		return root
 	}
 	root := remoteBackends[backend](b) + "/segment"
-	putTree(b, export, root)
+	objstoretest.PutTree(b, export, root)
 	storageBenchRoots.m[backend] = root
 	return root
 }

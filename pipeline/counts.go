@@ -52,25 +52,28 @@ func addRow(c *Counts, skip string, t rowTally) {
 	c.PossibleDuplicates += t.dups
 }
 
-func addCounts(dst *Counts, src Counts) {
-	dst.RowsRead += src.RowsRead
-	dst.RowsDelivered += src.RowsDelivered
-	dst.RowsDeadLettered += src.RowsDeadLettered
+// Add adds src to c, field by field: counts of several runs or several
+// shards add up and keep the identities Report.Check verifies.
+func (c *Counts) Add(src Counts) {
+	c.RowsRead += src.RowsRead
+	c.RowsDelivered += src.RowsDelivered
+	c.RowsDeadLettered += src.RowsDeadLettered
 	for r, n := range src.RowsSkipped {
-		if dst.RowsSkipped == nil {
-			dst.RowsSkipped = make(map[string]int64)
+		if c.RowsSkipped == nil {
+			c.RowsSkipped = make(map[string]int64)
 		}
-		dst.RowsSkipped[r] += n
+		c.RowsSkipped[r] += n
 	}
-	dst.RequestsSent += src.RequestsSent
-	dst.RequestsAcked += src.RequestsAcked
-	dst.RequestsDeadLettered += src.RequestsDeadLettered
-	dst.RequestsRetried += src.RequestsRetried
-	dst.PossibleDuplicates += src.PossibleDuplicates
-	dst.ObjectsSkipped += src.ObjectsSkipped
+	c.RequestsSent += src.RequestsSent
+	c.RequestsAcked += src.RequestsAcked
+	c.RequestsDeadLettered += src.RequestsDeadLettered
+	c.RequestsRetried += src.RequestsRetried
+	c.PossibleDuplicates += src.PossibleDuplicates
+	c.RequestsReplayed += src.RequestsReplayed
+	c.ObjectsSkipped += src.ObjectsSkipped
 	for _, k := range slices.Sorted(maps.Keys(src.DeadLetterGroups)) {
 		g := src.DeadLetterGroups[k]
-		dst.AddDeadLetters(k, g.Status, g.First, g.Count)
+		c.AddDeadLetters(k, g.Status, g.First, g.Count)
 	}
 }
 

@@ -78,8 +78,8 @@ func TestDeadLetterGroupsBounded(t *testing.T) {
 
 	// Merged counts (a dry run's units) add group by group.
 	var d Counts
-	addCounts(&d, c)
-	addCounts(&d, c)
+	d.Add(c)
+	d.Add(c)
 	if d.DeadLetterGroups["401 kind"].Count != 2*c.DeadLetterGroups["401 kind"].Count {
 		t.Errorf("merged groups %+v", d.DeadLetterGroups)
 	}

@@ -1325,7 +1325,7 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 					}
 					recycleDryLines(free, c)
 				}
-				addCounts(&m.Counts, p.counts)
+				m.Counts.Add(p.counts)
 				if p.partial {
 					m.Units[next].Watermark = p.seen
 					if o := &m.Objects[m.Units[next].Object]; p.bad != "" && o.Skipped == "" {

@@ -76,7 +76,7 @@ func TestIndexedJobShardsKilledAndRestarted(t *testing.T) {
 		t.Fatal(err)
 	}
 	root := objstoretest.GCS(t)
-	putTree(t, export, root+"/export")
+	objstoretest.PutTree(t, export, root+"/export")
 	b := leaseBackend{name: "gcs", source: root + "/export", root: root + "/state"}
 	want, total := expectedRequests(t, b.source)
 	// Each shard's own dry run: together they are the whole job's, each

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
 	"net/http/httptest"
 	"net/url"
@@ -83,35 +82,10 @@ func leaseBackends(t *testing.T, export string) []leaseBackend {
 	bs := []leaseBackend{{name: "local", source: export, root: filepath.Join(t.TempDir(), "state")}}
 	for _, name := range slices.Sorted(maps.Keys(remoteBackends)) {
 		root := remoteBackends[name](t)
-		putTree(t, export, root+"/export")
+		objstoretest.PutTree(t, export, root+"/export")
 		bs = append(bs, leaseBackend{name: name, source: root + "/export", root: root + "/state"})
 	}
 	return bs
-}
-
-// putTree copies the local folder dir to the bucket's prefix root, object
-// for object.
-func putTree(t *testing.T, dir, root string) {
-	t.Helper()
-	st, err := objstore.Open(context.Background(), root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		_, err = st.Write(context.Background(), filepath.ToSlash(rel), data, objstore.Overwrite)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // leaseJob is one job's state on a backend, with a simulator of its own.

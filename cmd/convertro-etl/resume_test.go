@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/convertro-etl/convertro-etl/convertro/simulator"
+	"github.com/convertro-etl/convertro-etl/objstore/objstoretest"
 	"github.com/convertro-etl/convertro-etl/pipeline"
 	"github.com/convertro-etl/convertro-etl/writers/generate"
 )
@@ -86,7 +87,7 @@ func TestResumeAfterKillRemote(t *testing.T) {
 	for _, name := range slices.Sorted(maps.Keys(remoteBackends)) {
 		t.Run(name, func(t *testing.T) {
 			root := remoteBackends[name](t)
-			putTree(t, export, root+"/export")
+			objstoretest.PutTree(t, export, root+"/export")
 			testResumeAfterKill(t, root+"/export", root+"/state", 15*time.Millisecond, 4)
 		})
 	}

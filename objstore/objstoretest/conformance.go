@@ -15,7 +15,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -488,15 +488,31 @@ func setPageSize(n int) func() {
 	return func() { objstore.ListPageSize.Store(old); pageMu.Unlock() }
 }
 
-// Copy writes data under key through the Store, for tests that build a
-// source tree in a bucket.
-func Copy(t testing.TB, s *objstore.Store, key string, r io.Reader) {
+// PutTree copies the local folder dir to the location root, object for
+// object (keys are the files' slash paths below dir), for tests that build
+// a source tree in a bucket.
+func PutTree(t testing.TB, dir, root string) {
 	t.Helper()
-	data, err := io.ReadAll(r)
+	st, err := objstore.Open(context.Background(), root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Write(context.Background(), key, data, objstore.Overwrite); err != nil {
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		_, err = st.Write(context.Background(), filepath.ToSlash(rel), data, objstore.Overwrite)
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 }
