@@ -3,11 +3,16 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/convertro-etl/convertro-etl/objstore"
 )
 
 // The compact progress restores every unit exactly, whatever mix of done,
@@ -130,5 +135,58 @@ func TestCommitSizeFollowsWorkInFlight(t *testing.T) {
 	}
 	if d, tot := ms[0].RowsProgress(); d != int64(units*99/100)*100+20*50 || tot != units*100 || ms[0].AllDone() {
 		t.Errorf("summary progress %d of %d rows, all done %v", d, tot, ms[0].AllDone())
+	}
+
+	// A run whose plan changed writes the new plan and deletes the old one.
+	if err := c.Finish(ctx, StatusStopped); err != nil {
+		t.Fatal(err)
+	}
+	c3, m3, err := OpenCheckpoint(ctx, st, Shard{0, 1}, NewLease(), clk.now, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldPlan := m3.Plan
+	m3.Objects = append(m3.Objects, PlannedObject{URI: "gs://b/late.parquet", Key: "late.parquet", Size: 1, Version: "2", RowGroups: []int64{7}})
+	m3.Units = append(m3.Units, UnitProgress{Object: len(m3.Objects) - 1, Rows: 7})
+	if err := c3.Begin(ctx, m3); err != nil {
+		t.Fatal(err)
+	}
+	if m3.Plan == oldPlan {
+		t.Fatalf("a changed plan kept its name %s", oldPlan)
+	}
+	if _, _, err := st.Read(ctx, oldPlan); !errors.Is(err, objstore.ErrNotFound) {
+		t.Errorf("the replaced plan %s is still stored: %v", oldPlan, err)
+	}
+	if _, _, err := st.Read(ctx, m3.Plan); err != nil {
+		t.Errorf("the new plan %s: %v", m3.Plan, err)
+	}
+}
+
+// An unfinished sharded manifest of an earlier version split objects' row
+// groups among shards; resuming it with shards that own whole objects
+// could leave row groups to nobody, so it is refused. A finished one, or
+// one of a single shard, goes on.
+func TestEarlierShardedManifestRefused(t *testing.T) {
+	cfg := Config{Objects: testObjects(), Shard: Shard{0, 2}, Window: 64}.withDefaults()
+	cfg.Job = testJob
+	old := newManifest(cfg)
+	old.Version = 3
+	_, _, err := prepareManifest(cfg, Deps{Previous: old, Logger: slog.New(slog.DiscardHandler)})
+	if !errors.Is(err, ErrJobMismatch) || !strings.Contains(err.Error(), "--fresh") {
+		t.Fatalf("unfinished version 3 manifest of shard 0/2: %v, want ErrJobMismatch naming --fresh", err)
+	}
+	for i := range old.Units {
+		old.Units[i].Watermark, old.Units[i].Done = old.Units[i].Rows, true
+	}
+	old.Status = StatusFinished
+	if _, _, err := prepareManifest(cfg, Deps{Previous: old, Logger: slog.New(slog.DiscardHandler)}); err != nil {
+		t.Fatalf("finished version 3 manifest of shard 0/2: %v", err)
+	}
+	one := Config{Objects: testObjects(), Shard: Shard{0, 1}, Window: 64}.withDefaults()
+	one.Job = testJob
+	single := newManifest(one)
+	single.Version = 3
+	if _, _, err := prepareManifest(one, Deps{Previous: single, Logger: slog.New(slog.DiscardHandler)}); err != nil {
+		t.Fatalf("unfinished version 3 manifest of one shard: %v", err)
 	}
 }
