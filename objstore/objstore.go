@@ -3,6 +3,7 @@ package objstore
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -443,14 +444,23 @@ func (s *Store) WriteFile(ctx context.Context, key, src string, pre Precondition
 	return v, nil
 }
 
-// sameFile compares the object with the local file byte for byte.
+// sameFile reports whether the object holds the bytes of the local file,
+// comparing digests of both streamed: the file may be a large snapshot.
 func sameFile(ctx context.Context, s *Store, key, src string) bool {
-	want, err := os.ReadFile(src)
+	f, err := os.Open(src)
 	if err != nil {
 		return false
 	}
-	got, _, err := s.Read(ctx, key)
-	return err == nil && bytes.Equal(got, want)
+	defer f.Close()
+	want := sha256.New()
+	if _, err := io.Copy(want, f); err != nil {
+		return false
+	}
+	got := sha256.New()
+	if _, err := s.b.Get(ctx, key, got); err != nil {
+		return false
+	}
+	return bytes.Equal(got.Sum(nil), want.Sum(nil))
 }
 
 // Delete removes key; an absent key is not an error.
