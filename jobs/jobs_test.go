@@ -79,7 +79,8 @@ func newRecorder(t testing.TB, o simulator.Options) *recorder {
 	return r
 }
 
-// requests returns what the simulator recorded, as canonical strings.
+// requests returns what the simulator recorded, each request as its exact
+// wire form path?query (parameter order and escaping as sent), sorted.
 func (r *recorder) requests(t *testing.T) []string {
 	t.Helper()
 	if err := r.sim.Flush(); err != nil {
@@ -91,24 +92,17 @@ func (r *recorder) requests(t *testing.T) []string {
 	sc := bufio.NewScanner(bytes.NewReader(r.buf.Bytes()))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
-		var line struct {
-			Path  string            `json:"path"`
-			Query map[string]string `json:"query"`
-		}
+		var line struct{ Path, Raw string }
 		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
 			t.Fatalf("record line %q: %v", sc.Text(), err)
 		}
-		q := url.Values{}
-		for k, v := range line.Query {
-			q.Set(k, v)
-		}
-		out = append(out, line.Path+"?"+q.Encode())
+		out = append(out, line.Path+"?"+line.Raw)
 	}
 	slices.Sort(out)
 	return out
 }
 
-// dryRunRequests reads a dry run's output as canonical strings.
+// dryRunRequests reads a dry run's output in the recorder's exact form.
 func dryRunRequests(t *testing.T, path string) []string {
 	t.Helper()
 	f, err := os.Open(path)
@@ -131,7 +125,7 @@ func dryRunRequests(t *testing.T, path string) []string {
 		if (strings.Contains(u.Path, "/api/hit/") || strings.Contains(u.Path, "/api/install/")) && u.Query().Get("eid") == "" {
 			t.Errorf("the dry run lists a request without eid: %s", line.URL)
 		}
-		out = append(out, u.Path+"?"+u.Query().Encode())
+		out = append(out, u.Path+"?"+u.RawQuery)
 	}
 	slices.Sort(out)
 	return out

@@ -279,7 +279,7 @@ func oracleEventKey(s string) string {
 }
 
 // expectRequests applies the seed's rules to rows and returns the requests as
-// canonical strings (path?sorted query). events is the events map; it
+// their exact wire form: path?query, parameters in the wire page's order. events is the events map; it
 // skips rows of `tracks` whose event has a table of its own (in_event_table).
 func expectRequests(rows []oracleRow, client, site string, events map[string][]string, hybrid bool) []string {
 	return expectRequestsWith(rows, client, site, events, hybrid, false)
@@ -338,15 +338,24 @@ func expectRequestsWith(rows []oracleRow, client, site string, events map[string
 				break
 			}
 		}
-		q := url.Values{}
-		add := func(path string) {
+		// add appends one request: path, then the query exactly as the wire
+		// page lists it, name=value pairs in the order of kv, then cua and
+		// cip, each value escaped by net/url.
+		add := func(path string, kv ...string) {
 			if ua := r.str("context_user_agent"); ua != "" {
-				q.Set("cua", ua)
+				kv = append(kv, "cua", ua)
 			}
 			if ip := r.str("context_ip"); ip != "" {
-				q.Set("cip", ip)
+				kv = append(kv, "cip", ip)
 			}
-			out = append(out, path+"?"+q.Encode())
+			var q strings.Builder
+			for i := 0; i < len(kv); i += 2 {
+				if i > 0 {
+					q.WriteByte('&')
+				}
+				q.WriteString(kv[i] + "=" + url.QueryEscape(kv[i+1]))
+			}
+			out = append(out, path+"?"+q.String())
 		}
 		base := "/" + client + "/" + site + "/"
 		unix := strconv.FormatInt(int64(math.Floor(float64(ts.UnixMicro())/1e6)), 10)
@@ -356,10 +365,7 @@ func expectRequestsWith(rows []oracleRow, client, site string, events map[string
 			if r.str("user_id") == "" || sid == "" || !found {
 				continue
 			}
-			q.Set("sid", sid)
-			q.Set("id", r.str("user_id"))
-			q.Set("ts", unix)
-			add("/api/user" + base)
+			add("/api/user"+base, "sid", sid, "id", r.str("user_id"), "ts", unix)
 		case "track":
 			if sid == "" || !found {
 				continue
@@ -397,14 +403,10 @@ func expectRequestsWith(rows []oracleRow, client, site string, events map[string
 					}
 				}
 				for _, typ := range types {
-					q = url.Values{"sid": {sid}, "typ": {typ}, "val": {val(v)}, "eid": {orderID}, "ts": {unix}}
-					add("/api/hit" + base)
+					add("/api/hit"+base, "sid", sid, "typ", typ, "val", val(v), "eid", orderID, "ts", unix)
 				}
 			case "application installed":
-				q.Set("sid", sid)
-				q.Set("eid", r.str("id"))
-				q.Set("ts", unix)
-				add("/api/install" + base)
+				add("/api/install"+base, "sid", sid, "eid", r.str("id"), "ts", unix)
 			default:
 				v, ok := r.number("revenue")
 				if !ok {
@@ -415,8 +417,7 @@ func expectRequestsWith(rows []oracleRow, client, site string, events map[string
 					names = mapped[key]
 				}
 				for _, n := range names {
-					q = url.Values{"sid": {sid}, "typ": {n}, "val": {val(v)}, "eid": {r.str("id")}, "ts": {unix}}
-					add("/api/hit" + base)
+					add("/api/hit"+base, "sid", sid, "typ", n, "val", val(v), "eid", r.str("id"), "ts", unix)
 				}
 			}
 		}

@@ -121,7 +121,7 @@ func listedDeadLetters(t *testing.T, state string, m *pipeline.Manifest) []write
 	return writers.MergeDeadLetters(parts...)
 }
 
-// canonical turns URLs into the recorder's path?query form.
+// canonical turns URLs into the recorder's exact path?query form.
 func canonical(t *testing.T, urls []string) []string {
 	t.Helper()
 	var out []string
@@ -130,7 +130,7 @@ func canonical(t *testing.T, urls []string) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, u.Path+"?"+u.Query().Encode())
+		out = append(out, u.Path+"?"+u.RawQuery)
 	}
 	slices.Sort(out)
 	return out

@@ -39,7 +39,8 @@
 // # Recording and duplicates
 //
 // Each accepted request, and only those, is written to Options.Record as one
-// JSON line {"path":…,"query":{name: value}}, in acceptance order, through a
+// JSON line {"path":…,"query":{name: value},"raw":…} (raw: the query exactly
+// as it came, parameter order and escaping included), in acceptance order, through a
 // buffer: Flush or Close before reading it in-process; Serve and
 // ListenAndServe also flush every second and when they stop. Duplicates counts accepted
 // requests that repeat an earlier accepted one: hits and installs by (kind,

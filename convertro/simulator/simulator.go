@@ -59,7 +59,8 @@ type Options struct {
 	RejectSIDs []string
 
 	// Record receives one JSON line per accepted request:
-	// {"path":"/api/hit/c/s/","query":{"sid":"…",…}}. Writes are buffered;
+	// {"path":"/api/hit/c/s/","query":{"sid":"…",…},"raw":"sid=…&typ=…"}.
+	// Writes are buffered;
 	// call Flush or Close.
 	Record io.Writer
 
@@ -347,7 +348,7 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			st.Duplicates++
 		}
 	})
-	s.record(r.URL.Path, q)
+	s.record(r.URL.Path, r.URL.RawQuery, q)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = io.WriteString(w, "ok\n")
 }
@@ -466,15 +467,18 @@ func (s *Simulator) accept(kind string, q map[string]string) bool {
 type recordLine struct {
 	Path  string            `json:"path"`
 	Query map[string]string `json:"query"`
+	// Raw is the query as it came, parameter order and escaping included:
+	// the exact wire, which the decoded Query cannot show.
+	Raw string `json:"raw"`
 }
 
-func (s *Simulator) record(path string, q map[string]string) {
+func (s *Simulator) record(path, raw string, q map[string]string) {
 	s.recMu.Lock()
 	defer s.recMu.Unlock()
 	if s.recEnc == nil || s.recErr != nil {
 		return
 	}
-	if err := s.recEnc.Encode(recordLine{path, q}); err != nil {
+	if err := s.recEnc.Encode(recordLine{path, q, raw}); err != nil {
 		s.recErr = fmt.Errorf("write record: %w", err)
 	}
 }

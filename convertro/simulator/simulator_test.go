@@ -165,7 +165,8 @@ func TestRecordAndStats(t *testing.T) {
 		t.Fatalf("%d record lines, want 10:\n%s", len(lines), rec.String())
 	}
 	want0 := recordLine{Path: "/api/hit/acme/42/", Query: map[string]string{
-		"sid": "d 1", "typ": "sale.repeat", "val": "49.99", "eid": "o1", "ts": "1700000000", "cua": "a&b"}}
+		"sid": "d 1", "typ": "sale.repeat", "val": "49.99", "eid": "o1", "ts": "1700000000", "cua": "a&b"},
+		Raw: "sid=d%201&typ=sale.repeat&val=49.99&eid=o1&ts=1700000000&cua=a%26b"}
 	if !reflect.DeepEqual(lines[0], want0) {
 		t.Errorf("line 0 = %+v, want %+v", lines[0], want0)
 	}
@@ -517,7 +518,7 @@ func TestServeFlushesRecordWhileRunning(t *testing.T) {
 			t.Fatal("record still empty 10s after an accepted request")
 		}
 	}
-	if got, want := rec.String(), `{"path":"/api/install/a/b/","query":{"eid":"e","sid":"d","ts":"1"}}`+"\n"; got != want {
+	if got, want := rec.String(), `{"path":"/api/install/a/b/","query":{"eid":"e","sid":"d","ts":"1"},"raw":"sid=d&eid=e&ts=1"}`+"\n"; got != want {
 		t.Errorf("record %q, want %q", got, want)
 	}
 }
