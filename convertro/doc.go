@@ -20,7 +20,6 @@
 // the choice on, the anonymousId is their sid. It is off because the
 // anonymousId is not the visitor id Convertro's own browser tag sets. [Settings.Validate] names every missing or malformed
 // setting; clientName and siteId are needed to deliver, not for a dry run.
-// [ParseEventFlag] reads one --event "Segment name=Convertro name".
 //
 // # Rules
 //
@@ -146,8 +145,8 @@
 //
 // # Errors
 //
-//   - [ErrInvalidSettings]: from [Settings.Validate], [NewMapper],
-//     [ParseEventFlag] and [ValidateAudience]; the concrete error is a
+//   - [ErrInvalidSettings]: from [Settings.Validate], [NewMapper] and
+//     [ValidateAudience]; the concrete error is a
 //     *[SettingError] naming the setting (several are joined with
 //     errors.Join).
 //   - [Mapper.Map] returns no error: a message that yields no request gets a

@@ -10,7 +10,7 @@ import (
 )
 
 // ErrInvalidSettings is the kind of every error from Settings.Validate,
-// NewMapper and ParseEventFlag. The concrete error is a *SettingError (or
+// NewMapper and ValidateAudience. The concrete error is a *SettingError (or
 // several, joined), which names the setting.
 var ErrInvalidSettings = errors.New("invalid Convertro settings")
 
@@ -167,23 +167,6 @@ func sortedKeys(m map[string][]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-// ParseEventFlag parses one command-line mapping "Segment name=Convertro name"
-// (split at the first '='; spaces around either name are trimmed). Its error
-// wraps ErrInvalidSettings and names the events setting.
-func ParseEventFlag(s string) (segmentName, convertroName string, err error) {
-	k, v, ok := strings.Cut(s, "=")
-	k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-	switch {
-	case !ok:
-		return "", "", &SettingError{"events", strconv.Quote(s) + " is not of the form \"Segment name=Convertro name\""}
-	case NormalizeEventName(k) == "":
-		return "", "", &SettingError{"events", "empty Segment event name in " + strconv.Quote(s)}
-	case v == "":
-		return "", "", &SettingError{"events", "empty Convertro name in " + strconv.Quote(s)}
-	}
-	return k, v, nil
 }
 
 // stripDomain removes an http(s) scheme and trailing slashes: operators paste

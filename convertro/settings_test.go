@@ -119,35 +119,6 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-func TestParseEventFlag(t *testing.T) {
-	cases := []struct {
-		in           string
-		wantK, wantV string
-		wantErr      bool
-	}{
-		{in: "Signed Up=signup", wantK: "Signed Up", wantV: "signup"},
-		{in: "  Order Refunded =  refund ", wantK: "Order Refunded", wantV: "refund"},
-		{in: "Form Sent=lead=form", wantK: "Form Sent", wantV: "lead=form"}, // split at the first '='
-		{in: "Signed Up", wantErr: true},
-		{in: "=signup", wantErr: true},
-		{in: "_=signup", wantErr: true},
-		{in: "Signed Up=", wantErr: true},
-		{in: "Signed Up=  ", wantErr: true},
-	}
-	for _, tc := range cases {
-		k, v, err := ParseEventFlag(tc.in)
-		if tc.wantErr {
-			if !isSettingError(err, "events") {
-				t.Errorf("ParseEventFlag(%q) error = %v, want an events SettingError", tc.in, err)
-			}
-			continue
-		}
-		if err != nil || k != tc.wantK || v != tc.wantV {
-			t.Errorf("ParseEventFlag(%q) = %q, %q, %v; want %q, %q", tc.in, k, v, err, tc.wantK, tc.wantV)
-		}
-	}
-}
-
 func TestAddEvent(t *testing.T) {
 	var s Settings
 	s.AddEvent("Signed Up", "signup")

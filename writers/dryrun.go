@@ -1,57 +1,10 @@
 package writers
 
 import (
-	"bufio"
 	"encoding/binary"
-	"fmt"
-	"io"
 	"slices"
 	"unicode/utf8"
 )
-
-// DryRun writes the requests a run would send, one JSON line each:
-// {"method":"GET","url":"…"}. Lines are buffered: call Flush before the
-// underlying writer is closed or read.
-//
-// A DryRun is not safe for concurrent use: the pipeline hands it requests in
-// their final order from one goroutine, and a lock here would only hide a
-// second writer whose lines would interleave unpredictably.
-type DryRun struct {
-	w    *bufio.Writer
-	line []byte // scratch, reused for every line
-	err  error  // first write error, returned by every later call
-}
-
-// NewDryRun returns a DryRun writing to w.
-func NewDryRun(w io.Writer) *DryRun {
-	return &DryRun{w: bufio.NewWriterSize(w, 64<<10)}
-}
-
-// Write appends one line for a GET of url (see AppendDryRunLine). It does
-// not allocate once its scratch buffer has grown to the longest URL.
-func (d *DryRun) Write(url []byte) error {
-	if d.err != nil {
-		return d.err
-	}
-	d.line = AppendDryRunLine(d.line[:0], url)
-	if _, err := d.w.Write(d.line); err != nil {
-		d.err = fmt.Errorf("write dry-run line: %w", err)
-		return d.err
-	}
-	return nil
-}
-
-// Flush writes buffered lines to the underlying writer.
-func (d *DryRun) Flush() error {
-	if d.err != nil {
-		return d.err
-	}
-	if err := d.w.Flush(); err != nil {
-		d.err = fmt.Errorf("flush dry-run output: %w", err)
-		return d.err
-	}
-	return nil
-}
 
 // AppendDryRunLine appends one line of a dry run's output,
 // {"method":"GET","url":"…"} and a newline, to dst. The URL is escaped
