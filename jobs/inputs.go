@@ -219,22 +219,11 @@ func emptyParquet(s readers.Skipped) bool {
 func eventTableOf(p readers.Partition) string {
 	switch typ := segment.ParseType(p.SegmentType); {
 	case p.SegmentType == "" || typ == segment.TypeTrack:
-		return eventTable(p.Table)
+		return readers.EventTable(p.Table)
 	case typ == segment.TypeUnknown:
-		return eventTable(p.SegmentType)
+		return readers.EventTable(p.SegmentType)
 	}
 	return ""
-}
-
-// eventTable returns the event a table is named after ("order_completed",
-// "track_order_completed" in Data Lakes), or "" for the tables of the
-// common columns (tracks, identifies, ...).
-func eventTable(table string) string {
-	switch table {
-	case "", "tracks", "track", "identifies", "identify", "users", "pages", "page", "screens", "screen", "groups", "group", "aliases", "alias":
-		return ""
-	}
-	return strings.TrimPrefix(table, "track_")
 }
 
 // footer reads the object's footer: its row groups and message type.

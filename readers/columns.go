@@ -294,25 +294,42 @@ func buildPlan(root *parquet.Column, users bool) (plan, map[field]*parquet.Colum
 	return pl, found, nil
 }
 
+// warehouseTables are the tables of Segment's common columns as warehouses
+// name their folders, with the type of their rows; dataLakesTypes the same
+// tables as Data Lakes names its segment_type= partitions. Every other
+// table is an event's own table (order_completed, track_order_completed).
+var (
+	warehouseTables = map[string]segment.Type{
+		"tracks": segment.TypeTrack, "identifies": segment.TypeIdentify, "users": segment.TypeIdentify,
+		"pages": segment.TypePage, "screens": segment.TypeScreen, "groups": segment.TypeGroup, "aliases": segment.TypeAlias,
+	}
+	dataLakesTypes = map[string]segment.Type{
+		"track": segment.TypeTrack, "identify": segment.TypeIdentify, "page": segment.TypePage,
+		"screen": segment.TypeScreen, "group": segment.TypeGroup, "alias": segment.TypeAlias,
+	}
+)
+
+// EventTable returns the event a table or segment_type= partition is named
+// after ("order_completed"; "track_order_completed" in Data Lakes gives
+// "order_completed"), or "" for the tables of the common columns (tracks,
+// identifies, ...) and for no table.
+func EventTable(table string) string {
+	if _, ok := warehouseTables[table]; ok || table == "" {
+		return ""
+	}
+	if _, ok := dataLakesTypes[table]; ok {
+		return ""
+	}
+	return strings.TrimPrefix(table, "track_")
+}
+
 // tableType maps a table folder name to the message type of its rows.
 func tableType(table string) segment.Type {
-	switch strings.ToLower(table) {
-	case "":
-		return segment.TypeUnknown
-	case "identifies", "users":
-		return segment.TypeIdentify
-	case "pages":
-		return segment.TypePage
-	case "screens":
-		return segment.TypeScreen
-	case "groups":
-		return segment.TypeGroup
-	case "aliases":
-		return segment.TypeAlias
-	case "tracks":
-		return segment.TypeTrack
+	table = strings.ToLower(table)
+	if t, ok := warehouseTables[table]; ok {
+		return t
 	}
-	if strings.HasPrefix(strings.ToLower(table), "track_") { // Data Lakes event tables
+	if strings.HasPrefix(table, "track_") { // Data Lakes event tables
 		return segment.TypeTrack
 	}
 	// Any other folder may be an event table (order_completed) or just a
