@@ -26,8 +26,10 @@ emulators: ## install the storage emulators the tests run: fake-gcs-server, vers
 	@grep -qs '"version": "$(AZURITE_VERSION)"' $(EMULATORS)/azurite/node_modules/azurite/package.json || \
 	  npm install --prefix $(EMULATORS)/azurite azurite@$(AZURITE_VERSION) --no-audit --no-fund
 
-test: emulators ## what CI runs: vet, then every test (fuzz seed corpora included) under the race detector
+test: emulators ## what CI runs: vet (for Linux, Windows and macOS), then every test (fuzz seed corpora included) under the race detector
 	$(GO) vet ./...
+	GOOS=windows $(GO) vet ./...
+	GOOS=darwin $(GO) build ./...
 ifeq ($(CC_FOUND),)
 	@echo "make test: WARNING: no C compiler (cc or gcc) on the PATH, and go test -race needs one (cgo);" >&2
 	@echo "make test: running the tests WITHOUT the race detector. Install one (apt-get install gcc) to test as CI does." >&2
@@ -62,7 +64,7 @@ bench-scale: ## the job at scale alone: a million row groups, 16 shards, resume,
 # Windows and macOS: the module vets and builds there (Unix-only calls are
 # behind build tags). Not in CI: cold, each is one more compile of every
 # dependency, minutes on two cores.
-cross: ## vet for Windows, build for macOS (not in CI)
+cross: ## vet for Windows, build for macOS (make test does it too)
 	GOOS=windows $(GO) vet ./...
 	GOOS=darwin $(GO) build ./...
 
