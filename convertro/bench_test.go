@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"runtime"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -149,4 +150,52 @@ func TestReferenceURLAgrees(t *testing.T) {
 			}
 		}
 	}
+}
+
+// BenchmarkAppendEscaped measures the query escaper on the values a request
+// carries, against two references in the same run: url.QueryEscape, and the
+// escaper this one replaced, which wrote three bytes for every byte and
+// kept one (escapeEveryByte).
+func BenchmarkAppendEscaped(b *testing.B) {
+	values := []struct{ name, v string }{
+		{"device_id", "6f1c2a4e-9b7d-4c1e-8a55-0d3f2b9c7e11"},
+		{"user_agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"},
+		{"non_ascii", "Größenänderung des Warenkorbs – Bestellung abgeschlossen"},
+	}
+	for _, v := range values {
+		dst := make([]byte, 0, 3*len(v.v))
+		b.Run(v.name+"/impl=encoder", func(b *testing.B) {
+			b.SetBytes(int64(len(v.v)))
+			for b.Loop() {
+				dst = appendEscaped(dst[:0], v.v)
+			}
+		})
+		b.Run(v.name+"/impl=every-byte", func(b *testing.B) {
+			b.SetBytes(int64(len(v.v)))
+			for b.Loop() {
+				dst = escapeEveryByte(dst[:0], v.v)
+			}
+		})
+		b.Run(v.name+"/impl=net-url", func(b *testing.B) {
+			b.SetBytes(int64(len(v.v)))
+			for b.Loop() {
+				sink += len(url.QueryEscape(v.v))
+			}
+		})
+	}
+}
+
+// escapeEveryByte is the reference: each byte's escape written
+// unconditionally, three bytes at a time, the length kept by its count.
+func escapeEveryByte(dst []byte, s string) []byte {
+	n := len(dst)
+	dst = slices.Grow(dst, 3*len(s))
+	dst = dst[:n+3*len(s)]
+	for i := 0; i < len(s); i++ {
+		e := escapes[s[i]]
+		w := dst[n : n+3 : n+3]
+		w[0], w[1], w[2] = byte(e), byte(e>>8), byte(e>>16)
+		n += int(e >> 24)
+	}
+	return dst[:n]
 }

@@ -337,19 +337,35 @@ var escapes = func() (t [256]uint32) {
 	return t
 }()
 
+// plain marks the bytes that stand for themselves in a query value.
+var plain = func() (t [256]bool) {
+	for c, e := range escapes {
+		t[c] = e == 1<<24|uint32(c)
+	}
+	return t
+}()
+
 // appendEscaped appends s query-escaped to dst, byte for byte as
 // url.QueryEscape does, without allocating a string. It makes room for the
-// worst case once and then writes each byte's escape without branching:
-// user agents are long, and this loop is the hot spot of encoding.
+// worst case once (three bytes per byte), then copies each run of bytes
+// that need no escape whole and writes the escape of each byte that does:
+// most values (ids, numbers, most of a user agent) are long runs, and this
+// loop is the hot spot of encoding.
 func appendEscaped[T string | []byte](dst []byte, s T) []byte {
-	n := len(dst)
 	dst = slices.Grow(dst, 3*len(s))
-	dst = dst[:n+3*len(s)]
 	for i := 0; i < len(s); i++ {
-		e := escapes[s[i]]
-		w := dst[n : n+3 : n+3]
-		w[0], w[1], w[2] = byte(e), byte(e>>8), byte(e>>16)
-		n += int(e >> 24)
+		j := i
+		for j < len(s) && plain[s[j]] {
+			j++
+		}
+		dst = append(dst, s[i:j]...)
+		if j == len(s) {
+			break
+		}
+		e := escapes[s[j]]
+		dst = append(dst, byte(e), byte(e>>8), byte(e>>16))
+		dst = dst[:len(dst)-3+int(e>>24)]
+		i = j
 	}
-	return dst[:n]
+	return dst
 }

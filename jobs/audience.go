@@ -788,7 +788,7 @@ func (j *audienceJob) dryRun(ctx context.Context) (*pipeline.Report, error) {
 	}
 	deps := pipeline.Deps{Decoder: dec, NewTransform: newAudienceTransform(j.mapper, j.wire),
 		Progress: j.env.Stderr, Logger: j.env.Log, Now: j.env.Now}
-	return runDry(ctx, cfg, deps, j.o.Out, j.env)
+	return runDry(ctx, cfg, deps, j.wire.BaseURL(), j.o.Out, j.env)
 }
 
 // changesDecoder implements pipeline.Decoder over a local changes file. Each

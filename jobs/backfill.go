@@ -246,7 +246,7 @@ func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
 		Now:          env.Now,
 	}
 	if o.DryRun {
-		return runDry(ctx, cfg, deps, o.Out, env)
+		return runDry(ctx, cfg, deps, p.wire.BaseURL(), o.Out, env)
 	}
 
 	var metrics *metricsPusher
@@ -293,9 +293,16 @@ func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
 	return rep, err
 }
 
-func runDry(ctx context.Context, cfg pipeline.Config, deps pipeline.Deps, out string, env Env) (*pipeline.Report, error) {
+// runDry runs cfg as a dry run writing to out ("-": stdout). base is the
+// wire's base URL: when JSON copies it as it is, so it does every URL the
+// encoder makes from it (the rest is escaped ASCII), and the lines are
+// written without scanning each URL for JSON escapes.
+func runDry(ctx context.Context, cfg pipeline.Config, deps pipeline.Deps, base, out string, env Env) (*pipeline.Report, error) {
 	// The pipeline buffers its own writes; the lines go straight to the file.
 	deps.DryRun, deps.DryRunLine = env.Stdout, writers.AppendDryRunLine
+	if writers.JSONPlain(base) {
+		deps.DryRunLine = writers.AppendPlainDryRunLine
+	}
 	var f *os.File
 	if out != "-" {
 		var err error

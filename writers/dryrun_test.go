@@ -49,6 +49,25 @@ func TestAppendDryRunLineMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
+// TestAppendPlainDryRunLine: for a URL JSONPlain accepts, the plain line is
+// the scanned one; JSONPlain refuses every byte that JSON escapes.
+func TestAppendPlainDryRunLine(t *testing.T) {
+	for _, u := range []string{"", "https://sp1.convertro.com/api/hit/acme/1/?sid=d%201&typ=sale&val=49.99&eid=o%2F1&ts=1&cua=a+b%28c%29",
+		"http://127.0.0.1:8080/collect/api/user/a%20b/1/?sid=x&id=y&ts=2&segment_audience=true"} {
+		if !JSONPlain(u) {
+			t.Errorf("JSONPlain(%q) = false", u)
+		}
+		if got, want := string(AppendPlainDryRunLine([]byte("kept:"), []byte(u))), "kept:"+wantDryRunLine(t, u); got != want {
+			t.Errorf("plain line %q, want %q", got, want)
+		}
+	}
+	for _, c := range []byte{0x00, 0x1f, '"', '\\', 0x7f + 1, 0xff} {
+		if u := "https://x/" + string([]byte{c}) + "/"; JSONPlain(u) {
+			t.Errorf("JSONPlain(%q) = true", u)
+		}
+	}
+}
+
 func FuzzDryRunMatchesEncodingJSON(f *testing.F) {
 	for _, u := range dryRunCases {
 		f.Add(u)
