@@ -21,6 +21,22 @@ import (
 	"github.com/convertro-etl/convertro-etl/writers"
 )
 
+// audienceKind is the audience sync: its own engine (diff, then deliver the
+// changes), no plan of row groups, no daily cap, and no replay (the next
+// sync sends again what was dead-lettered).
+var audienceKind = Kind{
+	Name: "audience",
+	Run:  runAudience,
+	Check: func(o Options) error {
+		if o.MaxRequestsPerDay > 0 {
+			return fmt.Errorf("%w: --max-requests-per-day applies to backfill and migration jobs, not to an audience sync", ErrConfig)
+		}
+		return nil
+	},
+	NoPlan:   "plan lists the row groups of a backfill; for an audience job use run --dry-run --out FILE, which diffs and sends nothing",
+	NoReplay: "audience sync: its next sync sends its dead letters again; not replayed",
+}
+
 // The audience job (kind "audience") keeps Convertro's view of Engage
 // audiences in step with a source of memberships (rule 18). The state
 // location holds, under audience/:

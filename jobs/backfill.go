@@ -81,6 +81,10 @@ func (p *prepared) close() {
 	}
 }
 
+// backfillKind is the default kind: every row of the sources in the date
+// range, sent once. The other kinds are variations of it (kind.go).
+var backfillKind = Kind{Name: "backfill"}
+
 // prepare does everything a run and a plan share, before any state is touched.
 func prepare(ctx context.Context, o Options, env Env, delivery bool) (*prepared, error) {
 	o = o.withDefaults()
@@ -130,8 +134,8 @@ func prepare(ctx context.Context, o Options, env Env, delivery bool) (*prepared,
 		p.close()
 		return nil, err
 	}
-	if o.Kind == "migration" {
-		p.in.oldestFirst()
+	if k := kindNamed(o.Kind); k.Order != nil { // prepare validated o
+		k.Order(p.in)
 	}
 	p.job = pipeline.JobID{
 		Kind:        o.Kind,
@@ -209,8 +213,8 @@ func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
 			return nil, err
 		}
 	}
-	if o.withDefaults().Kind == "audience" {
-		return runAudience(ctx, o, env)
+	if k := kindNamed(o.withDefaults().Kind); k != nil && k.Run != nil {
+		return k.Run(ctx, o, env)
 	}
 	p, err := prepare(ctx, o, env, !o.DryRun)
 	if err != nil {

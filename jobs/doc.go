@@ -13,6 +13,11 @@
 // the same pipeline, and makes the new snapshot current once every change
 // is handled.
 //
+// Each kind is a Kind (kind.go) registered in one list that --job's help,
+// validation, run, plan and replay read; what a kind leaves unset behaves as
+// a backfill. Adding a kind is one file declaring its Kind and its line in
+// the list.
+//
 // The migration (kind "migration", migration.go) is a backfill of a long
 // history over many invocations: its plan goes oldest partition first, plan
 // estimates its requests and the days at the daily cap, and status gives an

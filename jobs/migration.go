@@ -22,6 +22,11 @@ import (
 // status can say how far it got), plan estimates the requests and the days
 // the daily cap needs, and it is meant to be run with --max-requests-per-day
 // (any backfill may be) and run again each day until status says finished.
+var migrationKind = Kind{
+	Name:      "migration",
+	Order:     (*inputs).oldestFirst,
+	PrintPlan: printMigrationPlan,
+}
 
 // oldestFirst orders the plan by partition: day, then hour (a day-level
 // partition before that day's hours), then key. Objects whose path names no

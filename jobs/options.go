@@ -270,15 +270,8 @@ func (o Options) validate() error {
 	if err := o.Check(); err != nil {
 		return err
 	}
-	switch o.Kind {
-	case "backfill":
-	case "audience":
-	case "migration":
-	default:
-		return fmt.Errorf("%w: kind %q: want backfill, audience or migration", ErrConfig, o.Kind)
-	}
-	if o.MaxRequestsPerDay > 0 && o.Kind == "audience" {
-		return fmt.Errorf("%w: --max-requests-per-day applies to backfill and migration jobs, not to an audience sync", ErrConfig)
+	if err := checkKind(o); err != nil {
+		return err
 	}
 	if o.DryRun && o.Out == "" {
 		return fmt.Errorf("%w: --dry-run needs --out FILE (or - for stdout)", ErrConfig)
@@ -432,7 +425,7 @@ const (
 // table declares every option of Options, in --help order.
 var table = []*Option{
 	{Name: "kind", Key: "kind", FlagAlias: "job", Default: "backfill", For: runPlan,
-		Help:  "kind of job: backfill, audience or migration",
+		Help:  "kind of job (the list is filled in by kind.go)",
 		Field: func(o *Options) any { return &o.Kind }},
 	{Name: "source", Key: "sources", Default: []string(nil), For: runPlan, Path: true,
 		Help:  "source `URI`: " + objstore.Forms() + " (repeatable)",

@@ -1,7 +1,9 @@
 package jobs
 
 import (
+	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -74,5 +76,39 @@ func TestWithDefaultsFromTable(t *testing.T) {
 	set := Options{Concurrency: 3}.withDefaults()
 	if set.Concurrency != 3 {
 		t.Errorf("withDefaults replaced a set value: %d", set.Concurrency)
+	}
+}
+
+// TestKinds: every kind is registered once, --job's help and the refusal of
+// an unknown kind name each of them, and each is accepted by validation.
+func TestKinds(t *testing.T) {
+	seen := map[string]bool{}
+	for _, k := range kinds {
+		if k.Name == "" || seen[k.Name] {
+			t.Errorf("kind %q: empty or registered twice", k.Name)
+		}
+		seen[k.Name] = true
+		if !strings.Contains(Lookup("kind").Help, k.Name) {
+			t.Errorf("--job help %q does not name %s", Lookup("kind").Help, k.Name)
+		}
+		o := Defaults()
+		o.Kind, o.Sources = k.Name, []string{"x"}
+		if err := o.validate(); err != nil {
+			t.Errorf("kind %s refused: %v", k.Name, err)
+		}
+	}
+	if len(seen) != 3 || Defaults().Kind != kinds[0].Name {
+		t.Errorf("kinds %v, default %q: want backfill (the default), audience, migration", seen, Defaults().Kind)
+	}
+	o := Defaults()
+	o.Kind, o.Sources = "backfil", []string{"x"}
+	err := o.validate()
+	if !errors.Is(err, ErrConfig) {
+		t.Fatalf("unknown kind: err %v, want ErrConfig", err)
+	}
+	for name := range seen {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("unknown kind: message %q does not name %s", err, name)
+		}
 	}
 }

@@ -137,9 +137,9 @@ func Replay(ctx context.Context, o Options, env Env) (*ReplayReport, error) {
 		switch {
 		case only != nil && m.Shard != *only:
 			continue
-		case m.Job.Kind == "audience":
+		case kindNamed(m.Job.Kind) != nil && kindNamed(m.Job.Kind).NoReplay != "":
 			if len(m.DeadLetterFiles) > 0 {
-				env.Log.Info("audience sync: its next sync sends its dead letters again; not replayed", "shard", m.Shard.String())
+				env.Log.Info(kindNamed(m.Job.Kind).NoReplay, "shard", m.Shard.String())
 			}
 			continue
 		case len(m.DeadLetterFiles) == 0 && len(orphans[m.Shard]) == 0:

@@ -22,8 +22,8 @@ import (
 // fall into shards. It reads footers only, and needs no Convertro settings.
 func PrintPlan(ctx context.Context, o Options, env Env) error {
 	env = env.withDefaults()
-	if o.withDefaults().Kind == "audience" {
-		return fmt.Errorf("%w: plan lists the row groups of a backfill; for an audience job use run --dry-run --out FILE, which diffs and sends nothing", ErrConfig)
+	if k := kindNamed(o.withDefaults().Kind); k != nil && k.NoPlan != "" {
+		return fmt.Errorf("%w: %s", ErrConfig, k.NoPlan)
 	}
 	p, err := prepare(ctx, o, env, false)
 	if err != nil {
@@ -89,8 +89,8 @@ func PrintPlan(ctx context.Context, o Options, env Env) error {
 	mine := pipeline.ShardUnits(units, p.in.objects, p.shard)
 	fmt.Fprintf(env.Stdout, "\nshard %s: %d of %d units, %d of %d rows\n",
 		p.shard, len(mine), len(units), pipeline.PlanRows(mine), pipeline.PlanRows(units))
-	if p.o.Kind == "migration" {
-		printMigrationPlan(ctx, env.Stdout, p, mine)
+	if k := kindNamed(p.o.Kind); k.PrintPlan != nil {
+		k.PrintPlan(ctx, env.Stdout, p, mine)
 	}
 	return nil
 }
