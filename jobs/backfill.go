@@ -125,6 +125,7 @@ func prepare(ctx context.Context, o Options, env Env, delivery bool) (*prepared,
 		}
 	}
 	p.covered = win.covered
+	win.rowWindow(from, to, now)
 	p.in, err = gather(ctx, o, win, shard, p.ledger, env.Log)
 	if err != nil {
 		p.close()

@@ -138,10 +138,20 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	sort.Slice(refs, func(i, j int) bool { return refs[i].obj.URI < refs[j].obj.URI })
 
 	pinned := map[string]pipeline.PlannedObject{}
+	// held and unfinished are the ledger's objects by URI, and those with
+	// rows still to read, for the time filters of objects without a day.
+	held := map[string]int{}
+	unfinished := map[int]bool{}
 	if ledger != nil {
-		for _, po := range ledger.Objects {
+		for i, po := range ledger.Objects {
+			held[po.URI] = i
 			if po.Skipped == "" && len(po.RowGroups) > 0 {
 				pinned[po.URI] = po
+			}
+		}
+		for _, u := range ledger.Units {
+			if !u.Done && !u.Retired && u.Watermark < u.Rows {
+				unfinished[u.Object] = true
 			}
 		}
 	}
@@ -153,7 +163,17 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		g.Go(func() error {
 			po := pipeline.Object{URI: r.obj.URI, Key: r.obj.Key, Size: r.obj.Size, Version: r.obj.Version,
 				Day: partitionDay(r.obj)}
-			if p, ok := pinned[po.URI]; ok && p.Version == po.Version && p.Size == po.Size && !r.empty {
+			reuse := true
+			if win.rows != nil && po.Day == "" && !r.empty {
+				var prev *pipeline.PlannedObject
+				li, ok := held[po.URI]
+				if ok {
+					prev = &ledger.Objects[li]
+				}
+				same := ok && prev.Version == po.Version && prev.Size == po.Size
+				po.Filter, reuse = undatedFilter(*win.rows, prev, same, ok && unfinished[li])
+			}
+			if p, ok := pinned[po.URI]; ok && reuse && p.Version == po.Version && p.Size == po.Size && !r.empty {
 				// The manifest pinned this version with its row groups:
 				// the footer is read when (if) a row group is decoded.
 				po.RowGroups = slices.Clone(p.RowGroups)
@@ -161,7 +181,7 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 				return nil
 			}
 			footers.Add(1)
-			groups, typ, err := r.footer(gctx, in.hint)
+			groups, typ, err := r.footer(gctx, in.hint, po.Filter)
 			switch {
 			case err == nil:
 				r.typ = typ
@@ -192,6 +212,9 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 			continue
 		}
 		refs[i].left = len(po.RowGroups)
+		if po.Filter != nil {
+			refs[i].left -= len(po.Filter.Pruned)
+		}
 	}
 	return in, nil
 }
@@ -237,8 +260,9 @@ func eventTable(table string) string {
 	return strings.TrimPrefix(table, "track_")
 }
 
-// footer reads the object's footer: its row groups and message type.
-func (r *inputRef) footer(ctx context.Context, h readers.Hint) ([]int64, segment.Type, error) {
+// footer reads the object's footer: its row groups and message type, and
+// which of them the time filter tf (nil for none) prunes.
+func (r *inputRef) footer(ctx context.Context, h readers.Hint, tf *pipeline.TimeFilter) ([]int64, segment.Type, error) {
 	if r.empty {
 		return nil, 0, fmt.Errorf("open %s: %w: empty object (0 bytes) named as a Parquet file: an interrupted write?", r.obj.URI, readers.ErrBadFile)
 	}
@@ -252,6 +276,7 @@ func (r *inputRef) footer(ctx context.Context, h readers.Hint) ([]int64, segment
 		return nil, 0, err
 	}
 	r.web = footerWebRows(pf)
+	pruneRowGroups(tf, pf)
 	groups := pf.RowGroups()
 	rows := make([]int64, len(groups))
 	for i, g := range groups {
@@ -281,10 +306,18 @@ func (in *inputs) Decode(ctx context.Context, obj pipeline.Object, rowGroup int,
 		seen = map[string]bool{}
 	}
 	return in.badFile(pf.ReadRowGroup(ctx, rowGroup, in.batchSize, func(first int64, batch []segment.Message) error {
+		// A row outside the run's time range is not this run's, whatever
+		// else would skip it.
+		if obj.Filter != nil {
+			filterRows(obj.Filter, batch)
+		}
 		if tracks {
 			var name []byte
 			for i := range batch {
 				m := &batch[i]
+				if m.Excluded != "" {
+					continue
+				}
 				name = m.EventText
 				if len(name) == 0 {
 					name = m.Event
