@@ -51,6 +51,10 @@ type inputs struct {
 	// otherShards those left to the other shards, footersRead the footers
 	// this process read (objects the ledger pinned need none).
 	listed, otherShards, footersRead int
+	// heldBack counts the objects without a day resumed with the time
+	// filter of an interrupted run while this run's range asks for more
+	// (undatedFilter).
+	heldBack int
 }
 
 type inputRef struct {
@@ -155,7 +159,7 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 			}
 		}
 	}
-	var footers atomic.Int64
+	var footers, heldBack atomic.Int64
 	in.objects = make([]pipeline.Object, len(refs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(footerReaders)
@@ -171,7 +175,11 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 					prev = &ledger.Objects[li]
 				}
 				same := ok && prev.Version == po.Version && prev.Size == po.Size
-				po.Filter, reuse = undatedFilter(*win.rows, prev, same, ok && unfinished[li])
+				var more bool
+				po.Filter, reuse, more = undatedFilter(*win.rows, prev, same, ok && unfinished[li])
+				if more {
+					heldBack.Add(1)
+				}
 			}
 			if p, ok := pinned[po.URI]; ok && reuse && p.Version == po.Version && p.Size == po.Size && !r.empty {
 				// The manifest pinned this version with its row groups:
@@ -200,6 +208,7 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		return nil, err
 	}
 	in.footersRead = int(footers.Load())
+	in.heldBack = int(heldBack.Load())
 	// What this shard planned, and from where: the footers it read and
 	// the objects whose row groups the ledger gave. With many shards it
 	// shows each reading its own share; on a resume, how little it read.

@@ -24,27 +24,30 @@ const SkipOutsideTimeRange = "outside_time_range"
 // object stands as it is, so its row groups need no footer read:
 //
 //   - an unfinished object is resumed with the filter it was planned with,
-//     so that a resume reads what the interrupted run would have; the
-//     instants past it are read by the next run (as far back as
-//     --lookback reaches);
+//     so that a resume reads what the interrupted run would have; once it
+//     is finished, Run plans it again for the instants past it (heldBack);
 //   - a finished one, at the same version, is read again for the instants
 //     of w that no earlier plan read (none: it stands);
 //   - a rewritten one (another version, or set aside before) is read for w
 //     less what earlier versions delivered: an export rewritten every night
 //     with the whole history then sends each day once. Rows of a day
 //     already delivered that only the new version holds are not sent.
-func undatedFilter(w pipeline.Span, prev *pipeline.PlannedObject, sameVersion, unfinished bool) (f *pipeline.TimeFilter, reuse bool) {
+//
+// heldBack reports an unfinished object resumed with its earlier filter
+// while w holds instants past it: Run reads them in a second pass.
+func undatedFilter(w pipeline.Span, prev *pipeline.PlannedObject, sameVersion, unfinished bool) (f *pipeline.TimeFilter, reuse, heldBack bool) {
 	if prev == nil {
-		return &pipeline.TimeFilter{Read: pipeline.SubtractSpans(w, nil)}, false
+		return &pipeline.TimeFilter{Read: pipeline.SubtractSpans(w, nil)}, false, false
 	}
 	pf := prev.Filter
 	finished := !unfinished && prev.Skipped == ""
 	if sameVersion && prev.Skipped == "" {
 		if unfinished {
-			return pf.Clone(), true
+			more := pf != nil && len(pipeline.SubtractSpans(w, pipeline.UnionSpans(pf.Done, pf.Read))) > 0
+			return pf.Clone(), true, more
 		}
 		if pf == nil {
-			return nil, true // read whole by an earlier run: nothing is new
+			return nil, true, false // read whole by an earlier run: nothing is new
 		}
 	}
 	var done []pipeline.Span
@@ -58,9 +61,9 @@ func undatedFilter(w pipeline.Span, prev *pipeline.PlannedObject, sameVersion, u
 	}
 	read := pipeline.SubtractSpans(w, done)
 	if sameVersion && prev.Skipped == "" && len(read) == 0 {
-		return pf.Clone(), true
+		return pf.Clone(), true, false
 	}
-	return &pipeline.TimeFilter{Read: read, Done: done}, false
+	return &pipeline.TimeFilter{Read: read, Done: done}, false, false
 }
 
 // pruneRowGroups sets f.Pruned: the row groups of pf whose statistics put

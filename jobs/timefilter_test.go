@@ -313,3 +313,72 @@ func TestUndatedWithoutRangeReadWhole(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestNightlyOverUndatedExportAfterFailedNight: Convertro goes down in the
+// middle of night 2. Night 3 resumes night 2's plan of the object as it was
+// (the same filter and row groups, though its own range differs), then, in
+// a second pass, reads the object for its own day: every day is delivered,
+// and no request is sent twice beyond the report's repeat bound.
+func TestNightlyOverUndatedExportAfterFailedNight(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	writeUndated(t, filepath.Join(dir, "source", "tracks", "000000000000.parquet"), undatedRows(4))
+	rec, down := newFlakyRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12"})
+	o := testOptions(filepath.Join(dir, "source"), filepath.Join(dir, "state"), rec.srv.URL)
+	o.From, o.To = "yesterday", "yesterday"
+	o.DownAfter = time.Second
+	night := func(i int) (*pipeline.Report, error) {
+		env := testEnv(t)
+		env.Now = func() time.Time { return undatedDay0.AddDate(0, 0, i+1).Add(2 * time.Hour) }
+		return Run(ctx, o, env)
+	}
+	if _, err := night(1); err != nil {
+		t.Fatalf("night 1: %v", err)
+	}
+	down.n.Store(20)
+	down.armed.Store(true)
+	if _, err := night(2); err == nil {
+		t.Fatal("night 2, Convertro down: the run succeeded")
+	}
+	down.armed.Store(false)
+	m := readTestManifest(t, o.State)
+	if len(m.Objects) != 1 || m.Objects[0].Filter == nil {
+		t.Fatalf("ledger after the failed night: %+v", m.Objects)
+	}
+	failed := m.Objects[0].Filter.Clone()
+	if want := undatedDay0.AddDate(0, 0, 2); len(failed.Read) != 1 || !failed.Read[0].From.Equal(want) {
+		t.Fatalf("failed night's filter reads %+v, want from %s", failed.Read, want)
+	}
+	rep, err := night(3)
+	if err != nil {
+		t.Fatalf("night 3: %v", err)
+	}
+	m = readTestManifest(t, o.State)
+	if f := m.Objects[0].Filter; f == nil || len(f.Read) != 1 || !f.Read[0].From.Equal(undatedDay0.AddDate(0, 0, 3)) ||
+		len(f.Done) != 1 || !f.Done[0].To.Equal(undatedDay0.AddDate(0, 0, 3)) {
+		t.Errorf("ledger after night 3: filter %+v, want day 3 read and days 1-2 done", f)
+	}
+	uniq := map[string]bool{}
+	byDay := map[string]int{}
+	all := rec.requests(t)
+	for _, r := range all {
+		if uniq[r] {
+			continue
+		}
+		uniq[r] = true
+		u, _ := url.Parse(r)
+		ts, _ := strconv.ParseInt(u.Query().Get("ts"), 10, 64)
+		byDay[time.Unix(ts, 0).UTC().Format(time.DateOnly)]++
+	}
+	for d := 1; d <= 3; d++ {
+		if byDay[dayOf(d)] != undatedPerDay {
+			t.Errorf("%d distinct requests for %s, want %d", byDay[dayOf(d)], dayOf(d), undatedPerDay)
+		}
+	}
+	if byDay[dayOf(0)] != 0 {
+		t.Errorf("%d requests for the day before the first night", byDay[dayOf(0)])
+	}
+	if repeats := int64(len(all) - len(uniq)); repeats > rep.RepeatBound {
+		t.Errorf("%d requests sent twice, the report bounds them by %d", repeats, rep.RepeatBound)
+	}
+}

@@ -108,7 +108,7 @@ func UnionSpans(a, b []Span) []Span {
 // SubtractSpans returns the instants of w that are in none of done, as
 // sorted spans.
 func SubtractSpans(w Span, done []Span) []Span {
-	cur := []Span{w}
+	cur := UnionSpans(nil, []Span{w}) // none when w is empty
 	for _, d := range UnionSpans(nil, done) {
 		var next []Span
 		for _, s := range cur {
