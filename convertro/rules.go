@@ -339,12 +339,8 @@ func disabled(msg *segment.Message) bool {
 // eventTime is the first present of timestamp, original_timestamp, sent_at
 // and received_at, in whole Unix seconds, floored.
 func eventTime(msg *segment.Message) (int64, bool) {
-	for _, t := range [...]segment.Time{msg.Timestamp, msg.OriginalTimestamp, msg.SentAt, msg.ReceivedAt} {
-		if t.Valid {
-			return t.UnixSeconds(), true
-		}
-	}
-	return 0, false
+	t, ok := msg.EventTime()
+	return t.UnixSeconds(), ok
 }
 
 // one is the value of an event without one (rules 9, 12, 13).

@@ -129,6 +129,7 @@ func prepare(ctx context.Context, o Options, env Env, delivery bool) (*prepared,
 		}
 	}
 	p.covered = win.covered
+	win.rowWindow(from, to, now)
 	p.in, err = gather(ctx, o, win, shard, p.ledger, env.Log)
 	if err != nil {
 		p.close()
@@ -207,6 +208,11 @@ func orOpen(s string) string {
 // Run runs or resumes the job o and returns its report (nil when the run
 // could not start). The report's summary goes to env.Stderr.
 func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
+	return run(ctx, o, env, false)
+}
+
+// run is Run; second marks its second pass (see heldBack).
+func run(ctx context.Context, o Options, env Env, second bool) (*pipeline.Report, error) {
 	env = env.withDefaults()
 	if o.MetricsPush != "" {
 		if _, err := parseMetricsURL(o.MetricsPush); err != nil {
@@ -293,6 +299,16 @@ func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
 	}
 	if rep != nil {
 		rep.Summary(env.Stderr)
+	}
+	if err == nil && p.in.heldBack > 0 && !second {
+		// Objects without a day were finished with an interrupted run's
+		// time range; now that they are, a second pass reads them for
+		// this run's, which the first could not plan over unfinished work.
+		env.Log.Info("objects without a day were resumed with an earlier run's time range; reading them again for this run's",
+			"objects", p.in.heldBack)
+		p.close()
+		p.in = nil
+		return run(ctx, o, env, true)
 	}
 	return rep, err
 }

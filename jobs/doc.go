@@ -24,6 +24,14 @@
 // ETA. The cap itself (Options.MaxRequestsPerDay, for backfills too) is
 // pipeline.Config.MaxRequestsPerDay.
 //
+// A date range (--from, --to) selects the objects whose path names a day
+// by that day, and the rows of the others by their event time
+// (timefilter.go): each such object gets a pipeline.TimeFilter, decided from
+// the ledger so that a recurring job reads every instant of an object once,
+// whose row groups are pruned by their footer statistics
+// (readers.ParquetFile.EventTimeBounds) and whose rows outside it Decode
+// marks skipped as SkipOutsideTimeRange.
+//
 // Options are declared once, in the table of options.go (Table): each
 // entry gives an option's flag, job-file key, CONVERTRO_ETL_ environment
 // variable, default, help, subcommands and range. The command line binds its

@@ -51,6 +51,10 @@ type inputs struct {
 	// otherShards those left to the other shards, footersRead the footers
 	// this process read (objects the ledger pinned need none).
 	listed, otherShards, footersRead int
+	// heldBack counts the objects without a day resumed with the time
+	// filter of an interrupted run while this run's range asks for more
+	// (undatedFilter).
+	heldBack int
 }
 
 type inputRef struct {
@@ -138,14 +142,24 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	sort.Slice(refs, func(i, j int) bool { return refs[i].obj.URI < refs[j].obj.URI })
 
 	pinned := map[string]pipeline.PlannedObject{}
+	// held and unfinished are the ledger's objects by URI, and those with
+	// rows still to read, for the time filters of objects without a day.
+	held := map[string]int{}
+	unfinished := map[int]bool{}
 	if ledger != nil {
-		for _, po := range ledger.Objects {
+		for i, po := range ledger.Objects {
+			held[po.URI] = i
 			if po.Skipped == "" && len(po.RowGroups) > 0 {
 				pinned[po.URI] = po
 			}
 		}
+		for _, u := range ledger.Units {
+			if !u.Done && !u.Retired && u.Watermark < u.Rows {
+				unfinished[u.Object] = true
+			}
+		}
 	}
-	var footers atomic.Int64
+	var footers, heldBack atomic.Int64
 	in.objects = make([]pipeline.Object, len(refs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(footerReaders)
@@ -153,7 +167,21 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		g.Go(func() error {
 			po := pipeline.Object{URI: r.obj.URI, Key: r.obj.Key, Size: r.obj.Size, Version: r.obj.Version,
 				Day: partitionDay(r.obj)}
-			if p, ok := pinned[po.URI]; ok && p.Version == po.Version && p.Size == po.Size && !r.empty {
+			reuse := true
+			if win.rows != nil && po.Day == "" && !r.empty {
+				var prev *pipeline.PlannedObject
+				li, ok := held[po.URI]
+				if ok {
+					prev = &ledger.Objects[li]
+				}
+				same := ok && prev.Version == po.Version && prev.Size == po.Size
+				var more bool
+				po.Filter, reuse, more = undatedFilter(*win.rows, prev, same, ok && unfinished[li])
+				if more {
+					heldBack.Add(1)
+				}
+			}
+			if p, ok := pinned[po.URI]; ok && reuse && p.Version == po.Version && p.Size == po.Size && !r.empty {
 				// The manifest pinned this version with its row groups:
 				// the footer is read when (if) a row group is decoded.
 				po.RowGroups = slices.Clone(p.RowGroups)
@@ -161,7 +189,7 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 				return nil
 			}
 			footers.Add(1)
-			groups, typ, err := r.footer(gctx, in.hint)
+			groups, typ, err := r.footer(gctx, in.hint, po.Filter)
 			switch {
 			case err == nil:
 				r.typ = typ
@@ -180,6 +208,7 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		return nil, err
 	}
 	in.footersRead = int(footers.Load())
+	in.heldBack = int(heldBack.Load())
 	// What this shard planned, and from where: the footers it read and
 	// the objects whose row groups the ledger gave. With many shards it
 	// shows each reading its own share; on a resume, how little it read.
@@ -192,6 +221,9 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 			continue
 		}
 		refs[i].left = len(po.RowGroups)
+		if po.Filter != nil {
+			refs[i].left -= len(po.Filter.Pruned)
+		}
 	}
 	return in, nil
 }
@@ -226,8 +258,9 @@ func eventTableOf(p readers.Partition) string {
 	return ""
 }
 
-// footer reads the object's footer: its row groups and message type.
-func (r *inputRef) footer(ctx context.Context, h readers.Hint) ([]int64, segment.Type, error) {
+// footer reads the object's footer: its row groups and message type, and
+// which of them the time filter tf (nil for none) prunes.
+func (r *inputRef) footer(ctx context.Context, h readers.Hint, tf *pipeline.TimeFilter) ([]int64, segment.Type, error) {
 	if r.empty {
 		return nil, 0, fmt.Errorf("open %s: %w: empty object (0 bytes) named as a Parquet file: an interrupted write?", r.obj.URI, readers.ErrBadFile)
 	}
@@ -241,6 +274,7 @@ func (r *inputRef) footer(ctx context.Context, h readers.Hint) ([]int64, segment
 		return nil, 0, err
 	}
 	r.web = footerWebRows(pf)
+	pruneRowGroups(tf, pf)
 	groups := pf.RowGroups()
 	rows := make([]int64, len(groups))
 	for i, g := range groups {
@@ -270,10 +304,18 @@ func (in *inputs) Decode(ctx context.Context, obj pipeline.Object, rowGroup int,
 		seen = map[string]bool{}
 	}
 	return in.badFile(pf.ReadRowGroup(ctx, rowGroup, in.batchSize, func(first int64, batch []segment.Message) error {
+		// A row outside the run's time range is not this run's, whatever
+		// else would skip it.
+		if obj.Filter != nil {
+			filterRows(obj.Filter, batch)
+		}
 		if tracks {
 			var name []byte
 			for i := range batch {
 				m := &batch[i]
+				if m.Excluded != "" {
+					continue
+				}
 				name = m.EventText
 				if len(name) == 0 {
 					name = m.Event

@@ -21,13 +21,36 @@ type listing struct {
 	// covered is the first day this run asks for, as the ledger records it
 	// (pipeline.Config.CoveredFrom): "0001-01-01" when the range is open.
 	covered string
+	// rowsFrom is the first day whose events the rows of an object without
+	// a day are read for: --from, or as far back as a recurring run looks.
+	// rows is the instants they are read for (see rowWindow); nil when the
+	// run has no date range, and such objects are read whole.
+	rowsFrom time.Time
+	rows     *pipeline.Span
+}
+
+// rowWindow sets l.rows for a run over [from, to] (inclusive days, zero
+// open) that starts at now: from l.rowsFrom to the end of the --to day, but
+// never past now. An export without days may still be filling the day the
+// run starts on: what the run reads of it is then exactly what was there,
+// and a later run reads the rest. Without --from and --to nothing is
+// filtered.
+func (l *listing) rowWindow(from, to, now time.Time) {
+	if from.IsZero() && to.IsZero() {
+		return
+	}
+	end := now.UTC()
+	if !to.IsZero() && to.AddDate(0, 0, 1).Before(end) {
+		end = to.AddDate(0, 0, 1)
+	}
+	l.rows = &pipeline.Span{From: l.rowsFrom, To: end}
 }
 
 const openDay = "0001-01-01"
 
 // plainListing lists exactly [from, to].
 func plainListing(from, to time.Time) listing {
-	l := listing{from: from, to: to, covered: openDay}
+	l := listing{from: from, to: to, covered: openDay, rowsFrom: from}
 	if !from.IsZero() {
 		l.covered = day(from)
 	}
@@ -79,6 +102,7 @@ func recurringListing(from, to time.Time, lookback time.Duration, ledger *pipeli
 		}
 	}
 	l.from = minDay(l.from, look)
+	l.rowsFrom = look
 	lookDay, toDay := day(look), day(to)
 	l.keep = func(d, uri string) bool {
 		if d == "" || unfinished[uri] {

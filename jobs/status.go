@@ -40,15 +40,20 @@ func PrintPlan(ctx context.Context, o Options, env Env) error {
 		if obj.Skipped != "" {
 			continue
 		}
+		// Row groups the time filter prunes are not read: not counted here.
 		var n int64
-		for _, r := range obj.RowGroups {
-			n += r
+		g := 0
+		for i, r := range obj.RowGroups {
+			if obj.Filter == nil || !slices.Contains(obj.Filter.Pruned, i) {
+				n += r
+				g++
+			}
 		}
 		r := p.in.refs[obj.URI]
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\n", obj.URI, r.typ, obj.Size, len(obj.RowGroups), n)
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\n", obj.URI, r.typ, obj.Size, g, n)
 		bytes += obj.Size
 		rows += n
-		groups += len(obj.RowGroups)
+		groups += g
 	}
 	fmt.Fprintf(w, "total\t\t%d\t%d\t%d\n", bytes, groups, rows)
 	w.Flush()
@@ -85,6 +90,7 @@ func PrintPlan(ctx context.Context, o Options, env Env) error {
 	if p.in.outOfRange > 0 || p.in.undated > 0 {
 		fmt.Fprintf(env.Stdout, "\ndate range: %d objects outside it left out; %d objects without a day partition kept\n", p.in.outOfRange, p.in.undated)
 	}
+	printTimeFilters(env.Stdout, p.in.objects)
 	units := pipeline.BuildPlan(p.in.objects)
 	mine := pipeline.ShardUnits(units, p.in.objects, p.shard)
 	fmt.Fprintf(env.Stdout, "\nshard %s: %d of %d units, %d of %d rows\n",
@@ -700,4 +706,44 @@ func skippedRows(c pipeline.Counts) int64 {
 		n += v
 	}
 	return n
+}
+
+// printTimeFilters says how the date range reads the objects without a day
+// in their path: the instants their rows are read for, and the row groups
+// their statistics leave unread.
+func printTimeFilters(w io.Writer, objs []pipeline.Object) {
+	var objects, groups, pruned int
+	var rows int64
+	var read []pipeline.Span
+	for _, o := range objs {
+		if o.Filter == nil || o.Skipped != "" {
+			continue
+		}
+		objects++
+		groups += len(o.RowGroups)
+		for _, rg := range o.Filter.Pruned {
+			if rg >= 0 && rg < len(o.RowGroups) {
+				pruned++
+				rows += o.RowGroups[rg]
+			}
+		}
+		read = pipeline.UnionSpans(read, o.Filter.Read)
+	}
+	if objects == 0 {
+		return
+	}
+	var spans []string
+	for _, s := range read {
+		from := "the start"
+		if !s.From.IsZero() {
+			from = s.From.UTC().Format(time.RFC3339)
+		}
+		spans = append(spans, from+" to "+s.To.UTC().Format(time.RFC3339))
+	}
+	if len(spans) == 0 {
+		spans = []string{"no instant (all read already)"}
+	}
+	fmt.Fprintf(w, "\ntime range: %d objects without a day in their path: rows read for events from %s (UTC, end excluded), the others skipped as %s\n",
+		objects, strings.Join(spans, ", "), SkipOutsideTimeRange)
+	fmt.Fprintf(w, "  row groups pruned by their timestamp statistics: %d of %d (%d rows), not read\n", pruned, groups, rows)
 }

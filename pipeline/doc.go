@@ -17,6 +17,13 @@
 // together cover every unit exactly once, and each shard has its own
 // manifest, lease and report.
 //
+// An object may carry a TimeFilter (jobs sets one on an object whose path
+// names no day, in a run with a date range): the row groups it prunes are
+// no units, and the plan keeps it with the object, so that a resume reads
+// what was planned and a later run knows what the object delivered. A
+// finished object listed at the same version with another filter is planned
+// again with it (mergeListing).
+//
 // # The manifest in storage
 //
 // A shard's manifest is stored in two parts (manifeststore.go). The plan,

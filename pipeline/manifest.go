@@ -37,8 +37,10 @@ var (
 // Version 4 keeps the plan in an object of its own (Plan) and commits only
 // the progress (Progress), and shards by object (Shard.Owns) rather than by
 // row group: an unfinished sharded manifest of an earlier version is
-// refused (see prepareManifest).
-const ManifestVersion = 4
+// refused (see prepareManifest). Version 5 adds an object's time filter
+// (PlannedObject.Filter), which an earlier version would drop and so read
+// rows the plan leaves out.
+const ManifestVersion = 5
 
 // Shard selects a stable share of a job's units: this process runs shard
 // Index of Count. The zero value is invalid; a single process is 0/1.
@@ -138,6 +140,9 @@ type PlannedObject struct {
 	RowGroups  []int64 `json:"row_groups"`        // rows of each row group
 	Skipped    string  `json:"skipped,omitempty"` // why the object was set aside as bad
 	Day        string  `json:"day,omitempty"`     // partition day (YYYY-MM-DD), "" when the path has none
+	// Filter is the rows and row groups the plan reads of an object whose
+	// path names no day (Object.Filter); nil for all.
+	Filter *TimeFilter `json:"time_filter,omitempty"`
 }
 
 // Manifest is the checkpoint of one shard of one job: the plan, each unit's

@@ -15,6 +15,10 @@ type Object struct {
 	// Day is the object's partition day (YYYY-MM-DD), "" when its path has
 	// none; the ledger keeps it so jobs can list an unfinished object's day.
 	Day string
+	// Filter, for an object whose path names no day in a run with a date
+	// range, says which of its rows and row groups the plan reads; nil
+	// reads them all. Its pruned row groups are no units.
+	Filter *TimeFilter
 }
 
 // Unit is the unit of work, checkpointing and sharding: one row group of one
@@ -26,21 +30,26 @@ type Unit struct {
 
 // BuildPlan lists the units of objects in plan order: objects in the order
 // given (jobs sorts them by key), row groups in file order. Skipped objects
-// contribute no units.
+// contribute no units, nor do row groups their filter pruned.
 func BuildPlan(objects []Object) []Unit {
 	n := 0
 	for _, o := range objects {
 		if o.Skipped == "" {
 			n += len(o.RowGroups)
+			if o.Filter != nil {
+				n -= len(o.Filter.Pruned)
+			}
 		}
 	}
-	units := make([]Unit, 0, n)
+	units := make([]Unit, 0, max(n, 0))
 	for i, o := range objects {
 		if o.Skipped != "" {
 			continue
 		}
 		for rg, rows := range o.RowGroups {
-			units = append(units, Unit{Object: i, RowGroup: rg, Rows: rows})
+			if !o.Filter.pruned(rg) {
+				units = append(units, Unit{Object: i, RowGroup: rg, Rows: rows})
+			}
 		}
 	}
 	return units

@@ -45,6 +45,12 @@ type Report struct {
 	// were set aside as unreadable and then replaced: the new version is read
 	// whole, so the requests of these rows may have been sent twice.
 	RowsReplaced int64 `json:"rows_replaced,omitempty"`
+	// RowGroupsPruned is the row groups that the current plan's time
+	// filters leave unread (TimeFilter.Pruned): objects without a day in
+	// their path whose statistics put every event outside the range read;
+	// RowsPruned is their rows, which rows_planned does not count.
+	RowGroupsPruned int64 `json:"row_groups_pruned,omitempty"`
+	RowsPruned      int64 `json:"rows_pruned,omitempty"`
 
 	Runs    int `json:"runs"`
 	Resumes int `json:"resumes"`
@@ -134,6 +140,14 @@ func buildReport(m *Manifest, cfg Config, started, finished time.Time, before Co
 		left[u.Object] += u.Rows - done
 	}
 	for i, o := range m.Objects {
+		if o.Filter != nil && o.Skipped == "" {
+			for _, rg := range o.Filter.Pruned {
+				if rg >= 0 && rg < len(o.RowGroups) {
+					r.RowGroupsPruned++
+					r.RowsPruned += o.RowGroups[rg]
+				}
+			}
+		}
 		if o.Skipped != "" {
 			r.SkippedObjects = append(r.SkippedObjects, SkippedObject{URI: o.URI, Reason: o.Skipped,
 				RowsRead: read[i], RowsNotRead: left[i]})
@@ -229,6 +243,10 @@ func (r *Report) Summary(w io.Writer) error {
 			parts = append(parts, fmt.Sprintf("%s %d", reason, c.RowsSkipped[reason]))
 		}
 		fmt.Fprintf(&b, "  skipped:      %s\n", strings.Join(parts, ", "))
+	}
+	if r.RowGroupsPruned > 0 {
+		fmt.Fprintf(&b, "  not read:     %d row groups (%d rows) of objects without a day in their path: their timestamp statistics lie outside the date range\n",
+			r.RowGroupsPruned, r.RowsPruned)
 	}
 	for _, h := range r.Hints {
 		fmt.Fprintf(&b, "  hint:         %s\n", h)

@@ -601,7 +601,8 @@ func orNone(s string) string {
 func objectsOf(p []PlannedObject) []Object {
 	objs := make([]Object, len(p))
 	for i, o := range p {
-		objs[i] = Object{URI: o.URI, Key: o.Key, Size: o.Size, Version: o.Version, RowGroups: o.RowGroups, Skipped: o.Skipped}
+		objs[i] = Object{URI: o.URI, Key: o.Key, Size: o.Size, Version: o.Version, RowGroups: o.RowGroups, Skipped: o.Skipped,
+			Filter: o.Filter}
 	}
 	return objs
 }
@@ -1186,7 +1187,8 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	m := &Manifest{Job: cfg.Job, Shard: cfg.Shard, Status: StatusDryRun}
 	m.Objects = make([]PlannedObject, len(cfg.Objects))
 	for i, o := range cfg.Objects {
-		m.Objects[i] = PlannedObject{URI: o.URI, Key: o.Key, Size: o.Size, Version: o.Version, RowGroups: o.RowGroups, Skipped: o.Skipped}
+		m.Objects[i] = PlannedObject{URI: o.URI, Key: o.Key, Size: o.Size, Version: o.Version, RowGroups: o.RowGroups, Skipped: o.Skipped,
+			Filter: o.Filter}
 		if o.Skipped != "" {
 			m.Counts.ObjectsSkipped++
 		}

@@ -18,7 +18,9 @@ import (
 //     partition of a day already run): its units are appended, so the
 //     unfinished work of an earlier run comes first;
 //   - an object the ledger holds at the same version is left as it is: done
-//     objects are not read again;
+//     objects are not read again; unless jobs gives it another time filter
+//     (an object without a day, in a run over other instants), when a
+//     finished one is planned again with it;
 //   - an object the listing shows at another version is planned again at the
 //     version found, its earlier units retired (the rows they marked stay
 //     counted), and a warning says that rows of the earlier version may be
@@ -37,7 +39,9 @@ import (
 const SkipGone = "gone from the source before it was finished"
 
 // Pruned is what the ledger forgot: finished objects that left the range
-// the runs list, and their units' rows, kept so the counts still reconcile.
+// the runs list, and their units' rows, kept so the counts still reconcile;
+// Rows also holds the rows of the earlier units of objects planned again
+// with another time filter (refilter).
 type Pruned struct {
 	Objects int64 `json:"objects"`
 	Rows    int64 `json:"rows"`
@@ -70,6 +74,13 @@ func mergeListing(m *Manifest, cfg Config, log *slog.Logger) (added bool) {
 		keep[i] = true
 		o := cfg.Objects[j]
 		if o.Size == p.Size && o.Version == p.Version {
+			if !o.Filter.Equal(p.Filter) && p.Skipped == "" && !unfinished[i] {
+				// The same version, read for other instants (a recurring
+				// run over an export without days).
+				if refilter(m, i, o, cfg.Shard) {
+					added = true
+				}
+			}
 			continue
 		}
 		// Another version. A set-aside object gets another chance; a
@@ -156,7 +167,34 @@ func replan(m *Manifest, i int, o Object, shard Shard, log *slog.Logger) bool {
 	}
 	added := false
 	for rg, rows := range o.RowGroups {
-		if shard.Owns(o.Key) {
+		if shard.Owns(o.Key) && !o.Filter.pruned(rg) {
+			m.Units = append(m.Units, UnitProgress{Object: i, RowGroup: rg, Rows: rows})
+			added = true
+		}
+	}
+	return added
+}
+
+// refilter plans object i, finished, again with o's time filter, at the
+// same version. Its earlier units are dropped, their rows kept in
+// Pruned.Rows so that the counts still reconcile: a recurring job reads such
+// an object once a night, and the ledger must not grow with the nights. It
+// reports whether units were added.
+func refilter(m *Manifest, i int, o Object, shard Shard) bool {
+	units := m.Units[:0]
+	for _, u := range m.Units {
+		if u.Object == i {
+			m.Pruned.Rows += markedRows([]UnitProgress{u})
+			continue
+		}
+		units = append(units, u)
+	}
+	clear(m.Units[len(units):])
+	m.Units = units
+	m.Objects[i].Filter = o.Filter.Clone()
+	added := false
+	for rg, rows := range o.RowGroups {
+		if shard.Owns(o.Key) && !o.Filter.pruned(rg) {
 			m.Units = append(m.Units, UnitProgress{Object: i, RowGroup: rg, Rows: rows})
 			added = true
 		}
@@ -197,7 +235,7 @@ func prune(m *Manifest, keep []bool) {
 
 func plannedObject(o Object) PlannedObject {
 	return PlannedObject{URI: o.URI, Key: o.Key, Size: o.Size, Version: o.Version,
-		RowGroups: slices.Clone(o.RowGroups), Skipped: o.Skipped, Day: o.Day}
+		RowGroups: slices.Clone(o.RowGroups), Skipped: o.Skipped, Day: o.Day, Filter: o.Filter.Clone()}
 }
 
 // settingsDiff names the settings in which two descriptions of a job

@@ -237,6 +237,7 @@ func planColumn(f field, col *parquet.Column) (colPlan, error) {
 		switch p.kind {
 		case parquet.Int64:
 			p.phys = physInt
+			p.unsigned = isUnsigned(lt, ct) // its statistics are in another order (EventTimeBounds)
 			p.timeMul = timestampMultiplier(lt, ct)
 			if p.timeMul == 0 {
 				return bad()

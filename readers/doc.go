@@ -105,7 +105,10 @@
 // FieldNulls says, from a row group's column statistics alone, how many of
 // its rows hold NULL in a field (every row when the file has no column for
 // it), or that the statistics do not tell: plans count with it what rows
-// will do without reading them.
+// will do without reading them. EventTimeBounds says, from the statistics
+// of the timestamp columns, between which instants the event times of a
+// row group's rows lie, or that they do not tell (text or INT96 timestamps,
+// no statistics, rows that may have no event time): plans prune with it.
 //
 // ReadRowGroup decodes one row group, the unit of work, in batches (1024
 // rows by default). It reads only the planned column chunks, page by page,

@@ -177,5 +177,17 @@ type Message struct {
 	Excluded string
 }
 
+// EventTime is when the event happened: the first present of Timestamp,
+// OriginalTimestamp, SentAt and ReceivedAt. It is what a request's ts says,
+// and what a date range selects the rows of an object without a day by.
+func (m *Message) EventTime() (Time, bool) {
+	for _, t := range [...]Time{m.Timestamp, m.OriginalTimestamp, m.SentAt, m.ReceivedAt} {
+		if t.Valid {
+			return t, true
+		}
+	}
+	return Time{}, false
+}
+
 // Reset clears m for reuse, keeping nothing of the previous row.
 func (m *Message) Reset() { *m = Message{} }
