@@ -25,6 +25,10 @@ type SourceOptions struct {
 	// Logger receives a progress line about every 10 s while a listing
 	// runs. Nil: no progress lines.
 	Logger *slog.Logger
+	// TableVersions are the versions to read Delta tables at, by the
+	// table's URI (TableVersion.URI); a table not named is read at its
+	// latest version.
+	TableVersions map[string]int64
 }
 
 // Skip reasons: why a listed object is not data.
@@ -57,6 +61,8 @@ type Listing struct {
 	// Undated counts objects kept although a date range was given, because
 	// their path holds no day partition.
 	Undated int
+	// Tables are the Delta tables read, with the version read, sorted by URI.
+	Tables []TableVersion
 }
 
 // Source is one --source: a folder or a single object, on local disk or in
@@ -68,6 +74,7 @@ type Source struct {
 	single   string       // the key of the single object the source names, or "" for a folder
 	from, to time.Time    // UTC midnights; zero = open
 	log      *slog.Logger // nil: no progress lines
+	versions map[string]int64
 }
 
 // OpenSource prepares a source: a local path, a file:// URI, or
@@ -78,7 +85,7 @@ type Source struct {
 // metadata request on a remote store, whose failure other than not-found is
 // returned); a missing source is reported by List.
 func OpenSource(ctx context.Context, uri string, o SourceOptions) (*Source, error) {
-	s := &Source{uri: uri, log: o.Logger}
+	s := &Source{uri: uri, log: o.Logger, versions: o.TableVersions}
 	if !o.From.IsZero() {
 		s.from = dayOf(o.From)
 	}
@@ -132,13 +139,36 @@ func (s *Source) Scan(ctx context.Context) (Listing, error) {
 		return Listing{}, fmt.Errorf("list %s: %w: no objects", s.uri, ErrNotFound)
 	}
 	var l Listing
+	tables, err := s.deltaTables(ctx, entries)
+	if err != nil {
+		return Listing{}, err
+	}
+	for _, t := range tables {
+		l.Tables = append(l.Tables, TableVersion{URI: t.uri, Version: t.version})
+	}
+	slices.SortFunc(l.Tables, func(a, b TableVersion) int { return cmp.Compare(a.URI, b.URI) })
+	listed := map[string]bool{}
 	filtering := !s.from.IsZero() || !s.to.IsZero()
 	for _, e := range entries {
+		t := tableOf(tables, e.Key)
+		if t != nil && t.files[e.Key] != nil {
+			listed[e.Key] = true
+		}
 		if reason := skipReason(e); reason != "" {
 			l.Skipped = append(l.Skipped, Skipped{URI: s.st.URI(e.Key), Reason: reason})
 			continue
 		}
-		p := ParsePartition(s.st.Name(e.Key))
+		var p Partition
+		if t != nil {
+			a := t.files[e.Key]
+			if a == nil {
+				l.Skipped = append(l.Skipped, Skipped{URI: s.st.URI(e.Key), Reason: SkipNotInTable})
+				continue
+			}
+			p = t.partition(s.st, a)
+		} else {
+			p = ParsePartition(s.st.Name(e.Key))
+		}
 		if filtering {
 			if !p.HasDay {
 				l.Undated++
@@ -150,6 +180,9 @@ func (s *Source) Scan(ctx context.Context) (Listing, error) {
 		l.Objects = append(l.Objects, Object{
 			URI: s.st.URI(e.Key), Key: e.Key, Size: e.Size, Version: e.Version, Partition: p,
 		})
+	}
+	if err := missingFiles(tables, listed); err != nil {
+		return Listing{}, err
 	}
 	slices.SortFunc(l.Objects, func(a, b Object) int { return cmp.Compare(a.Key, b.Key) })
 	slices.SortFunc(l.Skipped, func(a, b Skipped) int { return cmp.Compare(a.URI, b.URI) })
