@@ -233,6 +233,7 @@ func Run(ctx context.Context, o Options, env Env) (*pipeline.Report, error) {
 		Concurrency: o.Concurrency,
 		Fresh:       o.Fresh,
 		CoveredFrom: p.covered,
+		Tables:      p.in.tables,
 
 		MaxRequestsPerDay: o.MaxRequestsPerDay,
 		MaxURLBytes:       MaxURLBytes,

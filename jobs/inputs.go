@@ -47,6 +47,8 @@ type inputs struct {
 	covered    map[string]bool
 	outOfRange int
 	undated    int
+	// tables are the Delta tables listed, at the version read.
+	tables []pipeline.TableVersion
 	// listed counts the data objects of every shard in the listing;
 	// otherShards those left to the other shards, footersRead the footers
 	// this process read (objects the ledger pinned need none).
@@ -86,14 +88,23 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		in.hint.Type = t
 	}
 	var refs []*inputRef
+	pins := tablePins(ledger)
+	seenTables := map[string]bool{}
 	for _, uri := range o.Sources {
-		src, err := readers.OpenSource(ctx, uri, readers.SourceOptions{From: win.from, To: win.to, Logger: log})
+		src, err := readers.OpenSource(ctx, uri, readers.SourceOptions{From: win.from, To: win.to, Logger: log, TableVersions: pins})
 		if err != nil {
 			return nil, err
 		}
 		l, err := src.Scan(ctx)
 		if err != nil {
 			return nil, err
+		}
+		for _, t := range l.Tables {
+			if !seenTables[t.URI] {
+				seenTables[t.URI] = true
+				in.tables = append(in.tables, pipeline.TableVersion{URI: t.URI, Version: t.Version})
+				log.Info("reading a Delta table", "table", t.URI, "version", t.Version, "pinned", hasPin(pins, t.URI))
+			}
 		}
 		for _, s := range l.Skipped {
 			if !emptyParquet(s) {
@@ -194,6 +205,25 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		refs[i].left = len(po.RowGroups)
 	}
 	return in, nil
+}
+
+// tablePins are the Delta table versions a resume reads: those the ledger
+// planned, while it has work left. A ledger whose work is all done pins
+// nothing, and the next run reads each table's latest version.
+func tablePins(ledger *pipeline.Manifest) map[string]int64 {
+	if ledger == nil || len(ledger.Tables) == 0 || ledger.AllDone() {
+		return nil
+	}
+	pins := make(map[string]int64, len(ledger.Tables))
+	for _, t := range ledger.Tables {
+		pins[t.URI] = t.Version
+	}
+	return pins
+}
+
+func hasPin(pins map[string]int64, uri string) bool {
+	_, ok := pins[uri]
+	return ok
 }
 
 // partitionDay is the object's partition day as the ledger keeps it.
