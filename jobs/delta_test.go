@@ -216,5 +216,34 @@ func TestDeltaResumeReadsPinnedVersion(t *testing.T) {
 			t.Errorf("the resume planned %s, added after the version it resumes", po.URI)
 		}
 	}
-	t.Logf("first run sent %d rows, the resume %d more, %d twice (bound %d)", len(first), len(all)-len(first), twice, rep.RepeatBound)
+	t.Logf("first run sent %d rows, %d were left for the resume, %d went twice (bound %d)", len(first), len(all)-len(first), twice, rep.RepeatBound)
+
+	// The job finished: the next run reads the latest version, in which
+	// the OPTIMIZE's file holds rows delivered as the files it compacted,
+	// and only the rows appended since are sent.
+	fresh := deltatest.WriteFile(tb, "event_date=2024-01-02/part-00007-new.snappy.parquet", part, deltaTracks("n", 10, day))
+	tb.Commit("WRITE", deltatest.AddAction(fresh))
+	if _, err = Run(context.Background(), o, testEnv(t)); err != nil {
+		t.Fatalf("next run: %v", err)
+	}
+	after := eidCounts(t, rec.requests(t))
+	if len(after) != len(all)+10 {
+		t.Errorf("next run: %d message ids sent in all, want %d", len(after), len(all)+10)
+	}
+	for id, n := range after {
+		want := both[id]
+		if strings.HasPrefix(id, "n-") {
+			want = 1
+		}
+		if n != want {
+			t.Errorf("next run: %s sent %d times in all, want %d", id, n, want)
+		}
+	}
+	m, err = pipeline.ReadManifest(context.Background(), mustState(t, o.State), pipeline.Shard{Index: 0, Count: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []pipeline.TableVersion{{URI: src, Version: tb.Version()}}; !slices.Equal(m.Tables, want) {
+		t.Errorf("manifest tables %+v after the next run, want %+v", m.Tables, want)
+	}
 }

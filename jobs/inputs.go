@@ -89,9 +89,11 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	}
 	var refs []*inputRef
 	pins := tablePins(ledger)
+	since, delivered := tableSince(ledger)
 	seenTables := map[string]bool{}
 	for _, uri := range o.Sources {
-		src, err := readers.OpenSource(ctx, uri, readers.SourceOptions{From: win.from, To: win.to, Logger: log, TableVersions: pins})
+		src, err := readers.OpenSource(ctx, uri, readers.SourceOptions{From: win.from, To: win.to, Logger: log,
+			TableVersions: pins, Since: since, Delivered: delivered})
 		if err != nil {
 			return nil, err
 		}
@@ -105,6 +107,11 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 				in.tables = append(in.tables, pipeline.TableVersion{URI: t.URI, Version: t.Version})
 				log.Info("reading a Delta table", "table", t.URI, "version", t.Version, "pinned", hasPin(pins, t.URI))
 			}
+		}
+		if l.Rewritten > 0 {
+			log.Warn("Delta commits since the last run rewrote files already delivered (DELETE, UPDATE or MERGE): "+
+				"the rows they kept are in the new files, which are read whole, so those rows are sent again",
+				"source", uri, "files_rewritten", l.Rewritten)
 		}
 		for _, s := range l.Skipped {
 			if !emptyParquet(s) {
@@ -156,7 +163,7 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 			}
 		}
 	}
-	var footers atomic.Int64
+	var footers, carried atomic.Int64
 	in.objects = make([]pipeline.Object, len(refs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(footerReaders)
@@ -164,6 +171,14 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		g.Go(func() error {
 			po := pipeline.Object{URI: r.obj.URI, Key: r.obj.Key, Size: r.obj.Size, Version: r.obj.Version,
 				Day: partitionDay(r.obj)}
+			if r.obj.Carried {
+				// Its rows went out as the files OPTIMIZE compacted into
+				// it: planned with nothing to read, so that the ledger
+				// holds it as delivered.
+				carried.Add(1)
+				in.objects[i] = po
+				return nil
+			}
 			if p, ok := pinned[po.URI]; ok && p.Version == po.Version && p.Size == po.Size && !r.empty {
 				// The manifest pinned this version with its row groups:
 				// the footer is read when (if) a row group is decoded.
@@ -195,7 +210,8 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	// the objects whose row groups the ledger gave. With many shards it
 	// shows each reading its own share; on a resume, how little it read.
 	log.Info("planned", "shard", shard.String(), "listed", in.listed, "objects", len(in.objects),
-		"footers_read", in.footersRead, "from_ledger", len(in.objects)-in.footersRead,
+		"footers_read", in.footersRead, "from_ledger", len(in.objects)-in.footersRead-int(carried.Load()),
+		"delivered_as_compacted", carried.Load(),
 		"seconds", fmt.Sprintf("%.3f", time.Since(start).Seconds()))
 	for i, po := range in.objects {
 		if po.Skipped != "" {
@@ -219,6 +235,33 @@ func tablePins(ledger *pipeline.Manifest) map[string]int64 {
 		pins[t.URI] = t.Version
 	}
 	return pins
+}
+
+// tableSince is what a finished ledger delivered, for the next run to
+// recognise the files OPTIMIZE compacted delivered ones into: the table
+// versions it read, and the objects all of whose units are done (one with
+// no units, such a compacted file among them, has nothing left to send).
+func tableSince(ledger *pipeline.Manifest) (map[string]int64, func(string) bool) {
+	if ledger == nil || len(ledger.Tables) == 0 || !ledger.AllDone() {
+		return nil, nil
+	}
+	since := make(map[string]int64, len(ledger.Tables))
+	for _, t := range ledger.Tables {
+		since[t.URI] = t.Version
+	}
+	open := make([]bool, len(ledger.Objects))
+	for _, u := range ledger.Units {
+		if !u.Done && !u.Retired && u.Watermark < u.Rows {
+			open[u.Object] = true
+		}
+	}
+	done := map[string]bool{}
+	for i, po := range ledger.Objects {
+		if po.Skipped == "" && !open[i] {
+			done[po.URI] = true
+		}
+	}
+	return since, func(uri string) bool { return done[uri] }
 }
 
 func hasPin(pins map[string]int64, uri string) bool {

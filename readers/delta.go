@@ -129,6 +129,11 @@ type deltaTable struct {
 	files   map[string]*deltaAdd
 	meta    *deltaMetaData
 	types   map[string]string // partition column (lower case) -> Delta type
+	// carried are the live files that only rearrange delivered rows, and
+	// rewritten counts the delivered files rewritten with data changes,
+	// since SourceOptions.Since.
+	carried   map[string]bool
+	rewritten int
 }
 
 // deltaRoots finds the tables in a listing: the folders holding a
@@ -262,20 +267,42 @@ func (s *Source) openDelta(ctx context.Context, root string, entries []objstore.
 			}
 		}
 	}
-	commits := make([][]deltaAction, version-cp)
+	// The commits after the checkpoint build the state; those after the
+	// version a recurring job last read (when all are still in the log)
+	// tell what it has delivered already.
+	first := cp + 1
+	since, carry := s.since[t.uri]
+	if carry && since < version {
+		for v := since + 1; v <= cp; v++ {
+			if _, ok := lg.commits[v]; !ok {
+				carry = false
+				if s.log != nil {
+					s.log.Warn("the Delta log no longer holds the commits since the version the job last read: "+
+						"files OPTIMIZE rewrote since are read again", "table", t.uri, "since", since, "missing", v)
+				}
+				break
+			}
+		}
+		if carry {
+			first = min(first, since+1)
+		}
+	} else {
+		carry = false
+	}
+	commits := make([][]deltaAction, version-first+1)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(commitReaders)
-	for v := cp + 1; v <= version; v++ {
+	for v := first; v <= version; v++ {
 		g.Go(func() error {
 			acts, err := s.readCommit(gctx, lg.commits[v].Key)
-			commits[v-cp-1] = acts
+			commits[v-first] = acts
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	for _, acts := range commits {
+	for _, acts := range commits[cp+1-first:] {
 		for i := range acts {
 			if acts[i].Protocol != nil {
 				proto = acts[i].Protocol
@@ -298,7 +325,66 @@ func (s *Source) openDelta(ctx context.Context, root string, entries []objstore.
 		}
 		t.files[key] = a
 	}
+	if carry {
+		if err := t.carry(commits[since+1-first:], s.st, s.done); err != nil {
+			return nil, err
+		}
+	}
 	return t, nil
+}
+
+// carry walks the commits made since the version a recurring job last
+// read, in order, and marks the files whose rows it has delivered as
+// others: a commit that changes no data (every add and remove with
+// dataChange false: OPTIMIZE, ZORDER, a checkpoint-free compaction) and
+// removes only delivered files adds files holding those same rows, which
+// count as delivered in turn. A commit that changes data and removes
+// delivered files (DELETE, UPDATE, MERGE) rewrites their surviving rows
+// into files that are read: counted in rewritten, for the job to warn.
+func (t *deltaTable) carry(commits [][]deltaAction, st *objstore.Store, done func(string) bool) error {
+	t.carried = map[string]bool{}
+	delivered := func(key string) bool { return t.carried[key] || (done != nil && done(st.URI(key))) }
+	for _, acts := range commits {
+		var adds, removes []string
+		moved := true
+		for _, a := range acts {
+			switch {
+			case a.Add != nil:
+				k, err := t.key(a.Add.Path)
+				if err != nil {
+					return err
+				}
+				adds = append(adds, k)
+				moved = moved && !a.Add.DataChange
+			case a.Remove != nil:
+				k, err := t.key(a.Remove.Path)
+				if err != nil {
+					return err
+				}
+				removes = append(removes, k)
+				moved = moved && !a.Remove.DataChange
+			}
+		}
+		if moved && len(adds) > 0 && len(removes) > 0 && !slices.ContainsFunc(removes, func(k string) bool { return !delivered(k) }) {
+			for _, k := range adds {
+				t.carried[k] = true
+			}
+			continue
+		}
+		if !moved && len(adds) > 0 {
+			for _, k := range removes {
+				if delivered(k) {
+					t.rewritten++
+				}
+			}
+		}
+	}
+	for k := range t.carried {
+		if t.files[k] == nil {
+			delete(t.carried, k) // removed again since
+		}
+	}
+	return nil
 }
 
 // fileKey is how the log names a file: its path and deletion vector.

@@ -281,3 +281,42 @@ func TestDeltaRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestDeltaCarriedSince: given the version a job last read and the files it
+// delivered, a file an OPTIMIZE since then compacted from delivered files
+// is Carried; one compacted from a file not delivered is not; a DELETE
+// that rewrote a delivered file counts in Rewritten, and its new file is
+// read.
+func TestDeltaCarriedSince(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "tracks")
+	deltaHistory(t, src)
+	uri := func(name string) string { return filepath.Join(src, filepath.FromSlash(name)) }
+	cases := []struct {
+		delivered []string
+		carried   []string
+		rewritten int
+	}{
+		{[]string{"event_date=2024-01-02/part-00000-a.snappy.parquet", "event_date=2024-01-02/part 00001 b.snappy.parquet", "c/part-00000-c.snappy.parquet"},
+			[]string{"event_date=2024-01-02/part-00000-ab.snappy.parquet"}, 1},
+		{[]string{"event_date=2024-01-02/part-00000-a.snappy.parquet"}, nil, 0},
+	}
+	for _, c := range cases {
+		done := map[string]bool{}
+		for _, k := range c.delivered {
+			done[uri(k)] = true
+		}
+		l, err := scanDelta(t, src, SourceOptions{Since: map[string]int64{src: 2}, Delivered: func(u string) bool { return done[u] }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var carried []string
+		for _, o := range l.Objects {
+			if o.Carried {
+				carried = append(carried, o.Key)
+			}
+		}
+		if !slices.Equal(carried, c.carried) || l.Rewritten != c.rewritten {
+			t.Errorf("delivered %q: carried %q, rewritten %d; want %q, %d", c.delivered, carried, l.Rewritten, c.carried, c.rewritten)
+		}
+	}
+}

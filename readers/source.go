@@ -29,6 +29,13 @@ type SourceOptions struct {
 	// table's URI (TableVersion.URI); a table not named is read at its
 	// latest version.
 	TableVersions map[string]int64
+	// Since and Delivered describe what a recurring job delivered: the
+	// version of each Delta table its last finished run read (by URI), and
+	// which files' rows it delivered (by object URI). A file that commits
+	// after that version added only to rearrange delivered files (OPTIMIZE:
+	// dataChange false) is listed as Carried. Nil: nothing is carried.
+	Since     map[string]int64
+	Delivered func(uri string) bool
 }
 
 // Skip reasons: why a listed object is not data.
@@ -63,6 +70,11 @@ type Listing struct {
 	Undated int
 	// Tables are the Delta tables read, with the version read, sorted by URI.
 	Tables []TableVersion
+	// Rewritten counts the delivered files (SourceOptions.Delivered) that
+	// a commit since SourceOptions.Since removed while changing data
+	// (DELETE, UPDATE, MERGE): the rows they kept are in the files that
+	// replaced them, which are read whole.
+	Rewritten int
 }
 
 // Source is one --source: a folder or a single object, on local disk or in
@@ -75,6 +87,8 @@ type Source struct {
 	from, to time.Time    // UTC midnights; zero = open
 	log      *slog.Logger // nil: no progress lines
 	versions map[string]int64
+	since    map[string]int64
+	done     func(uri string) bool
 }
 
 // OpenSource prepares a source: a local path, a file:// URI, or
@@ -85,7 +99,7 @@ type Source struct {
 // metadata request on a remote store, whose failure other than not-found is
 // returned); a missing source is reported by List.
 func OpenSource(ctx context.Context, uri string, o SourceOptions) (*Source, error) {
-	s := &Source{uri: uri, log: o.Logger, versions: o.TableVersions}
+	s := &Source{uri: uri, log: o.Logger, versions: o.TableVersions, since: o.Since, done: o.Delivered}
 	if !o.From.IsZero() {
 		s.from = dayOf(o.From)
 	}
@@ -145,6 +159,7 @@ func (s *Source) Scan(ctx context.Context) (Listing, error) {
 	}
 	for _, t := range tables {
 		l.Tables = append(l.Tables, TableVersion{URI: t.uri, Version: t.version})
+		l.Rewritten += t.rewritten
 	}
 	slices.SortFunc(l.Tables, func(a, b TableVersion) int { return cmp.Compare(a.URI, b.URI) })
 	listed := map[string]bool{}
@@ -179,6 +194,7 @@ func (s *Source) Scan(ctx context.Context) (Listing, error) {
 		}
 		l.Objects = append(l.Objects, Object{
 			URI: s.st.URI(e.Key), Key: e.Key, Size: e.Size, Version: e.Version, Partition: p,
+			Carried: t != nil && t.carried[e.Key],
 		})
 	}
 	if err := missingFiles(tables, listed); err != nil {
