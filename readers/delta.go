@@ -171,6 +171,9 @@ func (s *Source) deltaRoots(entries []objstore.Attrs) ([]string, error) {
 	return out, nil
 }
 
+// tableURI names the table whose folder is the key prefix root.
+func (s *Source) tableURI(root string) string { return strings.TrimSuffix(s.st.URI(root), "/") }
+
 func prefixOf(parts []string) string {
 	if len(parts) == 0 {
 		return ""
@@ -195,7 +198,7 @@ func tableOf(tables []*deltaTable, key string) *deltaTable {
 // exist, so _last_checkpoint (a hint for stores where listing is slow) is
 // not read.
 func (s *Source) openDelta(ctx context.Context, root string, entries []objstore.Attrs, version int64) (*deltaTable, error) {
-	t := &deltaTable{root: root, uri: s.st.URI(root), files: map[string]*deltaAdd{}, types: map[string]string{}}
+	t := &deltaTable{root: root, uri: s.tableURI(root), files: map[string]*deltaAdd{}, types: map[string]string{}}
 	lg := parseDeltaLog(root, entries)
 	latest := int64(-1)
 	for v := range lg.commits {
@@ -687,7 +690,7 @@ func (s *Source) deltaTables(ctx context.Context, entries []objstore.Attrs) ([]*
 	tables := make([]*deltaTable, 0, len(roots))
 	for _, r := range roots {
 		version := int64(-1)
-		if v, ok := s.versions[s.st.URI(r)]; ok {
+		if v, ok := s.versions[s.tableURI(r)]; ok {
 			version = v
 		}
 		t, err := s.openDelta(ctx, r, entries, version)

@@ -141,6 +141,11 @@ func (s *Source) List(ctx context.Context) ([]Object, []Skipped, error) {
 // partition outside it are counted in OutOfRange; objects without one are
 // kept and counted in Undated.
 //
+// A folder holding _delta_log/ is a Delta table: of the objects below it,
+// only the files of the table version read are data, with the partition
+// the log gives them; the others are skipped as SkipNotInTable (see the
+// package doc). An Iceberg table is ErrUnsupported.
+//
 // A source under which nothing at all is listed (a missing folder, bucket or
 // prefix) is ErrNotFound.
 func (s *Source) Scan(ctx context.Context) (Listing, error) {

@@ -20,53 +20,53 @@ import (
 
 // Add is the add action: a file the table holds from this version on.
 type Add struct {
-	Path             string            `json:"path" parquet:"path"`
-	PartitionValues  map[string]string `json:"partitionValues" parquet:"partitionValues"`
-	Size             int64             `json:"size" parquet:"size"`
-	ModificationTime int64             `json:"modificationTime" parquet:"modificationTime"`
-	DataChange       bool              `json:"dataChange" parquet:"dataChange"`
+	Path             string            `json:"path" parquet:"path,optional"`
+	PartitionValues  map[string]string `json:"partitionValues" parquet:"partitionValues,optional"`
+	Size             int64             `json:"size" parquet:"size,optional"`
+	ModificationTime int64             `json:"modificationTime" parquet:"modificationTime,optional"`
+	DataChange       bool              `json:"dataChange" parquet:"dataChange,optional"`
 	Stats            string            `json:"stats,omitempty" parquet:"stats,optional"`
 	DeletionVector   *DeletionVector   `json:"deletionVector,omitempty" parquet:"deletionVector,optional"`
 }
 
 // Remove is the remove action: a file the table no longer holds.
 type Remove struct {
-	Path              string          `json:"path" parquet:"path"`
-	DeletionTimestamp int64           `json:"deletionTimestamp" parquet:"deletionTimestamp"`
-	DataChange        bool            `json:"dataChange" parquet:"dataChange"`
-	Size              int64           `json:"size,omitempty" parquet:"size"`
+	Path              string          `json:"path" parquet:"path,optional"`
+	DeletionTimestamp int64           `json:"deletionTimestamp" parquet:"deletionTimestamp,optional"`
+	DataChange        bool            `json:"dataChange" parquet:"dataChange,optional"`
+	Size              int64           `json:"size,omitempty" parquet:"size,optional"`
 	DeletionVector    *DeletionVector `json:"deletionVector,omitempty" parquet:"deletionVector,optional"`
 }
 
 // DeletionVector describes the rows of a file that are deleted.
 type DeletionVector struct {
-	StorageType    string `json:"storageType" parquet:"storageType"`
-	PathOrInlineDv string `json:"pathOrInlineDv" parquet:"pathOrInlineDv"`
+	StorageType    string `json:"storageType" parquet:"storageType,optional"`
+	PathOrInlineDv string `json:"pathOrInlineDv" parquet:"pathOrInlineDv,optional"`
 	Offset         *int32 `json:"offset,omitempty" parquet:"offset,optional"`
-	SizeInBytes    int32  `json:"sizeInBytes" parquet:"sizeInBytes"`
-	Cardinality    int64  `json:"cardinality" parquet:"cardinality"`
+	SizeInBytes    int32  `json:"sizeInBytes" parquet:"sizeInBytes,optional"`
+	Cardinality    int64  `json:"cardinality" parquet:"cardinality,optional"`
 }
 
 // Format is the data files' format.
 type Format struct {
-	Provider string            `json:"provider" parquet:"provider"`
-	Options  map[string]string `json:"options" parquet:"options"`
+	Provider string            `json:"provider" parquet:"provider,optional"`
+	Options  map[string]string `json:"options" parquet:"options,optional"`
 }
 
 // MetaData is the metaData action: the table's schema and settings.
 type MetaData struct {
-	ID               string            `json:"id" parquet:"id"`
-	Format           Format            `json:"format" parquet:"format"`
-	SchemaString     string            `json:"schemaString" parquet:"schemaString"`
-	PartitionColumns []string          `json:"partitionColumns" parquet:"partitionColumns,list"`
-	Configuration    map[string]string `json:"configuration" parquet:"configuration"`
-	CreatedTime      int64             `json:"createdTime,omitempty" parquet:"createdTime"`
+	ID               string            `json:"id" parquet:"id,optional"`
+	Format           Format            `json:"format" parquet:"format,optional"`
+	SchemaString     string            `json:"schemaString" parquet:"schemaString,optional"`
+	PartitionColumns []string          `json:"partitionColumns" parquet:"partitionColumns,list,optional"`
+	Configuration    map[string]string `json:"configuration" parquet:"configuration,optional"`
+	CreatedTime      int64             `json:"createdTime,omitempty" parquet:"createdTime,optional"`
 }
 
 // Protocol is the protocol action: what a reader must support.
 type Protocol struct {
-	MinReaderVersion int32    `json:"minReaderVersion" parquet:"minReaderVersion"`
-	MinWriterVersion int32    `json:"minWriterVersion" parquet:"minWriterVersion"`
+	MinReaderVersion int32    `json:"minReaderVersion" parquet:"minReaderVersion,optional"`
+	MinWriterVersion int32    `json:"minWriterVersion" parquet:"minWriterVersion,optional"`
 	ReaderFeatures   []string `json:"readerFeatures,omitempty" parquet:"readerFeatures,list,optional"`
 	WriterFeatures   []string `json:"writerFeatures,omitempty" parquet:"writerFeatures,list,optional"`
 }
@@ -74,8 +74,8 @@ type Protocol struct {
 // Txn is the txn action (a streaming writer's progress), present in
 // checkpoints written by Spark; the reader has no use for it.
 type Txn struct {
-	AppID   string `json:"appId" parquet:"appId"`
-	Version int64  `json:"version" parquet:"version"`
+	AppID   string `json:"appId" parquet:"appId,optional"`
+	Version int64  `json:"version" parquet:"version,optional"`
 }
 
 // Action is one line of a commit: exactly one field set.
@@ -88,7 +88,8 @@ type Action struct {
 }
 
 // checkpointRow is one row of a checkpoint: one action, the other columns
-// NULL, in the order Spark writes them.
+// NULL, in the order Spark writes them. Every column is optional, as in the
+// checkpoints Spark writes.
 type checkpointRow struct {
 	Txn      *Txn      `parquet:"txn,optional"`
 	Add      *Add      `parquet:"add,optional"`
