@@ -390,8 +390,13 @@ func (t *deltaTable) carry(commits [][]deltaAction, st *objstore.Store, done fun
 	return nil
 }
 
-// fileKey is how the log names a file: its path and deletion vector.
+// fileKey is how the log names a file: its path and deletion vector. The
+// path is compared decoded, as writers may encode the same name
+// differently.
 func fileKey(p string, dv *deltaDV) string {
+	if d, err := url.PathUnescape(p); err == nil {
+		p = d
+	}
 	if dv == nil {
 		return p
 	}

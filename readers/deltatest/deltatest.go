@@ -184,6 +184,14 @@ func encodePath(rel string) string {
 	return strings.Join(segs, "/")
 }
 
+// decoded is a path of the log decoded: the file it names.
+func decoded(p string) string {
+	if d, err := url.PathUnescape(p); err == nil {
+		return d
+	}
+	return p
+}
+
 // Commit writes the next commit with actions and a commitInfo naming op,
 // and returns its version.
 func (t *Table) Commit(op string, actions ...Action) int64 {
@@ -196,11 +204,11 @@ func (t *Table) Commit(op string, actions ...Action) int64 {
 		}
 		switch {
 		case a.Add != nil:
-			delete(t.removed, a.Add.Path)
-			t.live[a.Add.Path] = *a.Add
+			delete(t.removed, decoded(a.Add.Path))
+			t.live[decoded(a.Add.Path)] = *a.Add
 		case a.Remove != nil:
-			delete(t.live, a.Remove.Path)
-			t.removed[a.Remove.Path] = *a.Remove
+			delete(t.live, decoded(a.Remove.Path))
+			t.removed[decoded(a.Remove.Path)] = *a.Remove
 		case a.MetaData != nil:
 			t.meta = a.MetaData
 		case a.Protocol != nil:
