@@ -243,6 +243,7 @@ func run(ctx context.Context, o Options, env Env, second bool) (*pipeline.Report
 		Concurrency: o.Concurrency,
 		Fresh:       o.Fresh,
 		CoveredFrom: p.covered,
+		Tables:      p.in.tables,
 
 		MaxRequestsPerDay: o.MaxRequestsPerDay,
 		MaxURLBytes:       MaxURLBytes,

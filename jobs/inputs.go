@@ -47,6 +47,8 @@ type inputs struct {
 	covered    map[string]bool
 	outOfRange int
 	undated    int
+	// tables are the Delta tables listed, at the version read.
+	tables []pipeline.TableVersion
 	// listed counts the data objects of every shard in the listing;
 	// otherShards those left to the other shards, footersRead the footers
 	// this process read (objects the ledger pinned need none).
@@ -90,14 +92,30 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		in.hint.Type = t
 	}
 	var refs []*inputRef
+	pins := tablePins(ledger)
+	since, delivered := tableSince(ledger)
+	seenTables := map[string]bool{}
 	for _, uri := range o.Sources {
-		src, err := readers.OpenSource(ctx, uri, readers.SourceOptions{From: win.from, To: win.to, Logger: log})
+		src, err := readers.OpenSource(ctx, uri, readers.SourceOptions{From: win.from, To: win.to, Logger: log,
+			TableVersions: pins, Since: since, Delivered: delivered})
 		if err != nil {
 			return nil, err
 		}
 		l, err := src.Scan(ctx)
 		if err != nil {
 			return nil, err
+		}
+		for _, t := range l.Tables {
+			if !seenTables[t.URI] {
+				seenTables[t.URI] = true
+				in.tables = append(in.tables, pipeline.TableVersion{URI: t.URI, Version: t.Version})
+				log.Info("reading a Delta table", "table", t.URI, "version", t.Version, "pinned", hasPin(pins, t.URI))
+			}
+		}
+		if l.Rewritten > 0 {
+			log.Warn("Delta commits since the last run rewrote files already delivered (DELETE, UPDATE or MERGE): "+
+				"the rows they kept are in the new files, which are read whole, so those rows are sent again",
+				"source", uri, "files_rewritten", l.Rewritten)
 		}
 		for _, s := range l.Skipped {
 			if !emptyParquet(s) {
@@ -159,7 +177,7 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 			}
 		}
 	}
-	var footers, heldBack atomic.Int64
+	var footers, heldBack, carried atomic.Int64
 	in.objects = make([]pipeline.Object, len(refs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(footerReaders)
@@ -167,6 +185,14 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		g.Go(func() error {
 			po := pipeline.Object{URI: r.obj.URI, Key: r.obj.Key, Size: r.obj.Size, Version: r.obj.Version,
 				Day: partitionDay(r.obj)}
+			if r.obj.Carried {
+				// Its rows went out as the files OPTIMIZE compacted into
+				// it: planned with nothing to read, so that the ledger
+				// holds it as delivered.
+				carried.Add(1)
+				in.objects[i] = po
+				return nil
+			}
 			reuse := true
 			if win.rows != nil && po.Day == "" && !r.empty {
 				var prev *pipeline.PlannedObject
@@ -213,7 +239,8 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	// the objects whose row groups the ledger gave. With many shards it
 	// shows each reading its own share; on a resume, how little it read.
 	log.Info("planned", "shard", shard.String(), "listed", in.listed, "objects", len(in.objects),
-		"footers_read", in.footersRead, "from_ledger", len(in.objects)-in.footersRead,
+		"footers_read", in.footersRead, "from_ledger", len(in.objects)-in.footersRead-int(carried.Load()),
+		"delivered_as_compacted", carried.Load(),
 		"seconds", fmt.Sprintf("%.3f", time.Since(start).Seconds()))
 	for i, po := range in.objects {
 		if po.Skipped != "" {
@@ -226,6 +253,52 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		}
 	}
 	return in, nil
+}
+
+// tablePins are the Delta table versions a resume reads: those the ledger
+// planned, while it has work left. A ledger whose work is all done pins
+// nothing, and the next run reads each table's latest version.
+func tablePins(ledger *pipeline.Manifest) map[string]int64 {
+	if ledger == nil || len(ledger.Tables) == 0 || ledger.AllDone() {
+		return nil
+	}
+	pins := make(map[string]int64, len(ledger.Tables))
+	for _, t := range ledger.Tables {
+		pins[t.URI] = t.Version
+	}
+	return pins
+}
+
+// tableSince is what a finished ledger delivered, for the next run to
+// recognise the files OPTIMIZE compacted delivered ones into: the table
+// versions it read, and the objects all of whose units are done (one with
+// no units, such a compacted file among them, has nothing left to send).
+func tableSince(ledger *pipeline.Manifest) (map[string]int64, func(string) bool) {
+	if ledger == nil || len(ledger.Tables) == 0 || !ledger.AllDone() {
+		return nil, nil
+	}
+	since := make(map[string]int64, len(ledger.Tables))
+	for _, t := range ledger.Tables {
+		since[t.URI] = t.Version
+	}
+	open := make([]bool, len(ledger.Objects))
+	for _, u := range ledger.Units {
+		if !u.Done && !u.Retired && u.Watermark < u.Rows {
+			open[u.Object] = true
+		}
+	}
+	done := map[string]bool{}
+	for i, po := range ledger.Objects {
+		if po.Skipped == "" && !open[i] {
+			done[po.URI] = true
+		}
+	}
+	return since, func(uri string) bool { return done[uri] }
+}
+
+func hasPin(pins map[string]int64, uri string) bool {
+	_, ok := pins[uri]
+	return ok
 }
 
 // partitionDay is the object's partition day as the ledger keeps it.

@@ -39,7 +39,8 @@ var (
 // row group: an unfinished sharded manifest of an earlier version is
 // refused (see prepareManifest). Version 5 adds an object's time filter
 // (PlannedObject.Filter), which an earlier version would drop and so read
-// rows the plan leaves out.
+// rows the plan leaves out, and Tables, the Delta table versions a plan was
+// listed from.
 const ManifestVersion = 5
 
 // Shard selects a stable share of a job's units: this process runs shard
@@ -145,6 +146,13 @@ type PlannedObject struct {
 	Filter *TimeFilter `json:"time_filter,omitempty"`
 }
 
+// TableVersion is a table (a Delta table's folder) and the version of it a
+// plan was listed from.
+type TableVersion struct {
+	URI     string `json:"uri"`
+	Version int64  `json:"version"`
+}
+
 // Manifest is the checkpoint of one shard of one job: the plan, each unit's
 // progress, the counts and the lease. It is a versioned JSON document,
 // written whole by one Checkpoint.
@@ -214,6 +222,12 @@ type Manifest struct {
 	// running: a run reports incomplete for the dead letters of its own
 	// cycle, not for those of every earlier night.
 	CycleStart Counts `json:"cycle_start,omitzero"`
+	// Tables are the Delta tables the plan was listed from, each with the
+	// version read: a run that resumes unfinished work lists them at these
+	// versions, so that commits made since (an OPTIMIZE that rewrote the
+	// files in the plan) cannot put the same rows in the plan twice.
+	Tables []TableVersion `json:"tables,omitempty"`
+
 	// MaybeRepeated is the most requests earlier runs may have sent whose
 	// rows were not committed, and so were sent again: a window for each run
 	// that was killed with work left, and for each clean stop exactly the

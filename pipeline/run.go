@@ -175,6 +175,9 @@ type Config struct {
 	// CoveredFrom is the first day (YYYY-MM-DD) this run was asked for, ""
 	// for none; the manifest keeps the earliest (Manifest.CoveredFrom).
 	CoveredFrom string
+	// Tables are the table versions the listing was read at; the manifest
+	// keeps those of the run that planned last (Manifest.Tables).
+	Tables []TableVersion
 
 	// MaxURLBytes is the longest request URL the run sends; a longer one is
 	// dead-lettered unsent with ErrURLTooLong (a dry run does not list it
@@ -552,6 +555,7 @@ func prepareManifest(cfg Config, deps Deps) (m *Manifest, done bool, err error) 
 	wasFinished := prev.Status == StatusFinished
 	prev.Job = cfg.Job
 	prev.CoveredFrom = coveredFrom(prev.CoveredFrom, cfg.CoveredFrom)
+	prev.Tables = slices.Clone(cfg.Tables)
 	added := mergeListing(prev, cfg, deps.Logger)
 	if wasFinished {
 		if !added {
@@ -567,7 +571,8 @@ func prepareManifest(cfg Config, deps Deps) (m *Manifest, done bool, err error) 
 }
 
 func newManifest(cfg Config) *Manifest {
-	m := &Manifest{Job: cfg.Job, Shard: cfg.Shard, Status: StatusRunning, Window: cfg.Window, CoveredFrom: cfg.CoveredFrom}
+	m := &Manifest{Job: cfg.Job, Shard: cfg.Shard, Status: StatusRunning, Window: cfg.Window, CoveredFrom: cfg.CoveredFrom,
+		Tables: slices.Clone(cfg.Tables)}
 	m.Objects = make([]PlannedObject, len(cfg.Objects))
 	for i, o := range cfg.Objects {
 		m.Objects[i] = plannedObject(o)

@@ -23,7 +23,9 @@
 // nothing vanishes unseen: "folder/" placeholders, zero-size objects,
 // _delta_log/ contents, _SUCCESS, *.crc, *.json, and names or folders (below
 // the source root) starting with "." or "_". Any other object is data,
-// whatever its extension: a stray file fails in the Parquet reader, loudly.
+// whatever its extension: a stray file fails in the Parquet reader, loudly;
+// in a Delta table, only the files of the version read are data (see Delta
+// tables below).
 //
 // Partitions come from the object path (ParsePartition): day=, dt=, date=,
 // hr=, hour=, year=/month=/day=, segment_type=, plain YYYY/MM/DD[/HH] and
@@ -47,6 +49,33 @@
 // decoders check for a failed read after every batch, before handing it
 // on: a library that ignores the error of a read that came back full
 // (io.ReaderAt allows both) cannot slip bytes of another version through.
+//
+// # Delta tables
+//
+// A folder holding _delta_log/ (the source, or any folder below it) is a
+// Delta table, read from its log and not as a heap of Parquet files
+// (delta.go): the state of one version is the last complete classic
+// checkpoint (single- or multi-part Parquet, read with parquet-go after the
+// same footer checks as a data file) at or before it and the JSON commits
+// after it, add and remove actions reconciled by path and deletion vector.
+// The listing, needed for the commits anyway, says which checkpoints exist,
+// so _last_checkpoint is not read. Scan lists the table's live files (add
+// paths URL-decoded, or absolute URIs inside the table's folder), with
+// the day, hour and type their partition values give, and
+// skips the files the version does not hold as SkipNotInTable; a live file
+// missing from the folder is ErrNotFound. SourceOptions.TableVersions pins
+// the version read, and Listing.Tables says which was read, for a resume
+// to read the same one. SourceOptions.Since and Delivered let a recurring
+// job's next run recognise the files OPTIMIZE compacted from delivered ones
+// (Object.Carried), and count the delivered files rewritten by data
+// changes (Listing.Rewritten).
+//
+// What cannot be read correctly is ErrUnsupported, naming why: a live file
+// with a deletion vector, column mapping, unknown reader features or a
+// reader version above 3, a state only in a v2 (UUID-named or sidecar)
+// checkpoint, a data file outside the table's folder, a partition column
+// the mapping would read other than the day, hour and type, and an Iceberg
+// table (metadata/*.metadata.json with no _delta_log/ beside it).
 //
 // A symlink loop in a local folder is listed as data, and opening it is
 // ErrBadFile ("symlink loop"): set aside or fatal as the caller decides,
@@ -153,6 +182,8 @@
 //     bucket: the listed version is gone but the object exists (at Open, or
 //     during a read). Local: size or modification time differ (at Open, or during a
 //     read). The run must stop rather than mix two versions of a file.
+//   - ErrUnsupported: a Delta table feature or an Iceberg table that
+//     cannot be read correctly (see Delta tables).
 //   - ErrBadFile: see the decoding section. OpenParquet and ReadRowGroup
 //     return it for an object that is not Parquet, is truncated or has a
 //     corrupt footer, a column whose type cannot hold its field (a list, a

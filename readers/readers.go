@@ -20,6 +20,10 @@ type Object struct {
 	Version string
 	// Partition is what the object's path says about its date, hour and message type.
 	Partition Partition
+	// Carried marks a Delta table's file whose rows were delivered already,
+	// as the files an OPTIMIZE since then compacted into it (see
+	// SourceOptions.Since): it need not be read.
+	Carried bool
 }
 
 // File is an opened object: random access by ranges, so that Parquet readers

@@ -25,6 +25,17 @@ type SourceOptions struct {
 	// Logger receives a progress line about every 10 s while a listing
 	// runs. Nil: no progress lines.
 	Logger *slog.Logger
+	// TableVersions are the versions to read Delta tables at, by the
+	// table's URI (TableVersion.URI); a table not named is read at its
+	// latest version.
+	TableVersions map[string]int64
+	// Since and Delivered describe what a recurring job delivered: the
+	// version of each Delta table its last finished run read (by URI), and
+	// which files' rows it delivered (by object URI). A file that commits
+	// after that version added only to rearrange delivered files (OPTIMIZE:
+	// dataChange false) is listed as Carried. Nil: nothing is carried.
+	Since     map[string]int64
+	Delivered func(uri string) bool
 }
 
 // Skip reasons: why a listed object is not data.
@@ -57,6 +68,13 @@ type Listing struct {
 	// Undated counts objects kept although a date range was given, because
 	// their path holds no day partition.
 	Undated int
+	// Tables are the Delta tables read, with the version read, sorted by URI.
+	Tables []TableVersion
+	// Rewritten counts the delivered files (SourceOptions.Delivered) that
+	// a commit since SourceOptions.Since removed while changing data
+	// (DELETE, UPDATE, MERGE): the rows they kept are in the files that
+	// replaced them, which are read whole.
+	Rewritten int
 }
 
 // Source is one --source: a folder or a single object, on local disk or in
@@ -68,6 +86,9 @@ type Source struct {
 	single   string       // the key of the single object the source names, or "" for a folder
 	from, to time.Time    // UTC midnights; zero = open
 	log      *slog.Logger // nil: no progress lines
+	versions map[string]int64
+	since    map[string]int64
+	done     func(uri string) bool
 }
 
 // OpenSource prepares a source: a local path, a file:// URI, or
@@ -78,7 +99,7 @@ type Source struct {
 // metadata request on a remote store, whose failure other than not-found is
 // returned); a missing source is reported by List.
 func OpenSource(ctx context.Context, uri string, o SourceOptions) (*Source, error) {
-	s := &Source{uri: uri, log: o.Logger}
+	s := &Source{uri: uri, log: o.Logger, versions: o.TableVersions, since: o.Since, done: o.Delivered}
 	if !o.From.IsZero() {
 		s.from = dayOf(o.From)
 	}
@@ -120,6 +141,11 @@ func (s *Source) List(ctx context.Context) ([]Object, []Skipped, error) {
 // partition outside it are counted in OutOfRange; objects without one are
 // kept and counted in Undated.
 //
+// A folder holding _delta_log/ is a Delta table: of the objects below it,
+// only the files of the table version read are data, with the partition
+// the log gives them; the others are skipped as SkipNotInTable (see the
+// package doc). An Iceberg table is ErrUnsupported.
+//
 // A source under which nothing at all is listed (a missing folder, bucket or
 // prefix) is ErrNotFound.
 func (s *Source) Scan(ctx context.Context) (Listing, error) {
@@ -132,13 +158,37 @@ func (s *Source) Scan(ctx context.Context) (Listing, error) {
 		return Listing{}, fmt.Errorf("list %s: %w: no objects", s.uri, ErrNotFound)
 	}
 	var l Listing
+	tables, err := s.deltaTables(ctx, entries)
+	if err != nil {
+		return Listing{}, err
+	}
+	for _, t := range tables {
+		l.Tables = append(l.Tables, TableVersion{URI: t.uri, Version: t.version})
+		l.Rewritten += t.rewritten
+	}
+	slices.SortFunc(l.Tables, func(a, b TableVersion) int { return cmp.Compare(a.URI, b.URI) })
+	listed := map[string]bool{}
 	filtering := !s.from.IsZero() || !s.to.IsZero()
 	for _, e := range entries {
+		t := tableOf(tables, e.Key)
+		if t != nil && t.files[e.Key] != nil {
+			listed[e.Key] = true
+		}
 		if reason := skipReason(e); reason != "" {
 			l.Skipped = append(l.Skipped, Skipped{URI: s.st.URI(e.Key), Reason: reason})
 			continue
 		}
-		p := ParsePartition(s.st.Name(e.Key))
+		var p Partition
+		if t != nil {
+			a := t.files[e.Key]
+			if a == nil {
+				l.Skipped = append(l.Skipped, Skipped{URI: s.st.URI(e.Key), Reason: SkipNotInTable})
+				continue
+			}
+			p = t.partition(s.st, a)
+		} else {
+			p = ParsePartition(s.st.Name(e.Key))
+		}
 		if filtering {
 			if !p.HasDay {
 				l.Undated++
@@ -149,7 +199,11 @@ func (s *Source) Scan(ctx context.Context) (Listing, error) {
 		}
 		l.Objects = append(l.Objects, Object{
 			URI: s.st.URI(e.Key), Key: e.Key, Size: e.Size, Version: e.Version, Partition: p,
+			Carried: t != nil && t.carried[e.Key],
 		})
+	}
+	if err := missingFiles(tables, listed); err != nil {
+		return Listing{}, err
 	}
 	slices.SortFunc(l.Objects, func(a, b Object) int { return cmp.Compare(a.Key, b.Key) })
 	slices.SortFunc(l.Skipped, func(a, b Skipped) int { return cmp.Compare(a.URI, b.URI) })

@@ -115,7 +115,21 @@ var storageBackends = map[string]func(*testing.T) *storageHarness{
 type treeEntry struct {
 	path, skip string
 	size       int
+	data       string // the content, when it is not size random bytes
 }
+
+// The tree's Delta table: version 0 adds part-old, version 1 (an OPTIMIZE)
+// replaces it with part-00000, of day 2024-01-02 by the log alone.
+const (
+	deltaCommit0 = `{"protocol":{"minReaderVersion":1,"minWriterVersion":2}}
+{"metaData":{"id":"t","format":{"provider":"parquet"},"schemaString":"{\"type\":\"struct\",\"fields\":[]}","partitionColumns":["day"],"configuration":{}}}
+{"add":{"path":"part-old.parquet","partitionValues":{"day":"2024-01-02"},"size":41,"modificationTime":1,"dataChange":true}}
+`
+	deltaCommit1 = `{"remove":{"path":"part-old.parquet","deletionTimestamp":2,"dataChange":false}}
+{"add":{"path":"part-00000.parquet","partitionValues":{"day":"2024-01-02"},"size":40,"modificationTime":2,"dataChange":false}}
+{"commitInfo":{"operation":"OPTIMIZE"}}
+`
+)
 
 // The tree every backend is tested with: what listing must keep, skip and filter.
 var conformanceTree = []treeEntry{
@@ -129,8 +143,11 @@ var conformanceTree = []treeEntry{
 	{path: "hive/tracks/year=2024/month=01/day=02/hour=10/f.parquet", size: 32},
 	{path: "dt/pages/dt=2024-01-04/f.parquet", size: 33},
 	{path: "bq/order_completed/000000000000.parquet", size: 34},
-	{path: "delta/_delta_log/00000000000000000000.json", size: 20, skip: SkipDeltaLog},
-	{path: "delta/_delta_log/00000000000000000000.checkpoint.parquet", size: 20, skip: SkipDeltaLog},
+	{path: "delta/_delta_log/00000000000000000000.json", data: deltaCommit0, skip: SkipDeltaLog},
+	{path: "delta/_delta_log/00000000000000000001.json", data: deltaCommit1, skip: SkipDeltaLog},
+	{path: "delta/_delta_log/.00000000000000000001.json.crc", size: 20, skip: SkipDeltaLog},
+	{path: "delta/part-old.parquet", size: 41, skip: SkipNotInTable},
+	{path: "delta/part-00000.parquet", size: 40},
 	{path: "report.json", size: 2, skip: SkipJSON},
 	{path: "spark/_temporary/0/part-0.parquet", size: 5, skip: SkipHidden},
 	{path: ".hidden.parquet", size: 5, skip: SkipHidden},
@@ -150,6 +167,10 @@ func content(path string, size int) []byte {
 
 func fill(t *testing.T, h *storageHarness) {
 	for _, o := range conformanceTree {
+		if o.data != "" {
+			h.put(t, o.path, []byte(o.data))
+			continue
+		}
 		h.put(t, o.path, content(o.path, o.size))
 	}
 }
@@ -223,6 +244,19 @@ func testConformance(t *testing.T, newHarness func(*testing.T) *storageHarness) 
 		}
 	})
 
+	t.Run("DeltaVersion", func(t *testing.T) {
+		h := newHarness(t)
+		fill(t, h)
+		s := openSource(t, h.uri("delta"), SourceOptions{TableVersions: map[string]int64{h.uri("delta"): 0}})
+		l, err := s.Scan(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := keys(l.Objects); !slices.Equal(got, []string{"part-old.parquet"}) || len(l.Tables) != 1 || l.Tables[0].Version != 0 {
+			t.Errorf("version 0: keys %q tables %+v, want part-old.parquet at version 0", got, l.Tables)
+		}
+	})
+
 	t.Run("Prefix", func(t *testing.T) {
 		h := newHarness(t)
 		fill(t, h)
@@ -287,6 +321,7 @@ func testConformance(t *testing.T, newHarness func(*testing.T) *storageHarness) 
 		}
 		want := []string{
 			"bq/order_completed/000000000000.parquet", // undated: kept
+			"delta/part-00000.parquet",                // its day from the Delta log
 			"hive/tracks/year=2024/month=01/day=02/hour=10/f.parquet",
 			"lake/src1/segment_type=identify/day=2024-01-03/hr=00/part-0.parquet",
 			"tracks/2024/01/02/13/b.parquet",
@@ -307,6 +342,12 @@ func testConformance(t *testing.T, newHarness func(*testing.T) *storageHarness) 
 			if strings.HasPrefix(o.Key, "hive/") && (o.Partition.Hour != 10 || o.Partition.Table != "tracks") {
 				t.Errorf("%s: %+v", o.Key, o.Partition)
 			}
+			if strings.HasPrefix(o.Key, "delta/") && (o.Partition.Day != day("2024-01-02") || o.Partition.Table != "delta") {
+				t.Errorf("%s: %+v", o.Key, o.Partition)
+			}
+		}
+		if want := []TableVersion{{URI: h.uri("delta"), Version: 1}}; !slices.Equal(l.Tables, want) {
+			t.Errorf("tables %+v, want %+v", l.Tables, want)
 		}
 
 		// Open-ended ranges.
@@ -321,7 +362,7 @@ func testConformance(t *testing.T, newHarness func(*testing.T) *storageHarness) 
 		if l, err = s.Scan(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if got := keys(l.Objects); len(got) != 4 || l.OutOfRange != 4 {
+		if got := keys(l.Objects); len(got) != 4 || l.OutOfRange != 5 { // b, identify, hive, dt, delta
 			t.Errorf("to 2024-01-01: %q, %d out of range", got, l.OutOfRange)
 		}
 	})
