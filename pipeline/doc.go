@@ -7,6 +7,13 @@
 // StateStore) that the jobs package adapts from readers, convertro and
 // writers.
 //
+// The files follow the responsibilities: run.go the API (Config, Deps, Run)
+// and what the engines share; plan.go and shard.go the units; resume.go the
+// manifest a run starts from; live.go the live engine's stages;
+// checkpointer.go the goroutine that owns the manifest during a live run;
+// dryrun.go the dry run; manifest.go, manifeststore.go and lease.go the
+// state; report.go, counts.go and progress.go what a run tells.
+//
 // # Plan, units and shards
 //
 // A plan is the listing's objects, each with the rows of its row groups

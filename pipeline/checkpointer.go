@@ -1,0 +1,284 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// The checkpointer: the one goroutine that owns the manifest during a live
+// run, applies acknowledgements, releases the window and commits.
+
+// checkpointer is the one goroutine that owns the manifest: it marks rows
+// done, counts them, writes dead letters, commits, and releases the window.
+type checkpointer struct {
+	r       *liveRun
+	c       *Checkpoint
+	m       *Manifest
+	last    time.Time // last commit
+	dirty   bool
+	permits int64 // held by rows marked since the last commit
+
+	// The misconfiguration guard (see ack): the current streak of identical
+	// refusals, at most misconfigRequests, and the window permits its rows
+	// hold, each row counted once.
+	guardHeld    []ack
+	guardPermits int64
+	guardFirst   int64 // the earliest ack.answered held
+}
+
+func (k *checkpointer) loop(ctx context.Context) error {
+	ticker := time.NewTicker(k.r.cfg.CommitInterval)
+	defer ticker.Stop()
+	skips, acks := k.r.skips, k.r.acks
+	half := int64(k.r.cfg.Window+1) / 2
+	// Commits are at least CommitInterval apart: one write a second to one
+	// object name is what GCS allows, and objstore paces every backend so.
+	// A half-full window that comes sooner waits for soon.
+	var soon <-chan time.Time
+	due := func() bool { return k.r.deps.Now().Sub(k.last) >= k.r.cfg.CommitInterval }
+	// The loop ends when both inputs close, not on ctx: what the stages
+	// finish while stopping is still marked for the final commit.
+	for skips != nil || acks != nil {
+		select {
+		case b, ok := <-skips:
+			if !ok {
+				skips = nil
+				continue
+			}
+			if b.bad != "" {
+				k.setAside(b.unit, b.bad)
+			}
+			for _, s := range b.rows {
+				if err := k.complete(ctx, b.unit, s.row, s.reason, rowTally{}); err != nil {
+					return err
+				}
+			}
+		case a, ok := <-acks:
+			if !ok {
+				acks = nil
+				continue
+			}
+			if err := k.ack(ctx, a); err != nil {
+				return err
+			}
+			// Decoders wait for permits when the window is full; committing
+			// at half gives permits back before they have to.
+			if k.permits >= half && ctx.Err() == nil {
+				if !due() {
+					if soon == nil {
+						soon = time.After(k.r.cfg.CommitInterval - k.r.deps.Now().Sub(k.last))
+					}
+					continue
+				}
+				if err := k.commit(ctx); err != nil {
+					return err
+				}
+			}
+		case <-soon:
+			soon = nil
+			if k.dirty && ctx.Err() == nil {
+				if err := k.commit(ctx); err != nil {
+					return err
+				}
+			}
+		case <-ticker.C:
+			renew := k.r.deps.Now().Sub(k.last) >= k.r.cfg.LeaseTTL/3
+			if (k.dirty || renew) && due() && ctx.Err() == nil {
+				if err := k.commit(ctx); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if ctx.Err() == nil {
+		// The run ended inside a streak shorter than misconfigRequests: too
+		// short to call it a misconfiguration; they are ordinary dead letters.
+		return k.releaseGuard(ctx)
+	}
+	return nil
+}
+
+// ack applies one outcome, except that a streak of permanent refusals that
+// all read the same (status and body start), with nothing accepted in
+// between, is held back: when it reaches misconfigRequests (or the window)
+// it is a wrong setting, not bad rows, and the run stops with
+// ErrMisconfigured without dead-lettering them. This holds at any point of
+// a run, so a setting that goes wrong mid-run (an account disabled, an
+// endpoint moved) stops it too. Any other outcome of a request sent after
+// the streak's first refusal came back ends the streak: the held refusals
+// become ordinary dead letters. An outcome of a request sent before that was
+// in flight beside the streak's start and says nothing about it: it is
+// applied, and the streak kept.
+func (k *checkpointer) ack(ctx context.Context, a ack) error {
+	held := len(k.guardHeld) > 0
+	if held && refusal(a.out) && sameRefusal(k.guardHeld[0].out, a.out) {
+		return k.hold(ctx, a)
+	}
+	if held && a.sent > k.guardFirst {
+		if err := k.releaseGuard(ctx); err != nil {
+			return err
+		}
+		held = false
+	}
+	if !held && refusal(a.out) {
+		return k.hold(ctx, a)
+	}
+	return k.apply(ctx, a)
+}
+
+// hold adds a refusal to the streak, and stops the run when the streak is
+// long enough.
+func (k *checkpointer) hold(ctx context.Context, a ack) error {
+	if len(k.guardHeld) == 0 || a.answered < k.guardFirst {
+		k.guardFirst = a.answered
+	}
+	k.guardHeld = append(k.guardHeld, a)
+	if !slices.ContainsFunc(k.guardHeld[:len(k.guardHeld)-1], func(h ack) bool { return h.req.row == a.req.row }) {
+		k.guardPermits += a.req.row.permits
+	}
+	if n := len(k.guardHeld); n >= min(misconfigRequests, k.r.cfg.Window) {
+		body := a.out.Body
+		if len(body) > 200 {
+			body = body[:200]
+		}
+		return fmt.Errorf("send: %d requests in a row were refused with status %d (%q), none accepted in between: "+
+			"a setting is wrong (client name, site id, endpoint), not the rows, so none was dead-lettered (last error: %v): %w",
+			n, a.out.Status, body, a.out.Err, ErrMisconfigured)
+	}
+	if k.guardPermits >= int64(k.r.cfg.Window) {
+		// The held rows hold their window permits until they complete; were
+		// they to hold all of them, no request could be sent that ends the
+		// streak either way. (Only rows of several requests, some of them
+		// applied before the streak, get here before the stop above.)
+		return k.releaseGuard(ctx)
+	}
+	return nil
+}
+
+// refusal reports an outcome the misconfiguration guard counts: a
+// permanent refusal with a 3xx or 4xx status.
+func refusal(o Outcome) bool {
+	return o.Permanent && o.Status >= 300 && o.Status < 500
+}
+
+// guardBody is how much of two refusals' bodies must match for them to
+// count as the same refusal: enough for the reason, not the details a
+// server may append about the row.
+const guardBody = 64
+
+func sameRefusal(a, b Outcome) bool {
+	return a.Status == b.Status && bytes.Equal(a.Body[:min(len(a.Body), guardBody)], b.Body[:min(len(b.Body), guardBody)])
+}
+
+// releaseGuard applies the held streak: its outcomes are ordinary dead letters.
+func (k *checkpointer) releaseGuard(ctx context.Context) error {
+	held := k.guardHeld
+	k.guardHeld, k.guardPermits = k.guardHeld[:0], 0
+	for _, h := range held {
+		if err := k.apply(ctx, h); err != nil {
+			return err
+		}
+	}
+	clear(held) // the slice is reused: drop what the acks point to
+	return nil
+}
+
+func (k *checkpointer) apply(ctx context.Context, a ack) error {
+	rs := a.req.row
+	if a.out.Permanent {
+		u := k.r.units[rs.unit]
+		reason := "permanent failure"
+		if a.out.Err != nil {
+			reason = a.out.Err.Error()
+		}
+		if len(reason) > maxReason {
+			// The error may quote the URL, which the dead letter holds
+			// already: a 1 MiB value makes a URL of up to 3 MiB.
+			reason = reason[:maxReason] + "…"
+		}
+		url := a.req.url
+		if lim := k.r.cfg.MaxURLBytes; lim > 0 && len(url) > lim {
+			// Never sent, and never to be replayed: its start says which
+			// request it was; the object, row group and row find the row.
+			url = url[:maxCutURL] + cutMarker
+		}
+		dl := DeadLetter{MessageID: rs.msgID, Object: k.r.objs[u.Object].URI, RowGroup: u.RowGroup, Row: rs.row,
+			URL: url, Status: a.out.Status, Response: string(a.out.Body), Reason: reason,
+			Attempts: a.out.Attempts, Time: k.r.deps.Now().UTC()}
+		if err := k.r.deps.DeadLetters.WriteDeadLetter(dl); err != nil {
+			return fmt.Errorf("write dead letter for %s row group %d row %d: %w", dl.Object, dl.RowGroup, dl.Row, err)
+		}
+		rs.tally.addDead(a.out.Status, a.out.Err, a.out.Body)
+	} else {
+		rs.tally.acked++
+	}
+	if a.out.Attempts > 1 {
+		rs.tally.retried++
+	}
+	if a.out.PossibleDuplicate {
+		rs.tally.dups++
+	}
+	rs.left--
+	if rs.left > 0 {
+		return nil
+	}
+	k.permits += rs.permits
+	return k.complete(ctx, rs.unit, rs.row, "", rs.tally)
+}
+
+// setAside records the object of unit as skipped, once.
+func (k *checkpointer) setAside(unit int, reason string) {
+	o := &k.m.Objects[k.m.Units[unit].Object]
+	if o.Skipped == "" {
+		o.Skipped = reason
+		k.m.Counts.ObjectsSkipped++
+		k.dirty = true
+	}
+}
+
+// complete marks a row done and counts it, in the same step, so that the
+// counts always describe exactly the rows the manifest marks.
+func (k *checkpointer) complete(ctx context.Context, unit int, row int64, skip string, t rowTally) error {
+	u := &k.m.Units[unit]
+	wasDone := u.Done
+	u.MarkDone(row)
+	addRow(&k.m.Counts, skip, t)
+	k.dirty = true
+	k.r.completedReqs += t.acked + t.dead
+	k.r.prog.add(1, t.acked+t.dead)
+	if !wasDone && u.Watermark >= u.Rows {
+		u.Done = true
+		if k.r.deps.Now().Sub(k.last) >= k.r.cfg.CommitInterval && ctx.Err() == nil {
+			return k.commit(ctx)
+		}
+	}
+	return nil
+}
+
+func (k *checkpointer) commit(ctx context.Context) error {
+	// A commit is not interrupted by a cancel: a write cut off after it
+	// reached the store would leave the checkpoint's generation behind the
+	// store's, and the final commit would take that for a lost lease.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), k.r.cfg.FinalCommitTimeout)
+	defer cancel()
+	if err := k.r.flushDeadLetters(cctx); err != nil {
+		return err
+	}
+	k.r.syncBudget()
+	if err := k.c.Commit(cctx); err != nil {
+		return err
+	}
+	k.last = k.r.deps.Now()
+	k.dirty = false
+	if k.permits > 0 {
+		k.r.window.Release(k.permits)
+		k.permits = 0
+	}
+	if k.r.deps.Committed != nil {
+		k.r.deps.Committed(k.r.snapshot())
+	}
+	return nil
+}
