@@ -647,8 +647,9 @@ func (j *audienceJob) deliver(ctx context.Context, p audiencePendingFile) (*pipe
 		Decoder: dec, NewTransform: newAudienceTransform(j.mapper, j.wire),
 		Sender: sender{client}, DeadLetters: newDeadLetters(j.st, cfg.Shard, j.env.Now),
 		Checkpoint: cp, Previous: prevM, State: j.st,
-		Progress: j.env.Stderr, Logger: j.env.Log, Now: j.env.Now,
+		Logger: j.env.Log, Now: j.env.Now,
 	}
+	j.env.showProgress(&cfg, &deps)
 	rep, err := pipeline.Run(ctx, cfg, deps)
 	if rep != nil {
 		rep.Summary(j.env.Stderr)
@@ -803,7 +804,8 @@ func (j *audienceJob) dryRun(ctx context.Context) (*pipeline.Report, error) {
 		MaxURLBytes: MaxURLBytes,
 	}
 	deps := pipeline.Deps{Decoder: dec, NewTransform: newAudienceTransform(j.mapper, j.wire),
-		Progress: j.env.Stderr, Logger: j.env.Log, Now: j.env.Now}
+		Logger: j.env.Log, Now: j.env.Now}
+	j.env.showProgress(&cfg, &deps)
 	return runDry(ctx, cfg, deps, j.wire.BaseURL(), j.o.Out, j.env)
 }
 

@@ -252,10 +252,10 @@ func run(ctx context.Context, o Options, env Env, second bool) (*pipeline.Report
 	deps := pipeline.Deps{
 		Decoder:      p.in,
 		NewTransform: newTransform(p.mapper, p.wire),
-		Progress:     env.Stderr,
 		Logger:       env.Log,
 		Now:          env.Now,
 	}
+	env.showProgress(&cfg, &deps)
 	if o.DryRun {
 		return runDry(ctx, cfg, deps, p.wire.BaseURL(), o.Out, env)
 	}

@@ -12,7 +12,8 @@
 // manifest a run starts from; live.go the live engine's stages;
 // checkpointer.go the goroutine that owns the manifest during a live run;
 // dryrun.go the dry run; manifest.go, manifeststore.go and lease.go the
-// state; report.go, counts.go and progress.go what a run tells.
+// state; report.go, counts.go, progress.go and progressticker.go what a
+// run tells (how progress is shown is the caller's: Deps.OnProgress).
 //
 // # Plan, units and shards
 //

@@ -77,7 +77,7 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	m := newManifest(cfg)
 	m.Status = StatusDryRun
 	units := m.planUnits()
-	prog := newProgress(deps.Progress, deps.Logger, cfg.ProgressInterval, PlanRows(units), 0)
+	prog := newProgress(deps.OnProgress, deps.Now, cfg.ProgressInterval, PlanRows(units), 0)
 	prog.start()
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -145,7 +145,7 @@ func runLive(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 		r.resume[i].Above = slices.Clone(u.Above)
 		total += u.Rows
 	}
-	r.prog = newProgress(deps.Progress, deps.Logger, cfg.ProgressInterval, total, markedRows(m.Units))
+	r.prog = newProgress(deps.OnProgress, deps.Now, cfg.ProgressInterval, total, markedRows(m.Units))
 	r.prog.start()
 
 	err = r.stages(ctx)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -110,30 +109,27 @@ func TestReportSummary(t *testing.T) {
 	}
 }
 
-func TestProgressLogLine(t *testing.T) {
-	var logs bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&logs, nil))
-	p := newProgress(&bytes.Buffer{}, log, time.Hour, 1000, 200) // a buffer is not a terminal
-	if p.tty {
-		t.Fatal("a buffer taken for a terminal")
-	}
-	p.began = time.Now().Add(-10 * time.Second)
+// TestProgress: what OnProgress is told: rows done before and during the
+// run, the rate and the time left, and a final report when the run stops.
+func TestProgress(t *testing.T) {
+	var got []Progress
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	now := start
+	p := newProgress(func(pr Progress) { got = append(got, pr) }, func() time.Time { return now }, time.Hour, 1000, 200)
+	p.start()
 	p.add(300, 450)
+	now = start.Add(10 * time.Second)
+	p.stop()
+	if len(got) != 1 || !got[0].Final {
+		t.Fatalf("reports %+v, want one final", got)
+	}
 	// 500 rows left at 30 rows/s: 16.7s, shown rounded.
-	s := p.state(p.began.Add(10 * time.Second))
-	if s.done != 500 || s.total != 1000 || s.percent != 50 || s.reqsPerS != 45 || s.eta != 17*time.Second {
-		t.Errorf("progress state = %+v", s)
+	s := got[0]
+	if s.Done != 500 || s.Total != 1000 || s.Percent() != 50 || s.RequestsPerSecond() != 45 || s.ETA() != 17*time.Second {
+		t.Errorf("progress %+v: percent %v, req/s %v, ETA %v", s, s.Percent(), s.RequestsPerSecond(), s.ETA())
 	}
-	p.draw(false)
-	if out := logs.String(); !strings.Contains(out, "rows=500") || !strings.Contains(out, "total=1000") || !strings.Contains(out, "percent=50.0") {
-		t.Errorf("progress log line = %q", out)
-	}
-	p.tty = true
-	var line bytes.Buffer
-	p.out = &line
-	p.draw(true)
-	if got := line.String(); !strings.HasPrefix(got, "\r\x1b[Krows 500/1000 (50.0%)") || !strings.HasSuffix(got, "\n") {
-		t.Errorf("terminal line = %q", got)
+	if (Progress{Total: 10}).ETA() != -1 {
+		t.Error("an ETA before the first row")
 	}
 }
 

@@ -159,7 +159,7 @@ type Config struct {
 	// A run that makes no progress still commits every LeaseTTL/3, so that
 	// a long stall on Convertro does not let its lease expire.
 	LeaseTTL           time.Duration
-	ProgressInterval   time.Duration // log line period when stderr is not a terminal; default 10s
+	ProgressInterval   time.Duration // period of Deps.OnProgress; default 10s
 	FinalCommitTimeout time.Duration // bound on each commit and the report write; default 10s
 
 	// Fresh ignores a previous manifest of another job (--fresh) and starts over.
@@ -233,7 +233,9 @@ type Deps struct {
 	DryRun io.Writer
 	// DryRunLine formats one request of a dry run (writers.AppendDryRunLine).
 	DryRunLine func(dst, url []byte) []byte
-	Progress   io.Writer // operator progress (stderr); nil = none
+	// OnProgress is told how far the run is every Config.ProgressInterval
+	// and once at its end (nil: nobody), from a goroutine of its own.
+	OnProgress func(Progress)
 	// RateHistory, when set, is called once at the end of a live run for
 	// the report: how an adaptive throttle changed the sending rate.
 	RateHistory func() []RateSample
