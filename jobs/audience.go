@@ -22,11 +22,13 @@ import (
 )
 
 // The audience job (kind "audience") keeps Convertro's view of Engage
-// audiences in step with a source of memberships (rule 18). The state
-// location holds, under audience/:
+// audiences in step with a source of memberships (rule 18), and of Engage
+// computed traits with a source of their values (rule 20, traits.go). The
+// state location holds, under audience/:
 //
 //   - current.json: names the snapshot of what Convertro was last told,
-//     one row per (user, audience): member true/false, the device id and ts
+//     one row per (user, audience or trait): member true/false (for a
+//     trait: set or removed), a trait's typed value, the device id and ts
 //     of the request that told it;
 //   - pending.json: a sync whose changes are being delivered. It names the
 //     changes file (one row per request) and the snapshot that becomes
@@ -75,6 +77,7 @@ const (
 	inputIdentifies = "identifies" // (a) one boolean column per audience key
 	inputEvents     = "events"     // (b) audience_entered / audience_exited rows
 	inputMembership = "membership" // (c) user, audience, member rows
+	inputTraits     = "traits"     // user, trait, value rows (traits.go)
 )
 
 type audienceCurrentFile struct {
@@ -108,7 +111,7 @@ type audienceJob struct {
 	wire   *convertro.Wire
 	st     pipeline.FileStateStore
 	work   string
-	scope  map[string]bool // audience keys of --audience; empty: all
+	scope  map[string]bool // keys of --audience and --trait; empty: all
 	// partitions is how many partitions the last diff spilled into, and
 	// spilled the bytes it wrote to them.
 	partitions int
@@ -146,6 +149,12 @@ func runAudience(ctx context.Context, o Options, env Env) (*pipeline.Report, err
 	for _, a := range o.Audiences {
 		if err := convertro.ValidateAudience(a); err != nil {
 			return nil, fmt.Errorf("%w: --audience: %w", ErrConfig, err)
+		}
+		j.scope[convertro.SnakeCase(a)] = true
+	}
+	for _, a := range o.Traits {
+		if err := convertro.ValidateAudience(a); err != nil {
+			return nil, fmt.Errorf("%w: --trait: %w", ErrConfig, err)
 		}
 		j.scope[convertro.SnakeCase(a)] = true
 	}
@@ -377,6 +386,9 @@ type audienceTable struct {
 	// cols are the columns read, in the order spillTable expects.
 	cols    []string
 	entered int8 // events: 1 entered, -1 exited, 0 per row (event column)
+	// valueKinds are the kinds of the trait value columns: the value
+	// column of a traits table, or one per --trait of an identifies export.
+	valueKinds []readers.ColumnKind
 }
 
 // add lists uri and reads the footer of each of its data objects, where
@@ -407,14 +419,15 @@ func (in *audienceInputs) add(ctx context.Context, uri string, so readers.Source
 	return nil
 }
 
-// wholeTables reports whether the sources are membership tables only: then
-// they list every member, and one they do not list has left. Events and
-// identifies may be one day's worth, where silence is no news.
+// wholeTables reports whether the sources are membership or trait tables
+// only: then they list every member and every trait value, and one they do
+// not list has left or is removed. Events and identifies may be one day's
+// worth, where silence is no news.
 func (in *audienceInputs) wholeTables() bool {
 	whole := false
 	for _, t := range in.tables {
 		switch t.kind {
-		case inputMembership:
+		case inputMembership, inputTraits:
 			whole = true
 		case inputEvents, inputIdentifies:
 			return false
@@ -456,8 +469,9 @@ func (t *audienceTable) closeFile() {
 
 // detect decides an input object's kind from its columns: an audience_key
 // column makes Engage audience events (b); the membership columns a plain
-// membership table (c); otherwise the selected audience columns of an
-// identifies export (a).
+// membership table (c); trait and value columns a computed traits table;
+// otherwise the selected audience and trait columns of an identifies export
+// (a).
 func (j *audienceJob) detect(t *audienceTable) error {
 	has := func(c string) bool { _, ok := t.tbl.Column(c); return ok }
 	mc := j.o.Membership.withDefaults()
@@ -479,9 +493,14 @@ func (j *audienceJob) detect(t *audienceTable) error {
 	case has(mc.Audience) && has(mc.Member):
 		t.kind = inputMembership
 		t.cols = []string{mc.UserID, mc.Audience, mc.Member, mc.DeviceID, mc.Timestamp}
+	case has("trait") && has("value"):
+		t.kind = inputTraits
+		t.cols = []string{mc.UserID, "trait", "value", mc.DeviceID, mc.Timestamp}
+		k, _ := t.tbl.Column("value")
+		t.valueKinds = []readers.ColumnKind{k}
 	default:
-		if len(j.o.Audiences) == 0 {
-			return fmt.Errorf("%w: %s has neither audience_key nor %s/%s columns; for an identifies export name the audience columns with --audience KEY (or audiences: in the job file)",
+		if len(j.o.Audiences) == 0 && len(j.o.Traits) == 0 {
+			return fmt.Errorf("%w: %s has neither audience_key, %s/%s nor trait/value columns; for an identifies export name the audience columns with --audience KEY and the computed trait columns with --trait NAME (or audiences:, traits: in the job file)",
 				ErrConfig, t.obj.URI, mc.Audience, mc.Member)
 		}
 		t.kind = inputIdentifies
@@ -493,8 +512,17 @@ func (j *audienceJob) detect(t *audienceTable) error {
 			}
 			t.cols = append(t.cols, a)
 		}
+		for _, a := range j.o.Traits {
+			k, ok := t.tbl.Column(a)
+			if ok {
+				found++
+			}
+			t.cols = append(t.cols, a)
+			t.valueKinds = append(t.valueKinds, k)
+		}
 		if found == 0 {
-			return fmt.Errorf("%w: %s has none of the audience columns %s (as BOOLEAN or text)", ErrConfig, t.obj.URI, strings.Join(j.o.Audiences, ", "))
+			return fmt.Errorf("%w: %s has none of the audience columns %s (as BOOLEAN or text) nor the trait columns %s", ErrConfig, t.obj.URI,
+				strings.Join(j.o.Audiences, ", "), strings.Join(j.o.Traits, ", "))
 		}
 	}
 	if !has(t.cols[0]) {
@@ -508,7 +536,7 @@ func (j *audienceJob) spillTable(ctx context.Context, sp *spill, t *audienceTabl
 	cols := t.cols
 	switch t.kind {
 	case "snapshot":
-		cols = []string{"user_id", "audience", "member", "device_id", "ts"}
+		cols = changesColumns
 	case "devices":
 		cols = []string{"user_id", "context_device_id", "timestamp"}
 	}
@@ -542,7 +570,7 @@ func (j *audienceJob) spillTable(ctx context.Context, sp *spill, t *audienceTabl
 			case "snapshot":
 				ts, _ := readers.ParseNumber(c[4].Text)
 				return sp.add(spillRec{Kind: recSnapshot, UserID: user, Audience: string(c[1].Text),
-					Member: c[2].Bool == segment.True, DeviceID: string(c[3].Text), Micros: int64(ts) * 1e6})
+					Member: c[2].Bool == segment.True, DeviceID: string(c[3].Text), Micros: int64(ts) * 1e6, Value: string(c[5].Text)})
 			case "devices":
 				if c[1].Null || len(c[1].Text) == 0 {
 					return nil
@@ -555,6 +583,20 @@ func (j *audienceJob) spillTable(ctx context.Context, sp *spill, t *audienceTabl
 				}
 				return sp.add(spillRec{Kind: recSource, UserID: user, Audience: a, Member: c[2].Bool == segment.True,
 					DeviceID: string(c[3].Text), Micros: micros(c[4])})
+			case inputTraits:
+				a := key(c[1].Text)
+				if c[1].Null || a == "" || !in(a) {
+					return nil
+				}
+				r := spillRec{Kind: recSource, UserID: user, Audience: a, Value: traitRemoved,
+					DeviceID: string(c[3].Text), Micros: micros(c[4])}
+				if !c[2].Null {
+					if r.Value = traitValue(t.valueKinds[0], c[2]); r.Value == "" {
+						return nil
+					}
+					r.Member = true
+				}
+				return sp.add(r)
 			case inputEvents:
 				a := key(c[1].Text)
 				if c[1].Null || a == "" || !in(a) {
@@ -573,13 +615,27 @@ func (j *audienceJob) spillTable(ctx context.Context, sp *spill, t *audienceTabl
 				}
 				return sp.add(spillRec{Kind: recSource, UserID: user, Audience: a, Member: member,
 					DeviceID: string(c[3].Text), Micros: micros(c[4])})
-			default: // identifies: one record per audience column present in the row
+			default: // identifies: one record per audience or trait column present in the row
 				for i, a := range j.o.Audiences {
 					b := c[3+i].Bool
 					if b == segment.Absent {
 						continue
 					}
 					if err := sp.add(spillRec{Kind: recSource, UserID: user, Audience: key([]byte(a)), Member: b == segment.True,
+						DeviceID: string(c[1].Text), Micros: micros(c[2])}); err != nil {
+						return err
+					}
+				}
+				for i, a := range j.o.Traits {
+					cell := c[3+len(j.o.Audiences)+i]
+					if cell.Null {
+						continue // this identify did not carry the trait
+					}
+					v := traitValue(t.valueKinds[i], cell)
+					if v == "" {
+						continue
+					}
+					if err := sp.add(spillRec{Kind: recSource, UserID: user, Audience: key([]byte(a)), Member: true, Value: v,
 						DeviceID: string(c[1].Text), Micros: micros(c[2])}); err != nil {
 						return err
 					}
@@ -662,7 +718,10 @@ func (j *audienceJob) deliver(ctx context.Context, p audiencePendingFile) (*pipe
 // revertDeadLetters stores a copy of the pending snapshot in which the
 // changes Convertro refused for good are undone: an entry refused is
 // dropped (Convertro still takes the user for a non-member), an exit refused
-// keeps the user a member. The next sync then finds those changes again.
+// keeps the user a member. A computed trait's refused change leaves what
+// Convertro holds unknown: the trait is kept as set to traitUnknown, which
+// no value equals, so that the next sync sends its value, or its removal,
+// again. The next sync then finds those changes again.
 func (j *audienceJob) revertDeadLetters(ctx context.Context, p audiencePendingFile, files []string, changes *changesDecoder) (audiencePendingFile, error) {
 	dead := map[int]map[int64]bool{} // row group -> rows of the changes file
 	for _, name := range files {
@@ -710,14 +769,19 @@ func (j *audienceJob) revertDeadLetters(ctx context.Context, p audiencePendingFi
 	p.Diff.Snapshot, p.Diff.Members = 0, 0
 	for g := range in.tbl.RowGroups() {
 		err := in.tbl.ReadRowGroup(ctx, g, changesColumns, func(_ int64, c []readers.Cell) error {
-			r := writers.Membership{UserID: string(c[0].Text), Audience: string(c[1].Text), Member: c[2].Bool == segment.True, DeviceID: string(c[3].Text)}
+			r := writers.Membership{UserID: string(c[0].Text), Audience: string(c[1].Text), Member: c[2].Bool == segment.True,
+				DeviceID: string(c[3].Text), Value: string(c[5].Text)}
 			ts, _ := readers.ParseNumber(c[4].Text)
 			r.TS = int64(ts)
 			if member, ok := refused[r.UserID+"\x00"+r.Audience]; ok {
-				if member {
+				switch {
+				case r.Value != "":
+					r.Member, r.Value = true, traitUnknown
+				case member:
 					return nil
+				default:
+					r.Member = true
 				}
-				r.Member = true
 			}
 			p.Diff.Snapshot++
 			if r.Member {
@@ -792,9 +856,8 @@ func (j *audienceJob) dryRun(ctx context.Context) (*pipeline.Report, error) {
 }
 
 // changesDecoder implements pipeline.Decoder over a local changes file. Each
-// row becomes an identify whose EventText carries the audience key and
-// whose Repeat carries the membership: the audience transform reads them
-// back, and nothing else sees these messages.
+// row becomes an identify whose Property is the audience or trait key and
+// the value to send.
 type changesDecoder struct {
 	src  *readers.Source
 	file readers.File
@@ -834,7 +897,9 @@ func (d *changesDecoder) close() {
 	d.src.Close()
 }
 
-var changesColumns = []string{"user_id", "audience", "member", "device_id", "ts"}
+// changesColumns are the columns of a changes or snapshot file
+// (writers.Membership), in the order their readers expect.
+var changesColumns = []string{"user_id", "audience", "member", "device_id", "ts", "value"}
 
 func (d *changesDecoder) Decode(ctx context.Context, _ pipeline.Object, rowGroup int, fn func(firstRow int64, batch []segment.Message) error) error {
 	const size = 512
@@ -858,8 +923,8 @@ func (d *changesDecoder) Decode(ctx context.Context, _ pipeline.Object, rowGroup
 	err := d.tbl.ReadRowGroup(ctx, rowGroup, changesColumns, func(_ int64, c []readers.Cell) error {
 		ts, _ := readers.ParseNumber(c[4].Text)
 		batch = append(batch, segment.Message{
-			Type: segment.TypeIdentify, UserID: keep(c[0].Text), EventText: keep(c[1].Text),
-			Repeat: c[2].Bool, DeviceID: keep(c[3].Text), Timestamp: segment.At(int64(ts) * 1e6),
+			Type: segment.TypeIdentify, UserID: keep(c[0].Text), DeviceID: keep(c[3].Text), Timestamp: segment.At(int64(ts) * 1e6),
+			Property: segment.Property{Key: keep(c[1].Text), Value: keep(traitWire(c[5].Text, c[2].Bool == segment.True))},
 		})
 		if len(batch) == size {
 			return flush()
@@ -873,7 +938,7 @@ func (d *changesDecoder) Decode(ctx context.Context, _ pipeline.Object, rowGroup
 }
 
 // newAudienceTransform maps a change (from changesDecoder) to its rule 18
-// request.
+// or rule 20 request.
 func newAudienceTransform(m *convertro.Mapper, w *convertro.Wire) func() pipeline.Transform {
 	return func() pipeline.Transform {
 		var (
@@ -882,7 +947,7 @@ func newAudienceTransform(m *convertro.Mapper, w *convertro.Wire) func() pipelin
 		)
 		return func(msg *segment.Message, emit func(url []byte)) string {
 			var skip convertro.SkipReason
-			ds, skip = m.MapAudience(ds[:0], msg, string(msg.EventText), msg.Repeat == segment.True)
+			ds, skip = m.MapTrait(ds[:0], msg, string(msg.Property.Key), msg.Property.Value)
 			if skip != convertro.SkipNone {
 				return skip.String()
 			}
