@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -493,11 +494,15 @@ func (j *audienceJob) detect(t *audienceTable) error {
 	case has(mc.Audience) && has(mc.Member):
 		t.kind = inputMembership
 		t.cols = []string{mc.UserID, mc.Audience, mc.Member, mc.DeviceID, mc.Timestamp}
-	case has("trait") && has("value"):
+	case has("trait") && slices.ContainsFunc(traitValueColumns, has):
 		t.kind = inputTraits
-		t.cols = []string{mc.UserID, "trait", "value", mc.DeviceID, mc.Timestamp}
-		k, _ := t.tbl.Column("value")
-		t.valueKinds = []readers.ColumnKind{k}
+		t.cols = []string{mc.UserID, "trait", mc.DeviceID, mc.Timestamp}
+		for _, c := range traitValueColumns {
+			if k, ok := t.tbl.Column(c); ok {
+				t.cols = append(t.cols, c)
+				t.valueKinds = append(t.valueKinds, k)
+			}
+		}
 	default:
 		if len(j.o.Audiences) == 0 && len(j.o.Traits) == 0 {
 			return fmt.Errorf("%w: %s has neither audience_key, %s/%s nor trait/value columns; for an identifies export name the audience columns with --audience KEY and the computed trait columns with --trait NAME (or audiences:, traits: in the job file)",
@@ -589,12 +594,17 @@ func (j *audienceJob) spillTable(ctx context.Context, sp *spill, t *audienceTabl
 					return nil
 				}
 				r := spillRec{Kind: recSource, UserID: user, Audience: a, Value: traitRemoved,
-					DeviceID: string(c[3].Text), Micros: micros(c[4])}
-				if !c[2].Null {
-					if r.Value = traitValue(t.valueKinds[0], c[2]); r.Value == "" {
-						return nil
+					DeviceID: string(c[2].Text), Micros: micros(c[3])}
+				// The first value column that is not NULL holds the value;
+				// all NULL is a removed trait.
+				for i, k := range t.valueKinds {
+					if cell := c[4+i]; !cell.Null {
+						if r.Value = traitValue(k, cell); r.Value == "" {
+							return nil
+						}
+						r.Member = true
+						break
 					}
-					r.Member = true
 				}
 				return sp.add(r)
 			case inputEvents:

@@ -18,12 +18,15 @@ import (
 //
 // Two inputs hold them (detect):
 //
-//   - a long table with the columns user_id, trait and value (plus the
-//     optional device_id and timestamp of a membership table, renamed the
-//     same way with --membership): one row per user and trait, the value
-//     of any type below, read from each file's own footer. It is the whole
-//     current state: a NULL value, and a trait the table no longer lists
-//     for a user, is a removed trait;
+//   - a long table with the columns user_id, trait and one or more of the
+//     value columns traitValueColumns (plus the optional device_id and
+//     timestamp of a membership table, renamed the same way with
+//     --membership): one row per user and trait, whose value is the first
+//     value column that is not NULL, of any type below, read from each
+//     file's own footer (so a table may hold numbers in value_number and
+//     text in value_string). It is the whole current state: a row whose
+//     value columns are all NULL, and a trait the table no longer lists for
+//     a user, is a removed trait;
 //   - an identifies export with one column per trait, named with --trait:
 //     a stream of identify calls, where a NULL cell is a call that did not
 //     carry the trait (no news), never a removal.
@@ -38,6 +41,11 @@ import (
 // empty value is the nearest a query string comes to one, and it overwrites
 // the value Convertro held; it is not sent at all for a trait Convertro was
 // never told.
+
+// traitValueColumns are the value columns of a computed traits table, in the
+// order a row's value is looked for. Their names say nothing of the type:
+// each column's Parquet type does.
+var traitValueColumns = []string{"value", "value_number", "value_string", "value_boolean", "value_timestamp", "value_date"}
 
 // The type prefixes of a stored trait value.
 const (
