@@ -436,7 +436,7 @@ const (
 // table declares every option of Options, in --help order.
 var table = []*Option{
 	{Name: "kind", Key: "kind", FlagAlias: "job", Default: "backfill", For: runPlan,
-		Help:  "kind of job: backfill, audience or migration",
+		Help:  "kind of job: backfill, audience (Engage audiences and computed traits) or migration",
 		Field: func(o *Options) any { return &o.Kind }},
 	{Name: "source", Key: "sources", Default: []string(nil), For: runPlan, Path: true,
 		Help:  "source `URI`: " + objstore.Forms() + " (repeatable)",
