@@ -399,31 +399,35 @@ func TestTraitSyncKilledHalfwayResumes(t *testing.T) {
 
 // TestTraitRefusedChangeIsSentAgain: a change Convertro refuses for good
 // (dead-lettered) is not recorded as told: the next sync sends it again, a
-// value as well as a removal.
+// value as well as a removal; and a trait whose new value was refused is
+// removed by a later sync even though Convertro was never told that value.
 func TestTraitRefusedChangeIsSentAgain(t *testing.T) {
 	state := t.TempDir()
 	refuse := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12", RejectSIDs: []string{"d-u2"}})
-	o := audienceOptions(traitsSource(t, num("u1", "ltv", 1), num("u2", "ltv", 2)), state, refuse.srv.URL)
-	if _, err := Run(context.Background(), o, testEnv(t)); !errors.Is(err, pipeline.ErrIncomplete) {
-		t.Fatalf("err = %v, want ErrIncomplete (a dead letter)", err)
+	accept := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12"})
+	step := 0
+	sync := func(rec *recorder, rows ...traitRow) []string {
+		t.Helper()
+		step++
+		rec.reset()
+		o := audienceOptions(traitsSource(t, rows...), state, rec.srv.URL)
+		_, err := Run(context.Background(), o, testEnv(t))
+		if rec == refuse && !errors.Is(err, pipeline.ErrIncomplete) {
+			t.Fatalf("sync %d: err = %v, want ErrIncomplete (a dead letter)", step, err)
+		}
+		if rec == accept && err != nil {
+			t.Fatalf("sync %d: %v", step, err)
+		}
+		return sentProps(t, rec.requests(t))
 	}
-	rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12"})
-	o.Endpoint = rec.srv.URL
-	if _, err := Run(context.Background(), o, testEnv(t)); err != nil {
-		t.Fatal(err)
-	}
-	diffRequests(t, "the sync after the refusal", sentProps(t, rec.requests(t)), props(prop("u2", "ltv=2")))
+	sync(accept, num("u1", "ltv", 1), num("u2", "ltv", 2))
+	sync(refuse, num("u1", "ltv", 1), num("u2", "ltv", 3))
+	diffRequests(t, "the value refused, sent again", sync(accept, num("u1", "ltv", 1), num("u2", "ltv", 3)), props(prop("u2", "ltv=3")))
 
-	// Removals: u2's is refused, then sent by the next sync.
-	o.Endpoint = refuse.srv.URL
-	o.Sources = []string{traitsSource(t, removed("u1", "ltv"), removed("u2", "ltv"))}
-	if _, err := Run(context.Background(), o, testEnv(t)); !errors.Is(err, pipeline.ErrIncomplete) {
-		t.Fatalf("err = %v, want ErrIncomplete (a dead letter)", err)
-	}
-	rec.reset()
-	o.Endpoint = rec.srv.URL
-	if _, err := Run(context.Background(), o, testEnv(t)); err != nil {
-		t.Fatal(err)
-	}
-	diffRequests(t, "the sync after the refused removal", sentProps(t, rec.requests(t)), props(prop("u2", "ltv=")))
+	sync(refuse, num("u1", "ltv", 1), num("u2", "ltv", 4))
+	diffRequests(t, "removed after a refused value", sync(accept, num("u1", "ltv", 1), removed("u2", "ltv")), props(prop("u2", "ltv=")))
+
+	sync(accept, num("u1", "ltv", 1), num("u2", "ltv", 5))
+	sync(refuse, num("u1", "ltv", 1), removed("u2", "ltv"))
+	diffRequests(t, "the removal refused, sent again", sync(accept, num("u1", "ltv", 1), removed("u2", "ltv")), props(prop("u2", "ltv=")))
 }
