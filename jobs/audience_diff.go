@@ -15,7 +15,7 @@ import (
 )
 
 // The diff of an audience sync. The previous snapshot, the source's
-// membership rows and the device lookup are spilled into N temporary files
+// membership and trait rows and the device lookup are spilled into N temporary files
 // by a hash of the user id, so that everything about one user lands in one
 // partition; then each partition is read back and diffed in memory on its
 // own. Peak memory is that of the largest partition, whatever the total:
@@ -215,11 +215,13 @@ func (s *spill) readPartition(i int, fn func(r *spillRec)) error {
 
 // diffResult counts what a diff found.
 type diffResult struct {
-	Changes       int64 // rows of the changes file (with those lacking a device)
+	Changes int64 // rows of the changes file (with those lacking a device)
+	// Entered counts memberships entered and trait values set or changed,
+	// Left memberships left and traits removed.
 	Entered, Left int64
 	NoDevice      int64 // changes without a device id anywhere
 	Snapshot      int64 // rows of the new snapshot
-	Members       int64 // members in the new snapshot
+	Members       int64 // members, and traits set, in the new snapshot
 }
 
 type memberState struct {
