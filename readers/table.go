@@ -164,7 +164,7 @@ func (t *Table) ReadRowGroup(ctx context.Context, i int, names []string, fn func
 		name  string
 		col   *parquet.Column
 		kind  ColumnKind
-		mul   int64 // timestamps: to microseconds; decimals: the scale
+		mul   int64 // timestamps: to microseconds; decimals: the scale; integers: 1 if unsigned
 		pages parquet.Pages
 		guard *pageGuard
 		vr    parquet.ValueReader
@@ -181,8 +181,14 @@ func (t *Table) ReadRowGroup(ctx context.Context, i int, names []string, fn func
 				ct = *cc
 			}
 			cr.mul = timestampMultiplier(typ.LogicalType(), ct)
-			if cr.kind == ColumnDecimal {
+			switch cr.kind {
+			case ColumnDecimal:
 				cr.mul = int64(asDecimal(typ.LogicalType()).Scale)
+			case ColumnInt:
+				cr.mul = 0
+				if isUnsigned(typ.LogicalType(), ct) {
+					cr.mul = 1
+				}
 			}
 			if fc, ok := chunks[c.Index()].(*parquet.FileColumnChunk); ok {
 				cr.pages, cr.guard = guardPages(t.r, fc, &t.pf.Metadata().RowGroups[i].Columns[c.Index()].MetaData, rg.NumRows())
@@ -290,9 +296,14 @@ func cellOf(v parquet.Value, kind ColumnKind, mul int64, buf []byte) (Cell, []by
 		}
 		buf = strconv.AppendBool(buf, b)
 	case ColumnInt:
-		if v.Kind() == parquet.Int32 {
+		switch {
+		case v.Kind() == parquet.Int32 && mul == 1:
+			buf = strconv.AppendUint(buf, uint64(uint32(v.Int32())), 10)
+		case v.Kind() == parquet.Int32:
 			buf = strconv.AppendInt(buf, int64(v.Int32()), 10)
-		} else {
+		case mul == 1:
+			buf = strconv.AppendUint(buf, uint64(v.Int64()), 10)
+		default:
 			buf = strconv.AppendInt(buf, v.Int64(), 10)
 		}
 	case ColumnFloat:
