@@ -353,7 +353,9 @@ func (j *audienceJob) diffFiles(ctx context.Context, prev audienceCurrentFile) (
 		return res, "", "", err
 	}
 	scope := func(a string) bool { return len(j.scope) == 0 || j.scope[a] }
-	res, err = sp.diff(diffOptions{inScope: scope, now: j.env.Now().Unix(), absentLeaves: in.wholeTables()}, cw, sw)
+	o := diffOptions{inScope: scope, now: j.env.Now().Unix()}
+	o.absentLeaves, o.absentRemoves = in.wholeTables()
+	res, err = sp.diff(o, cw, sw)
 	if err != nil {
 		cw.Abort()
 		sw.Abort()
@@ -420,21 +422,25 @@ func (in *audienceInputs) add(ctx context.Context, uri string, so readers.Source
 	return nil
 }
 
-// wholeTables reports whether the sources are membership or trait tables
-// only: then they list every member and every trait value, and one they do
-// not list has left or is removed. Events and identifies may be one day's
+// wholeTables reports whether the sources are whole tables only: then a
+// membership table lists every member (one it does not list has left), and
+// a traits table every trait value (one it does not list is removed). Each
+// speaks for its own kind of property alone, so that a traits table does
+// not take members out of audiences synced from another source, nor a
+// membership table remove traits. Events and identifies may be one day's
 // worth, where silence is no news.
-func (in *audienceInputs) wholeTables() bool {
-	whole := false
+func (in *audienceInputs) wholeTables() (audiences, traits bool) {
 	for _, t := range in.tables {
 		switch t.kind {
-		case inputMembership, inputTraits:
-			whole = true
+		case inputMembership:
+			audiences = true
+		case inputTraits:
+			traits = true
 		case inputEvents, inputIdentifies:
-			return false
+			return false, false
 		}
 	}
-	return whole
+	return audiences, traits
 }
 
 func (in *audienceInputs) close() {

@@ -245,6 +245,9 @@ type diffOptions struct {
 	// events (identifies, audience_entered/exited), which may be one day's
 	// worth, where silence is no news.
 	absentLeaves bool
+	// absentRemoves says the same of computed traits: a trait the source
+	// does not mention is removed (the source is a whole traits table).
+	absentRemoves bool
 }
 
 // diff reads the partitions one by one and writes the changes (in user,
@@ -311,7 +314,13 @@ func (s *spill) diff(o diffOptions, changes, snapshot *writers.MembershipWriter)
 				continue
 			}
 			now, has := cur[k]
-			if !has && !o.absentLeaves {
+			// Whether silence means gone depends on the key's kind: a
+			// trait's snapshot row holds a value, an audience's does not.
+			gone := o.absentLeaves
+			if was.value != "" {
+				gone = o.absentRemoves
+			}
+			if !has && !gone {
 				if err := keep(); err != nil {
 					return res, err
 				}

@@ -24,9 +24,9 @@ import (
 //     --membership): one row per user and trait, whose value is the first
 //     value column that is not NULL, of any type below, read from each
 //     file's own footer (so a table may hold numbers in value_number and
-//     text in value_string). It is the whole current state: a row whose
-//     value columns are all NULL, and a trait the table no longer lists for
-//     a user, is a removed trait;
+//     text in value_string). It is the whole current state of the traits
+//     (not of audiences): a row whose value columns are all NULL, and a
+//     trait the table no longer lists for a user, is a removed trait;
 //   - an identifies export with one column per trait, named with --trait:
 //     a stream of identify calls, where a NULL cell is a call that did not
 //     carry the trait (no news), never a removal.

@@ -431,3 +431,25 @@ func TestTraitRefusedChangeIsSentAgain(t *testing.T) {
 	sync(refuse, num("u1", "ltv", 1), removed("u2", "ltv"))
 	diffRequests(t, "the removal refused, sent again", sync(accept, num("u1", "ltv", 1), removed("u2", "ltv")), props(prop("u2", "ltv=")))
 }
+
+// TestTraitTableLeavesAudiencesAlone: audiences and traits synced into one
+// state from separate whole tables. A traits table says nothing about
+// audiences, and a membership table nothing about traits: neither takes the
+// other's properties away.
+func TestTraitTableLeavesAudiencesAlone(t *testing.T) {
+	state := t.TempDir()
+	rec := newRecorder(t, simulator.Options{ClientName: "acme", SiteID: "12"})
+	run := func(src string) []string {
+		t.Helper()
+		rec.reset()
+		if _, err := Run(context.Background(), audienceOptions(src, state, rec.srv.URL), testEnv(t)); err != nil {
+			t.Fatal(err)
+		}
+		return sentTraits(t, rec.requests(t))
+	}
+	diffRequests(t, "membership table", run(membersSource(t, []string{"u1"}, nil)), []string{"u1 d-u1 high_value=true"})
+	diffRequests(t, "traits table", run(traitsSource(t, num("u1", "ltv", 5))), []string{"u1 d-u1 ltv=5"})
+	diffRequests(t, "membership table again", run(membersSource(t, []string{"u1"}, nil)), nil)
+	diffRequests(t, "membership table without u1", run(membersSource(t, nil, nil)), []string{"u1 d-u1 high_value=false"})
+	diffRequests(t, "traits table without u1", run(traitsSource(t, num("u2", "ltv", 1))), []string{"u1 d-u1 ltv=", "u2 d-u2 ltv=1"})
+}
