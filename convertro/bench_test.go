@@ -109,7 +109,7 @@ func referenceURL(base string, s Settings, d *Delivery) string {
 	case KindUser:
 		v.Set(ParamID, string(d.ID))
 		if d.Trait != "" {
-			v.Set(d.Trait, strconv.FormatBool(d.Member))
+			v.Set(d.Trait, string(d.TraitValue))
 		}
 	case KindHit:
 		v.Set(ParamTyp, string(d.Typ))

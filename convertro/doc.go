@@ -28,8 +28,10 @@
 // names, more) [Delivery] values, or saying why it sent nothing
 // ([SkipReason]). It is pure and allocates nothing in the steady state, since
 // it runs once per row of a backfill. Engage audience syncs (rule 18) go
-// through [Mapper.MapAudience] or [AudienceDelivery], with the key from
-// [SnakeCase], checked once by [ValidateAudience]. Where each rule comes from:
+// through [Mapper.MapAudience] or [AudienceDelivery], computed traits (rule
+// 20: {trait}={value}, the value in the form the sync gives it, empty for a
+// removed trait) through [Mapper.MapTrait], with the key from [SnakeCase],
+// checked once by [ValidateAudience]. Where each rule comes from:
 //
 //   - seed: 1 identify ties device id to userId, no traits; 2 no userId, no
 //     request; 3 device id required for every call; 4-8 sale, sale.new,
@@ -38,7 +40,8 @@
 //     revenue, else 1; 10 no orderId, no sale; 12 other tracks under their
 //     own name, value = revenue, else 1; 13 mapped events; 15 Application
 //     Installed to the installs endpoint; 16 identify and track only; 18
-//     audience traits, snake_cased; 19 the Integrations object.
+//     audience traits, snake_cased; 19 the Integrations object; 20 computed
+//     traits sent "as a user property" like audiences.
 //   - browser code (Segment's analytics.js integration): the order of the
 //     two hybrid hits (sale.new or sale.repeat first, then sale); 11 an
 //     events entry for Order Completed is ignored; 14 an unmapped event is
@@ -56,7 +59,9 @@
 //     from the row's values (eventid.go: row- and 32 hex digits of a
 //     SHA-256), the same on every run of the row, since Convertro
 //     de-duplicates on eid and refuses a hit without one; an empty eid of a
-//     hand-made Delivery is left out of the URL.
+//     hand-made Delivery is left out of the URL; a computed trait's value
+//     as text (times as Unix seconds, like ts) and a removed trait as an
+//     empty value, since a query string has no null.
 //
 // Where the seed and the design page differ, the seed wins. No outright
 // contradiction was found; these are the places where they can be read to

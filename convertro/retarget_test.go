@@ -56,7 +56,7 @@ func TestRetarget(t *testing.T) {
 func TestRetargetRoundTrip(t *testing.T) {
 	w := NewWire(Settings{Account: "acme", ClientName: "acme", SiteID: "12"})
 	for _, d := range []Delivery{
-		{Kind: KindUser, SID: []byte("d 1"), ID: []byte("u/1"), TS: 5, Trait: "vip", Member: true},
+		{Kind: KindUser, SID: []byte("d 1"), ID: []byte("u/1"), TS: 5, Trait: "vip", TraitValue: []byte("true")},
 		{Kind: KindHit, SID: []byte("d1"), Typ: []byte("sale"), Val: segment.Num(1.5), EID: []byte("o#1"), TS: 5, CUA: []byte("ua"), CIP: []byte("::1")},
 		{Kind: KindInstall, SID: []byte("d1"), EID: []byte("m1"), TS: 5},
 	} {

@@ -95,10 +95,13 @@ type Delivery struct {
 	Val  segment.Number // event value (hit), never absent: formatted by AppendNumber
 	TS   int64          // event time, whole Unix seconds, floored
 
-	// Trait is the snake_case audience key of an audience sync (rule 18),
-	// sent as Trait=true or Trait=false after Member. Empty: no trait.
-	Trait  string
-	Member bool
+	// Trait is the snake_case key of the one user property an Engage sync
+	// sets (rules 18 and 20), sent as Trait=TraitValue after ts. Empty: no
+	// trait. TraitValue is "true" or "false" for an audience membership, a
+	// computed trait's value in its wire form, or empty for a computed trait
+	// that was removed (Trait= with nothing after it).
+	Trait      string
+	TraitValue []byte
 
 	// eidSum is the event id of a hit or install whose message has no
 	// messageId, derived from the row's values (deriveEventID); it is sent
@@ -295,11 +298,20 @@ func (m *Mapper) check(msg *segment.Message, trackOK bool) ([]byte, int64, SkipR
 // order (rules 19, 16, 2, 3, 17). trait is the audience name or key, snake
 // cased by AudienceDelivery.
 func (m *Mapper) MapAudience(dst []Delivery, msg *segment.Message, trait string, member bool) ([]Delivery, SkipReason) {
+	return m.MapTrait(dst, msg, trait, memberText(member))
+}
+
+// MapTrait appends the request of one Engage user property change: an
+// audience membership (value "true" or "false", rule 18) or a computed
+// trait (rule 20: value is the trait's wire form, empty when the trait was
+// removed). It is an identify like MapAudience, with the same skips. trait
+// is snake cased like an audience name; value is sent as given, escaped.
+func (m *Mapper) MapTrait(dst []Delivery, msg *segment.Message, trait string, value []byte) ([]Delivery, SkipReason) {
 	sid, ts, r := m.check(msg, false)
 	if r != SkipNone {
 		return dst, r
 	}
-	d := AudienceDelivery(msg.UserID, sid, ts, trait, member)
+	d := Delivery{Kind: KindUser, SID: sid, ID: msg.UserID, TS: ts, Trait: SnakeCase(trait), TraitValue: value}
 	d.CUA, d.CIP = msg.UserAgent, msg.IP
 	return append(dst, d), SkipNone
 }
@@ -310,7 +322,17 @@ func (m *Mapper) MapAudience(dst []Delivery, msg *segment.Message, trait string,
 // allocation, for a key that already is snake_case); pass the key once
 // computed to keep the per-row cost at zero.
 func AudienceDelivery(userID, deviceID []byte, ts int64, trait string, member bool) Delivery {
-	return Delivery{Kind: KindUser, SID: deviceID, ID: userID, TS: ts, Trait: SnakeCase(trait), Member: member}
+	return Delivery{Kind: KindUser, SID: deviceID, ID: userID, TS: ts, Trait: SnakeCase(trait), TraitValue: memberText(member)}
+}
+
+var trueText, falseText = []byte("true"), []byte("false")
+
+// memberText is an audience membership's value; shared, never written to.
+func memberText(member bool) []byte {
+	if member {
+		return trueText
+	}
+	return falseText
 }
 
 // ValidateAudience checks an audience name (or key) before an audience sync

@@ -48,6 +48,7 @@ func track(event string, opts ...opt) *segment.Message {
 func identify(userID string, opts ...opt) *segment.Message {
 	return newMsg(segment.TypeIdentify, append([]opt{func(m *segment.Message) { m.UserID = []byte(userID) }}, opts...))
 }
+func strPtr(s string) *string                             { return &s }
 func ofType(t segment.Type, opts ...opt) *segment.Message { return newMsg(t, opts) }
 
 // slugOnly leaves event_text empty and sets the `event` column (the slug).
@@ -118,6 +119,9 @@ type ruleCase struct {
 	// rule 18: map msg as an audience membership change instead
 	audience string
 	member   bool
+	// rule 20: with audience as the trait's name, map msg as a computed
+	// trait set to *value instead
+	value *string
 
 	want []string   // every request, in order, as AppendURL writes it
 	skip SkipReason // when want is empty
@@ -415,6 +419,20 @@ var ruleCases = []ruleCase{
 		msg: track("Audience Entered", userID("user-1")), audience: "vip", member: true,
 		skip: SkipUnsupportedType},
 
+	// Computed traits.
+	{name: "rule 20 computed trait Lifetime Value, a number",
+		msg: identify("user-1"), audience: "Lifetime Value", value: strPtr("1234.5"),
+		want: []string{U + "sid=dev-1&id=user-1&ts=1704164645&lifetime_value=1234.5"}},
+	{name: "rule 20 computed trait favoriteCategory, text escaped",
+		msg: identify("user-1", ip("203.0.113.7")), audience: "favoriteCategory", value: strPtr("shoes & socks/2"),
+		want: []string{U + "sid=dev-1&id=user-1&ts=1704164645&favorite_category=shoes+%26+socks%2F2&cip=203.0.113.7"}},
+	{name: "rule 20 a removed computed trait is sent with an empty value",
+		msg: identify("user-1"), audience: "lifetime_value", value: strPtr(""),
+		want: []string{U + "sid=dev-1&id=user-1&ts=1704164645&lifetime_value="}},
+	{name: "rule 20 computed trait without device id sends nothing",
+		msg: identify("user-1", noDevice()), audience: "lifetime_value", value: strPtr("1"),
+		skip: SkipMissingDeviceID},
+
 	// Integrations object.
 	{name: "rule 19 Convertro false sends nothing",
 		msg:  track("Order Completed", order("o-1"), integrations(segment.Absent, segment.False)),
@@ -484,9 +502,12 @@ func TestRules(t *testing.T) {
 			prior := []Delivery{{Kind: KindHit, Typ: []byte("earlier")}} // Map must append, not overwrite
 			var got []Delivery
 			var skip SkipReason
-			if tc.audience != "" {
+			switch {
+			case tc.value != nil:
+				got, skip = m.MapTrait(prior, tc.msg, tc.audience, []byte(*tc.value))
+			case tc.audience != "":
 				got, skip = m.MapAudience(prior, tc.msg, tc.audience, tc.member)
-			} else {
+			default:
 				got, skip = m.Map(prior, tc.msg)
 			}
 			if len(got) == 0 || string(got[0].Typ) != "earlier" {

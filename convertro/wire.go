@@ -48,7 +48,8 @@ const (
 	ParamTS  = "ts"  // event time, whole Unix seconds
 	ParamCUA = "cua" // client user agent
 	ParamCIP = "cip" // client IP
-	// An audience trait (rule 18) is its own parameter: {trait}=true|false.
+	// An Engage user property is its own parameter: {trait}=true|false for
+	// an audience (rule 18), {trait}={value} for a computed trait (rule 20).
 )
 
 // eidDerivedPrefix starts an event id derived from a row without messageId
@@ -123,7 +124,7 @@ func (w *Wire) AppendURL(dst []byte, d *Delivery) []byte {
 			dst = append(dst, '&')
 			dst = appendEscaped(dst, d.Trait)
 			dst = append(dst, '=')
-			dst = strconv.AppendBool(dst, d.Member)
+			dst = appendEscaped(dst, d.TraitValue)
 		}
 	case KindHit:
 		dst = appendParam(dst, ParamTyp, d.Typ, false)
@@ -165,6 +166,9 @@ func (w *Wire) AppendURLCut(dst []byte, d *Delivery, n int) []byte {
 		if len(c.Trait) > n {
 			c.Trait = c.Trait[:n]
 		}
+		if len(c.TraitValue) > n {
+			c.TraitValue = c.TraitValue[:n]
+		}
 		if len(c.Val.Decimal) > n {
 			c.Val.Decimal = c.Val.Decimal[:n]
 		}
@@ -183,7 +187,7 @@ func (w *Wire) minURLLen(d *Delivery) int {
 	if int(d.Kind) >= len(w.prefix) {
 		return 0 // AppendURL panics
 	}
-	return len(w.prefix[d.Kind]) + len(d.SID) + len(d.ID) + len(d.Typ) + len(d.EID) + len(d.CUA) + len(d.CIP) + len(d.Trait) + len(d.Val.Decimal)
+	return len(w.prefix[d.Kind]) + len(d.SID) + len(d.ID) + len(d.Typ) + len(d.EID) + len(d.CUA) + len(d.CIP) + len(d.Trait) + len(d.TraitValue) + len(d.Val.Decimal)
 }
 
 // appendParam appends name=escaped(value), preceded by '&' unless first.

@@ -53,11 +53,17 @@ func TestAppendURLOrder(t *testing.T) {
 	}{
 		{"user, all", func() Delivery { d := full; d.Kind = KindUser; return d },
 			base + "user/acme/42/?sid=d1&id=u1&ts=1700000000&cua=UA&cip=10.0.0.1"},
-		{"user with trait", func() Delivery { d := full; d.Kind, d.Trait, d.Member = KindUser, "vip", true; return d },
+		{"user with trait", func() Delivery { d := full; d.Kind, d.Trait, d.TraitValue = KindUser, "vip", []byte("true"); return d },
 			base + "user/acme/42/?sid=d1&id=u1&ts=1700000000&vip=true&cua=UA&cip=10.0.0.1"},
 		{"user with trait, left the audience", func() Delivery {
-			return Delivery{Kind: KindUser, SID: []byte("d1"), ID: []byte("u1"), TS: 1, Trait: "vip"}
+			return AudienceDelivery([]byte("u1"), []byte("d1"), 1, "vip", false)
 		}, base + "user/acme/42/?sid=d1&id=u1&ts=1&vip=false"},
+		{"user with a computed trait, escaped", func() Delivery {
+			return Delivery{Kind: KindUser, SID: []byte("d1"), ID: []byte("u1"), TS: 1, Trait: "favorite_category", TraitValue: []byte("shoes & socks")}
+		}, base + "user/acme/42/?sid=d1&id=u1&ts=1&favorite_category=shoes+%26+socks"},
+		{"user with a removed computed trait", func() Delivery {
+			return Delivery{Kind: KindUser, SID: []byte("d1"), ID: []byte("u1"), TS: 1, Trait: "lifetime_value", TraitValue: []byte{}}
+		}, base + "user/acme/42/?sid=d1&id=u1&ts=1&lifetime_value="},
 		{"user, bare", func() Delivery { return Delivery{Kind: KindUser, SID: []byte("d1"), ID: []byte("u1"), TS: 1} },
 			base + "user/acme/42/?sid=d1&id=u1&ts=1"},
 		{"hit, all", func() Delivery { d := full; d.Kind = KindHit; return d },
@@ -255,7 +261,7 @@ func FuzzAppendURL(f *testing.F) {
 			trait = "" // a trait named like a parameter cannot be read back apart from it
 		}
 		d := Delivery{Kind: k, SID: []byte(sid), ID: []byte(id), Typ: []byte(typ), EID: []byte(eid),
-			CUA: []byte(cua), CIP: []byte(cip), Val: segment.Num(val), TS: ts, Trait: trait, Member: member}
+			CUA: []byte(cua), CIP: []byte(cip), Val: segment.Num(val), TS: ts, Trait: trait, TraitValue: []byte(strconv.FormatBool(member))}
 		w := NewWire(Settings{ClientName: client, SiteID: site})
 		raw := string(w.AppendURL(nil, &d))
 		u, err := url.Parse(raw)

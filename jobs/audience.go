@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,8 +26,9 @@ import (
 // changes), no plan of row groups, no daily cap, and no replay (the next
 // sync sends again what was dead-lettered).
 var audienceKind = Kind{
-	Name: "audience",
-	Run:  runAudience,
+	Name:    "audience",
+	Summary: "Engage audiences and computed traits",
+	Run:     runAudience,
 	Check: func(o Options) error {
 		if o.MaxRequestsPerDay > 0 {
 			return fmt.Errorf("%w: --max-requests-per-day applies to backfill and migration jobs, not to an audience sync", ErrConfig)
@@ -38,11 +40,13 @@ var audienceKind = Kind{
 }
 
 // The audience job (kind "audience") keeps Convertro's view of Engage
-// audiences in step with a source of memberships (rule 18). The state
-// location holds, under audience/:
+// audiences in step with a source of memberships (rule 18), and of Engage
+// computed traits with a source of their values (rule 20, traits.go). The
+// state location holds, under audience/:
 //
 //   - current.json: names the snapshot of what Convertro was last told,
-//     one row per (user, audience): member true/false, the device id and ts
+//     one row per (user, audience or trait): member true/false (for a
+//     trait: set or removed), a trait's typed value, the device id and ts
 //     of the request that told it;
 //   - pending.json: a sync whose changes are being delivered. It names the
 //     changes file (one row per request) and the snapshot that becomes
@@ -91,6 +95,7 @@ const (
 	inputIdentifies = "identifies" // (a) one boolean column per audience key
 	inputEvents     = "events"     // (b) audience_entered / audience_exited rows
 	inputMembership = "membership" // (c) user, audience, member rows
+	inputTraits     = "traits"     // user, trait, value rows (traits.go)
 )
 
 type audienceCurrentFile struct {
@@ -124,7 +129,7 @@ type audienceJob struct {
 	wire   *convertro.Wire
 	st     pipeline.FileStateStore
 	work   string
-	scope  map[string]bool // audience keys of --audience; empty: all
+	scope  map[string]bool // keys of --audience and --trait; empty: all
 	// partitions is how many partitions the last diff spilled into, and
 	// spilled the bytes it wrote to them.
 	partitions int
@@ -162,6 +167,12 @@ func runAudience(ctx context.Context, o Options, env Env) (*pipeline.Report, err
 	for _, a := range o.Audiences {
 		if err := convertro.ValidateAudience(a); err != nil {
 			return nil, fmt.Errorf("%w: --audience: %w", ErrConfig, err)
+		}
+		j.scope[convertro.SnakeCase(a)] = true
+	}
+	for _, a := range o.Traits {
+		if err := convertro.ValidateAudience(a); err != nil {
+			return nil, fmt.Errorf("%w: --trait: %w", ErrConfig, err)
 		}
 		j.scope[convertro.SnakeCase(a)] = true
 	}
@@ -359,7 +370,9 @@ func (j *audienceJob) diffFiles(ctx context.Context, prev audienceCurrentFile) (
 		return res, "", "", err
 	}
 	scope := func(a string) bool { return len(j.scope) == 0 || j.scope[a] }
-	res, err = sp.diff(diffOptions{inScope: scope, now: j.env.Now().Unix(), absentLeaves: in.wholeTables()}, cw, sw)
+	o := diffOptions{inScope: scope, now: j.env.Now().Unix()}
+	o.absentLeaves, o.absentRemoves = in.wholeTables()
+	res, err = sp.diff(o, cw, sw)
 	if err != nil {
 		cw.Abort()
 		sw.Abort()
@@ -393,6 +406,9 @@ type audienceTable struct {
 	// cols are the columns read, in the order spillTable expects.
 	cols    []string
 	entered int8 // events: 1 entered, -1 exited, 0 per row (event column)
+	// valueKinds are the kinds of the trait value columns: the value
+	// column of a traits table, or one per --trait of an identifies export.
+	valueKinds []readers.ColumnKind
 }
 
 // add lists uri and reads the footer of each of its data objects, where
@@ -423,20 +439,25 @@ func (in *audienceInputs) add(ctx context.Context, uri string, so readers.Source
 	return nil
 }
 
-// wholeTables reports whether the sources are membership tables only: then
-// they list every member, and one they do not list has left. Events and
-// identifies may be one day's worth, where silence is no news.
-func (in *audienceInputs) wholeTables() bool {
-	whole := false
+// wholeTables reports whether the sources are whole tables only: then a
+// membership table lists every member (one it does not list has left), and
+// a traits table every trait value (one it does not list is removed). Each
+// speaks for its own kind of property alone, so that a traits table does
+// not take members out of audiences synced from another source, nor a
+// membership table remove traits. Events and identifies may be one day's
+// worth, where silence is no news.
+func (in *audienceInputs) wholeTables() (audiences, traits bool) {
 	for _, t := range in.tables {
 		switch t.kind {
 		case inputMembership:
-			whole = true
+			audiences = true
+		case inputTraits:
+			traits = true
 		case inputEvents, inputIdentifies:
-			return false
+			return false, false
 		}
 	}
-	return whole
+	return audiences, traits
 }
 
 func (in *audienceInputs) close() {
@@ -472,8 +493,9 @@ func (t *audienceTable) closeFile() {
 
 // detect decides an input object's kind from its columns: an audience_key
 // column makes Engage audience events (b); the membership columns a plain
-// membership table (c); otherwise the selected audience columns of an
-// identifies export (a).
+// membership table (c); trait and value columns a computed traits table;
+// otherwise the selected audience and trait columns of an identifies export
+// (a).
 func (j *audienceJob) detect(t *audienceTable) error {
 	has := func(c string) bool { _, ok := t.tbl.Column(c); return ok }
 	mc := j.o.Membership.withDefaults()
@@ -495,9 +517,18 @@ func (j *audienceJob) detect(t *audienceTable) error {
 	case has(mc.Audience) && has(mc.Member):
 		t.kind = inputMembership
 		t.cols = []string{mc.UserID, mc.Audience, mc.Member, mc.DeviceID, mc.Timestamp}
+	case has("trait") && slices.ContainsFunc(traitValueColumns, has):
+		t.kind = inputTraits
+		t.cols = []string{mc.UserID, "trait", mc.DeviceID, mc.Timestamp}
+		for _, c := range traitValueColumns {
+			if k, ok := t.tbl.Column(c); ok {
+				t.cols = append(t.cols, c)
+				t.valueKinds = append(t.valueKinds, k)
+			}
+		}
 	default:
-		if len(j.o.Audiences) == 0 {
-			return fmt.Errorf("%w: %s has neither audience_key nor %s/%s columns; for an identifies export name the audience columns with --audience KEY (or audiences: in the job file)",
+		if len(j.o.Audiences) == 0 && len(j.o.Traits) == 0 {
+			return fmt.Errorf("%w: %s has neither audience_key, %s/%s nor trait/value columns; for an identifies export name the audience columns with --audience KEY and the computed trait columns with --trait NAME (or audiences:, traits: in the job file)",
 				ErrConfig, t.obj.URI, mc.Audience, mc.Member)
 		}
 		t.kind = inputIdentifies
@@ -509,8 +540,17 @@ func (j *audienceJob) detect(t *audienceTable) error {
 			}
 			t.cols = append(t.cols, a)
 		}
+		for _, a := range j.o.Traits {
+			k, ok := t.tbl.Column(a)
+			if ok {
+				found++
+			}
+			t.cols = append(t.cols, a)
+			t.valueKinds = append(t.valueKinds, k)
+		}
 		if found == 0 {
-			return fmt.Errorf("%w: %s has none of the audience columns %s (as BOOLEAN or text)", ErrConfig, t.obj.URI, strings.Join(j.o.Audiences, ", "))
+			return fmt.Errorf("%w: %s has none of the audience columns %s (as BOOLEAN or text) nor the trait columns %s", ErrConfig, t.obj.URI,
+				strings.Join(j.o.Audiences, ", "), strings.Join(j.o.Traits, ", "))
 		}
 	}
 	if !has(t.cols[0]) {
@@ -524,7 +564,7 @@ func (j *audienceJob) spillTable(ctx context.Context, sp *spill, t *audienceTabl
 	cols := t.cols
 	switch t.kind {
 	case "snapshot":
-		cols = []string{"user_id", "audience", "member", "device_id", "ts"}
+		cols = changesColumns
 	case "devices":
 		cols = []string{"user_id", "context_device_id", "timestamp"}
 	}
@@ -558,7 +598,7 @@ func (j *audienceJob) spillTable(ctx context.Context, sp *spill, t *audienceTabl
 			case "snapshot":
 				ts, _ := readers.ParseNumber(c[4].Text)
 				return sp.add(spillRec{Kind: recSnapshot, UserID: user, Audience: string(c[1].Text),
-					Member: c[2].Bool == segment.True, DeviceID: string(c[3].Text), Micros: int64(ts) * 1e6})
+					Member: c[2].Bool == segment.True, DeviceID: string(c[3].Text), Micros: int64(ts) * 1e6, Value: string(c[5].Text)})
 			case "devices":
 				if c[1].Null || len(c[1].Text) == 0 {
 					return nil
@@ -571,6 +611,25 @@ func (j *audienceJob) spillTable(ctx context.Context, sp *spill, t *audienceTabl
 				}
 				return sp.add(spillRec{Kind: recSource, UserID: user, Audience: a, Member: c[2].Bool == segment.True,
 					DeviceID: string(c[3].Text), Micros: micros(c[4])})
+			case inputTraits:
+				a := key(c[1].Text)
+				if c[1].Null || a == "" || !in(a) {
+					return nil
+				}
+				r := spillRec{Kind: recSource, UserID: user, Audience: a, Value: traitRemoved,
+					DeviceID: string(c[2].Text), Micros: micros(c[3])}
+				// The first value column that is not NULL holds the value;
+				// all NULL is a removed trait.
+				for i, k := range t.valueKinds {
+					if cell := c[4+i]; !cell.Null {
+						if r.Value = traitValue(k, cell); r.Value == "" {
+							return nil
+						}
+						r.Member = true
+						break
+					}
+				}
+				return sp.add(r)
 			case inputEvents:
 				a := key(c[1].Text)
 				if c[1].Null || a == "" || !in(a) {
@@ -589,13 +648,27 @@ func (j *audienceJob) spillTable(ctx context.Context, sp *spill, t *audienceTabl
 				}
 				return sp.add(spillRec{Kind: recSource, UserID: user, Audience: a, Member: member,
 					DeviceID: string(c[3].Text), Micros: micros(c[4])})
-			default: // identifies: one record per audience column present in the row
+			default: // identifies: one record per audience or trait column present in the row
 				for i, a := range j.o.Audiences {
 					b := c[3+i].Bool
 					if b == segment.Absent {
 						continue
 					}
 					if err := sp.add(spillRec{Kind: recSource, UserID: user, Audience: key([]byte(a)), Member: b == segment.True,
+						DeviceID: string(c[1].Text), Micros: micros(c[2])}); err != nil {
+						return err
+					}
+				}
+				for i, a := range j.o.Traits {
+					cell := c[3+len(j.o.Audiences)+i]
+					if cell.Null {
+						continue // this identify did not carry the trait
+					}
+					v := traitValue(t.valueKinds[i], cell)
+					if v == "" {
+						continue
+					}
+					if err := sp.add(spillRec{Kind: recSource, UserID: user, Audience: key([]byte(a)), Member: true, Value: v,
 						DeviceID: string(c[1].Text), Micros: micros(c[2])}); err != nil {
 						return err
 					}
@@ -679,7 +752,10 @@ func (j *audienceJob) deliver(ctx context.Context, p audiencePendingFile) (*pipe
 // revertDeadLetters stores a copy of the pending snapshot in which the
 // changes Convertro refused for good are undone: an entry refused is
 // dropped (Convertro still takes the user for a non-member), an exit refused
-// keeps the user a member. The next sync then finds those changes again.
+// keeps the user a member. A computed trait's refused change leaves what
+// Convertro holds unknown: the trait is kept as set to traitUnknown, which
+// no value equals, so that the next sync sends its value, or its removal,
+// again. The next sync then finds those changes again.
 func (j *audienceJob) revertDeadLetters(ctx context.Context, p audiencePendingFile, files []string, changes *changesDecoder) (audiencePendingFile, error) {
 	dead := map[int]map[int64]bool{} // row group -> rows of the changes file
 	for _, name := range files {
@@ -727,14 +803,19 @@ func (j *audienceJob) revertDeadLetters(ctx context.Context, p audiencePendingFi
 	p.Diff.Snapshot, p.Diff.Members = 0, 0
 	for g := range in.tbl.RowGroups() {
 		err := in.tbl.ReadRowGroup(ctx, g, changesColumns, func(_ int64, c []readers.Cell) error {
-			r := writers.Membership{UserID: string(c[0].Text), Audience: string(c[1].Text), Member: c[2].Bool == segment.True, DeviceID: string(c[3].Text)}
+			r := writers.Membership{UserID: string(c[0].Text), Audience: string(c[1].Text), Member: c[2].Bool == segment.True,
+				DeviceID: string(c[3].Text), Value: string(c[5].Text)}
 			ts, _ := readers.ParseNumber(c[4].Text)
 			r.TS = int64(ts)
 			if member, ok := refused[r.UserID+"\x00"+r.Audience]; ok {
-				if member {
+				switch {
+				case r.Value != "":
+					r.Member, r.Value = true, traitUnknown
+				case member:
 					return nil
+				default:
+					r.Member = true
 				}
-				r.Member = true
 			}
 			p.Diff.Snapshot++
 			if r.Member {
@@ -810,9 +891,8 @@ func (j *audienceJob) dryRun(ctx context.Context) (*pipeline.Report, error) {
 }
 
 // changesDecoder implements pipeline.Decoder over a local changes file. Each
-// row becomes an identify whose EventText carries the audience key and
-// whose Repeat carries the membership: the audience transform reads them
-// back, and nothing else sees these messages.
+// row becomes an identify whose Property is the audience or trait key and
+// the value to send.
 type changesDecoder struct {
 	src  *readers.Source
 	file readers.File
@@ -852,7 +932,9 @@ func (d *changesDecoder) close() {
 	d.src.Close()
 }
 
-var changesColumns = []string{"user_id", "audience", "member", "device_id", "ts"}
+// changesColumns are the columns of a changes or snapshot file
+// (writers.Membership), in the order their readers expect.
+var changesColumns = []string{"user_id", "audience", "member", "device_id", "ts", "value"}
 
 func (d *changesDecoder) Decode(ctx context.Context, _ pipeline.Object, rowGroup int, fn func(firstRow int64, batch []segment.Message) error) error {
 	const size = 512
@@ -876,8 +958,8 @@ func (d *changesDecoder) Decode(ctx context.Context, _ pipeline.Object, rowGroup
 	err := d.tbl.ReadRowGroup(ctx, rowGroup, changesColumns, func(_ int64, c []readers.Cell) error {
 		ts, _ := readers.ParseNumber(c[4].Text)
 		batch = append(batch, segment.Message{
-			Type: segment.TypeIdentify, UserID: keep(c[0].Text), EventText: keep(c[1].Text),
-			Repeat: c[2].Bool, DeviceID: keep(c[3].Text), Timestamp: segment.At(int64(ts) * 1e6),
+			Type: segment.TypeIdentify, UserID: keep(c[0].Text), DeviceID: keep(c[3].Text), Timestamp: segment.At(int64(ts) * 1e6),
+			Property: segment.Property{Key: keep(c[1].Text), Value: keep(traitWire(c[5].Text, c[2].Bool == segment.True))},
 		})
 		if len(batch) == size {
 			return flush()
@@ -891,7 +973,7 @@ func (d *changesDecoder) Decode(ctx context.Context, _ pipeline.Object, rowGroup
 }
 
 // newAudienceTransform maps a change (from changesDecoder) to its rule 18
-// request.
+// or rule 20 request.
 func newAudienceTransform(m *convertro.Mapper, w *convertro.Wire) func() pipeline.Transform {
 	return func() pipeline.Transform {
 		var (
@@ -900,7 +982,7 @@ func newAudienceTransform(m *convertro.Mapper, w *convertro.Wire) func() pipelin
 		)
 		return func(msg *segment.Message, emit func(url []byte)) string {
 			var skip convertro.SkipReason
-			ds, skip = m.MapAudience(ds[:0], msg, string(msg.EventText), msg.Repeat == segment.True)
+			ds, skip = m.MapTrait(ds[:0], msg, string(msg.Property.Key), msg.Property.Value)
 			if skip != convertro.SkipNone {
 				return skip.String()
 			}

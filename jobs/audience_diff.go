@@ -15,7 +15,7 @@ import (
 )
 
 // The diff of an audience sync. The previous snapshot, the source's
-// membership rows and the device lookup are spilled into N temporary files
+// membership and trait rows and the device lookup are spilled into N temporary files
 // by a hash of the user id, so that everything about one user lands in one
 // partition; then each partition is read back and diffed in memory on its
 // own. Peak memory is that of the largest partition, whatever the total:
@@ -36,7 +36,9 @@ const (
 
 // spillRec is one spilled record. For a device record Audience is empty and
 // DeviceID holds the device. Micros is the row's time (0 when unknown), Seq
-// the order it was read in: the latest (Micros, Seq) of a key wins.
+// the order it was read in: the latest (Micros, Seq) of a key wins. Audience
+// is the key of a user property: an audience, or a computed trait, whose
+// Value is its typed value (traitValue) and whose Member says it is set.
 type spillRec struct {
 	Kind     byte
 	UserID   string
@@ -45,6 +47,7 @@ type spillRec struct {
 	DeviceID string
 	Micros   int64
 	Seq      int64
+	Value    string
 }
 
 // spill writes records into n partition files under dir.
@@ -105,6 +108,8 @@ func (s *spill) add(r spillRec) error {
 	b = append(b, r.DeviceID...)
 	b = binary.AppendVarint(b, r.Micros)
 	b = binary.AppendVarint(b, r.Seq)
+	b = binary.AppendUvarint(b, uint64(len(r.Value)))
+	b = append(b, r.Value...)
 	s.tmp = b
 	if _, err := s.bufs[s.partition(r.UserID)].Write(b); err != nil {
 		return fmt.Errorf("write spill file: %w", err)
@@ -193,7 +198,9 @@ func (s *spill) readPartition(i int, fn func(r *spillRec)) error {
 					r.Member = m == 1
 					if r.DeviceID, err = str(); err == nil {
 						if r.Micros, err = binary.ReadVarint(br); err == nil {
-							r.Seq, err = binary.ReadVarint(br)
+							if r.Seq, err = binary.ReadVarint(br); err == nil {
+								r.Value, err = str()
+							}
 						}
 					}
 				}
@@ -208,11 +215,13 @@ func (s *spill) readPartition(i int, fn func(r *spillRec)) error {
 
 // diffResult counts what a diff found.
 type diffResult struct {
-	Changes       int64 // rows of the changes file (with those lacking a device)
+	Changes int64 // rows of the changes file (with those lacking a device)
+	// Entered counts memberships entered and trait values set or changed,
+	// Left memberships left and traits removed.
 	Entered, Left int64
 	NoDevice      int64 // changes without a device id anywhere
 	Snapshot      int64 // rows of the new snapshot
-	Members       int64 // members in the new snapshot
+	Members       int64 // members, and traits set, in the new snapshot
 }
 
 type memberState struct {
@@ -220,6 +229,7 @@ type memberState struct {
 	device string
 	micros int64
 	seq    int64
+	value  string // a computed trait's typed value; "" for an audience
 }
 
 // diffOptions says what the diff needs besides the spilled records.
@@ -235,6 +245,9 @@ type diffOptions struct {
 	// events (identifies, audience_entered/exited), which may be one day's
 	// worth, where silence is no news.
 	absentLeaves bool
+	// absentRemoves says the same of computed traits: a trait the source
+	// does not mention is removed (the source is a whole traits table).
+	absentRemoves bool
 }
 
 // diff reads the partitions one by one and writes the changes (in user,
@@ -247,7 +260,7 @@ func (s *spill) diff(o diffOptions, changes, snapshot *writers.MembershipWriter)
 		devices := map[string]memberState{}
 		later := func(a, b memberState) bool { return a.micros > b.micros || (a.micros == b.micros && a.seq > b.seq) }
 		err := s.readPartition(p, func(r *spillRec) {
-			st := memberState{member: r.Member, device: r.DeviceID, micros: r.Micros, seq: r.Seq}
+			st := memberState{member: r.Member, device: r.DeviceID, micros: r.Micros, seq: r.Seq, value: r.Value}
 			switch r.Kind {
 			case recSnapshot:
 				prev[r.UserID+"\x00"+r.Audience] = st
@@ -292,7 +305,7 @@ func (s *spill) diff(o diffOptions, changes, snapshot *writers.MembershipWriter)
 				if was.member {
 					res.Members++
 				}
-				return snapshot.Write(writers.Membership{UserID: user, Audience: audience, Member: was.member, DeviceID: was.device, TS: was.micros / 1e6})
+				return snapshot.Write(writers.Membership{UserID: user, Audience: audience, Member: was.member, DeviceID: was.device, TS: was.micros / 1e6, Value: was.value})
 			}
 			if !o.inScope(audience) {
 				if err := keep(); err != nil {
@@ -301,14 +314,23 @@ func (s *spill) diff(o diffOptions, changes, snapshot *writers.MembershipWriter)
 				continue
 			}
 			now, has := cur[k]
-			if !has && !o.absentLeaves {
+			// Whether silence means gone depends on the key's kind: a
+			// trait's snapshot row holds a value, an audience's does not.
+			gone := o.absentLeaves
+			if was.value != "" {
+				gone = o.absentRemoves
+			}
+			if !has && !gone {
 				if err := keep(); err != nil {
 					return res, err
 				}
 				continue
 			}
+			// A property is unchanged when it is unset on both sides (not a
+			// member, a trait removed or never set), or set on both with the
+			// same value: for a trait the same type and the same value.
 			want := has && now.member
-			if want == (had && was.member) {
+			if want == (had && was.member) && (!want || now.value == was.value) {
 				if err := keep(); err != nil {
 					return res, err
 				}
@@ -325,7 +347,11 @@ func (s *spill) diff(o diffOptions, changes, snapshot *writers.MembershipWriter)
 			if has && now.micros != 0 {
 				ts = floorDiv(now.micros, 1e6)
 			}
-			ch := writers.Membership{UserID: user, Audience: audience, Member: want, DeviceID: device, TS: ts}
+			value := now.value
+			if !want && (has && now.value != "" || had && was.value != "") {
+				value = traitRemoved // a trait that was set is removed
+			}
+			ch := writers.Membership{UserID: user, Audience: audience, Member: want, DeviceID: device, TS: ts, Value: value}
 			if err := changes.Write(ch); err != nil {
 				return res, err
 			}

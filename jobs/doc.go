@@ -7,7 +7,9 @@
 // Parquet.
 //
 // The audience sync (kind "audience", audience.go) keeps Convertro's view of
-// Engage audiences in step with a membership source: it diffs the source
+// Engage audiences, and of Engage computed traits (traits.go: typed values,
+// a removed trait sent as an empty value), in step with a source of
+// memberships and trait values: it diffs the source
 // against a snapshot of what Convertro was last told, partition by partition
 // in temporary spill files (audience_diff.go), delivers only the changes on
 // the same pipeline, and makes the new snapshot current once every change

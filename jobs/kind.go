@@ -18,6 +18,9 @@ type Kind struct {
 	// Name is the kind's value of --job and of a job file's kind, and what
 	// manifests record.
 	Name string
+	// Summary, when set, follows the name in --job's help: what the kind
+	// covers that its name does not say.
+	Summary string
 	// Check refuses options the kind cannot honour (nil: none). It runs
 	// after the checks every kind shares.
 	Check func(o Options) error
@@ -45,7 +48,7 @@ var kinds []*Kind
 // cycle between package variables.
 func init() {
 	kinds = []*Kind{&backfillKind, &audienceKind, &migrationKind}
-	Lookup("kind").Help = "kind of job: " + kindNames()
+	Lookup("kind").Help = "kind of job: " + kindHelp()
 }
 
 // kindNamed returns the kind called name, or nil.
@@ -67,6 +70,18 @@ func kindNames() string {
 	}
 	if len(names) < 2 {
 		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// kindHelp is kindNames with each kind's summary.
+func kindHelp() string {
+	names := make([]string, len(kinds))
+	for i, k := range kinds {
+		names[i] = k.Name
+		if k.Summary != "" {
+			names[i] += " (" + k.Summary + ")"
+		}
 	}
 	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }

@@ -90,7 +90,11 @@ type Options struct {
 	// (--audience, repeatable; required for an identifies export, whose
 	// columns they name), the identifies export that gives device ids
 	// (--devices), and the column names of a plain membership table.
-	Audiences  []string          `json:"audiences,omitempty"`
+	Audiences []string `json:"audiences,omitempty"`
+	// Traits are the computed trait names the sync covers (--trait,
+	// repeatable; required for an identifies export, whose columns they
+	// name).
+	Traits     []string          `json:"traits,omitempty"`
 	Devices    string            `json:"devices,omitempty"`
 	Membership MembershipColumns `json:"membership,omitempty"`
 }
@@ -523,6 +527,9 @@ var table = []*Option{
 	{Name: "audience", Key: "audiences", Default: []string(nil), For: runOnly,
 		Help:  "audience job: audience `key` the sync covers (repeatable; names the columns of an identifies export)",
 		Field: func(o *Options) any { return &o.Audiences }},
+	{Name: "trait", Key: "traits", Default: []string(nil), For: runOnly,
+		Help:  "audience job: computed trait `name` the sync covers (repeatable; names the columns of an identifies export)",
+		Field: func(o *Options) any { return &o.Traits }},
 	{Name: "devices", Key: "devices", Default: "", For: runOnly, Path: true,
 		Help:  "audience job: identifies export giving each user's latest device id (" + objstore.Forms() + ")",
 		Field: func(o *Options) any { return &o.Devices }},

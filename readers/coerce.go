@@ -481,9 +481,18 @@ func (c *cursor) unscaled(x int32) []byte {
 	return c.rawBytes(x)
 }
 
-// decimal appends the text of a DECIMAL (unscaled big-endian two's
-// complement, scale) and returns it: "12345" scale 2 is "123.45".
+// decimal copies the text of a DECIMAL (unscaled big-endian two's
+// complement, scale) into the arena and returns it: "12345" scale 2 is
+// "123.45".
 func (a *arena) decimal(unscaled []byte, scale int32) []byte {
+	var buf [48]byte
+	return a.copy(appendDecimal(buf[:0], unscaled, scale))
+}
+
+// appendDecimal appends the text of a DECIMAL (unscaled big-endian two's
+// complement, scale): "12345" scale 2 is "123.45", with every digit the
+// scale gives (27.50 stays 27.50).
+func appendDecimal(dst, unscaled []byte, scale int32) []byte {
 	var digits []byte
 	neg := len(unscaled) > 0 && unscaled[0]&0x80 != 0
 	if fitsInt64(unscaled) {
@@ -506,32 +515,24 @@ func (a *arena) decimal(unscaled []byte, scale int32) []byte {
 	}
 	if neg {
 		digits = digits[1:]
+		dst = append(dst, '-')
 	}
 	if scale < 0 || scale > 76 {
 		scale = 0
 	}
-	c := a.room(len(digits) + int(scale) + 3)
-	s := len(c)
-	if neg {
-		c = append(c, '-')
-	}
 	if sc := int(scale); sc > 0 {
 		if len(digits) <= sc {
-			c = append(c, '0', '.')
+			dst = append(dst, '0', '.')
 			for range sc - len(digits) {
-				c = append(c, '0')
+				dst = append(dst, '0')
 			}
-			c = append(c, digits...)
-		} else {
-			c = append(c, digits[:len(digits)-sc]...)
-			c = append(c, '.')
-			c = append(c, digits[len(digits)-sc:]...)
+			return append(dst, digits...)
 		}
-	} else {
-		c = append(c, digits...)
+		dst = append(dst, digits[:len(digits)-sc]...)
+		dst = append(dst, '.')
+		return append(dst, digits[len(digits)-sc:]...)
 	}
-	a.chunks[a.cur] = c
-	return c[s:len(c):len(c)]
+	return append(dst, digits...)
 }
 
 // fitsInt64 says whether a big-endian two's complement value fits in 64 bits.

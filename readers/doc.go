@@ -162,10 +162,11 @@
 // # Tables
 //
 // OpenTable reads a Parquet object as plain named columns, for inputs that
-// are not Segment messages (audience memberships, device lookups, a job's
-// own state files): Table.ReadRowGroup streams the chosen flat columns,
-// found case-insensitively (a nested column also by its path joined with
-// underscores), as Cells holding text, and a Bool and Time where the value
+// are not Segment messages (audience memberships, computed trait values,
+// device lookups, a job's own state files): Table.ReadRowGroup streams the
+// chosen flat columns, found case-insensitively (a nested column also by its
+// path joined with underscores), as Cells holding text (a DECIMAL as its
+// exact digits, never through a float), and a Bool and Time where the value
 // is or parses as one. Its errors follow OpenParquet's.
 //
 // # Errors

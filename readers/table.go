@@ -2,6 +2,7 @@ package readers
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -35,11 +36,13 @@ const (
 	ColumnBool
 	ColumnInt
 	ColumnFloat
-	ColumnTime // timestamps and dates, as microseconds
+	ColumnTime    // timestamps and dates, as microseconds
+	ColumnDecimal // DECIMAL of any backing, as its exact decimal text
 )
 
 // Cell is one value of a row read from a Table. Text holds the value as text
-// for every kind (a BOOLEAN as "true"/"false", a timestamp in RFC 3339), valid
+// for every kind (a BOOLEAN as "true"/"false", a timestamp in RFC 3339, a
+// DECIMAL with every digit of its scale: "27.50"), valid
 // until the next call of the row callback. Bool is set for BOOLEAN columns and
 // for text that is exactly true/false (ParseBool); Time for timestamp columns
 // and for text that ParseTimestamp accepts.
@@ -118,6 +121,12 @@ func kindOf(c *parquet.Column) ColumnKind {
 	if cc := typ.ConvertedType(); cc != nil {
 		ct = *cc
 	}
+	if lt != nil && asDecimal(lt) != nil {
+		switch typ.Kind() {
+		case parquet.Int32, parquet.Int64, parquet.FixedLenByteArray, parquet.ByteArray:
+			return ColumnDecimal
+		}
+	}
 	switch typ.Kind() {
 	case parquet.Boolean:
 		return ColumnBool
@@ -155,7 +164,7 @@ func (t *Table) ReadRowGroup(ctx context.Context, i int, names []string, fn func
 		name  string
 		col   *parquet.Column
 		kind  ColumnKind
-		mul   int64
+		mul   int64 // timestamps: to microseconds; decimals: the scale; integers: 1 if unsigned
 		pages parquet.Pages
 		guard *pageGuard
 		vr    parquet.ValueReader
@@ -172,6 +181,15 @@ func (t *Table) ReadRowGroup(ctx context.Context, i int, names []string, fn func
 				ct = *cc
 			}
 			cr.mul = timestampMultiplier(typ.LogicalType(), ct)
+			switch cr.kind {
+			case ColumnDecimal:
+				cr.mul = int64(asDecimal(typ.LogicalType()).Scale)
+			case ColumnInt:
+				cr.mul = 0
+				if isUnsigned(typ.LogicalType(), ct) {
+					cr.mul = 1
+				}
+			}
 			if fc, ok := chunks[c.Index()].(*parquet.FileColumnChunk); ok {
 				cr.pages, cr.guard = guardPages(t.r, fc, &t.pf.Metadata().RowGroups[i].Columns[c.Index()].MetaData, rg.NumRows())
 			} else {
@@ -278,9 +296,14 @@ func cellOf(v parquet.Value, kind ColumnKind, mul int64, buf []byte) (Cell, []by
 		}
 		buf = strconv.AppendBool(buf, b)
 	case ColumnInt:
-		if v.Kind() == parquet.Int32 {
+		switch {
+		case v.Kind() == parquet.Int32 && mul == 1:
+			buf = strconv.AppendUint(buf, uint64(uint32(v.Int32())), 10)
+		case v.Kind() == parquet.Int32:
 			buf = strconv.AppendInt(buf, int64(v.Int32()), 10)
-		} else {
+		case mul == 1:
+			buf = strconv.AppendUint(buf, uint64(v.Int64()), 10)
+		default:
 			buf = strconv.AppendInt(buf, v.Int64(), 10)
 		}
 	case ColumnFloat:
@@ -288,6 +311,16 @@ func cellOf(v parquet.Value, kind ColumnKind, mul int64, buf []byte) (Cell, []by
 			buf = strconv.AppendFloat(buf, float64(v.Float()), 'g', -1, 32)
 		} else {
 			buf = strconv.AppendFloat(buf, v.Double(), 'g', -1, 64)
+		}
+	case ColumnDecimal:
+		var unscaled [8]byte
+		switch v.Kind() {
+		case parquet.Int32:
+			buf = appendDecimal(buf, binary.BigEndian.AppendUint32(unscaled[:0], uint32(v.Int32())), int32(mul))
+		case parquet.Int64:
+			buf = appendDecimal(buf, binary.BigEndian.AppendUint64(unscaled[:0], uint64(v.Int64())), int32(mul))
+		default:
+			buf = appendDecimal(buf, v.ByteArray(), int32(mul))
 		}
 	case ColumnTime:
 		switch v.Kind() {

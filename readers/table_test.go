@@ -3,6 +3,7 @@ package readers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -94,5 +95,62 @@ func TestTableBadFile(t *testing.T) {
 	_, err := OpenTable(context.Background(), openLocal(t, path), objectFor(path, "", ""))
 	if !errors.Is(err, ErrBadFile) {
 		t.Fatalf("err = %v, want ErrBadFile", err)
+	}
+}
+
+// TestTableDecimals: a DECIMAL column reads as its exact decimal text, with
+// every digit of its scale, whatever its backing type; never as the
+// unscaled integer nor through a float. Unsigned integers read as unsigned.
+func TestTableDecimals(t *testing.T) {
+	dir := t.TempDir()
+	path := writeParquet(t, dir, "d.parquet", []tcol{
+		{"d32", opt(parquet.Decimal(2, 9, parquet.Int32Type))},
+		{"d64", opt(parquet.Decimal(3, 18, parquet.Int64Type))},
+		{"dfixed", opt(parquet.Decimal(10, 38, parquet.FixedLenByteArrayType(16)))},
+		{"dbytes", opt(parquet.Decimal(0, 38, parquet.ByteArrayType))},
+		{"u32", opt(parquet.Uint(32))},
+		{"u64", opt(parquet.Uint(64))},
+		{"i64", opt(parquet.Int(64))},
+	}, [][]any{
+		{int32(2750), int64(-1500), flba(bigBytes("12345678901234567890123456789", 16)), beBytes(-123456789012, 6), int32(-1), int64(-1), int64(-1)},
+		{int32(-1), int64(0), flba(beBytes(5, 16)), nil, int32(7), int64(7), int64(7)},
+	})
+	tbl, err := OpenTable(context.Background(), openLocal(t, path), objectFor(path, "", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"d32", "d64", "dfixed", "dbytes"} {
+		if k, ok := tbl.Column(c); !ok || k != ColumnDecimal {
+			t.Errorf("Column(%q) = %v, %v; want ColumnDecimal", c, k, ok)
+		}
+	}
+	var got [][]string
+	if k, ok := tbl.Column("u64"); !ok || k != ColumnInt {
+		t.Errorf("Column(u64) = %v, %v; want ColumnInt", k, ok)
+	}
+	err = tbl.ReadRowGroup(context.Background(), 0, []string{"d32", "d64", "dfixed", "dbytes", "u32", "u64", "i64"}, func(_ int64, c []Cell) error {
+		var r []string
+		for _, cell := range c {
+			if cell.Null {
+				r = append(r, "NULL")
+				continue
+			}
+			r = append(r, string(cell.Text))
+		}
+		got = append(got, r)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{
+		{"27.50", "-1.500", "1234567890123456789.0123456789", "-123456789012", "4294967295", "18446744073709551615", "-1"},
+		{"-0.01", "0.000", "0.0000000005", "NULL", "7", "7", "7"},
+	}
+	for i := range want {
+		if i >= len(got) || fmt.Sprint(got[i]) != fmt.Sprint(want[i]) {
+			t.Errorf("rows %q, want %q", got, want)
+			break
+		}
 	}
 }

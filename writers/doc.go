@@ -7,9 +7,10 @@
 //     state holds are made by DeadLetterFile and read back by
 //     DecodeDeadLetters (ReadDeadLetters from a local copy); MergeDeadLetters
 //     joins the files of several run segments without repeats;
-//   - audience sync files: Parquet rows of Membership (user, audience,
-//     member, device id, ts), streamed by CreateMemberships and committed by
-//     Close, for an audience job's snapshot and changes;
+//   - audience sync files: Parquet rows of Membership (user, audience or
+//     computed trait, member, device id, ts, a trait's typed value),
+//     streamed by CreateMemberships and committed by Close, for an audience
+//     job's snapshot and changes;
 //   - in the generate subpackage, the synthetic Segment exports used by the
 //     demo, the tests and the benchmarks.
 //

@@ -9,15 +9,23 @@ import (
 )
 
 // Membership is one row of an audience sync's files: in a snapshot, what
-// Convertro was last told about one user and one audience; in a changes file,
-// one request to send. TS (Unix seconds) is the time sent as ts; a snapshot
-// keeps the ts of the request that told Convertro.
+// Convertro was last told about one user and one user property (an audience
+// or a computed trait, keyed by Audience); in a changes file, one request to
+// send. TS (Unix seconds) is the time sent as ts; a snapshot keeps the ts of
+// the request that told Convertro.
+//
+// Value is empty (NULL in the file) for an audience, whose value is Member.
+// For a computed trait it is the value's type and its wire form, as the
+// sync encodes them ("number:1234.5", "string:shoes", "removed:"), and
+// Member says whether the trait is set. Files written before computed
+// traits have no value column, which reads as NULL: audiences.
 type Membership struct {
 	UserID   string `parquet:"user_id"`
 	Audience string `parquet:"audience,dict"`
 	Member   bool   `parquet:"member"`
 	DeviceID string `parquet:"device_id"`
 	TS       int64  `parquet:"ts"`
+	Value    string `parquet:"value,optional"`
 }
 
 // DefaultMembershipRowGroup is the row group size of a membership file when

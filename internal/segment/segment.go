@@ -170,6 +170,11 @@ type Message struct {
 	IntegrationsAll       Bool
 	IntegrationsConvertro Bool
 
+	// Property is the one user property an Engage sync sets with this
+	// identify. Readers leave it empty: only a sync's own changes decoder
+	// fills it.
+	Property Property
+
 	// Excluded, when not empty, is why the job drops this row before the
 	// mapping sees it (a row of the `tracks` table whose event also has a
 	// table of its own, which holds the same message with its properties).
@@ -187,6 +192,13 @@ func (m *Message) EventTime() (Time, bool) {
 		}
 	}
 	return Time{}, false
+}
+
+// Property is an Engage user property: its snake_case key and its value as
+// sent ("true"/"false" for an audience membership; a computed trait's value
+// in its wire form, empty when the trait was removed).
+type Property struct {
+	Key, Value []byte
 }
 
 // Reset clears m for reuse, keeping nothing of the previous row.
