@@ -2,8 +2,6 @@ package objstore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/convertro-etl/convertro-etl/internal/localfile"
 )
 
 // A bare path or file:///path: a local folder. Writes go to a temporary
@@ -44,9 +44,6 @@ const (
 const (
 	// lockName is the lock file of a folder that holds written objects.
 	lockName = ".convertro-state.lock"
-	// tempSuffix ends the name of every temporary file of a write: a name
-	// no one else uses, so removing orphans removes only ours.
-	tempSuffix = ".convertro-etl.tmp"
 	// orphanTempAge is the age after which a temporary file is an orphan. A
 	// write holds its temporary file for the time it takes to copy and
 	// fsync it, and renames it under a lock it waits for at most lockWait:
@@ -109,7 +106,7 @@ func (d *localBackend) List(ctx context.Context, prefix string, fn func(Attrs) e
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if de.IsDir() || de.Name() == lockName || isTemp(de.Name()) {
+		if de.IsDir() || de.Name() == lockName || localfile.IsTemp(de.Name()) {
 			return nil
 		}
 		rel, err := filepath.Rel(d.root, p)
@@ -243,18 +240,11 @@ func (d *localBackend) Put(ctx context.Context, key string, r io.Reader, _ int64
 	if err := os.MkdirAll(dir, 0o777); err != nil {
 		return "", err
 	}
-	f, err := createTemp(p)
+	f, err := localfile.Create(p)
 	if err != nil {
 		return "", err
 	}
-	tmp := f.Name()
-	renamed := false
-	defer func() {
-		if !renamed {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
+	defer f.Abort() // nothing once committed
 	if _, err := io.Copy(f, r); err != nil {
 		return "", err
 	}
@@ -275,21 +265,11 @@ func (d *localBackend) Put(ctx context.Context, key string, r io.Reader, _ int64
 	case !pre.Any() && !pre.Absent() && (!exists || localVersion(cur) != pre.Version()):
 		return "", ErrPrecondition
 	}
-	fi, err := setLaterModTime(f, tmp, cur)
+	fi, err := setLaterModTime(f.File, f.Name(), cur)
 	if err != nil {
 		return "", err
 	}
-	if err := f.Sync(); err != nil {
-		return "", err
-	}
-	if err := f.Close(); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		return "", err
-	}
-	renamed = true
-	if err := syncDir(dir); err != nil {
+	if err := f.Commit(true); err != nil {
 		return "", err
 	}
 	return localVersion(fi), nil
@@ -332,27 +312,7 @@ func (d *localBackend) Delete(ctx context.Context, key string) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	return syncDir(filepath.Dir(p))
-}
-
-// createTemp creates a new temporary file for the object at path p, with
-// mode 0666 less the umask (os.CreateTemp would force 0600).
-func createTemp(p string) (*os.File, error) {
-	for range 100 {
-		var b [8]byte
-		rand.Read(b[:])
-		name := filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+"."+hex.EncodeToString(b[:])+tempSuffix)
-		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
-		if !errors.Is(err, fs.ErrExist) {
-			return f, err
-		}
-	}
-	return nil, fmt.Errorf("create temporary file for %s: too many name collisions", p)
-}
-
-// isTemp reports whether name is a temporary file of a write.
-func isTemp(name string) bool {
-	return strings.HasPrefix(name, ".") && strings.HasSuffix(name, tempSuffix) && len(name) > 1+len(tempSuffix)
+	return localfile.SyncDir(filepath.Dir(p))
 }
 
 // isOrphanTemp reports whether the file name in folder dir is a temporary
@@ -360,7 +320,7 @@ func isTemp(name string) bool {
 // (os.CreateTemp's) next to the object <name> it was for, so that an
 // unrelated file is never taken for one.
 func isOrphanTemp(dir, name string) bool {
-	if isTemp(name) {
+	if localfile.IsTemp(name) {
 		return true
 	}
 	rest, ok := strings.CutSuffix(name, ".tmp")

@@ -22,14 +22,5 @@ func tryLock(f *os.File) (bool, error) {
 	return false, err
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
 // isLoop reports a symlink loop (ELOOP: too many levels of symbolic links).
 func isLoop(err error) bool { return errors.Is(err, syscall.ELOOP) }

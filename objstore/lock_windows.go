@@ -23,10 +23,6 @@ func tryLock(f *os.File) (bool, error) {
 	return false, err
 }
 
-// syncDir does nothing: Windows cannot open a folder for fsync, and its
-// rename is durable once the file's own fsync returned.
-func syncDir(string) error { return nil }
-
 // isLoop reports a symlink loop: Windows reports it as a name that cannot
 // be resolved.
 func isLoop(err error) bool { return errors.Is(err, windows.ERROR_CANT_RESOLVE_FILENAME) }

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/convertro-etl/convertro-etl/internal/localfile"
 )
 
 // Error kinds. Every backend maps its SDK's errors to these once, so callers
@@ -597,19 +599,13 @@ func pace(ctx context.Context, uri string) (release func(), err error) {
 // replaceFile writes dst through a temporary file in its folder, renamed
 // over it when fill succeeds.
 func replaceFile(dst string, fill func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".*.tmp")
+	f, err := localfile.Create(dst)
 	if err != nil {
 		return err
 	}
-	err = fill(f)
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	if err := fill(f); err != nil {
+		f.Abort()
+		return err
 	}
-	if err == nil {
-		err = os.Rename(f.Name(), dst)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
-	return err
+	return f.Commit(false)
 }

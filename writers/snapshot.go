@@ -2,9 +2,8 @@ package writers
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 
+	"github.com/convertro-etl/convertro-etl/internal/localfile"
 	"github.com/parquet-go/parquet-go"
 )
 
@@ -38,7 +37,7 @@ const DefaultMembershipRowGroup = 128 << 10
 // safe for concurrent use.
 type MembershipWriter struct {
 	path string
-	f    *os.File
+	f    *localfile.File
 	pw   *parquet.GenericWriter[Membership]
 	buf  []Membership
 	rows int64
@@ -50,7 +49,7 @@ func CreateMemberships(path string, rowGroupRows int64) (*MembershipWriter, erro
 	if rowGroupRows <= 0 {
 		rowGroupRows = DefaultMembershipRowGroup
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+	f, err := localfile.Create(path)
 	if err != nil {
 		return nil, fmt.Errorf("create memberships %s: %w", path, err)
 	}
@@ -96,24 +95,16 @@ func (w *MembershipWriter) Close() error {
 	if err == nil {
 		err = w.pw.Close()
 	}
-	if err == nil {
-		err = w.f.Sync()
-	}
-	if cerr := w.f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(w.f.Name(), w.path)
+	if err != nil {
+		w.f.Abort()
+	} else {
+		err = w.f.Commit(true)
 	}
 	if err != nil {
-		os.Remove(w.f.Name())
 		return fmt.Errorf("close memberships %s: %w", w.path, err)
 	}
 	return nil
 }
 
 // Abort discards the file.
-func (w *MembershipWriter) Abort() {
-	w.f.Close()
-	os.Remove(w.f.Name())
-}
+func (w *MembershipWriter) Abort() { w.f.Abort() }

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/convertro-etl/convertro-etl/internal/localfile"
 	"github.com/parquet-go/parquet-go"
 )
 
@@ -233,8 +234,7 @@ type writer struct {
 	fold  folder
 	shard int
 	fs    *fileSchema
-	f     *os.File
-	tmp   string
+	f     *localfile.File
 	final string
 	pw    *parquet.Writer
 	rows  int // rows in the open file
@@ -292,8 +292,7 @@ func (w *writer) open(ctx context.Context) error {
 		}
 		w.made = dir
 	}
-	w.tmp = filepath.Join(dir, "."+name+".tmp")
-	f, err := os.Create(w.tmp)
+	f, err := localfile.Create(w.final)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", w.final, err)
 	}
@@ -378,17 +377,13 @@ func (w *writer) close() error {
 			size = st.Size()
 		}
 	}
-	if cerr := w.f.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("close %s: %w", w.final, cerr)
-	}
-	if err == nil {
-		if err = os.Rename(w.tmp, w.final); err != nil {
-			err = fmt.Errorf("rename %s: %w", w.final, err)
-		}
+	if err != nil {
+		w.f.Abort()
+	} else if err = w.f.Commit(false); err != nil { // generated data: no fsync
+		err = fmt.Errorf("close %s: %w", w.final, err)
 	}
 	w.pw, w.f = nil, nil
 	if err != nil {
-		os.Remove(w.tmp)
 		return err
 	}
 	w.sum.Files++
@@ -402,8 +397,7 @@ func (w *writer) abort() {
 	if w.pw == nil {
 		return
 	}
-	w.f.Close()
-	os.Remove(w.tmp)
+	w.f.Abort()
 	w.pw, w.f = nil, nil
 }
 

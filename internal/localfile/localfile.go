@@ -1,0 +1,114 @@
+// Package localfile writes local files whole or not at all (File), the one
+// way the program writes a local file that others may read: the local
+// storage backend's objects, downloads of remote objects, audience
+// snapshots, generated exports. A kill leaves at most a temporary file,
+// which IsTemp recognises for cleaning.
+//
+// # Errors
+//
+// The file system's own errors, unwrapped: the caller names the file.
+//
+// # Concurrency
+//
+// A File is used by one goroutine. Create may be called concurrently, also
+// for one path: each call gets a temporary file of its own, and the last
+// Commit wins.
+package localfile
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// File is a local file written whole or not at all: it is written
+// under a temporary name in its folder (hidden, with the suffix orphan
+// cleaning knows, mode 0666 less the umask) and renamed to its path by
+// Commit, so that no reader ever sees part of it and a kill leaves only a
+// temporary file behind. Every local file the program writes goes through
+// it (the local backend's writes, downloads, audience snapshots, generated
+// exports). Its errors are the file system's, left for the caller to wrap
+// with what it was writing.
+type File struct {
+	*os.File
+	path string
+	done bool
+}
+
+// Create starts the file that Commit puts at path. path's folder must
+// exist.
+func Create(path string) (*File, error) {
+	f, err := createTemp(path)
+	if err != nil {
+		return nil, err
+	}
+	return &File{File: f, path: path}, nil
+}
+
+// Commit closes the file and renames it to its path, replacing what was
+// there. durable also syncs the file and its folder first, for files that
+// must survive a crash of the machine (state); generated test data need
+// not pay for it. On error the temporary file is removed.
+func (f *File) Commit(durable bool) error {
+	if f.done {
+		return errors.New("already committed or aborted")
+	}
+	f.done = true
+	var err error
+	if durable {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), f.path)
+	}
+	if err == nil && durable {
+		err = SyncDir(filepath.Dir(f.path))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return nil
+}
+
+// Abort discards the file. It does nothing after Commit.
+func (f *File) Abort() {
+	if f.done {
+		return
+	}
+	f.done = true
+	f.Close()
+	os.Remove(f.Name())
+}
+
+// TempSuffix ends the name of every temporary file: a name no one else
+// uses, so that removing orphans removes only ours.
+const TempSuffix = ".convertro-etl.tmp"
+
+// createTemp creates a new temporary file for the file at path p, in its
+// folder, with mode 0666 less the umask (os.CreateTemp would force 0600).
+func createTemp(p string) (*os.File, error) {
+	for range 100 {
+		var b [8]byte
+		rand.Read(b[:])
+		name := filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+"."+hex.EncodeToString(b[:])+TempSuffix)
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
+	return nil, fmt.Errorf("create temporary file for %s: too many name collisions", p)
+}
+
+// IsTemp reports whether name (a base name) is one of our temporary files.
+func IsTemp(name string) bool {
+	return strings.HasPrefix(name, ".") && strings.HasSuffix(name, TempSuffix) && len(name) > 1+len(TempSuffix)
+}
