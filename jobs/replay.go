@@ -77,8 +77,12 @@ type ReplayedRequest struct {
 // shard. An audience sync's dead letters are not replayed: its next sync
 // sends them again.
 //
-// Each shard's lease is taken as a run takes it, so a replay never runs beside
-// a run or another replay (ErrLeaseHeld). The manifest is written once per
+// Each shard runs on the pipeline's engine (pipeline.Replay): its lease is
+// taken as a run takes it, so a replay never runs beside a run or another
+// replay (ErrLeaseHeld), and renewed while the requests are sent by the
+// run's senders; the pipeline moves the counts and checks them. Here the
+// parts are read, and the letters left and the report written. The
+// manifest is written once per
 // shard, after the requests were sent: a kill before that write records
 // nothing, and the next replay sends the same requests again (Convertro keeps
 // one per event id); a kill after it leaves only unlisted files behind.
