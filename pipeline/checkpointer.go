@@ -196,7 +196,7 @@ func (k *checkpointer) apply(ctx context.Context, a ack) error {
 	rs := a.req.row
 	if p := k.r.replay; p != nil {
 		// Recorded when the replay ends, in the manifest's final write.
-		p.outs[rs.letter].answered, p.outs[rs.letter].out = true, a.out
+		p.outs[rs.letter] = letterOut{answered: true, out: a.out, at: k.r.deps.Now().UTC()}
 		return nil
 	}
 	if a.out.Permanent {

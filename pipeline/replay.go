@@ -187,6 +187,7 @@ type letterOut struct {
 	unsendable error // Retarget's refusal: never sent
 	answered   bool
 	out        Outcome
+	at         time.Time // when the answer came
 }
 
 // feed hands every letter that has a URL to the senders, in order.
@@ -245,7 +246,7 @@ func (p *replaying) settle(res *ReplayResult, m *Manifest, now time.Time) (Count
 				c.RemoveDeadLetters(from, d.Status, 1)
 				c.AddDeadLetters(to, o.out.Status, string(o.out.Body), 1)
 			}
-			d = deadLetter(d, p.urls[i], o.out, now)
+			d = deadLetter(d, p.urls[i], o.out, o.at)
 		}
 		rowLeft[k] = true
 		res.Remaining = append(res.Remaining, d)
