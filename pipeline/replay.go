@@ -84,6 +84,10 @@ type Redelivered struct {
 // sending (Convertro down); ErrCountsMismatch; deps.Letters' and
 // deps.Record's errors. The result is nil only when the lease was not
 // taken.
+//
+// Of cfg, Concurrency, CommitInterval, LeaseTTL and FinalCommitTimeout
+// apply; the last bounds each write made however the replay ended (the
+// final manifest write, Record and Recorded), as it bounds a run's.
 func Replay(ctx context.Context, cfg Config, deps ReplayDeps) (*ReplayResult, error) {
 	cfg = cfg.withDefaults()
 	if deps.Logger == nil {
