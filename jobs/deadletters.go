@@ -40,12 +40,26 @@ func newDeadLetters(st pipeline.StateStore, shard pipeline.Shard, now func() tim
 
 // WriteDeadLetter implements pipeline.DeadLetterSink.
 func (d *deadLetters) WriteDeadLetter(dl pipeline.DeadLetter) error {
-	d.pending = append(d.pending, writers.DeadLetter{
+	d.pending = append(d.pending, storedDeadLetter(dl))
+	return nil
+}
+
+// storedDeadLetter is dl as a dead-letter part stores it.
+func storedDeadLetter(dl pipeline.DeadLetter) writers.DeadLetter {
+	return writers.DeadLetter{
 		MessageID: dl.MessageID, Object: dl.Object, RowGroup: int32(dl.RowGroup), Row: dl.Row,
 		URL: dl.URL, Status: int32(dl.Status), Response: dl.Response, Reason: dl.Reason,
 		Attempts: int32(dl.Attempts), Time: dl.Time,
-	})
-	return nil
+	}
+}
+
+// loadedDeadLetter is a stored dead letter as the pipeline takes it.
+func loadedDeadLetter(d writers.DeadLetter) pipeline.DeadLetter {
+	return pipeline.DeadLetter{
+		MessageID: d.MessageID, Object: d.Object, RowGroup: int(d.RowGroup), Row: d.Row,
+		URL: d.URL, Status: int(d.Status), Response: d.Response, Reason: d.Reason,
+		Attempts: int(d.Attempts), Time: d.Time,
+	}
 }
 
 // Flush implements pipeline.DeadLetterSink: it stores the pending dead

@@ -5,8 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"sync"
+	"slices"
 	"time"
 
 	"github.com/convertro-etl/convertro-etl/convertro"
@@ -78,8 +77,12 @@ type ReplayedRequest struct {
 // shard. An audience sync's dead letters are not replayed: its next sync
 // sends them again.
 //
-// Each shard's lease is taken as a run takes it, so a replay never runs beside
-// a run or another replay (ErrLeaseHeld). The manifest is written once per
+// Each shard runs on the pipeline's engine (pipeline.Replay): its lease is
+// taken as a run takes it, so a replay never runs beside a run or another
+// replay (ErrLeaseHeld), and renewed while the requests are sent by the
+// run's senders; the pipeline moves the counts and checks them. Here the
+// parts are read, and the letters left and the report written. The
+// manifest is written once per
 // shard, after the requests were sent: a kill before that write records
 // nothing, and the next replay sends the same requests again (Convertro keeps
 // one per event id); a kill after it leaves only unlisted files behind.
@@ -173,14 +176,9 @@ type replayer struct {
 	client *convertro.Client
 }
 
-// letter outcomes of a replay.
-const (
-	unsent = iota
-	delivered
-	stillDead
-)
-
-// shard replays one shard's dead letters under its lease.
+// shard replays one shard's dead letters on the pipeline (pipeline.Replay:
+// the lease, the senders, the count moves and their check); here are the
+// parts read, and the letters left and the replay's report written.
 func (r *replayer) shard(ctx context.Context, shard pipeline.Shard) (*ShardReplay, error) {
 	cp, m, err := pipeline.OpenCheckpoint(ctx, r.st, shard, pipeline.NewLease(), r.env.Now, r.o.LeaseTTL)
 	if err != nil {
@@ -189,215 +187,133 @@ func (r *replayer) shard(ctx context.Context, shard pipeline.Shard) (*ShardRepla
 	if m == nil {
 		return nil, nil // deleted since the listing
 	}
-	if len(m.DeadLetterFiles) == 0 {
-		// Nothing to send; orphaned parts only, deleted under the lease.
-		return nil, r.cleanOnly(ctx, cp, m)
-	}
-	status := m.Status
-	if status == pipeline.StatusRunning {
-		// No live run holds the lease (OpenCheckpoint saw to that): the run
-		// or replay that wrote "running" was killed.
-		status = pipeline.StatusStopped
-		if allDone(m) {
-			status = pipeline.StatusFinished
-		}
-	}
-	// A replay follows no interrupted run: like a reopened run it is no
-	// resume and adds nothing to the repeat bound.
-	m.Reopened++
-	if err := cp.Begin(ctx, m); err != nil {
+	var sr *ShardReplay // set once the letters are read
+	cfg := pipeline.Config{Shard: shard, Concurrency: r.o.Concurrency, LeaseTTL: r.o.LeaseTTL}
+	res, err := pipeline.Replay(ctx, cfg, pipeline.ReplayDeps{
+		Sender: sender{r.client}, Checkpoint: cp, Previous: m, Retarget: r.wire.Retarget,
+		Letters: func(ctx context.Context, m *pipeline.Manifest) ([]pipeline.DeadLetter, error) {
+			// Under the lease, a part the manifest does not list can never
+			// be listed by anyone: it is an orphan, and goes.
+			cleanOrphans(ctx, r.st, m, r.env)
+			if len(m.DeadLetterFiles) == 0 {
+				return nil, nil // orphaned parts only
+			}
+			started := r.env.Now().UTC()
+			letters, err := r.read(ctx, m.DeadLetterFiles)
+			if err == nil {
+				sr = &ShardReplay{Job: m.Job, Shard: shard.String(), Started: started, BaseURL: r.wire.BaseURL(),
+					FromFiles: slices.Clone(m.DeadLetterFiles)}
+			}
+			return letters, err
+		},
+		Record: func(ctx context.Context, res *pipeline.ReplayResult) ([]string, error) {
+			return r.record(ctx, shard, sr, res)
+		},
+		Recorded: func(ctx context.Context, _ *pipeline.ReplayResult) { r.recorded(ctx, sr) },
+		Logger:   r.env.Log, Now: r.env.Now,
+	})
+	if sr == nil {
 		return nil, err
 	}
-	finish := func(err error) error {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if ferr := cp.Finish(fctx, status); ferr != nil && !errors.Is(err, pipeline.ErrLeaseLost) {
-			err = errors.Join(err, ferr)
-		}
-		return err
+	sr.take(res)
+	if sr.Finished.IsZero() {
+		sr.Finished = r.env.Now().UTC()
 	}
-	// Under the lease, a part the manifest does not list can never be
-	// listed by anyone: it is an orphan, and goes.
-	cleanOrphans(ctx, r.st, m, r.env)
-	sr := &ShardReplay{
-		Job: m.Job, Shard: shard.String(), Started: r.env.Now().UTC(), BaseURL: r.wire.BaseURL(),
-		FromFiles: append([]string(nil), m.DeadLetterFiles...),
-	}
+	return sr, err
+}
+
+// read reads and merges the dead-letter parts names.
+func (r *replayer) read(ctx context.Context, names []string) ([]pipeline.DeadLetter, error) {
 	var parts [][]writers.DeadLetter
-	for _, name := range m.DeadLetterFiles {
+	for _, name := range names {
 		data, _, err := r.st.Read(ctx, name)
 		if err != nil {
-			return nil, finish(fmt.Errorf("replay shard %s: %w", shard, err))
+			return nil, err
 		}
 		dls, err := writers.DecodeDeadLetters(r.st.URI(name), data)
 		if err != nil {
-			return nil, finish(fmt.Errorf("replay shard %s: %w", shard, err))
+			return nil, err
 		}
 		parts = append(parts, dls)
 	}
-	letters := writers.MergeDeadLetters(parts...)
-	sr.DeadLetters = len(letters)
+	merged := writers.MergeDeadLetters(parts...)
+	letters := make([]pipeline.DeadLetter, len(merged))
+	for i, d := range merged {
+		letters[i] = loadedDeadLetter(d)
+	}
+	return letters, nil
+}
 
-	outcome, sendErr := r.send(ctx, cp, letters)
-	if errors.Is(sendErr, pipeline.ErrLeaseLost) {
-		return sr, sendErr // another process owns the shard: write nothing more
+// take copies what the replay did into the report.
+func (sr *ShardReplay) take(res *pipeline.ReplayResult) {
+	if res == nil {
+		return
 	}
-	if sendErr != nil && ctx.Err() != nil {
-		sendErr = fmt.Errorf("replay shard %s: %w", shard, pipeline.ErrStopped)
+	sr.DeadLetters, sr.Delivered, sr.StillDead, sr.Unsent = res.Letters, len(res.Delivered), res.StillDead, res.Unsent
+	sr.RowsDelivered = res.RowsDelivered
+	sr.Requests = sr.Requests[:0]
+	for _, d := range res.Delivered {
+		sr.Requests = append(sr.Requests, ReplayedRequest{
+			MessageID: d.Letter.MessageID, Object: d.Letter.Object, RowGroup: int32(d.Letter.RowGroup), Row: d.Letter.Row,
+			URL: d.URL, Status: d.Status, Attempts: d.Attempts,
+		})
 	}
+}
 
-	// Record what was delivered, even after a failure: those requests were
-	// accepted and must not stay counted as dead.
-	var remaining []writers.DeadLetter
-	// groupMove is a change to the counts' dead-letter groups: a letter
-	// delivered leaves its group, one refused again may change group.
-	type groupMove struct {
-		from, to   string
-		fromStatus int
-		dead       writers.DeadLetter
+// record writes the letters left as one new part, then the report (not
+// committed yet), and names the part for the manifest. The manifest is
+// written after it: a kill at any point leaves the manifest the record,
+// and a report that says whether the manifest took it.
+func (r *replayer) record(ctx context.Context, shard pipeline.Shard, sr *ShardReplay, res *pipeline.ReplayResult) ([]string, error) {
+	sr.take(res)
+	sr.Counts = res.Counts
+	if res.Err != nil {
+		sr.Error = res.Err.Error()
 	}
-	var moves []groupMove
-	type rowKey struct {
-		object   string
-		rowGroup int32
-		row      int64
-	}
-	rowLeft := map[rowKey]bool{}
-	for i := range letters {
-		d := &letters[i]
-		k := rowKey{d.Object, d.RowGroup, d.Row}
-		switch outcome[i].kind {
-		case delivered:
-			sr.Delivered++
-			sr.Requests = append(sr.Requests, ReplayedRequest{
-				MessageID: d.MessageID, Object: d.Object, RowGroup: d.RowGroup, Row: d.Row,
-				URL: outcome[i].url, Status: outcome[i].status, Attempts: outcome[i].attempts,
-			})
-			if _, ok := rowLeft[k]; !ok {
-				rowLeft[k] = false
-			}
-			moves = append(moves, groupMove{from: pipeline.DeadLetterClass(int(d.Status), nil), fromStatus: int(d.Status)})
-			continue
-		case stillDead:
-			sr.StillDead++
-			if to := outcome[i].class; to != "" {
-				moves = append(moves, groupMove{from: pipeline.DeadLetterClass(int(d.Status), nil), fromStatus: int(d.Status),
-					to: to, dead: outcome[i].dead})
-			}
-			*d = outcome[i].dead
-		default:
-			sr.Unsent++
-		}
-		rowLeft[k] = true
-		remaining = append(remaining, *d)
-	}
-	for _, left := range rowLeft {
-		if !left {
-			sr.RowsDelivered++
-		}
-	}
-	if sr.Delivered == 0 && sr.StillDead == 0 && len(letters) > 0 {
-		// Nothing to record: the manifest keeps its parts as they are.
-		sr.Finished = r.env.Now().UTC()
-		return sr, finish(sendErr)
-	}
-
 	stamp := r.env.Now().UTC().Format("20060102T150405.000000000Z")
-	if len(remaining) > 0 {
+	if len(res.Remaining) > 0 {
+		remaining := make([]writers.DeadLetter, len(res.Remaining))
+		for i, d := range res.Remaining {
+			remaining[i] = storedDeadLetter(d)
+		}
 		name, err := r.writeNew(ctx, func(seq int) string {
-			return fmt.Sprintf("dead-letters/%d-of-%d/%s-replay-%05d.parquet", shard.Index, shard.Count, stamp, seq)
+			return fmt.Sprintf("%s%s-replay-%05d.parquet", deadLetterDir(shard), stamp, seq)
 		}, func() ([]byte, error) { return writers.DeadLetterFile(remaining) })
 		if err != nil {
-			return sr, finish(errors.Join(sendErr, fmt.Errorf("replay shard %s: %w", shard, err)))
+			return nil, err
 		}
 		sr.RemainingFiles = []string{name}
 	}
-	oldCounts, oldFiles := m.Counts, m.DeadLetterFiles
-	c := m.Counts
-	c.RowsSkipped = maps.Clone(c.RowsSkipped)
-	c.DeadLetterGroups = maps.Clone(c.DeadLetterGroups)
-	for _, mv := range moves {
-		if mv.to == mv.from {
-			continue
-		}
-		c.RemoveDeadLetters(mv.from, mv.fromStatus, 1)
-		if mv.to != "" {
-			c.AddDeadLetters(mv.to, int(mv.dead.Status), mv.dead.Response, 1)
-		}
-	}
-	moved := int64(sr.Delivered)
-	c.RequestsDeadLettered -= moved
-	c.RequestsAcked += moved
-	c.RequestsReplayed += moved
-	rows := min(sr.RowsDelivered, c.RowsDeadLettered)
-	c.RowsDeadLettered -= rows
-	c.RowsDelivered += rows
-	if err := checkReplayCounts(c); err != nil {
-		return sr, finish(errors.Join(sendErr, fmt.Errorf("replay shard %s: %w", shard, err)))
-	}
-	sr.Counts = c
-	m.Counts, m.DeadLetterFiles = c, sr.RemainingFiles
-	if sendErr != nil {
-		sr.Error = sendErr.Error()
-	}
-
-	// The report first (not committed), then the manifest, then the report
-	// again: a kill at any point leaves the manifest the record, and a
-	// report that says whether the manifest took it.
 	sr.Finished = r.env.Now().UTC()
-	reportName, err := r.writeNew(ctx, func(seq int) string {
+	// Without its report the replay is not recorded at all: the next
+	// replay sends these requests again.
+	name, err := r.writeNew(ctx, func(seq int) string {
 		return fmt.Sprintf("replay-%d-of-%d-%s-%02d.json", shard.Index, shard.Count, stamp, seq)
 	}, func() ([]byte, error) { return json.MarshalIndent(sr, "", "  ") })
 	if err != nil {
-		// Without its report the replay is not recorded at all: the next
-		// replay sends these requests again.
-		m.Counts, m.DeadLetterFiles = oldCounts, oldFiles
-		return sr, finish(errors.Join(sendErr, fmt.Errorf("replay shard %s: %w", shard, err)))
+		return nil, err
 	}
-	sr.Name = reportName
-	if err := finish(nil); err != nil {
-		return sr, errors.Join(sendErr, err)
-	}
+	sr.Name = name
+	return sr.RemainingFiles, nil
+}
+
+// recorded marks the report committed, the manifest holding the replay, and
+// deletes the old parts: their delivered letters are in the report, the
+// others in the new part.
+func (r *replayer) recorded(ctx context.Context, sr *ShardReplay) {
 	sr.Committed = true
-	if data, err := json.MarshalIndent(sr, "", "  "); err == nil {
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		_, err = r.st.Write(wctx, reportName, data, objstore.Overwrite)
-		cancel()
-		if err != nil {
-			r.env.Log.Warn("replay report not marked committed; the manifest has the replay", "uri", r.st.URI(reportName), "err", err)
-		}
+	data, err := json.MarshalIndent(sr, "", "  ")
+	if err == nil {
+		_, err = r.st.Write(ctx, sr.Name, data, objstore.Overwrite)
 	}
-	// The old parts are no longer listed; their delivered letters are in the
-	// report, the others in the new part.
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
+	if err != nil {
+		r.env.Log.Warn("replay report not marked committed; the manifest has the replay", "uri", r.st.URI(sr.Name), "err", err)
+	}
 	for _, name := range sr.FromFiles {
-		if err := r.st.Delete(dctx, name); err != nil && !errors.Is(err, objstore.ErrNotFound) {
+		if err := r.st.Delete(ctx, name); err != nil && !errors.Is(err, objstore.ErrNotFound) {
 			r.env.Log.Warn("old dead-letter part not deleted (no longer listed in the manifest)", "uri", r.st.URI(name), "err", err)
 		}
 	}
-	return sr, sendErr
-}
-
-// cleanOnly takes the lease of a shard that has no dead letters listed,
-// deletes its orphaned parts and gives the lease back, leaving the
-// manifest's status and counts as they were.
-func (r *replayer) cleanOnly(ctx context.Context, cp *pipeline.Checkpoint, m *pipeline.Manifest) error {
-	status := m.Status
-	if status == pipeline.StatusRunning {
-		status = pipeline.StatusStopped // the run that wrote it died (see shard)
-		if allDone(m) {
-			status = pipeline.StatusFinished
-		}
-	}
-	m.Reopened++ // no resume: the repeat bound does not grow
-	if err := cp.Begin(ctx, m); err != nil {
-		return err
-	}
-	cleanOrphans(ctx, r.st, m, r.env)
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	return cp.Finish(fctx, status)
 }
 
 // writeNew writes a new state object named by name(seq), trying the next seq
@@ -407,122 +323,12 @@ func (r *replayer) writeNew(ctx context.Context, name func(seq int) string, data
 	if err != nil {
 		return "", fmt.Errorf("encode %s: %w", r.st.URI(name(1)), err)
 	}
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
 	for seq := 1; ; seq++ {
 		n := name(seq)
-		_, err := r.st.Write(wctx, n, b, objstore.IfAbsent)
+		_, err := r.st.Write(ctx, n, b, objstore.IfAbsent)
 		if errors.Is(err, objstore.ErrPrecondition) && seq < 100 {
 			continue
 		}
 		return n, err
 	}
-}
-
-type letterOutcome struct {
-	kind             int
-	url              string
-	status, attempts int
-	dead             writers.DeadLetter // the refusal, for stillDead
-	class            string             // its group, when Convertro refused it again
-}
-
-// send sends every letter, Concurrency at a time, renewing the lease while
-// it waits. A failure that is not a refusal (Convertro unreachable, retries
-// exhausted, ctx cancelled) stops the sending; the letters not sent by then
-// stay unsent.
-func (r *replayer) send(ctx context.Context, cp *pipeline.Checkpoint, letters []writers.DeadLetter) ([]letterOutcome, error) {
-	out := make([]letterOutcome, len(letters))
-	sctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	snd := sender{r.client}
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(r.o.Concurrency, max(len(letters), 1)) {
-		wg.Go(func() {
-			for i := range next {
-				d := &letters[i]
-				u, err := r.wire.Retarget(d.URL)
-				if err != nil {
-					dead := *d
-					dead.Reason, dead.Time = "replay: "+err.Error(), r.env.Now().UTC()
-					out[i] = letterOutcome{kind: stillDead, dead: dead}
-					continue
-				}
-				res := snd.Send(sctx, u)
-				switch {
-				case res.Err == nil:
-					out[i] = letterOutcome{kind: delivered, url: u, status: res.Status, attempts: res.Attempts}
-				case res.Permanent:
-					dead := *d
-					dead.URL, dead.Status, dead.Response = u, int32(res.Status), string(res.Body)
-					dead.Reason, dead.Attempts, dead.Time = res.Err.Error(), int32(res.Attempts), r.env.Now().UTC()
-					out[i] = letterOutcome{kind: stillDead, dead: dead, class: pipeline.DeadLetterClass(res.Status, res.Err)}
-				default:
-					// Not d.URL: its query holds the person's ids, agent and IP.
-					cancel(fmt.Errorf("replay the dead letter of %s row group %d row %d: %w", d.Object, d.RowGroup, d.Row, res.Err))
-				}
-			}
-		})
-	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-
-	// The lease must outlive the sending: a replay longer than the lease
-	// would otherwise let a run start beside it.
-	renew := time.NewTicker(max(r.o.LeaseTTL/3, time.Second))
-	defer renew.Stop()
-	var renewErr error
-	i := 0
-	for i < len(letters) && sctx.Err() == nil {
-		select {
-		case next <- i:
-			i++
-		case <-sctx.Done():
-		case <-renew.C:
-			if renewErr = cp.Commit(sctx); renewErr != nil {
-				cancel(renewErr)
-			}
-		}
-	}
-	close(next)
-	for waiting := true; waiting; {
-		select {
-		case <-done:
-			waiting = false
-		case <-renew.C:
-			if renewErr == nil && ctx.Err() == nil {
-				if renewErr = cp.Commit(ctx); renewErr != nil {
-					cancel(renewErr)
-				}
-			}
-		}
-	}
-	if renewErr != nil {
-		return out, renewErr
-	}
-	if err := context.Cause(sctx); err != nil {
-		return out, err
-	}
-	return out, nil
-}
-
-// allDone reports whether every unit of m is done (m may be a summary).
-func allDone(m *pipeline.Manifest) bool { return m.AllDone() }
-
-// checkReplayCounts holds the identities a run holds (pipeline checks the
-// same at the end of a run) after a replay moved requests and rows.
-func checkReplayCounts(c pipeline.Counts) error {
-	var skipped int64
-	for _, n := range c.RowsSkipped {
-		skipped += n
-	}
-	switch {
-	case c.RowsRead != c.RowsDelivered+skipped+c.RowsDeadLettered,
-		c.RequestsSent != c.RequestsAcked+c.RequestsDeadLettered,
-		c.RequestsDeadLettered < 0,
-		c.RowsDeadLettered > c.RequestsDeadLettered:
-		return fmt.Errorf("counts after the replay do not reconcile (%+v): %w", c, pipeline.ErrCountsMismatch)
-	}
-	return nil
 }

@@ -162,7 +162,7 @@ func rowsOf(dls []writers.DeadLetter) int64 {
 func checkReconciled(t *testing.T, state string, m, before *pipeline.Manifest) []writers.DeadLetter {
 	t.Helper()
 	c, b := m.Counts, before.Counts
-	if err := checkReplayCounts(c); err != nil {
+	if err := m.CheckCounts(); err != nil {
 		t.Error(err)
 	}
 	if c.RowsRead != b.RowsRead || c.RequestsSent != b.RequestsSent || c.RowsDelivered+c.RowsDeadLettered != b.RowsDelivered+b.RowsDeadLettered {

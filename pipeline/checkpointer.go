@@ -112,7 +112,13 @@ func (k *checkpointer) loop(ctx context.Context) error {
 // become ordinary dead letters. An outcome of a request sent before that was
 // in flight beside the streak's start and says nothing about it: it is
 // applied, and the streak kept.
+//
+// A replay has no guard: a dead letter refused again stays one, as it was
+// before the replay.
 func (k *checkpointer) ack(ctx context.Context, a ack) error {
+	if k.r.replay != nil {
+		return k.apply(ctx, a)
+	}
 	held := len(k.guardHeld) > 0
 	if held && refusal(a.out) && sameRefusal(k.guardHeld[0].out, a.out) {
 		return k.hold(ctx, a)
@@ -188,26 +194,21 @@ func (k *checkpointer) releaseGuard(ctx context.Context) error {
 
 func (k *checkpointer) apply(ctx context.Context, a ack) error {
 	rs := a.req.row
+	if p := k.r.replay; p != nil {
+		// Recorded when the replay ends, in the manifest's final write.
+		p.outs[rs.letter] = letterOut{answered: true, out: a.out, at: k.r.deps.Now().UTC()}
+		return nil
+	}
 	if a.out.Permanent {
 		u := k.r.units[rs.unit]
-		reason := "permanent failure"
-		if a.out.Err != nil {
-			reason = a.out.Err.Error()
-		}
-		if len(reason) > maxReason {
-			// The error may quote the URL, which the dead letter holds
-			// already: a 1 MiB value makes a URL of up to 3 MiB.
-			reason = reason[:maxReason] + "…"
-		}
 		url := a.req.url
 		if lim := k.r.cfg.MaxURLBytes; lim > 0 && len(url) > lim {
 			// Never sent, and never to be replayed: its start says which
 			// request it was; the object, row group and row find the row.
 			url = url[:maxCutURL] + cutMarker
 		}
-		dl := DeadLetter{MessageID: rs.msgID, Object: k.r.objs[u.Object].URI, RowGroup: u.RowGroup, Row: rs.row,
-			URL: url, Status: a.out.Status, Response: string(a.out.Body), Reason: reason,
-			Attempts: a.out.Attempts, Time: k.r.deps.Now().UTC()}
+		dl := deadLetter(DeadLetter{MessageID: rs.msgID, Object: k.r.objs[u.Object].URI, RowGroup: u.RowGroup, Row: rs.row},
+			url, a.out, k.r.deps.Now().UTC())
 		if err := k.r.deps.DeadLetters.WriteDeadLetter(dl); err != nil {
 			return fmt.Errorf("write dead letter for %s row group %d row %d: %w", dl.Object, dl.RowGroup, dl.Row, err)
 		}
@@ -227,6 +228,23 @@ func (k *checkpointer) apply(ctx context.Context, a ack) error {
 	}
 	k.permits += rs.permits
 	return k.complete(ctx, rs.unit, rs.row, "", rs.tally)
+}
+
+// deadLetter is the record of a request refused for good (out), sent as
+// url; origin names its row.
+func deadLetter(origin DeadLetter, url string, out Outcome, now time.Time) DeadLetter {
+	reason := "permanent failure"
+	if out.Err != nil {
+		reason = out.Err.Error()
+	}
+	if len(reason) > maxReason {
+		// The error may quote the URL, which the dead letter holds
+		// already: a 1 MiB value makes a URL of up to 3 MiB.
+		reason = reason[:maxReason] + "…"
+	}
+	d := origin
+	d.URL, d.Status, d.Response, d.Reason, d.Attempts, d.Time = url, out.Status, string(out.Body), reason, out.Attempts, now
+	return d
 }
 
 // setAside records the object of unit as skipped, once.
@@ -264,10 +282,14 @@ func (k *checkpointer) commit(ctx context.Context) error {
 	// store's, and the final commit would take that for a lost lease.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), k.r.cfg.FinalCommitTimeout)
 	defer cancel()
-	if err := k.r.flushDeadLetters(cctx); err != nil {
-		return err
+	if k.r.replay == nil {
+		if err := k.r.flushDeadLetters(cctx); err != nil {
+			return err
+		}
+		k.r.syncBudget()
 	}
-	k.r.syncBudget()
+	// A replay's commits renew the lease only: its outcome is written
+	// once, when it ends (Replay).
 	if err := k.c.Commit(cctx); err != nil {
 		return err
 	}

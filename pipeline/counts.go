@@ -107,6 +107,11 @@ func checkCounts(c Counts, marked int64) error {
 		errs = append(errs, fmt.Errorf("rows dead-lettered %d > requests dead-lettered %d",
 			c.RowsDeadLettered, c.RequestsDeadLettered))
 	}
+	if c.RowsDeadLettered < 0 || c.RequestsDeadLettered < 0 {
+		// Only a replay takes dead letters away: never more than there were.
+		errs = append(errs, fmt.Errorf("negative dead-lettered counts: %d rows, %d requests",
+			c.RowsDeadLettered, c.RequestsDeadLettered))
+	}
 	if marked >= 0 && marked != c.RowsRead {
 		errs = append(errs, fmt.Errorf("rows read %d != rows marked done in the manifest %d", c.RowsRead, marked))
 	}
@@ -115,6 +120,10 @@ func checkCounts(c Counts, marked int64) error {
 	}
 	return fmt.Errorf("check counts: %w: %w", ErrCountsMismatch, errors.Join(errs...))
 }
+
+// CheckCounts verifies m's count identities (see checkCounts) against the
+// rows m marks done; the error wraps ErrCountsMismatch.
+func (m *Manifest) CheckCounts() error { return checkCounts(m.Counts, m.marked()) }
 
 // markedRows counts the rows the progress records as done.
 func markedRows(units []UnitProgress) int64 {

@@ -11,9 +11,10 @@
 // and what the engines share; plan.go and shard.go the units; resume.go the
 // manifest a run starts from; live.go the live engine's stages;
 // checkpointer.go the goroutine that owns the manifest during a live run;
-// dryrun.go the dry run; manifest.go, manifeststore.go and lease.go the
-// state; report.go, counts.go, progress.go and progressticker.go what a
-// run tells (how progress is shown is the caller's: Deps.OnProgress).
+// replay.go a shard's dead letters sent again on the live engine; dryrun.go
+// the dry run; manifest.go, manifeststore.go and lease.go the state;
+// report.go, counts.go, progress.go and progressticker.go what a run tells
+// (how progress is shown is the caller's: Deps.OnProgress).
 //
 // # Plan, units and shards
 //
@@ -75,6 +76,24 @@
 // would send (would_send: requests, and the rows they would deliver), with no
 // row delivered and no request sent; skipped objects are reported but do not
 // make it fail.
+//
+// # Replay
+//
+// Replay sends a shard's dead letters again on the same engine: under the
+// shard's lease, through the live run's senders (Config.Concurrency of
+// them, the same Sender and so the same retries and the same stop when
+// Convertro is down) and its checkpointer, which renews the lease while
+// they send. Its source is the letters, each a row of one request, re-aimed
+// by ReplayDeps.Retarget, in place of the feeder and decode workers. It
+// takes no window and has no misconfiguration guard (a letter refused again
+// stays a dead letter): its outcome is written once, in the manifest's
+// final write after the sending, so a kill before it records nothing and
+// the next replay sends every letter again. One function moves the counts
+// (delivered letters from dead-lettered to acknowledged and
+// RequestsReplayed, rows with no letter left from dead-lettered to
+// delivered, letters refused again to their new group) and runs the count
+// check before anything is recorded; ReplayDeps.Record stores the letters
+// left and the replay's own record just before the manifest takes it.
 //
 // # Delivery guarantee
 //

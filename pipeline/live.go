@@ -24,6 +24,7 @@ import (
 type rowState struct {
 	unit    int
 	row     int64
+	letter  int // in a replay: the dead letter it sends again
 	msgID   string
 	left    int   // requests not yet acked or dead-lettered
 	permits int64 // window permits the row holds until committed
@@ -81,6 +82,10 @@ type liveRun struct {
 	// difference at the end is what a resume sends again.
 	attempted     atomic.Int64
 	completedReqs int64
+
+	// replay, when set, makes the requests dead letters sent again instead
+	// of decoded rows (replay.go): no feeder nor decoders, no window.
+	replay *replaying
 
 	unitCh chan int
 	reqs   chan request
@@ -237,11 +242,41 @@ func (r *liveRun) writeReport(ctx context.Context, rep *Report) {
 // checkpointer in one errgroup: the first error cancels every stage.
 func (r *liveRun) stages(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
-	r.unitCh = make(chan int)
 	r.reqs = make(chan request, r.cfg.Concurrency)
-	r.skips = make(chan skipBatch, r.cfg.Decoders)
 	r.acks = make(chan ack, r.cfg.Concurrency)
+	if r.replay != nil {
+		g.Go(func() error {
+			defer close(r.reqs)
+			return r.replay.feed(ctx, r.reqs)
+		})
+	} else {
+		r.decodeStages(ctx, g)
+	}
+	var senders sync.WaitGroup
+	for range r.cfg.Concurrency {
+		senders.Add(1)
+		g.Go(func() error {
+			defer senders.Done()
+			return r.sender(ctx)
+		})
+	}
+	g.Go(func() error {
+		senders.Wait()
+		close(r.acks)
+		return nil
+	})
+	g.Go(func() error {
+		k := &checkpointer{r: r, c: r.deps.Checkpoint, m: r.m, last: r.deps.Now()}
+		return k.loop(ctx)
+	})
+	return g.Wait()
+}
 
+// decodeStages starts the feeder and the decode workers, which feed the
+// senders the requests of the rows.
+func (r *liveRun) decodeStages(ctx context.Context, g *errgroup.Group) {
+	r.unitCh = make(chan int)
+	r.skips = make(chan skipBatch, r.cfg.Decoders)
 	g.Go(func() error { // feeder, in plan order
 		defer close(r.unitCh)
 		for i := range r.units {
@@ -271,24 +306,6 @@ func (r *liveRun) stages(ctx context.Context) error {
 		close(r.skips)
 		return nil
 	})
-	var senders sync.WaitGroup
-	for range r.cfg.Concurrency {
-		senders.Add(1)
-		g.Go(func() error {
-			defer senders.Done()
-			return r.sender(ctx)
-		})
-	}
-	g.Go(func() error {
-		senders.Wait()
-		close(r.acks)
-		return nil
-	})
-	g.Go(func() error {
-		k := &checkpointer{r: r, c: r.deps.Checkpoint, m: r.m, last: r.deps.Now()}
-		return k.loop(ctx)
-	})
-	return g.Wait()
 }
 
 func (r *liveRun) decodeWorker(ctx context.Context) error {
@@ -399,14 +416,23 @@ func (r *liveRun) sender(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return context.Cause(ctx)
 			}
-			u := r.units[req.row.unit]
-			return fmt.Errorf("send %s row group %d row %d: %w", r.objs[u.Object].URI, u.RowGroup, req.row.row, out.Err)
+			return fmt.Errorf("send %s: %w", r.origin(req.row), out.Err)
 		}
 		if err := put(ctx, r.acks, ack{req, out, sent, answered}); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// origin names the row (or in a replay the dead letter) of a request, for
+// errors.
+func (r *liveRun) origin(rs *rowState) string {
+	if r.replay != nil {
+		return r.replay.origin(rs)
+	}
+	u := r.units[rs.unit]
+	return fmt.Sprintf("%s row group %d row %d", r.objs[u.Object].URI, u.RowGroup, rs.row)
 }
 
 // flushDeadLetters stores the dead letters written since the last commit and
