@@ -100,10 +100,15 @@ func OpenParquet(ctx context.Context, f File, o Object, h Hint) (p *ParquetFile,
 }
 
 // openFooter checks the magic bytes, the footer length and, walking it
-// (checkFooterBytes), every count and length in the footer, before the
-// Parquet library allocates anything from them; then it opens the file. The
-// file's tail is read once (one request for a remote object) and serves the
-// library's own footer reads.
+// (compactWalk.footer), every count and length in the footer, before the
+// Parquet library allocates anything from them; then it opens the file.
+//
+// A footer of up to footerInMemory bytes is read in one piece (one request
+// for a remote object) with the file's tail, which serves the library's own
+// footer reads. A longer one is walked by windows, so that a huge min or
+// max value in its statistics is never read: the library is given the
+// footer without such values (see maxStatBytes), as if the file ended with
+// it.
 func openFooter(r *trackedReader) (*parquet.File, error) {
 	if r.size < 12 {
 		return nil, fmt.Errorf("%d bytes is too short for a Parquet file", r.size)
@@ -120,24 +125,41 @@ func openFooter(r *trackedReader) (*parquet.File, error) {
 		return nil, errors.New("not a Parquet file (no PAR1 magic at both ends), or truncated, or encrypted")
 	}
 	n := int64(binary.LittleEndian.Uint32(tail[len(tail)-8:]))
-	switch {
-	case n == 0 || n > r.size-12:
+	if n == 0 || n > r.size-12 {
 		return nil, fmt.Errorf("footer length %d does not fit in %d bytes: truncated or corrupt footer", n, r.size)
-	case n > maxFooterSize:
-		return nil, fmt.Errorf("footer of %d bytes is larger than the %d allowed", n, maxFooterSize)
-	case n+8 > int64(len(tail)):
+	}
+	if n+8 > int64(len(tail)) && n+8 <= footerInMemory {
 		tail = make([]byte, n+8)
 		if _, err := r.ReadAt(tail, r.size-n-8); err != nil {
 			return nil, fmt.Errorf("read footer: %w", err)
 		}
 	}
-	if err := checkFooterBytes(tail[int64(len(tail))-8-n : len(tail)-8]); err != nil {
+	start := r.size - 8 - n
+	w := compactWalk{r: r, start: start, pos: start, end: start + n, stats: footerStats,
+		b: tail, base: r.size - int64(len(tail)), window: readBufferSize}
+	if err := w.footer(); err != nil {
+		if re := (*errWalkRead)(nil); errors.As(err, &re) {
+			return nil, fmt.Errorf("read footer: %w", re.err)
+		}
 		return nil, err
 	}
-	tr := &tailReader{r: r, off: r.size - int64(len(tail)), tail: tail}
+	size, kept := r.size, n // the file and the footer the library reads
+	if w.out != nil {
+		if err := w.flush(w.end); err != nil {
+			return nil, fmt.Errorf("read footer: %w", err)
+		}
+		kept = int64(len(w.out))
+		tail = binary.LittleEndian.AppendUint32(w.out, uint32(kept))
+		tail = append(tail, "PAR1"...)
+		size = start + int64(len(tail))
+	}
+	if kept > maxFooterSize {
+		return nil, fmt.Errorf("footer of %d bytes is larger than the %d allowed", kept, maxFooterSize)
+	}
+	tr := &tailReader{r: r, off: size - int64(len(tail)), tail: tail}
 	// The page index and bloom filters are never used: skipping them
 	// leaves nothing else unchecked to read.
-	pf, err := parquet.OpenFile(tr, r.size,
+	pf, err := parquet.OpenFile(tr, size,
 		parquet.SkipMagicBytes(true),
 		parquet.SkipPageIndex(true),
 		parquet.SkipBloomFilters(true),
@@ -146,6 +168,9 @@ func openFooter(r *trackedReader) (*parquet.File, error) {
 	tr.tail = nil // the File keeps tr as its reader: drop the tail
 	return pf, err
 }
+
+// footerInMemory is the longest footer read in one piece.
+const footerInMemory = 8 << 20
 
 // tailReader serves reads within the file's tail, read already, from
 // memory.
