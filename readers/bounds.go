@@ -235,6 +235,31 @@ func (w *compactWalk) uvarint() (uint64, error) {
 	return 0, w.fail("varint longer than 10 bytes")
 }
 
+// take returns the n bytes at pos, n at most the window's size, and steps
+// over them.
+func (w *compactWalk) take(n int64) ([]byte, error) {
+	if n < 0 || n > w.left() {
+		return nil, w.fail("%d bytes needed, %d left", n, w.left())
+	}
+	i := w.pos - w.base
+	if i < 0 || i+n > int64(len(w.b)) {
+		if err := w.slide(); err != nil {
+			return nil, err
+		}
+		if i = 0; n > int64(len(w.b)) {
+			return nil, w.fail("%d bytes at once", n)
+		}
+	}
+	w.pos += n
+	return w.b[i : i+n], nil
+}
+
+// zigzag reads a zigzag varint.
+func (w *compactWalk) zigzag() (int64, error) {
+	u, err := w.uvarint()
+	return int64(u>>1) ^ -int64(u&1), err
+}
+
 func (w *compactWalk) skip(n int64) error {
 	if n > w.left() {
 		return w.fail("%d bytes needed, %d left", n, w.left())
@@ -537,12 +562,17 @@ type pageGuard struct {
 	splices []splice
 	rows    int64 // of the row group
 	kind    parquet.Kind
-	length  int // of a FIXED_LEN_BYTE_ARRAY
-	err     error
+	codec   format.CompressionCodec
+	// cut: the chunk is uncompressed text whose huge pages are cut (see
+	// cutPage); maxDef is its column's maximum definition level.
+	cut    bool
+	maxDef byte
+	length int // of a FIXED_LEN_BYTE_ARRAY
+	err    error
 }
 
-// splice is a header handed out at offset at in place of a longer one; the
-// page that follows it starts at file offset data.
+// splice is a header (or a page) handed out at offset at in place of a
+// longer one; what follows it is the file's from offset data on.
 type splice struct {
 	at   int64
 	hdr  []byte
@@ -563,8 +593,15 @@ func guardPages(r *trackedReader, chunk *parquet.FileColumnChunk, m *format.Colu
 		end = start + min(m.TotalCompressedSize, r.size-start)
 	}
 	g := &pageGuard{r: r, start: start, end: end, next: start, rows: rows,
-		kind: chunk.Type().Kind(), length: chunk.Type().Length()}
+		kind: chunk.Type().Kind(), length: chunk.Type().Length(), codec: m.Codec}
 	return chunk.PagesFrom(g), g
+}
+
+// cutValues has the guard cut the chunk's huge pages (see cutPage), if it
+// can: the values of its column, whose maximum definition level is maxDef,
+// are read cut to MaxValueBytes.
+func (g *pageGuard) cutValues(maxDef byte) {
+	g.cut, g.maxDef = g.kind == parquet.ByteArray && g.codec == format.Uncompressed, maxDef
 }
 
 // chunkStart is where a column chunk's pages begin, by parquet-go's rule:
@@ -650,8 +687,9 @@ func (g *pageGuard) ReadAt(p []byte, off int64) (int, error) {
 // the File's error, not the page's.
 var errRead = errors.New("read failed")
 
-// shortHeader is a page header with its long statistics values left out
-// (hdr), and the length of the header in the file (long).
+// shortHeader is what is handed out (hdr) in place of the first long bytes
+// of a page in the file: its header with the long statistics values left
+// out, or the whole page with its long values cut (see cutPage).
 type shortHeader struct {
 	hdr  []byte
 	long int64
@@ -659,8 +697,8 @@ type shortHeader struct {
 
 // page checks the page whose header starts at g.next, walking it from the
 // bytes just read (p at off) and reading on where they end. It returns the
-// page's length in the file, header included, and the header to hand out
-// instead when its statistics hold a long value.
+// page's length in the file, header included, and what to hand out instead
+// when its statistics hold a long value or the page is a huge one cut.
 func (g *pageGuard) page(p []byte, off int64) (int64, *shortHeader, error) {
 	w := compactWalk{r: g.r, start: g.next, pos: g.next, end: g.next + min(maxPageHeaderSize, g.end-g.next),
 		ints: map[uint32]int64{}, stats: pageStats}
@@ -685,7 +723,24 @@ func (g *pageGuard) page(p []byte, off int64) (int64, *shortHeader, error) {
 		}
 		short = &shortHeader{hdr: w.out, long: long}
 	}
-	return long + w.ints[phCompressed], short, nil
+	comp := w.ints[phCompressed]
+	if t := w.ints[phType]; g.cut && w.ints[phUncompressed] > hugePageBytes && (t == pageData || t == pageDataV2 || t == pageDictionary) {
+		hdr := w.out
+		if hdr == nil {
+			hdr = make([]byte, long)
+			if n, err := g.r.ReadAt(hdr, g.next); int64(n) < long {
+				return 0, nil, fmt.Errorf("%w: %w", errRead, err)
+			}
+		}
+		page, err := g.cutPage(hdr, g.next+long, comp)
+		switch {
+		case err == nil:
+			short = &shortHeader{hdr: page, long: long + comp}
+		case !errors.Is(err, errNoCut):
+			return 0, nil, fmt.Errorf("%w: %w", errRead, err)
+		}
+	}
+	return long + comp, short, nil
 }
 
 // checkPage checks a page header's numbers against the chunk, the row

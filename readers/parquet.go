@@ -404,6 +404,9 @@ func (p *ParquetFile) ReadRowGroup(ctx context.Context, i, batchSize int, fn fun
 		if fc, ok := chunk.(*parquet.FileColumnChunk); ok {
 			m := &p.pf.Metadata().RowGroups[i].Columns[c.cp.leaf].MetaData
 			c.pages, guards[k] = guardPages(r, fc, m, rows)
+			if fieldSpecs[c.cp.field].sem == semBytes && c.cp.phys == physBytes {
+				guards[k].cutValues(c.cp.maxDef) // as the cursor cuts them
+			}
 		} else {
 			c.pages = chunk.Pages()
 		}
