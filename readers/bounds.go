@@ -70,8 +70,8 @@ func (e *thriftError) Error() string { return e.msg }
 
 // compactWalk walks Thrift compact-protocol bytes without decoding them,
 // checking every length and count against the bytes left, and estimates
-// what a decoder allocates. With ints set it records the integer fields of
-// the top two struct levels by path (parent<<8 | field id).
+// what a decoder allocates. With ints set it records the page header fields
+// among the integer fields of the top two struct levels.
 //
 // The bytes are b (r nil), or are read from r through b as a window of
 // walkWindow bytes, so that a string is stepped over without being read: a
@@ -90,12 +90,15 @@ type compactWalk struct {
 	pos   int64 // offset of the next byte
 	end   int64 // the walk reads no byte at or past end
 	cost  int64
-	ints  map[uint32]int64
+	ints  *pageFields
 
 	buf    []byte // the window's memory once the walk reads (b may be a caller's)
 	window int    // bytes per read; 0: walkWindow
 	stats  [][]int16
-	path   []int16 // field ids down to the struct being walked (kept only with stats)
+	// path holds the field ids down to the struct being walked, depth of
+	// them (kept only with stats; structures nest at most maxThriftDepth).
+	path   [maxThriftDepth + 1]int16
+	depth  int
 	out    []byte
 	copied int64 // the bytes before copied are in out, or left out
 }
@@ -297,7 +300,7 @@ func (w *compactWalk) value(t byte, depth int, key uint32, inList bool) error {
 			return err
 		}
 		if w.ints != nil && key != 0 {
-			w.ints[key] = int64(u>>1) ^ -int64(u&1)
+			w.ints.set(key, int64(u>>1)^-int64(u&1))
 		}
 		return nil
 	case ctDouble:
@@ -401,7 +404,7 @@ func (w *compactWalk) elements(n uint64, et byte, depth int) error {
 // inStats says whether the struct being walked is one of w.stats.
 func (w *compactWalk) inStats() bool {
 	for _, p := range w.stats {
-		if slices.Equal(p, w.path) {
+		if slices.Equal(p, w.path[:w.depth]) {
 			return true
 		}
 	}
@@ -469,11 +472,12 @@ func (w *compactWalk) structure(depth int, key uint32) error {
 			sub = key<<8 | uint32(id)
 		}
 		if w.stats != nil {
-			w.path = append(w.path, int16(id))
+			w.path[w.depth] = int16(id)
+			w.depth++
 		}
 		err = w.value(t, depth, sub, false)
 		if w.stats != nil {
-			w.path = w.path[:len(w.path)-1]
+			w.depth--
 		}
 		if err != nil {
 			return err
@@ -515,19 +519,43 @@ func (w *compactWalk) footer() error {
 	return nil
 }
 
-// Page header fields, by path (see compactWalk.ints).
+// Page header fields the guard checks (see compactWalk.ints).
 const (
-	phType         = 1
-	phUncompressed = 2
-	phCompressed   = 3
-	phV1Values     = 5<<8 | 1
-	phDictValues   = 7<<8 | 1
-	phV2Values     = 8<<8 | 1
-	phV2Nulls      = 8<<8 | 2
-	phV2Rows       = 8<<8 | 3
-	phV2DefLen     = 8<<8 | 5
-	phV2RepLen     = 8<<8 | 6
+	phType = iota
+	phUncompressed
+	phCompressed
+	phV1Values
+	phDictValues
+	phV2Values
+	phV2Nulls
+	phV2Rows
+	phV2DefLen
+	phV2RepLen
+	numPageFields
+)
 
+// pageFieldPaths are the paths (parent<<8 | field id) of the page header
+// fields the guard checks.
+var pageFieldPaths = [numPageFields]uint32{
+	phType: 1, phUncompressed: 2, phCompressed: 3,
+	phV1Values: 5<<8 | 1, phDictValues: 7<<8 | 1,
+	phV2Values: 8<<8 | 1, phV2Nulls: 8<<8 | 2, phV2Rows: 8<<8 | 3, phV2DefLen: 8<<8 | 5, phV2RepLen: 8<<8 | 6,
+}
+
+// pageFields holds a page header's fields that the guard checks, zero when
+// absent: an array, so that walking a header allocates nothing.
+type pageFields [numPageFields]int64
+
+func (f *pageFields) set(path uint32, v int64) {
+	for i, p := range pageFieldPaths {
+		if p == path {
+			f[i] = v
+			return
+		}
+	}
+}
+
+const (
 	pageData       = 0
 	pageDictionary = 2
 	pageDataV2     = 3
@@ -567,7 +595,8 @@ type pageGuard struct {
 	// cutPage); maxDef is its column's maximum definition level.
 	cut    bool
 	maxDef byte
-	length int // of a FIXED_LEN_BYTE_ARRAY
+	fields pageFields // of the page being checked
+	length int        // of a FIXED_LEN_BYTE_ARRAY
 	err    error
 }
 
@@ -700,16 +729,17 @@ type shortHeader struct {
 // page's length in the file, header included, and what to hand out instead
 // when its statistics hold a long value or the page is a huge one cut.
 func (g *pageGuard) page(p []byte, off int64) (int64, *shortHeader, error) {
+	g.fields = pageFields{}
 	w := compactWalk{r: g.r, start: g.next, pos: g.next, end: g.next + min(maxPageHeaderSize, g.end-g.next),
-		ints: map[uint32]int64{}, stats: pageStats}
+		ints: &g.fields, stats: pageStats}
 	if g.next >= off && g.next < off+int64(len(p)) {
 		w.b, w.base = p[g.next-off:], g.next
 	}
-	err := w.structure(1, 0)
-	if re := (*errWalkRead)(nil); errors.As(err, &re) {
-		return 0, nil, fmt.Errorf("%w: %w", errRead, re.err)
-	}
-	if err != nil {
+	if err := w.structure(1, 0); err != nil {
+		var re *errWalkRead
+		if errors.As(err, &re) {
+			return 0, nil, fmt.Errorf("%w: %w", errRead, re.err)
+		}
 		return 0, nil, fmt.Errorf("page header at offset %d: %w", g.next, err)
 	}
 	long := w.pos - g.next
@@ -745,7 +775,7 @@ func (g *pageGuard) page(p []byte, off int64) (int64, *shortHeader, error) {
 
 // checkPage checks a page header's numbers against the chunk, the row
 // group and the limits above.
-func (g *pageGuard) checkPage(h map[uint32]int64, headerLen int64) error {
+func (g *pageGuard) checkPage(h *pageFields, headerLen int64) error {
 	comp, uncomp := h[phCompressed], h[phUncompressed]
 	switch {
 	case comp < 0 || uncomp < 0:

@@ -138,7 +138,8 @@ func openFooter(r *trackedReader) (*parquet.File, error) {
 	w := compactWalk{r: r, start: start, pos: start, end: start + n, stats: footerStats,
 		b: tail, base: r.size - int64(len(tail)), window: readBufferSize}
 	if err := w.footer(); err != nil {
-		if re := (*errWalkRead)(nil); errors.As(err, &re) {
+		var re *errWalkRead
+		if errors.As(err, &re) {
 			return nil, fmt.Errorf("read footer: %w", re.err)
 		}
 		return nil, err
