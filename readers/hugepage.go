@@ -82,11 +82,11 @@ func (g *pageGuard) cutPage(hdr []byte, at, body int64) ([]byte, error) {
 	default:
 		return nil, errNoCut
 	}
-	if levels < 0 || levels > body {
+	if levels < 0 || levels > body || levels > maxCutPage {
 		return nil, errNoCut
 	}
 	w.pos = at + levels
-	out := make([]byte, levels, 64<<10)
+	out := make([]byte, levels, max(levels, 64<<10))
 	if levels > 0 {
 		if n, err := g.r.ReadAt(out, at); int64(n) < levels {
 			return nil, &errWalkRead{err}

@@ -3,8 +3,10 @@ package readers
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"strings"
@@ -202,6 +204,69 @@ func TestParquetHugeValueBounded(t *testing.T) {
 			}
 			if nulls, known := p.FieldNulls(0, "context_user_agent"); nulls != wantNulls || !known {
 				t.Errorf("FieldNulls = %d, %v; want %d, known", nulls, known, wantNulls)
+			}
+		})
+	}
+}
+
+// A huge page whose bytes are damaged is cut or left to the library, never
+// a panic or a read past the chunk: the guard reads its lengths and levels
+// before anything checks them.
+func TestPageGuardCutsDamagedPages(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, c := range []struct {
+		name string
+		ua   parquet.Node
+		opts []parquet.WriterOption
+	}{
+		{"optional plain v1", opt(parquet.Encoded(parquet.String(), &parquet.Plain)), []parquet.WriterOption{parquet.DataPageVersion(1)}},
+		{"optional delta-length v2", strNode, nil},
+		{"delta-byte-array v2", opt(parquet.Encoded(parquet.String(), &parquet.DeltaByteArray)), nil},
+		{"dictionary v1", dictNode, []parquet.WriterOption{parquet.DataPageVersion(1)}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			data := hugeValueFile(t, 5<<20, c.ua, c.opts...)
+			p, err := OpenParquet(context.Background(), bytesFile{bytes.NewReader(data)}, Object{URI: "x.parquet", Partition: Partition{Table: "tracks"}}, Hint{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var col *parquet.FileColumnChunk
+			var m *format.ColumnMetaData
+			for i, cc := range p.pf.Metadata().RowGroups[0].Columns {
+				if cc.MetaData.PathInSchema[0] == "context_user_agent" {
+					col = p.pf.RowGroups()[0].ColumnChunks()[i].(*parquet.FileColumnChunk)
+					m = &p.pf.Metadata().RowGroups[0].Columns[i].MetaData
+				}
+			}
+			start := chunkStart(m)
+			hw := memWalk(data[start:])
+			if err := hw.structure(1, 0); err != nil {
+				t.Fatal(err)
+			}
+			body := start + hw.pos // of the first page: levels, then values
+			for i := range 44 {
+				bad := bytes.Clone(data)
+				if i < 4 {
+					// The first 4 bytes of the body: the length of the
+					// definition levels of a v1 page, one of the lengths
+					// or the header of the lengths in others.
+					n := []uint32{100_000, 5 << 20, 1<<32 - 1, 0}[i]
+					binary.LittleEndian.PutUint32(bad[body:], n)
+				}
+				// A few bytes of the first 4 KiB of the chunk: headers,
+				// levels, lengths.
+				for range rng.IntN(4) {
+					bad[start+rng.Int64N(min(4096, m.TotalCompressedSize))] = byte(rng.IntN(256))
+				}
+				r := &trackedReader{r: bytes.NewReader(bad), size: int64(len(bad))}
+				_, g := guardPages(r, col, m, 100)
+				g.cutValues(1)
+				buf := make([]byte, readBufferSize)
+				for off := start; off < start+m.TotalCompressedSize; off += readBufferSize {
+					if n, err := g.ReadAt(buf, off); err != nil || n < len(buf) {
+						break
+					}
+				}
 			}
 		})
 	}
