@@ -322,7 +322,9 @@ func (p *ParquetFile) Columns() map[string]string {
 // column for the field, none when its column is REQUIRED, else the column
 // chunk's statistics. known is false when the statistics do not tell: a
 // null count of 0 is believed only beside a min or max value, since a
-// writer that writes no statistics leaves the count 0 too. (An empty
+// writer that writes no statistics leaves the count 0 too (min and max
+// values over maxStatBytes are not kept, so a chunk whose values are all
+// longer does not tell). (An empty
 // string is not NULL here, though the mapping treats it as missing.) It is
 // for plans: nothing is read.
 func (p *ParquetFile) FieldNulls(i int, field string) (nulls int64, known bool) {
