@@ -170,8 +170,10 @@ func openFooter(r *trackedReader) (*parquet.File, error) {
 	return pf, err
 }
 
-// footerInMemory is the longest footer read in one piece.
-const footerInMemory = 8 << 20
+// footerInMemory is the longest footer read in one piece: a longer one,
+// rare (a wide schema over many row groups) unless it holds a long value,
+// costs the library a second read.
+const footerInMemory = 1 << 20
 
 // tailReader serves reads within the file's tail, read already, from
 // memory.
