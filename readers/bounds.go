@@ -1,9 +1,13 @@
 package readers
 
 import (
+	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"slices"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/format"
@@ -16,7 +20,8 @@ import (
 // actually exist and against these ceilings. A file beyond them is a bad
 // file. The ceilings are far above what writers produce.
 const (
-	// maxFooterSize bounds the footer (FileMetaData) in bytes.
+	// maxFooterSize bounds the footer (FileMetaData) the library decodes, in
+	// bytes, once long statistics values are left out (see maxStatBytes).
 	maxFooterSize = 64 << 20
 	// maxFooterMemory bounds what decoding the footer may allocate, as
 	// estimated by the walk: footerStructCost per struct in a list (a column
@@ -35,7 +40,8 @@ const (
 	// caps what an honest header may hold: writers such as parquet-go put a
 	// page's min and max values in its header, and a row with a 50 MiB value
 	// must be read (and its row dead-lettered), not refuse the whole file.
-	// (Arrow's default is 16 MiB.)
+	// (Arrow's default is 16 MiB.) Such values are stepped over, not read,
+	// and left out of the header the library decodes (see pageGuard).
 	maxPageHeaderSize = 256 << 20
 	// maxPageSize bounds a page's uncompressed size.
 	maxPageSize = 1 << 30
@@ -57,25 +63,44 @@ const (
 	minRowsLimit   = 1 << 16
 )
 
-// thriftError is a violation found by a walk. short means the bytes ran out
-// (or a length claimed more than is left), as opposed to a malformed value:
-// for a page header read in pieces, more bytes may resolve it.
-type thriftError struct {
-	msg   string
-	short bool
-}
+// thriftError is a violation found by a walk.
+type thriftError struct{ msg string }
 
 func (e *thriftError) Error() string { return e.msg }
 
 // compactWalk walks Thrift compact-protocol bytes without decoding them,
 // checking every length and count against the bytes left, and estimates
-// what a decoder allocates. With ints set it records the integer fields of
-// the top two struct levels by path (parent<<8 | field id).
+// what a decoder allocates. With ints set it records the page header fields
+// among the integer fields of the top two struct levels.
+//
+// The bytes are b (r nil), or are read from r through b as a window of
+// walkWindow bytes, so that a string is stepped over without being read: a
+// 50 MiB value in a footer's or a page header's statistics costs a window,
+// not a buffer of its size.
+//
+// With stats set, a min or max value longer than maxStatBytes in the
+// Statistics structs found at those paths (field ids from the top struct)
+// is left out of a copy of the bytes, out, which the walk starts at the
+// first such value: out stays nil when nothing is left out.
 type compactWalk struct {
-	b    []byte
-	pos  int
-	cost int64
-	ints map[uint32]int64
+	r     io.ReaderAt
+	b     []byte
+	base  int64 // offset of b[0]
+	start int64 // offset of the walk's first byte
+	pos   int64 // offset of the next byte
+	end   int64 // the walk reads no byte at or past end
+	cost  int64
+	ints  *pageFields
+
+	buf    []byte // the window's memory once the walk reads (b may be a caller's)
+	window int    // bytes per read; 0: walkWindow
+	stats  [][]int16
+	// path holds the field ids down to the struct being walked, depth of
+	// them (kept only with stats; structures nest at most maxThriftDepth).
+	path   [maxThriftDepth + 1]int16
+	depth  int
+	out    []byte
+	copied int64 // the bytes before copied are in out, or left out
 }
 
 const (
@@ -95,18 +120,107 @@ const (
 	ctUUID
 )
 
-func (w *compactWalk) fail(short bool, format string, args ...any) error {
-	return &thriftError{msg: fmt.Sprintf("at byte %d: ", w.pos) + fmt.Sprintf(format, args...), short: short}
+// walkWindow is the size of a compactWalk's reads.
+const walkWindow = 64 << 10
+
+// maxStatBytes bounds a min or max value kept from a column chunk's or a
+// page's statistics. These readers use no statistics value (only their
+// presence, see FieldNulls), and a writer that records a huge value whole
+// (parquet-go does, in the footer and in the page header) would otherwise
+// make its bytes decoded, and kept, once per copy. Arrow's writers drop
+// statistics over 4 KiB too.
+const maxStatBytes = 4 << 10
+
+// Statistics fields holding a min or max value: max, min (deprecated
+// forms), max_value, min_value.
+func isStatValue(id int64) bool { return id == 1 || id == 2 || id == 5 || id == 6 }
+
+// memWalk walks b, all in memory.
+func memWalk(b []byte) compactWalk {
+	return compactWalk{b: b, end: int64(len(b))}
 }
 
-func (w *compactWalk) left() int { return len(w.b) - w.pos }
+func (w *compactWalk) fail(format string, args ...any) error {
+	return &thriftError{msg: fmt.Sprintf("at byte %d: ", w.pos-w.start) + fmt.Sprintf(format, args...)}
+}
+
+func (w *compactWalk) left() int64 { return w.end - w.pos }
+
+// errWalkRead wraps a failed read of r during a walk.
+type errWalkRead struct{ err error }
+
+func (e *errWalkRead) Error() string { return e.err.Error() }
+func (e *errWalkRead) Unwrap() error { return e.err }
 
 func (w *compactWalk) byte() (byte, error) {
-	if w.pos >= len(w.b) {
-		return 0, w.fail(true, "truncated")
+	if w.pos >= w.end {
+		return 0, w.fail("truncated")
+	}
+	i := w.pos - w.base
+	if i < 0 || i >= int64(len(w.b)) {
+		if err := w.slide(); err != nil {
+			return 0, err
+		}
+		i = 0
 	}
 	w.pos++
-	return w.b[w.pos-1], nil
+	return w.b[i], nil
+}
+
+// slide moves the window to pos, keeping what the copy still needs.
+func (w *compactWalk) slide() error {
+	if w.r == nil {
+		return w.fail("truncated")
+	}
+	if err := w.flush(w.pos); err != nil {
+		return err
+	}
+	size := int64(cmp.Or(w.window, walkWindow))
+	n := min(size, w.end-w.pos)
+	if w.buf == nil {
+		w.buf = make([]byte, size)
+	}
+	w.b = w.buf[:n]
+	m, err := w.r.ReadAt(w.b, w.pos)
+	if m < len(w.b) {
+		return &errWalkRead{fmt.Errorf("read %d bytes at %d: %w", n, w.pos, cmp.Or(err, io.ErrUnexpectedEOF))}
+	}
+	w.base = w.pos
+	return nil
+}
+
+// flush appends the bytes from copied up to to to the copy, if one was
+// started.
+func (w *compactWalk) flush(to int64) error {
+	for w.out != nil && w.copied < to {
+		if i := w.copied - w.base; i >= 0 && i < int64(len(w.b)) {
+			n := min(int64(len(w.b))-i, to-w.copied)
+			w.out = append(w.out, w.b[i:i+n]...)
+			w.copied += n
+			continue
+		}
+		n := to - w.copied
+		w.out = slices.Grow(w.out, int(n))
+		m, err := w.r.ReadAt(w.out[len(w.out):len(w.out)+int(n)], w.copied)
+		if int64(m) < n {
+			return &errWalkRead{fmt.Errorf("read %d bytes at %d: %w", n, w.copied, cmp.Or(err, io.ErrUnexpectedEOF))}
+		}
+		w.out = w.out[:len(w.out)+int(n)]
+		w.copied = to
+	}
+	return nil
+}
+
+// leaveOut drops the bytes from..to from the copy, starting it if need be.
+func (w *compactWalk) leaveOut(from, to int64) error {
+	if w.out == nil {
+		w.out, w.copied = make([]byte, 0, 4<<10), w.start
+	}
+	if err := w.flush(from); err != nil {
+		return err
+	}
+	w.copied = to
+	return nil
 }
 
 func (w *compactWalk) uvarint() (uint64, error) {
@@ -121,19 +235,44 @@ func (w *compactWalk) uvarint() (uint64, error) {
 			return v, nil
 		}
 	}
-	return 0, w.fail(false, "varint longer than 10 bytes")
+	return 0, w.fail("varint longer than 10 bytes")
 }
 
-func (w *compactWalk) skip(n int) error {
+// take returns the n bytes at pos, n at most the window's size, and steps
+// over them.
+func (w *compactWalk) take(n int64) ([]byte, error) {
+	if n < 0 || n > w.left() {
+		return nil, w.fail("%d bytes needed, %d left", n, w.left())
+	}
+	i := w.pos - w.base
+	if i < 0 || i+n > int64(len(w.b)) {
+		if err := w.slide(); err != nil {
+			return nil, err
+		}
+		if i = 0; n > int64(len(w.b)) {
+			return nil, w.fail("%d bytes at once", n)
+		}
+	}
+	w.pos += n
+	return w.b[i : i+n], nil
+}
+
+// zigzag reads a zigzag varint.
+func (w *compactWalk) zigzag() (int64, error) {
+	u, err := w.uvarint()
+	return int64(u>>1) ^ -int64(u&1), err
+}
+
+func (w *compactWalk) skip(n int64) error {
 	if n > w.left() {
-		return w.fail(true, "%d bytes needed, %d left", n, w.left())
+		return w.fail("%d bytes needed, %d left", n, w.left())
 	}
 	w.pos += n
 	return nil
 }
 
 // minSize is the fewest bytes one element of a container takes.
-func minSize(t byte) int {
+func minSize(t byte) int64 {
 	switch t {
 	case ctDouble:
 		return 8
@@ -161,7 +300,7 @@ func (w *compactWalk) value(t byte, depth int, key uint32, inList bool) error {
 			return err
 		}
 		if w.ints != nil && key != 0 {
-			w.ints[key] = int64(u>>1) ^ -int64(u&1)
+			w.ints.set(key, int64(u>>1)^-int64(u&1))
 		}
 		return nil
 	case ctDouble:
@@ -169,15 +308,12 @@ func (w *compactWalk) value(t byte, depth int, key uint32, inList bool) error {
 	case ctUUID:
 		return w.skip(16)
 	case ctBinary:
-		n, err := w.uvarint()
+		n, err := w.binaryLen()
 		if err != nil {
 			return err
 		}
-		if n > uint64(w.left()) {
-			return w.fail(true, "string of %d bytes with %d bytes left", n, w.left())
-		}
-		w.cost += int64(n)
-		w.pos += int(n)
+		w.cost += n
+		w.pos += n
 		return nil
 	case ctStruct:
 		return w.structure(depth+1, key)
@@ -206,11 +342,11 @@ func (w *compactWalk) value(t byte, depth int, key uint32, inList bool) error {
 			return err
 		}
 		if depth+1 > maxThriftDepth {
-			return w.fail(false, "nested deeper than %d", maxThriftDepth)
+			return w.fail("nested deeper than %d", maxThriftDepth)
 		}
 		kt, vt := kv>>4, kv&0x0f
 		if need := uint64(minSize(kt) + minSize(vt)); n > uint64(w.left())/need {
-			return w.fail(true, "map of %d entries with %d bytes left", n, w.left())
+			return w.fail("map of %d entries with %d bytes left", n, w.left())
 		}
 		w.cost += int64(n) * 2 * footerValueCost
 		for range n {
@@ -223,7 +359,20 @@ func (w *compactWalk) value(t byte, depth int, key uint32, inList bool) error {
 		}
 		return nil
 	}
-	return w.fail(false, "unknown type %d", t)
+	return w.fail("unknown type %d", t)
+}
+
+// binaryLen reads the length of a string and checks it against the bytes
+// left.
+func (w *compactWalk) binaryLen() (int64, error) {
+	n, err := w.uvarint()
+	if err != nil {
+		return 0, err
+	}
+	if n > uint64(w.left()) {
+		return 0, w.fail("string of %d bytes with %d bytes left", n, w.left())
+	}
+	return int64(n), nil
 }
 
 // elements walks a list of n elements of type et. Each element takes at
@@ -231,13 +380,13 @@ func (w *compactWalk) value(t byte, depth int, key uint32, inList bool) error {
 // decoder can allocate for it.
 func (w *compactWalk) elements(n uint64, et byte, depth int) error {
 	if depth+1 > maxThriftDepth {
-		return w.fail(false, "nested deeper than %d", maxThriftDepth)
+		return w.fail("nested deeper than %d", maxThriftDepth)
 	}
 	if et == ctStop || et > ctUUID {
-		return w.fail(false, "list of unknown type %d", et)
+		return w.fail("list of unknown type %d", et)
 	}
 	if n > uint64(w.left()/minSize(et)) {
-		return w.fail(true, "list of %d elements with %d bytes left", n, w.left())
+		return w.fail("list of %d elements with %d bytes left", n, w.left())
 	}
 	if et == ctStruct {
 		w.cost += int64(n) * footerStructCost
@@ -252,13 +401,29 @@ func (w *compactWalk) elements(n uint64, et byte, depth int) error {
 	return nil
 }
 
-// structure walks the fields of a struct up to its stop byte.
+// inStats says whether the struct being walked is one of w.stats.
+func (w *compactWalk) inStats() bool {
+	for _, p := range w.stats {
+		if slices.Equal(p, w.path[:w.depth]) {
+			return true
+		}
+	}
+	return false
+}
+
+// structure walks the fields of a struct up to its stop byte. In a
+// Statistics struct of w.stats it leaves a long min or max out of the copy,
+// and then writes the header of each later field anew: a compact field
+// header holds the difference from the previous field's id.
 func (w *compactWalk) structure(depth int, key uint32) error {
 	if depth > maxThriftDepth {
-		return w.fail(false, "nested deeper than %d", maxThriftDepth)
+		return w.fail("nested deeper than %d", maxThriftDepth)
 	}
-	var id int64
+	stats := w.stats != nil && w.inStats()
+	var id, kept int64
+	gap := false // a field was left out since the last one kept
 	for {
+		hstart := w.pos
 		h, err := w.byte()
 		if err != nil {
 			return err
@@ -276,23 +441,77 @@ func (w *compactWalk) structure(depth int, key uint32) error {
 			}
 			id = int64(u>>1) ^ -int64(u&1)
 		}
+		hend := w.pos
+		if stats && t == ctBinary && isStatValue(id) {
+			n, err := w.binaryLen()
+			if err != nil {
+				return err
+			}
+			if n > maxStatBytes {
+				if err := w.leaveOut(hstart, w.pos+n); err != nil {
+					return err
+				}
+				w.pos += n
+				gap = true
+				continue
+			}
+			w.pos = hend // walked again below, as any string
+		}
+		if gap {
+			// A field before this one was left out: the header is
+			// written against the last one kept.
+			if err := w.leaveOut(hstart, hend); err != nil {
+				return err
+			}
+			w.out = appendFieldHeader(w.out, t, id, kept)
+			gap = false
+		}
+		kept = id
 		sub := uint32(0)
 		if depth <= 2 && key < 1<<8 && id > 0 && id < 1<<8 {
 			sub = key<<8 | uint32(id)
 		}
-		if err := w.value(t, depth, sub, false); err != nil {
+		if w.stats != nil {
+			w.path[w.depth] = int16(id)
+			w.depth++
+		}
+		err = w.value(t, depth, sub, false)
+		if w.stats != nil {
+			w.depth--
+		}
+		if err != nil {
 			return err
 		}
 	}
+}
+
+// appendFieldHeader appends the compact header of field id of type t, the
+// previous field of its struct being prev.
+func appendFieldHeader(b []byte, t byte, id, prev int64) []byte {
+	if d := id - prev; d > 0 && d <= 15 {
+		return append(b, byte(d)<<4|t)
+	}
+	b = append(b, t)
+	return binary.AppendUvarint(b, uint64(id<<1^id>>63))
 }
 
 // checkFooterBytes walks the FileMetaData footer before parquet-go decodes
 // it: every list, string and map fits in the footer, nothing nests too
 // deep, and the estimated memory stays within maxFooterMemory.
 func checkFooterBytes(b []byte) error {
-	w := compactWalk{b: b}
+	w := memWalk(b)
+	return w.footer()
+}
+
+// footerStats is where a footer's column chunk statistics are:
+// FileMetaData.row_groups, RowGroup.columns, ColumnChunk.meta_data,
+// ColumnMetaData.statistics.
+var footerStats = [][]int16{{4, 1, 3, 12}}
+
+// footer walks w as a FileMetaData.
+func (w *compactWalk) footer() error {
 	if err := w.structure(1, 0); err != nil {
-		return fmt.Errorf("corrupt footer of %d bytes: %w", len(b), err)
+		return fmt.Errorf("corrupt footer of %d bytes: %w", w.end-w.start, err)
 	}
 	if w.cost > maxFooterMemory {
 		return fmt.Errorf("footer would take about %d MiB to decode, more than the %d MiB allowed", w.cost>>20, maxFooterMemory>>20)
@@ -300,19 +519,43 @@ func checkFooterBytes(b []byte) error {
 	return nil
 }
 
-// Page header fields, by path (see compactWalk.ints).
+// Page header fields the guard checks (see compactWalk.ints).
 const (
-	phType         = 1
-	phUncompressed = 2
-	phCompressed   = 3
-	phV1Values     = 5<<8 | 1
-	phDictValues   = 7<<8 | 1
-	phV2Values     = 8<<8 | 1
-	phV2Nulls      = 8<<8 | 2
-	phV2Rows       = 8<<8 | 3
-	phV2DefLen     = 8<<8 | 5
-	phV2RepLen     = 8<<8 | 6
+	phType = iota
+	phUncompressed
+	phCompressed
+	phV1Values
+	phDictValues
+	phV2Values
+	phV2Nulls
+	phV2Rows
+	phV2DefLen
+	phV2RepLen
+	numPageFields
+)
 
+// pageFieldPaths are the paths (parent<<8 | field id) of the page header
+// fields the guard checks.
+var pageFieldPaths = [numPageFields]uint32{
+	phType: 1, phUncompressed: 2, phCompressed: 3,
+	phV1Values: 5<<8 | 1, phDictValues: 7<<8 | 1,
+	phV2Values: 8<<8 | 1, phV2Nulls: 8<<8 | 2, phV2Rows: 8<<8 | 3, phV2DefLen: 8<<8 | 5, phV2RepLen: 8<<8 | 6,
+}
+
+// pageFields holds a page header's fields that the guard checks, zero when
+// absent: an array, so that walking a header allocates nothing.
+type pageFields [numPageFields]int64
+
+func (f *pageFields) set(path uint32, v int64) {
+	for i, p := range pageFieldPaths {
+		if p == path {
+			f[i] = v
+			return
+		}
+	}
+}
+
+const (
 	pageData       = 0
 	pageDictionary = 2
 	pageDataV2     = 3
@@ -325,18 +568,49 @@ const (
 // before its header, with the reason as the read error: parquet-go fails
 // there, if it ever reads that far, and ReadRowGroup reports the reason.
 //
+// A header holding a min or max value longer than maxStatBytes in its
+// statistics (parquet-go's writer records a value whole there, twice) is
+// handed out without those values, so the library never decodes them: the
+// guard serves offsets as if the file held the shorter header (a splice),
+// and the pages after it shifted to match. The library reads a chunk
+// through a section of TotalCompressedSize bytes from the chunk's start, in
+// these offsets, and stops at the row group's last page, so the chunk's
+// end coming earlier is never seen.
+//
 // Reads of a chunk's pages go forward; the dictionary is re-read from the
 // chunk's start, which was checked already. A guard serves one column
 // chunk in one goroutine.
 type pageGuard struct {
 	r          io.ReaderAt
-	start, end int64 // the column chunk
-	next       int64 // the first page header not yet checked
-	rows       int64 // of the row group
-	kind       parquet.Kind
-	length     int // of a FIXED_LEN_BYTE_ARRAY
-	err        error
+	start, end int64 // the column chunk, in the file
+	next       int64 // the first page header not yet checked, in the file
+	// shift is what the headers handed out so far are shorter by: a file
+	// offset past the last splice is handed out at shift bytes less.
+	shift   int64
+	splices []splice
+	rows    int64 // of the row group
+	kind    parquet.Kind
+	codec   format.CompressionCodec
+	// cut: the chunk is uncompressed text whose huge pages are cut (see
+	// cutPage); maxDef is its column's maximum definition level.
+	cut    bool
+	maxDef byte
+	fields pageFields // of the page being checked
+	length int        // of a FIXED_LEN_BYTE_ARRAY
+	err    error
 }
+
+// splice is a header (or a page) handed out at offset at in place of a
+// longer one; what follows it is the file's from offset data on.
+type splice struct {
+	at   int64
+	hdr  []byte
+	data int64
+}
+
+// pageStats is where a page header's statistics are:
+// data_page_header.statistics and data_page_header_v2.statistics.
+var pageStats = [][]int16{{5, 5}, {8, 8}}
 
 // guardPages returns the pages of a column chunk read through a pageGuard.
 // The columns these readers decode are never repeated (OpenParquet and
@@ -348,8 +622,15 @@ func guardPages(r *trackedReader, chunk *parquet.FileColumnChunk, m *format.Colu
 		end = start + min(m.TotalCompressedSize, r.size-start)
 	}
 	g := &pageGuard{r: r, start: start, end: end, next: start, rows: rows,
-		kind: chunk.Type().Kind(), length: chunk.Type().Length()}
+		kind: chunk.Type().Kind(), length: chunk.Type().Length(), codec: m.Codec}
 	return chunk.PagesFrom(g), g
+}
+
+// cutValues has the guard cut the chunk's huge pages (see cutPage), if it
+// can: the values of its column, whose maximum definition level is maxDef,
+// are read cut to MaxValueBytes.
+func (g *pageGuard) cutValues(maxDef byte) {
+	g.cut, g.maxDef = g.kind == parquet.ByteArray && g.codec == format.Uncompressed, maxDef
 }
 
 // chunkStart is where a column chunk's pages begin, by parquet-go's rule:
@@ -363,71 +644,138 @@ func chunkStart(m *format.ColumnMetaData) int64 {
 
 func (g *pageGuard) failure() error { return g.err }
 
+// locate says what is handed out at offset v: the rest of a splice's
+// header, or the file's bytes from offset file on, room of them before the
+// next splice.
+func (g *pageGuard) locate(v int64) (hdr []byte, file, room int64) {
+	file, room = v+g.shift, math.MaxInt64
+	for i := len(g.splices) - 1; i >= 0; i-- {
+		s := &g.splices[i]
+		if v < s.at {
+			file, room = v, s.at-v
+			continue
+		}
+		n := int64(len(s.hdr))
+		if v < s.at+n {
+			return s.hdr[v-s.at:], 0, 0
+		}
+		return nil, s.data + v - s.at - n, room
+	}
+	return nil, file, room
+}
+
 func (g *pageGuard) ReadAt(p []byte, off int64) (int, error) {
-	n, err := g.r.ReadAt(p, off)
-	for g.err == nil && g.next < off+int64(n) && g.next < g.end {
-		size, herr := g.page(p[:n], off)
-		if errors.Is(herr, errRead) {
-			return 0, herr
+	done := 0
+	for done < len(p) {
+		hdr, file, room := g.locate(off + int64(done))
+		if hdr != nil {
+			done += copy(p[done:], hdr)
+			continue
 		}
-		if herr != nil {
-			g.err = herr
-			break
+		q := p[done:]
+		if int64(len(q)) > room {
+			q = q[:room]
 		}
-		g.next += size
+		n, err := g.r.ReadAt(q, file)
+		spliced := false
+		for g.err == nil && g.next < file+int64(n) && g.next < g.end {
+			at := g.next
+			size, short, herr := g.page(q[:n], file)
+			if errors.Is(herr, errRead) {
+				return done, herr
+			}
+			if herr != nil {
+				g.err = herr
+				break
+			}
+			g.next += size
+			if short != nil {
+				// From the header on, the bytes read are not what is
+				// handed out: the next round serves the splice.
+				g.splices = append(g.splices, splice{at: at - g.shift, hdr: short.hdr, data: at + short.long})
+				g.shift += short.long - int64(len(short.hdr))
+				n, err, spliced = int(max(at-file, 0)), nil, true
+				break
+			}
+		}
+		if g.err != nil && g.next < file+int64(n) {
+			return done + int(max(g.next-file, 0)), g.err
+		}
+		done += n
+		if err != nil {
+			return done, err
+		}
+		if n < len(q) && !spliced {
+			return done, io.ErrUnexpectedEOF
+		}
 	}
-	if g.err != nil && g.next < off+int64(n) {
-		return int(max(g.next-off, 0)), g.err
-	}
-	return n, err
+	return done, nil
 }
 
 // errRead marks a failure of the underlying read while checking a header:
 // the File's error, not the page's.
 var errRead = errors.New("read failed")
 
-// page checks the page whose header starts at g.next, using the bytes just
-// read (p at off) or, when the header is not all in them, reading it. It
-// returns the page's length, header included.
-func (g *pageGuard) page(p []byte, off int64) (int64, error) {
-	limit := int(min(int64(maxPageHeaderSize), g.end-g.next))
-	var b []byte
-	if g.next >= off {
-		b = p[g.next-off:]
-		if len(b) > limit {
-			b = b[:limit]
-		}
-	}
-	w := compactWalk{b: b, ints: map[uint32]int64{}}
-	err := w.structure(1, 0)
-	// A header larger than what was read: read more, growing fourfold, so a
-	// header of a few MiB does not cost a buffer the size of the chunk.
-	for want := 64 << 10; err != nil && isShort(err) && len(b) < limit; want *= 4 {
-		b = make([]byte, min(want, limit))
-		m, rerr := g.r.ReadAt(b, g.next)
-		if m < len(b) {
-			return 0, fmt.Errorf("%w: %w", errRead, rerr)
-		}
-		w = compactWalk{b: b, ints: map[uint32]int64{}}
-		err = w.structure(1, 0)
-	}
-	if err != nil {
-		return 0, fmt.Errorf("page header at offset %d: %w", g.next, err)
-	}
-	if err := g.checkPage(w.ints, int64(w.pos)); err != nil {
-		return 0, fmt.Errorf("page at offset %d: %w", g.next, err)
-	}
-	return int64(w.pos) + w.ints[phCompressed], nil
+// shortHeader is what is handed out (hdr) in place of the first long bytes
+// of a page in the file: its header with the long statistics values left
+// out, or the whole page with its long values cut (see cutPage).
+type shortHeader struct {
+	hdr  []byte
+	long int64
 }
 
-func isShort(err error) bool {
-	var te *thriftError
-	return errors.As(err, &te) && te.short
+// page checks the page whose header starts at g.next, walking it from the
+// bytes just read (p at off) and reading on where they end. It returns the
+// page's length in the file, header included, and what to hand out instead
+// when its statistics hold a long value or the page is a huge one cut.
+func (g *pageGuard) page(p []byte, off int64) (int64, *shortHeader, error) {
+	g.fields = pageFields{}
+	w := compactWalk{r: g.r, start: g.next, pos: g.next, end: g.next + min(maxPageHeaderSize, g.end-g.next),
+		ints: &g.fields, stats: pageStats}
+	if g.next >= off && g.next < off+int64(len(p)) {
+		w.b, w.base = p[g.next-off:], g.next
+	}
+	if err := w.structure(1, 0); err != nil {
+		var re *errWalkRead
+		if errors.As(err, &re) {
+			return 0, nil, fmt.Errorf("%w: %w", errRead, re.err)
+		}
+		return 0, nil, fmt.Errorf("page header at offset %d: %w", g.next, err)
+	}
+	long := w.pos - g.next
+	if err := g.checkPage(w.ints, long); err != nil {
+		return 0, nil, fmt.Errorf("page at offset %d: %w", g.next, err)
+	}
+	var short *shortHeader
+	if w.out != nil {
+		if err := w.flush(w.pos); err != nil {
+			return 0, nil, fmt.Errorf("%w: %w", errRead, err)
+		}
+		short = &shortHeader{hdr: w.out, long: long}
+	}
+	comp := w.ints[phCompressed]
+	if t := w.ints[phType]; g.cut && w.ints[phUncompressed] > hugePageBytes && (t == pageData || t == pageDataV2 || t == pageDictionary) {
+		hdr := w.out
+		if hdr == nil {
+			hdr = make([]byte, long)
+			if n, err := g.r.ReadAt(hdr, g.next); int64(n) < long {
+				return 0, nil, fmt.Errorf("%w: %w", errRead, err)
+			}
+		}
+		page, err := g.cutPage(hdr, g.next+long, comp)
+		switch {
+		case err == nil:
+			short = &shortHeader{hdr: page, long: long + comp}
+		case !errors.Is(err, errNoCut):
+			return 0, nil, fmt.Errorf("%w: %w", errRead, err)
+		}
+	}
+	return long + comp, short, nil
 }
 
 // checkPage checks a page header's numbers against the chunk, the row
 // group and the limits above.
-func (g *pageGuard) checkPage(h map[uint32]int64, headerLen int64) error {
+func (g *pageGuard) checkPage(h *pageFields, headerLen int64) error {
 	comp, uncomp := h[phCompressed], h[phUncompressed]
 	switch {
 	case comp < 0 || uncomp < 0:

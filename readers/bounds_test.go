@@ -169,7 +169,7 @@ func TestParquetPageHeaderBeyondRowGroup(t *testing.T) {
 	// which encodes in as many bytes as 100.
 	m := p.pf.Metadata().RowGroups[0].Columns[0].MetaData
 	off := m.DataPageOffset
-	w := compactWalk{b: data[off:]}
+	w := memWalk(data[off:])
 	if err := w.structure(1, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestParquetPageHeaderBeyondRowGroup(t *testing.T) {
 	}
 	h.DataPageHeader.V.NumValues = 8000
 	nh := encodeHeader(t, &h)
-	if len(nh) != w.pos {
+	if int64(len(nh)) != w.pos {
 		t.Fatalf("header of %d bytes, was %d", len(nh), w.pos)
 	}
 	copy(data[off:], nh)

@@ -390,8 +390,8 @@ var chunkPool = sync.Pool{New: func() any { return new([]byte) }}
 // MaxValueBytes is the longest text value a row carries: a longer one is
 // cut to its first MaxValueBytes bytes as it is decoded. No request can
 // carry such a value (URLs are far shorter), so the cut value cannot be sent
-// either, and one huge value costs its page once, not a copy of it for every
-// later stage.
+// either, and one huge value costs no copy of it in any later stage; nor,
+// in an uncompressed page, its page (see cutPage).
 const MaxValueBytes = 64 << 10
 
 func (a *arena) reset() {

@@ -99,8 +99,13 @@
 // counts against the column chunk, the row group and fixed ceilings (1 GiB
 // uncompressed, 64 times the compressed size above 16 MiB, values no more
 // than the row group's rows, a dictionary no more values than its bytes
-// hold). A file beyond them is ErrBadFile, never an allocation. It
-// resolves, once per file, the column behind each field of segment.Message:
+// hold). A file beyond them is ErrBadFile, never an allocation. Both walks
+// step over strings without reading them, and leave min and max values over
+// 4 KiB out of the statistics parquet-go decodes (a writer may record a
+// huge value whole there); an uncompressed page of text over 4 MiB holding
+// a value longer than MaxValueBytes reaches parquet-go with its values
+// already cut (hugepage.go), so such a value is never held whole unless its
+// page is compressed. It resolves, once per file, the column behind each field of segment.Message:
 // for each field it tries, in order and case-insensitively, the warehouse
 // name (context_device_id), the Data Lakes name (properties_total), the
 // camelCase name (contextDeviceId) and the nested path (context → device →

@@ -100,10 +100,15 @@ func OpenParquet(ctx context.Context, f File, o Object, h Hint) (p *ParquetFile,
 }
 
 // openFooter checks the magic bytes, the footer length and, walking it
-// (checkFooterBytes), every count and length in the footer, before the
-// Parquet library allocates anything from them; then it opens the file. The
-// file's tail is read once (one request for a remote object) and serves the
-// library's own footer reads.
+// (compactWalk.footer), every count and length in the footer, before the
+// Parquet library allocates anything from them; then it opens the file.
+//
+// A footer of up to footerInMemory bytes is read in one piece (one request
+// for a remote object) with the file's tail, which serves the library's own
+// footer reads. A longer one is walked by windows, so that a huge min or
+// max value in its statistics is never read: the library is given the
+// footer without such values (see maxStatBytes), as if the file ended with
+// it.
 func openFooter(r *trackedReader) (*parquet.File, error) {
 	if r.size < 12 {
 		return nil, fmt.Errorf("%d bytes is too short for a Parquet file", r.size)
@@ -120,24 +125,42 @@ func openFooter(r *trackedReader) (*parquet.File, error) {
 		return nil, errors.New("not a Parquet file (no PAR1 magic at both ends), or truncated, or encrypted")
 	}
 	n := int64(binary.LittleEndian.Uint32(tail[len(tail)-8:]))
-	switch {
-	case n == 0 || n > r.size-12:
+	if n == 0 || n > r.size-12 {
 		return nil, fmt.Errorf("footer length %d does not fit in %d bytes: truncated or corrupt footer", n, r.size)
-	case n > maxFooterSize:
-		return nil, fmt.Errorf("footer of %d bytes is larger than the %d allowed", n, maxFooterSize)
-	case n+8 > int64(len(tail)):
+	}
+	if n+8 > int64(len(tail)) && n+8 <= footerInMemory {
 		tail = make([]byte, n+8)
 		if _, err := r.ReadAt(tail, r.size-n-8); err != nil {
 			return nil, fmt.Errorf("read footer: %w", err)
 		}
 	}
-	if err := checkFooterBytes(tail[int64(len(tail))-8-n : len(tail)-8]); err != nil {
+	start := r.size - 8 - n
+	w := compactWalk{r: r, start: start, pos: start, end: start + n, stats: footerStats,
+		b: tail, base: r.size - int64(len(tail)), window: readBufferSize}
+	if err := w.footer(); err != nil {
+		var re *errWalkRead
+		if errors.As(err, &re) {
+			return nil, fmt.Errorf("read footer: %w", re.err)
+		}
 		return nil, err
 	}
-	tr := &tailReader{r: r, off: r.size - int64(len(tail)), tail: tail}
+	size, kept := r.size, n // the file and the footer the library reads
+	if w.out != nil {
+		if err := w.flush(w.end); err != nil {
+			return nil, fmt.Errorf("read footer: %w", err)
+		}
+		kept = int64(len(w.out))
+		tail = binary.LittleEndian.AppendUint32(w.out, uint32(kept))
+		tail = append(tail, "PAR1"...)
+		size = start + int64(len(tail))
+	}
+	if kept > maxFooterSize {
+		return nil, fmt.Errorf("footer of %d bytes is larger than the %d allowed", kept, maxFooterSize)
+	}
+	tr := &tailReader{r: r, off: size - int64(len(tail)), tail: tail}
 	// The page index and bloom filters are never used: skipping them
 	// leaves nothing else unchecked to read.
-	pf, err := parquet.OpenFile(tr, r.size,
+	pf, err := parquet.OpenFile(tr, size,
 		parquet.SkipMagicBytes(true),
 		parquet.SkipPageIndex(true),
 		parquet.SkipBloomFilters(true),
@@ -146,6 +169,11 @@ func openFooter(r *trackedReader) (*parquet.File, error) {
 	tr.tail = nil // the File keeps tr as its reader: drop the tail
 	return pf, err
 }
+
+// footerInMemory is the longest footer read in one piece: a longer one,
+// rare (a wide schema over many row groups) unless it holds a long value,
+// costs the library a second read.
+const footerInMemory = 1 << 20
 
 // tailReader serves reads within the file's tail, read already, from
 // memory.
@@ -296,7 +324,9 @@ func (p *ParquetFile) Columns() map[string]string {
 // column for the field, none when its column is REQUIRED, else the column
 // chunk's statistics. known is false when the statistics do not tell: a
 // null count of 0 is believed only beside a min or max value, since a
-// writer that writes no statistics leaves the count 0 too. (An empty
+// writer that writes no statistics leaves the count 0 too (min and max
+// values over maxStatBytes are not kept, so a chunk whose values are all
+// longer does not tell). (An empty
 // string is not NULL here, though the mapping treats it as missing.) It is
 // for plans: nothing is read.
 func (p *ParquetFile) FieldNulls(i int, field string) (nulls int64, known bool) {
@@ -379,6 +409,9 @@ func (p *ParquetFile) ReadRowGroup(ctx context.Context, i, batchSize int, fn fun
 		if fc, ok := chunk.(*parquet.FileColumnChunk); ok {
 			m := &p.pf.Metadata().RowGroups[i].Columns[c.cp.leaf].MetaData
 			c.pages, guards[k] = guardPages(r, fc, m, rows)
+			if fieldSpecs[c.cp.field].sem == semBytes && c.cp.phys == physBytes {
+				guards[k].cutValues(c.cp.maxDef) // as the cursor cuts them
+			}
 		} else {
 			c.pages = chunk.Pages()
 		}
