@@ -1,0 +1,34 @@
+// Command duckdbbench weighs the job's dry run against DuckDB reading the
+// same Parquet files, in one process and one run, and prints one table of
+// rows a second and their ratios:
+//
+//   - the dry run: jobs.Run with DryRun, the requests written to a file
+//     (list, footers, decode, skips, mapping, URL encoding, JSON lines);
+//   - a DuckDB scan of the same columns: for every file, the columns the
+//     job's reader resolves (readers.ParquetFile.Columns), read by
+//     read_parquet over the files that share that set of columns and
+//     consumed whole (the byte length of every string, a hash of every
+//     other value, aggregated, so that no statistic can answer it), with
+//     as many DuckDB threads as GOMAXPROCS.
+//
+// The inputs are exports written by the project's generator (the
+// warehouse and datalake layouts, 10,000-row row groups) and one wide file
+// written here: the 40 columns of a warehouse tracks file plus one, in row
+// groups of 131,072 rows. The dry run and the scan alternate -reps times,
+// starting with the other side each time, and each keeps its best run, so
+// that the page cache and bursts of load on a shared machine favour
+// neither. A scan that counts other rows than the dry run read fails the
+// run.
+//
+// It is a module of its own because the DuckDB driver needs cgo and
+// carries a prebuilt libduckdb: the product's go.mod never names it, and
+// `go test ./...` in the repository root does not reach this folder. Its
+// go.mod requires the product through a replace of the repository root, so
+// it measures the job of the same checkout. `make bench-duckdb` runs it;
+// by hand:
+//
+//	cd internal/duckdbbench && CGO_ENABLED=1 go run . -reps 3
+//
+// Exports are generated once into -work (default: the user cache folder)
+// and reused while their parameters, recorded beside them, hold.
+package main

@@ -1,0 +1,268 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	_ "github.com/duckdb/duckdb-go/v2"
+
+	"github.com/convertro-etl/convertro-etl/jobs"
+	"github.com/convertro-etl/convertro-etl/writers/generate"
+)
+
+// placeholder is the endpoint of the dry runs, which never dial it.
+const placeholder = "http://convertro.bench.invalid"
+
+type config struct {
+	work             string
+	rows, wideRows   int
+	wideRowGroupRows int
+	reps             int
+	seed             int64
+	exportGoal       float64
+	wideGoal         float64
+}
+
+func main() {
+	var c config
+	flag.StringVar(&c.work, "work", "", "folder for the inputs and scratch files (default: the user cache folder)")
+	flag.IntVar(&c.rows, "rows", 2_000_000, "rows of each generated export")
+	flag.IntVar(&c.wideRows, "wide-rows", 8*131_072, "rows of the wide file")
+	flag.IntVar(&c.wideRowGroupRows, "wide-row-group-rows", 131_072, "rows per row group of the wide file")
+	flag.IntVar(&c.reps, "reps", 3, "runs of each side, alternated; the best counts")
+	flag.Int64Var(&c.seed, "seed", 1, "generator seed")
+	flag.Float64Var(&c.exportGoal, "export-goal", 0.8, "goal of dry run / scan on the generated exports")
+	flag.Float64Var(&c.wideGoal, "wide-goal", 0.5, "goal of dry run / scan on the wide file")
+	flag.Parse()
+	c.reps = max(c.reps, 1)
+	if c.work == "" {
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			dir = os.TempDir()
+		}
+		c.work = filepath.Join(dir, "convertro-etl-bench")
+	}
+	if err := run(context.Background(), os.Stdout, c); err != nil {
+		fmt.Fprintln(os.Stderr, "duckdbbench:", err)
+		os.Exit(1)
+	}
+}
+
+// input is one thing both sides read.
+type input struct {
+	name, dir string
+	goal      float64
+}
+
+// result is one input's best of each side.
+type result struct {
+	input
+	rows        int64
+	dry, scan   float64 // rows/s
+	scanColumns int     // distinct columns over the scan's queries
+}
+
+func run(ctx context.Context, w io.Writer, c config) error {
+	if err := os.MkdirAll(c.work, 0o755); err != nil {
+		return err
+	}
+	scratch, err := os.MkdirTemp(c.work, "duckdbbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(scratch)
+
+	var inputs []input
+	for _, layout := range []string{generate.LayoutWarehouse, generate.LayoutDatalake} {
+		dir, err := exportDir(ctx, c, layout)
+		if err != nil {
+			return err
+		}
+		inputs = append(inputs, input{name: fmt.Sprintf("%s export, %s rows, 10k-row groups", layout, human(float64(c.rows))), dir: dir, goal: c.exportGoal})
+	}
+	wide, err := wideDir(ctx, c)
+	if err != nil {
+		return err
+	}
+	inputs = append(inputs, input{name: fmt.Sprintf("wide file, %d columns, %s rows, %s-row groups", wideColumns, human(float64(c.wideRows)), human(float64(c.wideRowGroupRows))), dir: wide, goal: c.wideGoal})
+
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		return fmt.Errorf("open duckdb: %w", err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("open duckdb: %w", err)
+	}
+	defer conn.Close()
+	threads := runtime.GOMAXPROCS(0)
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("SET threads = %d", threads)); err != nil {
+		return fmt.Errorf("duckdb: set threads: %w", err)
+	}
+	var version string
+	if err := conn.QueryRowContext(ctx, "SELECT version()").Scan(&version); err != nil {
+		return fmt.Errorf("duckdb: version: %w", err)
+	}
+
+	var results []result
+	for _, in := range inputs {
+		r, err := measure(ctx, conn, c, in, scratch)
+		if err != nil {
+			return fmt.Errorf("%s: %w", in.name, err)
+		}
+		results = append(results, r)
+	}
+
+	fmt.Fprintf(w, "dry run vs DuckDB %s scan of the same columns: GOMAXPROCS %d, DuckDB threads %d, best of %d alternated runs each, load average %s\n\n",
+		version, threads, threads, c.reps, loadavg())
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "input\tcolumns\tdry run\tDuckDB scan\tdry/scan\tgoal\t")
+	for _, r := range results {
+		verdict := "below goal"
+		if r.dry/r.scan >= r.goal {
+			verdict = "meets goal"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s rows/s\t%s rows/s\t%.2f\t>= %.2f (%s)\t\n",
+			r.name, r.scanColumns, human(r.dry), human(r.scan), r.dry/r.scan, r.goal, verdict)
+	}
+	return tw.Flush()
+}
+
+// measure alternates the dry run and the scan over one input, the first
+// side changing each time, and keeps the best of each.
+func measure(ctx context.Context, conn *sql.Conn, c config, in input, scratch string) (result, error) {
+	r := result{input: in}
+	q, err := planScan(ctx, conn, in.dir)
+	if err != nil {
+		return r, err
+	}
+	r.scanColumns = q.columns
+	for i := range c.reps {
+		for side := range 2 {
+			if (side+i)%2 == 0 {
+				rows, rate, err := dryRun(ctx, in.dir, filepath.Join(scratch, fmt.Sprintf("state-%d", i)))
+				if err != nil {
+					return r, err
+				}
+				r.rows, r.dry = rows, max(r.dry, rate)
+			} else {
+				rows, rate, err := q.run(ctx, conn)
+				if err != nil {
+					return r, err
+				}
+				if r.rows != 0 && rows != r.rows {
+					return r, fmt.Errorf("the scan counted %d rows, the dry run read %d", rows, r.rows)
+				}
+				r.rows, r.scan = rows, max(r.scan, rate)
+			}
+		}
+	}
+	return r, nil
+}
+
+// dryRun runs the job dry over dir, its requests written to a file, and
+// returns the rows it read and their rate over the whole call.
+func dryRun(ctx context.Context, dir, state string) (rows int64, rowsPerSec float64, err error) {
+	o := jobs.DemoOptions(filepath.Dir(dir), placeholder)
+	o.Sources = []string{dir}
+	o.State = state
+	o.Fresh = true
+	o.DryRun, o.Out = true, state+"-dry.jsonl"
+	defer os.Remove(o.Out)
+	defer os.RemoveAll(state)
+	var stderr bytes.Buffer
+	env := jobs.Env{
+		Stdout: io.Discard,
+		Stderr: &stderr,
+		Log:    slog.New(slog.NewTextHandler(&stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	runtime.GC()
+	t := time.Now()
+	rep, err := jobs.Run(ctx, o, env)
+	took := time.Since(t)
+	if err != nil {
+		return 0, 0, fmt.Errorf("dry run: %w\n%s", err, stderr.String())
+	}
+	return rep.Counts.RowsRead, float64(rep.Counts.RowsRead) / took.Seconds(), nil
+}
+
+// exportDir generates the export of a layout into the work folder, once
+// while its parameters hold.
+func exportDir(ctx context.Context, c config, layout string) (string, error) {
+	o := generate.Options{Rows: c.rows, Seed: c.seed, Layout: layout}
+	dir := filepath.Join(c.work, "exports", fmt.Sprintf("%s-%d-seed%d", layout, c.rows, c.seed))
+	o.Out = dir
+	return dir, cached(dir, struct {
+		Version int
+		Layout  string
+		Rows    int
+		Seed    int64
+	}{1, layout, c.rows, c.seed}, func() error {
+		_, err := generate.Generate(ctx, o)
+		return err
+	})
+}
+
+// cached runs make into an emptied dir unless a marker beside dir records
+// the same params and dir exists.
+func cached(dir string, params any, make func() error) error {
+	want, err := json.Marshal(params)
+	if err != nil {
+		return err
+	}
+	marker := dir + ".json"
+	if got, err := os.ReadFile(marker); err == nil && bytes.Equal(bytes.TrimSpace(got), want) {
+		if _, err := os.Stat(dir); err == nil {
+			return nil
+		}
+	}
+	_ = os.Remove(marker)
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "duckdbbench: writing %s (once; reused while its parameters hold)\n", dir)
+	t := time.Now()
+	if err := make(); err != nil {
+		return fmt.Errorf("write %s: %w", dir, err)
+	}
+	fmt.Fprintf(os.Stderr, "duckdbbench: wrote %s in %s\n", filepath.Base(dir), time.Since(t).Round(time.Millisecond))
+	return os.WriteFile(marker, append(want, '\n'), 0o644)
+}
+
+func human(v float64) string {
+	switch {
+	case v >= 1e6:
+		return strings.TrimSuffix(fmt.Sprintf("%.2f", v/1e6), ".00") + "M"
+	case v >= 1e3:
+		return strings.TrimSuffix(fmt.Sprintf("%.1f", v/1e3), ".0") + "k"
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+var errNoColumns = errors.New("no columns to scan")
