@@ -9,16 +9,25 @@
 //     read_parquet over the files that share that set of columns and
 //     consumed whole (the byte length of every string, a hash of every
 //     other value, aggregated, so that no statistic can answer it), with
-//     as many DuckDB threads as GOMAXPROCS.
+//     as many DuckDB threads as GOMAXPROCS;
+//   - the job's reader alone: every row group decoded into segment.Message
+//     batches with the job's batch size and parallelism, and dropped, so
+//     that the table says whether a gap to DuckDB is in the decoding
+//     (reader/scan) or in what the job does with the rows (dry/reader).
 //
 // The inputs are exports written by the project's generator (the
 // warehouse and datalake layouts, 10,000-row row groups) and one wide file
 // written here: the 40 columns of a warehouse tracks file plus one, in row
-// groups of 131,072 rows. The dry run and the scan alternate -reps times,
-// starting with the other side each time, and each keeps its best run, so
+// groups of 131,072 rows. The three sides alternate -reps times, starting
+// with another side each time, and each keeps its best run, so
 // that the page cache and bursts of load on a shared machine favour
-// neither. A scan that counts other rows than the dry run read fails the
-// run.
+// none. A side that counts other rows than another read fails the run.
+// The table gives the load average: on a loaded machine the best of a few
+// runs is still noisy, so compare ratios from the same run only.
+//
+// -explain prints each scan query and DuckDB's EXPLAIN ANALYZE of it, to
+// see what DuckDB did (it evaluates strlen of a dictionary column on the
+// dictionary, for example).
 //
 // It is a module of its own because the DuckDB driver needs cgo and
 // carries a prebuilt libduckdb: the product's go.mod never names it, and

@@ -15,9 +15,9 @@ import (
 
 // TestScanReadsWhatTheDryRunReads checks, on small inputs of every kind
 // the benchmark reads (and the nested layout, whose columns are struct
-// paths), that the DuckDB scan counts the rows the dry run read over the
-// columns the reader resolves, and that the wide file has the shape the
-// table says.
+// paths), that the DuckDB scan counts the rows the dry run and the reader
+// alone read, over the columns the reader resolves, and that the wide file
+// has the shape the table says.
 func TestScanReadsWhatTheDryRunReads(t *testing.T) {
 	ctx := context.Background()
 	c := config{work: t.TempDir(), rows: 3000, wideRows: 2500, wideRowGroupRows: 1000, seed: 3}
@@ -63,12 +63,16 @@ func TestScanReadsWhatTheDryRunReads(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			decoded, _, err := decodeOnly(ctx, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
 			want := int64(c.rows)
 			if name == "wide" {
 				want = int64(c.wideRows)
 			}
-			if read != want || scanned != want {
-				t.Errorf("the dry run read %d rows and the scan counted %d, want %d", read, scanned, want)
+			if read != want || scanned != want || decoded != want {
+				t.Errorf("the dry run read %d rows, the scan counted %d and the reader alone %d, want %d", read, scanned, decoded, want)
 			}
 		})
 	}

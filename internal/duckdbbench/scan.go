@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/parquet-go/parquet-go"
 
@@ -108,13 +107,14 @@ func planScan(ctx context.Context, conn *sql.Conn, dir string) (scan, error) {
 }
 
 // run runs the query and returns the rows it counted and their rate.
-func (s scan) run(ctx context.Context, conn *sql.Conn) (rows int64, rowsPerSec float64, err error) {
-	t := time.Now()
-	var h any
-	if err := conn.QueryRowContext(ctx, s.query).Scan(&rows, &h); err != nil {
-		return 0, 0, fmt.Errorf("duckdb scan: %w", err)
-	}
-	return rows, float64(rows) / time.Since(t).Seconds(), nil
+func (s scan) run(ctx context.Context, conn *sql.Conn) (int64, rate, error) {
+	return timed(func() (rows int64, err error) {
+		var h any
+		if err := conn.QueryRowContext(ctx, s.query).Scan(&rows, &h); err != nil {
+			return 0, fmt.Errorf("duckdb scan: %w", err)
+		}
+		return rows, nil
+	})
 }
 
 // columnTypes asks DuckDB the type it reads each column as.
