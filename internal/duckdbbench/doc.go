@@ -22,8 +22,17 @@
 // with another side each time, and each keeps its best run, so
 // that the page cache and bursts of load on a shared machine favour
 // none. A side that counts other rows than another read fails the run.
-// The table gives the load average: on a loaded machine the best of a few
-// runs is still noisy, so compare ratios from the same run only.
+//
+// Two tables come out: rows a second of wall clock, which the goals are
+// about, and rows a CPU second (the process's user and system time while
+// the side ran, DuckDB's threads included). On a machine other work loads,
+// the best of a few runs is still noisy in wall clock (the load average is
+// printed at the start and the end); CPU time moves much less, and its
+// ratios say which side spends less work on the same rows. Compare ratios
+// from the same run only. DuckDB caches neither local files nor Parquet
+// footers between queries (cache_local_files and parquet_metadata_cache
+// are set off, as they are by default), so each of its runs reads the
+// footers again, as each dry run does.
 //
 // -explain prints each scan query and DuckDB's EXPLAIN ANALYZE of it, to
 // see what DuckDB did (it evaluates strlen of a dictionary column on the
