@@ -36,7 +36,9 @@
 //
 // -explain prints each scan query and DuckDB's EXPLAIN ANALYZE of it, to
 // see what DuckDB did (it evaluates strlen of a dictionary column on the
-// dictionary, for example).
+// dictionary, for example). -cpuprofile PREFIX writes a CPU profile of the
+// first dry run of each input (PREFIX-1.pprof, -2, -3 in table order), for
+// `go tool pprof`.
 //
 // It is a module of its own because the DuckDB driver needs cgo and
 // carries a prebuilt libduckdb: the product's go.mod never names it, and

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -35,6 +36,7 @@ type config struct {
 	exportGoal       float64
 	wideGoal         float64
 	explain          bool
+	cpuprofile       string
 }
 
 func main() {
@@ -48,6 +50,7 @@ func main() {
 	flag.Float64Var(&c.exportGoal, "export-goal", 0.8, "goal of dry run / scan on the generated exports")
 	flag.Float64Var(&c.wideGoal, "wide-goal", 0.5, "goal of dry run / scan on the wide file")
 	flag.BoolVar(&c.explain, "explain", false, "print each scan query and DuckDB's EXPLAIN ANALYZE of it to stderr")
+	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the first dry run of each input to PREFIX-<n>.pprof (n: 1, 2, 3 in table order)")
 	flag.Parse()
 	c.reps = max(c.reps, 1)
 	if c.work == "" {
@@ -67,6 +70,7 @@ func main() {
 type input struct {
 	name, dir string
 	goal      float64
+	profile   string // CPU profile of the first dry run, if not ""
 }
 
 // result is one input's best of each side.
@@ -129,7 +133,10 @@ func run(ctx context.Context, w io.Writer, c config) error {
 	}
 
 	var results []result
-	for _, in := range inputs {
+	for n, in := range inputs {
+		if c.cpuprofile != "" {
+			in.profile = fmt.Sprintf("%s-%d.pprof", c.cpuprofile, n+1)
+		}
 		r, err := measure(ctx, conn, c, in, scratch)
 		if err != nil {
 			return fmt.Errorf("%s: %w", in.name, err)
@@ -188,7 +195,9 @@ func measure(ctx context.Context, conn *sql.Conn, c config, in input, scratch st
 	}
 	sides := []func() (int64, rate, error){
 		func() (int64, rate, error) {
-			rows, got, err := dryRun(ctx, in.dir, filepath.Join(scratch, "state"))
+			profile := in.profile
+			in.profile = ""
+			rows, got, err := dryRun(ctx, in.dir, filepath.Join(scratch, "state"), profile)
 			r.dry = r.dry.best(got)
 			return rows, got, err
 		},
@@ -221,7 +230,7 @@ func measure(ctx context.Context, conn *sql.Conn, c config, in input, scratch st
 
 // dryRun runs the job dry over dir, its requests written to a file, and
 // returns the rows it read and their rate over the whole call.
-func dryRun(ctx context.Context, dir, state string) (int64, rate, error) {
+func dryRun(ctx context.Context, dir, state, profile string) (int64, rate, error) {
 	o := jobs.DemoOptions(filepath.Dir(dir), placeholder)
 	o.Sources = []string{dir}
 	o.State = state
@@ -234,6 +243,17 @@ func dryRun(ctx context.Context, dir, state string) (int64, rate, error) {
 		Stdout: io.Discard,
 		Stderr: &stderr,
 		Log:    slog.New(slog.NewTextHandler(&stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return 0, rate{}, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return 0, rate{}, err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	return timed(func() (int64, error) {
 		rep, err := jobs.Run(ctx, o, env)

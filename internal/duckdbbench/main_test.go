@@ -59,7 +59,7 @@ func TestScanReadsWhatTheDryRunReads(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			read, _, err := dryRun(ctx, dir, filepath.Join(t.TempDir(), "state"))
+			read, _, err := dryRun(ctx, dir, filepath.Join(t.TempDir(), "state"), "")
 			if err != nil {
 				t.Fatal(err)
 			}
