@@ -1,6 +1,6 @@
 // Command duckdbbench weighs the job's dry run against DuckDB reading the
-// same Parquet files, in one process and one run, and prints one table of
-// rows a second and their ratios:
+// same Parquet files, in one process and one run, and prints the rows a
+// second of three sides and their ratios:
 //
 //   - the dry run: jobs.Run with DryRun, the requests written to a file
 //     (list, footers, decode, skips, mapping, URL encoding, JSON lines);
@@ -17,8 +17,9 @@
 //
 // The inputs are exports written by the project's generator (the
 // warehouse and datalake layouts, 10,000-row row groups) and one wide file
-// written here: the 40 columns of a warehouse tracks file plus one, in row
-// groups of 131,072 rows. The three sides alternate -reps times, starting
+// written here (wide.go): the 37 columns of a generated warehouse tracks
+// file and four more a wider tracks table carries, 41 in all, of which the
+// job reads 14, in row groups of 131,072 rows. The three sides alternate -reps times, starting
 // with another side each time, and each keeps its best run, so
 // that the page cache and bursts of load on a shared machine favour
 // none. A side that counts other rows than another read fails the run.
