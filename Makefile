@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/convertro-etl
 
-.PHONY: demo test vet build bench bench-gocloud bench-scale cross fuzz soak clean emulators image-check
+.PHONY: demo test vet build bench bench-gocloud bench-duckdb bench-scale cross fuzz soak clean emulators image-check
 
 demo: ## run the embedded sample export against the built-in simulator
 	$(GO) run ./cmd/convertro-etl run
@@ -57,6 +57,17 @@ bench-gocloud: emulators ## objstore against gocloud.dev/blob on each emulator; 
 	  for i in $$(seq $(BENCHCOUNT)); do \
 	    ./gocloudbench.test -test.run '^$$' -test.bench . -test.benchmem -test.timeout 30m -reverse=$$((i % 2 == 0)) || exit 1; \
 	  done; rm -f gocloudbench.test
+
+# Another module of its own (internal/duckdbbench): the DuckDB driver
+# needs cgo and carries a prebuilt libduckdb, so neither enters go.mod and
+# ./... does not reach it. The first build compiles the driver (a minute
+# or more). Its test checks that both sides read the same rows, then the
+# comparison runs once, alternating the sides DUCKDBREPS times.
+DUCKDBREPS ?= 3
+bench-duckdb: ## the dry run against DuckDB scanning the same columns, on generated exports and a wide 41-column file (exports kept in BENCHDIR) (not in CI)
+	cd internal/duckdbbench && export CGO_ENABLED=1 && \
+	  $(GO) test -count 1 . && \
+	  $(GO) run . -reps $(DUCKDBREPS) $(if $(BENCHDIR),-work $(abspath $(BENCHDIR)))
 
 bench-scale: ## the job at scale alone: a million row groups, 16 shards, resume, commit size, RSS over 43,800 objects, the Indexed Job of 16 processes with kills (exports kept in BENCHDIR) (not in CI)
 	$(GO) run ./internal/benchtable -go $(GO) -only ef $(if $(BENCHDIR),-work $(BENCHDIR))

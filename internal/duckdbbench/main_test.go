@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/convertro-etl/convertro-etl/writers/generate"
+)
+
+// TestScanReadsWhatTheDryRunReads checks, on small inputs of every kind
+// the benchmark reads (and the nested layout, whose columns are struct
+// paths), that the DuckDB scan counts the rows the dry run and the reader
+// alone read, over the columns the reader resolves, and that the wide file
+// has the shape the table says.
+func TestScanReadsWhatTheDryRunReads(t *testing.T) {
+	ctx := context.Background()
+	c := config{work: t.TempDir(), rows: 3000, wideRows: 2500, wideRowGroupRows: 1000, seed: 3}
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	dirs := map[string]string{}
+	for _, layout := range []string{generate.LayoutWarehouse, generate.LayoutDatalake, generate.LayoutNested} {
+		if dirs[layout], err = exportDir(ctx, c, layout); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if dirs["wide"], err = wideDir(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	for name, dir := range dirs {
+		t.Run(name, func(t *testing.T) {
+			s, err := planScan(ctx, conn, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// id, user_id, anonymous_id, the device id, the four times,
+			// user agent and ip at least, in every layout.
+			if s.columns < 10 {
+				t.Errorf("the scan reads %d columns, want the reader's (10 or more):\n%s", s.columns, s.query)
+			}
+			if name == generate.LayoutNested && !strings.Contains(s.query, `"context"."device"."id"`) {
+				t.Errorf("the nested scan does not read context.device.id:\n%s", s.query)
+			}
+			scanned, _, err := s.run(ctx, conn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			read, _, err := dryRun(ctx, dir, filepath.Join(t.TempDir(), "state"), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			decoded, _, err := decodeOnly(ctx, dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := int64(c.rows)
+			if name == "wide" {
+				want = int64(c.wideRows)
+			}
+			if read != want || scanned != want || decoded != want {
+				t.Errorf("the dry run read %d rows, the scan counted %d and the reader alone %d, want %d", read, scanned, decoded, want)
+			}
+		})
+	}
+
+	// The wide file: one file, wideColumns columns, full row groups of
+	// wideRowGroupRows rows but the last.
+	var files []string
+	filepath.WalkDir(dirs["wide"], func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files = append(files, p)
+		}
+		return err
+	})
+	if len(files) != 1 {
+		t.Fatalf("the wide folder holds %v, want one file", files)
+	}
+	f, err := os.Open(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	pf, err := parquet.OpenFile(f, st.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(pf.Schema().Columns()); n != wideColumns {
+		t.Errorf("the wide file has %d columns, want %d", n, wideColumns)
+	}
+	var sizes []int64
+	for _, rg := range pf.RowGroups() {
+		sizes = append(sizes, rg.NumRows())
+	}
+	if len(sizes) != 3 || sizes[0] != 1000 || sizes[1] != 1000 || sizes[2] != 500 {
+		t.Errorf("the wide file's row groups hold %v rows, want [1000 1000 500]", sizes)
+	}
+}
