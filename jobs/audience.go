@@ -936,7 +936,7 @@ func (d *changesDecoder) close() {
 // (writers.Membership), in the order their readers expect.
 var changesColumns = []string{"user_id", "audience", "member", "device_id", "ts", "value"}
 
-func (d *changesDecoder) Decode(ctx context.Context, _ pipeline.Object, rowGroup int, fn func(firstRow int64, batch []segment.Message) error) error {
+func (d *changesDecoder) Decode(ctx context.Context, _ pipeline.Object, rowGroup int, fn func(firstRow int64, batch []segment.Message, skip []string) error) error {
 	const size = 512
 	batch := make([]segment.Message, 0, size)
 	var arena []byte
@@ -945,7 +945,7 @@ func (d *changesDecoder) Decode(ctx context.Context, _ pipeline.Object, rowGroup
 		if len(batch) == 0 {
 			return nil
 		}
-		err := fn(first, batch)
+		err := fn(first, batch, nil)
 		first += int64(len(batch))
 		batch, arena = batch[:0], arena[:0]
 		return err

@@ -21,9 +21,6 @@ func newTransform(m *convertro.Mapper, w *convertro.Wire) func() pipeline.Transf
 			buf []byte
 		)
 		return func(msg *segment.Message, emit func(url []byte)) string {
-			if msg.Excluded != "" {
-				return msg.Excluded
-			}
 			var skip convertro.SkipReason
 			ds, skip = m.Map(ds[:0], msg)
 			if skip != convertro.SkipNone {

@@ -358,8 +358,9 @@ func (r *inputRef) footer(ctx context.Context, h readers.Hint, tf *pipeline.Time
 
 // Decode implements pipeline.Decoder: it reads one row group, keeping the
 // object open while other row groups of it are still to be read, and marks
-// the rows of `tracks` whose event has its own table.
-func (in *inputs) Decode(ctx context.Context, obj pipeline.Object, rowGroup int, fn func(firstRow int64, batch []segment.Message) error) error {
+// as skipped the rows outside the run's time range and the rows of `tracks`
+// whose event has its own table.
+func (in *inputs) Decode(ctx context.Context, obj pipeline.Object, rowGroup int, fn func(firstRow int64, batch []segment.Message, skip []string) error) error {
 	r := in.refs[obj.URI]
 	if r == nil {
 		return fmt.Errorf("decode %s: not in this run's listing: %w", obj.URI, readers.ErrChanged)
@@ -376,17 +377,22 @@ func (in *inputs) Decode(ctx context.Context, obj pipeline.Object, rowGroup int,
 	if tracks {
 		seen = map[string]bool{}
 	}
+	var skip []string // one per decode: reused for each batch
 	return in.badFile(pf.ReadRowGroup(ctx, rowGroup, in.batchSize, func(first int64, batch []segment.Message) error {
+		if obj.Filter == nil && !tracks {
+			return fn(first, batch, nil)
+		}
+		skip = append(skip[:0], make([]string, len(batch))...)
 		// A row outside the run's time range is not this run's, whatever
 		// else would skip it.
 		if obj.Filter != nil {
-			filterRows(obj.Filter, batch)
+			filterRows(obj.Filter, batch, skip)
 		}
 		if tracks {
 			var name []byte
 			for i := range batch {
 				m := &batch[i]
-				if m.Excluded != "" {
+				if skip[i] != "" {
 					continue
 				}
 				name = m.EventText
@@ -399,11 +405,11 @@ func (in *inputs) Decode(ctx context.Context, obj pipeline.Object, rowGroup int,
 					seen[string(name)] = covered
 				}
 				if covered {
-					m.Excluded = SkipInEventTable
+					skip[i] = SkipInEventTable
 				}
 			}
 		}
-		return fn(first, batch)
+		return fn(first, batch, skip)
 	}))
 }
 

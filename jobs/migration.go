@@ -109,13 +109,15 @@ func estimateRequests(ctx context.Context, p *prepared, units []pipeline.Unit) (
 				u = t.units[j*(len(t.units)-1)/(k-1)]
 			}
 			var rows int64
-			err := p.in.Decode(ctx, p.in.objects[u.Object], u.RowGroup, func(_ int64, batch []segment.Message) error {
+			err := p.in.Decode(ctx, p.in.objects[u.Object], u.RowGroup, func(_ int64, batch []segment.Message, skip []string) error {
 				for i := range batch {
 					if rows == sampleRows {
 						return errSampleFull
 					}
 					rows++
-					tf(&batch[i], emit)
+					if skip == nil || skip[i] == "" {
+						tf(&batch[i], emit)
+					}
 				}
 				return nil
 			})

@@ -82,18 +82,17 @@ func pruneRowGroups(f *pipeline.TimeFilter, pf *readers.ParquetFile) {
 	}
 }
 
-// filterRows marks the rows of batch that f does not read. Rows without an
-// event time are left to the mapping, which skips them as
+// filterRows marks in skip the rows of batch that f does not read. Rows
+// without an event time are left to the mapping, which skips them as
 // missing_timestamp (or an earlier rule's reason): they fall on no day, and
 // are counted in every run that reads their row group.
-func filterRows(f *pipeline.TimeFilter, batch []segment.Message) {
+func filterRows(f *pipeline.TimeFilter, batch []segment.Message, skip []string) {
 	for i := range batch {
-		m := &batch[i]
-		if m.Excluded != "" {
+		if skip[i] != "" {
 			continue
 		}
-		if t, ok := m.EventTime(); ok && !f.Reads(t.Micros) {
-			m.Excluded = SkipOutsideTimeRange
+		if t, ok := batch[i].EventTime(); ok && !f.Reads(t.Micros) {
+			skip[i] = SkipOutsideTimeRange
 		}
 	}
 }

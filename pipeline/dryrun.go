@@ -135,7 +135,7 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 				}
 				var seen int64
 				lines, chunks = dryLines(free), nil
-				err := deps.Decoder.Decode(gctx, obj, u.RowGroup, func(_ int64, batch []segment.Message) error {
+				err := deps.Decoder.Decode(gctx, obj, u.RowGroup, func(_ int64, batch []segment.Message, skip []string) error {
 					var reqs int64 // progress is told once a batch, not once a row
 					for i := range batch {
 						seen++
@@ -145,7 +145,13 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 						}
 						mark := len(lines)
 						nurls, ndead = 0, 0
-						reason := tf(&batch[i], emit)
+						var reason string
+						if skip != nil {
+							reason = skip[i]
+						}
+						if reason == "" {
+							reason = tf(&batch[i], emit)
+						}
 						if reason == "" && nurls+ndead == 0 {
 							reason = SkipNoRequests
 						}

@@ -59,7 +59,7 @@ func testDryRunLines(t *testing.T, pad int) {
 	tf := inner()
 	for _, u := range BuildPlan(objs) {
 		var lines [][]byte
-		_ = (&memDecoder{batch: 1 << 20}).Decode(context.Background(), objs[u.Object], u.RowGroup, func(_ int64, batch []segment.Message) error {
+		_ = (&memDecoder{batch: 1 << 20}).Decode(context.Background(), objs[u.Object], u.RowGroup, func(_ int64, batch []segment.Message, _ []string) error {
 			for i := range batch {
 				lines = lines[:0]
 				reason := tf(&batch[i], func(b []byte) { lines = append(lines, bytes.Clone(b)) })

@@ -328,7 +328,7 @@ func (r *liveRun) decodeWorker(ctx context.Context) error {
 		// dispatched before a failure are then always read.
 		resume := &r.resume[ui]
 		var seen int64
-		err := r.deps.Decoder.Decode(ctx, obj, u.RowGroup, func(first int64, batch []segment.Message) error {
+		err := r.deps.Decoder.Decode(ctx, obj, u.RowGroup, func(first int64, batch []segment.Message, skip []string) error {
 			var skipped []skipRow
 			for i := range batch {
 				row := first + int64(i)
@@ -337,7 +337,13 @@ func (r *liveRun) decodeWorker(ctx context.Context) error {
 					continue
 				}
 				urls = urls[:0]
-				reason := tf(&batch[i], emit)
+				var reason string
+				if skip != nil {
+					reason = skip[i]
+				}
+				if reason == "" {
+					reason = tf(&batch[i], emit)
+				}
 				if reason == "" && len(urls) == 0 {
 					reason = SkipNoRequests
 				}

@@ -79,10 +79,14 @@ const cutMarker = " …(cut)"
 
 // Decoder reads one row group of an object in batches. firstRow is the index
 // within the row group of batch[0]; rows come in order, each exactly once.
-// The batch and the bytes it points to are valid only during fn. Errors name
-// the object and row group; an error returned by fn is returned as is.
+// skip, when not nil, holds for each row of the batch the reason the job
+// drops it before the transform sees it, or "" (a row of the export that is
+// not this job's to send: outside its time range, held by another table):
+// the engine counts it skipped with that reason. The batch, skip and the
+// bytes they point to are valid only during fn. Errors name the object and
+// row group; an error returned by fn is returned as is.
 type Decoder interface {
-	Decode(ctx context.Context, obj Object, rowGroup int, fn func(firstRow int64, batch []segment.Message) error) error
+	Decode(ctx context.Context, obj Object, rowGroup int, fn func(firstRow int64, batch []segment.Message, skip []string) error) error
 }
 
 // Transform turns one decoded row into the URLs of its requests, calling emit

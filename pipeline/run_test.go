@@ -66,7 +66,7 @@ type memDecoder struct {
 	decodes atomic.Int64
 }
 
-func (d *memDecoder) Decode(ctx context.Context, obj Object, rg int, fn func(int64, []segment.Message) error) error {
+func (d *memDecoder) Decode(ctx context.Context, obj Object, rg int, fn func(int64, []segment.Message, []string) error) error {
 	d.decodes.Add(1)
 	if d.before != nil {
 		if err := d.before(ctx, obj, rg); err != nil {
@@ -106,7 +106,7 @@ func (d *memDecoder) Decode(ctx context.Context, obj Object, rg int, fn func(int
 			}
 		}
 		d.rows.Add(k)
-		if err := fn(first, msgs[:k]); err != nil {
+		if err := fn(first, msgs[:k], nil); err != nil {
 			return err
 		}
 		// Scribble over the batch: nothing may still point into it.

@@ -1,13 +1,18 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"net/url"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/convertro-etl/convertro-etl/internal/segment"
+	"github.com/convertro-etl/convertro-etl/writers"
 )
 
 // failingDecoder is memDecoder, except that one row group of one object
@@ -18,16 +23,16 @@ type failingDecoder struct {
 	rg  int
 }
 
-func (d *failingDecoder) Decode(ctx context.Context, obj Object, rg int, fn func(int64, []segment.Message) error) error {
+func (d *failingDecoder) Decode(ctx context.Context, obj Object, rg int, fn func(int64, []segment.Message, []string) error) error {
 	if obj.Key != d.key || rg != d.rg {
 		return d.memDecoder.Decode(ctx, obj, rg, fn)
 	}
 	batches := 0
-	return d.memDecoder.Decode(ctx, obj, rg, func(first int64, b []segment.Message) error {
+	return d.memDecoder.Decode(ctx, obj, rg, func(first int64, b []segment.Message, skip []string) error {
 		if batches++; batches > 1 {
 			return fmt.Errorf("read %s row group %d column \"event\": corrupt page (%w)", obj.URI, rg, ErrSkipObject)
 		}
-		return fn(first, b)
+		return fn(first, b, skip)
 	})
 }
 
@@ -139,3 +144,81 @@ func TestDryRunSkipsObjectFoundBad(t *testing.T) {
 type discard struct{}
 
 func (*discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// decoderSkips is memDecoder marking every row whose index is a multiple
+// of 11 as not the job's, with reason "not_this_jobs".
+type decoderSkips struct{ memDecoder }
+
+func (d *decoderSkips) Decode(ctx context.Context, obj Object, rg int, fn func(int64, []segment.Message, []string) error) error {
+	return d.memDecoder.Decode(ctx, obj, rg, func(first int64, b []segment.Message, _ []string) error {
+		skip := make([]string, len(b))
+		for i := range b {
+			if (first+int64(i))%11 == 0 {
+				skip[i] = "not_this_jobs"
+				b[i].UserID = nil // the transform would skip it otherwise too, as missing_user_id
+				b[i].Event = []byte("Order Completed")
+			}
+		}
+		return fn(first, b, skip)
+	})
+}
+
+// TestDecoderSkips: a row the decoder marks is counted skipped with the
+// decoder's reason and never reaches the transform, in a live run and in a
+// dry run alike; the other rows go as usual.
+func TestDecoderSkips(t *testing.T) {
+	objs := slices.DeleteFunc(testObjects(), func(o Object) bool { return o.Skipped != "" })
+	want := expect(objs)
+	marked := int64(0)
+	for _, u := range BuildPlan(objs) {
+		for row := range u.Rows {
+			if row%11 != 0 {
+				continue
+			}
+			marked++
+			// The row's own fate in expect, which the mark replaces.
+			switch {
+			case row%7 == 3:
+				want.reasons["missing_user_id"]--
+			case row%13 == 6:
+				want.reasons["unmapped_event"]--
+			case row%17 == 9:
+				want.reasons[SkipNoRequests]--
+			default:
+				id := url.QueryEscape(msgID(objs[u.Object].Key, u.RowGroup, row))
+				want.requests = slices.DeleteFunc(want.requests, func(r string) bool { return strings.Contains(r, "eid="+id+"&") || strings.HasSuffix(r, "eid="+id) })
+				want.skipped++
+			}
+		}
+	}
+	want.reasons["not_this_jobs"] = marked
+	for k, n := range want.reasons {
+		if n == 0 {
+			delete(want.reasons, k)
+		}
+	}
+
+	stub := newConvertroStub(t, nil)
+	rep, err := runLiveTest(t, context.Background(), t.TempDir(), Config{Objects: objs, Decoders: 2}, &decoderSkips{memDecoder{batch: 64}}, stub, &memDeadLetters{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := stub.received()
+	slices.Sort(got)
+	wantReqs := slices.Sorted(slices.Values(want.requests))
+	if !slices.Equal(got, wantReqs) || !maps.Equal(rep.Counts.RowsSkipped, want.reasons) || rep.Counts.RowsRead != want.rows {
+		t.Errorf("live: %d requests (want %d), skipped %v (want %v), read %d (want %d)",
+			len(got), len(wantReqs), rep.Counts.RowsSkipped, want.reasons, rep.Counts.RowsRead, want.rows)
+	}
+
+	var out bytes.Buffer
+	drep, err := Run(context.Background(), Config{Job: testJob, Objects: objs, Decoders: 2},
+		Deps{Decoder: &decoderSkips{memDecoder{batch: 64}}, NewTransform: newTestTransform("http://convertro.test"),
+			DryRun: &out, DryRunLine: writers.AppendDryRunLine})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(drep.Counts.RowsSkipped, want.reasons) || drep.WouldSend.Requests != int64(len(want.requests)) {
+		t.Errorf("dry: skipped %v (want %v), would send %d (want %d)", drep.Counts.RowsSkipped, want.reasons, drep.WouldSend.Requests, len(want.requests))
+	}
+}

@@ -222,7 +222,7 @@
 // A ParquetFile does not change after OpenParquet: ReadRowGroup may run
 // concurrently for different row groups (each call has its own page
 // readers, batch and arena), as long as the File allows concurrent ReadAt.
-// The batch passed to fn is the caller's only during fn. fn may set
-// Excluded and Type, which each batch resets; it must not change the other
-// fields, which a file without their column never rewrites.
+// The batch passed to fn is the caller's only during fn. fn may set Type,
+// which each batch resets; it must not change the other fields, which a
+// file without their column never rewrites.
 package readers

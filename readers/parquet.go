@@ -447,12 +447,11 @@ func (p *ParquetFile) ReadRowGroup(ctx context.Context, i, batchSize int, fn fun
 		n := int(min(int64(batchSize), rows-first))
 		batch := st.batch[:n]
 		// Fields the plan fills are overwritten; the others were zeroed at
-		// allocation and only fn could have changed them. Jobs mark rows
-		// with Excluded, which readers leave empty: clear it. (Clearing
-		// whole messages would cost a quarter of the decoding time.)
+		// allocation and only fn could have changed them: Type, which a
+		// per-row type column fills, is reset. (Clearing whole messages
+		// would cost a quarter of the decoding time.)
 		ft := p.plan.fileType
 		for j := range batch {
-			batch[j].Excluded = ""
 			batch[j].Type = ft
 		}
 		st.arena.reset()

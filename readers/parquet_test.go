@@ -1040,7 +1040,7 @@ func TestParquetOpenReadsOnlyFooter(t *testing.T) {
 	}
 }
 
-// A job marks rows with Excluded; the next batch starts without the marks.
+// A job may set a row's Type; the next batch starts with the file's again.
 func TestParquetBatchStartsClean(t *testing.T) {
 	dir := t.TempDir()
 	path := writeGen(t, dir, "gen.parquet", 1000)
@@ -1050,10 +1050,9 @@ func TestParquetBatchStartsClean(t *testing.T) {
 	}
 	err = p.ReadRowGroup(context.Background(), 0, 100, func(first int64, batch []segment.Message) error {
 		for j := range batch {
-			if batch[j].Excluded != "" || batch[j].Type != segment.TypeTrack {
-				return fmt.Errorf("row %d: Excluded %q, Type %v from an earlier batch", first+int64(j), batch[j].Excluded, batch[j].Type)
+			if batch[j].Type != segment.TypeTrack {
+				return fmt.Errorf("row %d: Type %v from an earlier batch", first+int64(j), batch[j].Type)
 			}
-			batch[j].Excluded = "in_event_table"
 			batch[j].Type = segment.TypePage
 		}
 		return nil

@@ -174,12 +174,6 @@ type Message struct {
 	// identify. Readers leave it empty: only a sync's own changes decoder
 	// fills it.
 	Property Property
-
-	// Excluded, when not empty, is why the job drops this row before the
-	// mapping sees it (a row of the `tracks` table whose event also has a
-	// table of its own, which holds the same message with its properties).
-	// The row is counted as skipped with this reason. Readers leave it empty.
-	Excluded string
 }
 
 // EventTime is when the event happened: the first present of Timestamp,
