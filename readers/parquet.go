@@ -57,6 +57,8 @@ type ParquetFile struct {
 	// files added up to most of the heap.
 	mu   sync.Mutex
 	free []*rgState
+	// fetches are the row groups prefetched or being read (rangeread.go).
+	fetches map[int]*fetch
 }
 
 // OpenParquet reads the footer of f (the object o), resolves the columns the
@@ -76,7 +78,12 @@ func OpenParquet(ctx context.Context, f File, o Object, h Hint) (p *ParquetFile,
 			p, err = nil, fmt.Errorf("open %s: %w: footer decoder failed: %v", o.URI, ErrBadFile, v)
 		}
 	}()
-	pf, err := openFooter(r)
+	fc, _ := f.(ioFile)
+	var cached []byte
+	if fc != nil {
+		cached = fc.cachedFooter()
+	}
+	pf, footer, err := openFooter(r, cached)
 	if err != nil {
 		if ioErr := r.failure(); ioErr != nil {
 			return nil, fmt.Errorf("open %s: %w", o.URI, ioErr)
@@ -96,55 +103,63 @@ func OpenParquet(ctx context.Context, f File, o Object, h Hint) (p *ParquetFile,
 	if err := p.checkRowGroups(); err != nil {
 		return nil, err
 	}
+	if fc != nil && cached == nil {
+		fc.keepFooter(footer)
+	}
 	return p, nil
 }
 
 // openFooter checks the magic bytes, the footer length and, walking it
 // (checkFooterBytes), every count and length in the footer, before the
 // Parquet library allocates anything from them; then it opens the file. The
-// file's tail is read once (one request for a remote object) and serves the
-// library's own footer reads.
-func openFooter(r *trackedReader) (*parquet.File, error) {
+// file's tail is read once (one request for a remote object, beside the
+// 4-byte head read at the same time; a second only for a footer larger than
+// tailGuess) and serves the library's own footer reads. cached, when not
+// nil, is the footer (its last n+8 bytes) of an earlier open of this
+// version, checked then: nothing is read. footer is those bytes, to keep.
+func openFooter(r *trackedReader, cached []byte) (pf *parquet.File, footer []byte, err error) {
 	if r.size < 12 {
-		return nil, fmt.Errorf("%d bytes is too short for a Parquet file", r.size)
+		return nil, nil, fmt.Errorf("%d bytes is too short for a Parquet file", r.size)
 	}
-	var head [4]byte
-	if _, err := r.ReadAt(head[:], 0); err != nil {
-		return nil, fmt.Errorf("read header: %w", err)
+	tail := cached
+	if tail == nil {
+		if tail, err = readTail(r); err != nil {
+			return nil, nil, err
+		}
 	}
-	tail := make([]byte, min(readBufferSize, r.size))
-	if _, err := r.ReadAt(tail, r.size-int64(len(tail))); err != nil {
-		return nil, fmt.Errorf("read footer: %w", err)
-	}
-	if string(head[:]) != "PAR1" || string(tail[len(tail)-4:]) != "PAR1" {
-		return nil, errors.New("not a Parquet file (no PAR1 magic at both ends), or truncated, or encrypted")
+	if len(tail) < 8 {
+		return nil, nil, errors.New("footer of the earlier open lost") // cannot be: a kept footer is n+8 bytes
 	}
 	n := int64(binary.LittleEndian.Uint32(tail[len(tail)-8:]))
 	switch {
 	case n == 0 || n > r.size-12:
-		return nil, fmt.Errorf("footer length %d does not fit in %d bytes: truncated or corrupt footer", n, r.size)
+		return nil, nil, fmt.Errorf("footer length %d does not fit in %d bytes: truncated or corrupt footer", n, r.size)
 	case n > maxFooterSize:
-		return nil, fmt.Errorf("footer of %d bytes is larger than the %d allowed", n, maxFooterSize)
+		return nil, nil, fmt.Errorf("footer of %d bytes is larger than the %d allowed", n, maxFooterSize)
 	case n+8 > int64(len(tail)):
+		growTailGuess(n + 8)
 		tail = make([]byte, n+8)
 		if _, err := r.ReadAt(tail, r.size-n-8); err != nil {
-			return nil, fmt.Errorf("read footer: %w", err)
+			return nil, nil, fmt.Errorf("read footer: %w", err)
 		}
 	}
-	if err := checkFooterBytes(tail[int64(len(tail))-8-n : len(tail)-8]); err != nil {
-		return nil, err
+	if cached == nil {
+		if err := checkFooterBytes(tail[int64(len(tail))-8-n : len(tail)-8]); err != nil {
+			return nil, nil, err
+		}
 	}
+	footer = tail[int64(len(tail))-8-n:]
 	tr := &tailReader{r: r, off: r.size - int64(len(tail)), tail: tail}
 	// The page index and bloom filters are never used: skipping them
 	// leaves nothing else unchecked to read.
-	pf, err := parquet.OpenFile(tr, r.size,
+	pf, err = parquet.OpenFile(tr, r.size,
 		parquet.SkipMagicBytes(true),
 		parquet.SkipPageIndex(true),
 		parquet.SkipBloomFilters(true),
 		parquet.ReadBufferSize(readBufferSize),
 	)
 	tr.tail = nil // the File keeps tr as its reader: drop the tail
-	return pf, err
+	return pf, footer, err
 }
 
 // tailReader serves reads within the file's tail, read already, from
@@ -370,7 +385,14 @@ func (p *ParquetFile) ReadRowGroup(ctx context.Context, i, batchSize int, fn fun
 	batchSize = int(min(int64(batchSize), max(p.maxRows, 1)))
 	rows := p.groups[i].Rows
 	st := p.getState(batchSize)
-	r := &trackedReader{r: p.f, size: p.size}
+	// The chunks are read in a few ranges at once (rangeread.go), or were
+	// prefetched; the decoder reads them from memory.
+	ft := p.takeFetch(i)
+	defer ft.release()
+	if err := ft.wait(ctx); err != nil {
+		return err
+	}
+	r := &trackedReader{r: &fetchedReader{ft: ft, f: p.f}, size: p.size}
 	chunks := p.pf.RowGroups()[i].ColumnChunks()
 	guards := make([]*pageGuard, len(st.cursors))
 	for k := range st.cursors {

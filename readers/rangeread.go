@@ -1,0 +1,394 @@
+package readers
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// How a row group's bytes are fetched. A remote store answers a ranged read
+// after 20-50 ms whatever its size, so the column chunks a row group needs
+// are read as few exact ranges, all at once, before it is decoded (and,
+// when the caller asks, while the one before it decodes), instead of one
+// 256 KiB read after another as the decoder asks for them.
+
+// DefaultReadConcurrency is how many ranged reads a Source has in flight at
+// once unless told otherwise: enough to hide a remote store's latency
+// behind a few decoders, few enough to stay polite.
+const DefaultReadConcurrency = 16
+
+// maxGapWaste is the share of the needed bytes that merging neighbouring
+// ranges may add: reading a gap costs bytes, a separate range a request.
+const maxGapWaste = 0.05
+
+// maxMergeGap is the largest gap merged, whatever the budget: beyond it a
+// second request in parallel costs less than the bytes.
+const maxMergeGap = 1 << 20
+
+// maxRangePart is the largest single read: a larger range is split so that
+// its parts come in parallel.
+const maxRangePart = 8 << 20
+
+// prefetchBudget bounds the bytes held by prefetched row groups not yet
+// decoded, process-wide; a prefetch beyond it is not made.
+var prefetchBudget atomic.Int64
+
+func init() { prefetchBudget.Store(256 << 20) }
+
+// prefetched counts the bytes prefetchBudget bounds.
+var prefetched atomic.Int64
+
+// defaultSlots bounds the reads of Files not opened by a Source (tests).
+var defaultSlots = make(chan struct{}, DefaultReadConcurrency)
+
+// byteRange is [off, end) of an object.
+type byteRange struct{ off, end int64 }
+
+// coalesce sorts rs and merges the overlapping and touching ones, then the
+// neighbours with the smallest gaps between them while the gaps read add at
+// most maxGapWaste of the needed bytes and none is larger than maxMergeGap,
+// and splits what is larger than maxRangePart.
+func coalesce(rs []byteRange) []byteRange {
+	rs = slices.DeleteFunc(slices.Clone(rs), func(r byteRange) bool { return r.end <= r.off })
+	slices.SortFunc(rs, func(a, b byteRange) int { return cmp.Compare(a.off, b.off) })
+	var out []byteRange
+	var need int64
+	for _, r := range rs {
+		if n := len(out); n > 0 && r.off <= out[n-1].end {
+			if r.end > out[n-1].end {
+				need += r.end - out[n-1].end
+				out[n-1].end = r.end
+			}
+			continue
+		}
+		need += r.end - r.off
+		out = append(out, r)
+	}
+	// Merge the smallest gaps first within the budget.
+	gaps := make([]int, 0, len(out))
+	for i := 1; i < len(out); i++ {
+		if out[i].off-out[i-1].end <= maxMergeGap {
+			gaps = append(gaps, i)
+		}
+	}
+	slices.SortStableFunc(gaps, func(a, b int) int {
+		return cmp.Compare(out[a].off-out[a-1].end, out[b].off-out[b-1].end)
+	})
+	budget := int64(float64(need) * maxGapWaste)
+	join := make([]bool, len(out)) // join[i]: out[i] joins the range before it
+	for _, i := range gaps {
+		g := out[i].off - out[i-1].end
+		if g > budget {
+			break
+		}
+		budget -= g
+		join[i] = true
+	}
+	merged := out[:0:0]
+	for i, r := range out {
+		if join[i] {
+			merged[len(merged)-1].end = r.end
+			continue
+		}
+		merged = append(merged, r)
+	}
+	var parts []byteRange
+	for _, r := range merged {
+		for r.end-r.off > maxRangePart {
+			parts = append(parts, byteRange{r.off, r.off + maxRangePart})
+			r.off += maxRangePart
+		}
+		parts = append(parts, r)
+	}
+	return parts
+}
+
+// chunkRanges are the byte ranges of the column chunks row group i needs,
+// as the decoder reads them (clamped to the file like guardPages).
+func (p *ParquetFile) chunkRanges(i int) []byteRange {
+	cols := p.pf.Metadata().RowGroups[i].Columns
+	rs := make([]byteRange, 0, len(p.plan.cols))
+	for _, c := range p.plan.cols {
+		m := &cols[c.leaf].MetaData
+		start := chunkStart(m)
+		if start < 0 || start > p.size || m.TotalCompressedSize < 0 {
+			continue
+		}
+		rs = append(rs, byteRange{start, start + min(m.TotalCompressedSize, p.size-start)})
+	}
+	return rs
+}
+
+// fetch is the bytes of one row group's ranges, being read or read.
+type fetch struct {
+	ranges []byteRange
+	bufs   [][]byte
+	done   chan struct{}
+	err    error // the first failed read; set before done closes
+	held   int64 // bytes counted in prefetched
+	once   sync.Once
+}
+
+// ioFile is what a File opened by a Source offers the Parquet reader
+// beyond reads: the slots bounding its reads in flight, a check that the
+// object is still the version opened, and the footer kept from an earlier
+// open of that version.
+type ioFile interface {
+	readSlots() chan struct{}
+	verify() error
+	cachedFooter() []byte
+	keepFooter([]byte)
+}
+
+// startFetch reads row group i's ranges concurrently, each read taking one
+// of the File's slots.
+func (p *ParquetFile) startFetch(i int) *fetch {
+	ft := &fetch{ranges: coalesce(p.chunkRanges(i)), done: make(chan struct{})}
+	ft.bufs = make([][]byte, len(ft.ranges))
+	slots := defaultSlots
+	if f, ok := p.f.(ioFile); ok {
+		slots = f.readSlots()
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for k, r := range ft.ranges {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			b := make([]byte, r.end-r.off)
+			n, err := p.f.ReadAt(b, r.off)
+			if err == io.EOF && n == len(b) {
+				err = nil
+			}
+			if err == nil && n < len(b) {
+				err = io.ErrUnexpectedEOF
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if ft.err == nil {
+					ft.err = err
+				}
+				return
+			}
+			ft.bufs[k] = b
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(ft.done)
+	}()
+	return ft
+}
+
+// Prefetch starts reading row group i's column chunks, unless they are
+// read or being read already or the prefetch budget is spent, so that a
+// later ReadRowGroup(i) finds them in memory. Bytes prefetched and never
+// decoded are dropped by Release.
+func (p *ParquetFile) Prefetch(i int) {
+	if i < 0 || i >= len(p.groups) {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fetches == nil {
+		p.fetches = map[int]*fetch{}
+	}
+	if _, ok := p.fetches[i]; ok {
+		return
+	}
+	need := p.groups[i].CompressedBytes
+	if prefetched.Add(need) > prefetchBudget.Load() {
+		prefetched.Add(-need)
+		return
+	}
+	ft := p.startFetch(i)
+	ft.held = need
+	p.fetches[i] = ft
+}
+
+// takeFetch returns row group i's fetch, prefetched or started now, and
+// forgets it: each is decoded once.
+func (p *ParquetFile) takeFetch(i int) *fetch {
+	p.mu.Lock()
+	ft := p.fetches[i]
+	delete(p.fetches, i)
+	p.mu.Unlock()
+	if ft == nil {
+		ft = p.startFetch(i)
+	}
+	return ft
+}
+
+// release gives back the fetch's share of the prefetch budget.
+func (ft *fetch) release() {
+	ft.once.Do(func() { prefetched.Add(-ft.held) })
+}
+
+// Release drops the row groups prefetched and not decoded. The file stays
+// usable.
+func (p *ParquetFile) Release() {
+	p.mu.Lock()
+	fs := p.fetches
+	p.fetches = nil
+	p.mu.Unlock()
+	for _, ft := range fs {
+		ft.release()
+	}
+}
+
+// wait waits for the fetch's reads or ctx.
+func (ft *fetch) wait(ctx context.Context) error {
+	select {
+	case <-ft.done:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// fetchedReader serves reads from a fetch's buffers and reads what they do
+// not hold from the File. A read served from memory still checks that the
+// object is the version opened (a local file rewritten in place is caught
+// as before), and a failed fetch fails every read with its error.
+type fetchedReader struct {
+	ft *fetch
+	f  File
+}
+
+func (r *fetchedReader) ReadAt(b []byte, off int64) (int, error) {
+	if r.ft.err != nil {
+		return 0, r.ft.err
+	}
+	end := off + int64(len(b))
+	k, _ := slices.BinarySearchFunc(r.ft.ranges, off, func(x byteRange, off int64) int {
+		return cmp.Compare(x.end, off+1)
+	})
+	n := 0
+	for pos := off; pos < end; k++ {
+		if k >= len(r.ft.ranges) || r.ft.ranges[k].off > pos || r.ft.ranges[k].end <= pos {
+			return r.f.ReadAt(b, off) // not all in memory: read it all
+		}
+		x := r.ft.ranges[k]
+		c := copy(b[n:], r.ft.bufs[k][pos-x.off:])
+		n += c
+		pos += int64(c)
+	}
+	if f, ok := r.f.(ioFile); ok {
+		if err := f.verify(); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+// tailGuess is the size of the first read of a footer: most footers fit,
+// and one that does not raises it (to at most maxTailGuess) for the files
+// opened after, which an export's writer makes alike.
+var tailGuess atomic.Int64
+
+const (
+	minTailGuess = 64 << 10
+	maxTailGuess = 4 << 20
+)
+
+func init() { tailGuess.Store(minTailGuess) }
+
+func growTailGuess(n int64) {
+	n = min(n+n/4, maxTailGuess)
+	for {
+		cur := tailGuess.Load()
+		if n <= cur || tailGuess.CompareAndSwap(cur, n) {
+			return
+		}
+	}
+}
+
+// readTail reads the file's last tailGuess bytes, or all of a file no
+// larger, and checks the magic bytes at both ends; the 4 head bytes of a
+// larger file are read at the same time as the tail.
+func readTail(r *trackedReader) ([]byte, error) {
+	tail := make([]byte, min(tailGuess.Load(), r.size))
+	var head [4]byte
+	var herr error
+	var wg sync.WaitGroup
+	if int64(len(tail)) < r.size {
+		wg.Go(func() {
+			if _, err := r.ReadAt(head[:], 0); err != nil {
+				herr = fmt.Errorf("read header: %w", err)
+			}
+		})
+	}
+	_, err := r.ReadAt(tail, r.size-int64(len(tail)))
+	wg.Wait()
+	if herr != nil {
+		return nil, herr
+	}
+	if err != nil && err != io.EOF {
+		return nil, fmt.Errorf("read footer: %w", err)
+	}
+	if int64(len(tail)) == r.size {
+		copy(head[:], tail)
+	}
+	if string(head[:]) != "PAR1" || string(tail[len(tail)-4:]) != "PAR1" {
+		return nil, errors.New("not a Parquet file (no PAR1 magic at both ends), or truncated, or encrypted")
+	}
+	return tail, nil
+}
+
+// footerCacheBytes bounds the footers a Source keeps: at a few KiB each,
+// the footers of tens of thousands of objects.
+const footerCacheBytes = 64 << 20
+
+// footerCache keeps the footers read while planning for the decoders,
+// which would otherwise read them again, by object version. When full, the
+// oldest are dropped (and read again if needed).
+type footerCache struct {
+	mu    sync.Mutex
+	max   int64
+	bytes int64
+	m     map[footerKey][]byte
+	order []footerKey
+}
+
+type footerKey struct {
+	key, version string
+	size         int64
+}
+
+func (c *footerCache) get(key string, size int64, version string) []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[footerKey{key, version, size}]
+}
+
+func (c *footerCache) put(key string, size int64, version string, b []byte) {
+	if int64(len(b)) > c.max/16 || version == "" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := footerKey{key, version, size}
+	if c.m == nil {
+		c.m = map[footerKey][]byte{}
+	}
+	if _, ok := c.m[k]; ok {
+		return
+	}
+	for c.bytes+int64(len(b)) > c.max && len(c.order) > 0 {
+		old := c.order[0]
+		c.order = c.order[1:]
+		c.bytes -= int64(len(c.m[old]))
+		delete(c.m, old)
+	}
+	c.m[k] = slices.Clone(b)
+	c.order = append(c.order, k)
+	c.bytes += int64(len(b))
+}
