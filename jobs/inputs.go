@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -57,6 +58,20 @@ type inputs struct {
 	// filter of an interrupted run while this run's range asks for more
 	// (undatedFilter).
 	heldBack int
+
+	// lookahead is how many units after the one a decoder starts have
+	// their column chunks prefetched: the decoders take units in plan
+	// order, so the next ones are read while these decode. index is each
+	// object's place in objects; asked, the units prefetched already.
+	lookahead int
+	index     map[string]int
+	askedMu   sync.Mutex
+	asked     map[unitKey]bool
+	closed    atomic.Bool // no prefetch opens a file after close
+}
+
+type unitKey struct {
+	obj, rowGroup int
 }
 
 type inputRef struct {
@@ -83,7 +98,12 @@ type inputRef struct {
 func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, ledger *pipeline.Manifest, log *slog.Logger) (*inputs, error) {
 	start := time.Now()
 	in := &inputs{refs: map[string]*inputRef{}, covered: map[string]bool{}, batchSize: readers.DefaultBatchSize,
-		skipBad: o.OnBadFile == "skip"}
+		skipBad: o.OnBadFile == "skip", asked: map[unitKey]bool{}, index: map[string]int{}}
+	in.lookahead = o.Decoders
+	if in.lookahead <= 0 {
+		in.lookahead = runtime.GOMAXPROCS(0)
+	}
+	in.lookahead++
 	if o.Type != "" {
 		t := segment.ParseType(o.Type)
 		if t == segment.TypeUnknown {
@@ -97,7 +117,7 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	seenTables := map[string]bool{}
 	for _, uri := range o.Sources {
 		src, err := readers.OpenSource(ctx, uri, readers.SourceOptions{From: win.from, To: win.to, Logger: log,
-			TableVersions: pins, Since: since, Delivered: delivered})
+			TableVersions: pins, Since: since, Delivered: delivered, ReadConcurrency: o.ReadConcurrency})
 		if err != nil {
 			return nil, err
 		}
@@ -243,6 +263,7 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		"delivered_as_compacted", carried.Load(),
 		"seconds", fmt.Sprintf("%.3f", time.Since(start).Seconds()))
 	for i, po := range in.objects {
+		in.index[po.URI] = i
 		if po.Skipped != "" {
 			in.bad = append(in.bad, pipeline.SkippedObject{URI: po.URI, Reason: po.Skipped})
 			continue
@@ -337,7 +358,7 @@ func (r *inputRef) footer(ctx context.Context, h readers.Hint, tf *pipeline.Time
 	if r.empty {
 		return nil, 0, fmt.Errorf("open %s: %w: empty object (0 bytes) named as a Parquet file: an interrupted write?", r.obj.URI, readers.ErrBadFile)
 	}
-	f, err := r.src.Open(ctx, r.obj)
+	f, err := r.src.OpenListed(ctx, r.obj)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -369,6 +390,7 @@ func (in *inputs) Decode(ctx context.Context, obj pipeline.Object, rowGroup int,
 		return in.badFile(err)
 	}
 	defer r.release()
+	in.prefetch(ctx, obj.URI, rowGroup)
 	tracks := r.obj.Partition.Table == "tracks" && len(in.covered) > 0
 	// A row group holds few distinct event names: normalise each once, not
 	// once per row (the lookup by string(name) does not allocate).
@@ -419,20 +441,74 @@ func (in *inputs) badFile(err error) error {
 func (r *inputRef) acquire(ctx context.Context, h readers.Hint) (*readers.ParquetFile, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.pf == nil {
-		f, err := r.src.Open(ctx, r.obj)
-		if err != nil {
-			return nil, err
-		}
-		pf, err := readers.OpenParquet(ctx, f, r.obj, h)
-		if err != nil {
-			f.Close()
-			return nil, err
-		}
-		r.pf, r.file = pf, f
+	if err := r.openLocked(ctx, h); err != nil {
+		return nil, err
 	}
 	r.open++
 	return r.pf, nil
+}
+
+// openLocked opens the object unless it is open: with the version and size
+// the listing gave, and the footer kept from planning, it makes no request.
+func (r *inputRef) openLocked(ctx context.Context, h readers.Hint) error {
+	if r.pf != nil {
+		return nil
+	}
+	f, err := r.src.OpenListed(ctx, r.obj)
+	if err != nil {
+		return err
+	}
+	pf, err := readers.OpenParquet(ctx, f, r.obj, h)
+	if err != nil {
+		f.Close()
+		return err
+	}
+	r.pf, r.file = pf, f
+	return nil
+}
+
+// prefetch starts reading the column chunks of the lookahead units that
+// follow the object's row group in plan order, each once, in the
+// background: a failure is left for the decoder of that unit to meet.
+func (in *inputs) prefetch(ctx context.Context, uri string, rowGroup int) {
+	i, ok := in.index[uri]
+	if !ok {
+		return
+	}
+	n := 0
+	for oi := i; oi < len(in.objects) && n < in.lookahead; oi++ {
+		po := &in.objects[oi]
+		if po.Skipped != "" {
+			continue
+		}
+		start := 0
+		if oi == i {
+			start = rowGroup + 1
+		}
+		for g := start; g < len(po.RowGroups) && n < in.lookahead; g++ {
+			if po.Filter != nil && slices.Contains(po.Filter.Pruned, g) {
+				continue
+			}
+			n++
+			k := unitKey{oi, g}
+			in.askedMu.Lock()
+			seen := in.asked[k]
+			in.asked[k] = true
+			in.askedMu.Unlock()
+			if seen {
+				continue
+			}
+			r := in.refs[po.URI]
+			go func() {
+				r.mu.Lock()
+				defer r.mu.Unlock()
+				if in.closed.Load() || r.left <= 0 || r.openLocked(ctx, in.hint) != nil {
+					return
+				}
+				r.pf.Prefetch(g)
+			}()
+		}
+	}
 }
 
 // release closes the object once no decoder uses it and its row groups are
@@ -443,6 +519,7 @@ func (r *inputRef) release() {
 	r.open--
 	r.left--
 	if r.open == 0 && r.left <= 0 && r.file != nil {
+		r.pf.Release()
 		r.file.Close()
 		r.pf, r.file = nil, nil
 	}
@@ -450,9 +527,11 @@ func (r *inputRef) release() {
 
 // close releases whatever a stopped run left open.
 func (in *inputs) close() {
+	in.closed.Store(true)
 	for _, r := range in.refs {
 		r.mu.Lock()
 		if r.file != nil {
+			r.pf.Release()
 			r.file.Close()
 			r.pf, r.file = nil, nil
 		}

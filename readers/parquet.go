@@ -116,7 +116,8 @@ func OpenParquet(ctx context.Context, f File, o Object, h Hint) (p *ParquetFile,
 // 4-byte head read at the same time; a second only for a footer larger than
 // tailGuess) and serves the library's own footer reads. cached, when not
 // nil, is the footer (its last n+8 bytes) of an earlier open of this
-// version, checked then: nothing is read. footer is those bytes, to keep.
+// version, checked then: nothing is read. footer is those bytes, to keep
+// (with the rest of the tail read: the decoder need not read it again).
 func openFooter(r *trackedReader, cached []byte) (pf *parquet.File, footer []byte, err error) {
 	if r.size < 12 {
 		return nil, nil, fmt.Errorf("%d bytes is too short for a Parquet file", r.size)
@@ -137,7 +138,6 @@ func openFooter(r *trackedReader, cached []byte) (pf *parquet.File, footer []byt
 	case n > maxFooterSize:
 		return nil, nil, fmt.Errorf("footer of %d bytes is larger than the %d allowed", n, maxFooterSize)
 	case n+8 > int64(len(tail)):
-		growTailGuess(n + 8)
 		tail = make([]byte, n+8)
 		if _, err := r.ReadAt(tail, r.size-n-8); err != nil {
 			return nil, nil, fmt.Errorf("read footer: %w", err)
@@ -148,7 +148,8 @@ func openFooter(r *trackedReader, cached []byte) (pf *parquet.File, footer []byt
 			return nil, nil, err
 		}
 	}
-	footer = tail[int64(len(tail))-8-n:]
+	noteFooter(n + 8)
+	footer = keptTail(tail, n+8)
 	tr := &tailReader{r: r, off: r.size - int64(len(tail)), tail: tail}
 	// The page index and bloom filters are never used: skipping them
 	// leaves nothing else unchecked to read.

@@ -143,20 +143,40 @@ type ioFile interface {
 	verify() error
 	cachedFooter() []byte
 	keepFooter([]byte)
+	dropFooter()
 }
 
 // startFetch reads row group i's ranges concurrently, each read taking one
-// of the File's slots.
+// of the File's slots. What the footer kept from planning holds (the tail
+// of the object, or all of a small one) is not read again.
 func (p *ParquetFile) startFetch(i int) *fetch {
-	ft := &fetch{ranges: coalesce(p.chunkRanges(i)), done: make(chan struct{})}
-	ft.bufs = make([][]byte, len(ft.ranges))
+	rs := p.chunkRanges(i)
 	slots := defaultSlots
+	var kept []byte
 	if f, ok := p.f.(ioFile); ok {
 		slots = f.readSlots()
+		kept = f.cachedFooter()
+	}
+	keptOff := p.size - int64(len(kept))
+	inKept := false
+	for k := range rs {
+		if rs[k].end > keptOff {
+			inKept = true
+			rs[k].end = max(keptOff, rs[k].off)
+		}
+	}
+	ft := &fetch{ranges: coalesce(rs), done: make(chan struct{})}
+	ft.bufs = make([][]byte, len(ft.ranges))
+	if inKept {
+		ft.ranges = append(ft.ranges, byteRange{keptOff, p.size})
+		ft.bufs = append(ft.bufs, kept)
 	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	for k, r := range ft.ranges {
+		if ft.bufs[k] != nil {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -215,11 +235,15 @@ func (p *ParquetFile) Prefetch(i int) {
 }
 
 // takeFetch returns row group i's fetch, prefetched or started now, and
-// forgets it: each is decoded once.
+// forgets it, marking i taken: a row group is decoded once, and a prefetch
+// asked after its decoding started would only read it again.
 func (p *ParquetFile) takeFetch(i int) *fetch {
 	p.mu.Lock()
 	ft := p.fetches[i]
-	delete(p.fetches, i)
+	if p.fetches == nil {
+		p.fetches = map[int]*fetch{}
+	}
+	p.fetches[i] = nil // taken: a later Prefetch(i) is not made
 	p.mu.Unlock()
 	if ft == nil {
 		ft = p.startFetch(i)
@@ -232,7 +256,8 @@ func (ft *fetch) release() {
 	ft.once.Do(func() { prefetched.Add(-ft.held) })
 }
 
-// Release drops the row groups prefetched and not decoded. The file stays
+// Release drops the row groups prefetched and not decoded, and the footer
+// kept for this version: the caller is done with the object. The file stays
 // usable.
 func (p *ParquetFile) Release() {
 	p.mu.Lock()
@@ -240,7 +265,12 @@ func (p *ParquetFile) Release() {
 	p.fetches = nil
 	p.mu.Unlock()
 	for _, ft := range fs {
-		ft.release()
+		if ft != nil {
+			ft.release()
+		}
+	}
+	if f, ok := p.f.(ioFile); ok {
+		f.dropFooter()
 	}
 }
 
@@ -289,26 +319,44 @@ func (r *fetchedReader) ReadAt(b []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// tailGuess is the size of the first read of a footer: most footers fit,
-// and one that does not raises it (to at most maxTailGuess) for the files
-// opened after, which an export's writer makes alike.
+// tailGuess is the size of the first read of a footer. An export's writer
+// makes its files' footers alike, so after the first footers it is a
+// quarter more than the largest seen (within minTailGuess and
+// maxTailGuess): most footers fit, and little more than the footer is read.
 var tailGuess atomic.Int64
 
+// largestFooter is the largest footer (with its 8 last bytes) read yet.
+var largestFooter atomic.Int64
+
 const (
-	minTailGuess = 64 << 10
-	maxTailGuess = 4 << 20
+	firstTailGuess = 64 << 10
+	minTailGuess   = 8 << 10
+	maxTailGuess   = 4 << 20
+	// keepTail is the most of a tail read kept beyond the footer.
+	keepTail = 256 << 10
 )
 
-func init() { tailGuess.Store(minTailGuess) }
+func init() { tailGuess.Store(firstTailGuess) }
 
-func growTailGuess(n int64) {
-	n = min(n+n/4, maxTailGuess)
+func noteFooter(n int64) {
 	for {
-		cur := tailGuess.Load()
-		if n <= cur || tailGuess.CompareAndSwap(cur, n) {
-			return
+		cur := largestFooter.Load()
+		if n <= cur || largestFooter.CompareAndSwap(cur, n) {
+			break
 		}
 	}
+	tailGuess.Store(min(max(largestFooter.Load()*5/4, minTailGuess), maxTailGuess))
+}
+
+// keptTail is what of a tail read to keep for the decoder: all of it (the
+// footer and the ends of the last column chunks before it, or all of a
+// small object), unless it is larger than keepTail, then the footer alone
+// (its last n bytes).
+func keptTail(tail []byte, n int64) []byte {
+	if int64(len(tail)) <= max(n, keepTail) {
+		return tail
+	}
+	return tail[int64(len(tail))-n:]
 }
 
 // readTail reads the file's last tailGuess bytes, or all of a file no
@@ -345,17 +393,18 @@ func readTail(r *trackedReader) ([]byte, error) {
 
 // footerCacheBytes bounds the footers a Source keeps: at a few KiB each,
 // the footers of tens of thousands of objects.
-const footerCacheBytes = 64 << 20
+const footerCacheBytes = 128 << 20
 
 // footerCache keeps the footers read while planning for the decoders,
-// which would otherwise read them again, by object version. When full, the
-// oldest are dropped (and read again if needed).
+// which would otherwise read them again, by object version, until the
+// decoders are done with the object. When full it takes no more: the
+// decoders go through the objects in the order they were planned, and
+// dropping the oldest for the newest would have each of them miss.
 type footerCache struct {
 	mu    sync.Mutex
 	max   int64
 	bytes int64
 	m     map[footerKey][]byte
-	order []footerKey
 }
 
 type footerKey struct {
@@ -379,16 +428,17 @@ func (c *footerCache) put(key string, size int64, version string, b []byte) {
 	if c.m == nil {
 		c.m = map[footerKey][]byte{}
 	}
-	if _, ok := c.m[k]; ok {
+	if _, ok := c.m[k]; ok || c.bytes+int64(len(b)) > c.max {
 		return
 	}
-	for c.bytes+int64(len(b)) > c.max && len(c.order) > 0 {
-		old := c.order[0]
-		c.order = c.order[1:]
-		c.bytes -= int64(len(c.m[old]))
-		delete(c.m, old)
-	}
 	c.m[k] = slices.Clone(b)
-	c.order = append(c.order, k)
 	c.bytes += int64(len(b))
+}
+
+func (c *footerCache) drop(key string, size int64, version string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := footerKey{key, version, size}
+	c.bytes -= int64(len(c.m[k]))
+	delete(c.m, k)
 }

@@ -449,6 +449,7 @@ func (f *file) verify() error {
 
 func (f *file) cachedFooter() []byte { return f.src.footers.get(f.key, f.size, f.version) }
 func (f *file) keepFooter(b []byte)  { f.src.footers.put(f.key, f.size, f.version, b) }
+func (f *file) dropFooter()          { f.src.footers.drop(f.key, f.size, f.version) }
 
 func (f *file) Close() error {
 	if f.closed.Swap(true) {
