@@ -26,9 +26,6 @@ import (
 // its properties, and is the one sent.
 const SkipInEventTable = "in_event_table"
 
-// footerReaders is how many footers are read at once while planning: enough
-// to hide GCS latency, few enough to stay polite.
-const footerReaders = 16
 
 // inputs is what a job reads: the listed objects of every source with their
 // row groups, and where each came from. It implements pipeline.Decoder.
@@ -99,11 +96,9 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	start := time.Now()
 	in := &inputs{refs: map[string]*inputRef{}, covered: map[string]bool{}, batchSize: readers.DefaultBatchSize,
 		skipBad: o.OnBadFile == "skip", asked: map[unitKey]bool{}, index: map[string]int{}}
-	in.lookahead = o.Decoders
-	if in.lookahead <= 0 {
-		in.lookahead = runtime.GOMAXPROCS(0)
-	}
-	in.lookahead++
+	// Enough units ahead to keep the reads in flight that hide the store's
+	// latency at the decoders' pace; the prefetch budget bounds their bytes.
+	in.lookahead = max(readConcurrency(o), o.Decoders, runtime.GOMAXPROCS(0)) + 1
 	if o.Type != "" {
 		t := segment.ParseType(o.Type)
 		if t == segment.TypeUnknown {
@@ -200,7 +195,9 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	var footers, heldBack, carried atomic.Int64
 	in.objects = make([]pipeline.Object, len(refs))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(footerReaders)
+	// As many footers are read at once as ranged reads are allowed in
+	// flight: each is one read (two requests at once, with the head bytes).
+	g.SetLimit(readConcurrency(o))
 	for i, r := range refs {
 		g.Go(func() error {
 			po := pipeline.Object{URI: r.obj.URI, Key: r.obj.Key, Size: r.obj.Size, Version: r.obj.Version,
@@ -274,6 +271,14 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		}
 	}
 	return in, nil
+}
+
+// readConcurrency is --read-concurrency, or its default when unset.
+func readConcurrency(o Options) int {
+	if o.ReadConcurrency > 0 {
+		return o.ReadConcurrency
+	}
+	return readers.DefaultReadConcurrency
 }
 
 // tablePins are the Delta table versions a resume reads: those the ledger
@@ -390,7 +395,7 @@ func (in *inputs) Decode(ctx context.Context, obj pipeline.Object, rowGroup int,
 		return in.badFile(err)
 	}
 	defer r.release()
-	in.prefetch(ctx, obj.URI, rowGroup)
+	in.prefetch(ctx, pf, obj.URI, rowGroup)
 	tracks := r.obj.Partition.Table == "tracks" && len(in.covered) > 0
 	// A row group holds few distinct event names: normalise each once, not
 	// once per row (the lookup by string(name) does not allocate).
@@ -467,10 +472,12 @@ func (r *inputRef) openLocked(ctx context.Context, h readers.Hint) error {
 	return nil
 }
 
-// prefetch starts reading the column chunks of the lookahead units that
-// follow the object's row group in plan order, each once, in the
-// background: a failure is left for the decoder of that unit to meet.
-func (in *inputs) prefetch(ctx context.Context, uri string, rowGroup int) {
+// prefetch starts reading the column chunks of the unit (pf's row group)
+// and of the lookahead units that follow it in plan order, each once: the
+// row groups of one object together, so that their chunks merge into few
+// reads. Other objects are opened and read in the background; a failure
+// there is left for the decoder of that unit to meet.
+func (in *inputs) prefetch(ctx context.Context, pf *readers.ParquetFile, uri string, rowGroup int) {
 	i, ok := in.index[uri]
 	if !ok {
 		return
@@ -483,31 +490,37 @@ func (in *inputs) prefetch(ctx context.Context, uri string, rowGroup int) {
 		}
 		start := 0
 		if oi == i {
-			start = rowGroup + 1
+			start = rowGroup
 		}
+		var gs []int
+		in.askedMu.Lock()
 		for g := start; g < len(po.RowGroups) && n < in.lookahead; g++ {
 			if po.Filter != nil && slices.Contains(po.Filter.Pruned, g) {
 				continue
 			}
 			n++
-			k := unitKey{oi, g}
-			in.askedMu.Lock()
-			seen := in.asked[k]
-			in.asked[k] = true
-			in.askedMu.Unlock()
-			if seen {
-				continue
+			if k := (unitKey{oi, g}); !in.asked[k] {
+				in.asked[k] = true
+				gs = append(gs, g)
 			}
-			r := in.refs[po.URI]
-			go func() {
-				r.mu.Lock()
-				defer r.mu.Unlock()
-				if in.closed.Load() || r.left <= 0 || r.openLocked(ctx, in.hint) != nil {
-					return
-				}
-				r.pf.Prefetch(g)
-			}()
 		}
+		in.askedMu.Unlock()
+		if len(gs) == 0 {
+			continue
+		}
+		if oi == i {
+			pf.Prefetch(gs...)
+			continue
+		}
+		r := in.refs[po.URI]
+		go func() {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if in.closed.Load() || r.left <= 0 || r.openLocked(ctx, in.hint) != nil {
+				return
+			}
+			r.pf.Prefetch(gs...)
+		}()
 	}
 }
 
