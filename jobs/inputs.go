@@ -26,7 +26,6 @@ import (
 // its properties, and is the one sent.
 const SkipInEventTable = "in_event_table"
 
-
 // inputs is what a job reads: the listed objects of every source with their
 // row groups, and where each came from. It implements pipeline.Decoder.
 type inputs struct {
