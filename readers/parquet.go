@@ -83,7 +83,11 @@ func OpenParquet(ctx context.Context, f File, o Object, h Hint) (p *ParquetFile,
 	if fc != nil {
 		cached = fc.cachedFooter()
 	}
-	pf, footer, err := openFooter(r, cached)
+	ts := &defaultTails
+	if fc != nil {
+		ts = fc.tails()
+	}
+	pf, footer, err := openFooterSized(r, cached, ts)
 	if err != nil {
 		if ioErr := r.failure(); ioErr != nil {
 			return nil, fmt.Errorf("open %s: %w", o.URI, ioErr)
@@ -114,17 +118,22 @@ func OpenParquet(ctx context.Context, f File, o Object, h Hint) (p *ParquetFile,
 // Parquet library allocates anything from them; then it opens the file. The
 // file's tail is read once (one request for a remote object, beside the
 // 4-byte head read at the same time; a second only for a footer larger than
-// tailGuess) and serves the library's own footer reads. cached, when not
+// tailSizer says) and serves the library's own footer reads. cached, when not
 // nil, is the footer (its last n+8 bytes) of an earlier open of this
 // version, checked then: nothing is read. footer is those bytes, to keep
 // (with the rest of the tail read: the decoder need not read it again).
 func openFooter(r *trackedReader, cached []byte) (pf *parquet.File, footer []byte, err error) {
+	return openFooterSized(r, cached, &defaultTails)
+}
+
+// openFooterSized is openFooter with the first read sized by ts.
+func openFooterSized(r *trackedReader, cached []byte, ts *tailSizer) (pf *parquet.File, footer []byte, err error) {
 	if r.size < 12 {
 		return nil, nil, fmt.Errorf("%d bytes is too short for a Parquet file", r.size)
 	}
 	tail := cached
 	if tail == nil {
-		if tail, err = readTail(r); err != nil {
+		if tail, err = readTail(r, ts); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -148,7 +157,7 @@ func openFooter(r *trackedReader, cached []byte) (pf *parquet.File, footer []byt
 			return nil, nil, err
 		}
 	}
-	noteFooter(n + 8)
+	ts.note(n + 8)
 	footer = keptTail(tail, n+8)
 	tr := &tailReader{r: r, off: r.size - int64(len(tail)), tail: tail}
 	// The page index and bloom filters are never used: skipping them

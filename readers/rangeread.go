@@ -146,6 +146,7 @@ type ioFile interface {
 	cachedFooter() []byte
 	keepFooter([]byte)
 	dropFooter()
+	tails() *tailSizer
 }
 
 // startFetch reads the ranges of row groups gs concurrently, each read
@@ -335,14 +336,18 @@ func (r *fetchedReader) ReadAt(b []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// tailGuess is the size of the first read of a footer. An export's writer
-// makes its files' footers alike, so after the first footers it is a
-// quarter more than the largest seen (within minTailGuess and
-// maxTailGuess): most footers fit, and little more than the footer is read.
-var tailGuess atomic.Int64
+// tailSizer sizes the first read of a footer. An export's writer makes
+// its files' footers alike, so after the first footers of a source it reads
+// a quarter more than the largest seen (within minTailGuess and
+// maxTailGuess): most footers fit, and little more than the footer is
+// read. Each Source has its own, so that another source's files do not
+// size its reads.
+type tailSizer struct {
+	largest atomic.Int64 // the largest footer (with its 8 last bytes) read yet
+}
 
-// largestFooter is the largest footer (with its 8 last bytes) read yet.
-var largestFooter atomic.Int64
+// defaultTails sizes the footer reads of Files not opened by a Source.
+var defaultTails tailSizer
 
 const (
 	firstTailGuess = 64 << 10
@@ -352,16 +357,21 @@ const (
 	keepTail = 256 << 10
 )
 
-func init() { tailGuess.Store(firstTailGuess) }
+func (t *tailSizer) size() int64 {
+	n := t.largest.Load()
+	if n == 0 {
+		return firstTailGuess
+	}
+	return min(max(n*5/4, minTailGuess), maxTailGuess)
+}
 
-func noteFooter(n int64) {
+func (t *tailSizer) note(n int64) {
 	for {
-		cur := largestFooter.Load()
-		if n <= cur || largestFooter.CompareAndSwap(cur, n) {
-			break
+		cur := t.largest.Load()
+		if n <= cur || t.largest.CompareAndSwap(cur, n) {
+			return
 		}
 	}
-	tailGuess.Store(min(max(largestFooter.Load()*5/4, minTailGuess), maxTailGuess))
 }
 
 // keptTail is what of a tail read to keep for the decoder: all of it (the
@@ -375,11 +385,11 @@ func keptTail(tail []byte, n int64) []byte {
 	return tail[int64(len(tail))-n:]
 }
 
-// readTail reads the file's last tailGuess bytes, or all of a file no
+// readTail reads the file's last ts.size() bytes, or all of a file no
 // larger, and checks the magic bytes at both ends; the 4 head bytes of a
 // larger file are read at the same time as the tail.
-func readTail(r *trackedReader) ([]byte, error) {
-	tail := make([]byte, min(tailGuess.Load(), r.size))
+func readTail(r *trackedReader, ts *tailSizer) ([]byte, error) {
+	tail := make([]byte, min(ts.size(), r.size))
 	var head [4]byte
 	var herr error
 	var wg sync.WaitGroup

@@ -95,6 +95,7 @@ type Source struct {
 	done     func(uri string) bool
 	slots    chan struct{} // one per ranged read in flight
 	footers  footerCache
+	tailSize tailSizer
 }
 
 // OpenSource prepares a source: a local path, a file:// URI, or
@@ -449,6 +450,7 @@ func (f *file) verify() error {
 
 func (f *file) cachedFooter() []byte { return f.src.footers.get(f.key, f.size, f.version) }
 func (f *file) keepFooter(b []byte)  { f.src.footers.put(f.key, f.size, f.version, b) }
+func (f *file) tails() *tailSizer    { return &f.src.tailSize }
 func (f *file) dropFooter()          { f.src.footers.drop(f.key, f.size, f.version) }
 
 func (f *file) Close() error {
