@@ -58,16 +58,24 @@ type inputs struct {
 	// lookahead is how many units after the one a decoder starts have
 	// their column chunks prefetched: the decoders take units in plan
 	// order, so the next ones are read while these decode. index is each
-	// object's place in objects; asked, the units prefetched already.
+	// object's place in objects; asked, the last unit in plan order whose
+	// prefetch was asked (those before it were asked or passed), so that
+	// each is asked once without a set as large as the plan.
 	lookahead int
 	index     map[string]int
 	askedMu   sync.Mutex
-	asked     map[unitKey]bool
+	asked     unitKey
 	closed    atomic.Bool // no prefetch opens a file after close
 }
 
+// unitKey is a unit's place in plan order: its object's index in objects
+// and its row group.
 type unitKey struct {
 	obj, rowGroup int
+}
+
+func (k unitKey) after(o unitKey) bool {
+	return k.obj > o.obj || (k.obj == o.obj && k.rowGroup > o.rowGroup)
 }
 
 type inputRef struct {
@@ -94,7 +102,7 @@ type inputRef struct {
 func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, ledger *pipeline.Manifest, log *slog.Logger) (*inputs, error) {
 	start := time.Now()
 	in := &inputs{refs: map[string]*inputRef{}, covered: map[string]bool{}, batchSize: readers.DefaultBatchSize,
-		skipBad: o.OnBadFile == "skip", asked: map[unitKey]bool{}, index: map[string]int{}}
+		skipBad: o.OnBadFile == "skip", asked: unitKey{-1, -1}, index: map[string]int{}}
 	// Enough units ahead to keep the reads in flight that hide the store's
 	// latency at the decoders' pace; the prefetch budget bounds their bytes.
 	in.lookahead = max(readConcurrency(o), o.Decoders, runtime.GOMAXPROCS(0)) + 1
@@ -498,8 +506,8 @@ func (in *inputs) prefetch(ctx context.Context, pf *readers.ParquetFile, uri str
 				continue
 			}
 			n++
-			if k := (unitKey{oi, g}); !in.asked[k] {
-				in.asked[k] = true
+			if k := (unitKey{oi, g}); k.after(in.asked) {
+				in.asked = k
 				gs = append(gs, g)
 			}
 		}
