@@ -56,7 +56,7 @@ func exportNeeds(t testing.TB, dir string) (objects, groups int, need, size, foo
 // bytes beside it) while planning, nothing more to open it again for
 // decoding, no metadata request, and then a few coalesced ranged reads per
 // row group; the bytes fetched are within 1.1 times the column chunks the
-// mapping needs. (Before: 26 requests an object, 1.5 times the bytes.)
+// mapping needs. (Before: 18.9 requests an object, 2.1 times the bytes.)
 func TestDryRunRemoteRequestsPerObject(t *testing.T) {
 	ctx := context.Background()
 	export := filepath.Join(t.TempDir(), "export")

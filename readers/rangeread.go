@@ -350,11 +350,15 @@ type tailSizer struct {
 var defaultTails tailSizer
 
 const (
-	firstTailGuess = 64 << 10
+	firstTailGuess = 32 << 10
 	minTailGuess   = 8 << 10
 	maxTailGuess   = 4 << 20
 	// keepTail is the most of a tail read kept beyond the footer.
 	keepTail = 256 << 10
+	// wholeObject is the size up to which an object is read whole with
+	// its footer, which the decoders then find in memory: one request
+	// for it all rather than three or more for a few KiB each.
+	wholeObject = 128 << 10
 )
 
 func (t *tailSizer) size() int64 {
@@ -386,10 +390,14 @@ func keptTail(tail []byte, n int64) []byte {
 }
 
 // readTail reads the file's last ts.size() bytes, or all of a file no
-// larger, and checks the magic bytes at both ends; the 4 head bytes of a
+// larger or no larger than wholeObject, and checks the magic bytes at both ends; the 4 head bytes of a
 // larger file are read at the same time as the tail.
 func readTail(r *trackedReader, ts *tailSizer) ([]byte, error) {
-	tail := make([]byte, min(ts.size(), r.size))
+	n := ts.size()
+	if r.size <= wholeObject {
+		n = r.size
+	}
+	tail := make([]byte, min(n, r.size))
 	var head [4]byte
 	var herr error
 	var wg sync.WaitGroup
