@@ -31,6 +31,11 @@ const maxGapWaste = 0.05
 // second request in parallel costs less than the bytes.
 const maxMergeGap = 1 << 20
 
+// maxFetchBytes is the most a row group's column chunks may take to be
+// read whole before it is decoded; a larger one is read as the decoder
+// asks, a buffer at a time, so that a decoder's memory stays bounded.
+var maxFetchBytes int64 = 128 << 20
+
 // maxRangePart is the largest single read: a larger range is split so that
 // its parts come in parallel.
 const maxRangePart = 8 << 20
@@ -150,8 +155,8 @@ type ioFile interface {
 }
 
 // startFetch reads the ranges of row groups gs concurrently, each read
-// taking one of the File's slots. What the footer kept from planning holds (the tail
-// of the object, or all of a small one) is not read again.
+// taking one of the File's slots. What the footer kept from planning
+// holds (the tail of the object, or all of a small one) is not read again.
 func (p *ParquetFile) startFetch(gs ...int) *fetch {
 	var rs []byteRange
 	for _, i := range gs {
@@ -228,7 +233,8 @@ func (p *ParquetFile) Prefetch(gs ...int) {
 	var todo []int
 	var need int64
 	for _, i := range gs {
-		if _, ok := p.fetches[i]; ok || i < 0 || i >= len(p.groups) || slices.Contains(todo, i) {
+		if _, ok := p.fetches[i]; ok || i < 0 || i >= len(p.groups) || slices.Contains(todo, i) ||
+			p.groups[i].CompressedBytes > maxFetchBytes {
 			continue
 		}
 		todo = append(todo, i)
@@ -260,7 +266,13 @@ func (p *ParquetFile) takeFetch(i int) *fetch {
 	}
 	p.fetches[i] = nil // taken: a later Prefetch(i) is not made
 	p.mu.Unlock()
-	if ft == nil {
+	switch {
+	case ft != nil:
+	case p.groups[i].CompressedBytes > maxFetchBytes:
+		// Too large to hold: read as the decoder asks, as it streams.
+		ft = &fetch{done: make(chan struct{})}
+		close(ft.done)
+	default:
 		ft = p.startFetch(i)
 	}
 	return ft

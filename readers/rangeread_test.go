@@ -214,3 +214,47 @@ func TestOpenListedRemote(t *testing.T) {
 		t.Errorf("open of the rewritten object from the old listing: %v, want ErrChanged", err)
 	}
 }
+
+// A row group too large to hold is read as the decoder asks, and decodes
+// the same; a prefetch of it is not made.
+func TestLargeRowGroupStreams(t *testing.T) {
+	ctx := context.Background()
+	v1, _ := twoVersions(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "x.parquet"), v1, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer func(n int64) { maxFetchBytes = n }(maxFetchBytes)
+	maxFetchBytes = 1
+	src := openSource(t, dir, SourceOptions{})
+	objs, _, err := src.List(ctx)
+	if err != nil || len(objs) != 1 {
+		t.Fatalf("list: %v %v", objs, err)
+	}
+	f, err := src.Open(ctx, objs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p, err := OpenParquet(ctx, f, objs[0], Hint{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Release() // no footer bytes in memory: every read goes to the file
+	p.Prefetch(0, 1)
+	if len(p.fetches) != 0 {
+		t.Errorf("%d row groups prefetched, want none", len(p.fetches))
+	}
+	var got []string
+	for g := range 2 {
+		if err := p.ReadRowGroup(ctx, g, 0, collectIDs(&got)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(got) != 200 {
+		t.Fatalf("%d rows, want 200", len(got))
+	}
+	if got[0] != "v1-000000" || got[199] != "v1-000199" {
+		t.Errorf("rows %q ... %q", got[0], got[199])
+	}
+}
