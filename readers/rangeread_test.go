@@ -120,14 +120,19 @@ func TestPrefetchedLocalRewrite(t *testing.T) {
 	}
 }
 
-// On GCS, opening a listed object again for decoding makes no request (the
-// generation and size come from the listing, the footer from planning);
+// In a bucket, opening a listed object again for decoding makes no request
+// (the version and size come from the listing, the footer from planning);
 // its row group is read in one ranged read; and once the object is
-// rewritten, the next read stops with ErrChanged.
+// rewritten, the next read stops with ErrChanged. On every backend.
 func TestOpenListedRemote(t *testing.T) {
+	for name, bucket := range remoteBackends {
+		t.Run(name, func(t *testing.T) { testOpenListedRemote(t, name, bucket(t)) })
+	}
+}
+
+func testOpenListedRemote(t *testing.T, backend, root string) {
 	ctx := context.Background()
 	v1, v2 := twoVersions(t)
-	root := objstoretest.GCS(t)
 	st, err := objstore.Open(ctx, root)
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +145,7 @@ func TestOpenListedRemote(t *testing.T) {
 	if err != nil || len(objs) != 1 {
 		t.Fatalf("list: %v %v", objs, err)
 	}
-	traffic := objstoretest.TrafficOf("gcs")
+	traffic := objstoretest.TrafficOf(backend)
 	traffic.Reset()
 	plan, err := src.OpenListed(ctx, objs[0])
 	if err != nil {
