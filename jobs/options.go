@@ -65,15 +65,15 @@ type Options struct {
 	// report as JSON.
 	ReportJSON string `json:"-"`
 
-	Concurrency int `json:"-"`
-	Decoders    int `json:"-"`
+	Concurrency int           `json:"-"`
+	Decoders    int           `json:"-"`
+	Rate        float64       `json:"-"`
+	Timeout     time.Duration `json:"-"`
+	MaxAttempts int           `json:"-"`
 	// ReadConcurrency bounds the ranged reads of input objects in flight at
 	// once, apart from the decoders: remote storage answers each after tens
 	// of milliseconds, so many are kept in flight.
-	ReadConcurrency int           `json:"-"`
-	Rate            float64       `json:"-"`
-	Timeout         time.Duration `json:"-"`
-	MaxAttempts     int           `json:"-"`
+	ReadConcurrency int `json:"-"`
 	// FixedRate turns off adaptive throttling: Rate is then kept as given
 	// even when Convertro answers 429.
 	FixedRate bool `json:"-"`
