@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -24,10 +25,6 @@ import (
 // table of its own in the same export: that table holds the same message with
 // its properties, and is the one sent.
 const SkipInEventTable = "in_event_table"
-
-// footerReaders is how many footers are read at once while planning: enough
-// to hide GCS latency, few enough to stay polite.
-const footerReaders = 16
 
 // inputs is what a job reads: the listed objects of every source with their
 // row groups, and where each came from. It implements pipeline.Decoder.
@@ -57,6 +54,28 @@ type inputs struct {
 	// filter of an interrupted run while this run's range asks for more
 	// (undatedFilter).
 	heldBack int
+
+	// lookahead is how many units after the one a decoder starts have
+	// their column chunks prefetched: the decoders take units in plan
+	// order, so the next ones are read while these decode. index is each
+	// object's place in objects; asked, the last unit in plan order whose
+	// prefetch was asked (those before it were asked or passed), so that
+	// each is asked once without a set as large as the plan.
+	lookahead int
+	index     map[string]int
+	askedMu   sync.Mutex
+	asked     unitKey
+	closed    atomic.Bool // no prefetch opens a file after close
+}
+
+// unitKey is a unit's place in plan order: its object's index in objects
+// and its row group.
+type unitKey struct {
+	obj, rowGroup int
+}
+
+func (k unitKey) after(o unitKey) bool {
+	return k.obj > o.obj || (k.obj == o.obj && k.rowGroup > o.rowGroup)
 }
 
 type inputRef struct {
@@ -83,7 +102,10 @@ type inputRef struct {
 func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, ledger *pipeline.Manifest, log *slog.Logger) (*inputs, error) {
 	start := time.Now()
 	in := &inputs{refs: map[string]*inputRef{}, covered: map[string]bool{}, batchSize: readers.DefaultBatchSize,
-		skipBad: o.OnBadFile == "skip"}
+		skipBad: o.OnBadFile == "skip", asked: unitKey{-1, -1}, index: map[string]int{}}
+	// Enough units ahead to keep the reads in flight that hide the store's
+	// latency at the decoders' pace; the prefetch budget bounds their bytes.
+	in.lookahead = max(readConcurrency(o), o.Decoders, runtime.GOMAXPROCS(0)) + 1
 	if o.Type != "" {
 		t := segment.ParseType(o.Type)
 		if t == segment.TypeUnknown {
@@ -97,7 +119,7 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	seenTables := map[string]bool{}
 	for _, uri := range o.Sources {
 		src, err := readers.OpenSource(ctx, uri, readers.SourceOptions{From: win.from, To: win.to, Logger: log,
-			TableVersions: pins, Since: since, Delivered: delivered})
+			TableVersions: pins, Since: since, Delivered: delivered, ReadConcurrency: o.ReadConcurrency})
 		if err != nil {
 			return nil, err
 		}
@@ -180,7 +202,9 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	var footers, heldBack, carried atomic.Int64
 	in.objects = make([]pipeline.Object, len(refs))
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(footerReaders)
+	// As many footers are read at once as ranged reads are allowed in
+	// flight: each is one read (two requests at once, with the head bytes).
+	g.SetLimit(readConcurrency(o))
 	for i, r := range refs {
 		g.Go(func() error {
 			po := pipeline.Object{URI: r.obj.URI, Key: r.obj.Key, Size: r.obj.Size, Version: r.obj.Version,
@@ -243,6 +267,7 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		"delivered_as_compacted", carried.Load(),
 		"seconds", fmt.Sprintf("%.3f", time.Since(start).Seconds()))
 	for i, po := range in.objects {
+		in.index[po.URI] = i
 		if po.Skipped != "" {
 			in.bad = append(in.bad, pipeline.SkippedObject{URI: po.URI, Reason: po.Skipped})
 			continue
@@ -253,6 +278,14 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		}
 	}
 	return in, nil
+}
+
+// readConcurrency is --read-concurrency, or its default when unset.
+func readConcurrency(o Options) int {
+	if o.ReadConcurrency > 0 {
+		return o.ReadConcurrency
+	}
+	return readers.DefaultReadConcurrency
 }
 
 // tablePins are the Delta table versions a resume reads: those the ledger
@@ -337,7 +370,7 @@ func (r *inputRef) footer(ctx context.Context, h readers.Hint, tf *pipeline.Time
 	if r.empty {
 		return nil, 0, fmt.Errorf("open %s: %w: empty object (0 bytes) named as a Parquet file: an interrupted write?", r.obj.URI, readers.ErrBadFile)
 	}
-	f, err := r.src.Open(ctx, r.obj)
+	f, err := r.src.OpenListed(ctx, r.obj)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -370,6 +403,7 @@ func (in *inputs) Decode(ctx context.Context, obj pipeline.Object, rowGroup int,
 		return in.badFile(err)
 	}
 	defer r.release()
+	in.prefetch(ctx, pf, obj.URI, rowGroup)
 	tracks := r.obj.Partition.Table == "tracks" && len(in.covered) > 0
 	// A row group holds few distinct event names: normalise each once, not
 	// once per row (the lookup by string(name) does not allocate).
@@ -425,20 +459,82 @@ func (in *inputs) badFile(err error) error {
 func (r *inputRef) acquire(ctx context.Context, h readers.Hint) (*readers.ParquetFile, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.pf == nil {
-		f, err := r.src.Open(ctx, r.obj)
-		if err != nil {
-			return nil, err
-		}
-		pf, err := readers.OpenParquet(ctx, f, r.obj, h)
-		if err != nil {
-			f.Close()
-			return nil, err
-		}
-		r.pf, r.file = pf, f
+	if err := r.openLocked(ctx, h); err != nil {
+		return nil, err
 	}
 	r.open++
 	return r.pf, nil
+}
+
+// openLocked opens the object unless it is open: with the version and size
+// the listing gave, and the footer kept from planning, it makes no request.
+func (r *inputRef) openLocked(ctx context.Context, h readers.Hint) error {
+	if r.pf != nil {
+		return nil
+	}
+	f, err := r.src.OpenListed(ctx, r.obj)
+	if err != nil {
+		return err
+	}
+	pf, err := readers.OpenParquet(ctx, f, r.obj, h)
+	if err != nil {
+		f.Close()
+		return err
+	}
+	r.pf, r.file = pf, f
+	return nil
+}
+
+// prefetch starts reading the column chunks of the unit (pf's row group)
+// and of the lookahead units that follow it in plan order, each once: the
+// row groups of one object together, so that their chunks merge into few
+// reads. Other objects are opened and read in the background; a failure
+// there is left for the decoder of that unit to meet.
+func (in *inputs) prefetch(ctx context.Context, pf *readers.ParquetFile, uri string, rowGroup int) {
+	i, ok := in.index[uri]
+	if !ok {
+		return
+	}
+	n := 0
+	for oi := i; oi < len(in.objects) && n < in.lookahead; oi++ {
+		po := &in.objects[oi]
+		if po.Skipped != "" {
+			continue
+		}
+		start := 0
+		if oi == i {
+			start = rowGroup
+		}
+		var gs []int
+		in.askedMu.Lock()
+		for g := start; g < len(po.RowGroups) && n < in.lookahead; g++ {
+			if po.Filter != nil && slices.Contains(po.Filter.Pruned, g) {
+				continue
+			}
+			n++
+			if k := (unitKey{oi, g}); k.after(in.asked) {
+				in.asked = k
+				gs = append(gs, g)
+			}
+		}
+		in.askedMu.Unlock()
+		if len(gs) == 0 {
+			continue
+		}
+		if oi == i {
+			pf.Prefetch(gs...)
+			continue
+		}
+		r := in.refs[po.URI]
+		go func() {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if in.closed.Load() || r.left <= 0 || r.openLocked(ctx, in.hint) != nil {
+				return
+			}
+			r.pf.Prefetch(gs...)
+		}()
+	}
 }
 
 // release closes the object once no decoder uses it and its row groups are
@@ -449,6 +545,7 @@ func (r *inputRef) release() {
 	r.open--
 	r.left--
 	if r.open == 0 && r.left <= 0 && r.file != nil {
+		r.pf.Release()
 		r.file.Close()
 		r.pf, r.file = nil, nil
 	}
@@ -456,9 +553,11 @@ func (r *inputRef) release() {
 
 // close releases whatever a stopped run left open.
 func (in *inputs) close() {
+	in.closed.Store(true)
 	for _, r := range in.refs {
 		r.mu.Lock()
 		if r.file != nil {
+			r.pf.Release()
 			r.file.Close()
 			r.pf, r.file = nil, nil
 		}

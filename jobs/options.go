@@ -23,6 +23,7 @@ import (
 	"github.com/convertro-etl/convertro-etl/internal/segment"
 	"github.com/convertro-etl/convertro-etl/objstore"
 	"github.com/convertro-etl/convertro-etl/pipeline"
+	"github.com/convertro-etl/convertro-etl/readers"
 )
 
 // ErrConfig marks a job that cannot start as configured: a missing or
@@ -69,6 +70,10 @@ type Options struct {
 	Rate        float64       `json:"-"`
 	Timeout     time.Duration `json:"-"`
 	MaxAttempts int           `json:"-"`
+	// ReadConcurrency bounds the ranged reads of input objects in flight at
+	// once, apart from the decoders: remote storage answers each after tens
+	// of milliseconds, so many are kept in flight.
+	ReadConcurrency int `json:"-"`
 	// FixedRate turns off adaptive throttling: Rate is then kept as given
 	// even when Convertro answers 429.
 	FixedRate bool `json:"-"`
@@ -488,6 +493,9 @@ var table = []*Option{
 	{Name: "decoders", Key: "decoders", Default: 0, For: runOnly, Check: atLeast(0),
 		Help:  "row groups decoded at once (0: the number of CPUs)",
 		Field: func(o *Options) any { return &o.Decoders }},
+	{Name: "read-concurrency", Key: "readConcurrency", Default: readers.DefaultReadConcurrency, For: runOnly, Check: atLeast(1),
+		Help:  "ranged reads of input objects in flight at once, apart from the decoders (remote storage answers each after tens of ms)",
+		Field: func(o *Options) any { return &o.ReadConcurrency }},
 	{Name: "rate", Key: "rate", Default: 0.0, For: runReplay, Check: atLeast(0),
 		Help:  "requests per second across all senders (0: unlimited)",
 		Field: func(o *Options) any { return &o.Rate }},

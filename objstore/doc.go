@@ -30,7 +30,9 @@
 // decoder never mixes the bytes of two versions. Local disk cannot pin: its
 // Reader keeps the opened file, which a write replaces by a rename without
 // touching it, and its Version re-reads the file's size and time, so that
-// a file rewritten in place is noticed.
+// a file rewritten in place is noticed. Store.OpenListed pins the version a
+// listing gave without a request, on the backends that can (ListedOpener):
+// a version gone since fails the first read instead of the open.
 //
 // # Errors
 //

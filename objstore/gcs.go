@@ -171,6 +171,16 @@ func (g *gcsBackend) Open(ctx context.Context, key, version string) (Reader, Att
 	return &gcsReader{ctx: ctx, obj: obj.Generation(a.Generation), size: a.Size, version: at.Version}, at, nil
 }
 
+// OpenListed pins the listed generation with no request.
+func (g *gcsBackend) OpenListed(ctx context.Context, key string, a Attrs) (Reader, error) {
+	gen, err := strconv.ParseInt(a.Version, 10, 64)
+	if err != nil || gen <= 0 { // the client reads the latest for these
+		return nil, fmt.Errorf("%w: version %q is not a GCS generation", ErrNotFound, a.Version)
+	}
+	obj := g.bucket.Object(g.prefix + key).Generation(gen)
+	return &gcsReader{ctx: ctx, obj: obj, size: a.Size, version: a.Version}, nil
+}
+
 // gcsReader reads one generation by ranges: one ranged GET per ReadAt.
 type gcsReader struct {
 	ctx     context.Context // the Open context: io.ReaderAt has no ctx slot

@@ -138,6 +138,14 @@ type Backend interface {
 	As(target any) bool
 }
 
+// ListedOpener is what a backend that can pin a version without asking
+// the service does: open a version whose size the listing gave, with no
+// request. Reads of it fail with ErrNotFound once that version is gone, as
+// reads of an opened one do. Local disk cannot pin and does not offer it.
+type ListedOpener interface {
+	OpenListed(ctx context.Context, key string, a Attrs) (Reader, error)
+}
+
 // Location is a parsed storage URI.
 type Location struct {
 	// Scheme is "file" for a bare path, or the URI's scheme: gs, s3, az.
@@ -374,6 +382,23 @@ func (s *Store) Open(ctx context.Context, key, version string) (Reader, Attrs, e
 		return nil, Attrs{}, fmt.Errorf("open %s: %w", s.b.URI(key), err)
 	}
 	return r, a, nil
+}
+
+// OpenListed opens the version of key that a listing gave (a.Version and
+// a.Size), like Open, but without the metadata request Open makes on a
+// remote store: the listing already said what Open would. A version gone
+// since is found by the first read (ErrNotFound) instead of here. A backend
+// that cannot pin (local disk), or attributes without a version, take Open.
+func (s *Store) OpenListed(ctx context.Context, key string, a Attrs) (Reader, Attrs, error) {
+	if lo, ok := s.b.(ListedOpener); ok && a.Version != "" && a.Size > 0 && key != "" {
+		a.Key = key
+		r, err := lo.OpenListed(ctx, key, a)
+		if err != nil {
+			return nil, Attrs{}, fmt.Errorf("open %s: %w", s.b.URI(key), err)
+		}
+		return r, a, nil
+	}
+	return s.Open(ctx, key, a.Version)
 }
 
 // Read returns the whole object and its version.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -64,6 +65,10 @@ const (
 	spoolInMemory = 16 << 20
 )
 
+// idleConnsPerHost is how many idle connections to the store the client
+// keeps: above the readers' default reads in flight (64).
+const idleConnsPerHost = 128
+
 // s3Client is the process's one S3 client, made on first use.
 var s3Client = sync.OnceValues(func() (*s3.Client, error) {
 	ctx := context.Background()
@@ -102,6 +107,15 @@ func newS3Client(ctx context.Context, cfg aws.Config) (*s3.Client, error) {
 		// Ranged reads carry no checksum to validate; saying so on every
 		// read is noise.
 		o.DisableLogOutputChecksumValidationSkipped = true
+		// Readers keep tens of ranged reads in flight: with the SDK's 10
+		// idle connections a host, most would open a connection (a TLS
+		// handshake) of their own.
+		if bc, ok := o.HTTPClient.(*awshttp.BuildableClient); ok {
+			o.HTTPClient = bc.WithTransportOptions(func(t *http.Transport) {
+				t.MaxIdleConnsPerHost = max(t.MaxIdleConnsPerHost, idleConnsPerHost)
+				t.MaxIdleConns = max(t.MaxIdleConns, idleConnsPerHost)
+			})
+		}
 	})
 	o := c.Options()
 	if o.Region == "" {
@@ -270,6 +284,12 @@ func (b *s3Backend) Open(ctx context.Context, key, version string) (Reader, Attr
 	}
 	a := Attrs{Key: key, Size: aws.ToInt64(out.ContentLength), Version: etagVersion(out.ETag)}
 	return &s3Reader{ctx: ctx, b: b, key: b.prefix + key, size: a.Size, version: a.Version}, a, nil
+}
+
+// OpenListed pins the listed ETag with no request: every read is
+// conditional on it.
+func (b *s3Backend) OpenListed(ctx context.Context, key string, a Attrs) (Reader, error) {
+	return &s3Reader{ctx: ctx, b: b, key: b.prefix + key, size: a.Size, version: a.Version}, nil
 }
 
 // pinnedErr is err for a read conditional on a version: a 412 says the

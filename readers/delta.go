@@ -649,7 +649,7 @@ func (s *Source) readCheckpoint(ctx context.Context, part objstore.Attrs, fn fun
 			err = fmt.Errorf("read %s: %w: checkpoint decoder failed: %v", o.URI, ErrBadFile, v)
 		}
 	}()
-	pf, err := openFooter(r)
+	pf, _, err := openFooter(r, nil)
 	if err != nil {
 		if ioErr := r.failure(); ioErr != nil {
 			return fmt.Errorf("read %s: %w", o.URI, ioErr)

@@ -35,11 +35,19 @@
 // since nothing says they are out of range, and counted in Listing.Undated so
 // that the plan can say so. A year= and month= without a day= is no day.
 //
-// Open returns a File pinned to the listed version. In a bucket every ReadAt
-// is one ranged read of that version, so a Parquet reader fetches the footer
-// and then only the column chunks it decodes; nothing is downloaded whole or
-// held in memory here, and the reader above chooses the read sizes (ranges
-// of a few hundred KiB keep the request count low). Locally, a version
+// Open returns a File pinned to the listed version; OpenListed does the same
+// without asking the store (the listing gave the version and size), and the
+// first read finds a version gone since. In a bucket every ReadAt is one
+// ranged read of that version, so a Parquet reader fetches the footer and
+// then only the column chunks it decodes; nothing is downloaded whole.
+// What the Parquet reader reads is planned in rangeread.go: a footer is one
+// read of the file's tail, kept by the Source for the decoders of that
+// version (bounded in bytes); a row group's column chunks are read as a few
+// exact ranges (neighbours merged while the gaps add at most 5%) in
+// parallel, at most SourceOptions.ReadConcurrency reads in flight, and
+// ParquetFile.Prefetch reads the next row groups while others decode (256
+// MiB at most held ahead, process-wide). Bytes served from memory are
+// checked against the version as a read would be. Locally, a version
 // cannot be pinned: Open compares size and modification time with the
 // listing, and each ReadAt re-checks them with one fstat, which catches a
 // file rewritten in place (a file replaced by rename keeps being read from

@@ -57,6 +57,8 @@ type ParquetFile struct {
 	// files added up to most of the heap.
 	mu   sync.Mutex
 	free []*rgState
+	// fetches are the row groups prefetched or being read (rangeread.go).
+	fetches map[int]*fetch
 }
 
 // OpenParquet reads the footer of f (the object o), resolves the columns the
@@ -76,7 +78,16 @@ func OpenParquet(ctx context.Context, f File, o Object, h Hint) (p *ParquetFile,
 			p, err = nil, fmt.Errorf("open %s: %w: footer decoder failed: %v", o.URI, ErrBadFile, v)
 		}
 	}()
-	pf, err := openFooter(r)
+	fc, _ := f.(ioFile)
+	var cached []byte
+	if fc != nil {
+		cached = fc.cachedFooter()
+	}
+	ts := &defaultTails
+	if fc != nil {
+		ts = fc.tails()
+	}
+	pf, footer, err := openFooterSized(r, cached, ts)
 	if err != nil {
 		if ioErr := r.failure(); ioErr != nil {
 			return nil, fmt.Errorf("open %s: %w", o.URI, ioErr)
@@ -96,6 +107,9 @@ func OpenParquet(ctx context.Context, f File, o Object, h Hint) (p *ParquetFile,
 	if err := p.checkRowGroups(); err != nil {
 		return nil, err
 	}
+	if fc != nil && cached == nil {
+		fc.keepFooter(footer)
+	}
 	return p, nil
 }
 
@@ -103,71 +117,89 @@ func OpenParquet(ctx context.Context, f File, o Object, h Hint) (p *ParquetFile,
 // (compactWalk.footer), every count and length in the footer, before the
 // Parquet library allocates anything from them; then it opens the file.
 //
-// A footer of up to footerInMemory bytes is read in one piece (one request
-// for a remote object) with the file's tail, which serves the library's own
-// footer reads. A longer one is walked by windows, so that a huge min or
-// max value in its statistics is never read: the library is given the
-// footer without such values (see maxStatBytes), as if the file ended with
-// it.
-func openFooter(r *trackedReader) (*parquet.File, error) {
+// The file's tail is read once (one request for a remote object, beside the
+// 4-byte head read at the same time; the whole object when it is small) and
+// serves the library's own footer reads; a footer larger than tailSizer
+// says is read in a second request when it is at most footerInMemory bytes.
+// A longer one is walked by windows, so that a huge min or max value in its
+// statistics is never read: the library is given the footer without such
+// values (see maxStatBytes), as if the file ended with it.
+//
+// cached, when not nil, is the footer (its last n+8 bytes, or more of the
+// tail) of an earlier open of this version, checked then: nothing is read.
+// footer is those bytes, to keep, or nil for a footer that cannot be kept
+// (one the library was given reduced).
+func openFooter(r *trackedReader, cached []byte) (pf *parquet.File, footer []byte, err error) {
+	return openFooterSized(r, cached, &defaultTails)
+}
+
+// openFooterSized is openFooter with the first read sized by ts.
+func openFooterSized(r *trackedReader, cached []byte, ts *tailSizer) (pf *parquet.File, footer []byte, err error) {
 	if r.size < 12 {
-		return nil, fmt.Errorf("%d bytes is too short for a Parquet file", r.size)
+		return nil, nil, fmt.Errorf("%d bytes is too short for a Parquet file", r.size)
 	}
-	var head [4]byte
-	if _, err := r.ReadAt(head[:], 0); err != nil {
-		return nil, fmt.Errorf("read header: %w", err)
+	tail := cached
+	if tail == nil {
+		if tail, err = readTail(r, ts); err != nil {
+			return nil, nil, err
+		}
 	}
-	tail := make([]byte, min(readBufferSize, r.size))
-	if _, err := r.ReadAt(tail, r.size-int64(len(tail))); err != nil {
-		return nil, fmt.Errorf("read footer: %w", err)
-	}
-	if string(head[:]) != "PAR1" || string(tail[len(tail)-4:]) != "PAR1" {
-		return nil, errors.New("not a Parquet file (no PAR1 magic at both ends), or truncated, or encrypted")
+	if len(tail) < 8 {
+		return nil, nil, errors.New("footer of the earlier open lost") // cannot be: a kept footer is n+8 bytes
 	}
 	n := int64(binary.LittleEndian.Uint32(tail[len(tail)-8:]))
 	if n == 0 || n > r.size-12 {
-		return nil, fmt.Errorf("footer length %d does not fit in %d bytes: truncated or corrupt footer", n, r.size)
+		return nil, nil, fmt.Errorf("footer length %d does not fit in %d bytes: truncated or corrupt footer", n, r.size)
 	}
-	if n+8 > int64(len(tail)) && n+8 <= footerInMemory {
+	if cached == nil && n+8 > int64(len(tail)) && n+8 <= footerInMemory {
 		tail = make([]byte, n+8)
 		if _, err := r.ReadAt(tail, r.size-n-8); err != nil {
-			return nil, fmt.Errorf("read footer: %w", err)
+			return nil, nil, fmt.Errorf("read footer: %w", err)
 		}
 	}
-	start := r.size - 8 - n
-	w := compactWalk{r: r, start: start, pos: start, end: start + n, stats: footerStats,
-		b: tail, base: r.size - int64(len(tail)), window: readBufferSize}
-	if err := w.footer(); err != nil {
-		var re *errWalkRead
-		if errors.As(err, &re) {
-			return nil, fmt.Errorf("read footer: %w", re.err)
+	size := r.size // of the file the library reads
+	if cached == nil {
+		start := r.size - 8 - n
+		w := compactWalk{r: r, start: start, pos: start, end: start + n, stats: footerStats,
+			b: tail, base: r.size - int64(len(tail)), window: readBufferSize}
+		if err := w.footer(); err != nil {
+			var re *errWalkRead
+			if errors.As(err, &re) {
+				return nil, nil, fmt.Errorf("read footer: %w", re.err)
+			}
+			return nil, nil, err
 		}
-		return nil, err
-	}
-	size, kept := r.size, n // the file and the footer the library reads
-	if w.out != nil {
-		if err := w.flush(w.end); err != nil {
-			return nil, fmt.Errorf("read footer: %w", err)
+		kept := n // the footer the library reads
+		if w.out != nil {
+			if err := w.flush(w.end); err != nil {
+				return nil, nil, fmt.Errorf("read footer: %w", err)
+			}
+			kept = int64(len(w.out))
+			tail = binary.LittleEndian.AppendUint32(w.out, uint32(kept))
+			tail = append(tail, "PAR1"...)
+			size = start + int64(len(tail))
 		}
-		kept = int64(len(w.out))
-		tail = binary.LittleEndian.AppendUint32(w.out, uint32(kept))
-		tail = append(tail, "PAR1"...)
-		size = start + int64(len(tail))
-	}
-	if kept > maxFooterSize {
-		return nil, fmt.Errorf("footer of %d bytes is larger than the %d allowed", kept, maxFooterSize)
+		if kept > maxFooterSize {
+			return nil, nil, fmt.Errorf("footer of %d bytes is larger than the %d allowed", kept, maxFooterSize)
+		}
+		if w.out == nil && n+8 <= int64(len(tail)) {
+			// Read whole and given to the library as it is: kept for the
+			// next open of this version.
+			ts.note(n + 8)
+			footer = keptTail(tail, n+8)
+		}
 	}
 	tr := &tailReader{r: r, off: size - int64(len(tail)), tail: tail}
 	// The page index and bloom filters are never used: skipping them
 	// leaves nothing else unchecked to read.
-	pf, err := parquet.OpenFile(tr, size,
+	pf, err = parquet.OpenFile(tr, size,
 		parquet.SkipMagicBytes(true),
 		parquet.SkipPageIndex(true),
 		parquet.SkipBloomFilters(true),
 		parquet.ReadBufferSize(readBufferSize),
 	)
 	tr.tail = nil // the File keeps tr as its reader: drop the tail
-	return pf, err
+	return pf, footer, err
 }
 
 // footerInMemory is the longest footer read in one piece: a longer one,
@@ -400,7 +432,14 @@ func (p *ParquetFile) ReadRowGroup(ctx context.Context, i, batchSize int, fn fun
 	batchSize = int(min(int64(batchSize), max(p.maxRows, 1)))
 	rows := p.groups[i].Rows
 	st := p.getState(batchSize)
-	r := &trackedReader{r: p.f, size: p.size}
+	// The chunks are read in a few ranges at once (rangeread.go), or were
+	// prefetched; the decoder reads them from memory.
+	ft := p.takeFetch(i)
+	defer ft.release()
+	if err := ft.wait(ctx); err != nil {
+		return err
+	}
+	r := &trackedReader{r: &fetchedReader{ft: ft, f: p.f}, size: p.size}
 	chunks := p.pf.RowGroups()[i].ColumnChunks()
 	guards := make([]*pageGuard, len(st.cursors))
 	for k := range st.cursors {

@@ -36,6 +36,10 @@ type SourceOptions struct {
 	// dataChange false) is listed as Carried. Nil: nothing is carried.
 	Since     map[string]int64
 	Delivered func(uri string) bool
+	// ReadConcurrency bounds the ranged reads of the source's objects in
+	// flight at once, whatever number of decoders asks for them. 0:
+	// DefaultReadConcurrency.
+	ReadConcurrency int
 }
 
 // Skip reasons: why a listed object is not data.
@@ -89,6 +93,9 @@ type Source struct {
 	versions map[string]int64
 	since    map[string]int64
 	done     func(uri string) bool
+	slots    chan struct{} // one per ranged read in flight
+	footers  footerCache
+	tailSize tailSizer
 }
 
 // OpenSource prepares a source: a local path, a file:// URI, or
@@ -99,7 +106,11 @@ type Source struct {
 // metadata request on a remote store, whose failure other than not-found is
 // returned); a missing source is reported by List.
 func OpenSource(ctx context.Context, uri string, o SourceOptions) (*Source, error) {
-	s := &Source{uri: uri, log: o.Logger, versions: o.TableVersions, since: o.Since, done: o.Delivered}
+	if o.ReadConcurrency <= 0 {
+		o.ReadConcurrency = DefaultReadConcurrency
+	}
+	s := &Source{uri: uri, log: o.Logger, versions: o.TableVersions, since: o.Since, done: o.Delivered,
+		slots: make(chan struct{}, o.ReadConcurrency), footers: footerCache{max: footerCacheBytes}}
 	if !o.From.IsZero() {
 		s.from = dayOf(o.From)
 	}
@@ -328,6 +339,33 @@ func (s *Source) Open(ctx context.Context, o Object) (File, error) {
 	return &file{src: s, ctx: ctx, b: b, key: o.Key, uri: uri, size: got.Size, version: got.Version}, nil
 }
 
+// OpenListed opens the object version that was listed, like Open, but
+// trusts the listing's version and size instead of asking the store again:
+// on a remote store it makes no request. A version gone since the listing
+// is then found by the first read, as ErrChanged (or ErrNotFound when the
+// object is gone), where Open would find it. An Object with no Version is
+// opened by Open.
+func (s *Source) OpenListed(ctx context.Context, o Object) (File, error) {
+	if o.Version == "" {
+		return s.Open(ctx, o)
+	}
+	uri := s.st.URI(o.Key)
+	b, got, err := s.st.OpenListed(ctx, o.Key, objstore.Attrs{Size: o.Size, Version: o.Version})
+	if err != nil {
+		err = s.gone(ctx, o.Key, o.Version, err)
+		if errors.Is(err, ErrChanged) {
+			return nil, fmt.Errorf("open %s: %w", uri, err)
+		}
+		return nil, readErr(err)
+	}
+	if got.Version != o.Version || got.Size != o.Size {
+		_ = b.Close()
+		return nil, fmt.Errorf("open %s: %w (listed size %d version %s, now size %d version %s)",
+			uri, ErrChanged, o.Size, o.Version, got.Size, got.Version)
+	}
+	return &file{src: s, ctx: ctx, b: b, key: o.Key, uri: uri, size: got.Size, version: got.Version}, nil
+}
+
 // gone turns ErrNotFound for a pinned version into ErrChanged when the
 // object still exists: it was rewritten, not deleted.
 func (s *Source) gone(ctx context.Context, key, version string, err error) error {
@@ -393,6 +431,27 @@ func (f *file) ReadAt(p []byte, off int64) (int, error) {
 	}
 	return n, eof
 }
+
+func (f *file) readSlots() chan struct{} { return f.src.slots }
+
+// verify reports ErrChanged when the object is no longer the version
+// opened: for bytes read earlier and served from memory.
+func (f *file) verify() error {
+	size, version, err := f.b.Version()
+	if err != nil {
+		return fmt.Errorf("read %s: %w", f.uri, readErr(err))
+	}
+	if size != f.size || version != f.version {
+		return fmt.Errorf("read %s: %w (size %d version %s, now size %d version %s)",
+			f.uri, ErrChanged, f.size, f.version, size, version)
+	}
+	return nil
+}
+
+func (f *file) cachedFooter() []byte { return f.src.footers.get(f.key, f.size, f.version) }
+func (f *file) keepFooter(b []byte)  { f.src.footers.put(f.key, f.size, f.version, b) }
+func (f *file) tails() *tailSizer    { return &f.src.tailSize }
+func (f *file) dropFooter()          { f.src.footers.drop(f.key, f.size, f.version) }
 
 func (f *file) Close() error {
 	if f.closed.Swap(true) {

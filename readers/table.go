@@ -66,7 +66,7 @@ func OpenTable(ctx context.Context, f File, o Object) (t *Table, err error) {
 			t, err = nil, fmt.Errorf("open %s: %w: footer decoder failed: %v", o.URI, ErrBadFile, v)
 		}
 	}()
-	pf, err := openFooter(r)
+	pf, _, err := openFooter(r, nil)
 	if err != nil {
 		if ioErr := r.failure(); ioErr != nil {
 			return nil, fmt.Errorf("open %s: %w", o.URI, ioErr)

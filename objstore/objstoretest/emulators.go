@@ -105,6 +105,11 @@ func (e *emulator) serveProxy() error {
 			return nil
 		},
 		FlushInterval: -1,
+		// Keep as many connections to the emulator as clients keep to
+		// the proxy (the cloud SDKs keep 100 a host): the default 2 would
+		// open a connection for most of the concurrent reads, a cost no
+		// real store puts on its clients.
+		Transport: proxyTransport,
 	}
 	e.traffic = new(Traffic)
 	e.proxy = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -118,6 +123,12 @@ func (e *emulator) serveProxy() error {
 	go e.proxy.Serve(l)
 	return nil
 }
+
+var proxyTransport = func() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns, t.MaxIdleConnsPerHost = 512, 256
+	return t
+}()
 
 var (
 	emuMu   sync.Mutex
