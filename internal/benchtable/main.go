@@ -70,11 +70,10 @@ import (
 	"time"
 
 	"github.com/convertro-etl/convertro-etl/convertro/simulator"
-	"github.com/convertro-etl/convertro-etl/internal/segment"
+	"github.com/convertro-etl/convertro-etl/internal/benchdecode"
 	"github.com/convertro-etl/convertro-etl/jobs"
 	"github.com/convertro-etl/convertro-etl/objstore"
 	"github.com/convertro-etl/convertro-etl/pipeline"
-	"github.com/convertro-etl/convertro-etl/readers"
 )
 
 // placeholder is the endpoint of the dry runs; the plain loop swaps it for
@@ -438,73 +437,11 @@ func profileName(name string, rep int) string {
 func decodeOnly(ctx context.Context, dir string) (rowsPerSec float64, err error) {
 	runtime.GC()
 	t := time.Now()
-	src, err := readers.OpenSource(ctx, dir, readers.SourceOptions{})
+	n, err := benchdecode.DecodeAll(ctx, dir)
 	if err != nil {
 		return 0, err
 	}
-	l, err := src.Scan(ctx)
-	if err != nil {
-		return 0, err
-	}
-	type unit struct {
-		pf *readers.ParquetFile
-		rg int
-	}
-	var (
-		units []unit
-		files []readers.File
-	)
-	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}()
-	for _, obj := range l.Objects {
-		f, err := src.Open(ctx, obj)
-		if err != nil {
-			return 0, err
-		}
-		files = append(files, f)
-		pf, err := readers.OpenParquet(ctx, f, obj, readers.Hint{})
-		if err != nil {
-			return 0, err
-		}
-		for i := range pf.RowGroups() {
-			units = append(units, unit{pf, i})
-		}
-	}
-	var (
-		next, total atomic.Int64
-		wg          sync.WaitGroup
-		errOnce     sync.Once
-		first       error
-	)
-	for range runtime.GOMAXPROCS(0) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(units) {
-					return
-				}
-				u := units[i]
-				err := u.pf.ReadRowGroup(ctx, u.rg, readers.DefaultBatchSize, func(_ int64, b []segment.Message) error {
-					total.Add(int64(len(b)))
-					return nil
-				})
-				if err != nil {
-					errOnce.Do(func() { first = err })
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if first != nil {
-		return 0, first
-	}
-	return float64(total.Load()) / time.Since(t).Seconds(), nil
+	return float64(n) / time.Since(t).Seconds(), nil
 }
 
 // --- (b) -------------------------------------------------------------------
