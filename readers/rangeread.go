@@ -44,7 +44,9 @@ const maxRangePart = 8 << 20
 // decoded, process-wide; a prefetch beyond it is not made.
 var prefetchBudget atomic.Int64
 
-func init() { prefetchBudget.Store(256 << 20) }
+// 64 MiB keeps the decoders' next row groups of a few MiB each in flight
+// (see footerCacheBytes for what more cost).
+func init() { prefetchBudget.Store(64 << 20) }
 
 // prefetched counts the bytes prefetchBudget bounds.
 var prefetched atomic.Int64
@@ -445,8 +447,12 @@ func readTail(r *trackedReader, ts *tailSizer) ([]byte, error) {
 }
 
 // footerCacheBytes bounds the footers a Source keeps: at a few KiB each,
-// the footers of tens of thousands of objects.
-const footerCacheBytes = 128 << 20
+// the footers of thousands of objects. Planning reads every footer before
+// the first decode, so in a job of tens of thousands of objects only the
+// first ones find theirs kept, whatever the bound. Peak RSS of a dry run
+// over 43,800 objects: 454 MiB with 128 MiB of footers and 256 MiB of
+// read-ahead, 226 MiB with 16 and 64, 205 MiB with no footers kept.
+const footerCacheBytes = 16 << 20
 
 // footerCache keeps the footers read while planning for the decoders,
 // which would otherwise read them again, by object version, until the
