@@ -286,15 +286,42 @@ func (p *ParquetFile) planned(f field) bool {
 // checkRowGroups rejects footers whose row groups point outside the file,
 // so that a corrupt footer fails at open rather than as a huge read.
 func (p *ParquetFile) checkRowGroups() error {
-	md := p.pf.Metadata()
-	rgs := p.pf.RowGroups()
-	if len(md.RowGroups) != len(rgs) {
-		return fmt.Errorf("open %s: %w: footer lists %d row groups, %d readable", p.uri, ErrBadFile, len(md.RowGroups), len(rgs))
+	cols := make([]groupColumn, len(p.plan.cols))
+	for k, c := range p.plan.cols {
+		cols[k] = groupColumn{c.leaf, c.name}
 	}
-	p.groups = make([]RowGroup, len(rgs))
+	groups, err := checkGroups(p.uri, p.pf, p.size, cols)
+	if err != nil {
+		return err
+	}
+	p.groups = groups
+	for _, g := range groups {
+		p.maxRows = max(p.maxRows, g.Rows)
+	}
+	return nil
+}
+
+// groupColumn is a leaf column a reader will read, for checkGroups.
+type groupColumn struct {
+	leaf int
+	name string
+}
+
+// checkGroups checks the row groups of pf, the object uri of size bytes,
+// before anything is read from them: rows a row group can hold, and the
+// chunks of cols inside the file. It returns the row groups with the
+// compressed bytes of cols' chunks. Both readers of Parquet (ParquetFile,
+// Table) open through it.
+func checkGroups(uri string, pf *parquet.File, size int64, cols []groupColumn) ([]RowGroup, error) {
+	md := pf.Metadata()
+	rgs := pf.RowGroups()
+	if len(md.RowGroups) != len(rgs) {
+		return nil, fmt.Errorf("open %s: %w: footer lists %d row groups, %d readable", uri, ErrBadFile, len(md.RowGroups), len(rgs))
+	}
+	groups := make([]RowGroup, len(rgs))
 	for i, rg := range md.RowGroups {
 		if rg.NumRows < 0 {
-			return fmt.Errorf("open %s: %w: row group %d has %d rows", p.uri, ErrBadFile, i, rg.NumRows)
+			return nil, fmt.Errorf("open %s: %w: row group %d has %d rows", uri, ErrBadFile, i, rg.NumRows)
 		}
 		// Every row is encoded in the row group's column chunks, and even
 		// a run-length-encoded run of NULLs takes bytes: a row group that
@@ -305,27 +332,26 @@ func (p *ParquetFile) checkRowGroups() error {
 			chunkBytes += max(rg.Columns[j].MetaData.TotalCompressedSize, 0)
 		}
 		if limit := maxRowsPerByte*chunkBytes + minRowsLimit; rg.NumRows > limit {
-			return fmt.Errorf("open %s: %w: row group %d claims %d rows in %d bytes of column chunks (at most %d)",
-				p.uri, ErrBadFile, i, rg.NumRows, chunkBytes, limit)
+			return nil, fmt.Errorf("open %s: %w: row group %d claims %d rows in %d bytes of column chunks (at most %d)",
+				uri, ErrBadFile, i, rg.NumRows, chunkBytes, limit)
 		}
-		p.groups[i].Rows = rg.NumRows
-		p.maxRows = max(p.maxRows, rg.NumRows)
+		groups[i].Rows = rg.NumRows
 		if len(rgs[i].ColumnChunks()) != len(rg.Columns) {
-			return fmt.Errorf("open %s: %w: row group %d: column chunks do not match the schema", p.uri, ErrBadFile, i)
+			return nil, fmt.Errorf("open %s: %w: row group %d: column chunks do not match the schema", uri, ErrBadFile, i)
 		}
-		for _, c := range p.plan.cols {
+		for _, c := range cols {
 			if c.leaf < 0 || c.leaf >= len(rg.Columns) {
-				return fmt.Errorf("open %s: %w: row group %d has no chunk for column %q", p.uri, ErrBadFile, i, c.name)
+				return nil, fmt.Errorf("open %s: %w: row group %d has no chunk for column %q", uri, ErrBadFile, i, c.name)
 			}
 			m := &rg.Columns[c.leaf].MetaData
 			start := chunkStart(m)
-			if start < 0 || m.TotalCompressedSize < 0 || start > p.size || m.TotalCompressedSize > p.size-start {
-				return fmt.Errorf("open %s: %w: row group %d column %q: chunk lies outside the file", p.uri, ErrBadFile, i, c.name)
+			if start < 0 || m.TotalCompressedSize < 0 || start > size || m.TotalCompressedSize > size-start {
+				return nil, fmt.Errorf("open %s: %w: row group %d column %q: chunk lies outside the file", uri, ErrBadFile, i, c.name)
 			}
-			p.groups[i].CompressedBytes += m.TotalCompressedSize
+			groups[i].CompressedBytes += m.TotalCompressedSize
 		}
 	}
-	return nil
+	return groups, nil
 }
 
 // RowGroups lists the file's row groups in order.

@@ -84,8 +84,16 @@ func OpenTable(ctx context.Context, f File, o Object) (t *Table, err error) {
 			t.cols[flat] = c
 		}
 	}
-	for _, g := range pf.RowGroups() {
-		t.groups = append(t.groups, g.NumRows())
+	var cols []groupColumn
+	for leaf, path := range pf.Schema().Columns() {
+		cols = append(cols, groupColumn{leaf, strings.Join(path, ".")})
+	}
+	groups, err := checkGroups(o.URI, pf, r.size, cols)
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range groups {
+		t.groups = append(t.groups, g.Rows)
 	}
 	return t, nil
 }
