@@ -75,10 +75,18 @@ func users(prefix string, from, to int) []string {
 	return out
 }
 
-// sentTraits reads the recorded requests as "user sid trait=value" strings.
-func sentTraits(t *testing.T, reqs []string) []string {
+// userRequest is one recorded user request: its id, sid, ts and the
+// user properties it sets ("key=value", unescaped).
+type userRequest struct {
+	id, sid, ts string
+	props       []string
+}
+
+// userRequests parses recorded requests ("path?query"), each of which must
+// be a user request.
+func userRequests(t *testing.T, reqs []string) []userRequest {
 	t.Helper()
-	var out []string
+	var out []userRequest
 	for _, r := range reqs {
 		path, query, _ := strings.Cut(r, "?")
 		if path != "/api/user/acme/12/" {
@@ -88,18 +96,29 @@ func sentTraits(t *testing.T, reqs []string) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var trait []string
+		u := userRequest{id: q.Get("id"), sid: q.Get("sid"), ts: q.Get("ts")}
 		for k, v := range q {
 			switch k {
 			case "sid", "id", "ts":
 			default:
-				trait = append(trait, k+"="+v[0])
+				u.props = append(u.props, k+"="+v[0])
 			}
 		}
-		if q.Get("ts") == "" {
-			t.Fatalf("request %s has no ts", r)
+		slices.Sort(u.props)
+		out = append(out, u)
+	}
+	return out
+}
+
+// sentTraits reads the recorded requests as "user sid trait=value" strings.
+func sentTraits(t *testing.T, reqs []string) []string {
+	t.Helper()
+	var out []string
+	for _, u := range userRequests(t, reqs) {
+		if u.ts == "" {
+			t.Fatalf("request of %s has no ts", u.id)
 		}
-		out = append(out, q.Get("id")+" "+q.Get("sid")+" "+strings.Join(trait, "&"))
+		out = append(out, u.id+" "+u.sid+" "+strings.Join(u.props, "&"))
 	}
 	slices.Sort(out)
 	return out

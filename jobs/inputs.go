@@ -416,7 +416,8 @@ func (in *inputs) Decode(ctx context.Context, obj pipeline.Object, rowGroup int,
 		if obj.Filter == nil && !tracks {
 			return fn(first, batch, nil)
 		}
-		skip = append(skip[:0], make([]string, len(batch))...)
+		skip = slices.Grow(skip[:0], len(batch))[:len(batch)]
+		clear(skip)
 		// A row outside the run's time range is not this run's, whatever
 		// else would skip it.
 		if obj.Filter != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -64,27 +63,11 @@ func traitsSource(t *testing.T, rows ...traitRow) string {
 func sentProps(t *testing.T, reqs []string) []string {
 	t.Helper()
 	var out []string
-	for _, r := range reqs {
-		path, query, _ := strings.Cut(r, "?")
-		if path != "/api/user/acme/12/" {
-			t.Fatalf("request to %s, want /api/user/acme/12/", path)
+	for _, u := range userRequests(t, reqs) {
+		if len(u.props) != 1 {
+			t.Fatalf("request of %s sets %d properties, want 1", u.id, len(u.props))
 		}
-		q, err := url.ParseQuery(query)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var props []string
-		for k, v := range q {
-			switch k {
-			case "sid", "id", "ts":
-			default:
-				props = append(props, k+"="+v[0])
-			}
-		}
-		if len(props) != 1 {
-			t.Fatalf("request %s sets %d properties, want 1", r, len(props))
-		}
-		out = append(out, q.Get("id")+" "+q.Get("sid")+" "+q.Get("ts")+" "+props[0])
+		out = append(out, u.id+" "+u.sid+" "+u.ts+" "+u.props[0])
 	}
 	slices.Sort(out)
 	return out
