@@ -62,7 +62,7 @@ func ParsePartition(key string) Partition {
 					hm = n
 				}
 			case "segment_type":
-				p.SegmentType = strings.ToLower(v)
+				p.SegmentType = strings.Clone(strings.ToLower(v))
 			}
 			continue
 		}
@@ -91,7 +91,9 @@ func ParsePartition(key string) Partition {
 		if claimed[i] || s == "" || s == "." || s == ".." {
 			continue
 		}
-		p.Table = strings.ToLower(s)
+		// A copy: a slice of the cleaned path would keep all of it alive
+		// for as long as the listing is held (a million objects' worth).
+		p.Table = strings.Clone(strings.ToLower(s))
 		break
 	}
 	return p

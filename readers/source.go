@@ -208,8 +208,14 @@ func (s *Source) Scan(ctx context.Context) (Listing, error) {
 				continue
 			}
 		}
+		uri, key := s.st.URI(e.Key), e.Key
+		if strings.HasSuffix(uri, key) {
+			// The key shares the URI's bytes: a listing held for the whole
+			// run then keeps each path once.
+			key = uri[len(uri)-len(key):]
+		}
 		l.Objects = append(l.Objects, Object{
-			URI: s.st.URI(e.Key), Key: e.Key, Size: e.Size, Version: e.Version, Partition: p,
+			URI: uri, Key: key, Size: e.Size, Version: e.Version, Partition: p,
 			Carried: t != nil && t.carried[e.Key],
 		})
 	}
