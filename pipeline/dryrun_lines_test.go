@@ -3,9 +3,12 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/convertro-etl/convertro-etl/internal/segment"
 	"github.com/convertro-etl/convertro-etl/writers"
@@ -90,4 +93,67 @@ func testDryRunLines(t *testing.T, pad int) {
 	if rep.WouldSend == nil || rep.WouldSend.Requests != wantSent || !maps.Equal(rep.Counts.RowsSkipped, wantReasons) {
 		t.Errorf("counts %+v, want %d requests and skips %v", rep.Counts, wantSent, wantReasons)
 	}
+}
+
+// The unit whose turn it is is written as its lines are made, not once it
+// is done: a row group of millions of rows would otherwise hold all its
+// lines (hundreds of MiB) before the first is written. The decoder of the
+// only unit stops half-way until the writer has been given a line; the
+// guard only keeps a regression from hanging the test.
+func TestDryRunWritesTheUnitBeingWrittenAsItGoes(t *testing.T) {
+	const rows = 4000
+	objs := []Object{{URI: "mem://big.parquet", Key: "big.parquet", Size: 1, Version: "1", RowGroups: []int64{rows}}}
+	written := make(chan struct{})
+	out := &firstWrite{signal: written}
+	inner := &memDecoder{batch: 100}
+	dec := decoderFunc(func(ctx context.Context, obj Object, rg int, fn func(int64, []segment.Message, []string) error) error {
+		return inner.Decode(ctx, obj, rg, func(first int64, batch []segment.Message, skip []string) error {
+			if first == rows/2 { // a 1 KiB line a row: several chunks filled by now
+				select {
+				case <-written:
+				case <-time.After(30 * time.Second):
+					return errors.New("half the unit's lines made and none written")
+				}
+			}
+			return fn(first, batch, skip)
+		})
+	})
+	padded := func() Transform {
+		tf := newTestTransform("http://convertro.test")()
+		var b []byte
+		return func(m *segment.Message, emit func([]byte)) string {
+			return tf(m, func(u []byte) {
+				b = append(append(b[:0], u...), "&pad="...)
+				b = append(b, bytes.Repeat([]byte{'p'}, 1<<10)...)
+				emit(b)
+			})
+		}
+	}
+	rep, err := Run(context.Background(), Config{Job: testJob, Objects: objs, Decoders: 2},
+		Deps{Decoder: dec, NewTransform: padded, DryRun: out, DryRunLine: writers.AppendDryRunLine})
+	if err != nil {
+		t.Fatalf("dry run: %v", err)
+	}
+	lines := int64(bytes.Count(out.b.Bytes(), []byte("\n")))
+	if rep.Counts.RowsRead != rows || rep.WouldSend == nil || lines != rep.WouldSend.Requests || lines < rows/2 {
+		t.Errorf("read %d rows and wrote %d lines; report %+v", rep.Counts.RowsRead, lines, rep.WouldSend)
+	}
+}
+
+type decoderFunc func(ctx context.Context, obj Object, rg int, fn func(int64, []segment.Message, []string) error) error
+
+func (f decoderFunc) Decode(ctx context.Context, obj Object, rg int, fn func(int64, []segment.Message, []string) error) error {
+	return f(ctx, obj, rg, fn)
+}
+
+// firstWrite keeps what is written and closes signal at the first write.
+type firstWrite struct {
+	b      bytes.Buffer
+	signal chan struct{}
+	once   sync.Once
+}
+
+func (w *firstWrite) Write(p []byte) (int, error) {
+	w.once.Do(func() { close(w.signal) })
+	return w.b.Write(p)
 }
