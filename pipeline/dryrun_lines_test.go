@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"sync"
 	"testing"
@@ -156,4 +157,48 @@ type firstWrite struct {
 func (w *firstWrite) Write(p []byte) (int, error) {
 	w.once.Do(func() { close(w.signal) })
 	return w.b.Write(p)
+}
+
+// BenchmarkRunDryLargeUnits runs the dry run over row groups of 131,072
+// rows (the size of a large warehouse export's), whose lines are streamed
+// by the writer while their unit is its turn, and, in the same run, the
+// reference: the same decoder, transform and line format in one loop into
+// one reused buffer, with no ordering, chunks or writer. x-reference is
+// the dry run's time over the reference's: what the parallel, ordered
+// output costs or saves (below 1 with more than one core).
+func BenchmarkRunDryLargeUnits(b *testing.B) {
+	const groupRows = 131_072
+	objs := []Object{{URI: "mem://large", Key: "large", RowGroups: []int64{groupRows, groupRows, groupRows, groupRows}}}
+	rows := PlanRows(BuildPlan(objs))
+	var dry, ref time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		_, err := Run(context.Background(), Config{Job: testJob, Objects: objs},
+			Deps{Decoder: &memDecoder{batch: 1024}, NewTransform: newTestTransform("http://x"), DryRun: io.Discard, DryRunLine: writers.AppendDryRunLine})
+		if err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		tf := newTestTransform("http://x")()
+		var lines []byte
+		for _, u := range BuildPlan(objs) {
+			err := (&memDecoder{batch: 1024}).Decode(context.Background(), objs[u.Object], u.RowGroup, func(_ int64, batch []segment.Message, _ []string) error {
+				for i := range batch {
+					tf(&batch[i], func(url []byte) { lines = writers.AppendDryRunLine(lines, url) })
+					if len(lines) > 256<<10 {
+						_, _ = io.Discard.Write(lines)
+						lines = lines[:0]
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		dry, ref = dry+t1.Sub(t0), ref+time.Since(t1)
+	}
+	b.ReportMetric(float64(rows)*float64(b.N)/dry.Seconds(), "rows/s")
+	b.ReportMetric(float64(rows)*float64(b.N)/ref.Seconds(), "reference-rows/s")
+	b.ReportMetric(dry.Seconds()/ref.Seconds(), "x-reference")
 }
