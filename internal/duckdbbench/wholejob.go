@@ -14,7 +14,7 @@ import (
 	"github.com/convertro-etl/convertro-etl/writers/generate"
 )
 
-// The third side: DuckDB doing the dry run's whole job in SQL over an
+// The fourth side: DuckDB doing the dry run's whole job in SQL over an
 // export the generator wrote (or the wide file, a warehouse tracks table),
 // for the settings of jobs.DemoOptions, and writing the same lines with
 // COPY ... TO a JSON-lines file. The query applies, per table, what the job
@@ -35,7 +35,8 @@ import (
 //     split, '_', '-', '.' and white space folded to one space, trimmed,
 //     lower case); a `tracks` row whose event has a table of its own is
 //     skipped (in_event_table); the settings' events map gives one hit per
-//     mapped name, val 1 (tracks carry no revenue), eid the message id;
+//     mapped name, val 1 (the generator's tracks have no revenue column,
+//     so the query reads none), eid the message id;
 //     unmapped names are skipped;
 //   - Order Completed: order_id needed; val the total if it is a number,
 //     else the revenue, else 1; typ sale.repeat, sale.new or sale from
@@ -51,9 +52,17 @@ import (
 // below 2^53 cents, for which the shortest decimal of the float64 is the
 // decimal the job writes from the text too; the output check in measure
 // (and TestWholeJobSQLWritesTheDryRunLines) compares every line.
+//
+// What the generator never writes the query does not do, so its output
+// equals the dry run's on generated exports only: the event id the job
+// derives for a row without message id (row- and a SHA-256 over a binary
+// form of the row's values), the dead letter of a URL over 16 KiB, number
+// text in other forms ("-$5", exponents), non-ASCII event names, and
+// settings other than the demo's (hybrid sales, anonymous ids as device
+// ids, an empty events map, a time range).
 
-// sqlLayout names the folders and columns that differ between the two layouts the
-// query knows.
+// sqlLayout names the folders and columns that differ between the two
+// layouts the query knows.
 type sqlLayout struct {
 	glob                               string // below a table's folder
 	orderTable, installTable           string
