@@ -68,10 +68,11 @@ bench-gocloud: emulators ## objstore against gocloud.dev/blob on each emulator; 
 # Another module of its own (internal/duckdbbench): the DuckDB driver
 # needs cgo and carries a prebuilt libduckdb, so neither enters go.mod and
 # ./... does not reach it. The first build compiles the driver (a minute
-# or more). Its test checks that both sides read the same rows, then the
-# comparison runs once, alternating the sides DUCKDBREPS times.
+# or more). Its tests check that the sides read the same rows and that the
+# whole job in SQL writes the dry run's lines, then the comparison runs
+# once, alternating the sides DUCKDBREPS times.
 DUCKDBREPS ?= 3
-bench-duckdb: ## the dry run against DuckDB scanning the same columns, on generated exports and a wide 41-column file (exports kept in BENCHDIR) (not in CI)
+bench-duckdb: ## the dry run against DuckDB scanning the same columns and doing the whole job in SQL, on generated exports and a wide 41-column file (exports kept in BENCHDIR) (not in CI)
 	cd internal/duckdbbench && export CGO_ENABLED=1 && \
 	  $(GO) test -count 1 . && \
 	  $(GO) run . -reps $(DUCKDBREPS) $(if $(BENCHDIR),-work $(abspath $(BENCHDIR)))

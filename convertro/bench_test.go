@@ -153,13 +153,18 @@ func TestReferenceURLAgrees(t *testing.T) {
 }
 
 // BenchmarkAppendEscaped measures the query escaper on the values a request
-// carries, against two references in the same run: url.QueryEscape, and the
-// escaper this one replaced, which wrote three bytes for every byte and
-// kept one (escapeEveryByte).
+// carries, against three references in the same run: url.QueryEscape; an
+// escaper that writes three bytes for every byte and keeps one
+// (escapeEveryByte); and the one this replaced, which copied each run of
+// bytes that need no escape at once (escapeRuns). Compare impl=encoder
+// with impl=runs: on user agents, which escape every few bytes, it takes
+// half the time or less; on ids, one long run, a little less.
 func BenchmarkAppendEscaped(b *testing.B) {
 	values := []struct{ name, v string }{
 		{"device_id", "6f1c2a4e-9b7d-4c1e-8a55-0d3f2b9c7e11"},
 		{"user_agent", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"},
+		{"android_user_agent", "Dalvik/2.1.0 (Linux; U; Android 14; Pixel 8 Build/UQ1A.240205.004)"},
+		{"ip", "203.0.113.7"},
 		{"non_ascii", "Größenänderung des Warenkorbs – Bestellung abgeschlossen"},
 	}
 	for _, v := range values {
@@ -168,6 +173,12 @@ func BenchmarkAppendEscaped(b *testing.B) {
 			b.SetBytes(int64(len(v.v)))
 			for b.Loop() {
 				dst = appendEscaped(dst[:0], v.v)
+			}
+		})
+		b.Run(v.name+"/impl=runs", func(b *testing.B) {
+			b.SetBytes(int64(len(v.v)))
+			for b.Loop() {
+				dst = escapeRuns(dst[:0], v.v)
 			}
 		})
 		b.Run(v.name+"/impl=every-byte", func(b *testing.B) {
@@ -198,4 +209,48 @@ func escapeEveryByte(dst []byte, s string) []byte {
 		n += int(e >> 24)
 	}
 	return dst[:n]
+}
+
+// escapeRuns is the reference escaper that copies each run of bytes that
+// need no escape whole (a scan, then a copy) and writes the escape of each
+// byte that does.
+func escapeRuns(dst []byte, s string) []byte {
+	dst = slices.Grow(dst, 3*len(s))
+	for i := 0; i < len(s); i++ {
+		j := i
+		for j < len(s) && escapes[s[j]] == 1<<24|uint32(s[j]) {
+			j++
+		}
+		dst = append(dst, s[i:j]...)
+		if j == len(s) {
+			break
+		}
+		e := escapes[s[j]]
+		dst = append(dst, byte(e), byte(e>>8), byte(e>>16))
+		dst = dst[:len(dst)-3+int(e>>24)]
+		i = j
+	}
+	return dst
+}
+
+// TestEscapeReferencesAgree makes sure the escaper and its references in
+// BenchmarkAppendEscaped write the same bytes, so that the comparison is
+// fair.
+func TestEscapeReferencesAgree(t *testing.T) {
+	var all []byte
+	for c := range 256 {
+		all = append(all, byte(c))
+	}
+	for _, v := range []string{"", "6f1c2a4e-9b7d", "a b+c/d", string(all), "Größe ~x~"} {
+		want := url.QueryEscape(v)
+		for name, got := range map[string]string{
+			"encoder":    string(appendEscaped([]byte("x"), v)[1:]),
+			"runs":       string(escapeRuns(nil, v)),
+			"every-byte": string(escapeEveryByte(nil, v)),
+		} {
+			if got != want {
+				t.Errorf("%s(%q) = %q, want %q", name, v, got, want)
+			}
+		}
+	}
 }

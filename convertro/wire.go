@@ -341,35 +341,29 @@ var escapes = func() (t [256]uint32) {
 	return t
 }()
 
-// plain marks the bytes that stand for themselves in a query value.
-var plain = func() (t [256]bool) {
-	for c, e := range escapes {
-		t[c] = e == 1<<24|uint32(c)
-	}
-	return t
-}()
-
 // appendEscaped appends s query-escaped to dst, byte for byte as
 // url.QueryEscape does, without allocating a string. It makes room for the
-// worst case once (three bytes per byte), then copies each run of bytes
-// that need no escape whole and writes the escape of each byte that does:
-// most values (ids, numbers, most of a user agent) are long runs, and this
-// loop is the hot spot of encoding.
+// worst case once (three bytes per byte), then stores each byte's escape
+// straight into it: one byte for a byte that stands for itself (or a
+// space's '+'), three for the others. This loop is the hot spot of
+// encoding; values are short runs between escapes (a user agent escapes
+// every few bytes), which a store per byte writes twice as fast as a copy
+// per run (BenchmarkAppendEscaped).
 func appendEscaped[T string | []byte](dst []byte, s T) []byte {
-	dst = slices.Grow(dst, 3*len(s))
+	n := len(dst)
+	dst = slices.Grow(dst, 3*len(s))[:n+3*len(s)]
+	out := dst[n:]
+	k := 0
 	for i := 0; i < len(s); i++ {
-		j := i
-		for j < len(s) && plain[s[j]] {
-			j++
+		e := escapes[s[i]]
+		if e < 2<<24 { // one byte
+			out[k] = byte(e)
+			k++
+			continue
 		}
-		dst = append(dst, s[i:j]...)
-		if j == len(s) {
-			break
-		}
-		e := escapes[s[j]]
-		dst = append(dst, byte(e), byte(e>>8), byte(e>>16))
-		dst = dst[:len(dst)-3+int(e>>24)]
-		i = j
+		w := out[k : k+3 : k+3]
+		w[0], w[1], w[2] = byte(e), byte(e>>8), byte(e>>16)
+		k += 3
 	}
-	return dst
+	return dst[:n+k]
 }

@@ -71,7 +71,9 @@
 //
 // A dry run (Deps.DryRun) decodes and transforms the same way but writes the
 // requests, one JSON line each, in plan order whatever the number of decode
-// workers; it takes no lease, writes no state and covers the whole shard
+// workers (a unit's lines wait in reused chunks until its turn, and the
+// unit whose turn it is is written as its lines are made, so that a large
+// row group never holds its whole output); it takes no lease, writes no state and covers the whole shard
 // whatever a manifest says. Its report says so (dry_run) and holds what it
 // would send (would_send: requests, and the rows they would deliver), with no
 // row delivered and no request sent; skipped objects are reported but do not

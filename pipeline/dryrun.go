@@ -15,16 +15,61 @@ import (
 // The dry run: every unit decoded and transformed in parallel, the requests
 // written in plan order, nothing sent and no state touched.
 
-// unitOutput is one unit's dry-run lines and counts, waiting for its turn.
+// unitOutput is one unit's dry-run lines and counts. The unit's worker
+// hands each filled chunk over as it goes, and the ordered writer writes
+// the chunks of the unit whose turn it is as they come: the unit being
+// written never holds its whole output, and its chunks go back to the
+// free list while still in the cache. Units further on keep theirs until
+// their turn.
 type unitOutput struct {
-	seq    int
-	lines  [][]byte // chunks, in order
+	mu     sync.Mutex
+	chunks [][]byte // filled, not yet taken by the writer; in order
+	done   bool     // no more chunks; the fields below are set
+	wake   chan struct{}
+
 	counts Counts
 	// partial: the unit's object was set aside; seen rows were read (and
 	// their lines kept), bad is the reason when this unit found it.
 	partial bool
 	seen    int64
 	bad     string
+}
+
+func newUnitOutput() *unitOutput { return &unitOutput{wake: make(chan struct{}, 1)} }
+
+// push hands over a filled chunk (nil: none) and, when done, the unit's end.
+func (o *unitOutput) push(chunk []byte, done bool) {
+	o.mu.Lock()
+	if len(chunk) > 0 {
+		o.chunks = append(o.chunks, chunk)
+	}
+	o.done = o.done || done
+	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take moves the chunks handed over so far into buf, waiting for one or
+// for the unit's end; done says the unit has no more.
+func (o *unitOutput) take(ctx context.Context, buf [][]byte) ([][]byte, bool, error) {
+	for {
+		o.mu.Lock()
+		buf = append(buf, o.chunks...)
+		clear(o.chunks)
+		o.chunks = o.chunks[:0]
+		done := o.done
+		o.mu.Unlock()
+		if len(buf) > 0 || done {
+			return buf, done, nil
+		}
+		select {
+		case <-o.wake:
+		case <-ctx.Done():
+			return buf, false, context.Cause(ctx)
+		}
+	}
 }
 
 // A unit's dry-run lines are kept in fixed-size chunks that the writer
@@ -69,9 +114,9 @@ func recycleDryLines(free chan<- []byte, b []byte) {
 }
 
 // runDry decodes and transforms every unit of the shard in parallel, and
-// writes the requests in plan order: each unit's lines are buffered and an
-// ordered writer emits them in turn. At most 2×Decoders units are between
-// dispatch and write, which bounds the buffered output.
+// writes the requests in plan order: each unit's lines are buffered until
+// its turn, then streamed by an ordered writer. At most 2×Decoders units
+// are between dispatch and write, which bounds the buffered output.
 func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	started := deps.Now()
 	m := newManifest(cfg)
@@ -82,37 +127,41 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 
 	g, gctx := errgroup.WithContext(ctx)
 	turns := semaphore.NewWeighted(int64(2 * cfg.Decoders))
-	unitCh := make(chan int)
-	outCh := make(chan unitOutput, cfg.Decoders)
-	// The writer hands written units' buffers back to the decoders, so that
-	// a run reuses a handful of buffers instead of growing a fresh one,
-	// copy after copy, for every unit.
+	type dispatched struct {
+		ui  int
+		out *unitOutput
+	}
+	unitCh := make(chan dispatched)
+	// The units in plan order, for the writer; the turns bound them.
+	order := make(chan *unitOutput, 2*cfg.Decoders)
+	// The writer hands written chunks back to the decoders, so that a run
+	// reuses a handful of buffers instead of growing a fresh one, copy
+	// after copy, for every unit.
 	free := make(chan []byte, dryFreeChunks*cfg.Decoders)
 	g.Go(func() error {
 		defer close(unitCh)
+		defer close(order)
 		for i := range units {
 			// Taken in plan order and given back in plan order by the
 			// writer: a slow unit holds back at most the window behind it.
 			if err := turns.Acquire(gctx, 1); err != nil {
 				return err
 			}
-			if err := put(gctx, unitCh, i); err != nil {
+			out := newUnitOutput()
+			order <- out // never blocks: the turns bound the units in it
+			if err := put(gctx, unitCh, dispatched{i, out}); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 	var bad badObjects
-	var workers sync.WaitGroup
 	for range cfg.Decoders {
-		workers.Add(1)
 		g.Go(func() error {
-			defer workers.Done()
 			tf := deps.NewTransform()
 			// A row's lines go straight into its unit's current chunk; a
 			// row that turns out skipped after emitting is cut off again.
 			var lines []byte
-			var chunks [][]byte
 			var nurls, ndead int64
 			emit := func(u []byte) {
 				if cfg.MaxURLBytes > 0 && len(u) > cfg.MaxURLBytes {
@@ -122,25 +171,22 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 				lines = deps.DryRunLine(lines, u)
 				nurls++
 			}
-			for ui := range unitCh {
-				u := units[ui]
+			for d := range unitCh {
+				u, out := units[d.ui], d.out
 				obj := cfg.Objects[u.Object]
-				out := unitOutput{seq: ui}
 				if bad.has(u.Object) || obj.Skipped != "" {
 					out.partial = true
-					if err := put(gctx, outCh, out); err != nil {
-						return err
-					}
+					out.push(nil, true)
 					continue
 				}
 				var seen int64
-				lines, chunks = dryLines(free), nil
+				lines = dryLines(free)
 				err := deps.Decoder.Decode(gctx, obj, u.RowGroup, func(_ int64, batch []segment.Message, skip []string) error {
 					var reqs int64 // progress is told once a batch, not once a row
 					for i := range batch {
 						seen++
 						if cap(lines)-len(lines) < dryChunkRoom {
-							chunks = append(chunks, lines)
+							out.push(lines, false)
 							lines = dryLines(free)
 						}
 						mark := len(lines)
@@ -166,12 +212,10 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 					prog.add(int64(len(batch)), reqs)
 					return nil
 				})
-				if len(lines) > 0 {
-					chunks = append(chunks, lines)
-				} else {
+				if len(lines) == 0 {
 					recycleDryLines(free, lines)
+					lines = nil
 				}
-				out.lines, lines, chunks = chunks, nil, nil
 				switch aside, first, err := bad.settle(gctx, err, obj, u, seen, deps.Logger); {
 				case aside:
 					out.partial, out.seen = true, seen
@@ -181,49 +225,42 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 				case err != nil:
 					return err
 				}
-				if err := put(gctx, outCh, out); err != nil {
-					return err
-				}
+				out.push(lines, true)
+				lines = nil
 			}
 			return nil
 		})
 	}
-	g.Go(func() error {
-		workers.Wait()
-		close(outCh)
-		return nil
-	})
 	g.Go(func() error { // the ordered writer
 		bw := bufio.NewWriterSize(deps.DryRun, 64<<10)
-		pending := make(map[int]unitOutput)
+		var chunks [][]byte
 		next := 0
-		for o := range outCh {
-			pending[o.seq] = o
-			for {
-				p, ok := pending[next]
-				if !ok {
-					break
+		for p := range order {
+			for done := false; !done; {
+				var err error
+				if chunks, done, err = p.take(gctx, chunks[:0]); err != nil {
+					return err
 				}
-				delete(pending, next)
-				for _, c := range p.lines {
+				for i, c := range chunks {
 					if _, err := bw.Write(c); err != nil {
 						return fmt.Errorf("write dry run: %w", err)
 					}
 					recycleDryLines(free, c)
+					chunks[i] = nil
 				}
-				m.Counts.Add(p.counts)
-				if p.partial {
-					m.Units[next].Watermark = p.seen
-					if o := &m.Objects[m.Units[next].Object]; p.bad != "" && o.Skipped == "" {
-						o.Skipped = p.bad
-						m.Counts.ObjectsSkipped++
-					}
-				} else {
-					m.Units[next].Watermark, m.Units[next].Done = m.Units[next].Rows, true
-				}
-				turns.Release(1)
-				next++
 			}
+			m.Counts.Add(p.counts)
+			if p.partial {
+				m.Units[next].Watermark = p.seen
+				if o := &m.Objects[m.Units[next].Object]; p.bad != "" && o.Skipped == "" {
+					o.Skipped = p.bad
+					m.Counts.ObjectsSkipped++
+				}
+			} else {
+				m.Units[next].Watermark, m.Units[next].Done = m.Units[next].Rows, true
+			}
+			turns.Release(1)
+			next++
 		}
 		if err := bw.Flush(); err != nil {
 			return fmt.Errorf("write dry run: %w", err)

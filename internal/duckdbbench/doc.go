@@ -1,6 +1,6 @@
 // Command duckdbbench weighs the job's dry run against DuckDB reading the
 // same Parquet files, in one process and one run, and prints the rows a
-// second of three sides and their ratios:
+// second of four sides and their ratios:
 //
 //   - the dry run: jobs.Run with DryRun, the requests written to a file
 //     (list, footers, decode, skips, mapping, URL encoding, JSON lines);
@@ -13,13 +13,20 @@
 //   - the job's reader alone: every row group decoded into segment.Message
 //     batches with the job's batch size and parallelism, and dropped, so
 //     that the table says whether a gap to DuckDB is in the decoding
-//     (reader/scan) or in what the job does with the rows (dry/reader).
+//     (reader/scan) or in what the job does with the rows (dry/reader);
+//   - DuckDB doing the dry run's whole job in SQL (wholejob.go): the same
+//     skips, the mapping of events, values, event ids and times, the URL
+//     encoding, and COPY ... TO a JSON-lines file, for the settings of
+//     jobs.DemoOptions. Its rate is in rows of the input a second, as the
+//     others'. The first output of each is kept and compared, line for
+//     line as multisets (DuckDB writes in its own order): a run whose
+//     outputs differ in any line fails, naming some of them.
 //
 // The inputs are exports written by the project's generator (the
 // warehouse and datalake layouts, 10,000-row row groups) and one wide file
 // written here (wide.go): the 37 columns of a generated warehouse tracks
 // file and four more a wider tracks table carries, 41 in all, of which the
-// job reads 14, in row groups of 131,072 rows. The three sides alternate -reps times, starting
+// job reads 14, in row groups of 131,072 rows. The sides alternate -reps times, starting
 // with another side each time, and each keeps its best run, so
 // that the page cache and bursts of load on a shared machine favour
 // none. A side that counts other rows than another read fails the run.

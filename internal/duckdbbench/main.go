@@ -69,6 +69,7 @@ func main() {
 // input is one thing both sides read.
 type input struct {
 	name, dir string
+	layout    string // the generator's layout, for the whole job in SQL
 	goal      float64
 	profile   string // CPU profile of the first dry run, if not ""
 }
@@ -79,7 +80,9 @@ type result struct {
 	rows        int64
 	dry, scan   rate
 	decode      rate // the reader alone
-	scanColumns int  // distinct columns the scan reads
+	sql         rate // DuckDB doing the whole job in SQL, rows of the input a second
+	lines       int64
+	scanColumns int // distinct columns the scan reads
 }
 
 func run(ctx context.Context, w io.Writer, c config) error {
@@ -99,13 +102,13 @@ func run(ctx context.Context, w io.Writer, c config) error {
 		if err != nil {
 			return err
 		}
-		inputs = append(inputs, input{name: fmt.Sprintf("%s export, %s rows, 10k-row groups", layout, human(float64(c.rows))), dir: dir, goal: c.exportGoal})
+		inputs = append(inputs, input{name: fmt.Sprintf("%s export, %s rows, 10k-row groups", layout, human(float64(c.rows))), dir: dir, layout: layout, goal: c.exportGoal})
 	}
 	wide, err := wideDir(ctx, c)
 	if err != nil {
 		return err
 	}
-	inputs = append(inputs, input{name: fmt.Sprintf("wide file, %d columns, %s rows, %s-row groups", wideColumns, human(float64(c.wideRows)), human(float64(c.wideRowGroupRows))), dir: wide, goal: c.wideGoal})
+	inputs = append(inputs, input{name: fmt.Sprintf("wide file, %d columns, %s rows, %s-row groups", wideColumns, human(float64(c.wideRows)), human(float64(c.wideRowGroupRows))), dir: wide, layout: generate.LayoutWarehouse, goal: c.wideGoal})
 
 	db, err := sql.Open("duckdb", "")
 	if err != nil {
@@ -122,10 +125,16 @@ func run(ctx context.Context, w io.Writer, c config) error {
 	// the files again, as each dry run does (both are DuckDB's defaults for
 	// local files; set here so that a change of default does not change
 	// the comparison).
-	for _, set := range []string{fmt.Sprintf("SET threads = %d", threads), "SET cache_local_files = false", "SET parquet_metadata_cache = false"} {
+	// The whole job's COPY may write in any order (its lines are compared
+	// as a set): keeping the input's order would only slow DuckDB down.
+	for _, set := range []string{fmt.Sprintf("SET threads = %d", threads), "SET cache_local_files = false", "SET parquet_metadata_cache = false",
+		"SET preserve_insertion_order = false"} {
 		if _, err := conn.ExecContext(ctx, set); err != nil {
 			return fmt.Errorf("duckdb: %s: %w", set, err)
 		}
+	}
+	if err := createMacros(ctx, conn); err != nil {
+		return err
 	}
 	var version string
 	if err := conn.QueryRowContext(ctx, "SELECT version()").Scan(&version); err != nil {
@@ -144,7 +153,7 @@ func run(ctx context.Context, w io.Writer, c config) error {
 		results = append(results, r)
 	}
 
-	fmt.Fprintf(w, "dry run vs DuckDB %s scanning the same columns: GOMAXPROCS %d, DuckDB threads %d, best of %d alternated runs of each side, load average %s at the start, %s at the end\n",
+	fmt.Fprintf(w, "dry run vs DuckDB %s scanning the same columns and doing the whole job in SQL: GOMAXPROCS %d, DuckDB threads %d, best of %d alternated runs of each side, load average %s at the start, %s at the end\n",
 		version, threads, threads, c.reps, load0, loadavg())
 	for _, per := range []struct {
 		title string
@@ -156,9 +165,9 @@ func run(ctx context.Context, w io.Writer, c config) error {
 	} {
 		fmt.Fprintf(w, "\n%s:\n", per.title)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "input\tcolumns\tdry run\tDuckDB scan\tdry/scan\tgoal\treader alone\tdry/reader\treader/scan\t")
+		fmt.Fprintln(tw, "input\tcolumns\tdry run\tDuckDB scan\tdry/scan\tgoal\treader alone\tdry/reader\treader/scan\tDuckDB whole job\tdry/whole job\t")
 		for _, r := range results {
-			dry, scan, dec := per.of(r.dry), per.of(r.scan), per.of(r.decode)
+			dry, scan, dec, whole := per.of(r.dry), per.of(r.scan), per.of(r.decode), per.of(r.sql)
 			goal := "-"
 			if per.goal {
 				verdict := "below"
@@ -167,12 +176,16 @@ func run(ctx context.Context, w io.Writer, c config) error {
 				}
 				goal = fmt.Sprintf(">= %.2f %s", r.goal, verdict)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.2f\t%s\t%s\t%.2f\t%.2f\t\n",
-				r.name, r.scanColumns, human(dry), human(scan), dry/scan, goal, human(dec), dry/dec, dec/scan)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.2f\t%s\t%s\t%.2f\t%.2f\t%s\t%.2f\t\n",
+				r.name, r.scanColumns, human(dry), human(scan), dry/scan, goal, human(dec), dry/dec, dec/scan, human(whole), dry/whole)
 		}
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+	}
+	fmt.Fprintln(w, "\nThe whole job in SQL wrote the same lines as the dry run (compared as sets, as DuckDB writes in its own order):")
+	for _, r := range results {
+		fmt.Fprintf(w, "  %s: %d lines, identical\n", r.name, r.lines)
 	}
 	return nil
 }
@@ -193,13 +206,47 @@ func measure(ctx context.Context, conn *sql.Conn, c config, in input, scratch st
 		}
 		fmt.Fprintf(os.Stderr, "%s: %s\n%s\n", in.name, q.query, plan)
 	}
+	whole, err := planWholeJob(ctx, conn, in.dir, in.layout, placeholder, demoEvents())
+	if err != nil {
+		return r, err
+	}
+	// The first output of the dry run and of the SQL are kept, and
+	// compared once the timings are done.
+	dryFirst, sqlFirst := filepath.Join(scratch, "dry-first.jsonl"), filepath.Join(scratch, "sql-first.jsonl")
+	defer os.Remove(dryFirst)
+	defer os.Remove(sqlFirst)
+	var sqlLines rate // lines a second of the SQL: the statement counts lines, not rows
 	sides := []func() (int64, rate, error){
 		func() (int64, rate, error) {
 			profile := in.profile
 			in.profile = ""
-			rows, got, err := dryRun(ctx, in.dir, filepath.Join(scratch, "state"), profile)
+			out := filepath.Join(scratch, "dry.jsonl")
+			if _, err := os.Stat(dryFirst); err != nil {
+				out = dryFirst
+			} else {
+				defer os.Remove(out)
+			}
+			rows, got, err := dryRun(ctx, in.dir, filepath.Join(scratch, "state"), out, profile)
 			r.dry = r.dry.best(got)
 			return rows, got, err
+		},
+		func() (int64, rate, error) {
+			out := filepath.Join(scratch, "sql.jsonl")
+			if _, err := os.Stat(sqlFirst); err != nil {
+				out = sqlFirst
+			} else {
+				defer os.Remove(out)
+			}
+			lines, got, err := whole.run(ctx, conn, out)
+			if err != nil {
+				return 0, got, err
+			}
+			if r.lines != 0 && lines != r.lines {
+				return 0, got, fmt.Errorf("the whole job in SQL wrote %d lines, then %d", r.lines, lines)
+			}
+			r.lines = lines
+			sqlLines = sqlLines.best(got)
+			return -1, got, nil // not rows read: left out of the check below
 		},
 		func() (int64, rate, error) {
 			rows, got, err := q.run(ctx, conn)
@@ -219,24 +266,46 @@ func measure(ctx context.Context, conn *sql.Conn, c config, in input, scratch st
 			if err != nil {
 				return r, err
 			}
+			if rows < 0 {
+				continue
+			}
 			if r.rows != 0 && rows != r.rows {
 				return r, fmt.Errorf("one side read %d rows, another %d", rows, r.rows)
 			}
 			r.rows = rows
 		}
 	}
+	// The SQL's rate in rows of the input a second, as the other sides'.
+	perLine := float64(r.rows) / float64(max(r.lines, 1))
+	r.sql = rate{sqlLines.wall * perLine, sqlLines.cpu * perLine}
+	onlyDry, onlySQL, n, err := sameLines(dryFirst, sqlFirst, 5)
+	if err != nil {
+		return r, fmt.Errorf("compare the outputs: %w", err)
+	}
+	if n > 0 {
+		return r, fmt.Errorf("the whole job in SQL and the dry run differ in %d lines; only in the dry run, e.g.:\n  %s\nonly in the SQL's, e.g.:\n  %s",
+			n, strings.Join(onlyDry, "\n  "), strings.Join(onlySQL, "\n  "))
+	}
 	return r, nil
 }
 
-// dryRun runs the job dry over dir, its requests written to a file, and
+// demoEvents is the events map of jobs.DemoOptions, which the dry runs use.
+func demoEvents() map[string][]string {
+	events := map[string][]string{}
+	for k, v := range jobs.DemoOptions("", placeholder).Events {
+		events[k] = v
+	}
+	return events
+}
+
+// dryRun runs the job dry over dir, its requests written to out, and
 // returns the rows it read and their rate over the whole call.
-func dryRun(ctx context.Context, dir, state, profile string) (int64, rate, error) {
+func dryRun(ctx context.Context, dir, state, out, profile string) (int64, rate, error) {
 	o := jobs.DemoOptions(filepath.Dir(dir), placeholder)
 	o.Sources = []string{dir}
 	o.State = state
 	o.Fresh = true
-	o.DryRun, o.Out = true, state+"-dry.jsonl"
-	defer os.Remove(o.Out)
+	o.DryRun, o.Out = true, out
 	defer os.RemoveAll(state)
 	var stderr bytes.Buffer
 	env := jobs.Env{

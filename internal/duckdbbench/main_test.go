@@ -59,7 +59,8 @@ func TestScanReadsWhatTheDryRunReads(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			read, _, err := dryRun(ctx, dir, filepath.Join(t.TempDir(), "state"), "")
+			tmp := t.TempDir()
+			read, _, err := dryRun(ctx, dir, filepath.Join(tmp, "state"), filepath.Join(tmp, "dry.jsonl"), "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -108,5 +109,115 @@ func TestScanReadsWhatTheDryRunReads(t *testing.T) {
 	}
 	if len(sizes) != 3 || sizes[0] != 1000 || sizes[1] != 1000 || sizes[2] != 500 {
 		t.Errorf("the wide file's row groups hold %v rows, want [1000 1000 500]", sizes)
+	}
+}
+
+// TestWholeJobSQLWritesTheDryRunLines checks that DuckDB doing the whole
+// job in SQL writes exactly the dry run's lines, as multisets, on small
+// inputs of each kind the benchmark times, and that both write some of
+// every request kind (a query that lost a table would still agree on the
+// rest).
+func TestWholeJobSQLWritesTheDryRunLines(t *testing.T) {
+	ctx := context.Background()
+	c := config{work: t.TempDir(), rows: 20000, wideRows: 2500, wideRowGroupRows: 1000, seed: 5}
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := createMacros(ctx, conn); err != nil {
+		t.Fatal(err)
+	}
+	type in struct{ layout, dir string }
+	var ins []in
+	for _, layout := range []string{generate.LayoutWarehouse, generate.LayoutDatalake} {
+		dir, err := exportDir(ctx, c, layout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ins = append(ins, in{layout, dir})
+	}
+	wide, err := wideDir(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ins = append(ins, in{generate.LayoutWarehouse, wide})
+	for _, x := range ins {
+		t.Run(filepath.Base(x.dir), func(t *testing.T) {
+			tmp := t.TempDir()
+			dry, sqlOut := filepath.Join(tmp, "dry.jsonl"), filepath.Join(tmp, "sql.jsonl")
+			if _, _, err := dryRun(ctx, x.dir, filepath.Join(tmp, "state"), dry, ""); err != nil {
+				t.Fatal(err)
+			}
+			j, err := planWholeJob(ctx, conn, x.dir, x.layout, placeholder, demoEvents())
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines, _, err := j.run(ctx, conn, sqlOut)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, j.query)
+			}
+			onlyDry, onlySQL, n, err := sameLines(dry, sqlOut, 5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n > 0 {
+				t.Fatalf("%d lines differ; only in the dry run:\n%s\nonly in the SQL's:\n%s", n, strings.Join(onlyDry, "\n"), strings.Join(onlySQL, "\n"))
+			}
+			b, err := os.ReadFile(sqlOut)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := int64(strings.Count(string(b), "\n")); got != lines || lines == 0 {
+				t.Errorf("DuckDB counted %d lines and wrote %d", lines, got)
+			}
+			kinds := []string{"/api/hit/", "&typ=cart&", "&cua=", "&cip="}
+			if x.dir != wide {
+				kinds = append(kinds, "/api/user/", "/api/install/", "&typ=sale&", "&typ=sale.new&", "&typ=sale.repeat&")
+			}
+			for _, k := range kinds {
+				if !strings.Contains(string(b), k) {
+					t.Errorf("no line with %q", k)
+				}
+			}
+		})
+	}
+}
+
+// TestSameLinesFindsEveryDifference checks the comparison itself: the
+// order of lines does not matter, a line changed, a line missing and a
+// line written twice do.
+func TestSameLinesFindsEveryDifference(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, lines ...string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a := write("a", "x", "y", "z")
+	for _, c := range []struct {
+		name  string
+		lines []string
+		n     int
+	}{
+		{"reordered", []string{"z", "x", "y"}, 0},
+		{"changed", []string{"x", "y", "Z"}, 2},
+		{"missing", []string{"x", "y"}, 1},
+		{"twice", []string{"x", "y", "z", "z"}, 1},
+	} {
+		_, _, n, err := sameLines(a, write(c.name, c.lines...), 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != c.n {
+			t.Errorf("%s: %d lines differ, want %d", c.name, n, c.n)
+		}
 	}
 }
