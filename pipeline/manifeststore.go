@@ -284,7 +284,7 @@ func loadPart(ctx context.Context, st StateStore, m *Manifest, name string) erro
 	}
 	m.Objects = append(m.Objects, d.Objects...)
 	for i, u := range d.Units {
-		if u[0] < 0 || int(u[0]) >= len(m.Objects) || u[1] < 0 || u[2] < 0 {
+		if u[0] < 0 || u[1] < 0 || u[2] < 0 {
 			return fmt.Errorf("decode plan %s: %w: unit %d is %v", uri, ErrBadManifest, d.FirstUnit+i, u)
 		}
 		m.Units = append(m.Units, UnitProgress{Object: int(u[0]), RowGroup: int(u[1]), Rows: u[2], Retired: u[3] == 1})
