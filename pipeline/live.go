@@ -59,9 +59,9 @@ type skipBatch struct {
 }
 
 type liveRun struct {
-	cfg    Config
-	deps   Deps
-	m      *Manifest // owned by the checkpointer once the stages start
+	cfg  Config
+	deps Deps
+	m    *Manifest // owned by the checkpointer once the stages start
 	// view is the plan's objects and units for the feeder and the
 	// decoders: a copy of the manifest's, extended in step with it when a
 	// Planner adds a segment.

@@ -55,8 +55,8 @@ type progress struct {
 	before     int64        // rows done before this run
 	total      atomic.Int64 // rows in the plan, which grows while planning goes on
 	rows, reqs atomic.Int64
-	began         time.Time
-	quit, done    chan struct{}
+	began      time.Time
+	quit, done chan struct{}
 }
 
 func newProgress(report func(Progress), now func() time.Time, every time.Duration, total, before int64) *progress {

@@ -143,8 +143,8 @@ type DeadLetterSink interface {
 // Config is what a run does and how hard it pushes. Zero values take the
 // defaults noted.
 type Config struct {
-	Job     JobID
-	Shard   Shard    // zero value: 0/1
+	Job   JobID
+	Shard Shard // zero value: 0/1
 	// Objects is the listing, in plan order (jobs sorts it by URI); a
 	// resume checks it against the manifest. With a Deps.Planner it is the
 	// part of the listing known before the run starts, and must hold every
@@ -239,7 +239,7 @@ type Deps struct {
 	// the footers of later objects are still being read. nil: the plan is
 	// Config.Objects.
 	Planner Planner
-	State      StateStore // where the report goes; nil = no report file
+	State   StateStore // where the report goes; nil = no report file
 	// DryRun, when set, makes the run write the requests it would send, one
 	// JSON line each, instead of sending them. It takes no lease and writes
 	// no state.
