@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"sync"
 )
 
@@ -18,10 +17,6 @@ import (
 // plan is stored), or with the run's error. The objects come after
 // Config.Objects and are new to the plan: none of them is in the ledger.
 type Planner func(ctx context.Context, add func(objs []Object) error) error
-
-// errPlanningStopped ends a Planner the run no longer needs: the feeder
-// stopped handing out units (the day's budget is spent).
-var errPlanningStopped = errors.New("the run stopped handing out units")
 
 // planView is the objects and units the stages read, which a Planner
 // extends while they run. Elements are never changed once added, and the

@@ -406,3 +406,27 @@ func TestNewerManifestRefused(t *testing.T) {
 		t.Fatalf("a version 7 manifest: %v", err)
 	}
 }
+
+// A run that reaches the day's cap hands out no more units but finishes
+// its plan: the manifest holds the whole job, for status and for the next
+// run.
+func TestPlannerCappedRunPlansEverything(t *testing.T) {
+	objs := growObjects(30)
+	stub := newConvertroStub(t, nil)
+	st := newDirState(t)
+	p := &segmentPlanner{objs: objs, sizes: []int{1, 2, 4}}
+	_, err := runPlanned(t, context.Background(), st, Config{Decoders: 2, Concurrency: 4, Window: 64, MaxRequestsPerDay: 5}, p, stub)
+	if !errors.Is(err, ErrCapReached) {
+		t.Fatalf("run: %v, want ErrCapReached", err)
+	}
+	m, err := ReadManifest(context.Background(), st, Shard{0, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Objects) != len(objs) || m.AllDone() || m.Status != StatusStopped {
+		t.Fatalf("after the cap: %d objects of %d planned, all done %v, status %s", len(m.Objects), len(objs), m.AllDone(), m.Status)
+	}
+	if n := len(stub.received()); n > 5 {
+		t.Errorf("%d requests sent under a cap of 5", n)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -283,14 +284,9 @@ func (r *liveRun) stages(ctx context.Context) error {
 func (r *liveRun) decodeStages(ctx context.Context, g *errgroup.Group) {
 	r.unitCh = make(chan int)
 	r.skips = make(chan skipBatch, r.cfg.Decoders)
-	planCtx, stopPlanning := context.WithCancelCause(ctx)
 	if r.deps.Planner != nil {
 		g.Go(func() error {
-			err := r.deps.Planner(planCtx, func(objs []Object) error { return r.addSegment(planCtx, objs) })
-			if err != nil && errors.Is(context.Cause(planCtx), errPlanningStopped) {
-				return nil // the feeder stopped first: what is not planned yet is planned by the next run
-			}
-			if err != nil {
+			if err := r.deps.Planner(ctx, func(objs []Object) error { return r.addSegment(ctx, objs) }); err != nil {
 				return fmt.Errorf("plan shard %s: %w", r.cfg.Shard, err)
 			}
 			r.view.finish()
@@ -299,14 +295,18 @@ func (r *liveRun) decodeStages(ctx context.Context, g *errgroup.Group) {
 	}
 	g.Go(func() error { // feeder, in plan order, while the plan grows
 		defer close(r.unitCh)
-		defer stopPlanning(errPlanningStopped)
 		for i := 0; ; i++ {
 			ok, err := r.view.wait(ctx, i)
 			if err != nil || !ok {
 				return err
 			}
 			if r.capped.Load() {
-				return nil // the day's budget is spent: hand over no more units
+				// The day's budget is spent: no more units are handed
+				// over, but planning goes on to its end, so that the
+				// manifest holds the whole job (status reads its totals
+				// from it, and the next run starts from it).
+				_, err := r.view.wait(ctx, math.MaxInt)
+				return err
 			}
 			u, _ := r.view.at(i)
 			if i < len(r.resume) && (r.resume[i].Done || r.resume[i].Retired) || u.Rows == 0 || r.bad.has(u.Object) {
