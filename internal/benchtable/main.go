@@ -83,14 +83,14 @@ const placeholder = "http://convertro.bench.invalid"
 type config struct {
 	work, goCmd, cpuprofile, only string
 	// scaleCases selects the parts of (e) by number.
-	scaleCases string
-	seed                          int64
-	rowsA, rowsLive, rowsSmall    int
-	rowsLarge                     int
-	concurrency, slowConcurrency  int
-	reps                          int
-	delay                         time.Duration
-	keep                          bool
+	scaleCases                   string
+	seed                         int64
+	rowsA, rowsLive, rowsSmall   int
+	rowsLarge                    int
+	concurrency, slowConcurrency int
+	reps                         int
+	delay                        time.Duration
+	keep                         bool
 
 	// (e), in scale.go
 	bin                              string // the CLI built for this run
