@@ -66,11 +66,16 @@ type liveRun struct {
 	// view is the plan's objects and units for the feeder and the
 	// decoders: a copy of the manifest's, extended in step with it when a
 	// Planner adds a segment.
-	view   *planView
-	resume []UnitProgress // progress committed before this run, read-only; none for units added since
-	bad    badObjects     // objects set aside, by index
-	window *semaphore.Weighted
-	prog   *progress
+	view *planView
+	// settled marks the units done or retired before this run, and begun
+	// holds a copy of the progress of those it had begun: read-only, so
+	// that the decoders skip the rows done without reading the manifest,
+	// which the checkpointer changes. Units added since have neither.
+	settled []bool
+	begun   map[int]*UnitProgress
+	bad     badObjects // objects set aside, by index
+	window  *semaphore.Weighted
+	prog    *progress
 
 	budget *budget // requests per UTC day, and the daily cap
 	// capped is set when a row did not fit in the day's budget: the feeder
@@ -146,14 +151,22 @@ func runLive(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 		}
 	}
 	r.view = newPlanView(objs, m.planUnits(), deps.Planner == nil)
-	r.resume = make([]UnitProgress, len(m.Units))
+	r.settled = make([]bool, len(m.Units))
+	r.begun = map[int]*UnitProgress{}
 	var total int64
-	for i, u := range m.Units {
+	for i := range m.Units {
+		u := &m.Units[i]
 		if u.Rows == 0 {
-			m.Units[i].Done = true
+			u.Done = true
 		}
-		r.resume[i] = m.Units[i]
-		r.resume[i].Above = slices.Clone(u.Above)
+		switch {
+		case u.Done || u.Retired:
+			r.settled[i] = true
+		case u.Watermark > 0 || len(u.Above) > 0:
+			c := *u
+			c.Above = slices.Clone(u.Above)
+			r.begun[i] = &c
+		}
 		total += u.Rows
 	}
 	r.prog = newProgress(deps.OnProgress, deps.Now, cfg.ProgressInterval, total, markedRows(m.Units))
@@ -309,7 +322,7 @@ func (r *liveRun) decodeStages(ctx context.Context, g *errgroup.Group) {
 				return err
 			}
 			u, _ := r.view.at(i)
-			if i < len(r.resume) && (r.resume[i].Done || r.resume[i].Retired) || u.Rows == 0 || r.bad.has(u.Object) {
+			if i < len(r.settled) && r.settled[i] || u.Rows == 0 || r.bad.has(u.Object) {
 				continue
 			}
 			if err := put(ctx, r.unitCh, i); err != nil {
@@ -350,9 +363,9 @@ func (r *liveRun) decodeWorker(ctx context.Context) error {
 		// A unit handed over is read even if another unit of its object
 		// failed meanwhile (the feeder stops handing them over): the units
 		// dispatched before a failure are then always read.
-		resume := &UnitProgress{} // a unit planned by this run has none
-		if ui < len(r.resume) {
-			resume = &r.resume[ui]
+		resume := r.begun[ui] // nil: nothing done before this run
+		if resume == nil {
+			resume = &UnitProgress{}
 		}
 		var seen int64
 		err := r.deps.Decoder.Decode(ctx, obj, u.RowGroup, func(first int64, batch []segment.Message, skip []string) error {

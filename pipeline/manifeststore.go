@@ -6,6 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
+	"slices"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/convertro-etl/convertro-etl/objstore"
 )
@@ -247,11 +251,27 @@ func loadPlan(ctx context.Context, st StateStore, m *Manifest) error {
 		m.stored.objects, m.stored.units = 0, 0 // written as a first part by Begin
 		return nil
 	}
+	// The parts are read and decoded side by side (decoding a million
+	// units is most of a resume's start), then joined in order.
+	docs := make([]*planDoc, len(m.Parts))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i, part := range m.Parts {
+		g.Go(func() error {
+			d, err := readPlanPart(gctx, st, m.Shard, part)
+			docs[i] = d
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
 	m.Objects, m.Units = nil, nil
-	for _, part := range m.Parts {
-		if err := loadPart(ctx, st, m, part); err != nil {
+	for i, d := range docs {
+		if err := appendPart(m, d, st.URI(m.Parts[i])); err != nil {
 			return err
 		}
+		docs[i] = nil
 	}
 	for _, s := range m.SetAside {
 		if s.Object < 0 || s.Object >= len(m.Objects) {
@@ -267,22 +287,28 @@ func loadPlan(ctx context.Context, st StateStore, m *Manifest) error {
 	return nil
 }
 
-// loadPart appends the objects and units of one part to m's.
-func loadPart(ctx context.Context, st StateStore, m *Manifest, name string) error {
-	uri := st.URI(name)
+// readPlanPart reads and decodes one part of shard's plan.
+func readPlanPart(ctx context.Context, st StateStore, shard Shard, name string) (*planDoc, error) {
 	data, _, err := st.Read(ctx, name)
 	if err != nil {
-		return fmt.Errorf("read the plan of manifest %s: %w", st.URI(ManifestName(m.Shard)), err)
+		return nil, fmt.Errorf("read the plan of manifest %s: %w", st.URI(ManifestName(shard)), err)
 	}
 	var d planDoc
 	if err := json.Unmarshal(data, &d); err != nil {
-		return fmt.Errorf("decode plan %s: %w: %w", uri, ErrBadManifest, err)
+		return nil, fmt.Errorf("decode plan %s: %w: %w", st.URI(name), ErrBadManifest, err)
 	}
+	return &d, nil
+}
+
+// appendPart appends the objects and units of part d (read from uri) to
+// m's, which must end where it starts.
+func appendPart(m *Manifest, d *planDoc, uri string) error {
 	if d.FirstObject != len(m.Objects) || d.FirstUnit != len(m.Units) {
 		return fmt.Errorf("decode plan %s: %w: the part starts at object %d and unit %d, the parts before it end at %d and %d",
 			uri, ErrBadManifest, d.FirstObject, d.FirstUnit, len(m.Objects), len(m.Units))
 	}
 	m.Objects = append(m.Objects, d.Objects...)
+	m.Units = slices.Grow(m.Units, len(d.Units))
 	for i, u := range d.Units {
 		if u[0] < 0 || u[1] < 0 || u[2] < 0 {
 			return fmt.Errorf("decode plan %s: %w: unit %d is %v", uri, ErrBadManifest, d.FirstUnit+i, u)
