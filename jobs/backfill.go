@@ -85,8 +85,10 @@ func (p *prepared) close() {
 // range, sent once. The other kinds are variations of it (kind.go).
 var backfillKind = Kind{Name: "backfill"}
 
-// prepare does everything a run and a plan share, before any state is touched.
-func prepare(ctx context.Context, o Options, env Env, delivery bool) (*prepared, error) {
+// prepare does everything a run and a plan share, before any state is
+// touched. With stream, the objects new to the ledger are planned while
+// the run goes (inputs.planner), not before prepare returns.
+func prepare(ctx context.Context, o Options, env Env, delivery, stream bool) (*prepared, error) {
 	o = o.withDefaults()
 	if err := o.validate(); err != nil {
 		return nil, err
@@ -130,13 +132,10 @@ func prepare(ctx context.Context, o Options, env Env, delivery bool) (*prepared,
 	}
 	p.covered = win.covered
 	win.rowWindow(from, to, now)
-	p.in, err = gather(ctx, o, win, shard, p.ledger, env.Log)
+	p.in, err = gather(ctx, o, win, shard, p.ledger, env.Log, stream)
 	if err != nil {
 		p.close()
 		return nil, err
-	}
-	if k := kindNamed(o.Kind); k.Order != nil { // prepare validated o
-		k.Order(p.in)
 	}
 	p.job = pipeline.JobID{
 		Kind:        o.Kind,
@@ -222,7 +221,11 @@ func run(ctx context.Context, o Options, env Env, second bool) (*pipeline.Report
 	if k := kindNamed(o.withDefaults().Kind); k != nil && k.Run != nil {
 		return k.Run(ctx, o, env)
 	}
-	p, err := prepare(ctx, o, env, !o.DryRun)
+	// A live run plans while it sends: its first request leaves within
+	// seconds whatever the job's size. A dry run plans first: its footers
+	// read beside the decoding raised its peak RSS over 43,800 objects
+	// from 229 to 293 MiB, and it has no request to hurry.
+	p, err := prepare(ctx, o, env, !o.DryRun, !o.DryRun)
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +241,7 @@ func run(ctx context.Context, o Options, env Env, second bool) (*pipeline.Report
 	cfg := pipeline.Config{
 		Job:         p.job,
 		Shard:       p.shard,
-		Objects:     p.in.objects,
+		Objects:     p.in.known(),
 		Decoders:    o.Decoders,
 		Concurrency: o.Concurrency,
 		Fresh:       o.Fresh,
@@ -251,6 +254,7 @@ func run(ctx context.Context, o Options, env Env, second bool) (*pipeline.Report
 	}
 	deps := pipeline.Deps{
 		Decoder:      p.in,
+		Planner:      p.in.planner(),
 		NewTransform: newTransform(p.mapper, p.wire),
 		Logger:       env.Log,
 		Now:          env.Now,
@@ -301,12 +305,12 @@ func run(ctx context.Context, o Options, env Env, second bool) (*pipeline.Report
 	if rep != nil {
 		rep.Summary(env.Stderr)
 	}
-	if err == nil && p.in.heldBack > 0 && !second {
+	if err == nil && p.in.heldBack.Load() > 0 && !second {
 		// Objects without a day were finished with an interrupted run's
 		// time range; now that they are, a second pass reads them for
 		// this run's, which the first could not plan over unfinished work.
 		env.Log.Info("objects without a day were resumed with an earlier run's time range; reading them again for this run's",
-			"objects", p.in.heldBack)
+			"objects", p.in.heldBack.Load())
 		p.close()
 		p.in = nil
 		return run(ctx, o, env, true)

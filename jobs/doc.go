@@ -66,8 +66,15 @@
 // pipeline.ErrIncomplete for a job that is not finished and complete.
 // The command line maps these kinds to exit codes in one place.
 //
+// A live run lists its sources whole, plans the objects its ledger holds
+// before it starts, and reads the other objects' footers while it sends,
+// handing them to the pipeline in segments (pipeline.Planner); plan and
+// dry runs read every footer first.
+//
 // A bad file (readers.ErrBadFile, and a zero-byte object named *.parquet)
-// fails the job with OnBadFile "fail"; with "skip" it is set aside, at
+// fails the job with OnBadFile "fail" (in a live run, when its footer is
+// read: the objects before it may be delivered already); with "skip" it is
+// set aside, at
 // planning when its footer is bad, or by the pipeline (the Decoder wraps
 // pipeline.ErrSkipObject) when a row group turns out bad, and the job ends
 // with ErrIncomplete. A URL over MaxURLBytes is dead-lettered unsent, its

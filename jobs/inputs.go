@@ -47,13 +47,37 @@ type inputs struct {
 	// tables are the Delta tables listed, at the version read.
 	tables []pipeline.TableVersion
 	// listed counts the data objects of every shard in the listing;
-	// otherShards those left to the other shards, footersRead the footers
-	// this process read (objects the ledger pinned need none).
-	listed, otherShards, footersRead int
+	// otherShards those left to the other shards; footers the footers
+	// this process read (objects the ledger pinned need none), carried the
+	// objects planned as delivered by the files compacted into them.
+	listed, otherShards int
+	footers, carried    atomic.Int64
 	// heldBack counts the objects without a day resumed with the time
 	// filter of an interrupted run while this run's range asks for more
 	// (undatedFilter).
-	heldBack int
+	heldBack atomic.Int64
+
+	// What planning an object needs (planObject): the listed objects in
+	// plan order, the ledger and its objects by URI (pinned: those whose
+	// row groups it holds; unfinished: by index, those with rows left),
+	// the listing window, and the footers read at once.
+	refList    []*inputRef
+	ledger     *pipeline.Manifest
+	pinned     map[string]pipeline.PlannedObject
+	held       map[string]int
+	unfinished map[int]bool
+	win        listing
+	log        *slog.Logger
+	onBadFile  string
+	reads      int
+	shard      pipeline.Shard
+	start      time.Time
+	// ready marks the objects planned: objects[i] is written once, before
+	// ready[i] is set, and read only after. later are the objects planned
+	// while the run goes (plan), in plan order.
+	ready []atomic.Bool
+	later []int
+	badMu sync.Mutex
 
 	// lookahead is how many units after the one a decoder starts have
 	// their column chunks prefetched: the decoders take units in plan
@@ -99,7 +123,11 @@ type inputRef struct {
 // already planned at the version listed: their row groups are taken from
 // it, so that a resume opens only what still has work. A bad file fails the
 // job, or is set aside when onBadFile is "skip".
-func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, ledger *pipeline.Manifest, log *slog.Logger) (*inputs, error) {
+//
+// With stream, only the objects the ledger holds are planned before gather
+// returns; the others are left to plan (planner), which the run calls
+// while it goes.
+func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, ledger *pipeline.Manifest, log *slog.Logger, stream bool) (*inputs, error) {
 	start := time.Now()
 	in := &inputs{refs: map[string]*inputRef{}, covered: map[string]bool{}, batchSize: readers.DefaultBatchSize,
 		skipBad: o.OnBadFile == "skip", asked: unitKey{-1, -1}, index: map[string]int{}}
@@ -180,104 +208,217 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		}
 	}
 	sort.Slice(refs, func(i, j int) bool { return refs[i].obj.URI < refs[j].obj.URI })
+	if k := kindNamed(o.Kind); k != nil && k.Order != nil {
+		// The kind's order is the plan's, known from the listing: the
+		// footers are read, and the plan streamed, in it.
+		slices.SortStableFunc(refs, func(a, b *inputRef) int { return k.Order(a.obj, b.obj) })
+	}
+	in.start = start
 
-	pinned := map[string]pipeline.PlannedObject{}
-	// held and unfinished are the ledger's objects by URI, and those with
-	// rows still to read, for the time filters of objects without a day.
-	held := map[string]int{}
-	unfinished := map[int]bool{}
+	in.ledger, in.win, in.log, in.onBadFile, in.reads, in.shard = ledger, win, log, o.OnBadFile, readConcurrency(o), shard
+	in.pinned, in.held, in.unfinished = map[string]pipeline.PlannedObject{}, map[string]int{}, map[int]bool{}
 	if ledger != nil {
 		for i, po := range ledger.Objects {
-			held[po.URI] = i
+			in.held[po.URI] = i
 			if po.Skipped == "" && len(po.RowGroups) > 0 {
-				pinned[po.URI] = po
+				in.pinned[po.URI] = po
 			}
 		}
 		for _, u := range ledger.Units {
 			if !u.Done && !u.Retired && u.Watermark < u.Rows {
-				unfinished[u.Object] = true
+				in.unfinished[u.Object] = true
 			}
 		}
 	}
-	var footers, heldBack, carried atomic.Int64
+	in.refList = refs
 	in.objects = make([]pipeline.Object, len(refs))
+	in.ready = make([]atomic.Bool, len(refs))
+	for i, r := range refs {
+		in.index[r.obj.URI] = i
+	}
+	// What the run needs before it starts: every object when planning is
+	// not streamed, else those the ledger holds (the run merges the
+	// listing into the ledger, which must see them whole). The rest,
+	// objects new to the ledger, is planned while the run goes (plan).
+	var early []int
+	for i, r := range refs {
+		if _, ok := in.held[r.obj.URI]; ok || !stream {
+			early = append(early, i)
+		} else {
+			in.later = append(in.later, i)
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	// As many footers are read at once as ranged reads are allowed in
 	// flight: each is one read (two requests at once, with the head bytes).
-	g.SetLimit(readConcurrency(o))
-	for i, r := range refs {
-		g.Go(func() error {
-			po := pipeline.Object{URI: r.obj.URI, Key: r.obj.Key, Size: r.obj.Size, Version: r.obj.Version,
-				Day: partitionDay(r.obj)}
-			if r.obj.Carried {
-				// Its rows went out as the files OPTIMIZE compacted into
-				// it: planned with nothing to read, so that the ledger
-				// holds it as delivered.
-				carried.Add(1)
-				in.objects[i] = po
-				return nil
-			}
-			reuse := true
-			if win.rows != nil && po.Day == "" && !r.empty {
-				var prev *pipeline.PlannedObject
-				li, ok := held[po.URI]
-				if ok {
-					prev = &ledger.Objects[li]
-				}
-				same := ok && prev.Version == po.Version && prev.Size == po.Size
-				var more bool
-				po.Filter, reuse, more = undatedFilter(*win.rows, prev, same, ok && unfinished[li])
-				if more {
-					heldBack.Add(1)
-				}
-			}
-			if p, ok := pinned[po.URI]; ok && reuse && p.Version == po.Version && p.Size == po.Size && !r.empty {
-				// The manifest pinned this version with its row groups:
-				// the footer is read when (if) a row group is decoded.
-				po.RowGroups = slices.Clone(p.RowGroups)
-				in.objects[i] = po
-				return nil
-			}
-			footers.Add(1)
-			groups, typ, err := r.footer(gctx, in.hint, po.Filter)
-			switch {
-			case err == nil:
-				r.typ = typ
-				po.RowGroups = groups
-			case errors.Is(err, readers.ErrBadFile) && o.OnBadFile == "skip":
-				log.Warn("skipping bad file", "object", r.obj.URI, "err", err)
-				po.Skipped = err.Error()
-			default:
-				return err
-			}
-			in.objects[i] = po
-			return nil
-		})
+	g.SetLimit(in.reads)
+	for _, i := range early {
+		g.Go(func() error { return in.planObject(gctx, i) })
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	in.footersRead = int(footers.Load())
-	in.heldBack = int(heldBack.Load())
-	// What this shard planned, and from where: the footers it read and
-	// the objects whose row groups the ledger gave. With many shards it
-	// shows each reading its own share; on a resume, how little it read.
-	log.Info("planned", "shard", shard.String(), "listed", in.listed, "objects", len(in.objects),
-		"footers_read", in.footersRead, "from_ledger", len(in.objects)-in.footersRead-int(carried.Load()),
-		"delivered_as_compacted", carried.Load(),
-		"seconds", fmt.Sprintf("%.3f", time.Since(start).Seconds()))
-	for i, po := range in.objects {
-		in.index[po.URI] = i
-		if po.Skipped != "" {
-			in.bad = append(in.bad, pipeline.SkippedObject{URI: po.URI, Reason: po.Skipped})
-			continue
-		}
-		refs[i].left = len(po.RowGroups)
-		if po.Filter != nil {
-			refs[i].left -= len(po.Filter.Pruned)
-		}
+	if len(in.later) == 0 {
+		in.logPlanned()
 	}
 	return in, nil
+}
+
+// planObject plans the listed object i: its row groups from the ledger
+// when it pinned this version, else from its footer (which a bad file
+// fails, or sets the object aside with --on-bad-file skip). The object is
+// ready for the decoders once it returns.
+func (in *inputs) planObject(ctx context.Context, i int) error {
+	r := in.refList[i]
+	po := pipeline.Object{URI: r.obj.URI, Key: r.obj.Key, Size: r.obj.Size, Version: r.obj.Version,
+		Day: partitionDay(r.obj)}
+	defer func() {
+		in.objects[i] = po
+		r.mu.Lock()
+		r.left = len(po.RowGroups)
+		if po.Filter != nil {
+			r.left -= len(po.Filter.Pruned)
+		}
+		r.mu.Unlock()
+		if po.Skipped != "" {
+			in.badMu.Lock()
+			in.bad = append(in.bad, pipeline.SkippedObject{URI: po.URI, Reason: po.Skipped})
+			in.badMu.Unlock()
+		}
+		in.ready[i].Store(true)
+	}()
+	if r.obj.Carried {
+		// Its rows went out as the files OPTIMIZE compacted into
+		// it: planned with nothing to read, so that the ledger
+		// holds it as delivered.
+		in.carried.Add(1)
+		return nil
+	}
+	reuse := true
+	if in.win.rows != nil && po.Day == "" && !r.empty {
+		var prev *pipeline.PlannedObject
+		li, ok := in.held[po.URI]
+		if ok {
+			prev = &in.ledger.Objects[li]
+		}
+		same := ok && prev.Version == po.Version && prev.Size == po.Size
+		var more bool
+		po.Filter, reuse, more = undatedFilter(*in.win.rows, prev, same, ok && in.unfinished[li])
+		if more {
+			in.heldBack.Add(1)
+		}
+	}
+	if p, ok := in.pinned[po.URI]; ok && reuse && p.Version == po.Version && p.Size == po.Size && !r.empty {
+		// The manifest pinned this version with its row groups:
+		// the footer is read when (if) a row group is decoded.
+		po.RowGroups = slices.Clone(p.RowGroups)
+		return nil
+	}
+	in.footers.Add(1)
+	groups, typ, err := r.footer(ctx, in.hint, po.Filter)
+	switch {
+	case err == nil:
+		r.typ = typ
+		po.RowGroups = groups
+	case errors.Is(err, readers.ErrBadFile) && in.onBadFile == "skip":
+		in.log.Warn("skipping bad file", "object", r.obj.URI, "err", err)
+		po.Skipped = err.Error()
+	default:
+		return err
+	}
+	return nil
+}
+
+// known is the objects planned before the run starts, in plan order: all
+// of them unless planning is streamed (plan).
+func (in *inputs) known() []pipeline.Object {
+	if len(in.later) == 0 {
+		return in.objects
+	}
+	out := make([]pipeline.Object, 0, len(in.objects)-len(in.later))
+	for i := range in.objects {
+		if in.ready[i].Load() {
+			out = append(out, in.objects[i])
+		}
+	}
+	return out
+}
+
+// Planning in segments: the first small, so that the first request leaves
+// once a few footers are read, then doubling up to a cap, so that a plan
+// of a million objects is some hundred parts, each written once.
+const (
+	firstSegment = 8
+	maxSegment   = 8192
+)
+
+// planner is the pipeline.Planner of a run whose planning is streamed, nil
+// when everything was planned before it.
+func (in *inputs) planner() pipeline.Planner {
+	if len(in.later) == 0 {
+		return nil
+	}
+	return in.plan
+}
+
+// plan reads the footers of the objects new to the ledger, in plan order
+// and in parallel (--read-concurrency at once), and hands them to the run
+// segment by segment, each once all its objects are read: the decoders
+// start on the first segment while later footers are still read.
+func (in *inputs) plan(ctx context.Context, add func([]pipeline.Object) error) error {
+	type span struct{ from, to int }
+	var spans []span
+	for at, n := 0, firstSegment; at < len(in.later); at, n = at+n, min(2*n, maxSegment) {
+		spans = append(spans, span{at, min(at+n, len(in.later))})
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(in.reads)
+	read := make([]sync.WaitGroup, len(spans))
+	launched := make(chan struct{})
+	for k, sp := range spans {
+		read[k].Add(sp.to - sp.from)
+	}
+	go func() {
+		defer close(launched)
+		for k, sp := range spans {
+			for _, i := range in.later[sp.from:sp.to] {
+				g.Go(func() error {
+					defer read[k].Done()
+					if err := gctx.Err(); err != nil {
+						return err
+					}
+					return in.planObject(gctx, i)
+				})
+			}
+		}
+	}()
+	var addErr error
+	for k, sp := range spans {
+		read[k].Wait()
+		if gctx.Err() != nil {
+			break
+		}
+		objs := make([]pipeline.Object, 0, sp.to-sp.from)
+		for _, i := range in.later[sp.from:sp.to] {
+			objs = append(objs, in.objects[i])
+		}
+		if addErr = add(objs); addErr != nil {
+			break
+		}
+	}
+	cancel()
+	<-launched
+	err := g.Wait()
+	if addErr != nil {
+		return addErr
+	}
+	if err != nil {
+		return err
+	}
+	in.logPlanned()
+	return nil
 }
 
 // readConcurrency is --read-concurrency, or its default when unset.
@@ -498,6 +639,9 @@ func (in *inputs) prefetch(ctx context.Context, pf *readers.ParquetFile, uri str
 	}
 	n := 0
 	for oi := i; oi < len(in.objects) && n < in.lookahead; oi++ {
+		if !in.ready[oi].Load() {
+			break // not planned yet: its units come later
+		}
 		po := &in.objects[oi]
 		if po.Skipped != "" {
 			continue
@@ -571,4 +715,15 @@ func (in *inputs) close() {
 			r.src.Close()
 		}
 	}
+}
+
+// logPlanned says what this shard planned, and from where: the footers it
+// read and the objects whose row groups the ledger gave. With many shards
+// it shows each reading its own share; on a resume, how little it read.
+func (in *inputs) logPlanned() {
+	footers, carried := in.footers.Load(), in.carried.Load()
+	in.log.Info("planned", "shard", in.shard.String(), "listed", in.listed, "objects", len(in.objects),
+		"footers_read", footers, "from_ledger", int64(len(in.objects))-footers-carried,
+		"delivered_as_compacted", carried, "streamed", len(in.later),
+		"seconds", fmt.Sprintf("%.3f", time.Since(in.start).Seconds()))
 }

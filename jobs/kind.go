@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/convertro-etl/convertro-etl/pipeline"
+	"github.com/convertro-etl/convertro-etl/readers"
 )
 
 // A Kind is one kind of job an operator runs (--job, the job file's kind).
@@ -29,9 +30,10 @@ type Kind struct {
 	// NoPlan, when set, is why plan does not list this kind's work and
 	// what to use instead.
 	NoPlan string
-	// Order puts the gathered objects in the order the job sends them
-	// (nil: as listed).
-	Order func(in *inputs)
+	// Order compares two listed objects in the order the job sends them
+	// (nil: by URI). It decides the plan's order from the listing alone,
+	// before the footers are read in that order.
+	Order func(a, b readers.Object) int
 	// PrintPlan writes what plan says of this kind beyond the objects and
 	// shards (nil: nothing more).
 	PrintPlan func(ctx context.Context, w io.Writer, p *prepared, mine []pipeline.Unit)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"slices"
 	"time"
 
 	"github.com/convertro-etl/convertro-etl/internal/segment"
@@ -24,7 +23,7 @@ import (
 // (any backfill may be) and run again each day until status says finished.
 var migrationKind = Kind{
 	Name:      "migration",
-	Order:     (*inputs).oldestFirst,
+	Order:     oldestFirst,
 	PrintPlan: printMigrationPlan,
 }
 
@@ -32,24 +31,16 @@ var migrationKind = Kind{
 // partition before that day's hours), then key. Objects whose path names no
 // day go last. The manifest stores this order, so a resume follows it even if
 // a later listing comes back in another order.
-func (in *inputs) oldestFirst() {
-	part := func(o pipeline.Object) readers.Partition {
-		if r := in.refs[o.URI]; r != nil {
-			return r.obj.Partition
+func oldestFirst(a, b readers.Object) int {
+	pa, pb := a.Partition, b.Partition
+	if pa.HasDay != pb.HasDay {
+		if pa.HasDay {
+			return -1
 		}
-		return readers.Partition{Hour: -1}
+		return 1
 	}
-	slices.SortStableFunc(in.objects, func(a, b pipeline.Object) int {
-		pa, pb := part(a), part(b)
-		if pa.HasDay != pb.HasDay {
-			if pa.HasDay {
-				return -1
-			}
-			return 1
-		}
-		return cmp.Or(pa.Day.Compare(pb.Day), cmp.Compare(pa.Hour, pb.Hour),
-			cmp.Compare(a.Key, b.Key), cmp.Compare(a.URI, b.URI))
-	})
+	return cmp.Or(pa.Day.Compare(pb.Day), cmp.Compare(pa.Hour, pb.Hour),
+		cmp.Compare(a.Key, b.Key), cmp.Compare(a.URI, b.URI))
 }
 
 // sampleUnitsPerTable and sampleRows bound what plan reads to estimate the

@@ -30,17 +30,17 @@ func TestShardsReadOnlyTheirFooters(t *testing.T) {
 	footers := 0
 	const n = 16
 	for i := range n {
-		in, err := gather(ctx, o, plainListing(time.Time{}, time.Time{}), pipeline.Shard{Index: i, Count: n}, nil, log)
+		in, err := gather(ctx, o, plainListing(time.Time{}, time.Time{}), pipeline.Shard{Index: i, Count: n}, nil, log, false)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if in.listed != sum.Files || in.otherShards != in.listed-len(in.objects) {
 			t.Fatalf("shard %d: listed %d (export has %d files), %d for other shards, %d its own", i, in.listed, sum.Files, in.otherShards, len(in.objects))
 		}
-		if in.footersRead != len(in.objects) {
-			t.Errorf("shard %d read %d footers for its %d objects", i, in.footersRead, len(in.objects))
+		if int(in.footers.Load()) != len(in.objects) {
+			t.Errorf("shard %d read %d footers for its %d objects", i, in.footers.Load(), len(in.objects))
 		}
-		footers += in.footersRead
+		footers += int(in.footers.Load())
 		for _, obj := range in.objects {
 			seen[obj.URI]++
 		}
@@ -65,13 +65,35 @@ func TestShardsReadOnlyTheirFooters(t *testing.T) {
 	if _, err := generate.Generate(ctx, generate.Options{Out: filepath.Join(export, "late"), Rows: 100, Seed: 6, Days: 1, RowGroupRows: 50}); err != nil {
 		t.Fatal(err)
 	}
-	p, err := prepare(ctx, lo, testEnv(t).withDefaults(), true)
+	p, err := prepare(ctx, lo, testEnv(t).withDefaults(), true, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.close()
 	newFiles := len(p.in.objects) - sum.Files
-	if newFiles < 1 || p.in.footersRead != newFiles {
-		t.Errorf("resume read %d footers; %d objects are new and %d pinned by the ledger", p.in.footersRead, newFiles, sum.Files)
+	if newFiles < 1 || int(p.in.footers.Load()) != newFiles {
+		t.Errorf("resume read %d footers; %d objects are new and %d pinned by the ledger", p.in.footers.Load(), newFiles, sum.Files)
+	}
+	// Streamed, the same resume reads no footer before the run: the
+	// objects the ledger pinned are known, the new ones are planned
+	// while it goes, each footer read once.
+	ps, err := prepare(ctx, lo, testEnv(t).withDefaults(), true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.close()
+	if n := ps.in.footers.Load(); n != 0 || len(ps.in.known()) != sum.Files || ps.in.planner() == nil {
+		t.Fatalf("streamed: %d footers read before the run, %d objects known (want 0 and %d), planner %v",
+			n, len(ps.in.known()), sum.Files, ps.in.planner() != nil)
+	}
+	var planned []pipeline.Object
+	if err := ps.in.planner()(ctx, func(objs []pipeline.Object) error {
+		planned = append(planned, objs...)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(planned) != newFiles || int(ps.in.footers.Load()) != newFiles {
+		t.Errorf("streamed: %d objects planned while running, %d footers read; want %d", len(planned), ps.in.footers.Load(), newFiles)
 	}
 }

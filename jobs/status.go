@@ -25,7 +25,7 @@ func PrintPlan(ctx context.Context, o Options, env Env) error {
 	if k := kindNamed(o.withDefaults().Kind); k != nil && k.NoPlan != "" {
 		return fmt.Errorf("%w: %s", ErrConfig, k.NoPlan)
 	}
-	p, err := prepare(ctx, o, env, false)
+	p, err := prepare(ctx, o, env, false, false)
 	if err != nil {
 		return err
 	}

@@ -43,6 +43,12 @@ func (k *checkpointer) loop(ctx context.Context) error {
 	// finish while stopping is still marked for the final commit.
 	for skips != nil || acks != nil {
 		select {
+		case s := <-k.r.segs:
+			s.appendTo(k.m)
+			k.r.prog.grow(s.rows)
+			k.r.view.add(s.objs, s.units)
+			k.dirty = true
+			close(s.accepted)
 		case b, ok := <-skips:
 			if !ok {
 				skips = nil
@@ -200,14 +206,14 @@ func (k *checkpointer) apply(ctx context.Context, a ack) error {
 		return nil
 	}
 	if a.out.Permanent {
-		u := k.r.units[rs.unit]
+		u := &k.m.Units[rs.unit]
 		url := a.req.url
 		if lim := k.r.cfg.MaxURLBytes; lim > 0 && len(url) > lim {
 			// Never sent, and never to be replayed: its start says which
 			// request it was; the object, row group and row find the row.
 			url = url[:maxCutURL] + cutMarker
 		}
-		dl := deadLetter(DeadLetter{MessageID: rs.msgID, Object: k.r.objs[u.Object].URI, RowGroup: u.RowGroup, Row: rs.row},
+		dl := deadLetter(DeadLetter{MessageID: rs.msgID, Object: k.m.Objects[u.Object].URI, RowGroup: u.RowGroup, Row: rs.row},
 			url, a.out, k.r.deps.Now().UTC())
 		if err := k.r.deps.DeadLetters.WriteDeadLetter(dl); err != nil {
 			return fmt.Errorf("write dead letter for %s row group %d row %d: %w", dl.Object, dl.RowGroup, dl.Row, err)

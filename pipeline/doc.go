@@ -8,8 +8,9 @@
 // writers.
 //
 // The files follow the responsibilities: run.go the API (Config, Deps, Run)
-// and what the engines share; plan.go and shard.go the units; resume.go the
-// manifest a run starts from; live.go the live engine's stages;
+// and what the engines share; plan.go and shard.go the units; grow.go a
+// plan that grows while the run goes (Planner); resume.go the manifest a
+// run starts from; live.go the live engine's stages;
 // checkpointer.go the goroutine that owns the manifest during a live run;
 // replay.go a shard's dead letters sent again on the live engine; dryrun.go
 // the dry run; manifest.go, manifeststore.go and lease.go the state;
@@ -26,6 +27,18 @@
 // together cover every unit exactly once, and each shard has its own
 // manifest, lease and report.
 //
+// A plan may grow while the run goes (Deps.Planner): jobs lists every
+// source (the listing stays whole, so that the ledger can tell what is
+// gone or rewritten), plans before the run the objects the ledger holds,
+// and reads the footers of the others while the first units are decoded
+// and sent, handing them over in segments in plan order. The feeder hands
+// out a segment's units once the manifest holds it; the dry run's writer
+// keeps plan order across segments, so its output is the same whatever
+// the segments; progress totals grow with the plan. A run that reaches the
+// day's cap finishes its plan before it stops; a run stopped or killed
+// while it plans keeps the segments its last commit named, and the next
+// run plans the rest of the listing as new objects.
+//
 // An object may carry a TimeFilter (jobs sets one on an object whose path
 // names no day, in a run with a date range): the row groups it prunes are
 // no units, and the plan keeps it with the object, so that a resume reads
@@ -35,17 +48,24 @@
 //
 // # The manifest in storage
 //
-// A shard's manifest is stored in two parts (manifeststore.go). The plan,
-// its objects and units, is an immutable object named by its content,
-// written by Begin when it changed (once per run at most) and deleted when
-// a newer plan replaces it. The manifest object, rewritten at every commit,
-// holds the counts, the lease and the progress in compact form: runs of
-// units done, and the units with partial progress. Units finish in about
-// plan order, so a commit's size follows the work in flight, not the job:
-// about 1.2 kB at 1%, 50% and 99% of 100,000 units whose plan is 3.4 MB.
-// A commit still walks every unit once to compact them (a few milliseconds
-// at a million). ListManifests reads the manifests alone, with a summary of
-// the rows done; ReadManifest and OpenCheckpoint load the plan too.
+// A shard's manifest is stored apart from its plan (manifeststore.go). The
+// plan, its objects and units, is a sequence of immutable parts, each named
+// by its content (manifest version 6; a version 5 manifest's one plan is
+// read as its only part). A segment a Planner adds writes one part, of its
+// own objects, before the commit that names it; Begin writes a part of
+// what the listing added, or, when the plan was changed in place (an
+// object planned again, the ledger pruned), the whole plan as one part,
+// deleting the parts it replaces. The manifest object, rewritten at every
+// commit, names the parts and holds the counts, the lease and the progress
+// in compact form: runs of units done, and the units with partial
+// progress. Units finish in about plan order, so a commit's size follows
+// the work in flight, not the job: about 1.2 kB at 1%, 50% and 99% of
+// 100,000 units whose plan is 3.4 MB, plus some 50 bytes per part name
+// (segments double up to 8192 objects, so a million objects make about
+// 130 parts). A commit still walks every unit once to compact them (a few
+// milliseconds at a million). ListManifests reads the manifests alone,
+// with a summary of the rows done; ReadManifest and OpenCheckpoint load the
+// plan too.
 // ShardFromEnv picks the shard from --shard i/n, a Kubernetes Indexed Job
 // (JOB_COMPLETION_INDEX with --shards n) or Cloud Run Jobs
 // (CLOUD_RUN_TASK_INDEX, CLOUD_RUN_TASK_COUNT).
@@ -149,6 +169,9 @@
 //     holds.
 //   - ErrJobMismatch: the state holds another unfinished job (unless
 //     Config.Fresh).
+//   - A Planner's error ("plan shard …", wrapping the Planner's, such as a
+//     footer that cannot be read): the run stops (status "failed") with the
+//     progress of the segments planned before it committed.
 //   - ErrLeaseHeld and ErrLeaseLost from the checkpoint, and the first
 //     decode or send error that stopped the run (status "failed"). A
 //     Decoder error that wraps ErrSkipObject does not stop it: the object
@@ -174,5 +197,9 @@
 // again on resume), and the last commit is made with a context that is not
 // cancelled. Decoder.Decode and Sender.Send are called from several
 // goroutines at once; each Transform from one; DeadLetterSink from one (the
-// checkpointer). A Checkpoint belongs to the checkpointer while Run runs.
+// checkpointer); the Planner from one of its own, whose add blocks until
+// the run holds the segment. A Checkpoint belongs to the checkpointer
+// while Run runs: the checkpointer appends segments to the manifest, and
+// the feeder and decoders read the plan through a copy that a lock guards
+// and whose elements never change once added.
 package pipeline

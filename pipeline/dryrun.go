@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"golang.org/x/sync/errgroup"
@@ -124,6 +125,10 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	units := m.planUnits()
 	prog := newProgress(deps.OnProgress, deps.Now, cfg.ProgressInterval, PlanRows(units), 0)
 	prog.start()
+	// The units as the plan grows (Deps.Planner); mu guards m, which the
+	// planner appends to while the writer records the units written.
+	view := newPlanView(slices.Clip(cfg.Objects), units, deps.Planner == nil)
+	var mu sync.Mutex
 
 	g, gctx := errgroup.WithContext(ctx)
 	turns := semaphore.NewWeighted(int64(2 * cfg.Decoders))
@@ -138,10 +143,34 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	// reuses a handful of buffers instead of growing a fresh one, copy
 	// after copy, for every unit.
 	free := make(chan []byte, dryFreeChunks*cfg.Decoders)
+	if deps.Planner != nil {
+		g.Go(func() error {
+			err := deps.Planner(gctx, func(objs []Object) error {
+				if len(objs) == 0 {
+					return nil
+				}
+				mu.Lock()
+				s := newSegment(objs, len(m.Objects), cfg.Shard)
+				s.appendTo(m)
+				mu.Unlock()
+				prog.grow(s.rows)
+				view.add(s.objs, s.units)
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("plan shard %s: %w", cfg.Shard, err)
+			}
+			view.finish()
+			return nil
+		})
+	}
 	g.Go(func() error {
 		defer close(unitCh)
 		defer close(order)
-		for i := range units {
+		for i := 0; ; i++ {
+			if ok, err := view.wait(gctx, i); err != nil || !ok {
+				return err
+			}
 			// Taken in plan order and given back in plan order by the
 			// writer: a slow unit holds back at most the window behind it.
 			if err := turns.Acquire(gctx, 1); err != nil {
@@ -153,7 +182,6 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 				return err
 			}
 		}
-		return nil
 	})
 	var bad badObjects
 	for range cfg.Decoders {
@@ -172,8 +200,8 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 				nurls++
 			}
 			for d := range unitCh {
-				u, out := units[d.ui], d.out
-				obj := cfg.Objects[u.Object]
+				out := d.out
+				u, obj := view.at(d.ui)
 				if bad.has(u.Object) || obj.Skipped != "" {
 					out.partial = true
 					out.push(nil, true)
@@ -249,6 +277,7 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 					chunks[i] = nil
 				}
 			}
+			mu.Lock()
 			m.Counts.Add(p.counts)
 			if p.partial {
 				m.Units[next].Watermark = p.seen
@@ -259,6 +288,7 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 			} else {
 				m.Units[next].Watermark, m.Units[next].Done = m.Units[next].Rows, true
 			}
+			mu.Unlock()
 			turns.Release(1)
 			next++
 		}

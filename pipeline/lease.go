@@ -244,10 +244,10 @@ func (c *Checkpoint) Begin(ctx context.Context, m *Manifest) error {
 		m.Runs--
 		return err
 	}
-	if stale != "" {
+	for _, name := range stale {
 		// No manifest names it now; a failure leaves a stale file, which
 		// costs space only.
-		_ = c.st.Delete(ctx, stale)
+		_ = c.st.Delete(ctx, name)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -59,15 +60,22 @@ type skipBatch struct {
 }
 
 type liveRun struct {
-	cfg    Config
-	deps   Deps
-	m      *Manifest // owned by the checkpointer once the stages start
-	objs   []Object
-	units  []Unit         // immutable copy of the manifest's units, for the decoders
-	resume []UnitProgress // progress committed before this run, read-only
-	bad    badObjects     // objects set aside, by index
-	window *semaphore.Weighted
-	prog   *progress
+	cfg  Config
+	deps Deps
+	m    *Manifest // owned by the checkpointer once the stages start
+	// view is the plan's objects and units for the feeder and the
+	// decoders: a copy of the manifest's, extended in step with it when a
+	// Planner adds a segment.
+	view *planView
+	// settled marks the units done or retired before this run, and begun
+	// holds a copy of the progress of those it had begun: read-only, so
+	// that the decoders skip the rows done without reading the manifest,
+	// which the checkpointer changes. Units added since have neither.
+	settled []bool
+	begun   map[int]*UnitProgress
+	bad     badObjects // objects set aside, by index
+	window  *semaphore.Weighted
+	prog    *progress
 
 	budget *budget // requests per UTC day, and the daily cap
 	// capped is set when a row did not fit in the day's budget: the feeder
@@ -87,6 +95,9 @@ type liveRun struct {
 	// of decoded rows (replay.go): no feeder nor decoders, no window.
 	replay *replaying
 
+	// segs carries the segments a Planner adds to the checkpointer, which
+	// appends them to the manifest before the feeder sees them.
+	segs   chan planSegment
 	unitCh chan int
 	reqs   chan request
 	skips  chan skipBatch
@@ -133,21 +144,29 @@ func runLive(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 
 	r := &liveRun{cfg: cfg, deps: deps, m: m, window: semaphore.NewWeighted(int64(cfg.Window)),
 		budget: newBudget(cfg.MaxRequestsPerDay, deps.Now, m.DailyRequests), activeFrom: started}
-	r.objs = objectsOf(m.Objects)
-	for i, o := range r.objs {
+	objs := objectsOf(m.Objects)
+	for i, o := range objs {
 		if o.Skipped != "" {
 			r.bad.add(i)
 		}
 	}
-	r.units = m.planUnits()
-	r.resume = make([]UnitProgress, len(m.Units))
+	r.view = newPlanView(objs, m.planUnits(), deps.Planner == nil)
+	r.settled = make([]bool, len(m.Units))
+	r.begun = map[int]*UnitProgress{}
 	var total int64
-	for i, u := range m.Units {
+	for i := range m.Units {
+		u := &m.Units[i]
 		if u.Rows == 0 {
-			m.Units[i].Done = true
+			u.Done = true
 		}
-		r.resume[i] = m.Units[i]
-		r.resume[i].Above = slices.Clone(u.Above)
+		switch {
+		case u.Done || u.Retired:
+			r.settled[i] = true
+		case u.Watermark > 0 || len(u.Above) > 0:
+			c := *u
+			c.Above = slices.Clone(u.Above)
+			r.begun[i] = &c
+		}
 		total += u.Rows
 	}
 	r.prog = newProgress(deps.OnProgress, deps.Now, cfg.ProgressInterval, total, markedRows(m.Units))
@@ -244,6 +263,7 @@ func (r *liveRun) stages(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	r.reqs = make(chan request, r.cfg.Concurrency)
 	r.acks = make(chan ack, r.cfg.Concurrency)
+	r.segs = make(chan planSegment)
 	if r.replay != nil {
 		g.Go(func() error {
 			defer close(r.reqs)
@@ -277,20 +297,38 @@ func (r *liveRun) stages(ctx context.Context) error {
 func (r *liveRun) decodeStages(ctx context.Context, g *errgroup.Group) {
 	r.unitCh = make(chan int)
 	r.skips = make(chan skipBatch, r.cfg.Decoders)
-	g.Go(func() error { // feeder, in plan order
-		defer close(r.unitCh)
-		for i := range r.units {
-			if r.capped.Load() {
-				return nil // the day's budget is spent: hand over no more units
+	if r.deps.Planner != nil {
+		g.Go(func() error {
+			if err := r.deps.Planner(ctx, func(objs []Object) error { return r.addSegment(ctx, objs) }); err != nil {
+				return fmt.Errorf("plan shard %s: %w", r.cfg.Shard, err)
 			}
-			if r.resume[i].Done || r.resume[i].Retired || r.bad.has(r.units[i].Object) {
+			r.view.finish()
+			return nil
+		})
+	}
+	g.Go(func() error { // feeder, in plan order, while the plan grows
+		defer close(r.unitCh)
+		for i := 0; ; i++ {
+			ok, err := r.view.wait(ctx, i)
+			if err != nil || !ok {
+				return err
+			}
+			if r.capped.Load() {
+				// The day's budget is spent: no more units are handed
+				// over, but planning goes on to its end, so that the
+				// manifest holds the whole job (status reads its totals
+				// from it, and the next run starts from it).
+				_, err := r.view.wait(ctx, math.MaxInt)
+				return err
+			}
+			u, _ := r.view.at(i)
+			if i < len(r.settled) && r.settled[i] || u.Rows == 0 || r.bad.has(u.Object) {
 				continue
 			}
 			if err := put(ctx, r.unitCh, i); err != nil {
 				return err
 			}
 		}
-		return nil
 	})
 	var decoders sync.WaitGroup
 	for range r.cfg.Decoders {
@@ -321,12 +359,14 @@ func (r *liveRun) decodeWorker(ctx context.Context) error {
 		if r.capped.Load() {
 			continue // drained, not read: the feeder stops after the cap
 		}
-		u := r.units[ui]
-		obj := r.objs[u.Object]
+		u, obj := r.view.at(ui)
 		// A unit handed over is read even if another unit of its object
 		// failed meanwhile (the feeder stops handing them over): the units
 		// dispatched before a failure are then always read.
-		resume := &r.resume[ui]
+		resume := r.begun[ui] // nil: nothing done before this run
+		if resume == nil {
+			resume = &UnitProgress{}
+		}
 		var seen int64
 		err := r.deps.Decoder.Decode(ctx, obj, u.RowGroup, func(first int64, batch []segment.Message, skip []string) error {
 			var skipped []skipRow
@@ -437,8 +477,8 @@ func (r *liveRun) origin(rs *rowState) string {
 	if r.replay != nil {
 		return r.replay.origin(rs)
 	}
-	u := r.units[rs.unit]
-	return fmt.Sprintf("%s row group %d row %d", r.objs[u.Object].URI, u.RowGroup, rs.row)
+	u, obj := r.view.at(rs.unit)
+	return fmt.Sprintf("%s row group %d row %d", obj.URI, u.RowGroup, rs.row)
 }
 
 // flushDeadLetters stores the dead letters written since the last commit and
@@ -463,4 +503,36 @@ func (r *liveRun) syncBudget() {
 		r.m.ActiveSeconds += d.Seconds()
 	}
 	r.activeFrom = now
+}
+
+// addSegment stores the part of the plan that holds objs and hands the
+// segment to the checkpointer, which appends it to the manifest (named by
+// the next commit) and then to the view the feeder reads. The part is
+// stored first: a manifest never names a part that is not.
+func (r *liveRun) addSegment(ctx context.Context, objs []Object) error {
+	if len(objs) == 0 {
+		return nil
+	}
+	baseObj, baseUnit := r.view.size()
+	s := newSegment(objs, baseObj, r.cfg.Shard)
+	data, name, err := encodePart(r.cfg.Shard, baseObj, baseUnit, plannedObjects(objs), unitsProgress(s.units))
+	if err != nil {
+		return fmt.Errorf("encode plan part of shard %s: %w", r.cfg.Shard, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.LeaseTTL)
+	err = storePart(wctx, r.deps.Checkpoint.st, name, data)
+	cancel()
+	if err != nil {
+		return err
+	}
+	s.part = name
+	if err := put(ctx, r.segs, s); err != nil {
+		return err
+	}
+	select {
+	case <-s.accepted:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
 }

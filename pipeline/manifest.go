@@ -40,8 +40,12 @@ var (
 // refused (see prepareManifest). Version 5 adds an object's time filter
 // (PlannedObject.Filter), which an earlier version would drop and so read
 // rows the plan leaves out, and Tables, the Delta table versions a plan was
-// listed from.
-const ManifestVersion = 5
+// listed from. Version 6 stores the plan in parts (Parts), so that a plan
+// that grows while the run goes (objects appended as their footers are
+// read) writes only what it adds; a version 5 manifest's single Plan is
+// read as one part. A program that knows only version 5 refuses a version
+// 6 manifest (ErrBadManifest, naming the versions it knows).
+const ManifestVersion = 6
 
 // Shard selects a stable share of a job's units: this process runs shard
 // Index of Count. The zero value is invalid; a single process is 0/1.
@@ -168,9 +172,20 @@ type Manifest struct {
 	Units   []UnitProgress  `json:"units,omitempty"` // this shard's units, in plan order
 
 	// Plan names the state object that holds the objects and units
-	// (version 4): immutable, named by its content, written when the plan
-	// changes (a run's Begin), not at every commit.
+	// (versions 4 and 5): immutable, named by its content. Version 6 reads
+	// it as its only part and writes Parts instead.
 	Plan string `json:"plan,omitempty"`
+	// Parts name the state objects that hold the plan (version 6), in plan
+	// order: each immutable, named by its content, holding the objects and
+	// units appended after those of the parts before it. A segment of
+	// objects planned while the run goes adds one part; a change to what
+	// earlier parts hold (an object planned again, the ledger pruned)
+	// rewrites the plan as one part at the next Begin.
+	Parts []string `json:"plan_parts,omitempty"`
+	// stored is how much of Objects and Units the parts hold; edited, that
+	// what they hold was changed in place since.
+	stored struct{ objects, units int }
+	edited bool
 	// Progress is the units' progress in compact form (version 4): runs of
 	// units done, and the few units with partial progress. A commit writes
 	// this, whose size follows the work in flight, not the job's size.
@@ -268,8 +283,12 @@ func decodeManifest(uri string, data []byte) (*Manifest, error) {
 		return nil, fmt.Errorf("decode manifest %s: %w: %w", uri, ErrBadManifest, err)
 	}
 	if m.Version < 1 || m.Version > ManifestVersion {
-		return nil, fmt.Errorf("decode manifest %s: %w: version %d, this program knows 1 to %d",
+		return nil, fmt.Errorf("decode manifest %s: %w: version %d, this program knows 1 to %d: "+
+			"the job was run by a newer version of this program; run it with that version or a later one",
 			uri, ErrBadManifest, m.Version, ManifestVersion)
+	}
+	if m.Version < 6 && m.Plan != "" {
+		m.Parts, m.Plan = []string{m.Plan}, ""
 	}
 	if m.Version == 1 {
 		// Version 1 bounded repeats by a window per resume.

@@ -6,17 +6,23 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
+	"slices"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/convertro-etl/convertro-etl/objstore"
 )
 
-// How a manifest is stored (version 4): the plan (objects and units) in an
-// immutable object of its own, named by its content and written when it
-// changes; the manifest itself, rewritten at every commit, holds the
-// progress in compact form. Units finish roughly in plan order, so the
-// done units collapse into a few runs and a commit's size follows the
-// window of work in flight, not the size of the job: the plan of a
-// million row groups is written once per run, not once a second.
+// How a manifest is stored (version 6): the plan (objects and units) in
+// immutable parts of their own, each named by its content and written once,
+// when the objects it holds are planned; the manifest itself, rewritten at
+// every commit, names the parts and holds the progress in compact form.
+// Units finish roughly in plan order, so the done units collapse into a
+// few runs and a commit's size follows the window of work in flight, not
+// the size of the job; a segment of objects planned while the run goes
+// writes its own part and adds one name to the manifest, so the plan of a
+// million row groups is written once, in pieces, not once a second.
 
 // UnitRanges is the progress of a shard's units in compact form.
 type UnitRanges struct {
@@ -137,25 +143,32 @@ func (r *UnitRanges) apply(units []UnitProgress) error {
 	return nil
 }
 
-// planDoc is the stored plan: the objects (without Skipped, which the
-// manifest holds) and, per unit, object, row group, rows and whether it is
-// retired (1) or not (0).
+// planDoc is one stored part of the plan: objects (without Skipped, which
+// the manifest holds) and, per unit, object, row group, rows and whether
+// it is retired (1) or not (0). FirstObject and FirstUnit are where the
+// part starts in the plan; a unit's object indexes the whole plan, so a
+// part's units may name objects of earlier parts. (Version 4 and 5 plans
+// are one part starting at 0.)
 type planDoc struct {
-	Version int             `json:"version"`
-	Shard   Shard           `json:"shard"`
-	Objects []PlannedObject `json:"objects"`
-	Units   [][4]int64      `json:"units"`
+	Version     int             `json:"version"`
+	Shard       Shard           `json:"shard"`
+	FirstObject int             `json:"first_object,omitempty"`
+	FirstUnit   int             `json:"first_unit,omitempty"`
+	Objects     []PlannedObject `json:"objects"`
+	Units       [][4]int64      `json:"units"`
 }
 
-// encodePlan returns m's plan as stored and its name, which its content
-// decides: the same plan always has the same name.
-func encodePlan(m *Manifest) ([]byte, string, error) {
-	d := planDoc{Version: ManifestVersion, Shard: m.Shard, Objects: make([]PlannedObject, len(m.Objects)), Units: make([][4]int64, len(m.Units))}
-	for i, o := range m.Objects {
+// encodePart returns the part of the plan that holds objs and units,
+// starting at object firstObj and unit firstUnit, and its name, which its
+// content decides: the same part always has the same name.
+func encodePart(shard Shard, firstObj, firstUnit int, objs []PlannedObject, units []UnitProgress) ([]byte, string, error) {
+	d := planDoc{Version: ManifestVersion, Shard: shard, FirstObject: firstObj, FirstUnit: firstUnit,
+		Objects: make([]PlannedObject, len(objs)), Units: make([][4]int64, len(units))}
+	for i, o := range objs {
 		o.Skipped = ""
 		d.Objects[i] = o
 	}
-	for i, u := range m.Units {
+	for i, u := range units {
 		retired := int64(0)
 		if u.Retired {
 			retired = 1
@@ -167,7 +180,16 @@ func encodePlan(m *Manifest) ([]byte, string, error) {
 		return nil, "", err
 	}
 	sum := sha256.Sum256(data)
-	return data, fmt.Sprintf("plan-%d-of-%d-%x.json", m.Shard.Index, m.Shard.Count, sum[:8]), nil
+	return data, fmt.Sprintf("plan-%d-of-%d-%x.json", shard.Index, shard.Count, sum[:8]), nil
+}
+
+// storePart writes a part under its name unless an object has that name
+// already (the same name is the same content).
+func storePart(ctx context.Context, st StateStore, name string, data []byte) error {
+	if _, err := st.Write(ctx, name, data, objstore.IfAbsent); err != nil && !errors.Is(err, objstore.ErrPrecondition) {
+		return fmt.Errorf("store plan part %s: %w", st.URI(name), err)
+	}
+	return nil
 }
 
 // storedManifest is m as a commit writes it: without the plan, with the
@@ -186,47 +208,70 @@ func storedManifest(m *Manifest) *Manifest {
 	return &s
 }
 
-// writePlan stores m's plan under its name, if no object has that name yet
-// (the same name is the same plan), and records the name in m. It returns
-// the name of the plan m named before, "" if none or the same.
-func writePlan(ctx context.Context, st StateStore, m *Manifest) (previous string, err error) {
-	data, name, err := encodePlan(m)
+// writePlan stores what the parts of m's plan do not hold yet and records
+// the parts in m: nothing when the plan is as stored, one part with the
+// objects and units appended since, or, when what the parts hold was
+// changed in place, the whole plan as one part. It returns the parts no
+// longer named, for the caller to delete once the manifest no longer
+// names them.
+func writePlan(ctx context.Context, st StateStore, m *Manifest) (stale []string, err error) {
+	whole := m.edited || m.stored.objects > len(m.Objects) || m.stored.units > len(m.Units)
+	from, fromUnit := m.stored.objects, m.stored.units
+	if whole {
+		from, fromUnit = 0, 0
+	}
+	if !whole && from == len(m.Objects) && fromUnit == len(m.Units) {
+		return nil, nil
+	}
+	data, name, err := encodePart(m.Shard, from, fromUnit, m.Objects[from:], m.Units[fromUnit:])
 	if err != nil {
-		return "", fmt.Errorf("encode plan of shard %s: %w", m.Shard, err)
+		return nil, fmt.Errorf("encode plan of shard %s: %w", m.Shard, err)
 	}
-	if name == m.Plan {
-		return "", nil
+	if err := storePart(ctx, st, name, data); err != nil {
+		return nil, err
 	}
-	if _, err := st.Write(ctx, name, data, objstore.IfAbsent); err != nil && !errors.Is(err, objstore.ErrPrecondition) {
-		return "", fmt.Errorf("store plan: %w", err)
+	if whole {
+		for _, p := range m.Parts {
+			if p != name {
+				stale = append(stale, p)
+			}
+		}
+		m.Parts = nil
 	}
-	previous, m.Plan = m.Plan, name
-	return previous, nil
+	m.Parts = append(m.Parts, name)
+	m.stored.objects, m.stored.units, m.edited = len(m.Objects), len(m.Units), false
+	return stale, nil
 }
 
-// loadPlan reads the plan a version 4 manifest names and rebuilds its
-// objects and units with their progress; a manifest of an earlier version
-// holds them already.
+// loadPlan reads the parts of the plan a manifest of version 4 or later
+// names and rebuilds its objects and units with their progress; a manifest
+// of an earlier version holds them already.
 func loadPlan(ctx context.Context, st StateStore, m *Manifest) error {
 	if m.Progress == nil {
+		m.stored.objects, m.stored.units = 0, 0 // written as a first part by Begin
 		return nil
 	}
-	uri := st.URI(m.Plan)
-	data, _, err := st.Read(ctx, m.Plan)
-	if err != nil {
-		return fmt.Errorf("read the plan of manifest %s: %w", st.URI(ManifestName(m.Shard)), err)
+	// The parts are read and decoded side by side (decoding a million
+	// units is most of a resume's start), then joined in order.
+	docs := make([]*planDoc, len(m.Parts))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
+	for i, part := range m.Parts {
+		g.Go(func() error {
+			d, err := readPlanPart(gctx, st, m.Shard, part)
+			docs[i] = d
+			return err
+		})
 	}
-	var d planDoc
-	if err := json.Unmarshal(data, &d); err != nil {
-		return fmt.Errorf("decode plan %s: %w: %w", uri, ErrBadManifest, err)
+	if err := g.Wait(); err != nil {
+		return err
 	}
-	m.Objects = d.Objects
-	m.Units = make([]UnitProgress, len(d.Units))
-	for i, u := range d.Units {
-		if u[0] < 0 || u[1] < 0 || u[2] < 0 {
-			return fmt.Errorf("decode plan %s: %w: unit %d is %v", uri, ErrBadManifest, i, u)
+	m.Objects, m.Units = nil, nil
+	for i, d := range docs {
+		if err := appendPart(m, d, st.URI(m.Parts[i])); err != nil {
+			return err
 		}
-		m.Units[i] = UnitProgress{Object: int(u[0]), RowGroup: int(u[1]), Rows: u[2], Retired: u[3] == 1}
+		docs[i] = nil
 	}
 	for _, s := range m.SetAside {
 		if s.Object < 0 || s.Object >= len(m.Objects) {
@@ -238,5 +283,37 @@ func loadPlan(ctx context.Context, st StateStore, m *Manifest) error {
 		return fmt.Errorf("decode manifest %s: %w: %w", st.URI(ManifestName(m.Shard)), ErrBadManifest, err)
 	}
 	m.Progress, m.SetAside = nil, nil
+	m.stored.objects, m.stored.units, m.edited = len(m.Objects), len(m.Units), false
+	return nil
+}
+
+// readPlanPart reads and decodes one part of shard's plan.
+func readPlanPart(ctx context.Context, st StateStore, shard Shard, name string) (*planDoc, error) {
+	data, _, err := st.Read(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("read the plan of manifest %s: %w", st.URI(ManifestName(shard)), err)
+	}
+	var d planDoc
+	if err := json.Unmarshal(data, &d); err != nil {
+		return nil, fmt.Errorf("decode plan %s: %w: %w", st.URI(name), ErrBadManifest, err)
+	}
+	return &d, nil
+}
+
+// appendPart appends the objects and units of part d (read from uri) to
+// m's, which must end where it starts.
+func appendPart(m *Manifest, d *planDoc, uri string) error {
+	if d.FirstObject != len(m.Objects) || d.FirstUnit != len(m.Units) {
+		return fmt.Errorf("decode plan %s: %w: the part starts at object %d and unit %d, the parts before it end at %d and %d",
+			uri, ErrBadManifest, d.FirstObject, d.FirstUnit, len(m.Objects), len(m.Units))
+	}
+	m.Objects = append(m.Objects, d.Objects...)
+	m.Units = slices.Grow(m.Units, len(d.Units))
+	for i, u := range d.Units {
+		if u[0] < 0 || u[1] < 0 || u[2] < 0 {
+			return fmt.Errorf("decode plan %s: %w: unit %d is %v", uri, ErrBadManifest, d.FirstUnit+i, u)
+		}
+		m.Units = append(m.Units, UnitProgress{Object: int(u[0]), RowGroup: int(u[1]), Rows: u[2], Retired: u[3] == 1})
+	}
 	return nil
 }

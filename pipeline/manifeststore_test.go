@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -91,7 +93,10 @@ func TestCommitSizeFollowsWorkInFlight(t *testing.T) {
 	if err := c.Begin(ctx, m); err != nil {
 		t.Fatal(err)
 	}
-	plan, _, err := st.Read(ctx, m.Plan)
+	if len(m.Parts) != 1 {
+		t.Fatalf("a plan written at Begin has parts %v, want one", m.Parts)
+	}
+	plan, _, err := st.Read(ctx, m.Parts[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +142,8 @@ func TestCommitSizeFollowsWorkInFlight(t *testing.T) {
 		t.Errorf("summary progress %d of %d rows, all done %v", d, tot, ms[0].AllDone())
 	}
 
-	// A run whose plan changed writes the new plan and deletes the old one.
+	// Objects appended to the plan add a part of their own; the parts
+	// before it stay as they are.
 	if err := c.Finish(ctx, StatusStopped); err != nil {
 		t.Fatal(err)
 	}
@@ -145,21 +151,77 @@ func TestCommitSizeFollowsWorkInFlight(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	oldPlan := m3.Plan
+	oldParts := slices.Clone(m3.Parts)
 	m3.Objects = append(m3.Objects, PlannedObject{URI: "gs://b/late.parquet", Key: "late.parquet", Size: 1, Version: "2", RowGroups: []int64{7}})
 	m3.Units = append(m3.Units, UnitProgress{Object: len(m3.Objects) - 1, Rows: 7})
+	writes := &countingStore{StateStore: st}
+	c3.st = writes
 	if err := c3.Begin(ctx, m3); err != nil {
 		t.Fatal(err)
 	}
-	if m3.Plan == oldPlan {
-		t.Fatalf("a changed plan kept its name %s", oldPlan)
+	if len(m3.Parts) != 2 || m3.Parts[0] != oldParts[0] {
+		t.Fatalf("parts after an append: %v, want %v and one more", m3.Parts, oldParts)
 	}
-	if _, _, err := st.Read(ctx, oldPlan); !errors.Is(err, objstore.ErrNotFound) {
-		t.Errorf("the replaced plan %s is still stored: %v", oldPlan, err)
+	if part := writes.bytesTo(m3.Parts[1]); part == 0 || part > 1024 {
+		t.Errorf("the appended part is %d bytes, want the one object's (under 1 KiB)", part)
 	}
-	if _, _, err := st.Read(ctx, m3.Plan); err != nil {
-		t.Errorf("the new plan %s: %v", m3.Plan, err)
+	if _, _, err := st.Read(ctx, oldParts[0]); err != nil {
+		t.Errorf("the first part %s: %v", oldParts[0], err)
 	}
+	// A plan changed in place (an object planned again at another
+	// version) is written again as one part, and the old parts deleted.
+	if err := c3.Finish(ctx, StatusStopped); err != nil {
+		t.Fatal(err)
+	}
+	c4, m4, err := OpenCheckpoint(ctx, st, Shard{0, 1}, NewLease(), clk.now, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, tot := m4.RowsProgress(); tot != units*100+7 || d != int64(units*99/100)*100+20*50 {
+		t.Errorf("progress read from two parts: %d of %d rows", d, tot)
+	}
+	replan(m4, 0, Object{URI: m4.Objects[0].URI, Key: m4.Objects[0].Key, Size: 2, Version: "9", RowGroups: []int64{5}}, Shard{0, 1}, slog.New(slog.DiscardHandler))
+	if err := c4.Begin(ctx, m4); err != nil {
+		t.Fatal(err)
+	}
+	if len(m4.Parts) != 1 || slices.Contains(m3.Parts, m4.Parts[0]) {
+		t.Fatalf("parts after a replan: %v, want one new part", m4.Parts)
+	}
+	for _, old := range m3.Parts {
+		if _, _, err := st.Read(ctx, old); !errors.Is(err, objstore.ErrNotFound) {
+			t.Errorf("the replaced part %s is still stored: %v", old, err)
+		}
+	}
+}
+
+// countingStore counts the bytes written to each name.
+type countingStore struct {
+	StateStore
+	mu      sync.Mutex
+	written map[string]int
+	writes  map[string]int
+}
+
+func (s *countingStore) Write(ctx context.Context, name string, data []byte, pre objstore.Precondition) (string, error) {
+	s.mu.Lock()
+	if s.written == nil {
+		s.written, s.writes = map[string]int{}, map[string]int{}
+	}
+	s.written[name] += len(data)
+	s.writes[name]++
+	s.mu.Unlock()
+	return s.StateStore.Write(ctx, name, data, pre)
+}
+
+func (s *countingStore) bytesTo(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.written[name]
+}
+
+// ListKeys lets ListManifests list through the count.
+func (s *countingStore) ListKeys(ctx context.Context, prefix string) ([]string, error) {
+	return s.StateStore.(stateLister).ListKeys(ctx, prefix)
 }
 
 // An unfinished sharded manifest of an earlier version split objects' row

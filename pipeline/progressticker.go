@@ -52,15 +52,21 @@ type progress struct {
 	every  time.Duration
 	now    func() time.Time
 
-	total, before int64 // rows in the plan, rows done before this run
-	rows, reqs    atomic.Int64
-	began         time.Time
-	quit, done    chan struct{}
+	before     int64        // rows done before this run
+	total      atomic.Int64 // rows in the plan, which grows while planning goes on
+	rows, reqs atomic.Int64
+	began      time.Time
+	quit, done chan struct{}
 }
 
 func newProgress(report func(Progress), now func() time.Time, every time.Duration, total, before int64) *progress {
-	return &progress{report: report, now: now, every: every, total: total, before: before}
+	p := &progress{report: report, now: now, every: every, before: before}
+	p.total.Store(total)
+	return p
 }
+
+// grow adds rows planned while the run goes to the total.
+func (p *progress) grow(rows int64) { p.total.Add(rows) }
 
 func (p *progress) add(rows, reqs int64) {
 	p.rows.Add(rows)
@@ -99,6 +105,6 @@ func (p *progress) stop() {
 
 func (p *progress) at(now time.Time, final bool) Progress {
 	rows := p.rows.Load()
-	return Progress{Done: p.before + rows, Total: p.total, Rows: rows, Requests: p.reqs.Load(),
+	return Progress{Done: p.before + rows, Total: p.total.Load(), Rows: rows, Requests: p.reqs.Load(),
 		Elapsed: now.Sub(p.began), Final: final}
 }

@@ -53,7 +53,7 @@ func prepareManifest(cfg Config, deps Deps) (m *Manifest, done bool, err error) 
 	prev.Tables = slices.Clone(cfg.Tables)
 	added := mergeListing(prev, cfg, deps.Logger)
 	if wasFinished {
-		if !added {
+		if !added && deps.Planner == nil {
 			return prev, true, nil
 		}
 		// A new cycle: the run follows no interrupted one.

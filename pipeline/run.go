@@ -143,9 +143,13 @@ type DeadLetterSink interface {
 // Config is what a run does and how hard it pushes. Zero values take the
 // defaults noted.
 type Config struct {
-	Job     JobID
-	Shard   Shard    // zero value: 0/1
-	Objects []Object // the listing, sorted by key; a resume checks it against the manifest
+	Job   JobID
+	Shard Shard // zero value: 0/1
+	// Objects is the listing, in plan order (jobs sorts it by URI); a
+	// resume checks it against the manifest. With a Deps.Planner it is the
+	// part of the listing known before the run starts, and must hold every
+	// listed object the ledger (Deps.Previous) holds.
+	Objects []Object
 
 	Decoders    int // decode workers, and row groups in memory; default GOMAXPROCS
 	Concurrency int // sender goroutines; default 64
@@ -230,7 +234,12 @@ type Deps struct {
 	// manifest found in the state (nil if none). Both nil in a dry run.
 	Checkpoint *Checkpoint
 	Previous   *Manifest
-	State      StateStore // where the report goes; nil = no report file
+	// Planner, when set, adds objects to the plan while the run goes,
+	// after Config.Objects (see Planner): the first units are sent while
+	// the footers of later objects are still being read. nil: the plan is
+	// Config.Objects.
+	Planner Planner
+	State   StateStore // where the report goes; nil = no report file
 	// DryRun, when set, makes the run write the requests it would send, one
 	// JSON line each, instead of sending them. It takes no lease and writes
 	// no state.

@@ -156,6 +156,7 @@ func replan(m *Manifest, i int, o Object, shard Shard, log *slog.Logger) bool {
 		"was_set_aside", p.Skipped != "", "rows_read_from_earlier_version", replaced)
 	wasSkipped := p.Skipped != ""
 	*p = plannedObject(o)
+	m.edited = true
 	switch {
 	case o.Skipped != "" && !wasSkipped:
 		m.Counts.ObjectsSkipped++
@@ -192,6 +193,7 @@ func refilter(m *Manifest, i int, o Object, shard Shard) bool {
 	clear(m.Units[len(units):])
 	m.Units = units
 	m.Objects[i].Filter = o.Filter.Clone()
+	m.edited = true
 	added := false
 	for rg, rows := range o.RowGroups {
 		if shard.Owns(o.Key) && !o.Filter.pruned(rg) {
@@ -207,6 +209,7 @@ func prune(m *Manifest, keep []bool) {
 	if !slices.Contains(keep, false) {
 		return
 	}
+	m.edited = true
 	index := make([]int, len(m.Objects))
 	objs := m.Objects[:0]
 	for i, o := range m.Objects {

@@ -82,13 +82,15 @@ const placeholder = "http://convertro.bench.invalid"
 
 type config struct {
 	work, goCmd, cpuprofile, only string
-	seed                          int64
-	rowsA, rowsLive, rowsSmall    int
-	rowsLarge                     int
-	concurrency, slowConcurrency  int
-	reps                          int
-	delay                         time.Duration
-	keep                          bool
+	// scaleCases selects the parts of (e) by number.
+	scaleCases                   string
+	seed                         int64
+	rowsA, rowsLive, rowsSmall   int
+	rowsLarge                    int
+	concurrency, slowConcurrency int
+	reps                         int
+	delay                        time.Duration
+	keep                         bool
 
 	// (e), in scale.go
 	bin                              string // the CLI built for this run
@@ -107,6 +109,7 @@ func main() {
 	flag.StringVar(&c.goCmd, "go", "go", "go command used to build the CLI for (d)")
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of each in-process job run to PREFIX-<case>.pprof")
 	flag.StringVar(&c.only, "only", "abcdef", "cases to run")
+	flag.StringVar(&c.scaleCases, "scale-cases", "12345", "parts of (e) to run: (e1) and (e4) run together, so do (e2) and (e3)")
 	flag.Int64Var(&c.seed, "seed", 1, "generator seed")
 	flag.BoolVar(&c.keep, "keep", false, "keep the scratch folder (the built CLI, the states of the runs) to look into")
 	flag.IntVar(&c.rowsA, "rows-a", 2_000_000, "rows of the dry-run export (a)")
@@ -211,24 +214,39 @@ func run(ctx context.Context, c config) error {
 		if floor == 0 {
 			floor = selfMaxRSS()
 		}
-		r, err := caseE5(ctx, sx, bin, scratch, floor)
-		if err != nil {
-			return fmt.Errorf("(e5): %w", err)
+		scale := func(k string) bool { return strings.ContainsAny(c.scaleCases, k) }
+		var r5 []row
+		if scale("5") {
+			r, err := caseE5(ctx, sx, bin, scratch, floor)
+			if err != nil {
+				return fmt.Errorf("(e5): %w", err)
+			}
+			r5 = append(r5, r)
 		}
 		// Then (e)'s other cases, before (a) to (c) grow this process:
 		// the CLI's runs are subprocesses.
 		if sx.rowGroups, err = rowGroupExport(ctx, c); err != nil {
 			return fmt.Errorf("(e): %w", err)
 		}
-		r14, err := caseE1E4(ctx, c, sx.rowGroups)
-		if err != nil {
-			return fmt.Errorf("(e1): %w", err)
+		var r14, r23 []row
+		if scale("14") {
+			if r14, err = caseE1E4(ctx, c, sx.rowGroups); err != nil {
+				return fmt.Errorf("(e1): %w", err)
+			}
 		}
-		r23, err := caseE2E3(ctx, c, sx, scratch)
-		if err != nil {
-			return err
+		if scale("23") {
+			if r23, err = caseE2E3(ctx, c, sx, scratch); err != nil {
+				return err
+			}
 		}
-		rowsE = append(append(append(rowsE, r14[:2]...), r23...), r14[2], r)
+		if len(r14) > 0 {
+			rowsE = append(rowsE, r14[:2]...)
+		}
+		rowsE = append(rowsE, r23...)
+		if len(r14) > 0 {
+			rowsE = append(rowsE, r14[2])
+		}
+		rowsE = append(rowsE, r5...)
 	}
 	if has("f") { // subprocesses too: before (a) to (c) grow this process
 		r, err := caseF(ctx, c, sx, scratch)

@@ -59,6 +59,9 @@ type Traffic struct {
 	Requests atomic.Int64
 	Bytes    atomic.Int64 // response bodies
 	Delay    atomic.Int64 // nanoseconds added to each request
+	// Before, when set, is called with each request before it is passed
+	// on, after Delay: a test holds a chosen read back with it.
+	Before atomic.Pointer[func(*http.Request)]
 }
 
 // Reset zeroes the counts.
@@ -116,6 +119,9 @@ func (e *emulator) serveProxy() error {
 		e.traffic.Requests.Add(1)
 		if d := time.Duration(e.traffic.Delay.Load()); d > 0 {
 			time.Sleep(d)
+		}
+		if f := e.traffic.Before.Load(); f != nil {
+			(*f)(r)
 		}
 		rp.ServeHTTP(w, r)
 	})}

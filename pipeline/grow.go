@@ -1,0 +1,158 @@
+package pipeline
+
+import (
+	"context"
+	"sync"
+)
+
+// A plan that grows while the run goes: jobs reads the footers of the
+// objects it lists while the first of them are already sent, and hands the
+// objects to the run in segments (Deps.Planner).
+
+// A Planner adds objects to the plan while the run goes: it calls add with
+// the next objects in plan order, their row groups read, and returns when
+// it has planned them all (nil) or failed (its error stops the run, which
+// keeps what the objects added before delivered). add returns once the
+// run's plan holds the objects (and, in a live run, once their part of the
+// plan is stored), or with the run's error. The objects come after
+// Config.Objects and are new to the plan: none of them is in the ledger.
+type Planner func(ctx context.Context, add func(objs []Object) error) error
+
+// planView is the objects and units the stages read, which a Planner
+// extends while they run. Elements are never changed once added, and the
+// stages copy what they read under the lock, so that a segment appended
+// meanwhile never moves what a decoder holds.
+type planView struct {
+	mu    sync.Mutex
+	objs  []Object
+	units []Unit
+	// planned is set when no segment will come; grown is closed and
+	// replaced whenever units are added or planned is set.
+	planned bool
+	grown   chan struct{}
+}
+
+func newPlanView(objs []Object, units []Unit, planned bool) *planView {
+	return &planView{objs: objs, units: units, planned: planned, grown: make(chan struct{})}
+}
+
+// at is unit i and its object.
+func (p *planView) at(i int) (Unit, Object) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	u := p.units[i]
+	return u, p.objs[u.Object]
+}
+
+// object is object i.
+func (p *planView) object(i int) Object {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.objs[i]
+}
+
+// size is the number of objects and units the plan holds now.
+func (p *planView) size() (objects, units int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.objs), len(p.units)
+}
+
+// wait waits until the plan holds unit i (true) or will never hold it
+// (false: the plan is complete and shorter).
+func (p *planView) wait(ctx context.Context, i int) (bool, error) {
+	for {
+		p.mu.Lock()
+		n, planned, grown := len(p.units), p.planned, p.grown
+		p.mu.Unlock()
+		switch {
+		case i < n:
+			return true, nil
+		case planned:
+			return false, nil
+		}
+		select {
+		case <-grown:
+		case <-ctx.Done():
+			return false, context.Cause(ctx)
+		}
+	}
+}
+
+// add appends a segment: objs, and units whose Object indexes the whole
+// plan.
+func (p *planView) add(objs []Object, units []Unit) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.objs = append(p.objs, objs...)
+	p.units = append(p.units, units...)
+	close(p.grown)
+	p.grown = make(chan struct{})
+}
+
+// finish says that no segment will come.
+func (p *planView) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.planned {
+		p.planned = true
+		close(p.grown)
+	}
+}
+
+// planSegment is objects a Planner added, with their units in this shard
+// (Object indexing the whole plan) and, in a live run, the part of the
+// plan that holds them, already stored.
+type planSegment struct {
+	objs  []Object
+	units []Unit
+	part  string
+	rows  int64
+	// accepted is closed once the manifest holds the segment.
+	accepted chan struct{}
+}
+
+// newSegment is the planSegment of objs appended to a plan of baseObj objects.
+func newSegment(objs []Object, baseObj int, shard Shard) planSegment {
+	units := ShardUnits(BuildPlan(objs), objs, shard)
+	for i := range units {
+		units[i].Object += baseObj
+	}
+	return planSegment{objs: objs, units: units, rows: PlanRows(units), accepted: make(chan struct{})}
+}
+
+// appendTo appends the segment to m's plan; the units with no rows are
+// done at once, as at the start of a run.
+func (s planSegment) appendTo(m *Manifest) {
+	for _, o := range s.objs {
+		m.Objects = append(m.Objects, plannedObject(o))
+		if o.Skipped != "" {
+			m.Counts.ObjectsSkipped++
+		}
+	}
+	for _, u := range s.units {
+		m.Units = append(m.Units, UnitProgress{Object: u.Object, RowGroup: u.RowGroup, Rows: u.Rows, Done: u.Rows == 0})
+	}
+	if s.part != "" {
+		m.Parts = append(m.Parts, s.part)
+		m.stored.objects, m.stored.units = len(m.Objects), len(m.Units)
+	}
+}
+
+// plannedObjects is objs as a plan stores them.
+func plannedObjects(objs []Object) []PlannedObject {
+	out := make([]PlannedObject, len(objs))
+	for i, o := range objs {
+		out[i] = plannedObject(o)
+	}
+	return out
+}
+
+// unitsProgress is units as a plan stores them, none begun.
+func unitsProgress(units []Unit) []UnitProgress {
+	out := make([]UnitProgress, len(units))
+	for i, u := range units {
+		out[i] = UnitProgress{Object: u.Object, RowGroup: u.RowGroup, Rows: u.Rows}
+	}
+	return out
+}
