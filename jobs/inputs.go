@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -66,6 +67,9 @@ type inputs struct {
 	askedMu   sync.Mutex
 	asked     unitKey
 	closed    atomic.Bool // no prefetch opens a file after close
+	// budget bounds the bytes of the objects held in memory, every
+	// source's (--memory-budget).
+	budget *readers.MemoryBudget
 }
 
 // unitKey is a unit's place in plan order: its object's index in objects
@@ -106,6 +110,7 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	// Enough units ahead to keep the reads in flight that hide the store's
 	// latency at the decoders' pace; the prefetch budget bounds their bytes.
 	in.lookahead = max(readConcurrency(o), o.Decoders, runtime.GOMAXPROCS(0)) + 1
+	in.budget = readers.NewMemoryBudget(memoryBudget(o), cmp.Or(o.Decoders, runtime.GOMAXPROCS(0)))
 	if o.Type != "" {
 		t := segment.ParseType(o.Type)
 		if t == segment.TypeUnknown {
@@ -119,7 +124,8 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	seenTables := map[string]bool{}
 	for _, uri := range o.Sources {
 		src, err := readers.OpenSource(ctx, uri, readers.SourceOptions{From: win.from, To: win.to, Logger: log,
-			TableVersions: pins, Since: since, Delivered: delivered, ReadConcurrency: o.ReadConcurrency})
+			TableVersions: pins, Since: since, Delivered: delivered, ReadConcurrency: o.ReadConcurrency,
+			MemoryBudget: in.budget})
 		if err != nil {
 			return nil, err
 		}
@@ -286,6 +292,14 @@ func readConcurrency(o Options) int {
 		return o.ReadConcurrency
 	}
 	return readers.DefaultReadConcurrency
+}
+
+// memoryBudget is --memory-budget in bytes, or the default when unset.
+func memoryBudget(o Options) int64 {
+	if o.MemoryBudget > 0 {
+		return o.MemoryBudget << 20
+	}
+	return readers.DefaultMemoryBudget
 }
 
 // tablePins are the Delta table versions a resume reads: those the ledger
