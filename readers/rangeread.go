@@ -27,6 +27,15 @@ const DefaultReadConcurrency = 64
 // ranges may add: reading a gap costs bytes, a separate range a request.
 const maxGapWaste = 0.05
 
+// minGapBudget is what merging may add whatever the share: a remote read
+// costs a request at both ends (CPU in the client and the server, and a
+// charge per request) beside its time to first byte, and a row group of a
+// small object whose mapped columns are not neighbours would otherwise be
+// a request for each run of them. On the storage benchmark's export (168
+// objects of 20-500 KB, 500-row groups) a dry run made 589 requests
+// instead of 910, for 40.0 MB fetched instead of 35.9.
+const minGapBudget = 128 << 10
+
 // maxMergeGap is the largest gap merged, whatever the budget: beyond it a
 // second request in parallel costs less than the bytes.
 const maxMergeGap = 1 << 20
@@ -47,8 +56,8 @@ type byteRange struct{ off, end int64 }
 
 // coalesce sorts rs and merges the overlapping and touching ones, then the
 // neighbours with the smallest gaps between them while the gaps read add at
-// most maxGapWaste of the needed bytes and none is larger than maxMergeGap,
-// and splits what is larger than maxRangePart.
+// most maxGapWaste of the needed bytes (or minGapBudget) and none is larger
+// than maxMergeGap, and splits what is larger than maxRangePart.
 func coalesce(rs []byteRange) []byteRange {
 	rs = slices.DeleteFunc(slices.Clone(rs), func(r byteRange) bool { return r.end <= r.off })
 	slices.SortFunc(rs, func(a, b byteRange) int { return cmp.Compare(a.off, b.off) })
@@ -75,7 +84,7 @@ func coalesce(rs []byteRange) []byteRange {
 	slices.SortStableFunc(gaps, func(a, b int) int {
 		return cmp.Compare(out[a].off-out[a-1].end, out[b].off-out[b-1].end)
 	})
-	budget := int64(float64(need) * maxGapWaste)
+	budget := max(int64(float64(need)*maxGapWaste), minGapBudget)
 	join := make([]bool, len(out)) // join[i]: out[i] joins the range before it
 	for _, i := range gaps {
 		g := out[i].off - out[i-1].end
