@@ -108,7 +108,7 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	in := &inputs{refs: map[string]*inputRef{}, covered: map[string]bool{}, batchSize: readers.DefaultBatchSize,
 		skipBad: o.OnBadFile == "skip", asked: unitKey{-1, -1}, index: map[string]int{}}
 	// Enough units ahead to keep the reads in flight that hide the store's
-	// latency at the decoders' pace; the prefetch budget bounds their bytes.
+	// latency at the decoders' pace; the memory budget bounds their bytes.
 	in.lookahead = max(readConcurrency(o), o.Decoders, runtime.GOMAXPROCS(0)) + 1
 	in.budget = readers.NewMemoryBudget(memoryBudget(o), cmp.Or(o.Decoders, runtime.GOMAXPROCS(0)))
 	if o.Type != "" {
