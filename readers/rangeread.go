@@ -397,12 +397,21 @@ func (ft *fetch) wait(ctx context.Context) error {
 // chunks, so that the row group's memory stays within the share however
 // large it is; a window smaller than the library's own read buffer would
 // save no request, and the chunks are then read as the library asks.
+//
+// The decoder goes through the columns side by side, a batch of rows at a
+// time, so their windows run out at about the same time: when one does,
+// the windows of the others that are past their half are read again too,
+// from where the decoder got to, all at once (and, the first time, the
+// first window of every chunk): a round trip for the row group's columns
+// rather than one after another, which a remote store answering after
+// 30 ms would make the decoder wait for.
 type windows struct {
 	mu     sync.Mutex
 	size   int64
 	chunks []byteRange // sorted by offset
 	bufs   [][]byte
 	offs   []int64 // offset of bufs[k][0]
+	next   []int64 // the offset after the last byte served of chunk k; 0: none yet
 	slots  chan struct{}
 	f      File
 }
@@ -421,7 +430,7 @@ func (p *ParquetFile) streamFetch(i int, b *MemoryBudget) *fetch {
 	slices.SortFunc(chunks, func(a, b byteRange) int { return cmp.Compare(a.off, b.off) })
 	slots, _ := p.io()
 	w := &windows{size: size, chunks: chunks, bufs: make([][]byte, len(chunks)), offs: make([]int64, len(chunks)),
-		slots: slots, f: p.f}
+		next: make([]int64, len(chunks)), slots: slots, f: p.f}
 	for _, c := range chunks {
 		ft.held += min(size, c.end-c.off)
 	}
@@ -430,8 +439,9 @@ func (p *ParquetFile) streamFetch(i int, b *MemoryBudget) *fetch {
 }
 
 // read serves b at off from the window of its column chunk, reading the
-// window that starts at off when b is not in it. ok is false when b does
-// not fit in one window of one chunk: the caller reads it from the File.
+// window that starts at off when b is not in it (with the others due, see
+// windows). ok is false when b does not fit in one window of one chunk:
+// the caller reads it from the File.
 func (w *windows) read(b []byte, off int64) (ok bool, err error) {
 	end := off + int64(len(b))
 	k, found := slices.BinarySearchFunc(w.chunks, off, func(c byteRange, off int64) int {
@@ -445,31 +455,64 @@ func (w *windows) read(b []byte, off int64) (ok bool, err error) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	buf := w.bufs[k]
-	if buf == nil || off < w.offs[k] || end > w.offs[k]+int64(len(buf)) {
-		c := w.chunks[k]
+	if buf := w.bufs[k]; buf == nil || off < w.offs[k] || end > w.offs[k]+int64(len(buf)) {
+		if err := w.fill(k, off); err != nil {
+			return true, err
+		}
+	}
+	copy(b, w.bufs[k][off-w.offs[k]:])
+	w.next[k] = end
+	return true, nil
+}
+
+// fill reads chunk k's window at off, and at once the windows of the
+// other chunks that are due: never read yet, or read past their half.
+// A failed read of another chunk's window only drops it: that chunk's
+// own read meets the error.
+func (w *windows) fill(k int, off int64) error {
+	at := map[int]int64{k: off}
+	for j, c := range w.chunks {
+		switch buf := w.bufs[j]; {
+		case j == k:
+		case w.next[j] == 0 && buf == nil:
+			at[j] = c.off
+		case buf != nil && w.next[j] < c.end && w.next[j]-w.offs[j] >= int64(len(buf))/2:
+			at[j] = w.next[j]
+		}
+	}
+	errs := make(map[int]error, len(at))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for j, off := range at {
+		c := w.chunks[j]
 		n := min(w.size, c.end-off)
+		buf := w.bufs[j]
 		if int64(cap(buf)) < n {
 			buf = make([]byte, n, min(w.size, c.end-c.off))
 		}
 		buf = buf[:n]
-		w.bufs[k] = nil
-		w.slots <- struct{}{}
-		got, err := w.f.ReadAt(buf, off)
-		<-w.slots
-		if err == io.EOF && int64(got) == n {
-			err = nil
-		}
-		if err == nil && int64(got) < n {
-			err = io.ErrUnexpectedEOF
-		}
-		if err != nil {
-			return true, err
-		}
-		w.bufs[k], w.offs[k] = buf, off
+		w.bufs[j] = nil
+		wg.Go(func() {
+			w.slots <- struct{}{}
+			got, err := w.f.ReadAt(buf, off)
+			<-w.slots
+			if err == io.EOF && int64(got) == n {
+				err = nil
+			}
+			if err == nil && int64(got) < n {
+				err = io.ErrUnexpectedEOF
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs[j] = err
+				return
+			}
+			w.bufs[j], w.offs[j] = buf, off
+		})
 	}
-	copy(b, buf[off-w.offs[k]:])
-	return true, nil
+	wg.Wait()
+	return errs[k]
 }
 
 // drop lets the windows' memory go.
