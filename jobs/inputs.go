@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -90,6 +91,9 @@ type inputs struct {
 	askedMu   sync.Mutex
 	asked     unitKey
 	closed    atomic.Bool // no prefetch opens a file after close
+	// budget bounds the bytes of the objects held in memory, every
+	// source's (--memory-budget).
+	budget *readers.MemoryBudget
 }
 
 // unitKey is a unit's place in plan order: its object's index in objects
@@ -132,8 +136,9 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	in := &inputs{refs: map[string]*inputRef{}, covered: map[string]bool{}, batchSize: readers.DefaultBatchSize,
 		skipBad: o.OnBadFile == "skip", asked: unitKey{-1, -1}, index: map[string]int{}}
 	// Enough units ahead to keep the reads in flight that hide the store's
-	// latency at the decoders' pace; the prefetch budget bounds their bytes.
+	// latency at the decoders' pace; the memory budget bounds their bytes.
 	in.lookahead = max(readConcurrency(o), o.Decoders, runtime.GOMAXPROCS(0)) + 1
+	in.budget = readers.NewMemoryBudget(memoryBudget(o), cmp.Or(o.Decoders, runtime.GOMAXPROCS(0)))
 	if o.Type != "" {
 		t := segment.ParseType(o.Type)
 		if t == segment.TypeUnknown {
@@ -147,7 +152,8 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	seenTables := map[string]bool{}
 	for _, uri := range o.Sources {
 		src, err := readers.OpenSource(ctx, uri, readers.SourceOptions{From: win.from, To: win.to, Logger: log,
-			TableVersions: pins, Since: since, Delivered: delivered, ReadConcurrency: o.ReadConcurrency})
+			TableVersions: pins, Since: since, Delivered: delivered, ReadConcurrency: o.ReadConcurrency,
+			MemoryBudget: in.budget})
 		if err != nil {
 			return nil, err
 		}
@@ -427,6 +433,14 @@ func readConcurrency(o Options) int {
 		return o.ReadConcurrency
 	}
 	return readers.DefaultReadConcurrency
+}
+
+// memoryBudget is --memory-budget in bytes, or the default when unset.
+func memoryBudget(o Options) int64 {
+	if o.MemoryBudget > 0 {
+		return o.MemoryBudget << 20
+	}
+	return readers.DefaultMemoryBudget
 }
 
 // tablePins are the Delta table versions a resume reads: those the ledger

@@ -74,6 +74,10 @@ type Options struct {
 	// once, apart from the decoders: remote storage answers each after tens
 	// of milliseconds, so many are kept in flight.
 	ReadConcurrency int `json:"-"`
+	// MemoryBudget bounds, in MiB, the bytes of input objects held in
+	// memory at once (readers.MemoryBudget): the row groups decoded and
+	// read ahead, and the footers kept. 0: the default.
+	MemoryBudget int64 `json:"-"`
 	// FixedRate turns off adaptive throttling: Rate is then kept as given
 	// even when Convertro answers 429.
 	FixedRate bool `json:"-"`
@@ -496,6 +500,9 @@ var table = []*Option{
 	{Name: "read-concurrency", Key: "readConcurrency", Default: readers.DefaultReadConcurrency, For: runOnly, Check: atLeast(1),
 		Help:  "ranged reads of input objects in flight at once, apart from the decoders (remote storage answers each after tens of ms)",
 		Field: func(o *Options) any { return &o.ReadConcurrency }},
+	{Name: "memory-budget", Key: "memoryBudget", Default: int64(readers.DefaultMemoryBudget >> 20), For: runOnly, Check: atLeast(readers.MinMemoryBudget >> 20),
+		Help:  "`MiB` of input objects held in memory at once: the row groups being decoded and read ahead, and the footers kept; a row group larger than a decoder's share is streamed",
+		Field: func(o *Options) any { return &o.MemoryBudget }},
 	{Name: "rate", Key: "rate", Default: 0.0, For: runReplay, Check: atLeast(0),
 		Help:  "requests per second across all senders (0: unlimited)",
 		Field: func(o *Options) any { return &o.Rate }},

@@ -1,12 +1,18 @@
 package jobs
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
 
 	"github.com/convertro-etl/convertro-etl/objstore/objstoretest"
+	"github.com/convertro-etl/convertro-etl/pipeline"
 	"github.com/convertro-etl/convertro-etl/readers"
 	"github.com/convertro-etl/convertro-etl/writers/generate"
 )
@@ -97,5 +103,50 @@ func TestDryRunRemoteRequestsPerObject(t *testing.T) {
 	}
 	if ratio := float64(got) / float64(need); ratio > 1.1 {
 		t.Errorf("fetched %d bytes for %d bytes of needed column chunks: %.3f times, want at most 1.1", got, need, ratio)
+	}
+}
+
+// A dry run with the smallest --memory-budget over row groups each larger
+// than the whole budget streams them, and writes exactly what a run with
+// the default budget writes.
+func TestReadPathMemoryBudget(t *testing.T) {
+	ctx := context.Background()
+	const rows = 200_000
+	export := hugeValueExport(t, t.TempDir(), rows, 0, 0, parquet.MaxRowsPerRowGroup(rows/2))
+	budget := readers.MinMemoryBudget >> 20
+	if _, groups, need, _, _ := exportNeeds(t, export); need/int64(groups) <= int64(budget)<<20 {
+		t.Fatalf("row groups of %d bytes on average: not larger than a budget of %d MiB", need/int64(groups), budget)
+	}
+	dry := func(mib int64) []byte {
+		dir := t.TempDir()
+		o := testOptions(export, filepath.Join(dir, "state"), "http://127.0.0.1:1")
+		o.DryRun, o.Out = true, filepath.Join(dir, "dry.jsonl")
+		o.Decoders, o.MemoryBudget = 2, mib
+		rep, err := Run(ctx, o, testEnv(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Counts.RowsRead != rows {
+			t.Fatalf("budget %d MiB: read %d rows, want %d", mib, rep.Counts.RowsRead, rows)
+		}
+		b, err := os.ReadFile(o.Out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	small, def := dry(int64(budget)), dry(0)
+	if len(def) == 0 || !bytes.Equal(small, def) {
+		t.Errorf("dry run with a %d MiB budget wrote %d bytes, with the default %d bytes, not the same", budget, len(small), len(def))
+	}
+	o := testOptions(export, "", "").withDefaults()
+	o.MemoryBudget = int64(budget)
+	in, err := gather(ctx, o, plainListing(time.Time{}, time.Time{}), pipeline.Shard{Index: 0, Count: 1}, nil, testEnv(nil).Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.close()
+	if in.budget.Bytes() != readers.MinMemoryBudget {
+		t.Errorf("--memory-budget %d: the sources share a budget of %d bytes", budget, in.budget.Bytes())
 	}
 }

@@ -43,10 +43,13 @@
 // What the Parquet reader reads is planned in rangeread.go: a footer is one
 // read of the file's tail, kept by the Source for the decoders of that
 // version (bounded in bytes); a row group's column chunks are read as a few
-// exact ranges (neighbours merged while the gaps add at most 5%) in
+// exact ranges (neighbours merged while the gaps add at most 5%, or 128 KiB) in
 // parallel, at most SourceOptions.ReadConcurrency reads in flight, and
-// ParquetFile.Prefetch reads the next row groups while others decode (256
-// MiB at most held ahead, process-wide). Bytes served from memory are
+// ParquetFile.Prefetch reads the next row groups while others decode. What
+// is held in memory is bounded by a MemoryBudget (budget.go) shared by a
+// job's sources: the row groups decoded and read ahead and the footers
+// kept; a row group larger than a decoder's share of it is streamed, a
+// window of each column chunk at a time. Bytes served from memory are
 // checked against the version as a read would be. Locally, a version
 // cannot be pinned: Open compares size and modification time with the
 // listing, and each ReadAt re-checks them with one fstat, which catches a

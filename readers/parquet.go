@@ -460,7 +460,10 @@ func (p *ParquetFile) ReadRowGroup(ctx context.Context, i, batchSize int, fn fun
 	st := p.getState(batchSize)
 	// The chunks are read in a few ranges at once (rangeread.go), or were
 	// prefetched; the decoder reads them from memory.
-	ft := p.takeFetch(i)
+	ft, err := p.takeFetch(ctx, i)
+	if err != nil {
+		return err
+	}
 	defer ft.release()
 	if err := ft.wait(ctx); err != nil {
 		return err

@@ -26,11 +26,15 @@ func TestCoalesce(t *testing.T) {
 	}{
 		{"touching and overlapping merge", []byteRange{{100, 200}, {0, 100}, {150, 300}},
 			[]byteRange{{0, 300}}},
-		// 10,000 bytes needed: gaps of up to 500 bytes in all may be read.
-		{"small gaps merge, smallest first, within 5%", []byteRange{{0, 2500}, {2600, 5100}, {5400, 7600}, {8000, 10800}},
-			[]byteRange{{0, 7600}, {8000, 10800}}},
-		{"a gap above the budget stays", []byteRange{{0, 1000}, {5000, 6000}},
-			[]byteRange{{0, 1000}, {5000, 6000}}},
+		// 10 MB needed: gaps of up to 500 KB in all may be read.
+		{"small gaps merge, smallest first, within 5%", []byteRange{{0, 2_500_000}, {2_600_000, 5_100_000}, {5_400_000, 7_600_000}, {8_000_000, 10_800_000}},
+			[]byteRange{{0, 7_600_000}, {8_000_000, 10_800_000}}},
+		{"a gap above the budget stays", []byteRange{{0, 1000}, {5000 + minGapBudget, 6000 + minGapBudget}},
+			[]byteRange{{0, 1000}, {5000 + minGapBudget, 6000 + minGapBudget}}},
+		// 7,000 bytes needed: 4,000 bytes of gap fit in minGapBudget, one more
+		// gap that would take it 1 byte over does not.
+		{"gaps within minGapBudget merge, whatever the share", []byteRange{{0, 1000}, {5000, 6000}, {6000 + minGapBudget - 3999, 7000 + minGapBudget}},
+			[]byteRange{{0, 6000}, {6000 + minGapBudget - 3999, 7000 + minGapBudget}}},
 		{"empty ranges dropped", []byteRange{{10, 10}, {20, 5}, {0, 4}},
 			[]byteRange{{0, 4}}},
 		{"large range split for parallel reads", []byteRange{{4, 4 + 2*maxRangePart + 10}},

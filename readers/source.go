@@ -40,6 +40,11 @@ type SourceOptions struct {
 	// flight at once, whatever number of decoders asks for them. 0:
 	// DefaultReadConcurrency.
 	ReadConcurrency int
+	// MemoryBudget bounds the bytes of the source's objects held in
+	// memory: the row groups decoded and read ahead, and the footers kept.
+	// One budget may serve several sources. Nil: a budget of
+	// DefaultMemoryBudget shared by every Source opened without one.
+	MemoryBudget *MemoryBudget
 }
 
 // Skip reasons: why a listed object is not data.
@@ -110,7 +115,7 @@ func OpenSource(ctx context.Context, uri string, o SourceOptions) (*Source, erro
 		o.ReadConcurrency = DefaultReadConcurrency
 	}
 	s := &Source{uri: uri, log: o.Logger, versions: o.TableVersions, since: o.Since, done: o.Delivered,
-		slots: make(chan struct{}, o.ReadConcurrency), footers: footerCache{max: footerCacheBytes}}
+		slots: make(chan struct{}, o.ReadConcurrency), footers: footerCache{budget: cmp.Or(o.MemoryBudget, defaultBudget)}}
 	if !o.From.IsZero() {
 		s.from = dayOf(o.From)
 	}
@@ -439,6 +444,7 @@ func (f *file) ReadAt(p []byte, off int64) (int, error) {
 }
 
 func (f *file) readSlots() chan struct{} { return f.src.slots }
+func (f *file) memory() *MemoryBudget    { return f.src.footers.budget }
 
 // verify reports ErrChanged when the object is no longer the version
 // opened: for bytes read earlier and served from memory.
