@@ -141,7 +141,7 @@ func TestReadPathMemoryBudget(t *testing.T) {
 	}
 	o := testOptions(export, "", "").withDefaults()
 	o.MemoryBudget = int64(budget)
-	in, err := gather(ctx, o, plainListing(time.Time{}, time.Time{}), pipeline.Shard{Index: 0, Count: 1}, nil, testEnv(nil).Log)
+	in, err := gather(ctx, o, plainListing(time.Time{}, time.Time{}), pipeline.Shard{Index: 0, Count: 1}, nil, testEnv(nil).Log, false)
 	if err != nil {
 		t.Fatal(err)
 	}
