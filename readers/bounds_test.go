@@ -231,19 +231,7 @@ func TestParquetLocalRewriteMidRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := openSource(t, dir, SourceOptions{})
-	objs, _, err := src.List(ctx)
-	if err != nil || len(objs) != 1 {
-		t.Fatalf("list: %v %v", objs, err)
-	}
-	f, err := src.Open(ctx, objs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	p, err := OpenParquet(ctx, f, objs[0], Hint{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := openOnlyParquet(t, src, false)
 	if len(p.RowGroups()) != 2 {
 		t.Fatalf("%d row groups, want 2", len(p.RowGroups()))
 	}

@@ -78,19 +78,7 @@ func TestMemoryBudgetBoundsReadPath(t *testing.T) {
 	var units []unit
 	for _, dir := range []string{small, large} {
 		src := openSource(t, dir, SourceOptions{MemoryBudget: b})
-		objs, _, err := src.List(ctx)
-		if err != nil || len(objs) != 1 {
-			t.Fatalf("list %s: %v %v", dir, objs, err)
-		}
-		f, err := src.Open(ctx, objs[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		p, err := OpenParquet(ctx, f, objs[0], Hint{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := openOnlyParquet(t, src, false)
 		files = append(files, p)
 		for g := range p.RowGroups() {
 			units = append(units, unit{p, g})
@@ -157,19 +145,7 @@ func TestRowGroupLargerThanBudgetStreams(t *testing.T) {
 	budgetFile(t, dir, "large.parquet", 2, 20_000)
 	b := NewMemoryBudget(MinMemoryBudget, 16) // a share of 192 KiB
 	src := openSource(t, dir, SourceOptions{MemoryBudget: b})
-	objs, _, err := src.List(ctx)
-	if err != nil || len(objs) != 1 {
-		t.Fatalf("list: %v %v", objs, err)
-	}
-	f, err := src.Open(ctx, objs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	p, err := OpenParquet(ctx, f, objs[0], Hint{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := openOnlyParquet(t, src, false)
 	if ft := p.streamFetch(0, b); p.planWhole(0, b) != nil || ft.stream != nil || ft.held != 0 {
 		t.Fatalf("row group planned whole or through windows, holding %d bytes", ft.held)
 	}

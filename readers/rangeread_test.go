@@ -94,19 +94,7 @@ func TestPrefetchedLocalRewrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := openSource(t, dir, SourceOptions{})
-	objs, _, err := src.List(ctx)
-	if err != nil || len(objs) != 1 {
-		t.Fatalf("list: %v %v", objs, err)
-	}
-	f, err := src.OpenListed(ctx, objs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	p, err := OpenParquet(ctx, f, objs[0], Hint{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := openOnlyParquet(t, src, true)
 	p.Prefetch(0, 1)
 	var got []string
 	if err := p.ReadRowGroup(ctx, 0, 0, collectIDs(&got)); err != nil {
@@ -115,7 +103,7 @@ func TestPrefetchedLocalRewrite(t *testing.T) {
 	if err := os.WriteFile(path, v2, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err = p.ReadRowGroup(ctx, 1, 0, collectIDs(&got))
+	err := p.ReadRowGroup(ctx, 1, 0, collectIDs(&got))
 	if !errors.Is(err, ErrChanged) || !strings.Contains(err.Error(), path) {
 		t.Errorf("prefetched row group after the rewrite: %v, want ErrChanged naming the file", err)
 	}
@@ -236,19 +224,7 @@ func TestLargeRowGroupStreams(t *testing.T) {
 	defer func(n int64) { maxFetchBytes = n }(maxFetchBytes)
 	maxFetchBytes = 1
 	src := openSource(t, dir, SourceOptions{})
-	objs, _, err := src.List(ctx)
-	if err != nil || len(objs) != 1 {
-		t.Fatalf("list: %v %v", objs, err)
-	}
-	f, err := src.Open(ctx, objs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	p, err := OpenParquet(ctx, f, objs[0], Hint{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := openOnlyParquet(t, src, false)
 	p.Release() // no footer bytes in memory: every read goes to the file
 	p.Prefetch(0, 1)
 	if len(p.fetches) != 0 {

@@ -185,6 +185,32 @@ func openSource(t *testing.T, uri string, o SourceOptions) *Source {
 	return s
 }
 
+// openOnlyParquet opens the one object a source lists as Parquet, opened
+// at its listed version (OpenListed) or checked against the store (Open);
+// the file is closed when the test ends.
+func openOnlyParquet(t *testing.T, src *Source, listed bool) *ParquetFile {
+	t.Helper()
+	ctx := t.Context()
+	objs, _, err := src.List(ctx)
+	if err != nil || len(objs) != 1 {
+		t.Fatalf("list: %v %v", objs, err)
+	}
+	open := src.Open
+	if listed {
+		open = src.OpenListed
+	}
+	f, err := open(ctx, objs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	p, err := OpenParquet(ctx, f, objs[0], Hint{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func keys(objs []Object) []string {
 	var out []string
 	for _, o := range objs {
