@@ -47,16 +47,19 @@ func (p gatewayPush) value(t *testing.T, name string) float64 {
 
 // pushgateway is an httptest server acting as a Prometheus Pushgateway: it
 // decodes every push, answers the first one 500 (so that the pusher logs a
-// failure) and the others 200, and closes first when the first arrives.
+// failure) and the others 200, and closes reading when the first push that
+// counts rows read arrives (a run that plans while it sends may push before
+// it has read any).
 type pushgateway struct {
 	*httptest.Server
-	mu     sync.Mutex
-	pushes []gatewayPush
-	first  chan struct{}
+	mu      sync.Mutex
+	pushes  []gatewayPush
+	reading chan struct{}
+	read    bool
 }
 
 func newPushgateway(t *testing.T) *pushgateway {
-	g := &pushgateway{first: make(chan struct{})}
+	g := &pushgateway{reading: make(chan struct{})}
 	g.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := gatewayPush{method: r.Method, path: r.URL.Path, families: map[string]*dto.MetricFamily{}}
 		p.user, p.pass, _ = r.BasicAuth()
@@ -74,9 +77,13 @@ func newPushgateway(t *testing.T) *pushgateway {
 		g.mu.Lock()
 		g.pushes = append(g.pushes, p)
 		n := len(g.pushes)
+		if rows := p.families["convertro_etl_rows_read_total"]; !g.read && rows != nil && len(rows.GetMetric()) > 0 &&
+			rows.GetMetric()[0].GetGauge().GetValue() > 0 {
+			g.read = true
+			close(g.reading)
+		}
 		g.mu.Unlock()
 		if n == 1 {
-			close(g.first)
 			http.Error(w, "gateway hiccup", http.StatusInternalServerError)
 			return
 		}
@@ -96,7 +103,8 @@ func (g *pushgateway) received() []gatewayPush {
 // while it goes, not only at its end, into a group of its own (job, job
 // fingerprint, shard), with the URL's password as basic auth and never in
 // the logs. Convertro holds every request after the 40th until the gateway
-// has had a push, so the run cannot end before one arrived.
+// has had a push that counts rows read, so the run cannot end before one
+// arrived.
 func TestMetricsPushedDuringRun(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -122,7 +130,7 @@ func TestMetricsPushedDuringRun(t *testing.T) {
 			// after a while (all held requests at once), and the checks
 			// below fail.
 			select {
-			case <-gw.first:
+			case <-gw.reading:
 			case <-done:
 			case <-r.Context().Done():
 			case <-gaveUp:
@@ -164,9 +172,15 @@ func TestMetricsPushedDuringRun(t *testing.T) {
 			t.Errorf("push %s %s as %q:%q; want PUT /metrics/job/convertro-etl with %v as ops:s3cret", p.method, p.path, p.user, p.pass, wantGroup)
 		}
 	}
-	// The first push came while Convertro held the run: a run still going,
-	// with some rows done and not all.
+	// The first push with rows read came while Convertro held the run: a
+	// run still going, with some rows done and not all.
 	mid := pushes[0]
+	for _, p := range pushes {
+		if m := p.families["convertro_etl_rows_read_total"]; m != nil && len(m.GetMetric()) > 0 && m.GetMetric()[0].GetGauge().GetValue() > 0 {
+			mid = p
+			break
+		}
+	}
 	if got := mid.value(t, "convertro_etl_run_running"); got != 1 {
 		t.Errorf("first push: run_running = %v, want 1", got)
 	}

@@ -47,6 +47,8 @@ func sample(opt *jobs.Option, i int) string {
 		return fmt.Sprintf("Signed Up=name%d", i)
 	case "membership":
 		return fmt.Sprintf("userId=col%d", i)
+	case "memory-budget":
+		return strconv.Itoa(i + 8) // MiB: at least 4
 	}
 	switch opt.Value(&jobs.Options{}).Type() {
 	case "bool":
