@@ -28,31 +28,7 @@ import (
 // and the manifest names more than one part of the plan.
 func TestFirstRequestBeforeLastFooter(t *testing.T) {
 	ctx := context.Background()
-	export := filepath.Join(t.TempDir(), "export")
-	if _, err := generate.Generate(ctx, generate.Options{Out: export, Rows: 20_000, Seed: 31, Days: 1, RowGroupRows: 500}); err != nil {
-		t.Fatal(err)
-	}
-	root := objstoretest.GCS(t) + "/segment"
-	objstoretest.PutTree(t, export, root)
-	src, err := readers.OpenSource(ctx, root, readers.SourceOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, _, err := src.List(ctx)
-	src.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(objs) <= firstSegment {
-		t.Fatalf("%d objects: the export must hold more than a first segment (%d)", len(objs), firstSegment)
-	}
-	uris := make([]string, len(objs))
-	for i, o := range objs {
-		uris[i] = o.URI
-	}
-	slices.Sort(uris)
-	last := strings.TrimPrefix(uris[len(uris)-1], "gs://")
-	last = last[strings.IndexByte(last, '/')+1:] // the object's name in its bucket
+	root, objs, last := gcsExportPlanLast(t, 31)
 
 	first := make(chan struct{})
 	var once sync.Once
@@ -143,28 +119,7 @@ func TestFirstRequestBeforeLastFooter(t *testing.T) {
 // report's bound.
 func TestStoppedWhilePlanningResumes(t *testing.T) {
 	ctx := context.Background()
-	export := filepath.Join(t.TempDir(), "export")
-	if _, err := generate.Generate(ctx, generate.Options{Out: export, Rows: 20_000, Seed: 37, Days: 1, RowGroupRows: 500}); err != nil {
-		t.Fatal(err)
-	}
-	root := objstoretest.GCS(t) + "/segment"
-	objstoretest.PutTree(t, export, root)
-	src, err := readers.OpenSource(ctx, root, readers.SourceOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs, _, err := src.List(ctx)
-	src.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	uris := make([]string, len(objs))
-	for i, o := range objs {
-		uris[i] = o.URI
-	}
-	slices.Sort(uris)
-	last := strings.TrimPrefix(uris[len(uris)-1], "gs://")
-	last = last[strings.IndexByte(last, '/')+1:]
+	root, objs, last := gcsExportPlanLast(t, 37)
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -244,4 +199,37 @@ func TestStoppedWhilePlanningResumes(t *testing.T) {
 	t.Logf("%d objects: %d planned before the stop (status %s, %d requests); the resume sent %d; %d repeats (bound %d)",
 		len(objs), len(m1.Objects), rep1.Status, len(firstRun), len(rec2.requests(t)), repeats, rep2.RepeatBound)
 	<-first
+}
+
+// gcsExportPlanLast generates an export of 20,000 rows in objects of more
+// than a first segment, stores it in the GCS emulator and returns its root,
+// its objects and the name in its bucket of the last object in plan order.
+func gcsExportPlanLast(t *testing.T, seed int64) (root string, objs []readers.Object, last string) {
+	t.Helper()
+	ctx := context.Background()
+	export := filepath.Join(t.TempDir(), "export")
+	if _, err := generate.Generate(ctx, generate.Options{Out: export, Rows: 20_000, Seed: seed, Days: 1, RowGroupRows: 500}); err != nil {
+		t.Fatal(err)
+	}
+	root = objstoretest.GCS(t) + "/segment"
+	objstoretest.PutTree(t, export, root)
+	src, err := readers.OpenSource(ctx, root, readers.SourceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, _, err = src.List(ctx)
+	src.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) <= firstSegment {
+		t.Fatalf("%d objects: the export must hold more than a first segment (%d)", len(objs), firstSegment)
+	}
+	uris := make([]string, len(objs))
+	for i, o := range objs {
+		uris[i] = o.URI
+	}
+	slices.Sort(uris)
+	last = strings.TrimPrefix(uris[len(uris)-1], "gs://")
+	return root, objs, last[strings.IndexByte(last, '/')+1:]
 }
