@@ -241,18 +241,7 @@ func TestPlannerStoppedMidPlanningResumes(t *testing.T) {
 		t.Errorf("the resume planned %d objects anew, want %d", len(rest.objs), len(objs)-8)
 	}
 	all := counts(slices.Concat(first, stub.received()))
-	repeats := 0
-	for _, r := range want.requests {
-		switch n := all[r]; {
-		case n == 0:
-			t.Errorf("%s never sent", r)
-		case n > 1:
-			repeats += n - 1
-		}
-	}
-	if len(all) != len(want.requests) {
-		t.Errorf("%d distinct requests sent, want %d", len(all), len(want.requests))
-	}
+	repeats := checkAllSent(t, all, want.requests)
 	if int64(repeats) > rep2.RepeatBound || rep2.RepeatBound > window {
 		t.Errorf("%d repeats, bound %d (window %d)", repeats, rep2.RepeatBound, window)
 	}

@@ -319,6 +319,24 @@ func readManifest(t *testing.T, dir string, shard Shard) *Manifest {
 	return m
 }
 
+// checkAllSent fails t for a wanted request never sent, or for one sent
+// that is not wanted, and returns how many sends were repeats.
+func checkAllSent(t *testing.T, sent map[string]int, want []string) (repeats int) {
+	t.Helper()
+	for _, r := range want {
+		switch n := sent[r]; {
+		case n == 0:
+			t.Errorf("%s never sent", r)
+		case n > 1:
+			repeats += n - 1
+		}
+	}
+	if len(sent) != len(want) {
+		t.Errorf("%d distinct requests sent, want %d", len(sent), len(want))
+	}
+	return repeats
+}
+
 func counts(list []string) map[string]int {
 	m := make(map[string]int, len(list))
 	for _, s := range list {
@@ -668,18 +686,7 @@ func TestRunStopAndResume(t *testing.T) {
 	}
 	// Together the runs sent everything; the repeats stay within the bound.
 	all := counts(slices.Concat(first, second))
-	repeats := 0
-	for _, r := range want.requests {
-		switch n := all[r]; {
-		case n == 0:
-			t.Errorf("%s never sent", r)
-		case n > 1:
-			repeats += n - 1
-		}
-	}
-	if len(all) != len(want.requests) {
-		t.Errorf("%d distinct requests sent, want %d", len(all), len(want.requests))
-	}
+	repeats := checkAllSent(t, all, want.requests)
 	// A clean stop adds to the bound what it left in flight, never more
 	// than the window (a kill would add the window).
 	if rep2.Runs != 2 || rep2.Resumes != 1 || rep2.RepeatBound > window || rep2.RepeatBound != m1.MaybeRepeated {
