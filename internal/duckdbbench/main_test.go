@@ -21,18 +21,10 @@ import (
 func TestScanReadsWhatTheDryRunReads(t *testing.T) {
 	ctx := context.Background()
 	c := config{work: t.TempDir(), rows: 3000, wideRows: 2500, wideRowGroupRows: 1000, seed: 3}
-	db, err := sql.Open("duckdb", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := duckConn(t)
 
 	dirs := map[string]string{}
+	var err error
 	for _, layout := range []string{generate.LayoutWarehouse, generate.LayoutDatalake, generate.LayoutNested} {
 		if dirs[layout], err = exportDir(ctx, c, layout); err != nil {
 			t.Fatal(err)
@@ -120,16 +112,7 @@ func TestScanReadsWhatTheDryRunReads(t *testing.T) {
 func TestWholeJobSQLWritesTheDryRunLines(t *testing.T) {
 	ctx := context.Background()
 	c := config{work: t.TempDir(), rows: 20000, wideRows: 2500, wideRowGroupRows: 1000, seed: 5}
-	db, err := sql.Open("duckdb", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := duckConn(t)
 	if err := createMacros(ctx, conn); err != nil {
 		t.Fatal(err)
 	}
@@ -220,4 +203,20 @@ func TestSameLinesFindsEveryDifference(t *testing.T) {
 			t.Errorf("%s: %d lines differ, want %d", c.name, n, c.n)
 		}
 	}
+}
+
+// duckConn is a connection to an in-memory DuckDB, closed when the test ends.
+func duckConn(t *testing.T) *sql.Conn {
+	t.Helper()
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	conn, err := db.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
