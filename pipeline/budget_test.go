@@ -95,15 +95,7 @@ func TestDailyCapAcrossRuns(t *testing.T) {
 		}
 		clock.nextDay()
 	}
-	got := counts(stub.received())
-	for _, r := range want.requests {
-		if got[r] != 1 {
-			t.Errorf("%s received %d times, want 1", r, got[r])
-		}
-	}
-	if len(got) != len(want.requests) {
-		t.Errorf("received %d distinct requests, want %d", len(got), len(want.requests))
-	}
+	checkSentOnce(t, stub.received(), want.requests)
 	m := readManifest(t, dir, Shard{0, 1})
 	var total int64
 	for _, n := range m.DailyRequests {

@@ -137,15 +137,7 @@ func TestPlannerFirstRequestBeforePlanningEnds(t *testing.T) {
 	if err != nil && !errors.Is(err, ErrIncomplete) {
 		t.Fatalf("run: %v", err)
 	}
-	got := counts(stub.received())
-	for _, r := range want.requests {
-		if got[r] != 1 {
-			t.Errorf("%s sent %d times, want once", r, got[r])
-		}
-	}
-	if len(got) != len(want.requests) {
-		t.Errorf("%d distinct requests, want %d", len(got), len(want.requests))
-	}
+	checkSentOnce(t, stub.received(), want.requests)
 	m, err := ReadManifest(context.Background(), st, Shard{0, 1})
 	if err != nil {
 		t.Fatal(err)

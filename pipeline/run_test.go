@@ -319,6 +319,21 @@ func readManifest(t *testing.T, dir string, shard Shard) *Manifest {
 	return m
 }
 
+// checkSentOnce fails t unless each wanted request was received exactly
+// once and nothing else was.
+func checkSentOnce(t *testing.T, received, want []string) {
+	t.Helper()
+	got := counts(received)
+	for _, r := range want {
+		if got[r] != 1 {
+			t.Errorf("%s received %d times, want 1", r, got[r])
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("received %d distinct requests, want %d", len(got), len(want))
+	}
+}
+
 // checkAllSent fails t for a wanted request never sent, or for one sent
 // that is not wanted, and returns how many sends were repeats.
 func checkAllSent(t *testing.T, sent map[string]int, want []string) (repeats int) {
@@ -357,15 +372,7 @@ func TestRunDeliversEveryRequestOnce(t *testing.T) {
 	if !errors.Is(err, ErrIncomplete) {
 		t.Fatalf("Run error = %v, want ErrIncomplete (one object skipped)", err)
 	}
-	got := counts(stub.received())
-	for _, r := range want.requests {
-		if got[r] != 1 {
-			t.Errorf("%s received %d times, want 1", r, got[r])
-		}
-	}
-	if len(got) != len(want.requests) {
-		t.Errorf("received %d distinct requests, want %d", len(got), len(want.requests))
-	}
+	checkSentOnce(t, stub.received(), want.requests)
 	c := rep.Counts
 	if c.RowsRead != want.rows || !maps.Equal(c.RowsSkipped, want.reasons) || len(want.reasons) != 3 ||
 		c.RowsDelivered != want.rows-want.skipped || c.RowsDeadLettered != 0 {
