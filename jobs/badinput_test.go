@@ -330,14 +330,7 @@ func TestBadInputs(t *testing.T) {
 			} else if len(got) != len(healthy) {
 				t.Errorf("skip: %d requests, the healthy files make %d", len(got), len(healthy))
 			}
-			st, err := pipeline.OpenState(ctx, o.State)
-			if err != nil {
-				t.Fatal(err)
-			}
-			m, err := pipeline.ReadManifest(ctx, st, pipeline.Shard{Index: 0, Count: 1})
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := readManifest(t, o.State)
 			if i := slices.IndexFunc(m.Objects, func(p pipeline.PlannedObject) bool { return p.URI == badURI }); i < 0 || m.Objects[i].Skipped == "" || m.Counts.ObjectsSkipped != 1 {
 				t.Errorf("skip: the manifest does not record %s as skipped: %+v", badURI, m.Objects)
 			}

@@ -52,19 +52,6 @@ func (c *testClock) nextDay() {
 
 func (c *testClock) day() string { return c.Now().UTC().Format(time.DateOnly) }
 
-func readTestManifest(t *testing.T, state string) *pipeline.Manifest {
-	t.Helper()
-	st, err := pipeline.OpenState(context.Background(), state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := pipeline.ReadManifest(context.Background(), st, pipeline.Shard{Index: 0, Count: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
 // TestMigrationDailyCap runs a migration over a four-day export with a daily
 // cap of about 40% of its requests, one invocation per simulated day (and a
 // second one on the first day): each stops at the cap with exit-3 semantics
@@ -133,7 +120,7 @@ func testMigrationDailyCap(t *testing.T, source, state string, days, minRequests
 		day := clock.day()
 		rep, err := Run(ctx, o, env)
 		sent := recorded() - sentBefore
-		m := readTestManifest(t, state)
+		m := readManifest(t, state)
 		t.Logf("invocation %d on %s: %d requests sent (cap %d), manifest %s, err %v", inv, day, sent, capPerDay, m.Status, err)
 		switch {
 		case err == nil:
@@ -180,7 +167,7 @@ func testMigrationDailyCap(t *testing.T, source, state string, days, minRequests
 	// No kill, so no repeats: the union is the dry run's set, each once.
 	diffRequests(t, "recorded over all invocations", rec.requests(t), want)
 
-	m := readTestManifest(t, state)
+	m := readManifest(t, state)
 	var total int64
 	for d, n := range m.DailyRequests {
 		if n > capPerDay {

@@ -96,7 +96,7 @@ func TestEndToEndMixedRemote(t *testing.T) {
 	}
 
 	shard := pipeline.Shard{Index: 0, Count: 1}
-	m := readTestManifest(t, state)
+	m := readManifest(t, state)
 	if m.Status != pipeline.StatusFinished || len(m.Objects) == 0 {
 		t.Errorf("manifest in GCS: status %s, %d objects; want finished with the plan", m.Status, len(m.Objects))
 	}

@@ -148,7 +148,7 @@ func TestNightly(t *testing.T) {
 	if err := rep.Check(); err != nil {
 		t.Error(err)
 	}
-	m := readTestManifest(t, o.State)
+	m := readManifest(t, o.State)
 	if m.CoveredFrom != days(0) {
 		t.Errorf("ledger covers from %q, want %s", m.CoveredFrom, days(0))
 	}

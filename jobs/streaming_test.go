@@ -98,14 +98,7 @@ func TestFirstRequestBeforeLastFooter(t *testing.T) {
 	if want, got := dryRunRequests(t, dry.Out), rec.requests(t); !slices.Equal(want, got) {
 		t.Errorf("the run sent %d requests, the dry run lists %d", len(got), len(want))
 	}
-	st, err := pipeline.OpenState(ctx, o.State)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := pipeline.ReadManifest(ctx, st, pipeline.Shard{Index: 0, Count: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m := readManifest(t, o.State)
 	if len(m.Parts) < 2 || len(m.Objects) != len(objs) {
 		t.Errorf("manifest: %d objects in %d parts, want the %d listed in more than one", len(m.Objects), len(m.Parts), len(objs))
 	}
@@ -148,14 +141,7 @@ func TestStoppedWhilePlanningResumes(t *testing.T) {
 	if !errors.Is(err, pipeline.ErrStopped) {
 		t.Fatalf("first run: %v, want ErrStopped", err)
 	}
-	st, err := pipeline.OpenState(ctx, o.State)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m1, err := pipeline.ReadManifest(ctx, st, pipeline.Shard{Index: 0, Count: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m1 := readManifest(t, o.State)
 	if len(m1.Objects) == 0 || len(m1.Objects) >= len(objs) {
 		t.Fatalf("after the stop the plan holds %d of %d objects, want some but not the last", len(m1.Objects), len(objs))
 	}

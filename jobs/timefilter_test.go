@@ -341,7 +341,7 @@ func TestNightlyOverUndatedExportAfterFailedNight(t *testing.T) {
 		t.Fatal("night 2, Convertro down: the run succeeded")
 	}
 	down.armed.Store(false)
-	m := readTestManifest(t, o.State)
+	m := readManifest(t, o.State)
 	if len(m.Objects) != 1 || m.Objects[0].Filter == nil {
 		t.Fatalf("ledger after the failed night: %+v", m.Objects)
 	}
@@ -353,7 +353,7 @@ func TestNightlyOverUndatedExportAfterFailedNight(t *testing.T) {
 	if err != nil {
 		t.Fatalf("night 3: %v", err)
 	}
-	m = readTestManifest(t, o.State)
+	m = readManifest(t, o.State)
 	if f := m.Objects[0].Filter; f == nil || len(f.Read) != 1 || !f.Read[0].From.Equal(undatedDay0.AddDate(0, 0, 3)) ||
 		len(f.Done) != 1 || !f.Done[0].To.Equal(undatedDay0.AddDate(0, 0, 3)) {
 		t.Errorf("ledger after night 3: filter %+v, want day 3 read and days 1-2 done", f)
