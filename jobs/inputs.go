@@ -37,7 +37,6 @@ type inputs struct {
 	skipBad bool
 
 	objects []pipeline.Object // plan order (sorted by URI)
-	refs    map[string]*inputRef
 	skipped []readers.Skipped // objects that are not data
 	bad     []pipeline.SkippedObject
 	// covered holds the normalised names of events that have a table of
@@ -133,8 +132,8 @@ type inputRef struct {
 // while it goes.
 func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, ledger *pipeline.Manifest, log *slog.Logger, stream bool) (*inputs, error) {
 	start := time.Now()
-	in := &inputs{refs: map[string]*inputRef{}, covered: map[string]bool{}, batchSize: readers.DefaultBatchSize,
-		skipBad: o.OnBadFile == "skip", asked: unitKey{-1, -1}, index: map[string]int{}}
+	in := &inputs{covered: map[string]bool{}, batchSize: readers.DefaultBatchSize,
+		skipBad: o.OnBadFile == "skip", asked: unitKey{-1, -1}}
 	// Enough units ahead to keep the reads in flight that hide the store's
 	// latency at the decoders' pace; the memory budget bounds their bytes.
 	in.lookahead = max(readConcurrency(o), o.Decoders, runtime.GOMAXPROCS(0)) + 1
@@ -147,6 +146,10 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		in.hint.Type = t
 	}
 	var refs []*inputRef
+	// seen holds each URI once while listing: two sources overlapping
+	// read each object once. Planned objects are found by index, which
+	// stays; seen does not, so the run holds one map per object, not two.
+	seen := map[string]bool{}
 	pins := tablePins(ledger)
 	since, delivered := tableSince(ledger)
 	seenTables := map[string]bool{}
@@ -182,17 +185,16 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 			// not a marker: a bad file, which a later run picks up once
 			// fixed (plans match set-aside objects by URI: the listing
 			// gives no key for it, so the URI stands in).
-			if _, dup := in.refs[s.URI]; !dup {
-				r := &inputRef{src: src, obj: readers.Object{URI: s.URI, Key: s.URI}, empty: true}
-				in.refs[s.URI] = r
-				refs = append(refs, r)
+			if !seen[s.URI] {
+				seen[s.URI] = true
+				refs = append(refs, &inputRef{src: src, obj: readers.Object{URI: s.URI, Key: s.URI}, empty: true})
 			}
 		}
 		in.outOfRange += l.OutOfRange
 		in.undated += l.Undated
 		for _, obj := range l.Objects {
-			if _, dup := in.refs[obj.URI]; dup {
-				continue // two sources overlapping: read each object once
+			if seen[obj.URI] {
+				continue
 			}
 			if win.keep != nil && !win.keep(partitionDay(obj), obj.URI) {
 				in.outOfRange++
@@ -208,9 +210,8 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 				in.otherShards++
 				continue
 			}
-			r := &inputRef{src: src, obj: obj}
-			in.refs[obj.URI] = r
-			refs = append(refs, r)
+			seen[obj.URI] = true
+			refs = append(refs, &inputRef{src: src, obj: obj})
 		}
 	}
 	sort.Slice(refs, func(i, j int) bool { return refs[i].obj.URI < refs[j].obj.URI })
@@ -236,11 +237,26 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 			}
 		}
 	}
+	seen = nil
 	in.refList = refs
 	in.objects = make([]pipeline.Object, len(refs))
 	in.ready = make([]atomic.Bool, len(refs))
+	in.index = make(map[string]int, len(refs))
+	// Objects of one day share its name: a year of hourly partitions
+	// names 365 days, not one per object.
+	days := map[time.Time]string{}
 	for i, r := range refs {
 		in.index[r.obj.URI] = i
+		o := &in.objects[i]
+		o.URI, o.Key, o.Size, o.Version = r.obj.URI, r.obj.Key, r.obj.Size, r.obj.Version
+		if pt := r.obj.Partition; pt.HasDay {
+			d, ok := days[pt.Day]
+			if !ok {
+				d = day(pt.Day)
+				days[pt.Day] = d
+			}
+			o.Day = d
+		}
 	}
 	// What the run needs before it starts: every object when planning is
 	// not streamed, else those the ledger holds (the run merges the
@@ -276,8 +292,8 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 // ready for the decoders once it returns.
 func (in *inputs) planObject(ctx context.Context, i int) error {
 	r := in.refList[i]
-	po := pipeline.Object{URI: r.obj.URI, Key: r.obj.Key, Size: r.obj.Size, Version: r.obj.Version,
-		Day: partitionDay(r.obj)}
+	// What the listing gave was set before planning began (gather).
+	po := in.objects[i]
 	defer func() {
 		in.objects[i] = po
 		r.mu.Lock()
@@ -317,7 +333,7 @@ func (in *inputs) planObject(ctx context.Context, i int) error {
 	if p, ok := in.pinned[po.URI]; ok && reuse && p.Version == po.Version && p.Size == po.Size && !r.empty {
 		// The manifest pinned this version with its row groups:
 		// the footer is read when (if) a row group is decoded.
-		po.RowGroups = slices.Clone(p.RowGroups)
+		po.RowGroups = p.RowGroups // never changed once planned: shared
 		return nil
 	}
 	in.footers.Add(1)
@@ -549,7 +565,7 @@ func (r *inputRef) footer(ctx context.Context, h readers.Hint, tf *pipeline.Time
 // as skipped the rows outside the run's time range and the rows of `tracks`
 // whose event has its own table.
 func (in *inputs) Decode(ctx context.Context, obj pipeline.Object, rowGroup int, fn func(firstRow int64, batch []segment.Message, skip []string) error) error {
-	r := in.refs[obj.URI]
+	r := in.ref(obj.URI)
 	if r == nil {
 		return fmt.Errorf("decode %s: not in this run's listing: %w", obj.URI, readers.ErrChanged)
 	}
@@ -601,6 +617,14 @@ func (in *inputs) Decode(ctx context.Context, obj pipeline.Object, rowGroup int,
 		}
 		return fn(first, batch, skip)
 	}))
+}
+
+// ref is the listed object named uri, nil if the listing has none.
+func (in *inputs) ref(uri string) *inputRef {
+	if i, ok := in.index[uri]; ok {
+		return in.refList[i]
+	}
+	return nil
 }
 
 // badFile marks a bad-file error for the pipeline to set the object aside
@@ -684,7 +708,7 @@ func (in *inputs) prefetch(ctx context.Context, pf *readers.ParquetFile, uri str
 			pf.Prefetch(gs...)
 			continue
 		}
-		r := in.refs[po.URI]
+		r := in.refList[oi]
 		go func() {
 			r.mu.Lock()
 			defer r.mu.Unlock()
@@ -713,7 +737,7 @@ func (r *inputRef) release() {
 // close releases whatever a stopped run left open.
 func (in *inputs) close() {
 	in.closed.Store(true)
-	for _, r := range in.refs {
+	for _, r := range in.refList {
 		r.mu.Lock()
 		if r.file != nil {
 			r.pf.Release()
@@ -723,7 +747,7 @@ func (in *inputs) close() {
 		r.mu.Unlock()
 	}
 	closed := map[*readers.Source]bool{}
-	for _, r := range in.refs {
+	for _, r := range in.refList {
 		if !closed[r.src] {
 			closed[r.src] = true
 			r.src.Close()

@@ -76,7 +76,7 @@ func estimateRequests(ctx context.Context, p *prepared, units []pipeline.Unit) (
 	var order []string
 	for _, u := range units {
 		name := ""
-		if r := p.in.refs[p.in.objects[u.Object].URI]; r != nil {
+		if r := p.in.ref(p.in.objects[u.Object].URI); r != nil {
 			name = r.obj.Partition.Table
 		}
 		t := byTable[name]
@@ -149,7 +149,7 @@ func printMigrationPlan(ctx context.Context, w io.Writer, p *prepared, mine []pi
 		if obj.Skipped != "" {
 			continue
 		}
-		r := p.in.refs[obj.URI]
+		r := p.in.ref(obj.URI)
 		if r == nil || !r.obj.Partition.HasDay {
 			undated++
 			continue

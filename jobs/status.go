@@ -49,7 +49,7 @@ func PrintPlan(ctx context.Context, o Options, env Env) error {
 				g++
 			}
 		}
-		r := p.in.refs[obj.URI]
+		r := p.in.ref(obj.URI)
 		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\n", obj.URI, r.typ, obj.Size, g, n)
 		bytes += obj.Size
 		rows += n
@@ -76,7 +76,7 @@ func PrintPlan(ctx context.Context, o Options, env Env) error {
 	}
 	var web webRows
 	for _, obj := range p.in.objects {
-		r := p.in.refs[obj.URI]
+		r := p.in.ref(obj.URI)
 		if obj.Skipped != "" || r == nil {
 			continue
 		}

@@ -6,7 +6,7 @@ type Object struct {
 	URI, Key  string
 	Size      int64
 	Version   string  // objstore.Attrs.Version
-	RowGroups []int64 // rows per row group, from the footer
+	RowGroups []int64 // rows per row group, from the footer; never changed once set, so shared
 	// Skipped is the reason jobs set aside an unreadable object
 	// (--on-bad-file skip); such an object has no units and is reported.
 	// (An object found bad only while a row group is read is set aside by

@@ -236,9 +236,12 @@ func prune(m *Manifest, keep []bool) {
 	m.Units = units
 }
 
+// plannedObject is o as the manifest plans it. Row groups are never
+// changed once read from a footer, so the two share them: a plan of a
+// million objects holds their row groups once.
 func plannedObject(o Object) PlannedObject {
 	return PlannedObject{URI: o.URI, Key: o.Key, Size: o.Size, Version: o.Version,
-		RowGroups: slices.Clone(o.RowGroups), Skipped: o.Skipped, Day: o.Day, Filter: o.Filter.Clone()}
+		RowGroups: o.RowGroups, Skipped: o.Skipped, Day: o.Day, Filter: o.Filter.Clone()}
 }
 
 // settingsDiff names the settings in which two descriptions of a job
