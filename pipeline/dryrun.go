@@ -120,9 +120,21 @@ func recycleDryLines(free chan<- []byte, b []byte) {
 // are between dispatch and write, which bounds the buffered output.
 func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	started := deps.Now()
-	m := newManifest(cfg)
+	// The dry run's manifest is only its report: its units count what was
+	// written, and its objects are set from the view once the run ends,
+	// so that a run over many objects does not hold each twice while it
+	// decodes (the view has them). Objects found bad meanwhile wait in bad.
+	m := newManifest(Config{Job: cfg.Job, Shard: cfg.Shard, Window: cfg.Window, CoveredFrom: cfg.CoveredFrom, Tables: cfg.Tables})
 	m.Status = StatusDryRun
-	units := m.planUnits()
+	units := ShardUnits(BuildPlan(cfg.Objects), cfg.Objects, cfg.Shard)
+	m.Units = unitsProgress(units)
+	nobj := len(cfg.Objects)
+	for _, o := range cfg.Objects {
+		if o.Skipped != "" {
+			m.Counts.ObjectsSkipped++
+		}
+	}
+	foundBad := map[int]string{}
 	prog := newProgress(deps.OnProgress, deps.Now, cfg.ProgressInterval, PlanRows(units), 0)
 	prog.start()
 	// The units as the plan grows (Deps.Planner); mu guards m, which the
@@ -150,8 +162,16 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 					return nil
 				}
 				mu.Lock()
-				s := newSegment(objs, len(m.Objects), cfg.Shard)
-				s.appendTo(m)
+				s := newSegment(objs, nobj, cfg.Shard)
+				nobj += len(objs)
+				for _, o := range objs {
+					if o.Skipped != "" {
+						m.Counts.ObjectsSkipped++
+					}
+				}
+				for _, u := range s.units {
+					m.Units = append(m.Units, UnitProgress{Object: u.Object, RowGroup: u.RowGroup, Rows: u.Rows, Done: u.Rows == 0})
+				}
 				mu.Unlock()
 				prog.grow(s.rows)
 				view.add(s.objs, s.units)
@@ -281,8 +301,9 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 			m.Counts.Add(p.counts)
 			if p.partial {
 				m.Units[next].Watermark = p.seen
-				if o := &m.Objects[m.Units[next].Object]; p.bad != "" && o.Skipped == "" {
-					o.Skipped = p.bad
+				oi := m.Units[next].Object
+				if _, found := foundBad[oi]; p.bad != "" && !found && view.object(oi).Skipped == "" {
+					foundBad[oi] = p.bad
 					m.Counts.ObjectsSkipped++
 				}
 			} else {
@@ -299,6 +320,12 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	})
 	err := g.Wait()
 	prog.stop()
+	view.mu.Lock()
+	m.Objects = plannedObjects(view.objs)
+	view.mu.Unlock()
+	for oi, reason := range foundBad {
+		m.Objects[oi].Skipped = reason
+	}
 	rep := buildReport(m, cfg, started, deps.Now(), Counts{}, nil)
 	rep.Status = StatusDryRun
 	if err != nil {
