@@ -55,7 +55,9 @@
 // own objects, before the commit that names it; Begin writes a part of
 // what the listing added, or, when the plan was changed in place (an
 // object planned again, the ledger pruned), the whole plan as one part,
-// deleting the parts it replaces. The manifest object, rewritten at every
+// deleting the parts it replaces, and any other part of the shard's
+// plans the new manifest does not name: a run killed between storing a
+// part and the commit naming it leaves one. The manifest object, rewritten at every
 // commit, names the parts and holds the counts, the lease and the progress
 // in compact form: runs of units done, and the units with partial
 // progress. Units finish in about plan order, so a commit's size follows

@@ -411,3 +411,39 @@ func TestPlannerCappedRunPlansEverything(t *testing.T) {
 		t.Errorf("%d requests sent under a cap of 5", n)
 	}
 }
+
+// A part that no manifest names (stored by a run stopped before the
+// commit that would have named it, or left by a plan a fresh start
+// replaced) is deleted when the shard's next run begins; other shards'
+// parts stay, and so does every part the new manifest names.
+func TestOrphanPlanPartsDropped(t *testing.T) {
+	ctx := context.Background()
+	st := newDirState(t)
+	orphan := partPrefix(Shard{0, 1}) + "00000000deadbeef.json"
+	others := []string{partPrefix(Shard{0, 2}) + "00000000deadbeef.json", partPrefix(Shard{0, 10}) + "00000000deadbeef.json"}
+	for _, name := range append([]string{orphan}, others...) {
+		if _, err := st.Write(ctx, name, []byte(`{"version":6}`), objstore.IfAbsent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stub := newConvertroStub(t, nil)
+	p := &segmentPlanner{objs: growObjects(20), sizes: []int{5, 15}}
+	if _, err := runPlanned(t, ctx, st, Config{Decoders: 2, Concurrency: 4, Window: 4096}, p, stub); err != nil && !errors.Is(err, ErrIncomplete) {
+		t.Fatal(err)
+	}
+	if _, _, err := st.Read(ctx, orphan); !errors.Is(err, objstore.ErrNotFound) {
+		t.Errorf("the orphaned part of this shard is still there (%v)", err)
+	}
+	for _, name := range others {
+		if _, _, err := st.Read(ctx, name); err != nil {
+			t.Errorf("another shard's part %s: %v", name, err)
+		}
+	}
+	m, err := ReadManifest(ctx, st, Shard{0, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Parts) != 2 || len(m.Objects) != 20 {
+		t.Errorf("the manifest names parts %v and %d objects, want 2 parts of the 20 objects", m.Parts, len(m.Objects))
+	}
+}

@@ -244,11 +244,7 @@ func (c *Checkpoint) Begin(ctx context.Context, m *Manifest) error {
 		m.Runs--
 		return err
 	}
-	for _, name := range stale {
-		// No manifest names it now; a failure leaves a stale file, which
-		// costs space only.
-		_ = c.st.Delete(ctx, name)
-	}
+	dropOrphanParts(ctx, c.st, m, stale)
 	return nil
 }
 

@@ -180,7 +180,37 @@ func encodePart(shard Shard, firstObj, firstUnit int, objs []PlannedObject, unit
 		return nil, "", err
 	}
 	sum := sha256.Sum256(data)
-	return data, fmt.Sprintf("plan-%d-of-%d-%x.json", shard.Index, shard.Count, sum[:8]), nil
+	return data, fmt.Sprintf("%s%x.json", partPrefix(shard), sum[:8]), nil
+}
+
+// partPrefix begins the name of every part of shard's plans.
+func partPrefix(shard Shard) string { return fmt.Sprintf("plan-%d-of-%d-", shard.Index, shard.Count) }
+
+// dropOrphanParts deletes the parts of the shard's plans that m, the
+// manifest just written, does not name: stale, those its plan replaced
+// (writePlan), and, where the store can list, any other: stored by a run
+// stopped before the commit that would have named them, or by the plan a
+// fresh start replaced. The lease holder calls it before it stores a part
+// of its own, so no part it will name is deleted; a process that has lost
+// the lease may still store one, which its commit, refused, never names.
+// It costs one listing of the shard's parts. A failure leaves them, which
+// costs space only.
+func dropOrphanParts(ctx context.Context, st StateStore, m *Manifest, stale []string) {
+	named := make(map[string]bool, len(m.Parts))
+	for _, p := range m.Parts {
+		named[p] = true
+	}
+	names := stale
+	if l, ok := st.(stateLister); ok {
+		if listed, err := l.ListKeys(ctx, partPrefix(m.Shard)); err == nil {
+			names = listed
+		}
+	}
+	for _, name := range names {
+		if !named[name] {
+			_ = st.Delete(ctx, name)
+		}
+	}
 }
 
 // storePart writes a part under its name unless an object has that name
