@@ -129,12 +129,8 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	m.Status = StatusDryRun
 	units := ShardUnits(BuildPlan(cfg.Objects), cfg.Objects, cfg.Shard)
 	m.Units = unitsProgress(units)
+	m.Counts.ObjectsSkipped = skippedObjects(cfg.Objects)
 	nobj := len(cfg.Objects)
-	for _, o := range cfg.Objects {
-		if o.Skipped != "" {
-			m.Counts.ObjectsSkipped++
-		}
-	}
 	foundBad := map[int]string{}
 	prog := newProgress(deps.OnProgress, deps.Now, cfg.ProgressInterval, PlanRows(units), 0)
 	prog.start()
@@ -165,14 +161,7 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 				mu.Lock()
 				s := newSegment(objs, nobj, cfg.Shard)
 				nobj += len(objs)
-				for _, o := range objs {
-					if o.Skipped != "" {
-						m.Counts.ObjectsSkipped++
-					}
-				}
-				for _, u := range s.units {
-					m.Units = append(m.Units, UnitProgress{Object: u.Object, RowGroup: u.RowGroup, Rows: u.Rows, Done: u.Rows == 0})
-				}
+				s.appendUnits(m)
 				mu.Unlock()
 				prog.grow(s.rows)
 				view.add(s.objs, s.units)

@@ -126,17 +126,32 @@ func newSegment(objs []Object, baseObj int, shard Shard) planSegment {
 func (s planSegment) appendTo(m *Manifest) {
 	for _, o := range s.objs {
 		m.Objects = append(m.Objects, plannedObject(o))
-		if o.Skipped != "" {
-			m.Counts.ObjectsSkipped++
-		}
 	}
-	for _, u := range s.units {
-		m.Units = append(m.Units, UnitProgress{Object: u.Object, RowGroup: u.RowGroup, Rows: u.Rows, Done: u.Rows == 0})
-	}
+	s.appendUnits(m)
 	if s.part != "" {
 		m.Parts = append(m.Parts, s.part)
 		m.stored.objects, m.stored.units = len(m.Objects), len(m.Units)
 	}
+}
+
+// appendUnits appends the segment's units to m's progress and counts its
+// objects set aside; the units with no rows are done at once.
+func (s planSegment) appendUnits(m *Manifest) {
+	m.Counts.ObjectsSkipped += skippedObjects(s.objs)
+	for _, u := range s.units {
+		m.Units = append(m.Units, UnitProgress{Object: u.Object, RowGroup: u.RowGroup, Rows: u.Rows, Done: u.Rows == 0})
+	}
+}
+
+// skippedObjects counts the objects of objs set aside as bad while planned.
+func skippedObjects(objs []Object) int64 {
+	var n int64
+	for _, o := range objs {
+		if o.Skipped != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // plannedObjects is objs as a plan stores them.

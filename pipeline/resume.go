@@ -71,13 +71,8 @@ func prepareManifest(cfg Config, deps Deps) (m *Manifest, done bool, err error) 
 func newManifest(cfg Config) *Manifest {
 	m := &Manifest{Job: cfg.Job, Shard: cfg.Shard, Status: StatusRunning, Window: cfg.Window, CoveredFrom: cfg.CoveredFrom,
 		Tables: slices.Clone(cfg.Tables)}
-	m.Objects = make([]PlannedObject, len(cfg.Objects))
-	for i, o := range cfg.Objects {
-		m.Objects[i] = plannedObject(o)
-		if o.Skipped != "" {
-			m.Counts.ObjectsSkipped++
-		}
-	}
+	m.Objects = plannedObjects(cfg.Objects)
+	m.Counts.ObjectsSkipped = skippedObjects(cfg.Objects)
 	units := ShardUnits(BuildPlan(cfg.Objects), cfg.Objects, cfg.Shard)
 	m.Units = make([]UnitProgress, len(units))
 	for i, u := range units {
