@@ -31,7 +31,6 @@ func TestFirstRequestBeforeLastFooter(t *testing.T) {
 	root, objs, last := gcsExportPlanLast(t, 31)
 
 	first := make(chan struct{})
-	var once sync.Once
 	var held, releasedByRequest, gaveUp, after int
 	var mu sync.Mutex
 	hold := func(r *http.Request) {
@@ -64,13 +63,7 @@ func TestFirstRequestBeforeLastFooter(t *testing.T) {
 	traffic.Before.Store(&hold)
 	defer traffic.Before.Store(nil)
 
-	rec := &recorder{}
-	rec.sim = simulator.New(simulator.Options{ClientName: "acme", SiteID: "12", Record: rec})
-	rec.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		once.Do(func() { close(first) })
-		rec.sim.ServeHTTP(w, r)
-	}))
-	defer rec.srv.Close()
+	rec := newRecorderOnFirst(t, func() { close(first) })
 
 	dir := t.TempDir()
 	o := testOptions(root, filepath.Join(dir, "state"), rec.srv.URL)
@@ -117,7 +110,6 @@ func TestStoppedWhilePlanningResumes(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	first := make(chan struct{})
-	var once sync.Once
 	hold := func(r *http.Request) {
 		if strings.Contains(r.URL.Path, last) {
 			<-runCtx.Done() // never read in the first run
@@ -127,13 +119,7 @@ func TestStoppedWhilePlanningResumes(t *testing.T) {
 	traffic.Before.Store(&hold)
 	defer traffic.Before.Store(nil)
 
-	rec := &recorder{}
-	rec.sim = simulator.New(simulator.Options{ClientName: "acme", SiteID: "12", Record: rec})
-	rec.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		once.Do(func() { close(first); stop() }) // a signal once the first request is in
-		rec.sim.ServeHTTP(w, r)
-	}))
-	defer rec.srv.Close()
+	rec := newRecorderOnFirst(t, func() { close(first); stop() }) // a signal once the first request is in
 
 	dir := t.TempDir()
 	o := testOptions(root, filepath.Join(dir, "state"), rec.srv.URL)
@@ -218,4 +204,19 @@ func gcsExportPlanLast(t *testing.T, seed int64) (root string, objs []readers.Ob
 	slices.Sort(uris)
 	last = strings.TrimPrefix(uris[len(uris)-1], "gs://")
 	return root, objs, last[strings.IndexByte(last, '/')+1:]
+}
+
+// newRecorderOnFirst is a recording simulator for acme/12 that calls
+// onFirst when its first request arrives, before it answers it.
+func newRecorderOnFirst(t *testing.T, onFirst func()) *recorder {
+	t.Helper()
+	var once sync.Once
+	rec := &recorder{}
+	rec.sim = simulator.New(simulator.Options{ClientName: "acme", SiteID: "12", Record: rec})
+	rec.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		once.Do(onFirst)
+		rec.sim.ServeHTTP(w, r)
+	}))
+	t.Cleanup(rec.srv.Close)
+	return rec
 }
