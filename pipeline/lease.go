@@ -244,7 +244,12 @@ func (c *Checkpoint) Begin(ctx context.Context, m *Manifest) error {
 		m.Runs--
 		return err
 	}
-	dropOrphanParts(ctx, c.st, m, stale)
+	// Cleaning up is best effort and must not hold the run's start: a
+	// store that hangs would otherwise keep the first commit, which renews
+	// the lease, from coming before the lease runs out.
+	sweep, cancel := context.WithTimeout(ctx, c.ttl/4)
+	defer cancel()
+	dropOrphanParts(sweep, c.st, m, stale)
 	return nil
 }
 
