@@ -310,9 +310,7 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	})
 	err := g.Wait()
 	prog.stop()
-	view.mu.Lock()
-	m.Objects = plannedObjects(view.objs)
-	view.mu.Unlock()
+	m.Objects = view.plannedObjects()
 	for oi, reason := range foundBad {
 		m.Objects[oi].Skipped = reason
 	}

@@ -51,6 +51,13 @@ func (p *planView) object(i int) Object {
 	return p.objs[i]
 }
 
+// plannedObjects is the plan's objects as a manifest holds them.
+func (p *planView) plannedObjects() []PlannedObject {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return plannedObjects(p.objs)
+}
+
 // size is the number of objects and units the plan holds now.
 func (p *planView) size() (objects, units int) {
 	p.mu.Lock()
