@@ -106,19 +106,35 @@ func (k unitKey) after(o unitKey) bool {
 }
 
 type inputRef struct {
-	src   *readers.Source
-	obj   readers.Object
-	typ   segment.Type
-	empty bool // a zero-byte object named as Parquet
+	src *readers.Source
+	// part is what the object's path says; the rest of its listing (URI,
+	// key, size, version) is its plan entry's, not held twice.
+	part    readers.Partition
+	typ     segment.Type
+	empty   bool // a zero-byte object named as Parquet
+	carried bool // readers.Object.Carried
 	// web bounds the rows with an anonymous_id and no device id, from the
 	// footer, for the plan.
 	web webRows
 
-	mu   sync.Mutex
+	mu sync.Mutex
+	// left counts the row groups not yet decoded by this process; open, the
+	// decoders using the object. While one decodes or prefetches, it is
+	// open: held only then, so that a run over many objects holds one
+	// pointer for each object that is not.
+	left, open int32
+	opened     *openObject
+}
+
+// openObject is an object opened to be decoded.
+type openObject struct {
 	pf   *readers.ParquetFile
 	file readers.File
-	open int // decoders using pf
-	left int // row groups not yet decoded by this process
+}
+
+// object is the listing of the object r refers to, o its plan entry.
+func (r *inputRef) object(o *pipeline.Object) readers.Object {
+	return readers.Object{URI: o.URI, Key: o.Key, Size: o.Size, Version: o.Version, Partition: r.part, Carried: r.carried}
 }
 
 // gather lists every source and reads the footers of the objects that
@@ -145,7 +161,14 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		}
 		in.hint.Type = t
 	}
-	var refs []*inputRef
+	// listed is the listing, with each object's source, until it is in
+	// plan order: the run keeps its plan entries and a slim inputRef each.
+	type listedObject struct {
+		obj   readers.Object
+		src   *readers.Source
+		empty bool
+	}
+	var refs []listedObject
 	// seen holds each URI once while listing: two sources overlapping
 	// read each object once. Planned objects are found by index, which
 	// stays; seen does not, so the run holds one map per object, not two.
@@ -187,7 +210,7 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 			// gives no key for it, so the URI stands in).
 			if !seen[s.URI] {
 				seen[s.URI] = true
-				refs = append(refs, &inputRef{src: src, obj: readers.Object{URI: s.URI, Key: s.URI}, empty: true})
+				refs = append(refs, listedObject{obj: readers.Object{URI: s.URI, Key: s.URI}, src: src, empty: true})
 			}
 		}
 		in.outOfRange += l.OutOfRange
@@ -211,14 +234,18 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 				continue
 			}
 			seen[obj.URI] = true
-			refs = append(refs, &inputRef{src: src, obj: obj})
+			// The key ends the URI: one string holds both.
+			if strings.HasSuffix(obj.URI, obj.Key) {
+				obj.Key = obj.URI[len(obj.URI)-len(obj.Key):]
+			}
+			refs = append(refs, listedObject{obj: obj, src: src})
 		}
 	}
 	sort.Slice(refs, func(i, j int) bool { return refs[i].obj.URI < refs[j].obj.URI })
 	if k := kindNamed(o.Kind); k != nil && k.Order != nil {
 		// The kind's order is the plan's, known from the listing: the
 		// footers are read, and the plan streamed, in it.
-		slices.SortStableFunc(refs, func(a, b *inputRef) int { return k.Order(a.obj, b.obj) })
+		slices.SortStableFunc(refs, func(a, b listedObject) int { return k.Order(a.obj, b.obj) })
 	}
 	in.start = start
 
@@ -238,7 +265,7 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		}
 	}
 	seen = nil
-	in.refList = refs
+	in.refList = make([]*inputRef, len(refs))
 	in.objects = make([]pipeline.Object, len(refs))
 	in.ready = make([]atomic.Bool, len(refs))
 	in.index = make(map[string]int, len(refs))
@@ -247,6 +274,7 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	days := map[time.Time]string{}
 	for i, r := range refs {
 		in.index[r.obj.URI] = i
+		in.refList[i] = &inputRef{src: r.src, part: r.obj.Partition, empty: r.empty, carried: r.obj.Carried}
 		o := &in.objects[i]
 		o.URI, o.Key, o.Size, o.Version = r.obj.URI, r.obj.Key, r.obj.Size, r.obj.Version
 		if pt := r.obj.Partition; pt.HasDay {
@@ -262,9 +290,10 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	// not streamed, else those the ledger holds (the run merges the
 	// listing into the ledger, which must see them whole). The rest,
 	// objects new to the ledger, is planned while the run goes (plan).
+	refs = nil
 	var early []int
-	for i, r := range refs {
-		if _, ok := in.held[r.obj.URI]; ok || !stream {
+	for i := range in.objects {
+		if _, ok := in.held[in.objects[i].URI]; ok || !stream {
 			early = append(early, i)
 		} else {
 			in.later = append(in.later, i)
@@ -297,9 +326,9 @@ func (in *inputs) planObject(ctx context.Context, i int) error {
 	defer func() {
 		in.objects[i] = po
 		r.mu.Lock()
-		r.left = len(po.RowGroups)
+		r.left = int32(len(po.RowGroups))
 		if po.Filter != nil {
-			r.left -= len(po.Filter.Pruned)
+			r.left -= int32(len(po.Filter.Pruned))
 		}
 		r.mu.Unlock()
 		if po.Skipped != "" {
@@ -309,7 +338,7 @@ func (in *inputs) planObject(ctx context.Context, i int) error {
 		}
 		in.ready[i].Store(true)
 	}()
-	if r.obj.Carried {
+	if r.carried {
 		// Its rows went out as the files OPTIMIZE compacted into
 		// it: planned with nothing to read, so that the ledger
 		// holds it as delivered.
@@ -337,13 +366,13 @@ func (in *inputs) planObject(ctx context.Context, i int) error {
 		return nil
 	}
 	in.footers.Add(1)
-	groups, typ, err := r.footer(ctx, in.hint, po.Filter)
+	groups, typ, err := r.footer(ctx, r.object(&po), in.hint, po.Filter)
 	switch {
 	case err == nil:
 		r.typ = typ
 		po.RowGroups = groups
 	case errors.Is(err, readers.ErrBadFile) && in.onBadFile == "skip":
-		in.log.Warn("skipping bad file", "object", r.obj.URI, "err", err)
+		in.log.Warn("skipping bad file", "object", po.URI, "err", err)
 		po.Skipped = err.Error()
 	default:
 		return err
@@ -537,16 +566,16 @@ func eventTableOf(p readers.Partition) string {
 
 // footer reads the object's footer: its row groups and message type, and
 // which of them the time filter tf (nil for none) prunes.
-func (r *inputRef) footer(ctx context.Context, h readers.Hint, tf *pipeline.TimeFilter) ([]int64, segment.Type, error) {
+func (r *inputRef) footer(ctx context.Context, obj readers.Object, h readers.Hint, tf *pipeline.TimeFilter) ([]int64, segment.Type, error) {
 	if r.empty {
-		return nil, 0, fmt.Errorf("open %s: %w: empty object (0 bytes) named as a Parquet file: an interrupted write?", r.obj.URI, readers.ErrBadFile)
+		return nil, 0, fmt.Errorf("open %s: %w: empty object (0 bytes) named as a Parquet file: an interrupted write?", obj.URI, readers.ErrBadFile)
 	}
-	f, err := r.src.OpenListed(ctx, r.obj)
+	f, err := r.src.OpenListed(ctx, obj)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer f.Close()
-	pf, err := readers.OpenParquet(ctx, f, r.obj, h)
+	pf, err := readers.OpenParquet(ctx, f, obj, h)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -565,17 +594,18 @@ func (r *inputRef) footer(ctx context.Context, h readers.Hint, tf *pipeline.Time
 // as skipped the rows outside the run's time range and the rows of `tracks`
 // whose event has its own table.
 func (in *inputs) Decode(ctx context.Context, obj pipeline.Object, rowGroup int, fn func(firstRow int64, batch []segment.Message, skip []string) error) error {
-	r := in.ref(obj.URI)
-	if r == nil {
+	i, ok := in.index[obj.URI]
+	if !ok {
 		return fmt.Errorf("decode %s: not in this run's listing: %w", obj.URI, readers.ErrChanged)
 	}
-	pf, err := r.acquire(ctx, in.hint)
+	r := in.refList[i]
+	pf, err := r.acquire(ctx, r.object(&in.objects[i]), in.hint)
 	if err != nil {
 		return in.badFile(err)
 	}
 	defer r.release()
-	in.prefetch(ctx, pf, obj.URI, rowGroup)
-	tracks := r.obj.Partition.Table == "tracks" && len(in.covered) > 0
+	in.prefetch(ctx, pf, i, rowGroup)
+	tracks := r.part.Table == "tracks" && len(in.covered) > 0
 	// A row group holds few distinct event names: normalise each once, not
 	// once per row (the lookup by string(name) does not allocate).
 	var seen map[string]bool
@@ -636,33 +666,42 @@ func (in *inputs) badFile(err error) error {
 	return err
 }
 
-func (r *inputRef) acquire(ctx context.Context, h readers.Hint) (*readers.ParquetFile, error) {
+func (r *inputRef) acquire(ctx context.Context, obj readers.Object, h readers.Hint) (*readers.ParquetFile, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.openLocked(ctx, h); err != nil {
+	if err := r.openLocked(ctx, obj, h); err != nil {
 		return nil, err
 	}
 	r.open++
-	return r.pf, nil
+	return r.opened.pf, nil
 }
 
 // openLocked opens the object unless it is open: with the version and size
 // the listing gave, and the footer kept from planning, it makes no request.
-func (r *inputRef) openLocked(ctx context.Context, h readers.Hint) error {
-	if r.pf != nil {
+func (r *inputRef) openLocked(ctx context.Context, obj readers.Object, h readers.Hint) error {
+	if r.opened != nil {
 		return nil
 	}
-	f, err := r.src.OpenListed(ctx, r.obj)
+	f, err := r.src.OpenListed(ctx, obj)
 	if err != nil {
 		return err
 	}
-	pf, err := readers.OpenParquet(ctx, f, r.obj, h)
+	pf, err := readers.OpenParquet(ctx, f, obj, h)
 	if err != nil {
 		f.Close()
 		return err
 	}
-	r.pf, r.file = pf, f
+	r.opened = &openObject{pf: pf, file: f}
 	return nil
+}
+
+// closeLocked closes the object if it is open.
+func (r *inputRef) closeLocked() {
+	if r.opened != nil {
+		r.opened.pf.Release()
+		r.opened.file.Close()
+		r.opened = nil
+	}
 }
 
 // prefetch starts reading the column chunks of the unit (pf's row group)
@@ -670,11 +709,7 @@ func (r *inputRef) openLocked(ctx context.Context, h readers.Hint) error {
 // row groups of one object together, so that their chunks merge into few
 // reads. Other objects are opened and read in the background; a failure
 // there is left for the decoder of that unit to meet.
-func (in *inputs) prefetch(ctx context.Context, pf *readers.ParquetFile, uri string, rowGroup int) {
-	i, ok := in.index[uri]
-	if !ok {
-		return
-	}
+func (in *inputs) prefetch(ctx context.Context, pf *readers.ParquetFile, i, rowGroup int) {
 	n := 0
 	for oi := i; oi < len(in.objects) && n < in.lookahead; oi++ {
 		if !in.ready[oi].Load() {
@@ -708,14 +743,14 @@ func (in *inputs) prefetch(ctx context.Context, pf *readers.ParquetFile, uri str
 			pf.Prefetch(gs...)
 			continue
 		}
-		r := in.refList[oi]
+		r, obj := in.refList[oi], in.refList[oi].object(po)
 		go func() {
 			r.mu.Lock()
 			defer r.mu.Unlock()
-			if in.closed.Load() || r.left <= 0 || r.openLocked(ctx, in.hint) != nil {
+			if in.closed.Load() || r.left <= 0 || r.openLocked(ctx, obj, in.hint) != nil {
 				return
 			}
-			r.pf.Prefetch(gs...)
+			r.opened.pf.Prefetch(gs...)
 		}()
 	}
 }
@@ -727,10 +762,8 @@ func (r *inputRef) release() {
 	defer r.mu.Unlock()
 	r.open--
 	r.left--
-	if r.open == 0 && r.left <= 0 && r.file != nil {
-		r.pf.Release()
-		r.file.Close()
-		r.pf, r.file = nil, nil
+	if r.open == 0 && r.left <= 0 {
+		r.closeLocked()
 	}
 }
 
@@ -739,11 +772,7 @@ func (in *inputs) close() {
 	in.closed.Store(true)
 	for _, r := range in.refList {
 		r.mu.Lock()
-		if r.file != nil {
-			r.pf.Release()
-			r.file.Close()
-			r.pf, r.file = nil, nil
-		}
+		r.closeLocked()
 		r.mu.Unlock()
 	}
 	closed := map[*readers.Source]bool{}

@@ -77,7 +77,7 @@ func estimateRequests(ctx context.Context, p *prepared, units []pipeline.Unit) (
 	for _, u := range units {
 		name := ""
 		if r := p.in.ref(p.in.objects[u.Object].URI); r != nil {
-			name = r.obj.Partition.Table
+			name = r.part.Table
 		}
 		t := byTable[name]
 		if t == nil {
@@ -150,11 +150,11 @@ func printMigrationPlan(ctx context.Context, w io.Writer, p *prepared, mine []pi
 			continue
 		}
 		r := p.in.ref(obj.URI)
-		if r == nil || !r.obj.Partition.HasDay {
+		if r == nil || !r.part.HasDay {
 			undated++
 			continue
 		}
-		pt := r.obj.Partition
+		pt := r.part
 		if len(parts) == 0 {
 			first = pt
 		}
