@@ -105,6 +105,9 @@ func (k unitKey) after(o unitKey) bool {
 	return k.obj > o.obj || (k.obj == o.obj && k.rowGroup > o.rowGroup)
 }
 
+// inputRef is what the run keeps of a listed object beside its plan entry
+// (objects, at the same index): its source, what its path says, what its
+// footer told the plan, and whether it is open.
 type inputRef struct {
 	src *readers.Source
 	// part is what the object's path says; the rest of its listing (URI,
@@ -118,10 +121,10 @@ type inputRef struct {
 	web webRows
 
 	mu sync.Mutex
-	// left counts the row groups not yet decoded by this process; open, the
-	// decoders using the object. While one decodes or prefetches, it is
-	// open: held only then, so that a run over many objects holds one
-	// pointer for each object that is not.
+	// left counts the row groups not yet decoded by this process; open,
+	// the decoders using the object. opened is set while the object is
+	// open (being decoded or prefetched): a pointer, so that a run over
+	// many objects does not hold an open file's fields for each of them.
 	left, open int32
 	opened     *openObject
 }
