@@ -78,6 +78,25 @@ func TrafficOf(name string) *Traffic {
 	return nil
 }
 
+// EmulatorCPU is the processor time the emulator started for name has used
+// so far, and whether it is known: it is on Linux, for a started emulator.
+// Read before and after some work, it shows what serving that work cost the
+// machine the client runs on, which a benchmark of the client against an
+// emulator on the same processors must be read with.
+func EmulatorCPU(name string) (time.Duration, bool) {
+	emuMu.Lock()
+	e, ok := started[name]
+	emuMu.Unlock()
+	if !ok || e.cmd == nil || e.cmd.Process == nil {
+		return 0, false
+	}
+	return processCPU(e.cmd.Process.Pid)
+}
+
+// SelfCPU is the processor time this process has used so far (its client
+// work and the emulators' proxies), and whether it is known (on Linux).
+func SelfCPU() (time.Duration, bool) { return processCPU(os.Getpid()) }
+
 type countingBody struct {
 	io.ReadCloser
 	n *atomic.Int64
