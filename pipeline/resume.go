@@ -73,11 +73,7 @@ func newManifest(cfg Config) *Manifest {
 		Tables: slices.Clone(cfg.Tables)}
 	m.Objects = plannedObjects(cfg.Objects)
 	m.Counts.ObjectsSkipped = skippedObjects(cfg.Objects)
-	units := ShardUnits(BuildPlan(cfg.Objects), cfg.Objects, cfg.Shard)
-	m.Units = make([]UnitProgress, len(units))
-	for i, u := range units {
-		m.Units[i] = UnitProgress{Object: u.Object, RowGroup: u.RowGroup, Rows: u.Rows}
-	}
+	m.Units = unitsProgress(ShardUnits(BuildPlan(cfg.Objects), cfg.Objects, cfg.Shard))
 	return m
 }
 
