@@ -171,7 +171,7 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		src   *readers.Source
 		empty bool
 	}
-	var refs []listedObject
+	var listed []listedObject
 	// seen holds each URI once while listing: two sources overlapping
 	// read each object once. Planned objects are found by index, which
 	// stays; seen does not, so the run holds one map per object, not two.
@@ -213,7 +213,7 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 			// gives no key for it, so the URI stands in).
 			if !seen[s.URI] {
 				seen[s.URI] = true
-				refs = append(refs, listedObject{obj: readers.Object{URI: s.URI, Key: s.URI}, src: src, empty: true})
+				listed = append(listed, listedObject{obj: readers.Object{URI: s.URI, Key: s.URI}, src: src, empty: true})
 			}
 		}
 		in.outOfRange += l.OutOfRange
@@ -241,14 +241,14 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 			if strings.HasSuffix(obj.URI, obj.Key) {
 				obj.Key = obj.URI[len(obj.URI)-len(obj.Key):]
 			}
-			refs = append(refs, listedObject{obj: obj, src: src})
+			listed = append(listed, listedObject{obj: obj, src: src})
 		}
 	}
-	sort.Slice(refs, func(i, j int) bool { return refs[i].obj.URI < refs[j].obj.URI })
+	sort.Slice(listed, func(i, j int) bool { return listed[i].obj.URI < listed[j].obj.URI })
 	if k := kindNamed(o.Kind); k != nil && k.Order != nil {
 		// The kind's order is the plan's, known from the listing: the
 		// footers are read, and the plan streamed, in it.
-		slices.SortStableFunc(refs, func(a, b listedObject) int { return k.Order(a.obj, b.obj) })
+		slices.SortStableFunc(listed, func(a, b listedObject) int { return k.Order(a.obj, b.obj) })
 	}
 	in.start = start
 
@@ -268,14 +268,14 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		}
 	}
 	seen = nil
-	in.refList = make([]*inputRef, len(refs))
-	in.objects = make([]pipeline.Object, len(refs))
-	in.ready = make([]atomic.Bool, len(refs))
-	in.index = make(map[string]int, len(refs))
+	in.refList = make([]*inputRef, len(listed))
+	in.objects = make([]pipeline.Object, len(listed))
+	in.ready = make([]atomic.Bool, len(listed))
+	in.index = make(map[string]int, len(listed))
 	// Objects of one day share its name: a year of hourly partitions
 	// names 365 days, not one per object.
 	days := map[time.Time]string{}
-	for i, r := range refs {
+	for i, r := range listed {
 		in.index[r.obj.URI] = i
 		in.refList[i] = &inputRef{src: r.src, part: r.obj.Partition, empty: r.empty, carried: r.obj.Carried}
 		o := &in.objects[i]
@@ -289,11 +289,11 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 			o.Day = d
 		}
 	}
+	listed = nil // the plan entries and records hold what planning needs
 	// What the run needs before it starts: every object when planning is
 	// not streamed, else those the ledger holds (the run merges the
 	// listing into the ledger, which must see them whole). The rest,
 	// objects new to the ledger, is planned while the run goes (plan).
-	refs = nil
 	var early []int
 	for i := range in.objects {
 		if _, ok := in.held[in.objects[i].URI]; ok || !stream {
@@ -746,7 +746,8 @@ func (in *inputs) prefetch(ctx context.Context, pf *readers.ParquetFile, i, rowG
 			pf.Prefetch(gs...)
 			continue
 		}
-		r, obj := in.refList[oi], in.refList[oi].object(po)
+		r := in.refList[oi]
+		obj := r.object(po)
 		go func() {
 			r.mu.Lock()
 			defer r.mu.Unlock()
