@@ -186,7 +186,33 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		if err != nil {
 			return nil, err
 		}
-		l, err := src.Scan(ctx)
+		// Each object is taken as it is listed: what belongs to other
+		// shards is counted and dropped, never held beside this shard's.
+		l, err := src.Visit(ctx, func(obj readers.Object) {
+			if seen[obj.URI] {
+				return
+			}
+			if win.keep != nil && !win.keep(partitionDay(obj), obj.URI) {
+				in.outOfRange++
+				return
+			}
+			in.listed++
+			// Whether an event has a table of its own is known from the
+			// listing, whichever shard reads that table.
+			if t := eventTableOf(obj.Partition); t != "" {
+				in.covered[convertro.NormalizeEventName(t)] = true
+			}
+			if !shard.Owns(obj.Key) {
+				in.otherShards++
+				return
+			}
+			seen[obj.URI] = true
+			// The key ends the URI: one string holds both.
+			if strings.HasSuffix(obj.URI, obj.Key) {
+				obj.Key = obj.URI[len(obj.URI)-len(obj.Key):]
+			}
+			listed = append(listed, listedObject{obj: obj, src: src})
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -218,31 +244,6 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		}
 		in.outOfRange += l.OutOfRange
 		in.undated += l.Undated
-		for _, obj := range l.Objects {
-			if seen[obj.URI] {
-				continue
-			}
-			if win.keep != nil && !win.keep(partitionDay(obj), obj.URI) {
-				in.outOfRange++
-				continue
-			}
-			in.listed++
-			// Whether an event has a table of its own is known from the
-			// listing, whichever shard reads that table.
-			if t := eventTableOf(obj.Partition); t != "" {
-				in.covered[convertro.NormalizeEventName(t)] = true
-			}
-			if !shard.Owns(obj.Key) {
-				in.otherShards++
-				continue
-			}
-			seen[obj.URI] = true
-			// The key ends the URI: one string holds both.
-			if strings.HasSuffix(obj.URI, obj.Key) {
-				obj.Key = obj.URI[len(obj.URI)-len(obj.Key):]
-			}
-			listed = append(listed, listedObject{obj: obj, src: src})
-		}
 	}
 	sort.Slice(listed, func(i, j int) bool { return listed[i].obj.URI < listed[j].obj.URI })
 	if k := kindNamed(o.Kind); k != nil && k.Order != nil {

@@ -165,6 +165,25 @@ func (s *Source) List(ctx context.Context) ([]Object, []Skipped, error) {
 // A source under which nothing at all is listed (a missing folder, bucket or
 // prefix) is ErrNotFound.
 func (s *Source) Scan(ctx context.Context) (Listing, error) {
+	var objs []Object
+	l, err := s.Visit(ctx, func(o Object) { objs = append(objs, o) })
+	if err != nil {
+		return Listing{}, err
+	}
+	slices.SortFunc(objs, func(a, b Object) int { return cmp.Compare(a.Key, b.Key) })
+	l.Objects = objs
+	return l, nil
+}
+
+// Visit lists the source as Scan does, but hands each data object to fn as
+// it is found, in no set order, instead of returning them in
+// Listing.Objects (left nil): a caller that keeps some of them (a shard its
+// own share) never holds the others. What is listed below the source is
+// still held until Visit returns, as the Delta tables found in it decide
+// which objects are data. fn is called from Visit's goroutine; an error
+// found after it was called (a Delta file missing from the listing) fails
+// Visit all the same.
+func (s *Source) Visit(ctx context.Context, fn func(Object)) (Listing, error) {
 	p := listProgress{log: s.log, uri: s.uri, now: time.Now}
 	entries, err := s.list(ctx, p.seen)
 	if err != nil {
@@ -219,7 +238,7 @@ func (s *Source) Scan(ctx context.Context) (Listing, error) {
 			// run then keeps each path once.
 			key = uri[len(uri)-len(key):]
 		}
-		l.Objects = append(l.Objects, Object{
+		fn(Object{
 			URI: uri, Key: key, Size: e.Size, Version: e.Version, Partition: p,
 			Carried: t != nil && t.carried[e.Key],
 		})
@@ -227,7 +246,6 @@ func (s *Source) Scan(ctx context.Context) (Listing, error) {
 	if err := missingFiles(tables, listed); err != nil {
 		return Listing{}, err
 	}
-	slices.SortFunc(l.Objects, func(a, b Object) int { return cmp.Compare(a.Key, b.Key) })
 	slices.SortFunc(l.Skipped, func(a, b Skipped) int { return cmp.Compare(a.URI, b.URI) })
 	return l, nil
 }

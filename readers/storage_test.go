@@ -268,6 +268,18 @@ func testConformance(t *testing.T, newHarness func(*testing.T) *storageHarness) 
 		if !slices.IsSortedFunc(skipped, func(a, b Skipped) int { return strings.Compare(a.URI, b.URI) }) {
 			t.Errorf("skipped not sorted: %v", skipped)
 		}
+
+		// Visit hands over the same objects, one call each, and keeps none.
+		var visited []Object
+		l, err := s.Visit(ctx, func(o Object) { visited = append(visited, o) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.SortFunc(visited, func(a, b Object) int { return strings.Compare(a.Key, b.Key) })
+		if !slices.Equal(visited, objs) || l.Objects != nil || len(l.Skipped) != len(skipped) {
+			t.Errorf("Visit handed %q and kept %d objects, %d skipped; want %q, none kept, %d skipped",
+				keys(visited), len(l.Objects), len(l.Skipped), keys(objs), len(skipped))
+		}
 	})
 
 	t.Run("DeltaVersion", func(t *testing.T) {
