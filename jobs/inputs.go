@@ -61,7 +61,7 @@ type inputs struct {
 	// plan order, the ledger and its objects by URI (pinned: those whose
 	// row groups it holds; unfinished: by index, those with rows left),
 	// the listing window, and the footers read at once.
-	refList    []*inputRef
+	refs       []inputRef // at the same index as objects
 	ledger     *pipeline.Manifest
 	pinned     map[string]pipeline.PlannedObject
 	held       map[string]int
@@ -81,15 +81,19 @@ type inputs struct {
 
 	// lookahead is how many units after the one a decoder starts have
 	// their column chunks prefetched: the decoders take units in plan
-	// order, so the next ones are read while these decode. index is each
-	// object's place in objects; asked, the last unit in plan order whose
-	// prefetch was asked (those before it were asked or passed), so that
-	// each is asked once without a set as large as the plan.
+	// order, so the next ones are read while these decode. asked is the
+	// last unit in plan order whose prefetch was asked (those before it
+	// were asked or passed), so that each is asked once without a set as
+	// large as the plan.
 	lookahead int
-	index     map[string]int
-	askedMu   sync.Mutex
-	asked     unitKey
-	closed    atomic.Bool // no prefetch opens a file after close
+	// byURI is the objects' places in objects sorted by URI, or nil when
+	// objects are in that order (no kind's order): find looks an object
+	// up by binary search rather than in a map, which would hold some 40
+	// bytes more an object.
+	byURI   []int32
+	askedMu sync.Mutex
+	asked   unitKey
+	closed  atomic.Bool // no prefetch opens a file after close
 	// budget bounds the bytes of the objects held in memory, every
 	// source's (--memory-budget).
 	budget *readers.MemoryBudget
@@ -269,16 +273,15 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		}
 	}
 	seen = nil
-	in.refList = make([]*inputRef, len(listed))
+	in.refs = make([]inputRef, len(listed))
 	in.objects = make([]pipeline.Object, len(listed))
 	in.ready = make([]atomic.Bool, len(listed))
-	in.index = make(map[string]int, len(listed))
 	// Objects of one day share its name: a year of hourly partitions
 	// names 365 days, not one per object.
 	days := map[time.Time]string{}
 	for i, r := range listed {
-		in.index[r.obj.URI] = i
-		in.refList[i] = &inputRef{src: r.src, part: r.obj.Partition, empty: r.empty, carried: r.obj.Carried}
+		ref := &in.refs[i]
+		ref.src, ref.part, ref.empty, ref.carried = r.src, r.obj.Partition, r.empty, r.obj.Carried
 		o := &in.objects[i]
 		o.URI, o.Key, o.Size, o.Version = r.obj.URI, r.obj.Key, r.obj.Size, r.obj.Version
 		if pt := r.obj.Partition; pt.HasDay {
@@ -291,6 +294,13 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		}
 	}
 	listed = nil // the plan entries and records hold what planning needs
+	if !slices.IsSortedFunc(in.objects, func(a, b pipeline.Object) int { return strings.Compare(a.URI, b.URI) }) {
+		in.byURI = make([]int32, len(in.objects))
+		for i := range in.byURI {
+			in.byURI[i] = int32(i)
+		}
+		slices.SortFunc(in.byURI, func(a, b int32) int { return strings.Compare(in.objects[a].URI, in.objects[b].URI) })
+	}
 	// What the run needs before it starts: every object when planning is
 	// not streamed, else those the ledger holds (the run merges the
 	// listing into the ledger, which must see them whole). The rest,
@@ -324,11 +334,13 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 // fails, or sets the object aside with --on-bad-file skip). The object is
 // ready for the decoders once it returns.
 func (in *inputs) planObject(ctx context.Context, i int) error {
-	r := in.refList[i]
-	// What the listing gave was set before planning began (gather).
+	r := &in.refs[i]
+	// What the listing gave was set before planning began (gather), and
+	// is not written again: find reads it while objects are planned.
 	po := in.objects[i]
 	defer func() {
-		in.objects[i] = po
+		o := &in.objects[i]
+		o.RowGroups, o.Filter, o.Skipped = po.RowGroups, po.Filter, po.Skipped
 		r.mu.Lock()
 		r.left = int32(len(po.RowGroups))
 		if po.Filter != nil {
@@ -598,11 +610,11 @@ func (r *inputRef) footer(ctx context.Context, obj readers.Object, h readers.Hin
 // as skipped the rows outside the run's time range and the rows of `tracks`
 // whose event has its own table.
 func (in *inputs) Decode(ctx context.Context, obj pipeline.Object, rowGroup int, fn func(firstRow int64, batch []segment.Message, skip []string) error) error {
-	i, ok := in.index[obj.URI]
+	i, ok := in.find(obj.URI)
 	if !ok {
 		return fmt.Errorf("decode %s: not in this run's listing: %w", obj.URI, readers.ErrChanged)
 	}
-	r := in.refList[i]
+	r := &in.refs[i]
 	pf, err := r.acquire(ctx, r.object(&in.objects[i]), in.hint)
 	if err != nil {
 		return in.badFile(err)
@@ -655,10 +667,26 @@ func (in *inputs) Decode(ctx context.Context, obj pipeline.Object, rowGroup int,
 
 // ref is the listed object named uri, nil if the listing has none.
 func (in *inputs) ref(uri string) *inputRef {
-	if i, ok := in.index[uri]; ok {
-		return in.refList[i]
+	if i, ok := in.find(uri); ok {
+		return &in.refs[i]
 	}
 	return nil
+}
+
+// find is the place in objects of the listed object named uri.
+func (in *inputs) find(uri string) (int, bool) {
+	at := func(k int) int {
+		if in.byURI != nil {
+			return int(in.byURI[k])
+		}
+		return k
+	}
+	n := len(in.objects)
+	k := sort.Search(n, func(k int) bool { return in.objects[at(k)].URI >= uri })
+	if k < n && in.objects[at(k)].URI == uri {
+		return at(k), true
+	}
+	return 0, false
 }
 
 // badFile marks a bad-file error for the pipeline to set the object aside
@@ -747,7 +775,7 @@ func (in *inputs) prefetch(ctx context.Context, pf *readers.ParquetFile, i, rowG
 			pf.Prefetch(gs...)
 			continue
 		}
-		r := in.refList[oi]
+		r := &in.refs[oi]
 		obj := r.object(po)
 		go func() {
 			r.mu.Lock()
@@ -775,14 +803,15 @@ func (r *inputRef) release() {
 // close releases whatever a stopped run left open.
 func (in *inputs) close() {
 	in.closed.Store(true)
-	for _, r := range in.refList {
+	for i := range in.refs {
+		r := &in.refs[i]
 		r.mu.Lock()
 		r.closeLocked()
 		r.mu.Unlock()
 	}
 	closed := map[*readers.Source]bool{}
-	for _, r := range in.refList {
-		if !closed[r.src] {
+	for i := range in.refs {
+		if r := &in.refs[i]; !closed[r.src] {
 			closed[r.src] = true
 			r.src.Close()
 		}

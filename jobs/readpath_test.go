@@ -153,12 +153,13 @@ func TestReadPathMemoryBudget(t *testing.T) {
 }
 
 // What a run holds for each listed object (its listing, its record, its
-// place in the plan and in the index by URI) stays small whatever the
-// number of objects: the live heap after planning 1,440 objects (a year's
-// hourly partitions have 43,800) less that after 480, per object added.
-// The memory budget is the smallest, so that the footers kept from
-// planning (the same bounded bytes in both) do not hide what each object
-// costs. 367-418 bytes when written; 474-486 when the record repeated
+// place in the plan) stays small whatever the number of objects: the live
+// heap after planning 1,440 objects (a year's hourly partitions have
+// 43,800) less that after 480, per object added. The memory budget is the
+// smallest, so that the footers kept from planning (the same bounded bytes
+// in both) do not hide what each object costs. 361-382 bytes since the
+// records are one slice and objects are found by URI by binary search;
+// 393-418 with a record allocated for each and a map by URI; 474-486 when the record repeated
 // the object's URI, key, size and version beside its plan entry and held
 // its open state inline, 540 with the second map by URI that gather kept
 // before. The bound catches a second copy of the record or of the plan
