@@ -25,6 +25,7 @@ import (
 	run1 "google.golang.org/api/run/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/convertro-etl/convertro-etl/convertro/simulator"
 	"github.com/convertro-etl/convertro-etl/jobs"
@@ -230,11 +231,14 @@ func TestDeployKubernetes(t *testing.T) {
 	if mounts["/tmp"] == "" {
 		t.Error("no volume at /tmp: with a read-only root, audience syncs and S3 uploads have nowhere to spill")
 	}
+	var manifestEnv []string
 	for _, e := range c.Env {
 		if slices.Contains(engineVars, e.Name) {
 			t.Errorf("env sets %s, which Kubernetes sets for each pod", e.Name)
 		}
+		manifestEnv = append(manifestEnv, e.Name+"="+e.Value)
 	}
+	checkMemLimit(t, manifestEnv, c.Resources.Limits.Memory().String())
 	if pod.ServiceAccountName != sa.Name || sa.Namespace != cron.Namespace || cm.Namespace != cron.Namespace {
 		t.Errorf("service account %q in %q, CronJob in %q: want the manifest's own", pod.ServiceAccountName, sa.Namespace, cron.Namespace)
 	}
@@ -271,7 +275,36 @@ func TestDeployKubernetes(t *testing.T) {
 
 	// As the Job controller runs it: one pod per completion index.
 	e := newEngine(t)
-	e.run(t, args, nil, int(*job.Completions), n, func(i int) []string { return []string{"JOB_COMPLETION_INDEX=" + strconv.Itoa(i)} })
+	e.run(t, args, manifestEnv, int(*job.Completions), n, func(i int) []string { return []string{"JOB_COMPLETION_INDEX=" + strconv.Itoa(i)} })
+}
+
+// checkMemLimit checks that env sets GOMEMLIMIT a little under the
+// container's memory limit (a Kubernetes quantity): near the limit the
+// collector then runs more often rather than the container being killed,
+// and what is not Go heap (stacks, the binary's pages) still fits.
+func checkMemLimit(t *testing.T, env []string, limit string) {
+	t.Helper()
+	q, err := resource.ParseQuantity(limit)
+	if err != nil || q.Value() <= 0 {
+		t.Errorf("memory limit %q: want one (%v)", limit, err)
+		return
+	}
+	var set string
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "GOMEMLIMIT="); ok {
+			set = v
+		}
+	}
+	m := regexp.MustCompile(`^([0-9]+)(B|KiB|MiB|GiB|TiB)?$`).FindStringSubmatch(set)
+	if m == nil {
+		t.Errorf("GOMEMLIMIT %q: want it set, as the Go runtime reads it (bytes, or KiB, MiB, GiB, TiB)", set)
+		return
+	}
+	n, _ := strconv.ParseInt(m[1], 10, 64)
+	n <<= map[string]uint{"": 0, "B": 0, "KiB": 10, "MiB": 20, "GiB": 30, "TiB": 40}[m[2]]
+	if share := float64(n) / float64(q.Value()); share < 0.75 || share > 0.95 {
+		t.Errorf("GOMEMLIMIT %s is %.0f%% of the memory limit %s: want 75-95%%", set, 100*share, limit)
+	}
 }
 
 // TestDeployCloudRun: deploy/cloudrun.yaml is a Cloud Run Job (the v1 API
@@ -315,6 +348,10 @@ func TestDeployCloudRun(t *testing.T) {
 		}
 		env = append(env, v.Name+"="+v.Value)
 	}
+	if c.Resources == nil {
+		t.Fatal("no resources: want a memory limit")
+	}
+	checkMemLimit(t, env, c.Resources.Limits["memory"])
 	// As Cloud Run runs it: taskCount tasks, each told its index and the count.
 	tasks := int(ex.TaskCount)
 	e := newEngine(t)
