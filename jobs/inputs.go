@@ -177,8 +177,8 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	}
 	var listed []listedObject
 	// seen holds each URI once while listing: two sources overlapping
-	// read each object once. Planned objects are found by index, which
-	// stays; seen does not, so the run holds one map per object, not two.
+	// read each object once. It goes once the listing is in plan order:
+	// planned objects are found by binary search (find), not in a map.
 	seen := map[string]bool{}
 	pins := tablePins(ledger)
 	since, delivered := tableSince(ledger)
@@ -211,10 +211,6 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 				return
 			}
 			seen[obj.URI] = true
-			// The key ends the URI: one string holds both.
-			if strings.HasSuffix(obj.URI, obj.Key) {
-				obj.Key = obj.URI[len(obj.URI)-len(obj.Key):]
-			}
 			listed = append(listed, listedObject{obj: obj, src: src})
 		})
 		if err != nil {
