@@ -463,10 +463,7 @@ func (in *inputs) plan(ctx context.Context, add func([]pipeline.Object) error) e
 		if gctx.Err() != nil {
 			break
 		}
-		objs := make([]pipeline.Object, 0, sp.to-sp.from)
-		for _, i := range in.later[sp.from:sp.to] {
-			objs = append(objs, in.objects[i])
-		}
+		objs := in.segment(in.later[sp.from:sp.to])
 		if addErr = add(objs); addErr != nil {
 			break
 		}
@@ -482,6 +479,21 @@ func (in *inputs) plan(ctx context.Context, add func([]pipeline.Object) error) e
 	}
 	in.logPlanned()
 	return nil
+}
+
+// segment is the plan entries of the objects at idx (ascending) for the
+// run, which keeps them. Those of consecutive objects, as in a run new to
+// its ledger, are handed as they are, not copied: planning wrote them
+// before, and nothing writes them after. Others are copied.
+func (in *inputs) segment(idx []int) []pipeline.Object {
+	if first, last := idx[0], idx[len(idx)-1]; last-first == len(idx)-1 {
+		return in.objects[first : last+1 : last+1]
+	}
+	objs := make([]pipeline.Object, 0, len(idx))
+	for _, i := range idx {
+		objs = append(objs, in.objects[i])
+	}
+	return objs
 }
 
 // readConcurrency is --read-concurrency, or its default when unset.

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"sort"
 	"sync"
 )
 
@@ -16,53 +17,88 @@ import (
 // run's plan holds the objects (and, in a live run, once their part of the
 // plan is stored), or with the run's error. The objects come after
 // Config.Objects and are new to the plan: none of them is in the ledger.
+// The run keeps objs as they are: the Planner must not change them after.
 type Planner func(ctx context.Context, add func(objs []Object) error) error
 
 // planView is the objects and units the stages read, which a Planner
 // extends while they run. Elements are never changed once added, and the
-// stages copy what they read under the lock, so that a segment appended
-// meanwhile never moves what a decoder holds.
+// stages copy what they read under the lock.
+//
+// Each segment is kept as it was added, not appended to one slice: a
+// plan of a million objects would otherwise be copied whole each time
+// the slice grew, holding both copies at once, and the view would hold
+// its own copy of every plan entry besides the planner's (jobs hands its
+// own entries, unchanged once handed).
 type planView struct {
-	mu    sync.Mutex
-	objs  []Object
-	units []Unit
+	mu   sync.Mutex
+	segs []viewSegment // in plan order
+	// objects and units count what segs hold.
+	objects, units int
 	// planned is set when no segment will come; grown is closed and
 	// replaced whenever units are added or planned is set.
 	planned bool
 	grown   chan struct{}
 }
 
+// viewSegment is a segment of the view: objs are objects obj0 on of the
+// plan, units its units unit0 on (their Object indexes the whole plan).
+type viewSegment struct {
+	obj0, unit0 int
+	objs        []Object
+	units       []Unit
+}
+
 func newPlanView(objs []Object, units []Unit, planned bool) *planView {
-	return &planView{objs: objs, units: units, planned: planned, grown: make(chan struct{})}
+	p := &planView{planned: planned, grown: make(chan struct{})}
+	p.append(objs, units)
+	return p
+}
+
+func (p *planView) append(objs []Object, units []Unit) {
+	p.segs = append(p.segs, viewSegment{obj0: p.objects, unit0: p.units, objs: objs, units: units})
+	p.objects += len(objs)
+	p.units += len(units)
 }
 
 // at is unit i and its object.
 func (p *planView) at(i int) (Unit, Object) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	u := p.units[i]
-	return u, p.objs[u.Object]
+	k := sort.Search(len(p.segs), func(k int) bool { return p.segs[k].unit0+len(p.segs[k].units) > i })
+	u := p.segs[k].units[i-p.segs[k].unit0]
+	return u, p.objectLocked(u.Object)
 }
 
 // object is object i.
 func (p *planView) object(i int) Object {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.objs[i]
+	return p.objectLocked(i)
+}
+
+func (p *planView) objectLocked(i int) Object {
+	k := sort.Search(len(p.segs), func(k int) bool { return p.segs[k].obj0+len(p.segs[k].objs) > i })
+	return p.segs[k].objs[i-p.segs[k].obj0]
 }
 
 // plannedObjects is the plan's objects as a manifest holds them.
 func (p *planView) plannedObjects() []PlannedObject {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return plannedObjects(p.objs)
+	out := make([]PlannedObject, 0, p.objects)
+	for _, s := range p.segs {
+		for _, o := range s.objs {
+			out = append(out, plannedObject(o))
+		}
+	}
+	return out
 }
 
 // size is the number of objects and units the plan holds now.
 func (p *planView) size() (objects, units int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.objs), len(p.units)
+	return p.objects, p.units
 }
 
 // wait waits until the plan holds unit i (true) or will never hold it
@@ -70,7 +106,7 @@ func (p *planView) size() (objects, units int) {
 func (p *planView) wait(ctx context.Context, i int) (bool, error) {
 	for {
 		p.mu.Lock()
-		n, planned, grown := len(p.units), p.planned, p.grown
+		n, planned, grown := p.units, p.planned, p.grown
 		p.mu.Unlock()
 		switch {
 		case i < n:
@@ -86,13 +122,12 @@ func (p *planView) wait(ctx context.Context, i int) (bool, error) {
 	}
 }
 
-// add appends a segment: objs, and units whose Object indexes the whole
-// plan.
+// add appends a segment: objs, which the view keeps and nobody changes
+// after, and units whose Object indexes the whole plan.
 func (p *planView) add(objs []Object, units []Unit) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.objs = append(p.objs, objs...)
-	p.units = append(p.units, units...)
+	p.append(objs, units)
 	close(p.grown)
 	p.grown = make(chan struct{})
 }
