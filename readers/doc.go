@@ -49,7 +49,9 @@
 // is held in memory is bounded by a MemoryBudget (budget.go) shared by a
 // job's sources: the row groups decoded and read ahead and the footers
 // kept; a row group larger than a decoder's share of it is streamed, a
-// window of each column chunk at a time. Bytes served from memory are
+// window of each column chunk at a time. The buffers of large row groups
+// decoded are kept for the next fetches (up to an eighth of the budget
+// idle), not left to the collector. Bytes served from memory are
 // checked against the version as a read would be. Locally, a version
 // cannot be pinned: Open compares size and modification time with the
 // listing, and each ReadAt re-checks them with one fstat, which catches a

@@ -153,6 +153,9 @@ type fetch struct {
 	// stream, when not nil, holds a window per column chunk of a
 	// streamed row group.
 	stream *windows
+	// own is how many of bufs, from the first, the fetch read into
+	// buffers of its budget's (the rest is a kept footer's).
+	own int
 }
 
 // ioFile is what a File opened by a Source offers the Parquet reader
@@ -202,6 +205,7 @@ func (p *ParquetFile) planFetch(gs ...int) *fetch {
 	for _, r := range ft.ranges {
 		ft.held += r.end - r.off
 	}
+	ft.own = len(ft.ranges)
 	ft.bufs = make([][]byte, len(ft.ranges))
 	if inKept {
 		ft.ranges = append(ft.ranges, byteRange{keptOff, p.size})
@@ -225,7 +229,7 @@ func (p *ParquetFile) start(ft *fetch) {
 			defer wg.Done()
 			slots <- struct{}{}
 			defer func() { <-slots }()
-			b := make([]byte, r.end-r.off)
+			b := ft.budget.bufs.get(int(r.end - r.off))
 			n, err := p.f.ReadAt(b, r.off)
 			if err == io.EOF && n == len(b) {
 				err = nil
@@ -350,9 +354,13 @@ func (ft *fetch) free() {
 }
 
 // release marks one of the fetch's row groups decoded; the last gives
-// back its bytes. Its buffers go with the last reference to it.
+// back its bytes, and its buffers to the budget's for the next fetches:
+// the decoder copies what it reads out of them (fetchedReader), and no
+// read is made once its row groups are decoded. Buffers that a read may
+// still be filling (the decoder stopped before the fetch was done) are
+// left to the collector.
 func (ft *fetch) release() {
-	if ft.users.Add(-1) <= 0 {
+	if n := ft.users.Add(-1); n <= 0 {
 		if ft.stream != nil {
 			// No decoded value refers to a window's bytes once the
 			// row group is decoded (values are copied or dictionary
@@ -360,6 +368,20 @@ func (ft *fetch) release() {
 			ft.stream.drop()
 		}
 		ft.free()
+		if n < 0 || ft.budget == nil {
+			return
+		}
+		select {
+		case <-ft.done:
+		default:
+			return
+		}
+		for k, b := range ft.bufs[:ft.own] {
+			if b != nil {
+				ft.bufs[k] = nil
+				ft.budget.bufs.put(b)
+			}
+		}
 	}
 }
 

@@ -243,3 +243,66 @@ func TestLargeRowGroupStreams(t *testing.T) {
 		t.Errorf("rows %q ... %q", got[0], got[199])
 	}
 }
+
+// An idle buffer serves a fetch it holds with at most a quarter to spare;
+// smaller ones, and those past the bound of idle bytes, are not kept.
+func TestFetchBuffers(t *testing.T) {
+	defer func(n int) { minPooled = n }(minPooled)
+	minPooled = 100
+	p := fetchBuffers{max: 2500}
+	same := func(a, b []byte) bool { return &a[:1][0] == &b[:1][0] }
+	b := p.get(1000)
+	if len(b) != 1000 {
+		t.Fatalf("get(1000) has %d bytes", len(b))
+	}
+	p.put(b)
+	if c := p.get(700); same(b, c) {
+		t.Error("a buffer of 1000 bytes served a fetch of 700")
+	}
+	c := p.get(900)
+	if !same(b, c) || len(c) != 900 {
+		t.Errorf("the idle buffer of 1000 bytes did not serve a fetch of 900 (len %d)", len(c))
+	}
+	p.put(c)
+	p.put(make([]byte, 1200))
+	p.put(make([]byte, 400)) // past the bound: 1000 + 1200 + 400 > 2500
+	p.put(make([]byte, 50))  // below minPooled
+	if p.idle != 2200 || len(p.free) != 2 || cap(p.free[0]) != 1000 || cap(p.free[1]) != 1200 {
+		t.Errorf("idle %d bytes in %d buffers, want 2200 in the two of 1000 and 1200", p.idle, len(p.free))
+	}
+	if d := p.get(1100); cap(d) != 1200 || p.idle != 1000 {
+		t.Errorf("get(1100) took a buffer of %d bytes, %d left idle; want the one of 1200, 1000 idle", cap(d), p.idle)
+	}
+}
+
+// A row group read into the buffer of the one decoded before it decodes
+// its own rows: the read overwrites every byte, and the buffer is reused
+// only once the row group that had it is decoded (the race detector
+// checks that no read of it comes after).
+func TestFetchBufferReused(t *testing.T) {
+	ctx := context.Background()
+	v1, _ := twoVersions(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "x.parquet"), v1, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer func(n int) { minPooled = n }(minPooled)
+	minPooled = 1
+	b := NewMemoryBudget(MinMemoryBudget, 1)
+	src := openSource(t, dir, SourceOptions{MemoryBudget: b})
+	p := openOnlyParquet(t, src, false)
+	p.Release() // no footer bytes in memory: each row group is fetched
+	var got []string
+	for g := range 2 {
+		if err := p.ReadRowGroup(ctx, g, 0, collectIDs(&got)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(got) != 200 || got[0] != "v1-000000" || got[99] != "v1-000099" || got[100] != "v1-000100" || got[199] != "v1-000199" {
+		t.Fatalf("%d rows: %q", len(got), got)
+	}
+	// The second row group's fetch took the first's buffer: one is idle.
+	if len(b.bufs.free) != 1 {
+		t.Errorf("%d buffers idle after two row groups read one after the other, want 1 (reused)", len(b.bufs.free))
+	}
+}
