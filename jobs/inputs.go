@@ -159,7 +159,10 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		skipBad: o.OnBadFile == "skip", asked: unitKey{-1, -1}}
 	// Enough units ahead to keep the reads in flight that hide the store's
 	// latency at the decoders' pace; the memory budget bounds their bytes.
+	// Local disk has no latency to hide: its sources read none ahead (see
+	// below).
 	in.lookahead = max(readConcurrency(o), o.Decoders, runtime.GOMAXPROCS(0)) + 1
+	remote := false
 	in.budget = readers.NewMemoryBudget(memoryBudget(o), cmp.Or(o.Decoders, runtime.GOMAXPROCS(0)))
 	if o.Type != "" {
 		t := segment.ParseType(o.Type)
@@ -190,6 +193,7 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		if err != nil {
 			return nil, err
 		}
+		remote = remote || !src.Local()
 		// Each object is taken as it is listed: what belongs to other
 		// shards is counted and dropped, never held beside this shard's.
 		l, err := src.Visit(ctx, func(obj readers.Object) {
@@ -244,6 +248,14 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		}
 		in.outOfRange += l.OutOfRange
 		in.undated += l.Undated
+	}
+	if !remote {
+		// Only the unit a decoder starts is read: reading ahead from local
+		// disk held up to the budget's part for it, and saved no time. A
+		// dry run of the 2M-row warehouse export (1 MB row groups) peaked
+		// at 188-191 MiB reading 65 units ahead, 112-116 MiB without,
+		// in 6-14% less processor time.
+		in.lookahead = 1
 	}
 	sort.Slice(listed, func(i, j int) bool { return listed[i].obj.URI < listed[j].obj.URI })
 	if k := kindNamed(o.Kind); k != nil && k.Order != nil {

@@ -498,7 +498,7 @@ var table = []*Option{
 		Help:  "row groups decoded at once (0: the number of CPUs)",
 		Field: func(o *Options) any { return &o.Decoders }},
 	{Name: "read-concurrency", Key: "readConcurrency", Default: readers.DefaultReadConcurrency, For: runOnly, Check: atLeast(1),
-		Help:  "ranged reads of input objects in flight at once, apart from the decoders (remote storage answers each after tens of ms)",
+		Help:  "ranged reads of input objects in flight at once, apart from the decoders (remote storage answers each after tens of ms; from local disk no row group is read ahead)",
 		Field: func(o *Options) any { return &o.ReadConcurrency }},
 	{Name: "memory-budget", Key: "memoryBudget", Default: int64(readers.DefaultMemoryBudget >> 20), For: runOnly, Check: atLeast(readers.MinMemoryBudget >> 20),
 		Help:  "`MiB` of input objects held in memory at once: the row groups being decoded and read ahead, and the footers kept; a row group larger than a decoder's share is streamed",

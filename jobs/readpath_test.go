@@ -107,6 +107,39 @@ func TestDryRunRemoteRequestsPerObject(t *testing.T) {
 	}
 }
 
+// Row groups are read ahead of the decoders only when a source is a
+// remote store, whose latency reading ahead hides; from local disk it
+// would only hold memory.
+func TestReadAheadOnlyFromRemoteStores(t *testing.T) {
+	ctx := context.Background()
+	export := filepath.Join(t.TempDir(), "export")
+	if _, err := generate.Generate(ctx, generate.Options{Out: export, Rows: 2_000, Seed: 5, Days: 1}); err != nil {
+		t.Fatal(err)
+	}
+	root := objstoretest.GCS(t) + "/ahead"
+	objstoretest.PutTree(t, export, root)
+	for _, c := range []struct {
+		name    string
+		sources []string
+		ahead   bool
+	}{
+		{"local", []string{export}, false},
+		{"gcs", []string{root}, true},
+		{"local and gcs", []string{export, root}, true},
+	} {
+		o := testOptions(c.sources[0], "", "").withDefaults()
+		o.Sources = c.sources
+		in, err := gather(ctx, o, plainListing(time.Time{}, time.Time{}), pipeline.Shard{Index: 0, Count: 1}, nil, testEnv(nil).Log, false)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		in.close()
+		if got := in.lookahead > 1; got != c.ahead {
+			t.Errorf("%s: %d units read from the one a decoder starts, want reading ahead %v", c.name, in.lookahead, c.ahead)
+		}
+	}
+}
+
 // A dry run with the smallest --memory-budget over row groups each larger
 // than the whole budget streams them, and writes exactly what a run with
 // the default budget writes.

@@ -307,6 +307,9 @@ func OpenObjectOrFolder(ctx context.Context, uri string) (s *Store, key string, 
 // Root is the location the Store was opened at, as given.
 func (s *Store) Root() string { return s.loc.Raw }
 
+// Scheme is the Store's backend: "file" for local disk, else gs, s3, az.
+func (s *Store) Scheme() string { return s.loc.Scheme }
+
 // URI names key for people and messages.
 func (s *Store) URI(key string) string { return s.b.URI(key) }
 

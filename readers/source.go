@@ -137,6 +137,10 @@ func OpenSource(ctx context.Context, uri string, o SourceOptions) (*Source, erro
 // URI is the source as given to OpenSource.
 func (s *Source) URI() string { return s.uri }
 
+// Local says the source is on local disk, whose reads answer at once:
+// reading its row groups ahead hides no latency.
+func (s *Source) Local() bool { return s.st.Scheme() == "file" }
+
 // Close releases nothing today (clients are shared by the process); it is
 // kept so that callers need not change when a Source holds resources.
 func (s *Source) Close() error { return nil }
