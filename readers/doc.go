@@ -42,7 +42,8 @@
 // then only the column chunks it decodes; nothing is downloaded whole.
 // What the Parquet reader reads is planned in rangeread.go: a footer is one
 // read of the file's tail, kept by the Source for the decoders of that
-// version (bounded in bytes); a row group's column chunks are read as a few
+// version (bounded in bytes; a local Source keeps none: one pread costs
+// less than holding it); a row group's column chunks are read as a few
 // exact ranges (neighbours merged while the gaps add at most 5%, or 128 KiB) in
 // parallel, at most SourceOptions.ReadConcurrency reads in flight, and
 // ParquetFile.Prefetch reads the next row groups while others decode. What

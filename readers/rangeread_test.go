@@ -306,3 +306,43 @@ func TestFetchBufferReused(t *testing.T) {
 		t.Errorf("%d buffers idle after two row groups read one after the other, want 1 (reused)", len(b.bufs.free))
 	}
 }
+
+// A local source keeps no footer from planning: the decoders read it
+// again, one pread, rather than hold it; they decode the same.
+func TestLocalSourceKeepsNoFooter(t *testing.T) {
+	ctx := context.Background()
+	v1, _ := twoVersions(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "x.parquet"), v1, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := openSource(t, dir, SourceOptions{})
+	p := openOnlyParquet(t, src, true)
+	objs, _, err := src.List(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := src.footers.get(objs[0].Key, objs[0].Size, objs[0].Version); b != nil {
+		t.Errorf("a local source kept %d bytes of footer", len(b))
+	}
+	var got []string
+	for g := range 2 {
+		if err := p.ReadRowGroup(ctx, g, 0, collectIDs(&got)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(got) != 200 || got[0] != "v1-000000" || got[199] != "v1-000199" {
+		t.Errorf("%d rows: %q ... ", len(got), got[:min(len(got), 1)])
+	}
+}
+
+func TestChunkBufferSize(t *testing.T) {
+	for _, c := range []struct{ size, want int64 }{
+		{12, 4 << 10}, {4 << 10, 4 << 10}, {4<<10 + 1, 8 << 10}, {10_727, 16 << 10},
+		{200_000, readBufferSize}, {readBufferSize, readBufferSize}, {1 << 30, readBufferSize},
+	} {
+		if got := chunkBufferSize(c.size); int64(got) != c.want {
+			t.Errorf("chunkBufferSize(%d) = %d, want %d", c.size, got, c.want)
+		}
+	}
+}

@@ -131,6 +131,7 @@ func OpenSource(ctx context.Context, uri string, o SourceOptions) (*Source, erro
 		return nil, err // names the source
 	}
 	s.st, s.single = st, single
+	s.footers.off = s.Local()
 	return s, nil
 }
 
