@@ -222,9 +222,8 @@ func run(ctx context.Context, o Options, env Env, second bool) (*pipeline.Report
 		return k.Run(ctx, o, env)
 	}
 	// A live run plans while it sends: its first request leaves within
-	// seconds whatever the job's size. A dry run plans first: its footers
-	// read beside the decoding raise its peak RSS over 43,800 objects
-	// from 162–166 to 204–207 MiB, and it has no request to hurry.
+	// seconds whatever the job's size. A dry run plans first: it has no
+	// request to hurry, and a bad footer fails it before it writes a line.
 	p, err := prepare(ctx, o, env, !o.DryRun, !o.DryRun)
 	if err != nil {
 		return nil, err
