@@ -69,6 +69,17 @@ func twoVersions(t *testing.T) (v1, v2 []byte) {
 	return v1, v2
 }
 
+// firstVersionDir is a folder holding the first of twoVersions as
+// x.parquet.
+func firstVersionDir(t *testing.T) string {
+	v1, _ := twoVersions(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "x.parquet"), v1, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 func collectIDs(got *[]string) func(int64, []segment.Message) error {
 	return func(_ int64, batch []segment.Message) error {
 		for i := range batch {
@@ -216,11 +227,7 @@ func testOpenListedRemote(t *testing.T, backend, root string) {
 // the same; a prefetch of it is not made.
 func TestLargeRowGroupStreams(t *testing.T) {
 	ctx := context.Background()
-	v1, _ := twoVersions(t)
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "x.parquet"), v1, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := firstVersionDir(t)
 	defer func(n int64) { maxFetchBytes = n }(maxFetchBytes)
 	maxFetchBytes = 1
 	src := openSource(t, dir, SourceOptions{})
@@ -281,11 +288,7 @@ func TestFetchBuffers(t *testing.T) {
 // checks that no read of it comes after).
 func TestFetchBufferReused(t *testing.T) {
 	ctx := context.Background()
-	v1, _ := twoVersions(t)
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "x.parquet"), v1, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := firstVersionDir(t)
 	defer func(n int) { minPooled = n }(minPooled)
 	minPooled = 1
 	b := NewMemoryBudget(MinMemoryBudget, 1)
@@ -311,11 +314,7 @@ func TestFetchBufferReused(t *testing.T) {
 // again, one pread, rather than hold it; they decode the same.
 func TestLocalSourceKeepsNoFooter(t *testing.T) {
 	ctx := context.Background()
-	v1, _ := twoVersions(t)
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "x.parquet"), v1, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := firstVersionDir(t)
 	src := openSource(t, dir, SourceOptions{})
 	p := openOnlyParquet(t, src, true)
 	objs, _, err := src.List(ctx)
