@@ -128,16 +128,18 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	m := newManifest(Config{Job: cfg.Job, Shard: cfg.Shard, Window: cfg.Window, CoveredFrom: cfg.CoveredFrom, Tables: cfg.Tables})
 	m.Status = StatusDryRun
 	units := ShardUnits(BuildPlan(cfg.Objects), cfg.Objects, cfg.Shard)
-	m.Units = unitsProgress(units)
 	m.Counts.ObjectsSkipped = skippedObjects(cfg.Objects)
 	nobj := len(cfg.Objects)
 	foundBad := map[int]string{}
 	prog := newProgress(deps.OnProgress, deps.Now, cfg.ProgressInterval, PlanRows(units), 0)
 	prog.start()
-	// The units as the plan grows (Deps.Planner); mu guards m, which the
-	// planner appends to while the writer records the units written.
+	// The units as the plan grows (Deps.Planner); mu guards m's counts,
+	// which the planner adds to while the writer counts the units written.
 	view := newPlanView(slices.Clip(cfg.Objects), units, deps.Planner == nil)
 	var mu sync.Mutex
+	// What the report reads of the plan: the view, and how far the writer
+	// got (its own, read once the run is over).
+	plan := &dryPlan{view: view, bad: foundBad, partial: map[int]int64{}}
 
 	g, gctx := errgroup.WithContext(ctx)
 	turns := semaphore.NewWeighted(int64(2 * cfg.Decoders))
@@ -161,7 +163,7 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 				mu.Lock()
 				s := newSegment(objs, nobj, cfg.Shard)
 				nobj += len(objs)
-				s.appendUnits(m)
+				m.Counts.ObjectsSkipped += skippedObjects(s.objs)
 				mu.Unlock()
 				prog.grow(s.rows)
 				view.add(s.objs, s.units)
@@ -272,8 +274,8 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	g.Go(func() error { // the ordered writer
 		bw := bufio.NewWriterSize(deps.DryRun, 64<<10)
 		var chunks [][]byte
-		next := 0
 		for p := range order {
+			next := plan.written
 			for done := false; !done; {
 				var err error
 				if chunks, done, err = p.take(gctx, chunks[:0]); err != nil {
@@ -290,18 +292,16 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 			mu.Lock()
 			m.Counts.Add(p.counts)
 			if p.partial {
-				m.Units[next].Watermark = p.seen
-				oi := m.Units[next].Object
-				if _, found := foundBad[oi]; p.bad != "" && !found && view.object(oi).Skipped == "" {
-					foundBad[oi] = p.bad
+				plan.partial[next] = p.seen
+				u, obj := view.at(next)
+				if _, found := foundBad[u.Object]; p.bad != "" && !found && obj.Skipped == "" {
+					foundBad[u.Object] = p.bad
 					m.Counts.ObjectsSkipped++
 				}
-			} else {
-				m.Units[next].Watermark, m.Units[next].Done = m.Units[next].Rows, true
 			}
 			mu.Unlock()
 			turns.Release(1)
-			next++
+			plan.written++
 		}
 		if err := bw.Flush(); err != nil {
 			return fmt.Errorf("write dry run: %w", err)
@@ -310,11 +310,7 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	})
 	err := g.Wait()
 	prog.stop()
-	m.Objects = view.plannedObjects()
-	for oi, reason := range foundBad {
-		m.Objects[oi].Skipped = reason
-	}
-	rep := buildReport(m, cfg, started, deps.Now(), Counts{}, nil)
+	rep := reportOf(m, plan, cfg, started, deps.Now(), Counts{})
 	rep.Status = StatusDryRun
 	if err != nil {
 		rep.Status = StatusFailed
@@ -325,9 +321,43 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 		rep.Error = err.Error()
 		return rep, err
 	}
-	if err := checkCounts(m.Counts, m.marked()); err != nil {
+	if err := checkCounts(m.Counts, rep.RowsMarked); err != nil {
 		rep.Error = err.Error()
 		return rep, err
 	}
 	return rep, nil
+}
+
+// dryPlan is a dry run's plan as its report reads it (reportPlan): the
+// view's objects, those found bad while read set aside, and its units,
+// those before written marked: whole, or as far as partial says for a unit
+// whose object was set aside.
+type dryPlan struct {
+	view    *planView
+	bad     map[int]string
+	written int
+	partial map[int]int64
+}
+
+func (p *dryPlan) eachObject(f func(int, Object)) {
+	p.view.eachObject(func(i int, o Object) {
+		if reason, ok := p.bad[i]; ok {
+			o.Skipped = reason
+		}
+		f(i, o)
+	})
+}
+
+func (p *dryPlan) eachUnit(f func(UnitProgress)) {
+	p.view.eachUnit(func(i int, u Unit) {
+		up := UnitProgress{Object: u.Object, RowGroup: u.RowGroup, Rows: u.Rows}
+		if i < p.written {
+			if seen, ok := p.partial[i]; ok {
+				up.Watermark = seen
+			} else {
+				up.Watermark, up.Done = u.Rows, true
+			}
+		}
+		f(up)
+	})
 }

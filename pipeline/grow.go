@@ -81,17 +81,28 @@ func (p *planView) objectLocked(i int) Object {
 	return p.segs[k].objs[i-p.segs[k].obj0]
 }
 
-// plannedObjects is the plan's objects as a manifest holds them.
-func (p *planView) plannedObjects() []PlannedObject {
+// eachObject calls f with each object of the plan, in plan order, under
+// the view's lock: f must not call the view.
+func (p *planView) eachObject(f func(i int, o Object)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]PlannedObject, 0, p.objects)
 	for _, s := range p.segs {
-		for _, o := range s.objs {
-			out = append(out, plannedObject(o))
+		for j, o := range s.objs {
+			f(s.obj0+j, o)
 		}
 	}
-	return out
+}
+
+// eachUnit calls f with each unit of the plan, in plan order, under the
+// view's lock: f must not call the view.
+func (p *planView) eachUnit(f func(i int, u Unit)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.segs {
+		for j, u := range s.units {
+			f(s.unit0+j, u)
+		}
+	}
 }
 
 // size is the number of objects and units the plan holds now.

@@ -116,30 +116,49 @@ type SkippedObject struct {
 func ReportName(s Shard) string { return fmt.Sprintf("report-%d-of-%d.json", s.Index, s.Count) }
 
 func buildReport(m *Manifest, cfg Config, started, finished time.Time, before Counts, st StateStore) *Report {
+	return reportOf(m, manifestPlan{m}, cfg, started, finished, before)
+}
+
+// reportPlan is what a report reads of a run's plan: each object, and each
+// unit's progress (Object indexing the objects), both in plan order. A
+// live run's is its manifest's (manifestPlan); a dry run's, its plan view
+// and the units it wrote, which it holds without a manifest's copy of each.
+type reportPlan interface {
+	eachObject(f func(i int, o Object))
+	eachUnit(f func(u UnitProgress))
+}
+
+// manifestPlan is the plan a manifest holds.
+type manifestPlan struct{ m *Manifest }
+
+func (p manifestPlan) eachObject(f func(int, Object)) {
+	for i := range p.m.Objects {
+		o := &p.m.Objects[i]
+		f(i, Object{URI: o.URI, Key: o.Key, Size: o.Size, Version: o.Version, RowGroups: o.RowGroups,
+			Skipped: o.Skipped, Day: o.Day, Filter: o.Filter})
+	}
+}
+
+func (p manifestPlan) eachUnit(f func(UnitProgress)) {
+	for _, u := range p.m.Units {
+		f(u)
+	}
+}
+
+// reportOf is the report of m's run, its plan read from plan.
+func reportOf(m *Manifest, plan reportPlan, cfg Config, started, finished time.Time, before Counts) *Report {
 	r := &Report{
 		Job: m.Job.Description, Kind: m.Job.Kind, Fingerprint: m.Job.Fingerprint,
 		Shard: m.Shard.String(), Status: m.Status,
 		Counts:      cloneCounts(m.Counts),
-		RowsMarked:  m.marked(),
 		DeadLetters: m.Counts.RequestsDeadLettered,
 		Runs:        m.Runs, Resumes: max(m.Runs-1-m.Reopened, 0), Window: m.Window,
 		Started: started.UTC(), Finished: finished.UTC(),
 	}
-	read := make([]int64, len(m.Objects))
-	left := make([]int64, len(m.Objects))
-	for i, u := range m.Units {
-		done := markedRows(m.Units[i : i+1])
-		if u.Retired {
-			// Only what was read of a replaced version belongs to the plan.
-			r.RowsPlanned += done
-			r.RowsReplaced += done
-			continue
-		}
-		r.RowsPlanned += u.Rows
-		read[u.Object] += done
-		left[u.Object] += u.Rows - done
-	}
-	for i, o := range m.Objects {
+	// Only the objects set aside are reported one by one: what was read of
+	// each is kept for those, not for every object of the plan.
+	skipped := map[int]int{} // object → its place in r.SkippedObjects
+	plan.eachObject(func(i int, o Object) {
 		if o.Filter != nil && o.Skipped == "" {
 			for _, rg := range o.Filter.Pruned {
 				if rg >= 0 && rg < len(o.RowGroups) {
@@ -149,10 +168,26 @@ func buildReport(m *Manifest, cfg Config, started, finished time.Time, before Co
 			}
 		}
 		if o.Skipped != "" {
-			r.SkippedObjects = append(r.SkippedObjects, SkippedObject{URI: o.URI, Reason: o.Skipped,
-				RowsRead: read[i], RowsNotRead: left[i]})
+			skipped[i] = len(r.SkippedObjects)
+			r.SkippedObjects = append(r.SkippedObjects, SkippedObject{URI: o.URI, Reason: o.Skipped})
 		}
-	}
+	})
+	plan.eachUnit(func(u UnitProgress) {
+		done := markedRows([]UnitProgress{u})
+		r.RowsMarked += done
+		if u.Retired {
+			// Only what was read of a replaced version belongs to the plan.
+			r.RowsPlanned += done
+			r.RowsReplaced += done
+			return
+		}
+		r.RowsPlanned += u.Rows
+		if k, ok := skipped[u.Object]; ok {
+			r.SkippedObjects[k].RowsRead += done
+			r.SkippedObjects[k].RowsNotRead += u.Rows - done
+		}
+	})
+	r.RowsMarked += m.Pruned.Rows
 	for _, reason := range slices.Sorted(maps.Keys(cfg.SkipHints)) {
 		if n := m.Counts.RowsSkipped[reason]; n > 0 {
 			r.Hints = append(r.Hints, fmt.Sprintf("%d rows skipped as %s: %s", n, reason, cfg.SkipHints[reason]))
