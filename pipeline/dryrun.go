@@ -120,11 +120,10 @@ func recycleDryLines(free chan<- []byte, b []byte) {
 // are between dispatch and write, which bounds the buffered output.
 func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	started := deps.Now()
-	// The dry run's manifest is only its report: its units count what was
-	// written, and its objects are set from the view once the run ends,
-	// so that a run over many objects does not hold each twice while it
-	// decodes (the view has them). Objects found bad meanwhile wait in
-	// foundBad.
+	// The dry run's manifest holds only its counts: what the report reads
+	// of objects and units comes from the view (dryPlan), so that a run
+	// over many objects holds each once. Objects found bad meanwhile wait
+	// in foundBad.
 	m := newManifest(Config{Job: cfg.Job, Shard: cfg.Shard, Window: cfg.Window, CoveredFrom: cfg.CoveredFrom, Tables: cfg.Tables})
 	m.Status = StatusDryRun
 	units := ShardUnits(BuildPlan(cfg.Objects), cfg.Objects, cfg.Shard)
