@@ -114,9 +114,14 @@ func (k unitKey) after(o unitKey) bool {
 // footer told the plan, and whether it is open.
 type inputRef struct {
 	src *readers.Source
-	// part is what the object's path says; the rest of its listing (URI,
-	// key, size, version) is its plan entry's, not held twice.
-	part    readers.Partition
+	// scope and hour are what the object's path says (partition): scope
+	// all but the hour, shared by the objects of one table and day, as a
+	// year of hourly partitions names each of its 8,760 hours once, and
+	// each object would otherwise hold 72 bytes of it. The rest of its
+	// listing (URI, key, size, version) is its plan entry's, not held
+	// twice.
+	scope   *readers.Partition
+	hour    int8
 	typ     segment.Type
 	empty   bool // a zero-byte object named as Parquet
 	carried bool // readers.Object.Carried
@@ -141,7 +146,14 @@ type openObject struct {
 
 // object is the listing of the object r refers to, o its plan entry.
 func (r *inputRef) object(o *pipeline.Object) readers.Object {
-	return readers.Object{URI: o.URI, Key: o.Key, Size: o.Size, Version: o.Version, Partition: r.part, Carried: r.carried}
+	return readers.Object{URI: o.URI, Key: o.Key, Size: o.Size, Version: o.Version, Partition: r.partition(), Carried: r.carried}
+}
+
+// partition is what the object's path says.
+func (r *inputRef) partition() readers.Partition {
+	p := *r.scope
+	p.Hour = int(r.hour)
+	return p
 }
 
 // gather lists every source and reads the footers of the objects that
@@ -282,12 +294,21 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	in.refs = make([]inputRef, len(listed))
 	in.objects = make([]pipeline.Object, len(listed))
 	in.ready = make([]atomic.Bool, len(listed))
-	// Objects of one day share its name: a year of hourly partitions
-	// names 365 days, not one per object.
+	// Objects of one day share its name, and those of one table and day
+	// what their paths say but the hour: a year of hourly partitions names
+	// 365 days, not one per object.
 	days := map[time.Time]string{}
+	scopes := map[readers.Partition]*readers.Partition{}
 	for i, r := range listed {
 		ref := &in.refs[i]
-		ref.src, ref.part, ref.empty, ref.carried = r.src, r.obj.Partition, r.empty, r.obj.Carried
+		ref.src, ref.empty, ref.carried = r.src, r.empty, r.obj.Carried
+		scope := r.obj.Partition
+		scope.Hour = 0
+		if ref.scope = scopes[scope]; ref.scope == nil {
+			ref.scope = &scope
+			scopes[scope] = ref.scope
+		}
+		ref.hour = int8(r.obj.Partition.Hour)
 		o := &in.objects[i]
 		o.URI, o.Key, o.Size, o.Version = r.obj.URI, r.obj.Key, r.obj.Size, r.obj.Version
 		if pt := r.obj.Partition; pt.HasDay {
@@ -639,7 +660,7 @@ func (in *inputs) Decode(ctx context.Context, obj pipeline.Object, rowGroup int,
 	}
 	defer r.release()
 	in.prefetch(ctx, pf, i, rowGroup)
-	tracks := r.part.Table == "tracks" && len(in.covered) > 0
+	tracks := r.scope.Table == "tracks" && len(in.covered) > 0
 	// A row group holds few distinct event names: normalise each once, not
 	// once per row (the lookup by string(name) does not allocate).
 	var seen map[string]bool

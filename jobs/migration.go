@@ -77,7 +77,7 @@ func estimateRequests(ctx context.Context, p *prepared, units []pipeline.Unit) (
 	for _, u := range units {
 		name := ""
 		if r := p.in.ref(p.in.objects[u.Object].URI); r != nil {
-			name = r.part.Table
+			name = r.scope.Table
 		}
 		t := byTable[name]
 		if t == nil {
@@ -150,11 +150,11 @@ func printMigrationPlan(ctx context.Context, w io.Writer, p *prepared, mine []pi
 			continue
 		}
 		r := p.in.ref(obj.URI)
-		if r == nil || !r.part.HasDay {
+		if r == nil || !r.scope.HasDay {
 			undated++
 			continue
 		}
-		pt := r.part
+		pt := r.partition()
 		if len(parts) == 0 {
 			first = pt
 		}

@@ -195,17 +195,19 @@ const planHeapChildEnv = "CONVERTRO_PLAN_HEAP_CHILD"
 // heap after planning 1,440 objects (a year's hourly partitions have
 // 43,800) less that after 480, per object added. The memory budget is the
 // smallest, so that the footers kept from planning (the same bounded bytes
-// in both) do not hide what each object costs. 361-382 bytes since the
-// records are one slice and objects are found by URI by binary search;
-// 393-418 with a record allocated for each and a map by URI; 474-486 when the record repeated
+// in both) do not hide what each object costs. 269-302 bytes since the
+// objects of one table and day share what their paths say but the hour;
+// 349-382 when each record held it whole (72 bytes), with the records one
+// slice and objects found by URI by binary search; 393-418 with a record
+// allocated for each and a map by URI; 474-486 when the record repeated
 // the object's URI, key, size and version beside its plan entry and held
 // its open state inline, 540 with the second map by URI that gather kept
-// before. The bound catches a second copy of the record or of the plan
-// entry (128 bytes each: 515 with one).
+// before. The bound catches a second copy of the plan entry (128 bytes:
+// 397-413 with one).
 //
 // The heap is the process's: the emulators' proxies and what earlier tests
 // left closing share it, and once made this read 567 bytes (78 KiB for 480
-// objects, far under the 361 a fresh process measures). So the test measures
+// objects, far under the 350 a fresh process measured). So the test measures
 // in a child process of its own, where only this test runs.
 func TestPlanHoldsLittlePerObject(t *testing.T) {
 	if os.Getenv(planHeapChildEnv) == "" {
@@ -255,7 +257,7 @@ func TestPlanHoldsLittlePerObject(t *testing.T) {
 	small, large := live(4), live(12)
 	per := (int64(large) - int64(small)) / (120 * 8)
 	t.Logf("live heap after planning: %d KiB for 480 objects, %d KiB for 1,440: %d bytes an object", small>>10, large>>10, per)
-	if per > 480 {
-		t.Errorf("planning holds %d bytes for each object listed, want at most 480", per)
+	if per > 380 {
+		t.Errorf("planning holds %d bytes for each object listed, want at most 380", per)
 	}
 }

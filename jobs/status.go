@@ -81,7 +81,7 @@ func PrintPlan(ctx context.Context, o Options, env Env) error {
 			continue
 		}
 		w := r.web
-		if r.part.Table == "tracks" && len(p.in.covered) > 0 {
+		if r.scope.Table == "tracks" && len(p.in.covered) > 0 {
 			w.lo = 0 // some of its rows are skipped as in_event_table first
 		}
 		web.add(w)
