@@ -339,24 +339,28 @@ type dryPlan struct {
 }
 
 func (p *dryPlan) eachObject(f func(int, Object)) {
-	p.view.eachObject(func(i int, o Object) {
-		if reason, ok := p.bad[i]; ok {
-			o.Skipped = reason
+	p.view.segments(func(s viewSegment) {
+		for j, o := range s.objs {
+			if reason, ok := p.bad[s.obj0+j]; ok {
+				o.Skipped = reason
+			}
+			f(s.obj0+j, o)
 		}
-		f(i, o)
 	})
 }
 
 func (p *dryPlan) eachUnit(f func(UnitProgress)) {
-	p.view.eachUnit(func(i int, u Unit) {
-		up := UnitProgress{Object: u.Object, RowGroup: u.RowGroup, Rows: u.Rows}
-		if i < p.written {
-			if seen, ok := p.partial[i]; ok {
-				up.Watermark = seen
-			} else {
-				up.Watermark, up.Done = u.Rows, true
+	p.view.segments(func(s viewSegment) {
+		for j, u := range s.units {
+			up := UnitProgress{Object: u.Object, RowGroup: u.RowGroup, Rows: u.Rows}
+			if i := s.unit0 + j; i < p.written {
+				if seen, ok := p.partial[i]; ok {
+					up.Watermark = seen
+				} else {
+					up.Watermark, up.Done = u.Rows, true
+				}
 			}
+			f(up)
 		}
-		f(up)
 	})
 }

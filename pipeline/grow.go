@@ -81,27 +81,13 @@ func (p *planView) objectLocked(i int) Object {
 	return p.segs[k].objs[i-p.segs[k].obj0]
 }
 
-// eachObject calls f with each object of the plan, in plan order, under
+// segments calls f with each segment of the plan, in plan order, under
 // the view's lock: f must not call the view.
-func (p *planView) eachObject(f func(i int, o Object)) {
+func (p *planView) segments(f func(s viewSegment)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, s := range p.segs {
-		for j, o := range s.objs {
-			f(s.obj0+j, o)
-		}
-	}
-}
-
-// eachUnit calls f with each unit of the plan, in plan order, under the
-// view's lock: f must not call the view.
-func (p *planView) eachUnit(f func(i int, u Unit)) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, s := range p.segs {
-		for j, u := range s.units {
-			f(s.unit0+j, u)
-		}
+		f(s)
 	}
 }
 
