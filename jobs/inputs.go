@@ -97,6 +97,8 @@ type inputs struct {
 	// budget bounds the bytes of the objects held in memory, every
 	// source's (--memory-budget).
 	budget *readers.MemoryBudget
+	// rows holds the row-group sizes read from footers (packed.go).
+	rows rowSlab
 }
 
 // unitKey is a unit's place in plan order: its object's index in objects
@@ -156,6 +158,24 @@ func (r *inputRef) partition() readers.Partition {
 	return p
 }
 
+// listedObject is a listed object while gather puts the listing in plan
+// order: what its plan entry and inputRef will hold.
+type listedObject struct {
+	uri, key, version string
+	size              int64
+	src               *readers.Source
+	scope             *readers.Partition
+	hour              int8
+	empty, carried    bool
+}
+
+// object is the listing of l, for a kind's order.
+func (l *listedObject) object() readers.Object {
+	p := *l.scope
+	p.Hour = int(l.hour)
+	return readers.Object{URI: l.uri, Key: l.key, Size: l.size, Version: l.version, Partition: p, Carried: l.carried}
+}
+
 // gather lists every source and reads the footers of the objects that
 // belong to shard, except those ledger (the shard's manifest, or nil)
 // already planned at the version listed: their row groups are taken from
@@ -180,16 +200,40 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	}
 	// listed is the listing, with each object's source, until it is in
 	// plan order: the run keeps its plan entries and a slim inputRef each.
-	type listedObject struct {
-		obj   readers.Object
-		src   *readers.Source
-		empty bool
-	}
+	// Each record is made slim as it is listed (its strings packed, what
+	// its path says shared), so that the listing of a million objects is
+	// not held twice, once as listed and once as kept (packed.go).
 	var listed []listedObject
+	packed := 0
+	// scopes holds what the paths of one table and day say but the hour:
+	// a year of hourly partitions names 365 days, not one per object.
+	scopes := map[readers.Partition]*readers.Partition{}
+	keep := func(obj readers.Object, src *readers.Source, empty bool) {
+		scope := obj.Partition
+		scope.Hour = 0
+		p := scopes[scope]
+		if p == nil {
+			// Its strings are cut from one object's path: cloned, so
+			// that the scope does not keep that path.
+			scope.SegmentType, scope.Table = strings.Clone(scope.SegmentType), strings.Clone(scope.Table)
+			p = &scope
+			scopes[scope] = p
+		}
+		listed = append(listed, listedObject{uri: obj.URI, key: obj.Key, version: obj.Version, size: obj.Size,
+			src: src, scope: p, hour: int8(obj.Partition.Hour), empty: empty, carried: obj.Carried})
+		if len(listed)-packed == packBlock {
+			packListed(listed[packed:])
+			packed = len(listed)
+		}
+	}
 	// seen holds each URI once while listing: two sources overlapping
-	// read each object once. It goes once the listing is in plan order:
-	// planned objects are found by binary search (find), not in a map.
-	seen := map[string]bool{}
+	// read each object once. One source lists each object once, and needs
+	// none. It goes once the listing is in plan order: planned objects are
+	// found by binary search (find), not in a map.
+	var seen map[string]bool
+	if len(o.Sources) > 1 {
+		seen = map[string]bool{}
+	}
 	pins := tablePins(ledger)
 	since, delivered := tableSince(ledger)
 	seenTables := map[string]bool{}
@@ -221,8 +265,10 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 				in.otherShards++
 				return
 			}
-			seen[obj.URI] = true
-			listed = append(listed, listedObject{obj: obj, src: src})
+			if seen != nil {
+				seen[obj.URI] = true
+			}
+			keep(obj, src, false)
 		})
 		if err != nil {
 			return nil, err
@@ -249,8 +295,10 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 			// fixed (plans match set-aside objects by URI: the listing
 			// gives no key for it, so the URI stands in).
 			if !seen[s.URI] {
-				seen[s.URI] = true
-				listed = append(listed, listedObject{obj: readers.Object{URI: s.URI, Key: s.URI}, src: src, empty: true})
+				if seen != nil {
+					seen[s.URI] = true
+				}
+				keep(readers.Object{URI: s.URI, Key: s.URI}, src, true)
 			}
 		}
 		in.outOfRange += l.OutOfRange
@@ -267,11 +315,12 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	if remote {
 		in.lookahead = max(readConcurrency(o), o.Decoders, runtime.GOMAXPROCS(0)) + 1
 	}
-	sort.Slice(listed, func(i, j int) bool { return listed[i].obj.URI < listed[j].obj.URI })
+	packListed(listed[packed:])
+	sort.Slice(listed, func(i, j int) bool { return listed[i].uri < listed[j].uri })
 	if k := kindNamed(o.Kind); k != nil && k.Order != nil {
 		// The kind's order is the plan's, known from the listing: the
 		// footers are read, and the plan streamed, in it.
-		slices.SortStableFunc(listed, func(a, b listedObject) int { return k.Order(a.obj, b.obj) })
+		slices.SortStableFunc(listed, func(a, b listedObject) int { return k.Order(a.object(), b.object()) })
 	}
 	in.start = start
 
@@ -294,24 +343,14 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	in.refs = make([]inputRef, len(listed))
 	in.objects = make([]pipeline.Object, len(listed))
 	in.ready = make([]atomic.Bool, len(listed))
-	// Objects of one day share its name, and those of one table and day
-	// what their paths say but the hour: a year of hourly partitions names
-	// 365 days, not one per object.
+	// Objects of one day share its name.
 	days := map[time.Time]string{}
-	scopes := map[readers.Partition]*readers.Partition{}
 	for i, r := range listed {
 		ref := &in.refs[i]
-		ref.src, ref.empty, ref.carried = r.src, r.empty, r.obj.Carried
-		scope := r.obj.Partition
-		scope.Hour = 0
-		if ref.scope = scopes[scope]; ref.scope == nil {
-			ref.scope = &scope
-			scopes[scope] = ref.scope
-		}
-		ref.hour = int8(r.obj.Partition.Hour)
+		ref.src, ref.empty, ref.carried, ref.scope, ref.hour = r.src, r.empty, r.carried, r.scope, r.hour
 		o := &in.objects[i]
-		o.URI, o.Key, o.Size, o.Version = r.obj.URI, r.obj.Key, r.obj.Size, r.obj.Version
-		if pt := r.obj.Partition; pt.HasDay {
+		o.URI, o.Key, o.Size, o.Version = r.uri, r.key, r.size, r.version
+		if pt := r.scope; pt.HasDay {
 			d, ok := days[pt.Day]
 			if !ok {
 				d = day(pt.Day)
@@ -409,7 +448,7 @@ func (in *inputs) planObject(ctx context.Context, i int) error {
 		return nil
 	}
 	in.footers.Add(1)
-	groups, typ, err := r.footer(ctx, r.object(&po), in.hint, po.Filter)
+	groups, typ, err := r.footer(ctx, r.object(&po), in.hint, po.Filter, &in.rows)
 	switch {
 	case err == nil:
 		r.typ = typ
@@ -619,9 +658,10 @@ func eventTableOf(p readers.Partition) string {
 	return ""
 }
 
-// footer reads the object's footer: its row groups and message type, and
-// which of them the time filter tf (nil for none) prunes.
-func (r *inputRef) footer(ctx context.Context, obj readers.Object, h readers.Hint, tf *pipeline.TimeFilter) ([]int64, segment.Type, error) {
+// footer reads the object's footer: its row groups (their sizes taken
+// from rows) and message type, and which of them the time filter tf (nil
+// for none) prunes.
+func (r *inputRef) footer(ctx context.Context, obj readers.Object, h readers.Hint, tf *pipeline.TimeFilter, rows *rowSlab) ([]int64, segment.Type, error) {
 	if r.empty {
 		return nil, 0, fmt.Errorf("open %s: %w: empty object (0 bytes) named as a Parquet file: an interrupted write?", obj.URI, readers.ErrBadFile)
 	}
@@ -637,11 +677,11 @@ func (r *inputRef) footer(ctx context.Context, obj readers.Object, h readers.Hin
 	r.web = footerWebRows(pf)
 	pruneRowGroups(tf, pf)
 	groups := pf.RowGroups()
-	rows := make([]int64, len(groups))
+	sizes := rows.take(len(groups))
 	for i, g := range groups {
-		rows[i] = g.Rows
+		sizes[i] = g.Rows
 	}
-	return rows, pf.Type(), nil
+	return sizes, pf.Type(), nil
 }
 
 // Decode implements pipeline.Decoder: it reads one row group, keeping the
