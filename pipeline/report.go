@@ -133,9 +133,7 @@ type manifestPlan struct{ m *Manifest }
 
 func (p manifestPlan) eachObject(f func(int, Object)) {
 	for i := range p.m.Objects {
-		o := &p.m.Objects[i]
-		f(i, Object{URI: o.URI, Key: o.Key, Size: o.Size, Version: o.Version, RowGroups: o.RowGroups,
-			Skipped: o.Skipped, Day: o.Day, Filter: o.Filter})
+		f(i, p.m.Objects[i].object())
 	}
 }
 

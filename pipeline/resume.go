@@ -103,9 +103,8 @@ func orNone(s string) string {
 
 func objectsOf(p []PlannedObject) []Object {
 	objs := make([]Object, len(p))
-	for i, o := range p {
-		objs[i] = Object{URI: o.URI, Key: o.Key, Size: o.Size, Version: o.Version, RowGroups: o.RowGroups, Skipped: o.Skipped,
-			Filter: o.Filter}
+	for i := range p {
+		objs[i] = p[i].object()
 	}
 	return objs
 }

@@ -244,6 +244,13 @@ func plannedObject(o Object) PlannedObject {
 		RowGroups: o.RowGroups, Skipped: o.Skipped, Day: o.Day, Filter: o.Filter.Clone()}
 }
 
+// object is the plan entry o stands for; it shares o's row groups and
+// filter, which nobody changes once planned.
+func (o *PlannedObject) object() Object {
+	return Object{URI: o.URI, Key: o.Key, Size: o.Size, Version: o.Version,
+		RowGroups: o.RowGroups, Skipped: o.Skipped, Day: o.Day, Filter: o.Filter}
+}
+
 // settingsDiff names the settings in which two descriptions of a job
 // differ, as `name "old" → "new"`, sorted by name.
 func settingsDiff(was, now map[string]string) string {
