@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime"
 	"slices"
 	"sort"
@@ -99,6 +100,14 @@ type inputs struct {
 	budget *readers.MemoryBudget
 	// rows holds the row-group sizes read from footers (packed.go).
 	rows rowSlab
+	// openMu guards open: the objects in use now, by their place in
+	// objects (hold, drop).
+	openMu sync.Mutex
+	open   map[int]*openObject
+	// web bounds the rows of the footers read that have an anonymous_id
+	// and no device id, for status; webMu guards it.
+	webMu sync.Mutex
+	web   webRows
 }
 
 // unitKey is a unit's place in plan order: its object's index in objects
@@ -113,7 +122,7 @@ func (k unitKey) after(o unitKey) bool {
 
 // inputRef is what the run keeps of a listed object beside its plan entry
 // (objects, at the same index): its source, what its path says, what its
-// footer told the plan, and whether it is open.
+// footer told the plan, and how many of its row groups are left.
 type inputRef struct {
 	src *readers.Source
 	// scope and hour are what the object's path says (partition): scope
@@ -127,23 +136,22 @@ type inputRef struct {
 	typ     segment.Type
 	empty   bool // a zero-byte object named as Parquet
 	carried bool // readers.Object.Carried
-	// web bounds the rows with an anonymous_id and no device id, from the
-	// footer, for the plan.
-	web webRows
-
-	mu sync.Mutex
-	// left counts the row groups not yet decoded by this process; open,
-	// the decoders using the object. opened is set while the object is
-	// open (being decoded or prefetched): a pointer, so that a run over
-	// many objects does not hold an open file's fields for each of them.
-	left, open int32
-	opened     *openObject
+	// left counts the row groups not yet decoded by this process: once
+	// none is left, the object is closed when its last user lets it go.
+	// What an open object holds is in inputs.open, not here, so that the
+	// record of each of a million objects is a few words.
+	left atomic.Int32
 }
 
-// openObject is an object opened to be decoded.
+// openObject is an object being opened, decoded or prefetched. users
+// counts the decoders and prefetches holding it, under inputs.openMu; mu
+// is held while it is opened (which reads its footer) or its reads are
+// started, so that one object is opened once.
 type openObject struct {
-	pf   *readers.ParquetFile
-	file readers.File
+	mu    sync.Mutex
+	users int32
+	pf    *readers.ParquetFile
+	file  readers.File
 }
 
 // object is the listing of the object r refers to, o its plan entry.
@@ -188,7 +196,7 @@ func (l *listedObject) object() readers.Object {
 func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, ledger *pipeline.Manifest, log *slog.Logger, stream bool) (*inputs, error) {
 	start := time.Now()
 	in := &inputs{covered: map[string]bool{}, batchSize: readers.DefaultBatchSize,
-		skipBad: o.OnBadFile == "skip", asked: unitKey{-1, -1}}
+		skipBad: o.OnBadFile == "skip", asked: unitKey{-1, -1}, open: map[int]*openObject{}}
 	remote := false // any source on a bucket: see lookahead below
 	in.budget = readers.NewMemoryBudget(memoryBudget(o), cmp.Or(o.Decoders, runtime.GOMAXPROCS(0)))
 	if o.Type != "" {
@@ -407,12 +415,11 @@ func (in *inputs) planObject(ctx context.Context, i int) error {
 	defer func() {
 		o := &in.objects[i]
 		o.RowGroups, o.Filter, o.Skipped = po.RowGroups, po.Filter, po.Skipped
-		r.mu.Lock()
-		r.left = int32(len(po.RowGroups))
+		left := int32(len(po.RowGroups))
 		if po.Filter != nil {
-			r.left -= int32(len(po.Filter.Pruned))
+			left -= int32(len(po.Filter.Pruned))
 		}
-		r.mu.Unlock()
+		r.left.Store(left)
 		if po.Skipped != "" {
 			in.badMu.Lock()
 			in.bad = append(in.bad, pipeline.SkippedObject{URI: po.URI, Reason: po.Skipped})
@@ -448,11 +455,17 @@ func (in *inputs) planObject(ctx context.Context, i int) error {
 		return nil
 	}
 	in.footers.Add(1)
-	groups, typ, err := r.footer(ctx, r.object(&po), in.hint, po.Filter, &in.rows)
+	groups, typ, web, err := r.footer(ctx, r.object(&po), in.hint, po.Filter, &in.rows)
 	switch {
 	case err == nil:
 		r.typ = typ
 		po.RowGroups = groups
+		if r.scope.Table == "tracks" && len(in.covered) > 0 {
+			web.lo = 0 // some of its rows are skipped as in_event_table first
+		}
+		in.webMu.Lock()
+		in.web.add(web)
+		in.webMu.Unlock()
 	case errors.Is(err, readers.ErrBadFile) && in.onBadFile == "skip":
 		in.log.Warn("skipping bad file", "object", po.URI, "err", err)
 		po.Skipped = err.Error()
@@ -659,29 +672,29 @@ func eventTableOf(p readers.Partition) string {
 }
 
 // footer reads the object's footer: its row groups (their sizes taken
-// from rows) and message type, and which of them the time filter tf (nil
-// for none) prunes.
-func (r *inputRef) footer(ctx context.Context, obj readers.Object, h readers.Hint, tf *pipeline.TimeFilter, rows *rowSlab) ([]int64, segment.Type, error) {
+// from rows), message type and web rows, and which of the row groups the
+// time filter tf (nil for none) prunes.
+func (r *inputRef) footer(ctx context.Context, obj readers.Object, h readers.Hint, tf *pipeline.TimeFilter, rows *rowSlab) ([]int64, segment.Type, webRows, error) {
 	if r.empty {
-		return nil, 0, fmt.Errorf("open %s: %w: empty object (0 bytes) named as a Parquet file: an interrupted write?", obj.URI, readers.ErrBadFile)
+		return nil, 0, webRows{}, fmt.Errorf("open %s: %w: empty object (0 bytes) named as a Parquet file: an interrupted write?", obj.URI, readers.ErrBadFile)
 	}
 	f, err := r.src.OpenListed(ctx, obj)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, webRows{}, err
 	}
 	defer f.Close()
 	pf, err := readers.OpenParquet(ctx, f, obj, h)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, webRows{}, err
 	}
-	r.web = footerWebRows(pf)
+	web := footerWebRows(pf)
 	pruneRowGroups(tf, pf)
 	groups := pf.RowGroups()
 	sizes := rows.take(len(groups))
 	for i, g := range groups {
 		sizes[i] = g.Rows
 	}
-	return sizes, pf.Type(), nil
+	return sizes, pf.Type(), web, nil
 }
 
 // Decode implements pipeline.Decoder: it reads one row group, keeping the
@@ -694,11 +707,13 @@ func (in *inputs) Decode(ctx context.Context, obj pipeline.Object, rowGroup int,
 		return fmt.Errorf("decode %s: not in this run's listing: %w", obj.URI, readers.ErrChanged)
 	}
 	r := &in.refs[i]
-	pf, err := r.acquire(ctx, r.object(&in.objects[i]), in.hint)
+	e := in.hold(i)
+	pf, err := e.acquire(ctx, r.src, r.object(&in.objects[i]), in.hint)
 	if err != nil {
+		in.drop(i, e, false)
 		return in.badFile(err)
 	}
-	defer r.release()
+	defer in.drop(i, e, true)
 	in.prefetch(ctx, pf, i, rowGroup)
 	tracks := r.scope.Table == "tracks" && len(in.covered) > 0
 	// A row group holds few distinct event names: normalise each once, not
@@ -777,23 +792,64 @@ func (in *inputs) badFile(err error) error {
 	return err
 }
 
-func (r *inputRef) acquire(ctx context.Context, obj readers.Object, h readers.Hint) (*readers.ParquetFile, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := r.openLocked(ctx, obj, h); err != nil {
+// hold is object i's entry among the open objects, made if it has none,
+// with one more user: the caller gives it back with drop.
+func (in *inputs) hold(i int) *openObject {
+	in.openMu.Lock()
+	defer in.openMu.Unlock()
+	e := in.open[i]
+	if e == nil {
+		e = &openObject{}
+		in.open[i] = e
+	}
+	e.users++
+	return e
+}
+
+// drop gives back a user of object i's entry e, decoded when it read a
+// row group. The last user closes the object and forgets it once its row
+// groups are all read, or when it is not open (it failed to open, or a
+// prefetch found nothing to do).
+func (in *inputs) drop(i int, e *openObject, decoded bool) {
+	in.openMu.Lock()
+	defer in.openMu.Unlock()
+	// Counted down under the lock: the last user must see every other
+	// user's row group counted.
+	left := in.refs[i].left.Load()
+	if decoded {
+		left = in.refs[i].left.Add(-1)
+	}
+	e.users--
+	if e.users > 0 {
+		return
+	}
+	// No user holds e.mu now; close may, for a moment, and never waits
+	// for openMu while it does.
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if left <= 0 || e.pf == nil {
+		delete(in.open, i)
+		e.closeLocked()
+	}
+}
+
+// acquire opens the object obj of src unless it is open.
+func (e *openObject) acquire(ctx context.Context, src *readers.Source, obj readers.Object, h readers.Hint) (*readers.ParquetFile, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.openLocked(ctx, src, obj, h); err != nil {
 		return nil, err
 	}
-	r.open++
-	return r.opened.pf, nil
+	return e.pf, nil
 }
 
 // openLocked opens the object unless it is open: with the version and size
 // the listing gave, and the footer kept from planning, it makes no request.
-func (r *inputRef) openLocked(ctx context.Context, obj readers.Object, h readers.Hint) error {
-	if r.opened != nil {
+func (e *openObject) openLocked(ctx context.Context, src *readers.Source, obj readers.Object, h readers.Hint) error {
+	if e.pf != nil {
 		return nil
 	}
-	f, err := r.src.OpenListed(ctx, obj)
+	f, err := src.OpenListed(ctx, obj)
 	if err != nil {
 		return err
 	}
@@ -802,16 +858,16 @@ func (r *inputRef) openLocked(ctx context.Context, obj readers.Object, h readers
 		f.Close()
 		return err
 	}
-	r.opened = &openObject{pf: pf, file: f}
+	e.pf, e.file = pf, f
 	return nil
 }
 
 // closeLocked closes the object if it is open.
-func (r *inputRef) closeLocked() {
-	if r.opened != nil {
-		r.opened.pf.Release()
-		r.opened.file.Close()
-		r.opened = nil
+func (e *openObject) closeLocked() {
+	if e.pf != nil {
+		e.pf.Release()
+		e.file.Close()
+		e.pf, e.file = nil, nil
 	}
 }
 
@@ -856,37 +912,29 @@ func (in *inputs) prefetch(ctx context.Context, pf *readers.ParquetFile, i, rowG
 		}
 		r := &in.refs[oi]
 		obj := r.object(po)
+		e := in.hold(oi)
 		go func() {
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			if in.closed.Load() || r.left <= 0 || r.openLocked(ctx, obj, in.hint) != nil {
+			defer in.drop(oi, e, false)
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			if in.closed.Load() || r.left.Load() <= 0 || e.openLocked(ctx, r.src, obj, in.hint) != nil {
 				return
 			}
-			r.opened.pf.Prefetch(gs...)
+			e.pf.Prefetch(gs...)
 		}()
-	}
-}
-
-// release closes the object once no decoder uses it and its row groups are
-// all read, so that a run over many files holds few of them open.
-func (r *inputRef) release() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.open--
-	r.left--
-	if r.open == 0 && r.left <= 0 {
-		r.closeLocked()
 	}
 }
 
 // close releases whatever a stopped run left open.
 func (in *inputs) close() {
 	in.closed.Store(true)
-	for i := range in.refs {
-		r := &in.refs[i]
-		r.mu.Lock()
-		r.closeLocked()
-		r.mu.Unlock()
+	in.openMu.Lock()
+	open := slices.Collect(maps.Values(in.open))
+	in.openMu.Unlock()
+	for _, e := range open {
+		e.mu.Lock()
+		e.closeLocked()
+		e.mu.Unlock()
 	}
 	closed := map[*readers.Source]bool{}
 	for i := range in.refs {

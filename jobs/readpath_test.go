@@ -8,11 +8,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/parquet-go/parquet-go"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/convertro-etl/convertro-etl/internal/segment"
 	"github.com/convertro-etl/convertro-etl/objstore/objstoretest"
 	"github.com/convertro-etl/convertro-etl/pipeline"
 	"github.com/convertro-etl/convertro-etl/readers"
@@ -141,6 +144,73 @@ func TestReadAheadOnlyFromRemoteStores(t *testing.T) {
 	}
 }
 
+// Every object a run opens, to decode or to read ahead, is closed once its
+// row groups are all read: with decoders and read-ahead sharing objects of
+// several row groups, none is left open, and each decode read its rows.
+func TestDecodedObjectsAreClosed(t *testing.T) {
+	ctx := context.Background()
+	export := filepath.Join(t.TempDir(), "export")
+	if _, err := generate.Generate(ctx, generate.Options{Out: export, Rows: 60_000, Seed: 7, Days: 1, RowGroupRows: 100}); err != nil {
+		t.Fatal(err)
+	}
+	root := objstoretest.GCS(t) + "/closed"
+	objstoretest.PutTree(t, export, root)
+	for _, source := range []string{export, root} {
+		o := testOptions(source, "", "").withDefaults()
+		in, err := gather(ctx, o, plainListing(time.Time{}, time.Time{}), pipeline.Shard{Index: 0, Count: 1}, nil, testEnv(nil).Log, false)
+		if err != nil {
+			t.Fatalf("%s: %v", source, err)
+		}
+		units := pipeline.BuildPlan(in.objects)
+		if len(units) <= len(in.objects) {
+			t.Fatalf("%s: %d units of %d objects: want objects of several row groups", source, len(units), len(in.objects))
+		}
+		work := make(chan pipeline.Unit)
+		var rows atomic.Int64
+		g, gctx := errgroup.WithContext(ctx)
+		for range 3 {
+			g.Go(func() error {
+				for u := range work {
+					err := in.Decode(gctx, in.objects[u.Object], u.RowGroup, func(_ int64, batch []segment.Message, _ []string) error {
+						rows.Add(int64(len(batch)))
+						return nil
+					})
+					if err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}
+		for _, u := range units {
+			work <- u
+		}
+		close(work)
+		if err := g.Wait(); err != nil {
+			t.Fatalf("%s: %v", source, err)
+		}
+		if want := pipeline.PlanRows(units); rows.Load() != want {
+			t.Errorf("%s: decoded %d rows, want %d", source, rows.Load(), want)
+		}
+		// A read-ahead started last may still be letting its object go.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			in.openMu.Lock()
+			n := len(in.open)
+			in.openMu.Unlock()
+			if n == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%s: %d objects left open after every row group was read", source, n)
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		in.close()
+	}
+}
+
 // A dry run with the smallest --memory-budget over row groups each larger
 // than the whole budget streams them, and writes exactly what a run with
 // the default budget writes.
@@ -195,15 +265,17 @@ const planHeapChildEnv = "CONVERTRO_PLAN_HEAP_CHILD"
 // heap after planning 1,440 objects (a year's hourly partitions have
 // 43,800) less that after 480, per object added. The memory budget is the
 // smallest, so that the footers kept from planning (the same bounded bytes
-// in both) do not hide what each object costs. 269-302 bytes since the
-// objects of one table and day share what their paths say but the hour;
+// in both) do not hide what each object costs. 216-239 bytes since the
+// record keeps no open file's state (inputs.open) and no web rows (summed
+// as footers are read); 256-304 before, with them (64 bytes a record);
+// 269-302 since the objects of one table and day share what their paths
+// say but the hour;
 // 349-382 when each record held it whole (72 bytes), with the records one
 // slice and objects found by URI by binary search; 393-418 with a record
 // allocated for each and a map by URI; 474-486 when the record repeated
 // the object's URI, key, size and version beside its plan entry and held
 // its open state inline, 540 with the second map by URI that gather kept
-// before. The bound catches a second copy of the plan entry (128 bytes:
-// 397-413 with one).
+// before. The bound catches a second copy of the plan entry (120 bytes).
 //
 // The heap is the process's: the emulators' proxies and what earlier tests
 // left closing share it, and once made this read 567 bytes (78 KiB for 480
@@ -263,8 +335,8 @@ func TestPlanHoldsLittlePerObject(t *testing.T) {
 	spans := (int64(largeSpans) - int64(smallSpans)) / (120 * 8)
 	t.Logf("live heap after planning: %d KiB for 480 objects, %d KiB for 1,440: %d bytes an object; spans in use: %d bytes an object",
 		small>>10, large>>10, per, spans)
-	if per > 380 {
-		t.Errorf("planning holds %d bytes for each object listed, want at most 380", per)
+	if per > 320 {
+		t.Errorf("planning holds %d bytes for each object listed, want at most 320", per)
 	}
 	// Measured: 307-392 bytes with the listing's strings and the row
 	// groups packed (packed.go), 930-998 bytes before, where the plan's

@@ -74,19 +74,7 @@ func PrintPlan(ctx context.Context, o Options, env Env) error {
 			fmt.Fprintf(env.Stdout, "  %s (%s)\n", s.URI, s.Reason)
 		}
 	}
-	var web webRows
-	for _, obj := range p.in.objects {
-		r := p.in.ref(obj.URI)
-		if obj.Skipped != "" || r == nil {
-			continue
-		}
-		w := r.web
-		if r.scope.Table == "tracks" && len(p.in.covered) > 0 {
-			w.lo = 0 // some of its rows are skipped as in_event_table first
-		}
-		web.add(w)
-	}
-	printWebRows(env.Stdout, web, p.o.AnonymousIDAsDeviceID)
+	printWebRows(env.Stdout, p.in.web, p.o.AnonymousIDAsDeviceID)
 	if p.in.outOfRange > 0 || p.in.undated > 0 {
 		fmt.Fprintf(env.Stdout, "\ndate range: %d objects outside it left out; %d objects without a day partition kept\n", p.in.outOfRange, p.in.undated)
 	}
