@@ -160,9 +160,12 @@ func (r *inputRef) object(o *pipeline.Object) readers.Object {
 }
 
 // partition is what the object's path says.
-func (r *inputRef) partition() readers.Partition {
-	p := *r.scope
-	p.Hour = int(r.hour)
+func (r *inputRef) partition() readers.Partition { return scopeAt(r.scope, r.hour) }
+
+// scopeAt is the partition of a path that says scope and hour.
+func scopeAt(scope *readers.Partition, hour int8) readers.Partition {
+	p := *scope
+	p.Hour = int(hour)
 	return p
 }
 
@@ -179,9 +182,7 @@ type listedObject struct {
 
 // object is the listing of l, for a kind's order.
 func (l *listedObject) object() readers.Object {
-	p := *l.scope
-	p.Hour = int(l.hour)
-	return readers.Object{URI: l.uri, Key: l.key, Size: l.size, Version: l.version, Partition: p, Carried: l.carried}
+	return readers.Object{URI: l.uri, Key: l.key, Size: l.size, Version: l.version, Partition: scopeAt(l.scope, l.hour), Carried: l.carried}
 }
 
 // gather lists every source and reads the footers of the objects that
