@@ -74,9 +74,13 @@ func classify(r rune, strict bool) runeClass {
 		return classSep
 	}
 	switch {
-	case unicode.IsUpper(r):
+	case unicode.IsUpper(r) && unicode.ToLower(r) != r:
 		return classUpper
 	case unicode.IsLetter(r):
+		// An upper-case letter with no lower-case form (ϓ, ϒ) stays as
+		// it is in the normal form; counted upper, it would start a word
+		// there that the input did not ("Aϓ" → "aϓ" → "a ϓ"), and the
+		// normal form would not be its own.
 		return classLower
 	case unicode.IsDigit(r):
 		return classDigit

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 // namedSettings lists the settings an error from Validate names, in order.
@@ -209,6 +211,31 @@ func FuzzNormalizeEventName(f *testing.F) {
 			t.Errorf("SnakeCase(%q) = %q is not a fixed point", s, k)
 		}
 	})
+}
+
+// TestNormalFormsAreFixedPointsForEveryRune checks the fuzz target's first
+// property for every letter, digit and mark beyond ASCII, alone and beside
+// ASCII letters of either case, where the splitter's classes decide: an
+// upper-case letter with no lower-case form (ϓ, ℂ: 471 of them) once
+// normalised "Aϓ" to "aϓ", which normalises to "a ϓ".
+func TestNormalFormsAreFixedPointsForEveryRune(t *testing.T) {
+	failed := 0
+	for r := rune(utf8.RuneSelf); r <= unicode.MaxRune && failed < 10; r++ {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !unicode.IsMark(r) {
+			continue
+		}
+		c := string(r)
+		for _, s := range []string{c, "a" + c, "A" + c, c + "a", c + "A", "1" + c, c + c, "A" + c + "a"} {
+			if n := NormalizeEventName(s); NormalizeEventName(n) != n {
+				failed++
+				t.Errorf("NormalizeEventName(%q) = %q (%U), but that normalises to %q", s, n, r, NormalizeEventName(n))
+			}
+			if k := SnakeCase(s); SnakeCase(k) != k {
+				failed++
+				t.Errorf("SnakeCase(%q) = %q (%U), but that gives %q", s, k, r, SnakeCase(k))
+			}
+		}
+	}
 }
 
 // TestValidateRedactsSecrets: a refused endpoint or domain is named and
