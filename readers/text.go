@@ -29,14 +29,16 @@ func parseNumber(b []byte, buf *[64]byte) (clean []byte, exp bool, v float64, ok
 	b = trimSpace(b)
 	n := 0
 	i := 0
-	neg := false
+	// One sign, before the `$` or after it ("-$5", "$-5"): "+$-5" and
+	// "+$+0" are not numbers.
+	neg, signed := false, false
 	if i < len(b) && (b[i] == '-' || b[i] == '+') {
-		neg = b[i] == '-'
+		neg, signed = b[i] == '-', true
 		i++
 	}
 	if i < len(b) && b[i] == '$' {
 		i++
-		if !neg && i < len(b) && (b[i] == '-' || b[i] == '+') {
+		if !signed && i < len(b) && (b[i] == '-' || b[i] == '+') {
 			neg = b[i] == '-'
 			i++
 		}

@@ -21,6 +21,12 @@ func TestParseNumber(t *testing.T) {
 		{"-5", -5, true},
 		{"-$5.25", -5.25, true},
 		{"$-5.25", -5.25, true},
+		{"+$5", 5, true},
+		{"$+5", 5, true},
+		{"+$+0", 0, false}, // one sign only (found by make fuzz)
+		{"+$-5", 0, false},
+		{"-$+5", 0, false},
+		{"-$-5", 0, false},
 		{"+3", 3, true},
 		{"0", 0, true},
 		{".5", 0.5, true},
