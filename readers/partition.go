@@ -114,14 +114,16 @@ func plainDate(folders []string) (time.Time, bool) {
 	return validDate(y, m, d)
 }
 
-// parseDate accepts YYYY-MM-DD and YYYYMMDD.
+// parseDate accepts YYYY-MM-DD and YYYYMMDD of the years the other forms
+// take (1900-2999). A year 0001 would give the zero time, which reads as no
+// day at all.
 func parseDate(s string) (time.Time, bool) {
 	layout := "2006-01-02"
 	if len(s) == 8 {
 		layout = "20060102"
 	}
 	t, err := time.Parse(layout, s)
-	if err != nil {
+	if err != nil || t.Year() < 1900 || t.Year() > 2999 {
 		return time.Time{}, false
 	}
 	return t, true
