@@ -520,7 +520,7 @@ func (t *deltaTable) partition(st *objstore.Store, a *deltaAdd) Partition {
 				d, _ = smallInt(v, 1, 31)
 			}
 		case "year":
-			y, _ = smallInt(v, 1900, 2999)
+			y, _ = smallInt(v, firstYear, lastYear)
 		case "month":
 			m, _ = smallInt(v, 1, 12)
 		case "hr", "hour":

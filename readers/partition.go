@@ -54,7 +54,7 @@ func ParsePartition(key string) Partition {
 					p.Hour = n
 				}
 			case "year":
-				if n, ok := smallInt(v, 1900, 2999); ok {
+				if n, ok := smallInt(v, firstYear, lastYear); ok {
 					hy = n
 				}
 			case "month":
@@ -105,7 +105,7 @@ func plainDate(folders []string) (time.Time, bool) {
 	if len(folders) < 3 || len(folders[0]) != 4 || len(folders[1]) != 2 || len(folders[2]) != 2 {
 		return time.Time{}, false
 	}
-	y, ok1 := smallInt(folders[0], 1900, 2999)
+	y, ok1 := smallInt(folders[0], firstYear, lastYear)
 	m, ok2 := smallInt(folders[1], 1, 12)
 	d, ok3 := smallInt(folders[2], 1, 31)
 	if !ok1 || !ok2 || !ok3 {
@@ -114,16 +114,18 @@ func plainDate(folders []string) (time.Time, bool) {
 	return validDate(y, m, d)
 }
 
-// parseDate accepts YYYY-MM-DD and YYYYMMDD of the years the other forms
-// take (1900-2999). A year 0001 would give the zero time, which reads as no
-// day at all.
+// The years a partition's path may name. Outside them a folder is not a
+// date: a year 0001 would give the zero time, which reads as no day at all.
+const firstYear, lastYear = 1900, 2999
+
+// parseDate accepts YYYY-MM-DD and YYYYMMDD of the years partitions name.
 func parseDate(s string) (time.Time, bool) {
 	layout := "2006-01-02"
 	if len(s) == 8 {
 		layout = "20060102"
 	}
 	t, err := time.Parse(layout, s)
-	if err != nil || t.Year() < 1900 || t.Year() > 2999 {
+	if err != nil || t.Year() < firstYear || t.Year() > lastYear {
 		return time.Time{}, false
 	}
 	return t, true
