@@ -115,7 +115,8 @@ func plainDate(folders []string) (time.Time, bool) {
 }
 
 // The years a partition's path may name. Outside them a folder is not a
-// date: a year 0001 would give the zero time, which reads as no day at all.
+// date: a year 0001 would give the zero time as a day, which a Partition
+// with HasDay set never holds.
 const firstYear, lastYear = 1900, 2999
 
 // parseDate accepts YYYY-MM-DD and YYYYMMDD of the years partitions name.
