@@ -34,7 +34,9 @@
 // and sent, handing them over in segments in plan order. The feeder hands
 // out a segment's units once the manifest holds it; the dry run's writer
 // keeps plan order across segments, so its output is the same whatever
-// the segments; progress totals grow with the plan. A run that reaches the
+// the segments, and the dry run lets go of a segment once written, its
+// Planner waiting while more than a backlog of units (dryBacklog) is not
+// written yet; progress totals grow with the plan. A run that reaches the
 // day's cap finishes its plan before it stops; a run stopped or killed
 // while it plans keeps the segments its last commit named, and the next
 // run plans the rest of the listing as new objects.

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 
@@ -117,28 +118,30 @@ func recycleDryLines(free chan<- []byte, b []byte) {
 // runDry decodes and transforms every unit of the shard in parallel, and
 // writes the requests in plan order: each unit's lines are buffered until
 // its turn, then streamed by an ordered writer. At most 2×Decoders units
-// are between dispatch and write, which bounds the buffered output.
+// are between dispatch and write, which bounds the buffered output, and
+// at most dryBacklog (and the segment being added) between plan and
+// write, which bounds the plan held.
 func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	started := deps.Now()
 	// The dry run's manifest holds only its counts: what the report reads
 	// of objects and units comes from the view (dryPlan), so that a run
-	// over many objects holds each once. Objects found bad meanwhile wait
-	// in foundBad.
+	// over many objects holds each once, and only until it is written.
+	// Objects found bad meanwhile wait in foundBad.
 	m := newManifest(Config{Job: cfg.Job, Shard: cfg.Shard, Window: cfg.Window, CoveredFrom: cfg.CoveredFrom, Tables: cfg.Tables})
 	m.Status = StatusDryRun
 	units := ShardUnits(BuildPlan(cfg.Objects), cfg.Objects, cfg.Shard)
 	m.Counts.ObjectsSkipped = skippedObjects(cfg.Objects)
 	nobj := len(cfg.Objects)
 	foundBad := map[int]string{}
-	prog := newProgress(deps.OnProgress, deps.Now, cfg.ProgressInterval, PlanRows(units), 0)
+	prog := newProgress(deps.OnProgress, deps.Now, cfg.ProgressInterval, PlanRows(units)+cfg.PlannedRows, 0)
 	prog.start()
 	// The units as the plan grows (Deps.Planner); mu guards m's counts,
 	// which the planner adds to while the writer counts the units written.
 	view := newPlanView(slices.Clip(cfg.Objects), units, deps.Planner == nil)
 	var mu sync.Mutex
-	// What the report reads of the plan: the view, and how far the writer
-	// got (its own, read once the run is over).
-	plan := &dryPlan{view: view, bad: foundBad, partial: map[int]int64{}}
+	// What the report reads of the plan: the segments the writer passed,
+	// tallied, then the view's others and how far the writer got.
+	plan := newDryPlan(view, foundBad)
 
 	g, gctx := errgroup.WithContext(ctx)
 	turns := semaphore.NewWeighted(int64(2 * cfg.Decoders))
@@ -159,12 +162,17 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 				if len(objs) == 0 {
 					return nil
 				}
+				if err := plan.admit(gctx); err != nil {
+					return err
+				}
 				mu.Lock()
 				s := newSegment(objs, nobj, cfg.Shard)
 				nobj += len(objs)
 				m.Counts.ObjectsSkipped += skippedObjects(s.objs)
 				mu.Unlock()
-				prog.grow(s.rows)
+				if cfg.PlannedRows == 0 {
+					prog.grow(s.rows)
+				}
 				view.add(s.objs, s.units)
 				return nil
 			})
@@ -274,7 +282,7 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 		bw := bufio.NewWriterSize(deps.DryRun, 64<<10)
 		var chunks [][]byte
 		for p := range order {
-			next := plan.written
+			next := plan.written // the writer's own: no lock
 			for done := false; !done; {
 				var err error
 				if chunks, done, err = p.take(gctx, chunks[:0]); err != nil {
@@ -300,7 +308,7 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 			}
 			mu.Unlock()
 			turns.Release(1)
-			plan.written++
+			plan.wrote()
 		}
 		if err := bw.Flush(); err != nil {
 			return fmt.Errorf("write dry run: %w", err)
@@ -327,40 +335,115 @@ func runDry(ctx context.Context, cfg Config, deps Deps) (*Report, error) {
 	return rep, nil
 }
 
+// dryBacklog bounds the units a dry run's Planner may add ahead of the
+// writer. A Planner may plan far faster than the decoders read rows (one
+// that read every footer before the run hands its plan out at once), and
+// the view holds a segment until it is written: unbounded, a large
+// listing's plan would be held whole again, only later. The decoders take
+// at most 2×Decoders units at a time, so a thousand units keep them fed,
+// at a few hundred bytes of plan a unit. With 4,096, a dry run over
+// 43,800 one-unit objects peaked 2-6 MiB higher.
+const dryBacklog = 1024
+
 // dryPlan is a dry run's plan as its report reads it (reportPlan): the
 // view's objects, those found bad while read set aside, and its units,
 // those before written marked: whole, or as far as partial says for a unit
 // whose object was set aside.
+//
+// The segments the writer has passed are tallied into retired and dropped
+// from the view as it goes (wrote): nothing reads them again, and holding
+// them would make a dry run's memory grow with its plan.
 type dryPlan struct {
-	view    *planView
+	view *planView
+	// bad (objects found bad while read), partial (the rows read of units
+	// written whose object was set aside) and retired are the writer's, as
+	// is written: the report reads them once the run is over. bad and
+	// partial hold entries of the segments still in the view only.
 	bad     map[int]string
-	written int
 	partial map[int]int64
+	retired planTally
+
+	mu      sync.Mutex
+	written int           // units written, in plan order
+	moved   chan struct{} // closed and replaced when written grows
 }
 
-func (p *dryPlan) eachObject(f func(int, Object)) {
-	p.view.segments(func(s viewSegment) {
+func newDryPlan(view *planView, bad map[int]string) *dryPlan {
+	return &dryPlan{view: view, bad: bad, partial: map[int]int64{}, moved: make(chan struct{})}
+}
+
+// wrote records that the writer has written the next unit. The segments
+// now written whole are tallied and dropped before written says so: a
+// Planner let through by the new count never adds its segment beside
+// segments already written.
+func (p *dryPlan) wrote() {
+	n := p.written + 1
+	for _, s := range p.view.retire(n) {
+		p.tallySegment(&p.retired, s, n)
+		end, uend := s.obj0+len(s.objs), s.unit0+len(s.units)
+		maps.DeleteFunc(p.bad, func(i int, _ string) bool { return i < end })
+		maps.DeleteFunc(p.partial, func(i int, _ int64) bool { return i < uend })
+	}
+	p.mu.Lock()
+	p.written = n
+	close(p.moved)
+	p.moved = make(chan struct{})
+	p.mu.Unlock()
+}
+
+// admit waits until at most dryBacklog units of the view are not written
+// yet. A segment is then added whatever its size: the decoders need only
+// the units already added, so the writer gets through the backlog without
+// it, and a Planner never waits on itself.
+func (p *dryPlan) admit(ctx context.Context) error {
+	for {
+		_, units := p.view.size()
+		p.mu.Lock()
+		written, moved := p.written, p.moved
+		p.mu.Unlock()
+		if units-written <= dryBacklog {
+			return nil
+		}
+		select {
+		case <-moved:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// tally is the segments retired, then the view's others: retire takes
+// them from the front, so they stay in plan order.
+func (p *dryPlan) tally(t *planTally) {
+	t.add(p.retired)
+	p.view.segments(func(s viewSegment) { p.tallySegment(t, s, p.written) })
+}
+
+// tallySegment adds segment s to t, the units before written written. A
+// segment is tallied on its own: its units index only its own objects.
+func (p *dryPlan) tallySegment(t *planTally, s viewSegment, written int) {
+	t.addPlan(func(yield func(int, Object) bool) {
 		for j, o := range s.objs {
 			if reason, ok := p.bad[s.obj0+j]; ok {
 				o.Skipped = reason
 			}
-			f(s.obj0+j, o)
+			if !yield(s.obj0+j, o) {
+				return
+			}
 		}
-	})
-}
-
-func (p *dryPlan) eachUnit(f func(UnitProgress)) {
-	p.view.segments(func(s viewSegment) {
+	}, func(yield func(UnitProgress) bool) {
 		for j, u := range s.units {
 			up := UnitProgress{Object: u.Object, RowGroup: u.RowGroup, Rows: u.Rows}
-			if i := s.unit0 + j; i < p.written {
+			if i := s.unit0 + j; i < written {
 				if seen, ok := p.partial[i]; ok {
 					up.Watermark = seen
 				} else {
 					up.Watermark, up.Done = u.Rows, true
 				}
 			}
-			f(up)
+			if !yield(up) {
+				return
+			}
 		}
 	})
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"sync"
 )
@@ -14,10 +15,12 @@ import (
 // the next objects in plan order, their row groups read, and returns when
 // it has planned them all (nil) or failed (its error stops the run, which
 // keeps what the objects added before delivered). add returns once the
-// run's plan holds the objects (and, in a live run, once their part of the
-// plan is stored), or with the run's error. The objects come after
-// Config.Objects and are new to the plan: none of them is in the ledger.
-// The run keeps objs as they are: the Planner must not change them after.
+// run's plan holds the objects (in a live run, once their part of the
+// plan is stored too; in a dry run, which first waits until at most
+// dryBacklog units of the plan are not written yet), or with the run's
+// error. The objects come after Config.Objects and are new to the plan:
+// none of them is in the ledger. The run keeps objs as they are: the
+// Planner must not change them after.
 type Planner func(ctx context.Context, add func(objs []Object) error) error
 
 // planView is the objects and units the stages read, which a Planner
@@ -29,10 +32,17 @@ type Planner func(ctx context.Context, add func(objs []Object) error) error
 // the slice grew, holding both copies at once, and the view would hold
 // its own copy of every plan entry besides the planner's (jobs hands its
 // own entries, unchanged once handed).
+//
+// A dry run drops the segments it has written (retire), which nothing
+// reads again: its memory then follows the units in flight, not the plan.
+// A live run does not: its manifest holds the whole plan anyway, and its
+// units finish out of order.
 type planView struct {
 	mu   sync.Mutex
-	segs []viewSegment // in plan order
-	// objects and units count what segs hold.
+	segs []viewSegment // in plan order, from the first not retired
+	// objects and units count the plan's, retired segments included: the
+	// segments keep their place in the plan, and at and object find the
+	// others as before.
 	objects, units int
 	// planned is set when no segment will come; grown is closed and
 	// replaced whenever units are added or planned is set.
@@ -81,8 +91,8 @@ func (p *planView) objectLocked(i int) Object {
 	return p.segs[k].objs[i-p.segs[k].obj0]
 }
 
-// segments calls f with each segment of the plan, in plan order, under
-// the view's lock: f must not call the view.
+// segments calls f with each segment of the plan not retired, in plan
+// order, under the view's lock: f must not call the view.
 func (p *planView) segments(f func(s viewSegment)) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -127,6 +137,28 @@ func (p *planView) add(objs []Object, units []Unit) {
 	p.append(objs, units)
 	close(p.grown)
 	p.grown = make(chan struct{})
+}
+
+// retire drops the segments whose units all lie before unit n, and
+// returns them in plan order. A segment without units goes once n reaches
+// its place: nothing looks its objects up, as no unit indexes them. at and
+// object must not be asked for a unit or object of a segment retired.
+func (p *planView) retire(n int) []viewSegment {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := 0
+	for k < len(p.segs) && p.segs[k].unit0+len(p.segs[k].units) <= n {
+		k++
+	}
+	if k == 0 {
+		return nil
+	}
+	gone := slices.Clone(p.segs[:k])
+	// Cleared, not only sliced past: the array would otherwise still hold
+	// their objects and units until append moves the rest.
+	clear(p.segs[:k])
+	p.segs = p.segs[k:]
+	return gone
 }
 
 // finish says that no segment will come.

@@ -6,12 +6,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"weak"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/convertro-etl/convertro-etl/objstore"
 	"github.com/convertro-etl/convertro-etl/writers"
@@ -445,5 +451,356 @@ func TestOrphanPlanPartsDropped(t *testing.T) {
 	}
 	if len(m.Parts) != 2 || len(m.Objects) != 20 {
 		t.Errorf("the manifest names parts %v and %d objects, want 2 parts of the 20 objects", m.Parts, len(m.Objects))
+	}
+}
+
+// tallyObjects is a listing of n objects of two to four row groups of 9
+// to 31 rows each, in which some objects are set aside while planned
+// (objects 30-32 and the last three among them: in segments of three,
+// theirs have no units), and others have a time filter that prunes one
+// of their row groups; object 12 is set aside with a filter, which then
+// prunes nothing.
+func tallyObjects(n int) []Object {
+	objs := make([]Object, n)
+	for i := range objs {
+		key := fmt.Sprintf("part-%03d.parquet", i)
+		rgs := make([]int64, 2+i%3)
+		for rg := range rgs {
+			rgs[rg] = int64(9 + (i*5+rg*3)%23)
+		}
+		objs[i] = Object{URI: "mem://" + key, Key: key, Size: int64(100 + i), Version: "1", RowGroups: rgs}
+		if i%5 == 2 || i == 12 {
+			objs[i].Filter = &TimeFilter{Pruned: []int{i % len(rgs)}}
+		}
+		if i%11 == 4 || i == 12 || (i >= 30 && i < 33) || i >= n-3 {
+			objs[i].Skipped = "bad footer"
+		}
+	}
+	return objs
+}
+
+// A dry run whose plan comes in many segments, the segments written
+// dropped as it goes, reports what the plan holds as the whole plan's dry
+// run does: the rows planned and marked, the row groups pruned (of the
+// objects not set aside), and the objects set aside in plan order, with
+// what was read of the one found bad mid-way.
+func TestPlannerDryRunReportSameAsWholePlan(t *testing.T) {
+	const n, badObj, badRG = 150, 78, 1
+	objs := tallyObjects(n)
+	badKey := objs[badObj].Key
+	newDecoder := func() Decoder { return &failingDecoder{memDecoder: memDecoder{batch: 8}, key: badKey, rg: badRG} }
+
+	// What the report reads of the plan, worked out from the listing:
+	// with one decoder the units are read in plan order, so
+	// the bad object's row groups before badRG are read, badRG gives one
+	// batch (8 rows) before it fails, and those after are passed over.
+	var want Report
+	for _, u := range BuildPlan(objs) {
+		want.RowsPlanned += u.Rows
+	}
+	for i, o := range objs {
+		if o.Filter != nil && o.Skipped == "" {
+			for _, rg := range o.Filter.Pruned {
+				want.RowGroupsPruned++
+				want.RowsPruned += o.RowGroups[rg]
+			}
+		}
+		switch {
+		case o.Skipped != "":
+			want.SkippedObjects = append(want.SkippedObjects, SkippedObject{URI: o.URI, Reason: o.Skipped})
+		case i == badObj:
+			s := SkippedObject{URI: o.URI, Reason: fmt.Errorf("read %s row group %d column \"event\": corrupt page (%w)", o.URI, badRG, ErrSkipObject).Error()}
+			for rg, rows := range o.RowGroups {
+				read := rows
+				switch {
+				case rg == badRG:
+					read = 8
+				case rg > badRG:
+					read = 0
+				}
+				s.RowsRead += read
+				s.RowsNotRead += rows - read
+			}
+			want.SkippedObjects = append(want.SkippedObjects, s)
+			want.RowsMarked -= s.RowsNotRead
+		}
+	}
+	want.RowsMarked += want.RowsPlanned
+	if want.RowGroupsPruned < 20 || len(want.SkippedObjects) < 15 || want.SkippedObjects[1].URI != objs[12].URI {
+		t.Fatalf("the listing does not have what the test needs: %d row groups pruned, %d objects set aside", want.RowGroupsPruned, len(want.SkippedObjects))
+	}
+
+	// same compares what a report reads of the plan; the counts come from
+	// the rows read, the same whatever the segments.
+	same := func(name string, got, want *Report) {
+		t.Helper()
+		if got.RowsPlanned != want.RowsPlanned || got.RowsMarked != want.RowsMarked || got.RowsReplaced != want.RowsReplaced ||
+			got.RowGroupsPruned != want.RowGroupsPruned || got.RowsPruned != want.RowsPruned {
+			t.Errorf("%s: planned %d, marked %d, replaced %d, pruned %d row groups (%d rows); want %d, %d, %d, %d (%d)", name,
+				got.RowsPlanned, got.RowsMarked, got.RowsReplaced, got.RowGroupsPruned, got.RowsPruned,
+				want.RowsPlanned, want.RowsMarked, want.RowsReplaced, want.RowGroupsPruned, want.RowsPruned)
+		}
+		if !slices.Equal(got.SkippedObjects, want.SkippedObjects) {
+			t.Errorf("%s: skipped objects\n%+v\nwant\n%+v", name, got.SkippedObjects, want.SkippedObjects)
+		}
+	}
+	dry := func(known int, p *segmentPlanner, decoders int) *Report {
+		t.Helper()
+		deps := Deps{Decoder: newDecoder(), NewTransform: newTestTransform("http://convertro.test"),
+			DryRun: io.Discard, DryRunLine: writers.AppendDryRunLine}
+		if p != nil {
+			deps.Planner = p.plan
+		}
+		rep, err := Run(context.Background(), Config{Job: testJob, Objects: objs[:known], Decoders: decoders}, deps)
+		if err != nil {
+			t.Fatalf("dry run: %v", err)
+		}
+		if err := rep.Check(); err != nil {
+			t.Error(err)
+		}
+		if rep.Counts.ObjectsSkipped != int64(len(want.SkippedObjects)) {
+			t.Errorf("%d objects skipped, want %d", rep.Counts.ObjectsSkipped, len(want.SkippedObjects))
+		}
+		return rep
+	}
+	whole := dry(n, nil, 1)
+	same("whole plan", whole, &want)
+	for _, tc := range []struct {
+		known int
+		sizes []int
+	}{{0, []int{3}}, {9, []int{1, 2, 5}}, {0, []int{40, 1, 3}}} {
+		name := fmt.Sprintf("%d known, segments of %v", tc.known, tc.sizes)
+		rep := dry(tc.known, &segmentPlanner{objs: objs[tc.known:], sizes: tc.sizes}, 1)
+		same(name, rep, &want)
+		if !maps.Equal(rep.Counts.RowsSkipped, whole.Counts.RowsSkipped) || rep.Counts.RowsRead != whole.Counts.RowsRead || *rep.WouldSend != *whole.WouldSend {
+			t.Errorf("%s: counts %+v, would send %+v; the whole plan's %+v, %+v", name, rep.Counts, *rep.WouldSend, whole.Counts, *whole.WouldSend)
+		}
+	}
+
+	// With more decoders, what is read of the bad object before the
+	// failure is known varies; the rest does not.
+	rep := dry(0, &segmentPlanner{objs: objs, sizes: []int{3}}, 4)
+	k := slices.IndexFunc(rep.SkippedObjects, func(s SkippedObject) bool { return s.URI == objs[badObj].URI })
+	wantBad := want.SkippedObjects[k]
+	got := rep.SkippedObjects[k]
+	if got.Reason != wantBad.Reason || got.RowsRead < 8 || got.RowsRead+got.RowsNotRead != wantBad.RowsRead+wantBad.RowsNotRead {
+		t.Errorf("4 decoders: the bad object %+v, want %d rows in all, at least 8 read", got, wantBad.RowsRead+wantBad.RowsNotRead)
+	}
+	if rep.RowsMarked != want.RowsPlanned-got.RowsNotRead {
+		t.Errorf("4 decoders: %d rows marked, want the %d planned but the %d not read", rep.RowsMarked, want.RowsPlanned, got.RowsNotRead)
+	}
+	rep.SkippedObjects[k], rep.RowsMarked = wantBad, want.RowsMarked
+	same("4 decoders", rep, &want)
+}
+
+// handWeak hands objs to add and returns a weak pointer to them: the
+// caller keeps none of its own.
+func handWeak(add func([]Object) error, objs []Object) (weak.Pointer[Object], error) {
+	return weak.Make(&objs[0]), add(objs)
+}
+
+// A dry run lets go of the objects a Planner handed once their units are
+// written, and a Planner that adds segments as fast as it can gets no more
+// than dryBacklog units ahead of the writer: with segments of one unit
+// each, the segments still reachable after a collection are never more
+// than the backlog and the one just added. A view that kept every segment
+// would hold all of them. The decoders wait until the Planner has gone
+// past the backlog, so that the bound is reached.
+func TestPlannerDryRunLetsGoOfWrittenSegments(t *testing.T) {
+	const n = dryBacklog + 1500
+	// The collector may keep a segment retired a moment ago through a
+	// stale stack slot of the goroutine that retired it.
+	const slack = 2
+	gate := make(chan struct{})
+	dec := &memDecoder{batch: 4, before: func(ctx context.Context, _ Object, _ int) error {
+		select {
+		case <-gate:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}}
+	var handed []weak.Pointer[Object]
+	worst := 0
+	check := func(k int) {
+		runtime.GC()
+		held := 0
+		for _, w := range handed {
+			if w.Value() != nil {
+				held++
+			}
+		}
+		worst = max(worst, held)
+		if held > dryBacklog+1+slack {
+			t.Errorf("after segment %d was added, %d segments are still held; at most %d units may wait to be written", k, held, dryBacklog)
+		}
+	}
+	planner := func(ctx context.Context, add func([]Object) error) error {
+		for k := range n {
+			if k == dryBacklog+1 {
+				close(gate)
+			}
+			key := fmt.Sprintf("seg-%05d.parquet", k)
+			w, err := handWeak(add, []Object{{URI: "mem://" + key, Key: key, Size: 1, Version: "1", RowGroups: []int64{3}}})
+			if err != nil {
+				return err
+			}
+			handed = append(handed, w)
+			if k%512 == 0 || k > dryBacklog && k <= dryBacklog+8 || k == n-1 {
+				check(k)
+			}
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Config{Job: testJob, Decoders: 2}, Deps{Decoder: dec, NewTransform: newTestTransform("http://convertro.test"),
+		DryRun: io.Discard, DryRunLine: writers.AppendDryRunLine, Planner: planner})
+	if err != nil {
+		t.Fatalf("dry run: %v", err)
+	}
+	if rep.RowsPlanned != 3*n || rep.Counts.RowsRead != 3*n {
+		t.Errorf("planned %d rows, read %d; want %d", rep.RowsPlanned, rep.Counts.RowsRead, 3*n)
+	}
+	if err := rep.Check(); err != nil {
+		t.Error(err)
+	}
+	t.Logf("%d segments of one unit; at most %d held at a check", n, worst)
+}
+
+// The dry run's plan lets a segment be added only while at most dryBacklog
+// units are not written, whatever the segments' sizes, and drops every
+// segment the writer has passed; the writer still finds each unit not
+// written and its object. The writer starts only once the planner has
+// gone past the backlog, so that the planner has to wait for it.
+func TestDryPlanBacklog(t *testing.T) {
+	sizes := []int{1, 700, 0, 3, dryBacklog + 900, 0, 64, 2 * dryBacklog, 1, 5, dryBacklog - 1, 2, 0, 300}
+	view := newPlanView(nil, nil, false)
+	plan := newDryPlan(view, map[int]string{})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	started := make(chan struct{})
+	start := sync.OnceFunc(func() { close(started) })
+	var objects, units int // the planner's
+	g.Go(func() error {
+		defer view.finish()
+		defer start()
+		for k, size := range sizes {
+			if units > dryBacklog {
+				start()
+			}
+			if err := plan.admit(gctx); err != nil {
+				return err
+			}
+			plan.mu.Lock()
+			written := plan.written
+			plan.mu.Unlock()
+			if units-written > dryBacklog {
+				return fmt.Errorf("segment %d admitted with %d units not written", k, units-written)
+			}
+			objs := make([]Object, size)
+			for i := range objs {
+				key := fmt.Sprintf("u%d", units+i) // one unit an object: unit i is object i
+				objs[i] = Object{URI: "mem://" + key, Key: key, RowGroups: []int64{1}}
+			}
+			s := newSegment(objs, objects, Shard{0, 1})
+			view.add(s.objs, s.units)
+			objects, units = objects+size, units+size
+			// Every segment the view holds with units has one not written
+			// before it was looked at: the writer drops a segment before
+			// it says it wrote its last unit.
+			plan.mu.Lock()
+			written = plan.written
+			plan.mu.Unlock()
+			var held []viewSegment
+			view.segments(func(s viewSegment) { held = append(held, s) })
+			for _, h := range held {
+				if len(h.units) > 0 && h.unit0+len(h.units) <= written {
+					return fmt.Errorf("after segment %d: the view holds units %d-%d, all written (%d)", k, h.unit0, h.unit0+len(h.units)-1, written)
+				}
+			}
+		}
+		return nil
+	})
+	g.Go(func() error {
+		select {
+		case <-started:
+		case <-gctx.Done():
+			return context.Cause(gctx)
+		}
+		for i := 0; ; i++ {
+			if ok, err := view.wait(gctx, i); err != nil || !ok {
+				return err
+			}
+			if u, obj := view.at(i); u.Object != i || obj.Key != fmt.Sprintf("u%d", i) {
+				return fmt.Errorf("unit %d: %+v of object %s", i, u, obj.Key)
+			}
+			plan.wrote()
+		}
+	})
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	var held int
+	view.segments(func(s viewSegment) { held += len(s.units) })
+	if plan.written != units || held != 0 {
+		t.Errorf("%d units written of %d; the view still holds %d", plan.written, units, held)
+	}
+	var tally planTally
+	plan.tally(&tally)
+	if tally.rowsPlanned != int64(units) || tally.rowsMarked != int64(units) {
+		t.Errorf("tally %+v, want %d rows planned and marked", tally, units)
+	}
+}
+
+// A dry run told the rows its Planner will add (Config.PlannedRows) counts
+// its progress towards them from the first report, where one not told
+// counts towards what has been added so far.
+func TestPlannerDryRunPlannedRowsAreTheTotal(t *testing.T) {
+	objs := growObjects(30)
+	want := expect(objs).rows
+	for _, told := range []int64{0, want} {
+		var totals []int64
+		var mu sync.Mutex
+		// The first segment waits until progress has been reported, so a
+		// run not told the rows reports a total below the plan's.
+		reported := make(chan struct{})
+		var once sync.Once
+		p := &segmentPlanner{objs: objs, sizes: []int{2}, before: func(ctx context.Context, k int) error {
+			if k != 1 {
+				return nil
+			}
+			select {
+			case <-reported:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}}
+		var out bytes.Buffer
+		_, err := Run(context.Background(), Config{Job: testJob, Decoders: 2, PlannedRows: told, ProgressInterval: time.Millisecond},
+			Deps{Decoder: &memDecoder{batch: 6}, NewTransform: newTestTransform("http://convertro.test"),
+				DryRun: &out, DryRunLine: writers.AppendDryRunLine, Planner: p.plan,
+				OnProgress: func(pr Progress) {
+					mu.Lock()
+					totals = append(totals, pr.Total)
+					mu.Unlock()
+					once.Do(func() { close(reported) })
+				}})
+		if err != nil {
+			t.Fatalf("told %d: %v", told, err)
+		}
+		mu.Lock()
+		first, last := totals[0], totals[len(totals)-1]
+		mu.Unlock()
+		switch {
+		case last != want:
+			t.Errorf("told %d: the last progress counts towards %d rows, want %d", told, last, want)
+		case told != 0 && first != want:
+			t.Errorf("told %d: the first progress counts towards %d rows, want %d", told, first, want)
+		case told == 0 && first >= want:
+			t.Errorf("not told: the first progress counts towards %d rows, want fewer than the plan's %d", first, want)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"maps"
 	"slices"
 	"strings"
@@ -119,28 +120,85 @@ func buildReport(m *Manifest, cfg Config, started, finished time.Time, before Co
 	return reportOf(m, manifestPlan{m}, cfg, started, finished, before)
 }
 
-// reportPlan is what a report reads of a run's plan: each object, and each
-// unit's progress (Object indexing the objects), both in plan order. A
-// live run's is its manifest's (manifestPlan); a dry run's, its plan view
-// and the units it wrote, which it holds without a manifest's copy of each.
+// reportPlan is what a report reads of a run's plan: the sums of its
+// objects and units (planTally). A live run's plan is its manifest's
+// (manifestPlan); a dry run's, its plan view and the units it wrote, which
+// it tallies segment by segment as the writer passes them, so that it
+// holds neither a manifest's copy of the plan nor the segments written.
 type reportPlan interface {
-	eachObject(f func(i int, o Object))
-	eachUnit(f func(u UnitProgress))
+	tally(t *planTally)
 }
 
-// manifestPlan is the plan a manifest holds.
+// planTally is what a report sums over a plan: the row groups its time
+// filters pruned, the rows it plans, marks done and read of replaced
+// versions, and the objects set aside, in plan order, with what was read
+// of each.
+type planTally struct {
+	rowGroupsPruned, rowsPruned           int64
+	rowsMarked, rowsPlanned, rowsReplaced int64
+	skipped                               []SkippedObject
+}
+
+// addPlan adds to t a plan's objects (with their index) and its units'
+// progress, both in plan order, the units' Object indexing those objects.
+// A plan may be added in pieces, one after the other in plan order, as
+// long as no piece has a unit of another's object.
+func (t *planTally) addPlan(objects iter.Seq2[int, Object], units iter.Seq[UnitProgress]) {
+	// Only the objects set aside are reported one by one: what was read of
+	// each is kept for those, not for every object of the plan.
+	skipped := map[int]int{} // object → its place in t.skipped
+	for i, o := range objects {
+		if o.Filter != nil && o.Skipped == "" {
+			for _, rg := range o.Filter.Pruned {
+				if rg >= 0 && rg < len(o.RowGroups) {
+					t.rowGroupsPruned++
+					t.rowsPruned += o.RowGroups[rg]
+				}
+			}
+		}
+		if o.Skipped != "" {
+			skipped[i] = len(t.skipped)
+			t.skipped = append(t.skipped, SkippedObject{URI: o.URI, Reason: o.Skipped})
+		}
+	}
+	for u := range units {
+		done := markedRows([]UnitProgress{u})
+		t.rowsMarked += done
+		if u.Retired {
+			// Only what was read of a replaced version belongs to the plan.
+			t.rowsPlanned += done
+			t.rowsReplaced += done
+			continue
+		}
+		t.rowsPlanned += u.Rows
+		if k, ok := skipped[u.Object]; ok {
+			t.skipped[k].RowsRead += done
+			t.skipped[k].RowsNotRead += u.Rows - done
+		}
+	}
+}
+
+// add adds o, the tally of the plan that follows t's, to t.
+func (t *planTally) add(o planTally) {
+	t.rowGroupsPruned += o.rowGroupsPruned
+	t.rowsPruned += o.rowsPruned
+	t.rowsMarked += o.rowsMarked
+	t.rowsPlanned += o.rowsPlanned
+	t.rowsReplaced += o.rowsReplaced
+	t.skipped = append(t.skipped, o.skipped...)
+}
+
+// manifestPlan is the plan a manifest holds, tallied whole.
 type manifestPlan struct{ m *Manifest }
 
-func (p manifestPlan) eachObject(f func(int, Object)) {
-	for i := range p.m.Objects {
-		f(i, p.m.Objects[i].object())
-	}
-}
-
-func (p manifestPlan) eachUnit(f func(UnitProgress)) {
-	for _, u := range p.m.Units {
-		f(u)
-	}
+func (p manifestPlan) tally(t *planTally) {
+	t.addPlan(func(yield func(int, Object) bool) {
+		for i := range p.m.Objects {
+			if !yield(i, p.m.Objects[i].object()) {
+				return
+			}
+		}
+	}, slices.Values(p.m.Units))
 }
 
 // reportOf is the report of m's run, its plan read from plan.
@@ -153,38 +211,11 @@ func reportOf(m *Manifest, plan reportPlan, cfg Config, started, finished time.T
 		Runs:        m.Runs, Resumes: max(m.Runs-1-m.Reopened, 0), Window: m.Window,
 		Started: started.UTC(), Finished: finished.UTC(),
 	}
-	// Only the objects set aside are reported one by one: what was read of
-	// each is kept for those, not for every object of the plan.
-	skipped := map[int]int{} // object → its place in r.SkippedObjects
-	plan.eachObject(func(i int, o Object) {
-		if o.Filter != nil && o.Skipped == "" {
-			for _, rg := range o.Filter.Pruned {
-				if rg >= 0 && rg < len(o.RowGroups) {
-					r.RowGroupsPruned++
-					r.RowsPruned += o.RowGroups[rg]
-				}
-			}
-		}
-		if o.Skipped != "" {
-			skipped[i] = len(r.SkippedObjects)
-			r.SkippedObjects = append(r.SkippedObjects, SkippedObject{URI: o.URI, Reason: o.Skipped})
-		}
-	})
-	plan.eachUnit(func(u UnitProgress) {
-		done := markedRows([]UnitProgress{u})
-		r.RowsMarked += done
-		if u.Retired {
-			// Only what was read of a replaced version belongs to the plan.
-			r.RowsPlanned += done
-			r.RowsReplaced += done
-			return
-		}
-		r.RowsPlanned += u.Rows
-		if k, ok := skipped[u.Object]; ok {
-			r.SkippedObjects[k].RowsRead += done
-			r.SkippedObjects[k].RowsNotRead += u.Rows - done
-		}
-	})
+	var t planTally
+	plan.tally(&t)
+	r.RowGroupsPruned, r.RowsPruned = t.rowGroupsPruned, t.rowsPruned
+	r.RowsMarked, r.RowsPlanned, r.RowsReplaced = t.rowsMarked, t.rowsPlanned, t.rowsReplaced
+	r.SkippedObjects = t.skipped
 	r.RowsMarked += m.Pruned.Rows
 	for _, reason := range slices.Sorted(maps.Keys(cfg.SkipHints)) {
 		if n := m.Counts.RowsSkipped[reason]; n > 0 {

@@ -150,6 +150,12 @@ type Config struct {
 	// part of the listing known before the run starts, and must hold every
 	// listed object the ledger (Deps.Previous) holds.
 	Objects []Object
+	// PlannedRows, when not 0, is the rows of this shard's units that the
+	// Planner will add, known before the run (a dry run's plan, read whole
+	// first and handed out in segments): the progress counts towards it
+	// from the start rather than growing with the segments. Only a dry run
+	// reads it.
+	PlannedRows int64
 
 	Decoders    int // decode workers, and row groups in memory; default GOMAXPROCS
 	Concurrency int // sender goroutines; default 64
