@@ -241,6 +241,7 @@ func run(ctx context.Context, o Options, env Env, second bool) (*pipeline.Report
 		Job:         p.job,
 		Shard:       p.shard,
 		Objects:     p.in.known(),
+		PlannedRows: p.in.plannedRows(),
 		Decoders:    o.Decoders,
 		Concurrency: o.Concurrency,
 		Fresh:       o.Fresh,

@@ -37,7 +37,6 @@ type inputs struct {
 	// (--on-bad-file skip), as gather does for a bad footer.
 	skipBad bool
 
-	objects []pipeline.Object // plan order (sorted by URI)
 	skipped []readers.Skipped // objects that are not data
 	bad     []pipeline.SkippedObject
 	// covered holds the normalised names of events that have a table of
@@ -59,10 +58,11 @@ type inputs struct {
 	heldBack atomic.Int64
 
 	// What planning an object needs (planObject): the listed objects in
-	// plan order, the ledger and its objects by URI (pinned: those whose
-	// row groups it holds; unfinished: by index, those with rows left),
-	// the listing window, and the footers read at once.
-	refs       []inputRef // at the same index as objects
+	// plan order (sorted by URI, or in the kind's order), the ledger and
+	// its objects by URI (pinned: those whose row groups it holds;
+	// unfinished: by index, those with rows left), the listing window, and
+	// the footers read at once.
+	refs       []inputRef
 	ledger     *pipeline.Manifest
 	pinned     map[string]pipeline.PlannedObject
 	held       map[string]int
@@ -73,12 +73,26 @@ type inputs struct {
 	reads      int
 	shard      pipeline.Shard
 	start      time.Time
-	// ready marks the objects planned: objects[i] is written once, before
-	// ready[i] is set, and read only after. later are the objects planned
-	// while the run goes (plan), in plan order.
+	// ready marks the objects planned: what planning tells of refs[i] (its
+	// row groups, type, and aside or filters[i]) is written once, before
+	// ready[i] is set, and read only after. left counts object i's row
+	// groups not yet decoded by this process: once none is left, the
+	// object is closed when its last user lets it go. later are the
+	// objects planned while the run goes (plan), in plan order.
 	ready []atomic.Bool
+	left  []atomic.Int32
 	later []int
-	badMu sync.Mutex
+	// stream is set when planning is streamed (gather).
+	stream bool
+	// badMu guards bad, aside and filters: few objects are set aside or
+	// read through a time filter, so they are kept by index, not in
+	// every object's record.
+	badMu   sync.Mutex
+	aside   map[int]string
+	filters map[int]*pipeline.TimeFilter
+	// days names each partition day the listing has, for the plan
+	// entries' Day: the objects of one day share its name.
+	days map[time.Time]string
 
 	// lookahead is how many units after the one a decoder starts have
 	// their column chunks prefetched: the decoders take units in plan
@@ -87,9 +101,9 @@ type inputs struct {
 	// were asked or passed), so that each is asked once without a set as
 	// large as the plan.
 	lookahead int
-	// byURI is the objects' places in objects sorted by URI, or nil when
-	// objects are in that order (no kind's order): find looks an object
-	// up by binary search rather than in a map, which would hold some 40
+	// byURI is the objects' places in refs sorted by URI, or nil when
+	// refs are in that order (no kind's order): find looks an object up
+	// by binary search rather than in a map, which would hold some 40
 	// bytes more an object.
 	byURI   []int32
 	askedMu sync.Mutex
@@ -101,7 +115,7 @@ type inputs struct {
 	// rows holds the row-group sizes read from footers (packed.go).
 	rows rowSlab
 	// openMu guards open: the objects in use now, by their place in
-	// objects (hold, drop).
+	// refs (hold, drop).
 	openMu sync.Mutex
 	open   map[int]*openObject
 	// web bounds the rows of the footers read that have an anonymous_id
@@ -110,7 +124,7 @@ type inputs struct {
 	web   webRows
 }
 
-// unitKey is a unit's place in plan order: its object's index in objects
+// unitKey is a unit's place in plan order: its object's index in refs
 // and its row group.
 type unitKey struct {
 	obj, rowGroup int
@@ -120,27 +134,88 @@ func (k unitKey) after(o unitKey) bool {
 	return k.obj > o.obj || (k.obj == o.obj && k.rowGroup > o.rowGroup)
 }
 
-// inputRef is what the run keeps of a listed object beside its plan entry
-// (objects, at the same index): its source, what its path says, what its
-// footer told the plan, and how many of its row groups are left.
+// inputRef is what the run keeps of each listed object for its whole
+// length: where it is, what its path says, and what its footer told the
+// plan. Plan entries (pipeline.Object) are made from it when the run asks
+// for them (object), and the run lets them go once it is done with them:
+// a plan of a million objects holds this record and its packed name, not
+// an entry of 120 bytes and a whole URI for each. It holds no atomic or
+// lock, so that the listing can be sorted in place.
 type inputRef struct {
-	src *readers.Source
+	from *origin
 	// scope and hour are what the object's path says (partition): scope
 	// all but the hour, shared by the objects of one table and day, as a
 	// year of hourly partitions names each of its 8,760 hours once, and
-	// each object would otherwise hold 72 bytes of it. The rest of its
-	// listing (URI, key, size, version) is its plan entry's, not held
-	// twice.
-	scope   *readers.Partition
-	hour    int8
-	typ     segment.Type
-	empty   bool // a zero-byte object named as Parquet
-	carried bool // readers.Object.Carried
-	// left counts the row groups not yet decoded by this process: once
-	// none is left, the object is closed when its last user lets it go.
-	// What an open object holds is in inputs.open, not here, so that the
-	// record of each of a million objects is a few words.
-	left atomic.Int32
+	// each object would otherwise hold 72 bytes of it.
+	scope *readers.Partition
+	// name is the object's key, then its version (packed.go): its URI is
+	// its origin's root and its key, built when asked for.
+	name   string
+	size   int64
+	rows   []int64 // rows per row group, once planned (rowSlab)
+	keyLen int32
+	hour   int8
+	typ    segment.Type
+	empty  bool // a zero-byte object named as Parquet
+	// carried is readers.Object.Carried.
+	carried bool
+}
+
+// origin is the source of listed objects and what their URIs have before
+// their keys: one for a source's objects, shared, or one for an object
+// whose URI does not end with its key (uri), which has its URI whole.
+type origin struct {
+	src       *readers.Source
+	root, uri string
+}
+
+func (r *inputRef) key() string     { return r.name[:r.keyLen] }
+func (r *inputRef) version() string { return r.name[r.keyLen:] }
+
+// uriParts is the object's URI in two parts, for comparing URIs without
+// making them.
+func (r *inputRef) uriParts() (string, string) {
+	if r.from.uri != "" {
+		return r.from.uri, ""
+	}
+	return r.from.root, r.key()
+}
+
+// uri is the object's URI.
+func (r *inputRef) uri() string {
+	if r.from.uri != "" {
+		return r.from.uri
+	}
+	return r.from.root + r.key()
+}
+
+// compareURI orders two listed objects by URI.
+func compareURI(a, b *inputRef) int {
+	if a.from == b.from && a.from.uri == "" {
+		return strings.Compare(a.key(), b.key())
+	}
+	a1, a2 := a.uriParts()
+	b1, b2 := b.uriParts()
+	return compareJoined(a1, a2, b1, b2)
+}
+
+// compareJoined compares a1+a2 with b1+b2 without joining them.
+func compareJoined(a1, a2, b1, b2 string) int {
+	if len(a1) > len(b1) {
+		return -compareJoined(b1, b2, a1, a2)
+	}
+	if c := strings.Compare(a1, b1[:len(a1)]); c != 0 {
+		return c
+	}
+	rest := b1[len(a1):] // what b1 has beyond a1, compared with a2
+	n := min(len(a2), len(rest))
+	if c := strings.Compare(a2[:n], rest[:n]); c != 0 {
+		return c
+	}
+	if n < len(rest) {
+		return -1 // a ends inside b1
+	}
+	return strings.Compare(a2[n:], b2)
 }
 
 // openObject is an object being opened, decoded or prefetched. users
@@ -154,9 +229,41 @@ type openObject struct {
 	file  readers.File
 }
 
-// object is the listing of the object r refers to, o its plan entry.
-func (r *inputRef) object(o *pipeline.Object) readers.Object {
+// listing is the listing of the object r refers to, o its plan entry.
+func (r *inputRef) listing(o *pipeline.Object) readers.Object {
 	return readers.Object{URI: o.URI, Key: o.Key, Size: o.Size, Version: o.Version, Partition: r.partition(), Carried: r.carried}
+}
+
+// object is the plan entry of object i: made afresh, its key and version
+// shared with the record, its URI made. Once the object is planned, it
+// has its row groups, and what set it aside or filters its rows.
+func (in *inputs) object(i int) pipeline.Object {
+	r := &in.refs[i]
+	uri := r.uri()
+	o := pipeline.Object{URI: uri, Key: uri[len(uri)-int(r.keyLen):], Size: r.size, Version: r.version()}
+	if r.from.uri != "" {
+		o.Key = r.key()
+	}
+	if r.scope.HasDay {
+		o.Day = in.days[r.scope.Day]
+	}
+	if in.ready[i].Load() {
+		o.RowGroups = r.rows
+		in.badMu.Lock()
+		o.Skipped, o.Filter = in.aside[i], in.filters[i]
+		in.badMu.Unlock()
+	}
+	return o
+}
+
+// all is every object's plan entry, in plan order: for the commands that
+// print the plan, not for a run, which takes them as it goes.
+func (in *inputs) all() []pipeline.Object {
+	out := make([]pipeline.Object, len(in.refs))
+	for i := range out {
+		out[i] = in.object(i)
+	}
+	return out
 }
 
 // partition is what the object's path says.
@@ -167,22 +274,6 @@ func scopeAt(scope *readers.Partition, hour int8) readers.Partition {
 	p := *scope
 	p.Hour = int(hour)
 	return p
-}
-
-// listedObject is a listed object while gather puts the listing in plan
-// order: what its plan entry and inputRef will hold.
-type listedObject struct {
-	uri, key, version string
-	size              int64
-	src               *readers.Source
-	scope             *readers.Partition
-	hour              int8
-	empty, carried    bool
-}
-
-// object is the listing of l, for a kind's order.
-func (l *listedObject) object() readers.Object {
-	return readers.Object{URI: l.uri, Key: l.key, Size: l.size, Version: l.version, Partition: scopeAt(l.scope, l.hour), Carried: l.carried}
 }
 
 // gather lists every source and reads the footers of the objects that
@@ -207,16 +298,16 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		}
 		in.hint.Type = t
 	}
-	// listed is the listing, with each object's source, until it is in
-	// plan order: the run keeps its plan entries and a slim inputRef each.
-	// Each record is made slim as it is listed (its strings packed, what
-	// its path says shared), so that the listing of a million objects is
-	// not held twice, once as listed and once as kept (packed.go).
-	var listed []listedObject
+	// The listing goes straight into the records the run keeps, each
+	// made slim as it is listed (its key and version packed, what its path
+	// says shared), so that the listing of a million objects is not held
+	// twice, once as listed and once as kept (packed.go).
 	packed := 0
 	// scopes holds what the paths of one table and day say but the hour:
 	// a year of hourly partitions names 365 days, not one per object.
 	scopes := map[readers.Partition]*readers.Partition{}
+	in.days = map[time.Time]string{}
+	var from *origin
 	keep := func(obj readers.Object, src *readers.Source, empty bool) {
 		scope := obj.Partition
 		scope.Hour = 0
@@ -227,12 +318,22 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 			scope.SegmentType, scope.Table = strings.Clone(scope.SegmentType), strings.Clone(scope.Table)
 			p = &scope
 			scopes[scope] = p
+			if p.HasDay {
+				in.days[p.Day] = day(p.Day)
+			}
 		}
-		listed = append(listed, listedObject{uri: obj.URI, key: obj.Key, version: obj.Version, size: obj.Size,
-			src: src, scope: p, hour: int8(obj.Partition.Hour), empty: empty, carried: obj.Carried})
-		if len(listed)-packed == packBlock {
-			packListed(listed[packed:])
-			packed = len(listed)
+		o := from
+		if root, ok := strings.CutSuffix(obj.URI, obj.Key); !ok || empty {
+			o = &origin{src: src, uri: strings.Clone(obj.URI)}
+		} else if o == nil || o.src != src || o.root != root {
+			o = &origin{src: src, root: strings.Clone(root)}
+			from = o
+		}
+		in.refs = append(in.refs, inputRef{from: o, scope: p, name: obj.Key + obj.Version, keyLen: int32(len(obj.Key)),
+			size: obj.Size, hour: int8(obj.Partition.Hour), empty: empty, carried: obj.Carried})
+		if len(in.refs)-packed == packBlock {
+			packNames(in.refs[packed:])
+			packed = len(in.refs)
 		}
 	}
 	// seen holds each URI once while listing: two sources overlapping
@@ -324,12 +425,15 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	if remote {
 		in.lookahead = max(readConcurrency(o), o.Decoders, runtime.GOMAXPROCS(0)) + 1
 	}
-	packListed(listed[packed:])
-	sort.Slice(listed, func(i, j int) bool { return listed[i].uri < listed[j].uri })
+	packNames(in.refs[packed:])
+	in.refs = slices.Clip(in.refs)
+	slices.SortFunc(in.refs, func(a, b inputRef) int { return compareURI(&a, &b) })
+	sorted := true
 	if k := kindNamed(o.Kind); k != nil && k.Order != nil {
 		// The kind's order is the plan's, known from the listing: the
 		// footers are read, and the plan streamed, in it.
-		slices.SortStableFunc(listed, func(a, b listedObject) int { return k.Order(a.object(), b.object()) })
+		in.sortBy(k.Order)
+		sorted = false
 	}
 	in.start = start
 
@@ -349,40 +453,24 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		}
 	}
 	seen = nil
-	in.refs = make([]inputRef, len(listed))
-	in.objects = make([]pipeline.Object, len(listed))
-	in.ready = make([]atomic.Bool, len(listed))
-	// Objects of one day share its name.
-	days := map[time.Time]string{}
-	for i, r := range listed {
-		ref := &in.refs[i]
-		ref.src, ref.empty, ref.carried, ref.scope, ref.hour = r.src, r.empty, r.carried, r.scope, r.hour
-		o := &in.objects[i]
-		o.URI, o.Key, o.Size, o.Version = r.uri, r.key, r.size, r.version
-		if pt := r.scope; pt.HasDay {
-			d, ok := days[pt.Day]
-			if !ok {
-				d = day(pt.Day)
-				days[pt.Day] = d
-			}
-			o.Day = d
-		}
-	}
-	listed = nil // the plan entries and records hold what planning needs
-	if !slices.IsSortedFunc(in.objects, func(a, b pipeline.Object) int { return strings.Compare(a.URI, b.URI) }) {
-		in.byURI = make([]int32, len(in.objects))
+	in.ready = make([]atomic.Bool, len(in.refs))
+	in.left = make([]atomic.Int32, len(in.refs))
+	in.aside, in.filters = map[int]string{}, map[int]*pipeline.TimeFilter{}
+	if !sorted {
+		in.byURI = make([]int32, len(in.refs))
 		for i := range in.byURI {
 			in.byURI[i] = int32(i)
 		}
-		slices.SortFunc(in.byURI, func(a, b int32) int { return strings.Compare(in.objects[a].URI, in.objects[b].URI) })
+		slices.SortFunc(in.byURI, func(a, b int32) int { return compareURI(&in.refs[a], &in.refs[b]) })
 	}
 	// What the run needs before it starts: every object when planning is
 	// not streamed, else those the ledger holds (the run merges the
 	// listing into the ledger, which must see them whole). The rest,
 	// objects new to the ledger, is planned while the run goes (plan).
+	in.stream = stream
 	var early []int
-	for i := range in.objects {
-		if _, ok := in.held[in.objects[i].URI]; ok || !stream {
+	for i := range in.refs {
+		if _, ok := in.held[in.refs[i].uri()]; ok || !stream {
 			early = append(early, i)
 		} else {
 			in.later = append(in.later, i)
@@ -412,18 +500,23 @@ func (in *inputs) planObject(ctx context.Context, i int) error {
 	r := &in.refs[i]
 	// What the listing gave was set before planning began (gather), and
 	// is not written again: find reads it while objects are planned.
-	po := in.objects[i]
+	po := in.object(i)
 	defer func() {
-		o := &in.objects[i]
-		o.RowGroups, o.Filter, o.Skipped = po.RowGroups, po.Filter, po.Skipped
+		r.rows = po.RowGroups
 		left := int32(len(po.RowGroups))
 		if po.Filter != nil {
 			left -= int32(len(po.Filter.Pruned))
 		}
-		r.left.Store(left)
-		if po.Skipped != "" {
+		in.left[i].Store(left)
+		if po.Skipped != "" || po.Filter != nil {
 			in.badMu.Lock()
-			in.bad = append(in.bad, pipeline.SkippedObject{URI: po.URI, Reason: po.Skipped})
+			if po.Skipped != "" {
+				in.aside[i] = po.Skipped
+				in.bad = append(in.bad, pipeline.SkippedObject{URI: po.URI, Reason: po.Skipped})
+			}
+			if po.Filter != nil {
+				in.filters[i] = po.Filter
+			}
 			in.badMu.Unlock()
 		}
 		in.ready[i].Store(true)
@@ -456,7 +549,7 @@ func (in *inputs) planObject(ctx context.Context, i int) error {
 		return nil
 	}
 	in.footers.Add(1)
-	groups, typ, web, err := r.footer(ctx, r.object(&po), in.hint, po.Filter, &in.rows)
+	groups, typ, web, err := r.footer(ctx, r.listing(&po), in.hint, po.Filter, &in.rows)
 	switch {
 	case err == nil:
 		r.typ = typ
@@ -476,16 +569,18 @@ func (in *inputs) planObject(ctx context.Context, i int) error {
 	return nil
 }
 
-// known is the objects planned before the run starts, in plan order: all
-// of them unless planning is streamed (plan).
+// known is the objects the run starts with, in plan order: when planning
+// is streamed, those the ledger holds (the run merges the listing into the
+// ledger, which must see them whole), and none otherwise, as the run's
+// planner hands them out (handOut).
 func (in *inputs) known() []pipeline.Object {
-	if len(in.later) == 0 {
-		return in.objects
+	if !in.stream {
+		return nil
 	}
-	out := make([]pipeline.Object, 0, len(in.objects)-len(in.later))
-	for i := range in.objects {
+	out := make([]pipeline.Object, 0, len(in.refs)-len(in.later))
+	for i := range in.refs {
 		if in.ready[i].Load() {
-			out = append(out, in.objects[i])
+			out = append(out, in.object(i))
 		}
 	}
 	return out
@@ -499,13 +594,60 @@ const (
 	maxSegment   = 8192
 )
 
-// planner is the pipeline.Planner of a run whose planning is streamed, nil
-// when everything was planned before it.
+// planner is the pipeline.Planner of a run: handOut when everything was
+// planned before it, plan when planning is streamed and some objects are
+// new to the ledger, else nil.
 func (in *inputs) planner() pipeline.Planner {
-	if len(in.later) == 0 {
-		return nil
+	switch {
+	case !in.stream:
+		return in.handOut
+	case len(in.later) > 0:
+		return in.plan
 	}
-	return in.plan
+	return nil
+}
+
+// plannedRows is the rows handOut will hand the run, 0 when planning is
+// streamed.
+func (in *inputs) plannedRows() int64 {
+	if in.stream {
+		return 0
+	}
+	var n int64
+	for i := range in.refs {
+		if in.aside[i] != "" {
+			continue
+		}
+		f := in.filters[i]
+		for g, rows := range in.refs[i].rows {
+			if f == nil || !slices.Contains(f.Pruned, g) {
+				n += rows
+			}
+		}
+	}
+	return n
+}
+
+// handOutSegment is how many objects planned before the run handOut hands
+// at a time: few, as a dry run holds the plan entries of a backlog of
+// units (pipeline's dryBacklog) and of the segment it lets in after them.
+const handOutSegment = 256
+
+// handOut hands the run a plan read whole before it starts (a dry run's,
+// which a bad footer fails before it writes a line) in segments, as plan
+// does while it reads footers: the run then makes and holds plan entries
+// only for the part it has not finished, not for every object at once.
+func (in *inputs) handOut(ctx context.Context, add func([]pipeline.Object) error) error {
+	for at := 0; at < len(in.refs); at += handOutSegment {
+		objs := make([]pipeline.Object, min(handOutSegment, len(in.refs)-at))
+		for k := range objs {
+			objs[k] = in.object(at + k)
+		}
+		if err := add(objs); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // plan reads the footers of the objects new to the ledger, in plan order
@@ -565,17 +707,13 @@ func (in *inputs) plan(ctx context.Context, add func([]pipeline.Object) error) e
 	return nil
 }
 
-// segment is the plan entries of the objects at idx (ascending) for the
-// run, which keeps them. Those of consecutive objects, as in a run new to
-// its ledger, are handed as they are, not copied: planning wrote them
-// before, and nothing writes them after. Others are copied.
+// segment is the plan entries of the objects at idx for the run, made
+// for it: the run lets them go once it is done with them, while the
+// records stay.
 func (in *inputs) segment(idx []int) []pipeline.Object {
-	if first, last := idx[0], idx[len(idx)-1]; last-first == len(idx)-1 {
-		return in.objects[first : last+1 : last+1]
-	}
-	objs := make([]pipeline.Object, 0, len(idx))
-	for _, i := range idx {
-		objs = append(objs, in.objects[i])
+	objs := make([]pipeline.Object, len(idx))
+	for k, i := range idx {
+		objs[k] = in.object(i)
 	}
 	return objs
 }
@@ -679,7 +817,7 @@ func (r *inputRef) footer(ctx context.Context, obj readers.Object, h readers.Hin
 	if r.empty {
 		return nil, 0, webRows{}, fmt.Errorf("open %s: %w: empty object (0 bytes) named as a Parquet file: an interrupted write?", obj.URI, readers.ErrBadFile)
 	}
-	f, err := r.src.OpenListed(ctx, obj)
+	f, err := r.from.src.OpenListed(ctx, obj)
 	if err != nil {
 		return nil, 0, webRows{}, err
 	}
@@ -709,7 +847,7 @@ func (in *inputs) Decode(ctx context.Context, obj pipeline.Object, rowGroup int,
 	}
 	r := &in.refs[i]
 	e := in.hold(i)
-	pf, err := e.acquire(ctx, r.src, r.object(&in.objects[i]), in.hint)
+	pf, err := e.acquire(ctx, r.from.src, r.listing(&obj), in.hint)
 	if err != nil {
 		in.drop(i, e, false)
 		return in.badFile(err)
@@ -776,9 +914,13 @@ func (in *inputs) find(uri string) (int, bool) {
 		}
 		return k
 	}
-	n := len(in.objects)
-	k := sort.Search(n, func(k int) bool { return in.objects[at(k)].URI >= uri })
-	if k < n && in.objects[at(k)].URI == uri {
+	n := len(in.refs)
+	cmpAt := func(k int) int {
+		a, b := in.refs[at(k)].uriParts()
+		return compareJoined(a, b, uri, "")
+	}
+	k := sort.Search(n, func(k int) bool { return cmpAt(k) >= 0 })
+	if k < n && cmpAt(k) == 0 {
 		return at(k), true
 	}
 	return 0, false
@@ -816,9 +958,9 @@ func (in *inputs) drop(i int, e *openObject, decoded bool) {
 	defer in.openMu.Unlock()
 	// Counted down under the lock: the last user must see every other
 	// user's row group counted.
-	left := in.refs[i].left.Load()
+	left := in.left[i].Load()
 	if decoded {
-		left = in.refs[i].left.Add(-1)
+		left = in.left[i].Add(-1)
 	}
 	e.users--
 	if e.users > 0 {
@@ -879,12 +1021,15 @@ func (e *openObject) closeLocked() {
 // there is left for the decoder of that unit to meet.
 func (in *inputs) prefetch(ctx context.Context, pf *readers.ParquetFile, i, rowGroup int) {
 	n := 0
-	for oi := i; oi < len(in.objects) && n < in.lookahead; oi++ {
+	for oi := i; oi < len(in.refs) && n < in.lookahead; oi++ {
 		if !in.ready[oi].Load() {
 			break // not planned yet: its units come later
 		}
-		po := &in.objects[oi]
-		if po.Skipped != "" {
+		r := &in.refs[oi]
+		in.badMu.Lock()
+		skipped, filter := in.aside[oi] != "", in.filters[oi]
+		in.badMu.Unlock()
+		if skipped {
 			continue
 		}
 		start := 0
@@ -893,8 +1038,8 @@ func (in *inputs) prefetch(ctx context.Context, pf *readers.ParquetFile, i, rowG
 		}
 		var gs []int
 		in.askedMu.Lock()
-		for g := start; g < len(po.RowGroups) && n < in.lookahead; g++ {
-			if po.Filter != nil && slices.Contains(po.Filter.Pruned, g) {
+		for g := start; g < len(r.rows) && n < in.lookahead; g++ {
+			if filter != nil && slices.Contains(filter.Pruned, g) {
 				continue
 			}
 			n++
@@ -911,14 +1056,14 @@ func (in *inputs) prefetch(ctx context.Context, pf *readers.ParquetFile, i, rowG
 			pf.Prefetch(gs...)
 			continue
 		}
-		r := &in.refs[oi]
-		obj := r.object(po)
+		po := in.object(oi)
+		obj := r.listing(&po)
 		e := in.hold(oi)
 		go func() {
 			defer in.drop(oi, e, false)
 			e.mu.Lock()
 			defer e.mu.Unlock()
-			if in.closed.Load() || r.left.Load() <= 0 || e.openLocked(ctx, r.src, obj, in.hint) != nil {
+			if in.closed.Load() || in.left[oi].Load() <= 0 || e.openLocked(ctx, r.from.src, obj, in.hint) != nil {
 				return
 			}
 			e.pf.Prefetch(gs...)
@@ -939,9 +1084,9 @@ func (in *inputs) close() {
 	}
 	closed := map[*readers.Source]bool{}
 	for i := range in.refs {
-		if r := &in.refs[i]; !closed[r.src] {
-			closed[r.src] = true
-			r.src.Close()
+		if r := &in.refs[i]; !closed[r.from.src] {
+			closed[r.from.src] = true
+			r.from.src.Close()
 		}
 	}
 }
@@ -951,8 +1096,32 @@ func (in *inputs) close() {
 // it shows each reading its own share; on a resume, how little it read.
 func (in *inputs) logPlanned() {
 	footers, carried := in.footers.Load(), in.carried.Load()
-	in.log.Info("planned", "shard", in.shard.String(), "listed", in.listed, "objects", len(in.objects),
-		"footers_read", footers, "from_ledger", int64(len(in.objects))-footers-carried,
+	in.log.Info("planned", "shard", in.shard.String(), "listed", in.listed, "objects", len(in.refs),
+		"footers_read", footers, "from_ledger", int64(len(in.refs))-footers-carried,
 		"delivered_as_compacted", carried, "streamed", len(in.later),
 		"seconds", fmt.Sprintf("%.3f", time.Since(in.start).Seconds()))
+}
+
+// sortBy puts the listing in a kind's order, stable among objects it
+// ranks alike. The order reads listings, whose URIs are made once each
+// for the sort, not once for each comparison.
+func (in *inputs) sortBy(order func(a, b readers.Object) int) {
+	type entry struct {
+		o readers.Object
+		r inputRef
+	}
+	es := make([]entry, len(in.refs))
+	for i := range in.refs {
+		r := &in.refs[i]
+		uri := r.uri()
+		key := r.key()
+		if r.from.uri == "" {
+			key = uri[len(uri)-len(key):]
+		}
+		es[i] = entry{readers.Object{URI: uri, Key: key, Size: r.size, Version: r.version(), Partition: r.partition(), Carried: r.carried}, *r}
+	}
+	slices.SortStableFunc(es, func(a, b entry) int { return order(a.o, b.o) })
+	for i := range es {
+		in.refs[i] = es[i].r
+	}
 }

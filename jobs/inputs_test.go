@@ -1,12 +1,20 @@
 package jobs
 
 import (
+	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 	"unsafe"
 
+	"github.com/convertro-etl/convertro-etl/pipeline"
 	"github.com/convertro-etl/convertro-etl/readers"
+	"github.com/convertro-etl/convertro-etl/writers/generate"
 )
 
 // TestEventTableOf: the event table an object belongs to, by the layouts'
@@ -28,39 +36,74 @@ func TestEventTableOf(t *testing.T) {
 	}
 }
 
-// TestPackListedKeepsEveryString: packing changes where the listing's
-// strings live, never what they say; a key that ends its URI still shares
-// the URI's bytes, and the block's strings share one allocation.
-func TestPackListedKeepsEveryString(t *testing.T) {
-	objs := []listedObject{
-		{uri: "gs://b/p/a.parquet", key: "p/a.parquet", version: "17"},
-		{uri: "gs://b/p/b.parquet", key: "other/b.parquet", version: ""}, // a key that is not the URI's end
-		{uri: "file:///x/empty.parquet", key: "file:///x/empty.parquet"}, // a set-aside empty object: key = URI
-		{uri: "", key: "", version: "v"},
+// TestPackNamesKeepsEveryName: packing changes where the listing's names
+// live, never what they say, and the block's names share one allocation.
+func TestPackNamesKeepsEveryName(t *testing.T) {
+	refs := []inputRef{
+		{name: "p/a.parquet" + "17", keyLen: 11},
+		{name: "p/b.parquet", keyLen: 11}, // no version
+		{name: "", keyLen: 0},
+		{name: "v", keyLen: 0},
 	}
-	want := slices.Clone(objs)
-	size := 0 // the block's: each URI and version, and the key not in its URI
-	for _, o := range objs {
-		size += len(o.uri) + len(o.version)
-		if !strings.HasSuffix(o.uri, o.key) {
-			size += len(o.key)
-		}
+	want := slices.Clone(refs)
+	size := 0
+	for _, r := range refs {
+		size += len(r.name)
 	}
-	packListed(objs)
-	first := unsafe.StringData(objs[0].uri)
+	packNames(refs)
+	first := unsafe.StringData(refs[0].name)
 	end := unsafe.Add(unsafe.Pointer(first), size)
-	for i, o := range objs {
-		if o.uri != want[i].uri || o.key != want[i].key || o.version != want[i].version {
-			t.Errorf("object %d: packed as %+v, want %+v", i, o, want[i])
+	for i, r := range refs {
+		if r.key() != want[i].key() || r.version() != want[i].version() {
+			t.Errorf("object %d: packed as %q/%q, want %q/%q", i, r.key(), r.version(), want[i].key(), want[i].version())
 		}
-		for _, s := range []string{o.uri, o.key, o.version} {
-			if p := unsafe.Pointer(unsafe.StringData(s)); s != "" && (uintptr(p) < uintptr(unsafe.Pointer(first)) || uintptr(p) >= uintptr(end)) {
-				t.Errorf("object %d: %q is not in the block", i, s)
+		if p := unsafe.Pointer(unsafe.StringData(r.name)); r.name != "" && (uintptr(p) < uintptr(unsafe.Pointer(first)) || uintptr(p) >= uintptr(end)) {
+			t.Errorf("object %d: %q is not in the block", i, r.name)
+		}
+	}
+}
+
+// TestCompareJoined: comparing two strings each given in two parts is
+// comparing them joined, wherever the parts split them.
+func TestCompareJoined(t *testing.T) {
+	words := []string{"", "a", "b", "ab", "ba", "aa", "abc", "b/", "/", "a/b", "gs://b/", "gs://b/x"}
+	for _, a1 := range words {
+		for _, a2 := range words {
+			for _, b1 := range words {
+				for _, b2 := range words {
+					want := strings.Compare(a1+a2, b1+b2)
+					if got := compareJoined(a1, a2, b1, b2); got != want {
+						t.Fatalf("compareJoined(%q, %q, %q, %q) = %d, want %d", a1, a2, b1, b2, got, want)
+					}
+				}
 			}
 		}
 	}
-	if k, u := objs[0].key, objs[0].uri; unsafe.StringData(k) != unsafe.StringData(u[len(u)-len(k):]) {
-		t.Errorf("the key of %s does not share its URI's bytes", u)
+}
+
+// TestRecordMakesTheListedEntry: a plan entry made from a record has the
+// URI, key and version the listing gave, whether the key ends the URI
+// (its source's root is shared), or not (the URI is kept whole).
+func TestRecordMakesTheListedEntry(t *testing.T) {
+	root := &origin{root: "gs://b/p/"}
+	for _, tt := range []struct {
+		r             inputRef
+		uri, key, ver string
+	}{
+		{inputRef{from: root, name: "a.parquet17", keyLen: 9}, "gs://b/p/a.parquet", "a.parquet", "17"},
+		{inputRef{from: &origin{uri: "/x/empty.parquet"}, name: "/x/empty.parquet", keyLen: 16}, "/x/empty.parquet", "/x/empty.parquet", ""},
+		{inputRef{from: &origin{uri: "/x/y/../z.parquet"}, name: "z.parquet9", keyLen: 9}, "/x/y/../z.parquet", "z.parquet", "9"},
+	} {
+		in := &inputs{refs: []inputRef{tt.r}, ready: make([]atomic.Bool, 1), days: map[time.Time]string{}}
+		tt.r.scope = &readers.Partition{}
+		in.refs[0].scope = tt.r.scope
+		o := in.object(0)
+		if o.URI != tt.uri || o.Key != tt.key || o.Version != tt.ver {
+			t.Errorf("entry %+v, want URI %q, key %q, version %q", o, tt.uri, tt.key, tt.ver)
+		}
+		if i, ok := in.find(tt.uri); !ok || i != 0 {
+			t.Errorf("find(%q) = %d, %v", tt.uri, i, ok)
+		}
 	}
 }
 
@@ -85,5 +128,73 @@ func TestRowSlabHandsOutFullSlices(t *testing.T) {
 		if r := s.take(100); len(r) != 100 || cap(r) != 100 {
 			t.Fatalf("take(100): len %d cap %d", len(r), cap(r))
 		}
+	}
+}
+
+// TestHandOutHandsThePlan: a plan read whole before the run (a dry run's)
+// is handed to the run in small segments, in plan order, every object
+// once, and the rows it announces (plannedRows) are those of its units:
+// an object set aside as bad counts none.
+func TestHandOutHandsThePlan(t *testing.T) {
+	ctx := context.Background()
+	export := filepath.Join(t.TempDir(), "export")
+	if _, err := generate.Generate(ctx, generate.Options{Out: export, Rows: 6_000, Seed: 5, Days: 3, Layout: generate.LayoutWarehouse}); err != nil {
+		t.Fatal(err)
+	}
+	var bad string
+	err := filepath.WalkDir(export, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && bad == "" && strings.HasSuffix(p, ".parquet") {
+			bad = p
+		}
+		return err
+	})
+	if err != nil || bad == "" {
+		t.Fatalf("no Parquet file in the export: %v", err)
+	}
+	if err := os.WriteFile(bad, []byte("not a Parquet file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o := testOptions(export, "", "").withDefaults()
+	o.OnBadFile = "skip"
+	in, err := gather(ctx, o, plainListing(time.Time{}, time.Time{}), pipeline.Shard{Index: 0, Count: 1}, nil, testEnv(nil).Log, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.close()
+	all := in.all()
+	if len(in.known()) != 0 || in.planner() == nil {
+		t.Fatalf("a plan read whole: %d objects known at the start, planner %v; want none, and a planner", len(in.known()), in.planner() != nil)
+	}
+	var handed []pipeline.Object
+	err = in.planner()(ctx, func(objs []pipeline.Object) error {
+		if len(objs) == 0 || len(objs) > handOutSegment {
+			t.Errorf("a segment of %d objects, want 1 to %d", len(objs), handOutSegment)
+		}
+		handed = append(handed, objs...)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) <= handOutSegment || len(handed) != len(all) {
+		t.Fatalf("%d objects handed of %d: want every one, in more than one segment", len(handed), len(all))
+	}
+	skipped := 0
+	for i := range all {
+		if handed[i].URI != all[i].URI || handed[i].Version != all[i].Version || !slices.Equal(handed[i].RowGroups, all[i].RowGroups) {
+			t.Fatalf("object %d handed as %+v, want %+v", i, handed[i], all[i])
+		}
+		if handed[i].Skipped != "" {
+			skipped++
+			if handed[i].URI != bad {
+				t.Errorf("%s set aside, want only %s", handed[i].URI, bad)
+			}
+		}
+	}
+	if skipped != 1 {
+		t.Errorf("%d objects set aside, want 1", skipped)
+	}
+	if got, want := in.plannedRows(), pipeline.PlanRows(pipeline.BuildPlan(all)); got != want || want == 0 {
+		t.Errorf("plannedRows = %d, want the plan's %d", got, want)
 	}
 }

@@ -75,10 +75,7 @@ func estimateRequests(ctx context.Context, p *prepared, units []pipeline.Unit) (
 	byTable := map[string]*table{}
 	var order []string
 	for _, u := range units {
-		name := ""
-		if r := p.in.ref(p.in.objects[u.Object].URI); r != nil {
-			name = r.scope.Table
-		}
+		name := p.in.refs[u.Object].scope.Table
 		t := byTable[name]
 		if t == nil {
 			t = &table{}
@@ -100,7 +97,7 @@ func estimateRequests(ctx context.Context, p *prepared, units []pipeline.Unit) (
 				u = t.units[j*(len(t.units)-1)/(k-1)]
 			}
 			var rows int64
-			err := p.in.Decode(ctx, p.in.objects[u.Object], u.RowGroup, func(_ int64, batch []segment.Message, skip []string) error {
+			err := p.in.Decode(ctx, p.in.object(u.Object), u.RowGroup, func(_ int64, batch []segment.Message, skip []string) error {
 				for i := range batch {
 					if rows == sampleRows {
 						return errSampleFull
@@ -145,12 +142,12 @@ func printMigrationPlan(ctx context.Context, w io.Writer, p *prepared, mine []pi
 	var first, last readers.Partition
 	parts := map[[2]int64]bool{}
 	undated := 0
-	for _, obj := range p.in.objects {
-		if obj.Skipped != "" {
+	for i := range p.in.refs {
+		if p.in.aside[i] != "" {
 			continue
 		}
-		r := p.in.ref(obj.URI)
-		if r == nil || !r.scope.HasDay {
+		r := &p.in.refs[i]
+		if !r.scope.HasDay {
 			undated++
 			continue
 		}

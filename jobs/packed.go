@@ -5,7 +5,7 @@ import (
 	"sync"
 )
 
-// What a run keeps of each object for its whole length (its URI, version
+// What a run keeps of each object for its whole length (its key, version
 // and row group sizes) is copied into blocks shared by many objects,
 // rather than kept where the listing and the footer made it.
 //
@@ -18,48 +18,25 @@ import (
 // packBlock is how many listed objects share one block of strings.
 const packBlock = 1024
 
-// packListed copies the URI, key and version of the listed objects into
-// one block: the key stays a suffix of the URI where it was one. The
-// strings the listing made are then left to the collector.
-func packListed(objs []listedObject) {
+// packNames copies the names (key and version) of the listed objects into
+// one block. The strings the listing made are then left to the collector.
+func packNames(refs []inputRef) {
 	n := 0
-	for i := range objs {
-		o := &objs[i]
-		n += len(o.uri) + len(o.version)
-		if !keyInURI(o) {
-			n += len(o.key)
-		}
+	for i := range refs {
+		n += len(refs[i].name)
 	}
 	var b strings.Builder
 	b.Grow(n)
-	for i := range objs {
-		o := &objs[i]
-		b.WriteString(o.uri)
-		b.WriteString(o.version)
-		if !keyInURI(o) {
-			b.WriteString(o.key)
-		}
+	for i := range refs {
+		b.WriteString(refs[i].name)
 	}
 	s, off := b.String(), 0
-	take := func(n int) string {
-		off += n
-		return s[off-n : off]
-	}
-	for i := range objs {
-		o := &objs[i]
-		in := keyInURI(o)
-		o.uri, o.version = take(len(o.uri)), take(len(o.version))
-		if in {
-			o.key = o.uri[len(o.uri)-len(o.key):]
-		} else {
-			o.key = take(len(o.key))
-		}
+	for i := range refs {
+		r := &refs[i]
+		r.name = s[off : off+len(r.name)]
+		off += len(r.name)
 	}
 }
-
-// keyInURI says whether o's key is the end of its URI, as a listing makes
-// it (readers.Source).
-func keyInURI(o *listedObject) bool { return strings.HasSuffix(o.uri, o.key) }
 
 // rowSlab hands out the row-group sizes of the objects planned, from
 // blocks shared by many objects. Safe for concurrent use.

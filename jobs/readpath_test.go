@@ -161,9 +161,10 @@ func TestDecodedObjectsAreClosed(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", source, err)
 		}
-		units := pipeline.BuildPlan(in.objects)
-		if len(units) <= len(in.objects) {
-			t.Fatalf("%s: %d units of %d objects: want objects of several row groups", source, len(units), len(in.objects))
+		objs := in.all()
+		units := pipeline.BuildPlan(objs)
+		if len(units) <= len(objs) {
+			t.Fatalf("%s: %d units of %d objects: want objects of several row groups", source, len(units), len(objs))
 		}
 		work := make(chan pipeline.Unit)
 		var rows atomic.Int64
@@ -171,7 +172,7 @@ func TestDecodedObjectsAreClosed(t *testing.T) {
 		for range 3 {
 			g.Go(func() error {
 				for u := range work {
-					err := in.Decode(gctx, in.objects[u.Object], u.RowGroup, func(_ int64, batch []segment.Message, _ []string) error {
+					err := in.Decode(gctx, objs[u.Object], u.RowGroup, func(_ int64, batch []segment.Message, _ []string) error {
 						rows.Add(int64(len(batch)))
 						return nil
 					})
@@ -265,9 +266,13 @@ const planHeapChildEnv = "CONVERTRO_PLAN_HEAP_CHILD"
 // heap after planning 1,440 objects (a year's hourly partitions have
 // 43,800) less that after 480, per object added. The memory budget is the
 // smallest, so that the footers kept from planning (the same bounded bytes
-// in both) do not hide what each object costs. 216-239 bytes since the
-// record keeps no open file's state (inputs.open) and no web rows (summed
-// as footers are read); 256-304 before, with them (64 bytes a record);
+// in both) do not hide what each object costs. 89-106 bytes since the
+// record is all the run keeps (72 bytes, its key and version packed, its
+// URI made from its source's root when a plan entry is made for the
+// run); 216-239 when jobs kept a plan entry (120 bytes) and the whole URI
+// beside a record of 24 bytes, with no open file's state (inputs.open) and
+// no web rows (summed as footers are read); 256-304 before, with them (64
+// bytes a record);
 // 269-302 since the objects of one table and day share what their paths
 // say but the hour;
 // 349-382 when each record held it whole (72 bytes), with the records one
@@ -275,7 +280,7 @@ const planHeapChildEnv = "CONVERTRO_PLAN_HEAP_CHILD"
 // allocated for each and a map by URI; 474-486 when the record repeated
 // the object's URI, key, size and version beside its plan entry and held
 // its open state inline, 540 with the second map by URI that gather kept
-// before. The bound catches a second copy of the plan entry (120 bytes).
+// before. The bound catches a plan entry (120 bytes) kept for each object.
 //
 // The heap is the process's: the emulators' proxies and what earlier tests
 // left closing share it, and once made this read 567 bytes (78 KiB for 480
@@ -323,8 +328,8 @@ func TestPlanHoldsLittlePerObject(t *testing.T) {
 		runtime.GC()
 		runtime.GC()
 		runtime.ReadMemStats(&after)
-		if len(in.objects) != 120*days {
-			t.Fatalf("%d days: %d objects planned, want %d", days, len(in.objects), 120*days)
+		if len(in.refs) != 120*days {
+			t.Fatalf("%d days: %d objects planned, want %d", days, len(in.refs), 120*days)
 		}
 		in.close()
 		return after.HeapAlloc - min(after.HeapAlloc, before.HeapAlloc), after.HeapInuse - min(after.HeapInuse, before.HeapInuse)
@@ -335,8 +340,8 @@ func TestPlanHoldsLittlePerObject(t *testing.T) {
 	spans := (int64(largeSpans) - int64(smallSpans)) / (120 * 8)
 	t.Logf("live heap after planning: %d KiB for 480 objects, %d KiB for 1,440: %d bytes an object; spans in use: %d bytes an object",
 		small>>10, large>>10, per, spans)
-	if per > 320 {
-		t.Errorf("planning holds %d bytes for each object listed, want at most 320", per)
+	if per > 180 {
+		t.Errorf("planning holds %d bytes for each object listed, want at most 180", per)
 	}
 	// Measured: 307-392 bytes with the listing's strings and the row
 	// groups packed (packed.go), 930-998 bytes before, where the plan's
@@ -369,15 +374,15 @@ func TestOverlappingSourcesListEachObjectOnce(t *testing.T) {
 	}
 	one := plan(export)
 	both := plan(filepath.Join(export, "tracks"), export)
-	if len(one.objects) != 120 || one.listed != 120 {
-		t.Fatalf("one source: %d objects planned, %d listed, want 120", len(one.objects), one.listed)
+	if len(one.refs) != 120 || one.listed != 120 {
+		t.Fatalf("one source: %d objects planned, %d listed, want 120", len(one.refs), one.listed)
 	}
-	if both.listed != one.listed || len(both.objects) != len(one.objects) {
-		t.Errorf("overlapping sources: %d objects planned, %d listed, want %d", len(both.objects), both.listed, len(one.objects))
+	if both.listed != one.listed || len(both.refs) != len(one.refs) {
+		t.Errorf("overlapping sources: %d objects planned, %d listed, want %d", len(both.refs), both.listed, len(one.refs))
 	}
-	for i := range one.objects {
-		if i < len(both.objects) && both.objects[i].URI != one.objects[i].URI {
-			t.Fatalf("overlapping sources: object %d is %s, want %s", i, both.objects[i].URI, one.objects[i].URI)
+	for i := range one.refs {
+		if i < len(both.refs) && both.refs[i].uri() != one.refs[i].uri() {
+			t.Fatalf("overlapping sources: object %d is %s, want %s", i, both.refs[i].uri(), one.refs[i].uri())
 		}
 	}
 }

@@ -34,14 +34,14 @@ func TestShardsReadOnlyTheirFooters(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if in.listed != sum.Files || in.otherShards != in.listed-len(in.objects) {
-			t.Fatalf("shard %d: listed %d (export has %d files), %d for other shards, %d its own", i, in.listed, sum.Files, in.otherShards, len(in.objects))
+		if in.listed != sum.Files || in.otherShards != in.listed-len(in.refs) {
+			t.Fatalf("shard %d: listed %d (export has %d files), %d for other shards, %d its own", i, in.listed, sum.Files, in.otherShards, len(in.refs))
 		}
-		if int(in.footers.Load()) != len(in.objects) {
-			t.Errorf("shard %d read %d footers for its %d objects", i, in.footers.Load(), len(in.objects))
+		if int(in.footers.Load()) != len(in.refs) {
+			t.Errorf("shard %d read %d footers for its %d objects", i, in.footers.Load(), len(in.refs))
 		}
 		footers += int(in.footers.Load())
-		for _, obj := range in.objects {
+		for _, obj := range in.all() {
 			seen[obj.URI]++
 		}
 	}
@@ -70,7 +70,7 @@ func TestShardsReadOnlyTheirFooters(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.close()
-	newFiles := len(p.in.objects) - sum.Files
+	newFiles := len(p.in.refs) - sum.Files
 	if newFiles < 1 || int(p.in.footers.Load()) != newFiles {
 		t.Errorf("resume read %d footers; %d objects are new and %d pinned by the ledger", p.in.footers.Load(), newFiles, sum.Files)
 	}

@@ -36,7 +36,8 @@ func PrintPlan(ctx context.Context, o Options, env Env) error {
 	fmt.Fprintln(w, "OBJECT\tTYPE\tBYTES\tROW GROUPS\tROWS")
 	var bytes, rows int64
 	var groups int
-	for _, obj := range p.in.objects {
+	objs := p.in.all()
+	for oi, obj := range objs {
 		if obj.Skipped != "" {
 			continue
 		}
@@ -49,8 +50,7 @@ func PrintPlan(ctx context.Context, o Options, env Env) error {
 				g++
 			}
 		}
-		r := p.in.ref(obj.URI)
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\n", obj.URI, r.typ, obj.Size, g, n)
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\n", obj.URI, p.in.refs[oi].typ, obj.Size, g, n)
 		bytes += obj.Size
 		rows += n
 		groups += g
@@ -78,9 +78,9 @@ func PrintPlan(ctx context.Context, o Options, env Env) error {
 	if p.in.outOfRange > 0 || p.in.undated > 0 {
 		fmt.Fprintf(env.Stdout, "\ndate range: %d objects outside it left out; %d objects without a day partition kept\n", p.in.outOfRange, p.in.undated)
 	}
-	printTimeFilters(env.Stdout, p.in.objects)
-	units := pipeline.BuildPlan(p.in.objects)
-	mine := pipeline.ShardUnits(units, p.in.objects, p.shard)
+	printTimeFilters(env.Stdout, objs)
+	units := pipeline.BuildPlan(objs)
+	mine := pipeline.ShardUnits(units, objs, p.shard)
 	fmt.Fprintf(env.Stdout, "\nshard %s: %d of %d units, %d of %d rows\n",
 		p.shard, len(mine), len(units), pipeline.PlanRows(mine), pipeline.PlanRows(units))
 	if k := kindNamed(p.o.Kind); k.PrintPlan != nil {

@@ -209,7 +209,10 @@ func (s *Source) Visit(ctx context.Context, fn func(Object)) (Listing, error) {
 	slices.SortFunc(l.Tables, func(a, b TableVersion) int { return cmp.Compare(a.URI, b.URI) })
 	listed := map[string]bool{}
 	filtering := !s.from.IsZero() || !s.to.IsZero()
-	for _, e := range entries {
+	for i, e := range entries {
+		// Each entry is let go once taken: a listing of a million objects
+		// is then not held whole beside what the caller keeps of it.
+		entries[i] = objstore.Attrs{}
 		t := tableOf(tables, e.Key)
 		if t != nil && t.files[e.Key] != nil {
 			listed[e.Key] = true
