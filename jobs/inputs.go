@@ -3,13 +3,16 @@ package jobs
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -84,12 +87,14 @@ type inputs struct {
 	later []int
 	// stream is set when planning is streamed (gather).
 	stream bool
-	// badMu guards bad, aside and filters: few objects are set aside or
-	// read through a time filter, so they are kept by index, not in
-	// every object's record.
+	// badMu guards bad, aside, filters and multi: few objects are set
+	// aside or read through a time filter, so they are kept by index, not
+	// in every object's record; multi holds the rows of each row group of
+	// the objects that have more than one (rowGroups).
 	badMu   sync.Mutex
 	aside   map[int]string
 	filters map[int]*pipeline.TimeFilter
+	multi   map[int][]int64
 	// days names each partition day the listing has, for the plan
 	// entries' Day: the objects of one day share its name.
 	days map[time.Time]string
@@ -149,16 +154,29 @@ type inputRef struct {
 	// each object would otherwise hold 72 bytes of it.
 	scope *readers.Partition
 	// name is the object's key, then its version (packed.go): its URI is
-	// its origin's root and its key, built when asked for.
-	name   string
-	size   int64
-	rows   []int64 // rows per row group, once planned (rowSlab)
-	keyLen int32
+	// its origin's root and its key, made when asked for. Once the
+	// listing is in plan order (frontCode), the key's first shared bytes
+	// are those of the key before it, and name holds only the rest: the
+	// keys of a sorted listing share most of their paths.
+	name string
+	size int64
+	// nrows is the object's row groups, once planned; rows0 holds the
+	// rows of the one row group of an object that has one (the small
+	// hourly files of a Data Lakes export), inputs.multi those of one
+	// that has more, so that most records hold no slice.
+	rows0  int64
+	nrows  uint32
+	keyLen uint16 // the bytes of the key in name
+	shared uint16 // the bytes of the key taken from the key before
 	hour   int8
 	typ    segment.Type
 	empty  bool // a zero-byte object named as Parquet
 	// carried is readers.Object.Carried.
 	carried bool
+	// numVersion is set when the version is a decimal number (a GCS
+	// generation, a local file's modification time), held in name as
+	// its 8 bytes rather than as up to 20 digits.
+	numVersion bool
 }
 
 // origin is the source of listed objects and what their URIs have before
@@ -169,34 +187,86 @@ type origin struct {
 	root, uri string
 }
 
-func (r *inputRef) key() string     { return r.name[:r.keyLen] }
-func (r *inputRef) version() string { return r.name[r.keyLen:] }
+func (r *inputRef) version() string {
+	v := r.name[r.keyLen:]
+	if !r.numVersion {
+		return v
+	}
+	var n uint64
+	for i := range 8 {
+		n = n<<8 | uint64(v[i])
+	}
+	return strconv.FormatUint(n, 10)
+}
 
-// uriParts is the object's URI in two parts, for comparing URIs without
-// making them.
-func (r *inputRef) uriParts() (string, string) {
+// nameOf is what a record's name holds of key and version (inputRef.name).
+func nameOf(key, version string) (string, bool) {
+	n, err := strconv.ParseUint(version, 10, 64)
+	if err != nil || strconv.FormatUint(n, 10) != version {
+		return key + version, false
+	}
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], n)
+	return key + string(b[:]), true
+}
+
+// wholeKey is the object's key as listed, before frontCode.
+func (r *inputRef) wholeKey() string { return r.name[:r.keyLen] }
+
+// wholeURIParts is the object's URI in two parts, before frontCode, for
+// comparing URIs without making them.
+func (r *inputRef) wholeURIParts() (string, string) {
 	if r.from.uri != "" {
 		return r.from.uri, ""
 	}
-	return r.from.root, r.key()
+	return r.from.root, r.wholeKey()
 }
 
-// uri is the object's URI.
-func (r *inputRef) uri() string {
-	if r.from.uri != "" {
-		return r.from.uri
-	}
-	return r.from.root + r.key()
-}
-
-// compareURI orders two listed objects by URI.
+// compareURI orders two listed objects by URI, before frontCode.
 func compareURI(a, b *inputRef) int {
 	if a.from == b.from && a.from.uri == "" {
-		return strings.Compare(a.key(), b.key())
+		return strings.Compare(a.wholeKey(), b.wholeKey())
 	}
-	a1, a2 := a.uriParts()
-	b1, b2 := b.uriParts()
+	a1, a2 := a.wholeURIParts()
+	b1, b2 := b.wholeURIParts()
 	return compareJoined(a1, a2, b1, b2)
+}
+
+// appendKey appends object i's key to dst: the first key of its block
+// (codeBlock) is whole, and each after it takes its first bytes from the
+// one before.
+func (in *inputs) appendKey(dst []byte, i int) []byte {
+	r := &in.refs[i]
+	if r.shared == 0 {
+		return append(dst, r.name[:r.keyLen]...)
+	}
+	start := len(dst)
+	for j := i - i%codeBlock; j <= i; j++ {
+		q := &in.refs[j]
+		dst = append(dst[:start+int(q.shared)], q.name[:q.keyLen]...)
+	}
+	return dst
+}
+
+// key is object i's key.
+func (in *inputs) key(i int) string {
+	if r := &in.refs[i]; r.shared == 0 {
+		return r.name[:r.keyLen]
+	}
+	return string(in.appendKey(nil, i))
+}
+
+// uri is object i's URI.
+func (in *inputs) uri(i int) string {
+	r := &in.refs[i]
+	switch {
+	case r.from.uri != "":
+		return r.from.uri
+	case r.shared == 0:
+		return r.from.root + r.name[:r.keyLen]
+	}
+	b := make([]byte, 0, len(r.from.root)+int(r.shared)+int(r.keyLen))
+	return string(in.appendKey(append(b, r.from.root...), i))
 }
 
 // compareJoined compares a1+a2 with b1+b2 without joining them.
@@ -238,22 +308,86 @@ func (r *inputRef) listing(o *pipeline.Object) readers.Object {
 // shared with the record, its URI made. Once the object is planned, it
 // has its row groups, and what set it aside or filters its rows.
 func (in *inputs) object(i int) pipeline.Object {
+	return in.entry(i, in.uri(i), in.refs[i].version(), in.rowGroups(i))
+}
+
+// entry is the plan entry of object i with the URI, version and row
+// groups given.
+func (in *inputs) entry(i int, uri, version string, rows []int64) pipeline.Object {
 	r := &in.refs[i]
-	uri := r.uri()
-	o := pipeline.Object{URI: uri, Key: uri[len(uri)-int(r.keyLen):], Size: r.size, Version: r.version()}
+	o := pipeline.Object{URI: uri, Key: uri[len(uri)-int(r.shared)-int(r.keyLen):], Size: r.size, Version: version}
 	if r.from.uri != "" {
-		o.Key = r.key()
+		o.Key = in.key(i)
 	}
 	if r.scope.HasDay {
 		o.Day = in.days[r.scope.Day]
 	}
 	if in.ready[i].Load() {
-		o.RowGroups = r.rows
+		o.RowGroups = rows
 		in.badMu.Lock()
 		o.Skipped, o.Filter = in.aside[i], in.filters[i]
 		in.badMu.Unlock()
 	}
 	return o
+}
+
+// entries is the plan entries of the objects at idx, planned, for the
+// run: their URIs and the versions made from numbers share one block, and
+// their single row groups another, rather than each made on its own.
+func (in *inputs) entries(idx []int) []pipeline.Object {
+	var buf []byte
+	var singles []int64
+	for _, i := range idx {
+		r := &in.refs[i]
+		if r.from.uri != "" {
+			buf = append(buf, r.from.uri...)
+		} else {
+			buf = in.appendKey(append(buf, r.from.root...), i)
+		}
+		if r.numVersion {
+			buf = append(buf, r.version()...)
+		}
+		if r.nrows == 1 {
+			singles = append(singles, r.rows0)
+		}
+	}
+	block := string(buf)
+	objs := make([]pipeline.Object, len(idx))
+	off, single := 0, 0
+	for k, i := range idx {
+		r := &in.refs[i]
+		n := len(r.from.uri)
+		if n == 0 {
+			n = len(r.from.root) + int(r.shared) + int(r.keyLen)
+		}
+		uri := block[off : off+n]
+		off += n
+		version := r.version()
+		if r.numVersion {
+			version = block[off : off+len(version)]
+			off += len(version)
+		}
+		rows := in.rowGroups(i)
+		if r.nrows == 1 {
+			rows = singles[single : single+1 : single+1]
+			single++
+		}
+		objs[k] = in.entry(i, uri, version, rows)
+	}
+	return objs
+}
+
+// rowGroups is the rows of each row group of object i, once planned.
+func (in *inputs) rowGroups(i int) []int64 {
+	switch r := &in.refs[i]; r.nrows {
+	case 0:
+		return nil
+	case 1:
+		return []int64{r.rows0}
+	}
+	in.badMu.Lock()
+	defer in.badMu.Unlock()
+	return in.multi[i]
 }
 
 // all is every object's plan entry, in plan order: for the commands that
@@ -308,6 +442,7 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	scopes := map[readers.Partition]*readers.Partition{}
 	in.days = map[time.Time]string{}
 	var from *origin
+	var tooLong string // a key no record can hold
 	keep := func(obj readers.Object, src *readers.Source, empty bool) {
 		scope := obj.Partition
 		scope.Hour = 0
@@ -329,7 +464,11 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 			o = &origin{src: src, root: strings.Clone(root)}
 			from = o
 		}
-		in.refs = append(in.refs, inputRef{from: o, scope: p, name: obj.Key + obj.Version, keyLen: int32(len(obj.Key)),
+		if len(obj.Key) > math.MaxUint16 && tooLong == "" {
+			tooLong = obj.URI
+		}
+		name, num := nameOf(obj.Key, obj.Version)
+		in.refs = append(in.refs, inputRef{from: o, scope: p, name: name, keyLen: uint16(len(obj.Key)), numVersion: num,
 			size: obj.Size, hour: int8(obj.Partition.Hour), empty: empty, carried: obj.Carried})
 		if len(in.refs)-packed == packBlock {
 			packNames(in.refs[packed:])
@@ -425,6 +564,9 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	if remote {
 		in.lookahead = max(readConcurrency(o), o.Decoders, runtime.GOMAXPROCS(0)) + 1
 	}
+	if tooLong != "" {
+		return nil, fmt.Errorf("list %s: %w: a key longer than %d bytes", tooLong, readers.ErrBadFile, math.MaxUint16)
+	}
 	packNames(in.refs[packed:])
 	in.refs = slices.Clip(in.refs)
 	slices.SortFunc(in.refs, func(a, b inputRef) int { return compareURI(&a, &b) })
@@ -455,7 +597,7 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	seen = nil
 	in.ready = make([]atomic.Bool, len(in.refs))
 	in.left = make([]atomic.Int32, len(in.refs))
-	in.aside, in.filters = map[int]string{}, map[int]*pipeline.TimeFilter{}
+	in.aside, in.filters, in.multi = map[int]string{}, map[int]*pipeline.TimeFilter{}, map[int][]int64{}
 	if !sorted {
 		in.byURI = make([]int32, len(in.refs))
 		for i := range in.byURI {
@@ -463,6 +605,7 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 		}
 		slices.SortFunc(in.byURI, func(a, b int32) int { return compareURI(&in.refs[a], &in.refs[b]) })
 	}
+	frontCode(in.refs)
 	// What the run needs before it starts: every object when planning is
 	// not streamed, else those the ledger holds (the run merges the
 	// listing into the ledger, which must see them whole). The rest,
@@ -470,7 +613,7 @@ func gather(ctx context.Context, o Options, win listing, shard pipeline.Shard, l
 	in.stream = stream
 	var early []int
 	for i := range in.refs {
-		if _, ok := in.held[in.refs[i].uri()]; ok || !stream {
+		if _, ok := in.held[in.uri(i)]; ok || !stream {
 			early = append(early, i)
 		} else {
 			in.later = append(in.later, i)
@@ -502,14 +645,20 @@ func (in *inputs) planObject(ctx context.Context, i int) error {
 	// is not written again: find reads it while objects are planned.
 	po := in.object(i)
 	defer func() {
-		r.rows = po.RowGroups
+		r.nrows = uint32(len(po.RowGroups))
+		if len(po.RowGroups) == 1 {
+			r.rows0 = po.RowGroups[0]
+		}
 		left := int32(len(po.RowGroups))
 		if po.Filter != nil {
 			left -= int32(len(po.Filter.Pruned))
 		}
 		in.left[i].Store(left)
-		if po.Skipped != "" || po.Filter != nil {
+		if po.Skipped != "" || po.Filter != nil || len(po.RowGroups) > 1 {
 			in.badMu.Lock()
+			if len(po.RowGroups) > 1 {
+				in.multi[i] = po.RowGroups
+			}
 			if po.Skipped != "" {
 				in.aside[i] = po.Skipped
 				in.bad = append(in.bad, pipeline.SkippedObject{URI: po.URI, Reason: po.Skipped})
@@ -577,13 +726,13 @@ func (in *inputs) known() []pipeline.Object {
 	if !in.stream {
 		return nil
 	}
-	out := make([]pipeline.Object, 0, len(in.refs)-len(in.later))
+	idx := make([]int, 0, len(in.refs)-len(in.later))
 	for i := range in.refs {
 		if in.ready[i].Load() {
-			out = append(out, in.object(i))
+			idx = append(idx, i)
 		}
 	}
-	return out
+	return in.entries(idx)
 }
 
 // Planning in segments: the first small, so that the first request leaves
@@ -619,7 +768,7 @@ func (in *inputs) plannedRows() int64 {
 			continue
 		}
 		f := in.filters[i]
-		for g, rows := range in.refs[i].rows {
+		for g, rows := range in.rowGroups(i) {
 			if f == nil || !slices.Contains(f.Pruned, g) {
 				n += rows
 			}
@@ -639,11 +788,11 @@ const handOutSegment = 256
 // only for the part it has not finished, not for every object at once.
 func (in *inputs) handOut(ctx context.Context, add func([]pipeline.Object) error) error {
 	for at := 0; at < len(in.refs); at += handOutSegment {
-		objs := make([]pipeline.Object, min(handOutSegment, len(in.refs)-at))
-		for k := range objs {
-			objs[k] = in.object(at + k)
+		idx := make([]int, min(handOutSegment, len(in.refs)-at))
+		for k := range idx {
+			idx[k] = at + k
 		}
-		if err := add(objs); err != nil {
+		if err := add(in.entries(idx)); err != nil {
 			return err
 		}
 	}
@@ -689,7 +838,7 @@ func (in *inputs) plan(ctx context.Context, add func([]pipeline.Object) error) e
 		if gctx.Err() != nil {
 			break
 		}
-		objs := in.segment(in.later[sp.from:sp.to])
+		objs := in.entries(in.later[sp.from:sp.to])
 		if addErr = add(objs); addErr != nil {
 			break
 		}
@@ -705,17 +854,6 @@ func (in *inputs) plan(ctx context.Context, add func([]pipeline.Object) error) e
 	}
 	in.logPlanned()
 	return nil
-}
-
-// segment is the plan entries of the objects at idx for the run, made
-// for it: the run lets them go once it is done with them, while the
-// records stay.
-func (in *inputs) segment(idx []int) []pipeline.Object {
-	objs := make([]pipeline.Object, len(idx))
-	for k, i := range idx {
-		objs[k] = in.object(i)
-	}
-	return objs
 }
 
 // readConcurrency is --read-concurrency, or its default when unset.
@@ -829,7 +967,11 @@ func (r *inputRef) footer(ctx context.Context, obj readers.Object, h readers.Hin
 	web := footerWebRows(pf)
 	pruneRowGroups(tf, pf)
 	groups := pf.RowGroups()
-	sizes := rows.take(len(groups))
+	// One row group's size is held in the record itself (rows0).
+	sizes := make([]int64, len(groups))
+	if len(groups) > 1 {
+		sizes = rows.take(len(groups))
+	}
 	for i, g := range groups {
 		sizes[i] = g.Rows
 	}
@@ -906,22 +1048,50 @@ func (in *inputs) ref(uri string) *inputRef {
 	return nil
 }
 
-// find is the place in objects of the listed object named uri.
+// find is the place in refs of the listed object named uri.
 func (in *inputs) find(uri string) (int, bool) {
-	at := func(k int) int {
-		if in.byURI != nil {
-			return int(in.byURI[k])
-		}
-		return k
-	}
 	n := len(in.refs)
-	cmpAt := func(k int) int {
-		a, b := in.refs[at(k)].uriParts()
-		return compareJoined(a, b, uri, "")
+	if in.byURI != nil {
+		// In a kind's order: each key looked at is made whole.
+		var buf []byte
+		cmpAt := func(k int) int {
+			r := &in.refs[in.byURI[k]]
+			if r.from.uri != "" {
+				return strings.Compare(r.from.uri, uri)
+			}
+			buf = in.appendKey(buf[:0], int(in.byURI[k]))
+			return compareJoined(r.from.root, string(buf), uri, "")
+		}
+		k := sort.Search(n, func(k int) bool { return cmpAt(k) >= 0 })
+		if k < n && cmpAt(k) == 0 {
+			return int(in.byURI[k]), true
+		}
+		return 0, false
 	}
-	k := sort.Search(n, func(k int) bool { return cmpAt(k) >= 0 })
-	if k < n && cmpAt(k) == 0 {
-		return at(k), true
+	// In URI order: the block whose first key (whole) is the last at or
+	// before uri, then along it.
+	blocks := (n + codeBlock - 1) / codeBlock
+	b := sort.Search(blocks, func(b int) bool {
+		r := &in.refs[b*codeBlock]
+		u1, u2 := r.wholeURIParts()
+		return compareJoined(u1, u2, uri, "") > 0
+	}) - 1
+	if b < 0 {
+		return 0, false
+	}
+	var key []byte
+	for i := b * codeBlock; i < min(n, (b+1)*codeBlock); i++ {
+		r := &in.refs[i]
+		key = append(key[:r.shared], r.name[:r.keyLen]...)
+		if r.from.uri != "" {
+			if r.from.uri == uri {
+				return i, true
+			}
+			continue
+		}
+		if root := r.from.root; len(uri) == len(root)+len(key) && uri[:len(root)] == root && uri[len(root):] == string(key) {
+			return i, true
+		}
 	}
 	return 0, false
 }
@@ -1038,7 +1208,7 @@ func (in *inputs) prefetch(ctx context.Context, pf *readers.ParquetFile, i, rowG
 		}
 		var gs []int
 		in.askedMu.Lock()
-		for g := start; g < len(r.rows) && n < in.lookahead; g++ {
+		for g := start; g < int(r.nrows) && n < in.lookahead; g++ {
 			if filter != nil && slices.Contains(filter.Pruned, g) {
 				continue
 			}
@@ -1113,8 +1283,9 @@ func (in *inputs) sortBy(order func(a, b readers.Object) int) {
 	es := make([]entry, len(in.refs))
 	for i := range in.refs {
 		r := &in.refs[i]
-		uri := r.uri()
-		key := r.key()
+		u1, u2 := r.wholeURIParts()
+		uri := u1 + u2
+		key := r.wholeKey()
 		if r.from.uri == "" {
 			key = uri[len(uri)-len(key):]
 		}

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -54,8 +55,8 @@ func TestPackNamesKeepsEveryName(t *testing.T) {
 	first := unsafe.StringData(refs[0].name)
 	end := unsafe.Add(unsafe.Pointer(first), size)
 	for i, r := range refs {
-		if r.key() != want[i].key() || r.version() != want[i].version() {
-			t.Errorf("object %d: packed as %q/%q, want %q/%q", i, r.key(), r.version(), want[i].key(), want[i].version())
+		if r.wholeKey() != want[i].wholeKey() || r.version() != want[i].version() {
+			t.Errorf("object %d: packed as %q/%q, want %q/%q", i, r.wholeKey(), r.version(), want[i].wholeKey(), want[i].version())
 		}
 		if p := unsafe.Pointer(unsafe.StringData(r.name)); r.name != "" && (uintptr(p) < uintptr(unsafe.Pointer(first)) || uintptr(p) >= uintptr(end)) {
 			t.Errorf("object %d: %q is not in the block", i, r.name)
@@ -103,6 +104,110 @@ func TestRecordMakesTheListedEntry(t *testing.T) {
 		}
 		if i, ok := in.find(tt.uri); !ok || i != 0 {
 			t.Errorf("find(%q) = %d, %v", tt.uri, i, ok)
+		}
+	}
+}
+
+// TestFrontCodeKeepsEveryKey: once a listing's keys are held as what each
+// shares with the one before and the rest, every object still has its key,
+// URI and version, is found by its URI (in URI order, and in a kind's
+// order through byURI), and a URI not listed is not found; the names take
+// fewer bytes.
+func TestFrontCodeKeepsEveryKey(t *testing.T) {
+	a, b := &origin{root: "gs://a/x/"}, &origin{root: "gs://b/"}
+	var uris []string
+	var refs []inputRef
+	add := func(from *origin, key, version string) {
+		r := inputRef{from: from, name: key + version, keyLen: uint16(len(key)), scope: &readers.Partition{}}
+		refs = append(refs, r)
+		u1, u2 := r.wholeURIParts()
+		uris = append(uris, u1+u2)
+	}
+	for d := range 3 {
+		for h := range 24 {
+			add(a, fmt.Sprintf("tracks/day=2024-01-0%d/hr=%02d/000000000000.parquet", d+1, h), fmt.Sprint(1700000000000000000+h))
+		}
+	}
+	add(a, "tracks/z", "")    // shares little with the key before
+	add(a, "tracks/z/y", "7") // all of it
+	add(&origin{uri: "/elsewhere/empty.parquet"}, "/elsewhere/empty.parquet", "")
+	add(b, "a", "1")
+	add(b, "ab", "2")
+	slices.SortFunc(refs, func(x, y inputRef) int { return compareURI(&x, &y) })
+	slices.Sort(uris)
+	want := slices.Clone(refs)
+	before := 0
+	for _, r := range refs {
+		before += len(r.name)
+	}
+	for _, kindOrder := range []bool{false, true} {
+		refs := slices.Clone(want)
+		in := &inputs{refs: refs, ready: make([]atomic.Bool, len(refs)), days: map[time.Time]string{}}
+		if kindOrder {
+			// Reversed, as a kind's order may put them: byURI keeps URI order.
+			slices.Reverse(in.refs)
+			for i := range in.refs {
+				in.byURI = append(in.byURI, int32(len(in.refs)-1-i))
+			}
+		}
+		frontCode(in.refs)
+		after := 0
+		for i := range in.refs {
+			after += len(in.refs[i].name)
+		}
+		if after >= before*2/3 {
+			t.Errorf("kind order %v: names of %d bytes after, %d before", kindOrder, after, before)
+		}
+		for i := range in.refs {
+			w := want[i]
+			if kindOrder {
+				w = want[len(want)-1-i]
+			}
+			u1, u2 := w.wholeURIParts()
+			o := in.object(i)
+			if o.URI != u1+u2 || o.Key != w.wholeKey() || o.Version != w.version() || in.key(i) != w.wholeKey() {
+				t.Errorf("kind order %v, object %d: %q %q %q, want %q %q %q", kindOrder, i, o.URI, o.Key, o.Version, u1+u2, w.wholeKey(), w.version())
+			}
+			if j, ok := in.find(o.URI); !ok || j != i {
+				t.Errorf("kind order %v: find(%q) = %d, %v, want %d", kindOrder, o.URI, j, ok, i)
+			}
+		}
+		// Made for a segment, the entries say the same.
+		idx := make([]int, len(in.refs))
+		for i := range idx {
+			idx[i] = i
+		}
+		for i, e := range in.entries(idx) {
+			if o := in.object(i); e.URI != o.URI || e.Key != o.Key || e.Version != o.Version {
+				t.Errorf("kind order %v, object %d: entry %q %q %q, object %q %q %q", kindOrder, i, e.URI, e.Key, e.Version, o.URI, o.Key, o.Version)
+			}
+		}
+		for _, u := range append([]string{"", "gs://", "gs://a/x/tracks/day=2024-01-01/hr=00", "gs://a/x/tracks/z/", "gs://b/aa", "gs://c"}, uris[0]+"0") {
+			if j, ok := in.find(u); ok {
+				t.Errorf("kind order %v: find(%q) found object %d, %s", kindOrder, u, j, in.uri(j))
+			}
+		}
+	}
+}
+
+// TestNameOfKeepsTheVersion: a version that is a decimal number is held
+// as its 8 bytes and given back as it was listed; any other, as listed.
+func TestNameOfKeepsTheVersion(t *testing.T) {
+	for _, tt := range []struct {
+		version string
+		num     bool
+	}{
+		{"1733000000123456789", true}, {"0", true}, {"17", true}, {"18446744073709551615", true},
+		{"18446744073709551616", false}, {"007", false}, {"", false}, {"-1", false}, {"+1", false},
+		{`"9b2cf535f27731c974343645a3985328"`, false}, {"0x8DCB", false},
+	} {
+		name, num := nameOf("a/b.parquet", tt.version)
+		r := inputRef{name: name, keyLen: uint16(len("a/b.parquet")), numVersion: num}
+		if num != tt.num || r.wholeKey() != "a/b.parquet" || r.version() != tt.version {
+			t.Errorf("version %q: held as a number %v, given back as %q (key %q)", tt.version, num, r.version(), r.wholeKey())
+		}
+		if num && len(name) != len("a/b.parquet")+8 {
+			t.Errorf("version %q: a name of %d bytes", tt.version, len(name))
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"math"
 	"strings"
 	"sync"
 )
@@ -35,6 +36,37 @@ func packNames(refs []inputRef) {
 		r := &refs[i]
 		r.name = s[off : off+len(r.name)]
 		off += len(r.name)
+	}
+}
+
+// codeBlock is how many keys in plan order make a block of frontCode: the
+// first is held whole, so that finding or making a key reads at most a
+// block.
+const codeBlock = 16
+
+// frontCode holds the keys of refs, in plan order (refs' order, whatever
+// byURI says), as each key's first bytes shared with the key before it in
+// its block (codeBlock) and the rest: a sorted listing's keys share most
+// of their paths (a year of hourly partitions: the table, the day, most of
+// the hour). The names are packed again into blocks of their own, and the
+// listing's blocks let go.
+func frontCode(refs []inputRef) {
+	for at := 0; at < len(refs); at += packBlock {
+		block := refs[at:min(at+packBlock, len(refs))]
+		var prev string // the key before, whole
+		for j := range block {
+			r := &block[j]
+			key := r.name[:r.keyLen]
+			shared := 0
+			if (at+j)%codeBlock != 0 {
+				for shared < min(len(prev), len(key), math.MaxUint16) && prev[shared] == key[shared] {
+					shared++
+				}
+			}
+			prev = key
+			r.name, r.keyLen, r.shared = r.name[shared:], uint16(len(key)-shared), uint16(shared)
+		}
+		packNames(block)
 	}
 }
 
