@@ -171,6 +171,12 @@ func ParseDay(s string, now time.Time) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, fmt.Errorf("parse day %q: want YYYY-MM-DD, today or yesterday", s)
 	}
+	// The years a partition may name: outside them no day is selected,
+	// and year 0001's first day is the zero time, which a range reads as
+	// no bound at all (--to 0001-01-01 would select every day).
+	if t.Year() < firstYear || t.Year() > lastYear {
+		return time.Time{}, fmt.Errorf("parse day %q: want YYYY-MM-DD with a year from %d to %d, today or yesterday", s, firstYear, lastYear)
+	}
 	return t, nil
 }
 

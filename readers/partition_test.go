@@ -91,6 +91,11 @@ func TestParseDay(t *testing.T) {
 		{in: "2024/01/31", wantErr: true},
 		{in: "tomorrow", wantErr: true},
 		{in: "", wantErr: true},
+		{in: "1900-01-01", want: day("1900-01-01")},
+		{in: "2999-12-31", want: day("2999-12-31")},
+		{in: "0001-01-01", wantErr: true}, // the zero time: no bound, where it means none selected
+		{in: "1899-12-31", wantErr: true},
+		{in: "3000-01-01", wantErr: true},
 	}
 	for _, tt := range tests {
 		got, err := ParseDay(tt.in, now)
