@@ -337,16 +337,21 @@ func (in *inputs) entry(i int, uri, version string, rows []int64) pipeline.Objec
 func (in *inputs) entries(idx []int) []pipeline.Object {
 	var buf []byte
 	var singles []int64
-	for _, i := range idx {
+	// ends holds where each object's URI and version end in buf, so that
+	// neither is made twice.
+	ends := make([][2]int, len(idx))
+	for k, i := range idx {
 		r := &in.refs[i]
 		if r.from.uri != "" {
 			buf = append(buf, r.from.uri...)
 		} else {
 			buf = in.appendKey(append(buf, r.from.root...), i)
 		}
+		ends[k][0] = len(buf)
 		if r.numVersion {
 			buf = append(buf, r.version()...)
 		}
+		ends[k][1] = len(buf)
 		if r.nrows == 1 {
 			singles = append(singles, r.rows0)
 		}
@@ -356,21 +361,17 @@ func (in *inputs) entries(idx []int) []pipeline.Object {
 	off, single := 0, 0
 	for k, i := range idx {
 		r := &in.refs[i]
-		n := len(r.from.uri)
-		if n == 0 {
-			n = len(r.from.root) + int(r.shared) + int(r.keyLen)
+		uri, version := block[off:ends[k][0]], block[ends[k][0]:ends[k][1]]
+		off = ends[k][1]
+		if !r.numVersion {
+			version = r.version()
 		}
-		uri := block[off : off+n]
-		off += n
-		version := r.version()
-		if r.numVersion {
-			version = block[off : off+len(version)]
-			off += len(version)
-		}
-		rows := in.rowGroups(i)
+		var rows []int64
 		if r.nrows == 1 {
 			rows = singles[single : single+1 : single+1]
 			single++
+		} else {
+			rows = in.rowGroups(i)
 		}
 		objs[k] = in.entry(i, uri, version, rows)
 	}
