@@ -58,6 +58,7 @@ func loadBadFixture(t *testing.T) *badFixture {
 		}
 		f := &badFixture{gen: dir, withBase: map[string]map[string]bool{}}
 		if _, err := generate.Generate(context.Background(), generate.Options{Out: dir, Rows: 2400, Seed: 5, Days: 1, RowGroupRows: 15}); err != nil {
+			os.RemoveAll(dir)
 			fixtureErr = err
 			return
 		}
@@ -67,6 +68,14 @@ func loadBadFixture(t *testing.T) *badFixture {
 		t.Fatal(fixtureErr)
 	}
 	return fixture
+}
+
+// removeBadFixture removes the generated export, which outlives the tests
+// that share it.
+func removeBadFixture() {
+	if fixture != nil {
+		os.RemoveAll(fixture.gen)
+	}
 }
 
 func (f *badFixture) read(t *testing.T, rel string) []byte {

@@ -23,7 +23,11 @@ import (
 	"github.com/convertro-etl/convertro-etl/writers/generate"
 )
 
-func TestMain(m *testing.M) { os.Exit(objstoretest.Main(m)) }
+func TestMain(m *testing.M) {
+	code := objstoretest.Main(m)
+	removeBadFixture()
+	os.Exit(code)
+}
 
 // remoteBackends are the object stores the end-to-end tests run on, each a
 // real emulator process reached by the real SDK client: a call returns the
