@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -181,10 +180,12 @@ func runAudience(ctx context.Context, o Options, env Env) (*pipeline.Report, err
 		return nil, err
 	}
 	j.st = st
-	if j.work, err = os.MkdirTemp("", "convertro-audience-*"); err != nil {
+	scratch, err := newScratch(env, "audience")
+	if err != nil {
 		return nil, fmt.Errorf("audience sync: %w", err)
 	}
-	defer os.RemoveAll(j.work)
+	defer scratch.Release()
+	j.work = scratch.Dir
 
 	if o.DryRun {
 		return j.dryRun(ctx)

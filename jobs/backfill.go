@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/convertro-etl/convertro-etl/convertro"
+	"github.com/convertro-etl/convertro-etl/internal/localfile"
 	"github.com/convertro-etl/convertro-etl/pipeline"
 	"github.com/convertro-etl/convertro-etl/readers"
 	"github.com/convertro-etl/convertro-etl/writers"
@@ -51,6 +52,19 @@ func (e Env) withDefaults() Env {
 		e.Version = "dev"
 	}
 	return e
+}
+
+// newScratch makes a scratch folder for a run's working files, and logs the
+// folders of earlier runs it removed: runs killed before they could.
+func newScratch(env Env, what string) (*localfile.Scratch, error) {
+	s, swept, err := localfile.NewScratch(what)
+	for _, dir := range swept {
+		env.Log.Info("removed the scratch folder of an earlier run that ended without removing it", "folder", dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("scratch folder: %w", err)
+	}
+	return s, nil
 }
 
 // prepared is a job ready to run: settings checked, inputs listed, shard chosen.

@@ -47,11 +47,12 @@ func DemoOptions(dir, endpoint string) Options {
 // received.
 func Demo(ctx context.Context, env Env) error {
 	env = env.withDefaults()
-	dir, err := os.MkdirTemp("", "convertro-etl-demo-")
+	scratch, err := newScratch(env, "demo")
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	defer os.RemoveAll(dir)
+	defer scratch.Release()
+	dir := scratch.Dir
 	if err := extract(sample, "sample", filepath.Join(dir, "export")); err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,7 +23,9 @@ import (
 
 // TestAudienceResumeAfterKill kills an audience sync with SIGKILL in the
 // middle of delivery and runs the same command again: every member is told
-// at least once, and the committed snapshot holds exactly the source.
+// at least once, and the committed snapshot holds exactly the source. The
+// killed sync's scratch folder (its spill) is left in TMPDIR, and the rerun
+// removes it.
 func TestAudienceResumeAfterKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the program as a subprocess")
@@ -53,10 +57,35 @@ func TestAudienceResumeAfterKill(t *testing.T) {
 	args := []string{"run", "--job", "audience", "--audience", "High Value", "--source", src, "--state", state,
 		"--endpoint", srv.URL, "--account", "acme", "--client-name", "acme", "--site-id", "12", "--concurrency", "4"}
 
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TMPDIR", tmp)
+
 	killWhen(t, ctx, "the first sync", func() bool { return sim.Stats().Accepted >= 200 }, args...)
 	atKill := sim.Stats().Accepted
-	if out, err := command(ctx, args...).CombinedOutput(); err != nil {
+	left := scratchFolders(t, tmp)
+	if len(left) != 1 {
+		t.Fatalf("after the kill, scratch folders %q in TMPDIR, want the killed sync's", left)
+	}
+	// As if the kill were yesterday: a folder younger than a minute may be
+	// one its process is about to lock.
+	yesterday := time.Now().Add(-24 * time.Hour)
+	for _, p := range []string{filepath.Join(left[0], ".lock"), left[0]} {
+		if err := os.Chtimes(p, yesterday, yesterday); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := command(ctx, args...).CombinedOutput()
+	if err != nil {
 		t.Fatalf("rerun: %v\n%s", err, out)
+	}
+	if !bytes.Contains(out, []byte("removed the scratch folder of an earlier run")) || !bytes.Contains(out, []byte(left[0])) {
+		t.Errorf("the rerun did not say it removed %s:\n%s", left[0], out)
+	}
+	if got := scratchFolders(t, tmp); len(got) != 0 {
+		t.Errorf("scratch folders %q left after the rerun", got)
 	}
 	sim.Flush()
 	got := map[string]int{}
@@ -119,4 +148,20 @@ func TestAudienceResumeAfterKill(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(state, "audience", "pending.json")); !os.IsNotExist(err) {
 		t.Errorf("pending.json left after the rerun: %v", err)
 	}
+}
+
+// scratchFolders lists the audience syncs' scratch folders in tmp.
+func scratchFolders(t *testing.T, tmp string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, e := range entries {
+		if e.IsDir() && strings.HasPrefix(e.Name(), "convertro-etl-scratch-audience-") {
+			dirs = append(dirs, filepath.Join(tmp, e.Name()))
+		}
+	}
+	return dirs
 }

@@ -4,15 +4,21 @@
 // snapshots, generated exports. A kill leaves at most a temporary file,
 // which IsTemp recognises for cleaning.
 //
+// It also makes the scratch folders where a run keeps working files no one
+// else reads (Scratch). A kill leaves the folder, and the next run's first
+// Scratch removes it.
+//
 // # Errors
 //
 // The file system's own errors, unwrapped: the caller names the file.
+// NewScratch names the folder it could not lock.
 //
 // # Concurrency
 //
 // A File is used by one goroutine. Create may be called concurrently, also
 // for one path: each call gets a temporary file of its own, and the last
-// Commit wins.
+// Commit wins. NewScratch may be called concurrently; a Scratch is released
+// once.
 package localfile
 
 import (
