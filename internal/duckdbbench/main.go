@@ -183,6 +183,16 @@ func run(ctx context.Context, w io.Writer, c config) error {
 			return err
 		}
 	}
+	fmt.Fprintf(w, "\nmemory each side touched that was not mapped yet (minor page faults x %d KiB, fewest of the runs):\n", os.Getpagesize()>>10)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "input\tdry run\tDuckDB scan\treader alone\tDuckDB whole job\t")
+	mib := func(r rate) string { return fmt.Sprintf("%.1f MiB", float64(r.faults*int64(os.Getpagesize()))/(1<<20)) }
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", r.name, mib(r.dry), mib(r.scan), mib(r.decode), mib(r.sql))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
 	fmt.Fprintln(w, "\nThe whole job in SQL wrote the same lines as the dry run (compared as sets, as DuckDB writes in its own order):")
 	for _, r := range results {
 		fmt.Fprintf(w, "  %s: %d lines, identical\n", r.name, r.lines)
@@ -277,7 +287,7 @@ func measure(ctx context.Context, conn *sql.Conn, c config, in input, scratch st
 	}
 	// The SQL's rate in rows of the input a second, as the other sides'.
 	perLine := float64(r.rows) / float64(max(r.lines, 1))
-	r.sql = rate{sqlLines.wall * perLine, sqlLines.cpu * perLine}
+	r.sql = rate{sqlLines.wall * perLine, sqlLines.cpu * perLine, sqlLines.faults}
 	onlyDry, onlySQL, n, err := sameLines(dryFirst, sqlFirst, 5)
 	if err != nil {
 		return r, fmt.Errorf("compare the outputs: %w", err)
