@@ -342,22 +342,55 @@ func runDry(ctx context.Context, cfg pipeline.Config, deps pipeline.Deps, base, 
 	if writers.JSONPlain(base) {
 		deps.DryRunLine = writers.AppendPlainDryRunLine
 	}
-	var f *os.File
+	finish := func(ok bool) error { return nil }
 	if out != "-" {
-		var err error
-		if f, err = os.Create(out); err != nil {
+		w, end, err := dryOutput(out, env)
+		if err != nil {
 			return nil, fmt.Errorf("create dry-run output %s: %w", out, err)
 		}
-		deps.DryRun = f
+		deps.DryRun, finish = w, end
 	}
 	rep, err := pipeline.Run(ctx, cfg, deps)
-	if f != nil {
-		if cerr := f.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("write dry-run output %s: %w", out, cerr)
-		}
+	if ferr := finish(err == nil); ferr != nil && err == nil {
+		err = fmt.Errorf("write dry-run output %s: %w", out, ferr)
 	}
 	if rep != nil {
 		rep.Summary(env.Stderr)
 	}
 	return rep, err
+}
+
+// dryOutputStale is how long a temporary dry-run output must have gone
+// unwritten before the next dry run to the same file removes it as a killed
+// run's: a dry run at work writes it as it goes.
+const dryOutputStale = time.Hour
+
+// dryOutput opens the dry run's output file. A regular file (or a new one)
+// is written whole or not at all, through a temporary file beside it that
+// end(true) renames over it: a failed or killed dry run leaves no part of
+// its requests where a reader expects them all. Anything else there (a
+// device such as /dev/null, a pipe, a symbolic link) is written in place.
+// end(false) discards what was written.
+func dryOutput(out string, env Env) (w io.Writer, end func(ok bool) error, err error) {
+	if st, err := os.Lstat(out); err == nil && !st.Mode().IsRegular() {
+		f, err := os.Create(out)
+		if err != nil {
+			return nil, nil, err
+		}
+		return f, func(bool) error { return f.Close() }, nil
+	}
+	for _, p := range localfile.RemoveStaleTemps(out, env.Now().Add(-dryOutputStale)) {
+		env.Log.Info("removed the output of an earlier dry run that ended without finishing it", "file", p)
+	}
+	f, err := localfile.Create(out)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func(ok bool) error {
+		if !ok {
+			f.Abort()
+			return nil
+		}
+		return f.Commit(false)
+	}, nil
 }

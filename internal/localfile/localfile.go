@@ -30,6 +30,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // File is a local file written whole or not at all: it is written
@@ -117,4 +118,44 @@ func createTemp(p string) (*os.File, error) {
 // IsTemp reports whether name (a base name) is one of our temporary files.
 func IsTemp(name string) bool {
 	return strings.HasPrefix(name, ".") && strings.HasSuffix(name, TempSuffix) && len(name) > 1+len(TempSuffix)
+}
+
+// RemoveStaleTemps removes the temporary files of the file at path p that
+// were last written before cutoff: those of writers killed before Commit or
+// Abort, which nothing else removes. A writer still at work writes its
+// temporary file as it goes, so a cutoff well in the past spares it. It
+// returns the files removed.
+func RemoveStaleTemps(p string, cutoff time.Time) []string {
+	dir, base := filepath.Split(p)
+	if dir == "" {
+		dir = "."
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var removed []string
+	for _, e := range entries {
+		// Exactly the names createTemp gives: 16 hex digits between the
+		// base and the suffix.
+		mid, ok := strings.CutPrefix(e.Name(), "."+base+".")
+		if !ok {
+			continue
+		}
+		if mid, ok = strings.CutSuffix(mid, TempSuffix); !ok || len(mid) != 16 {
+			continue
+		}
+		if _, err := hex.DecodeString(mid); err != nil || !e.Type().IsRegular() {
+			continue
+		}
+		m := filepath.Join(dir, e.Name())
+		st, err := os.Lstat(m)
+		if err != nil || !st.ModTime().Before(cutoff) {
+			continue
+		}
+		if os.Remove(m) == nil {
+			removed = append(removed, m)
+		}
+	}
+	return removed
 }
