@@ -1,8 +1,9 @@
 // Package localfile writes local files whole or not at all (File), the one
 // way the program writes a local file that others may read: the local
 // storage backend's objects, downloads of remote objects, audience
-// snapshots, generated exports. A kill leaves at most a temporary file,
-// which IsTemp recognises for cleaning.
+// snapshots, generated exports, a dry run's requests. A kill leaves at most
+// a temporary file, which IsTemp recognises for cleaning (RemoveStaleTemps
+// for one file's).
 //
 // It also makes the scratch folders where a run keeps working files no one
 // else reads (Scratch). A kill leaves the folder, and the next run's first
@@ -39,7 +40,7 @@ import (
 // Commit, so that no reader ever sees part of it and a kill leaves only a
 // temporary file behind. Every local file the program writes goes through
 // it (the local backend's writes, downloads, audience snapshots, generated
-// exports). Its errors are the file system's, left for the caller to wrap
+// exports, dry-run output). Its errors are the file system's, left for the caller to wrap
 // with what it was writing.
 type File struct {
 	*os.File
