@@ -365,32 +365,16 @@ func runDry(ctx context.Context, cfg pipeline.Config, deps pipeline.Deps, base, 
 // run's: a dry run at work writes it as it goes.
 const dryOutputStale = time.Hour
 
-// dryOutput opens the dry run's output file. A regular file (or a new one)
-// is written whole or not at all, through a temporary file beside it that
-// end(true) renames over it: a failed or killed dry run leaves no part of
-// its requests where a reader expects them all. Anything else there (a
-// device such as /dev/null, a pipe, a symbolic link) is written in place.
-// end(false) discards what was written.
+// dryOutput opens the dry run's output file (localfile.Output): a failed or
+// killed dry run leaves no part of its requests where a reader expects them
+// all. end(false) discards what was written.
 func dryOutput(out string, env Env) (w io.Writer, end func(ok bool) error, err error) {
-	if st, err := os.Lstat(out); err == nil && !st.Mode().IsRegular() {
-		f, err := os.Create(out)
-		if err != nil {
-			return nil, nil, err
-		}
-		return f, func(bool) error { return f.Close() }, nil
-	}
 	for _, p := range localfile.RemoveStaleTemps(out, env.Now().Add(-dryOutputStale)) {
 		env.Log.Info("removed the output of an earlier dry run that ended without finishing it", "file", p)
 	}
-	f, err := localfile.Create(out)
+	o, err := localfile.CreateOutput(out)
 	if err != nil {
 		return nil, nil, err
 	}
-	return f, func(ok bool) error {
-		if !ok {
-			f.Abort()
-			return nil
-		}
-		return f.Commit(false)
-	}, nil
+	return o, o.Finish, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/convertro-etl/convertro-etl/internal/localfile"
 	"github.com/convertro-etl/convertro-etl/jobs"
 	"github.com/convertro-etl/convertro-etl/pipeline"
 )
@@ -256,13 +257,16 @@ func writeReport(path string, rep *pipeline.Report, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	w, err := stdoutOr(path, stdout)
-	if err != nil {
-		return fmt.Errorf("write report: %w", err)
-	}
-	_, err = w.Write(b)
-	if cerr := w.Close(); err == nil {
-		err = cerr
+	if path == "-" {
+		_, err = stdout.Write(b)
+	} else {
+		var o *localfile.Output
+		if o, err = localfile.CreateOutput(path); err == nil {
+			_, err = o.Write(b)
+			if ferr := o.Finish(err == nil); err == nil {
+				err = ferr
+			}
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("write report %s: %w", path, err)
@@ -287,21 +291,6 @@ func withReport(o jobs.Options, e jobs.Env, rep *pipeline.Report, err error) err
 	e.Log.Error("report not written", "err", werr)
 	return err
 }
-
-func stdoutOr(path string, stdout io.Writer) (io.WriteCloser, error) {
-	if path == "-" {
-		return nopCloser{stdout}, nil
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("create %s: %w", path, err)
-	}
-	return f, nil
-}
-
-type nopCloser struct{ io.Writer }
-
-func (nopCloser) Close() error { return nil }
 
 // examples indents a command's examples for --help.
 func examples(lines ...string) string {

@@ -160,3 +160,48 @@ func RemoveStaleTemps(p string, cutoff time.Time) []string {
 	}
 	return removed
 }
+
+// Output is a file written at a path a user named (a dry run's requests, a
+// run's report). A regular file there, or none, is written whole or not at
+// all (File). Anything else (a device such as /dev/null, a pipe, a symbolic
+// link) is written in place, as renaming over it would replace it.
+type Output struct {
+	f     *File
+	plain *os.File
+}
+
+// CreateOutput starts the output at path.
+func CreateOutput(path string) (*Output, error) {
+	if st, err := os.Lstat(path); err == nil && !st.Mode().IsRegular() {
+		f, err := os.Create(path)
+		if err != nil {
+			return nil, err
+		}
+		return &Output{plain: f}, nil
+	}
+	f, err := Create(path)
+	if err != nil {
+		return nil, err
+	}
+	return &Output{f: f}, nil
+}
+
+func (o *Output) Write(p []byte) (int, error) {
+	if o.plain != nil {
+		return o.plain.Write(p)
+	}
+	return o.f.Write(p)
+}
+
+// Finish puts what was written at the path when ok, and discards it
+// otherwise; written in place, it is there either way.
+func (o *Output) Finish(ok bool) error {
+	switch {
+	case o.plain != nil:
+		return o.plain.Close()
+	case ok:
+		return o.f.Commit(false)
+	}
+	o.f.Abort()
+	return nil
+}

@@ -54,3 +54,60 @@ func TestCommitAndAbort(t *testing.T) {
 		}
 	}
 }
+
+// TestOutput: at a regular path (or none) the output appears whole at
+// Finish(true), and Finish(false) leaves what was there; through a symbolic
+// link it is written in place, the link kept. (A device takes the same way
+// as a link; it is not tested on the system's /dev/null, which a fault here
+// would replace when the tests run as root.)
+func TestOutput(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "report.json")
+	if err := os.WriteFile(p, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	write := func(path, data string, ok bool) {
+		t.Helper()
+		o, err := CreateOutput(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := o.Write([]byte(data)); err != nil {
+			t.Fatal(err)
+		}
+		if err := o.Finish(ok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(path string) string {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	write(p, "partial", false)
+	if got := read(p); got != "old" {
+		t.Errorf("after Finish(false), %q", got)
+	}
+	write(p, "new", true)
+	if got := read(p); got != "new" {
+		t.Errorf("after Finish(true), %q", got)
+	}
+	link := filepath.Join(dir, "latest.json")
+	if err := os.Symlink(p, link); err != nil {
+		t.Fatal(err)
+	}
+	write(link, "through the link", true)
+	if st, err := os.Lstat(link); err != nil || st.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("%s is no longer a link: %v", link, err)
+	}
+	if got := read(p); got != "through the link" {
+		t.Errorf("the link's target holds %q", got)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 2 {
+		t.Errorf("the folder holds %d entries (%v), want the file and the link", len(entries), err)
+	}
+}
