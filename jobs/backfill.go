@@ -342,17 +342,20 @@ func runDry(ctx context.Context, cfg pipeline.Config, deps pipeline.Deps, base, 
 	if writers.JSONPlain(base) {
 		deps.DryRunLine = writers.AppendPlainDryRunLine
 	}
-	finish := func(ok bool) error { return nil }
+	var file *localfile.Output
 	if out != "-" {
-		w, end, err := dryOutput(out, env)
-		if err != nil {
+		var err error
+		if file, err = dryOutput(out, env); err != nil {
 			return nil, fmt.Errorf("create dry-run output %s: %w", out, err)
 		}
-		deps.DryRun, finish = w, end
+		deps.DryRun = file
 	}
 	rep, err := pipeline.Run(ctx, cfg, deps)
-	if ferr := finish(err == nil); ferr != nil && err == nil {
-		err = fmt.Errorf("write dry-run output %s: %w", out, ferr)
+	if file != nil {
+		// A run that failed or stopped discards its part of the requests.
+		if ferr := file.Finish(err == nil); ferr != nil && err == nil {
+			err = fmt.Errorf("write dry-run output %s: %w", out, ferr)
+		}
 	}
 	if rep != nil {
 		rep.Summary(env.Stderr)
@@ -367,14 +370,10 @@ const dryOutputStale = time.Hour
 
 // dryOutput opens the dry run's output file (localfile.Output): a failed or
 // killed dry run leaves no part of its requests where a reader expects them
-// all. end(false) discards what was written.
-func dryOutput(out string, env Env) (w io.Writer, end func(ok bool) error, err error) {
+// all. It first removes what killed dry runs to the same file left.
+func dryOutput(out string, env Env) (*localfile.Output, error) {
 	for _, p := range localfile.RemoveStaleTemps(out, env.Now().Add(-dryOutputStale)) {
 		env.Log.Info("removed the output of an earlier dry run that ended without finishing it", "file", p)
 	}
-	o, err := localfile.CreateOutput(out)
-	if err != nil {
-		return nil, nil, err
-	}
-	return o, o.Finish, nil
+	return localfile.CreateOutput(out)
 }

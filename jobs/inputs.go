@@ -968,10 +968,13 @@ func (r *inputRef) footer(ctx context.Context, obj readers.Object, h readers.Hin
 	web := footerWebRows(pf)
 	pruneRowGroups(tf, pf)
 	groups := pf.RowGroups()
-	// One row group's size is held in the record itself (rows0).
-	sizes := make([]int64, len(groups))
+	// One row group's size is held in the record itself (rows0): only
+	// more come from the slab.
+	var sizes []int64
 	if len(groups) > 1 {
 		sizes = rows.take(len(groups))
+	} else {
+		sizes = make([]int64, len(groups))
 	}
 	for i, g := range groups {
 		sizes[i] = g.Rows

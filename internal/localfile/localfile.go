@@ -1,9 +1,10 @@
 // Package localfile writes local files whole or not at all (File), the one
 // way the program writes a local file that others may read: the local
 // storage backend's objects, downloads of remote objects, audience
-// snapshots, generated exports, a dry run's requests. A kill leaves at most
-// a temporary file, which IsTemp recognises for cleaning (RemoveStaleTemps
-// for one file's).
+// snapshots, generated exports, and the files at paths a user names (Output:
+// a dry run's requests, a run's report). A kill leaves at most a temporary
+// file, which IsTemp recognises for cleaning (RemoveStaleTemps for one
+// file's).
 //
 // It also makes the scratch folders where a run keeps working files no one
 // else reads (Scratch). A kill leaves the folder, and the next run's first
@@ -40,8 +41,8 @@ import (
 // Commit, so that no reader ever sees part of it and a kill leaves only a
 // temporary file behind. Every local file the program writes goes through
 // it (the local backend's writes, downloads, audience snapshots, generated
-// exports, dry-run output). Its errors are the file system's, left for the caller to wrap
-// with what it was writing.
+// exports, Output). Its errors are the file system's, left for the caller
+// to wrap with what it was writing.
 type File struct {
 	*os.File
 	path string
