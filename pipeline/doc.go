@@ -91,7 +91,11 @@
 // once a second (Config.CommitInterval), at the end of a unit if a second has
 // passed, and when the window is half full once a second has passed: never
 // more than once per CommitInterval, the one write a second per object name
-// that GCS allows and objstore holds every backend to.
+// that GCS allows and objstore holds every backend to. In what looks like
+// the run's last second (the plan whole, the rows left less than a second
+// at the run's rate, no decoder waiting for the window) it leaves its
+// progress to the final commit, which would otherwise wait out the pacing
+// after a commit made just before it; it defers by at most one interval.
 //
 // A dry run (Deps.DryRun) decodes and transforms the same way but writes the
 // requests, one JSON line each, in plan order whatever the number of decode

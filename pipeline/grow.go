@@ -161,6 +161,13 @@ func (p *planView) retire(n int) []viewSegment {
 	return gone
 }
 
+// whole reports that no segment will come: the plan holds every unit.
+func (p *planView) whole() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.planned
+}
+
 // finish says that no segment will come.
 func (p *planView) finish() {
 	p.mu.Lock()

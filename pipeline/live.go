@@ -75,7 +75,10 @@ type liveRun struct {
 	begun   map[int]*UnitProgress
 	bad     badObjects // objects set aside, by index
 	window  *semaphore.Weighted
-	prog    *progress
+	// windowWaits counts the decoders waiting for window permits: the
+	// checkpointer never defers a commit they wait for (endingSoon).
+	windowWaits atomic.Int64
+	prog        *progress
 
 	budget *budget // requests per UTC day, and the daily cap
 	// capped is set when a row did not fit in the day's budget: the feeder
@@ -257,6 +260,17 @@ func (r *liveRun) writeReport(ctx context.Context, rep *Report) {
 	}
 }
 
+// acquireWindow takes n window permits, counted in windowWaits while it
+// has to wait for them.
+func (r *liveRun) acquireWindow(ctx context.Context, n int64) error {
+	if r.window.TryAcquire(n) {
+		return nil
+	}
+	r.windowWaits.Add(1)
+	defer r.windowWaits.Add(-1)
+	return r.window.Acquire(ctx, n)
+}
+
 // stages runs feeder → decoders (with the transform) → senders →
 // checkpointer in one errgroup: the first error cancels every stage.
 func (r *liveRun) stages(ctx context.Context) error {
@@ -397,7 +411,7 @@ func (r *liveRun) decodeWorker(ctx context.Context) error {
 				// not by the senders: a row's permits are then all held
 				// before any of its requests is sent, so the window can never
 				// fill with half-sent rows that wait for permits themselves.
-				if err := r.window.Acquire(ctx, rs.permits); err != nil {
+				if err := r.acquireWindow(ctx, rs.permits); err != nil {
 					return err
 				}
 				if !r.budget.take(int64(len(urls))) {

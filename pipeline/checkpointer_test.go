@@ -1,0 +1,138 @@
+package pipeline
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/convertro-etl/convertro-etl/internal/segment"
+	"github.com/convertro-etl/convertro-etl/objstore"
+)
+
+// pacedSender answers each request after d, as a Convertro at a steady
+// latency does; in a synctest bubble the run's time is then exact.
+type pacedSender struct{ d time.Duration }
+
+func (s pacedSender) Send(ctx context.Context, _ string) Outcome {
+	select {
+	case <-time.After(s.d):
+		return Outcome{Status: 200, Attempts: 1}
+	case <-ctx.Done():
+		return Outcome{Err: ctx.Err()}
+	}
+}
+
+func oneRequestPerRow() Transform {
+	return func(m *segment.Message, emit func([]byte)) string {
+		emit(append([]byte("http://x/?eid="), m.MessageID...))
+		return ""
+	}
+}
+
+// runTimed runs objs live on a fresh local state, one request of d at a
+// time, and returns the report, how long the run took, and the writes to
+// its manifest.
+func runTimed(t *testing.T, objs []Object, window int, concurrency int, d time.Duration) (*Report, time.Duration, objstore.WriteStat) {
+	t.Helper()
+	st, err := OpenState(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp, prev, err := OpenCheckpoint(context.Background(), st, Shard{0, 1}, NewLease(), nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	rep, err := Run(context.Background(), Config{Job: testJob, Objects: objs, Decoders: 1, Concurrency: concurrency, Window: window},
+		Deps{Decoder: &memDecoder{batch: 10}, NewTransform: oneRequestPerRow, Sender: pacedSender{d},
+			DeadLetters: &memDeadLetters{}, Checkpoint: cp, Previous: prev, State: st})
+	took := time.Since(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep, took, objstore.WriteStats(st.URI(ManifestName(Shard{0, 1})))
+}
+
+// TestRunEndsWithItsLastRow: a run commits its progress every second
+// until its last second, which it leaves to the final commit; that commit
+// then has no pacing to wait out, and the run ends when its last row is
+// acknowledged (at 4.5 s here, not at 5 s after a commit at 4).
+func TestRunEndsWithItsLastRow(t *testing.T) {
+	// The pacing is what a commit in the last second would wait out
+	// (TestMain lifts it for the other tests). No test here runs in parallel.
+	objstore.MinWriteInterval = time.Second
+	t.Cleanup(func() { objstore.MinWriteInterval = 0 })
+	synctest.Test(t, func(t *testing.T) {
+		objs := []Object{{URI: "mem://o", Key: "o", RowGroups: []int64{1000, 1000, 1000, 1000, 500}}}
+		rep, took, w := runTimed(t, objs, 0, 1, time.Millisecond)
+		if rep.Counts.RowsDelivered != 4500 {
+			t.Fatalf("%d rows delivered, want 4500", rep.Counts.RowsDelivered)
+		}
+		if want := 4500 * time.Millisecond; took != want {
+			t.Errorf("the run took %v; its 4,500 requests, one at a time, take %v", took, want)
+		}
+		// Begin, the commits at 1, 2 and 3 s, and the final one.
+		if w.Writes != 5 || w.MinGap < time.Second {
+			t.Errorf("%d manifest writes, at least %v apart; want 5, a second apart", w.Writes, w.MinGap)
+		}
+	})
+}
+
+// TestRunEndingSoonStillGivesTheWindowBack: near its end a run defers its
+// commits, but not while decoders wait for the window permits that only a
+// commit gives back. 1,500 rows at 4,000 a second through a window of
+// 1,000: the window is full at 0.25 s with half a second of rows left; the
+// commit at 1 s lets the rest go (the run ends at 1.125 s), where deferring
+// it to the two-interval bound would end the run after 2 s.
+func TestRunEndingSoonStillGivesTheWindowBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		objs := []Object{{URI: "mem://o", Key: "o", RowGroups: []int64{1500}}}
+		rep, took, _ := runTimed(t, objs, 1000, 4, time.Millisecond)
+		if rep.Counts.RowsDelivered != 1500 {
+			t.Fatalf("%d rows delivered, want 1500", rep.Counts.RowsDelivered)
+		}
+		if took > 1500*time.Millisecond {
+			t.Errorf("the run took %v, want about 1.125 s: the commit at 1 s gives the window back", took)
+		}
+	})
+}
+
+func TestEndingSoon(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	cases := []struct {
+		name        string
+		whole       bool
+		done, total int64 // rows this run, rows in the plan (none before it)
+		now, last   float64
+		waiting     int64
+		replay      bool
+		want        bool
+	}{
+		{name: "half a second of rows left", whole: true, done: 2000, total: 2500, now: 2, last: 1, want: true},
+		{name: "a second and more left", whole: true, done: 2000, total: 4000, now: 2, last: 1, want: false},
+		{name: "the plan still grows", whole: false, done: 2000, total: 2500, now: 2, last: 1, want: false},
+		{name: "a decoder waits for the window", whole: true, done: 2000, total: 2500, now: 2, last: 1, waiting: 1, want: false},
+		{name: "the last commit two intervals old", whole: true, done: 2000, total: 2500, now: 3, last: 1, want: false},
+		{name: "nothing done yet", whole: true, done: 0, total: 10, now: 0.5, last: 0, want: false},
+		{name: "nothing left", whole: true, done: 10, total: 10, now: 0.5, last: 0, want: true},
+		{name: "a replay", whole: true, done: 2000, total: 2500, now: 2, last: 1, replay: true, want: false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := &liveRun{cfg: Config{CommitInterval: time.Second}, view: newPlanView(nil, nil, c.whole),
+				prog: newProgress(nil, time.Now, time.Second, c.total, 0)}
+			r.prog.began = t0
+			r.prog.rows.Store(c.done)
+			r.windowWaits.Store(c.waiting)
+			if c.replay {
+				r.replay = &replaying{}
+			}
+			k := &checkpointer{r: r, last: at(c.last)}
+			if got := k.endingSoon(at(c.now)); got != c.want {
+				t.Errorf("endingSoon = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
