@@ -171,9 +171,11 @@ type Output struct {
 	plain *os.File
 }
 
-// CreateOutput starts the output at path.
+// CreateOutput starts the output at path. A regular file there keeps its
+// permissions: what replaces it is given them.
 func CreateOutput(path string) (*Output, error) {
-	if st, err := os.Lstat(path); err == nil && !st.Mode().IsRegular() {
+	st, statErr := os.Lstat(path)
+	if statErr == nil && !st.Mode().IsRegular() {
 		f, err := os.Create(path)
 		if err != nil {
 			return nil, err
@@ -183,6 +185,12 @@ func CreateOutput(path string) (*Output, error) {
 	f, err := Create(path)
 	if err != nil {
 		return nil, err
+	}
+	if statErr == nil {
+		if err := f.Chmod(st.Mode().Perm()); err != nil {
+			f.Abort()
+			return nil, err
+		}
 	}
 	return &Output{f: f}, nil
 }

@@ -3,6 +3,7 @@ package localfile
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 )
 
@@ -91,9 +92,16 @@ func TestOutput(t *testing.T) {
 	if got := read(p); got != "old" {
 		t.Errorf("after Finish(false), %q", got)
 	}
+	// A file the user made readable by fewer people stays so.
+	if err := os.Chmod(p, 0o640); err != nil {
+		t.Fatal(err)
+	}
 	write(p, "new", true)
 	if got := read(p); got != "new" {
 		t.Errorf("after Finish(true), %q", got)
+	}
+	if st, err := os.Stat(p); err != nil || (runtime.GOOS != "windows" && st.Mode().Perm() != 0o640) {
+		t.Errorf("the file replaced has mode %v (%v), want the old file's -rw-r-----", st.Mode().Perm(), err)
 	}
 	link := filepath.Join(dir, "latest.json")
 	if err := os.Symlink(p, link); err != nil {
