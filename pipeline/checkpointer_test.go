@@ -6,7 +6,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/convertro-etl/convertro-etl/internal/segment"
 	"github.com/convertro-etl/convertro-etl/objstore"
 )
 
@@ -23,26 +22,12 @@ func (s pacedSender) Send(ctx context.Context, _ string) Outcome {
 	}
 }
 
-func oneRequestPerRow() Transform {
-	return func(m *segment.Message, emit func([]byte)) string {
-		emit(append([]byte("http://x/?eid="), m.MessageID...))
-		return ""
-	}
-}
-
 // runTimed runs objs live on a fresh local state, one request of d at a
 // time, and returns the report, how long the run took, and the writes to
 // its manifest.
 func runTimed(t *testing.T, objs []Object, window int, concurrency int, d time.Duration) (*Report, time.Duration, objstore.WriteStat) {
 	t.Helper()
-	st, err := OpenState(context.Background(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp, prev, err := OpenCheckpoint(context.Background(), st, Shard{0, 1}, NewLease(), nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, cp, prev := openShard(t, t.TempDir())
 	start := time.Now()
 	rep, err := Run(context.Background(), Config{Job: testJob, Objects: objs, Decoders: 1, Concurrency: concurrency, Window: window},
 		Deps{Decoder: &memDecoder{batch: 10}, NewTransform: oneRequestPerRow, Sender: pacedSender{d},

@@ -33,16 +33,9 @@ func withDeadLetters(t *testing.T, dir string) ([]DeadLetter, *Manifest) {
 		}
 		return Outcome{Status: 200, Attempts: 1}
 	})
-	st, err := OpenState(context.Background(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp, prev, err := OpenCheckpoint(context.Background(), st, Shard{0, 1}, NewLease(), nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, cp, prev := openShard(t, dir)
 	dl := &memDeadLetters{}
-	_, err = Run(context.Background(), Config{Job: testJob, Objects: testObjects()[:2], Decoders: 2, Concurrency: 4},
+	_, err := Run(context.Background(), Config{Job: testJob, Objects: testObjects()[:2], Decoders: 2, Concurrency: 4},
 		Deps{Decoder: &memDecoder{batch: 5}, NewTransform: newTestTransform("http://gone.invalid"), Sender: refusing,
 			DeadLetters: dl, Checkpoint: cp, Previous: prev, State: st})
 	if !errors.Is(err, ErrIncomplete) {
@@ -65,14 +58,7 @@ func (f funcSender) Send(ctx context.Context, u string) Outcome { return f(ctx, 
 func replayTest(t *testing.T, ctx context.Context, dir string, stub string, sender Sender, letters []DeadLetter,
 	unsendable func(DeadLetter) bool, record func(context.Context, *ReplayResult) ([]string, error)) (*ReplayResult, error) {
 	t.Helper()
-	st, err := OpenState(context.Background(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cp, prev, err := OpenCheckpoint(context.Background(), st, Shard{0, 1}, NewLease(), nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, cp, prev := openShard(t, dir)
 	if record == nil {
 		record = func(context.Context, *ReplayResult) ([]string, error) {
 			return []string{"dead-letters/left.parquet"}, nil

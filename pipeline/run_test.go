@@ -859,6 +859,28 @@ func (b *blockingSender) Send(ctx context.Context, _ string) Outcome {
 	}
 }
 
+// openShard opens the state at dir and the checkpoint of shard 0/1 there.
+func openShard(tb testing.TB, dir string) (*objstore.Store, *Checkpoint, *Manifest) {
+	tb.Helper()
+	st, err := OpenState(context.Background(), dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cp, prev, err := OpenCheckpoint(context.Background(), st, Shard{0, 1}, NewLease(), nil, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return st, cp, prev
+}
+
+// oneRequestPerRow is a Transform that sends one request for every row.
+func oneRequestPerRow() Transform {
+	return func(m *segment.Message, emit func([]byte)) string {
+		emit(append([]byte("http://x/?eid="), m.MessageID...))
+		return ""
+	}
+}
+
 func TestBackpressure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		// One object, 5000 rows, every row one request.
@@ -867,20 +889,7 @@ func TestBackpressure(t *testing.T) {
 			decoders, concurrency, window, batch = 2, 3, 24, 4
 		)
 		dec := &memDecoder{batch: batch}
-		oneRequest := func() Transform {
-			return func(m *segment.Message, emit func([]byte)) string {
-				emit(append([]byte("http://x/?eid="), m.MessageID...))
-				return ""
-			}
-		}
-		st, err := OpenState(context.Background(), t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		cp, prev, err := OpenCheckpoint(context.Background(), st, Shard{0, 1}, NewLease(), nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
+		st, cp, prev := openShard(t, t.TempDir())
 		send := &blockingSender{release: make(chan struct{})}
 		var rep *Report
 		var runErr error
@@ -888,7 +897,7 @@ func TestBackpressure(t *testing.T) {
 		go func() {
 			defer close(finished)
 			rep, runErr = Run(context.Background(), Config{Job: testJob, Objects: objs, Decoders: decoders, Concurrency: concurrency, Window: window},
-				Deps{Decoder: dec, NewTransform: oneRequest, Sender: send, DeadLetters: &memDeadLetters{}, Checkpoint: cp, Previous: prev, State: st})
+				Deps{Decoder: dec, NewTransform: oneRequestPerRow, Sender: send, DeadLetters: &memDeadLetters{}, Checkpoint: cp, Previous: prev, State: st})
 		}()
 		// Wait until every goroutine is blocked: Convertro holds the
 		// requests, so decoding must have stopped at the window.
@@ -933,12 +942,6 @@ func TestWindowBoundsUncommittedRequests(t *testing.T) {
 			decoders, concurrency, window, batch = 2, 4, 40, 5
 		)
 		dec := &memDecoder{batch: batch}
-		oneRequest := func() Transform {
-			return func(m *segment.Message, emit func([]byte)) string {
-				emit(append([]byte("http://x/?eid="), m.MessageID...))
-				return ""
-			}
-		}
 		local, err := OpenState(context.Background(), t.TempDir())
 		if err != nil {
 			t.Fatal(err)
@@ -956,7 +959,7 @@ func TestWindowBoundsUncommittedRequests(t *testing.T) {
 		go func() {
 			defer close(finished)
 			rep, runErr = Run(context.Background(), Config{Job: testJob, Objects: objs, Decoders: decoders, Concurrency: concurrency, Window: window},
-				Deps{Decoder: dec, NewTransform: oneRequest, Sender: send, DeadLetters: &memDeadLetters{}, Checkpoint: cp, Previous: prev, State: st})
+				Deps{Decoder: dec, NewTransform: oneRequestPerRow, Sender: send, DeadLetters: &memDeadLetters{}, Checkpoint: cp, Previous: prev, State: st})
 		}()
 		synctest.Wait()
 		// No commit gets through, so no permit comes back: the senders stop
@@ -978,14 +981,7 @@ func TestWindowBoundsUncommittedRequests(t *testing.T) {
 func TestLeaseRenewedWhileNothingCompletes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		objs := []Object{{URI: "mem://o", Key: "o", RowGroups: []int64{100}}}
-		st, err := OpenState(context.Background(), t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		cp, prev, err := OpenCheckpoint(context.Background(), st, Shard{0, 1}, NewLease(), nil, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
+		st, cp, prev := openShard(t, t.TempDir())
 		send := &blockingSender{release: make(chan struct{})} // Convertro hangs
 		ctx, cancel := context.WithCancel(context.Background())
 		finished := make(chan error)
@@ -1026,14 +1022,7 @@ func BenchmarkRunLive(b *testing.B) {
 	objs := benchObjects()
 	rows := PlanRows(BuildPlan(objs))
 	for b.Loop() {
-		st, err := OpenState(context.Background(), b.TempDir())
-		if err != nil {
-			b.Fatal(err)
-		}
-		cp, prev, err := OpenCheckpoint(context.Background(), st, Shard{0, 1}, NewLease(), nil, 0)
-		if err != nil {
-			b.Fatal(err)
-		}
+		st, cp, prev := openShard(b, b.TempDir())
 		rep, err := Run(context.Background(), Config{Job: testJob, Objects: objs},
 			Deps{Decoder: &memDecoder{batch: 1024}, NewTransform: newTestTransform("http://x"), Sender: instantSender{},
 				DeadLetters: &memDeadLetters{}, Checkpoint: cp, Previous: prev, State: st})
