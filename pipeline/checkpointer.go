@@ -308,22 +308,29 @@ func (k *checkpointer) due() bool {
 //   - the rows left, at this run's row rate so far, take less than a
 //     CommitInterval,
 //   - no decoder waits for window permits (only a commit gives them back),
-//   - and the last commit is less than two CommitIntervals old, so that a
-//     wrong guess (Convertro slowing down at the end) delays a commit by at
-//     most one interval, and the rows a kill would make a resume send again
-//     stay within what was acknowledged in the last two.
+//   - and, unless every row is done, the last commit is less than three
+//     CommitIntervals old, so that a wrong guess (Convertro slowing down at
+//     the end) delays a commit by at most two intervals, and the rows a
+//     kill would make a resume send again stay within what was
+//     acknowledged in the last three.
 //
+// The bound is three intervals, not two: deferring starts a second after
+// the last commit at the earliest, and with two, a guess only a fifth too
+// hopeful (measured: 0.8 s left, 1.03 s taken) brought the forced commit
+// to just before the final one, which then waited out the pacing anyway.
 // The window still bounds those rows, deferred or not.
 func (k *checkpointer) endingSoon(now time.Time) bool {
 	r := k.r
-	since := now.Sub(k.last)
-	if r.replay != nil || since >= 2*r.cfg.CommitInterval || r.windowWaits.Load() > 0 || !r.view.whole() {
+	if r.replay != nil || r.windowWaits.Load() > 0 || !r.view.whole() {
 		return false
 	}
 	done := r.prog.rows.Load()
 	left := r.prog.total.Load() - r.prog.before - done
-	if left <= 0 {
-		return true
+	switch {
+	case left <= 0:
+		return true // the final commit comes next
+	case now.Sub(k.last) >= 3*r.cfg.CommitInterval:
+		return false
 	}
 	elapsed := now.Sub(r.prog.began)
 	if done <= 0 || elapsed <= 0 {

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -10,27 +11,36 @@ import (
 )
 
 // pacedSender answers each request after d, as a Convertro at a steady
-// latency does; in a synctest bubble the run's time is then exact.
-type pacedSender struct{ d time.Duration }
+// latency does, and those after the first fast ones after slow instead; in
+// a synctest bubble the run's time is then exact.
+type pacedSender struct {
+	d, slow time.Duration
+	fast    int64 // requests answered after d; 0: all
+	n       atomic.Int64
+}
 
-func (s pacedSender) Send(ctx context.Context, _ string) Outcome {
+func (s *pacedSender) Send(ctx context.Context, _ string) Outcome {
+	d := s.d
+	if n := s.n.Add(1); s.fast > 0 && n > s.fast {
+		d = s.slow
+	}
 	select {
-	case <-time.After(s.d):
+	case <-time.After(d):
 		return Outcome{Status: 200, Attempts: 1}
 	case <-ctx.Done():
 		return Outcome{Err: ctx.Err()}
 	}
 }
 
-// runTimed runs objs live on a fresh local state, one request of d at a
-// time, and returns the report, how long the run took, and the writes to
-// its manifest.
-func runTimed(t *testing.T, objs []Object, window int, concurrency int, d time.Duration) (*Report, time.Duration, objstore.WriteStat) {
+// runTimed runs objs live on a fresh local state with send's answers, and
+// returns the report, how long the run took, and the writes to its
+// manifest.
+func runTimed(t *testing.T, objs []Object, window int, concurrency int, send Sender) (*Report, time.Duration, objstore.WriteStat) {
 	t.Helper()
 	st, cp, prev := openShard(t, t.TempDir())
 	start := time.Now()
 	rep, err := Run(context.Background(), Config{Job: testJob, Objects: objs, Decoders: 1, Concurrency: concurrency, Window: window},
-		Deps{Decoder: &memDecoder{batch: 10}, NewTransform: oneRequestPerRow, Sender: pacedSender{d},
+		Deps{Decoder: &memDecoder{batch: 10}, NewTransform: oneRequestPerRow, Sender: send,
 			DeadLetters: &memDeadLetters{}, Checkpoint: cp, Previous: prev, State: st})
 	took := time.Since(start)
 	if err != nil {
@@ -40,28 +50,44 @@ func runTimed(t *testing.T, objs []Object, window int, concurrency int, d time.D
 }
 
 // TestRunEndsWithItsLastRow: a run commits its progress every second
-// until its last second, which it leaves to the final commit; that commit
-// then has no pacing to wait out, and the run ends when its last row is
-// acknowledged (at 4.5 s here, not at 5 s after a commit at 4).
+// until what looks like its last second, which it leaves to the final
+// commit; that commit then has no pacing to wait out, and the run ends
+// when its last row is acknowledged. One request at a time:
+//   - steady: 4,500 at 1 ms end at 4.5 s, not at 5 s after a commit at 4;
+//   - slower at the end than its rate so far: 3,950 at 1 ms and 950 at
+//     1.5 ms. At 4 s the 917 rows left look like 0.92 s and take 1.375 s:
+//     the run ends at 5.375 s, not at 6 s after a commit forced at 5.
 func TestRunEndsWithItsLastRow(t *testing.T) {
 	// The pacing is what a commit in the last second would wait out
 	// (TestMain lifts it for the other tests). No test here runs in parallel.
 	objstore.MinWriteInterval = time.Second
 	t.Cleanup(func() { objstore.MinWriteInterval = 0 })
-	synctest.Test(t, func(t *testing.T) {
-		objs := []Object{{URI: "mem://o", Key: "o", RowGroups: []int64{1000, 1000, 1000, 1000, 500}}}
-		rep, took, w := runTimed(t, objs, 0, 1, time.Millisecond)
-		if rep.Counts.RowsDelivered != 4500 {
-			t.Fatalf("%d rows delivered, want 4500", rep.Counts.RowsDelivered)
-		}
-		if want := 4500 * time.Millisecond; took != want {
-			t.Errorf("the run took %v; its 4,500 requests, one at a time, take %v", took, want)
-		}
-		// Begin, the commits at 1, 2 and 3 s, and the final one.
-		if w.Writes != 5 || w.MinGap < time.Second {
-			t.Errorf("%d manifest writes, at least %v apart; want 5, a second apart", w.Writes, w.MinGap)
-		}
-	})
+	for _, c := range []struct {
+		name string
+		last int64 // rows of the last row group, after four of 1,000
+		send *pacedSender
+		took time.Duration
+	}{
+		{"steady", 500, &pacedSender{d: time.Millisecond}, 4500 * time.Millisecond},
+		{"slower at the end", 900, &pacedSender{d: time.Millisecond, fast: 3950, slow: 1500 * time.Microsecond}, 5375 * time.Millisecond},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				objs := []Object{{URI: "mem://o", Key: "o", RowGroups: []int64{1000, 1000, 1000, 1000, c.last}}}
+				rep, took, w := runTimed(t, objs, 0, 1, c.send)
+				if want := 4000 + c.last; rep.Counts.RowsDelivered != want {
+					t.Fatalf("%d rows delivered, want %d", rep.Counts.RowsDelivered, want)
+				}
+				if took != c.took {
+					t.Errorf("the run took %v; its requests, one at a time, take %v", took, c.took)
+				}
+				// Begin, the commits at 1, 2 and 3 s, and the final one.
+				if w.Writes != 5 || w.MinGap < time.Second {
+					t.Errorf("%d manifest writes, at least %v apart; want 5, a second apart", w.Writes, w.MinGap)
+				}
+			})
+		})
+	}
 }
 
 // TestRunEndingSoonStillGivesTheWindowBack: near its end a run defers its
@@ -69,11 +95,11 @@ func TestRunEndsWithItsLastRow(t *testing.T) {
 // commit gives back. 1,500 rows at 4,000 a second through a window of
 // 1,000: the window is full at 0.25 s with half a second of rows left; the
 // commit at 1 s lets the rest go (the run ends at 1.125 s), where deferring
-// it to the two-interval bound would end the run after 2 s.
+// it would end the run after 2 s.
 func TestRunEndingSoonStillGivesTheWindowBack(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		objs := []Object{{URI: "mem://o", Key: "o", RowGroups: []int64{1500}}}
-		rep, took, _ := runTimed(t, objs, 1000, 4, time.Millisecond)
+		rep, took, _ := runTimed(t, objs, 1000, 4, &pacedSender{d: time.Millisecond})
 		if rep.Counts.RowsDelivered != 1500 {
 			t.Fatalf("%d rows delivered, want 1500", rep.Counts.RowsDelivered)
 		}
@@ -99,7 +125,9 @@ func TestEndingSoon(t *testing.T) {
 		{name: "a second and more left", whole: true, done: 2000, total: 4000, now: 2, last: 1, want: false},
 		{name: "the plan still grows", whole: false, done: 2000, total: 2500, now: 2, last: 1, want: false},
 		{name: "a decoder waits for the window", whole: true, done: 2000, total: 2500, now: 2, last: 1, waiting: 1, want: false},
-		{name: "the last commit two intervals old", whole: true, done: 2000, total: 2500, now: 3, last: 1, want: false},
+		{name: "the last commit two intervals old", whole: true, done: 3000, total: 3500, now: 3, last: 1, want: true},
+		{name: "the last commit three intervals old", whole: true, done: 4000, total: 4500, now: 4, last: 1, want: false},
+		{name: "nothing left, the last commit three intervals old", whole: true, done: 4000, total: 4000, now: 4, last: 1, want: true},
 		{name: "nothing done yet", whole: true, done: 0, total: 10, now: 0.5, last: 0, want: false},
 		{name: "nothing left", whole: true, done: 10, total: 10, now: 0.5, last: 0, want: true},
 		{name: "a replay", whole: true, done: 2000, total: 2500, now: 2, last: 1, replay: true, want: false},

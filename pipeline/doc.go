@@ -95,7 +95,7 @@
 // the run's last second (the plan whole, the rows left less than a second
 // at the run's rate, no decoder waiting for the window) it leaves its
 // progress to the final commit, which would otherwise wait out the pacing
-// after a commit made just before it; it defers by at most one interval.
+// after a commit made just before it; it defers by at most two intervals.
 //
 // A dry run (Deps.DryRun) decodes and transforms the same way but writes the
 // requests, one JSON line each, in plan order whatever the number of decode
