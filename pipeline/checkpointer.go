@@ -97,7 +97,7 @@ func (k *checkpointer) loop(ctx context.Context) error {
 		case <-ticker.C:
 			now := k.r.deps.Now()
 			renew := now.Sub(k.last) >= k.r.cfg.LeaseTTL/3
-			if ctx.Err() == nil && (renew && k.paced(now) || k.dirty && k.due()) {
+			if ctx.Err() == nil && (renew && k.paced(now) || k.dirty && k.due(now)) {
 				if err := k.commit(ctx); err != nil {
 					return err
 				}
@@ -280,7 +280,7 @@ func (k *checkpointer) complete(ctx context.Context, unit int, row int64, skip s
 	k.r.prog.add(1, t.acked+t.dead)
 	if !wasDone && u.Watermark >= u.Rows {
 		u.Done = true
-		if ctx.Err() == nil && k.due() {
+		if ctx.Err() == nil && k.due(k.r.deps.Now()) {
 			return k.commit(ctx)
 		}
 	}
@@ -293,10 +293,9 @@ func (k *checkpointer) paced(now time.Time) bool {
 	return now.Sub(k.last) >= k.r.cfg.CommitInterval
 }
 
-// due reports that a commit of progress is due now: paced, and not in the
-// run's last stretch (endingSoon).
-func (k *checkpointer) due() bool {
-	now := k.r.deps.Now()
+// due reports that a commit of progress is due at now: paced, and not in
+// the run's last stretch (endingSoon).
+func (k *checkpointer) due(now time.Time) bool {
 	return k.paced(now) && !k.endingSoon(now)
 }
 
