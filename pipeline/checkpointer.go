@@ -238,6 +238,7 @@ func (k *checkpointer) apply(ctx context.Context, a ack) error {
 		return nil
 	}
 	k.permits += rs.permits
+	k.r.windowRows.Add(-1)
 	return k.complete(ctx, rs.unit, rs.row, "", rs.tally)
 }
 
@@ -307,6 +308,12 @@ func (k *checkpointer) due(now time.Time) bool {
 //   - the rows left, at this run's row rate so far, take less than a
 //     CommitInterval,
 //   - no decoder waits for window permits (only a commit gives them back),
+//     nor will one before the end: the rows not yet decoded are no more
+//     than the permits free. Otherwise a commit must come before the end
+//     anyway, and the sooner it comes, the less the decoders wait for it.
+//     Rows are counted for permits, a row of several requests takes
+//     several, and a row skipped none: the guess can be short, and the
+//     check of waiting decoders then catches it.
 //   - and, unless every row is done, the last commit is less than three
 //     CommitIntervals old, so that a wrong guess (Convertro slowing down at
 //     the end) delays a commit by at most two intervals, and the rows a
@@ -329,6 +336,9 @@ func (k *checkpointer) endingSoon(now time.Time) bool {
 	case left <= 0:
 		return true // the final commit comes next
 	case now.Sub(k.last) >= 3*r.cfg.CommitInterval:
+		return false
+	}
+	if undecoded := left - r.windowRows.Load(); undecoded > int64(r.cfg.Window)-r.windowHeld.Load() {
 		return false
 	}
 	elapsed := now.Sub(r.prog.began)
@@ -358,7 +368,7 @@ func (k *checkpointer) commit(ctx context.Context) error {
 	k.last = k.r.deps.Now()
 	k.dirty = false
 	if k.permits > 0 {
-		k.r.window.Release(k.permits)
+		k.r.releaseWindow(k.permits, false)
 		k.permits = 0
 	}
 	if k.r.deps.Committed != nil {

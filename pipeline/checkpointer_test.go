@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"sync/atomic"
 	"testing"
@@ -109,6 +110,30 @@ func TestRunEndingSoonStillGivesTheWindowBack(t *testing.T) {
 	})
 }
 
+// TestRunEndingSoonCommitsForTheRowsToCome: a run that looks set to end
+// within the second still commits when the rows it has yet to decode need
+// more window permits than are free, since a commit must come first; made
+// when the pacing allows, it keeps the decoders from waiting for it. 7,600
+// rows at 4,000 a second through a window of 5,000: at 1 s, 3,600 rows
+// are left (0.9 s) and 1,000 permits free. Committing then, the last row
+// is acknowledged at 1.9 s and the final commit, a second after, ends the
+// run at 2 s; deferring, the decoders wait from 1.25 s for the commit the
+// full window forces, and the run ends a second after that.
+func TestRunEndingSoonCommitsForTheRowsToCome(t *testing.T) {
+	objstore.MinWriteInterval = time.Second
+	t.Cleanup(func() { objstore.MinWriteInterval = 0 })
+	synctest.Test(t, func(t *testing.T) {
+		objs := []Object{{URI: "mem://o", Key: "o", RowGroups: []int64{7600}}}
+		rep, took, w := runTimed(t, objs, 5000, 4, &pacedSender{d: time.Millisecond})
+		if rep.Counts.RowsDelivered != 7600 {
+			t.Fatalf("%d rows delivered, want 7600", rep.Counts.RowsDelivered)
+		}
+		if took != 2*time.Second || w.Writes != 3 {
+			t.Errorf("the run took %v with %d manifest writes, want 2s with 3: Begin, the commit at 1 s, the final one", took, w.Writes)
+		}
+	})
+}
+
 func TestEndingSoon(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
 	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
@@ -118,6 +143,8 @@ func TestEndingSoon(t *testing.T) {
 		done, total int64 // rows this run, rows in the plan (none before it)
 		now, last   float64
 		waiting     int64
+		held, rows  int64 // window permits taken, by rows not yet done (of a window of window)
+		window      int
 		replay      bool
 		want        bool
 	}{
@@ -130,15 +157,23 @@ func TestEndingSoon(t *testing.T) {
 		{name: "nothing left, the last commit three intervals old", whole: true, done: 4000, total: 4000, now: 4, last: 1, want: true},
 		{name: "nothing done yet", whole: true, done: 0, total: 10, now: 0.5, last: 0, want: false},
 		{name: "nothing left", whole: true, done: 10, total: 10, now: 0.5, last: 0, want: true},
+		{name: "the rows left need more permits than are free", whole: true, done: 2000, total: 2500, now: 2, last: 1,
+			window: 1000, held: 800, rows: 100, want: false},
+		{name: "the rows left fit in the permits free", whole: true, done: 2000, total: 2500, now: 2, last: 1,
+			window: 1000, held: 600, rows: 100, want: true},
+		{name: "the rows left hold their permits already", whole: true, done: 2000, total: 2500, now: 2, last: 1,
+			window: 1000, held: 1000, rows: 500, want: true},
 		{name: "a replay", whole: true, done: 2000, total: 2500, now: 2, last: 1, replay: true, want: false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := &liveRun{cfg: Config{CommitInterval: time.Second}, view: newPlanView(nil, nil, c.whole),
+			r := &liveRun{cfg: Config{CommitInterval: time.Second, Window: cmp.Or(c.window, 1<<20)}, view: newPlanView(nil, nil, c.whole),
 				prog: newProgress(nil, time.Now, time.Second, c.total, 0)}
 			r.prog.began = t0
 			r.prog.rows.Store(c.done)
 			r.windowWaits.Store(c.waiting)
+			r.windowHeld.Store(c.held)
+			r.windowRows.Store(c.rows)
 			if c.replay {
 				r.replay = &replaying{}
 			}

@@ -93,7 +93,8 @@
 // more than once per CommitInterval, the one write a second per object name
 // that GCS allows and objstore holds every backend to. In what looks like
 // the run's last second (the plan whole, the rows left less than a second
-// at the run's rate, no decoder waiting for the window) it leaves its
+// at the run's rate, no decoder waiting for the window, and the rows not
+// yet decoded no more than the window's free permits) it leaves its
 // progress to the final commit, which would otherwise wait out the pacing
 // after a commit made just before it; it defers by at most two intervals.
 //

@@ -78,7 +78,12 @@ type liveRun struct {
 	// windowWaits counts the decoders waiting for window permits: the
 	// checkpointer never defers a commit they wait for (endingSoon).
 	windowWaits atomic.Int64
-	prog        *progress
+	// windowHeld is the permits taken and not yet given back, and
+	// windowRows the rows that hold them and are not yet done: from them
+	// the checkpointer tells whether the rows still to decode fit in what
+	// is free, or need a commit before the run's end (endingSoon).
+	windowHeld, windowRows atomic.Int64
+	prog                   *progress
 
 	budget *budget // requests per UTC day, and the daily cap
 	// capped is set when a row did not fit in the day's budget: the feeder
@@ -260,15 +265,30 @@ func (r *liveRun) writeReport(ctx context.Context, rep *Report) {
 	}
 }
 
-// acquireWindow takes n window permits, counted in windowWaits while it
-// has to wait for them.
+// acquireWindow takes a row's n window permits, counted in windowWaits
+// while it has to wait for them.
 func (r *liveRun) acquireWindow(ctx context.Context, n int64) error {
-	if r.window.TryAcquire(n) {
-		return nil
+	if !r.window.TryAcquire(n) {
+		r.windowWaits.Add(1)
+		err := r.window.Acquire(ctx, n)
+		r.windowWaits.Add(-1)
+		if err != nil {
+			return err
+		}
 	}
-	r.windowWaits.Add(1)
-	defer r.windowWaits.Add(-1)
-	return r.window.Acquire(ctx, n)
+	r.windowHeld.Add(n)
+	r.windowRows.Add(1)
+	return nil
+}
+
+// releaseWindow gives back n permits, taken by rows that are done (the
+// checkpointer's commit) or by a row not sent after all (unsent).
+func (r *liveRun) releaseWindow(n int64, unsent bool) {
+	if unsent {
+		r.windowRows.Add(-1)
+	}
+	r.windowHeld.Add(-n)
+	r.window.Release(n)
 }
 
 // stages runs feeder → decoders (with the transform) → senders →
@@ -417,7 +437,7 @@ func (r *liveRun) decodeWorker(ctx context.Context) error {
 				if !r.budget.take(int64(len(urls))) {
 					// The rows before it go on as usual; this one and the
 					// rest wait for the next day's budget.
-					r.window.Release(rs.permits)
+					r.releaseWindow(rs.permits, true)
 					if len(skipped) > 0 {
 						if err := put(ctx, r.skips, skipBatch{unit: ui, rows: skipped}); err != nil {
 							return err
