@@ -18,6 +18,7 @@ type checkpointer struct {
 	c       *Checkpoint
 	m       *Manifest
 	last    time.Time // last commit
+	commits int       // made by this run
 	dirty   bool
 	permits int64 // held by rows marked since the last commit
 
@@ -38,6 +39,7 @@ func (k *checkpointer) loop(ctx context.Context) error {
 	// object name is what GCS allows, and objstore paces every backend so.
 	// A half-full window that comes sooner waits for soon.
 	var soon <-chan time.Time
+	var soonAfter int // the commits made when soon was armed
 	// The loop ends when both inputs close, not on ctx: what the stages
 	// finish while stopping is still marked for the final commit.
 	for skips != nil || acks != nil {
@@ -76,6 +78,7 @@ func (k *checkpointer) loop(ctx context.Context) error {
 				if !k.paced(now) {
 					if soon == nil {
 						soon = time.After(k.r.cfg.CommitInterval - now.Sub(k.last))
+						soonAfter = k.commits
 					}
 					continue
 				}
@@ -88,8 +91,12 @@ func (k *checkpointer) loop(ctx context.Context) error {
 			}
 		case <-soon:
 			soon = nil
-			// Armed for when the pacing allows a commit.
-			if k.dirty && ctx.Err() == nil && !k.endingSoon(k.r.deps.Now()) {
+			// Armed for when the pacing allows a commit; the ticker may
+			// have made one since, due at the same moment. Committing again
+			// at once would hold this loop for a second in objstore's
+			// pacing, and with it every sender, whose acknowledgements it
+			// takes.
+			if k.commits == soonAfter && k.dirty && ctx.Err() == nil && !k.endingSoon(k.r.deps.Now()) {
 				if err := k.commit(ctx); err != nil {
 					return err
 				}
@@ -366,6 +373,7 @@ func (k *checkpointer) commit(ctx context.Context) error {
 		return err
 	}
 	k.last = k.r.deps.Now()
+	k.commits++
 	k.dirty = false
 	if k.permits > 0 {
 		k.r.releaseWindow(k.permits, false)

@@ -134,6 +134,31 @@ func TestRunEndingSoonCommitsForTheRowsToCome(t *testing.T) {
 	})
 }
 
+// TestRunCommitsOnceASecond: the commit armed for a half-full window
+// (soon) and the ticker's fall due at the same moment every second here,
+// while the checkpointer takes the acknowledgements of that moment, so
+// either may come first. Whichever does commits, and the other finds
+// nothing due: were it to commit too, its write would wait out a second of
+// pacing with the checkpointer, and so every sender, held. 60,000 rows at
+// 6,400 a second through a window of 10,000 (half full 0.78 s after each
+// commit): a commit each second from 1 s to 8 s, and the last row,
+// acknowledged at 9.38 s, ends the run with the final commit. (With both
+// committing, the run took 10.4 to 14.3 s in 20 of 20 tries.)
+func TestRunCommitsOnceASecond(t *testing.T) {
+	objstore.MinWriteInterval = time.Second
+	t.Cleanup(func() { objstore.MinWriteInterval = 0 })
+	synctest.Test(t, func(t *testing.T) {
+		objs := []Object{{URI: "mem://o", Key: "o", RowGroups: []int64{60000}}}
+		rep, took, w := runTimed(t, objs, 10000, 64, &pacedSender{d: 10 * time.Millisecond})
+		if rep.Counts.RowsDelivered != 60000 {
+			t.Fatalf("%d rows delivered, want 60000", rep.Counts.RowsDelivered)
+		}
+		if took != 9380*time.Millisecond || w.Writes != 10 {
+			t.Errorf("the run took %v with %d manifest writes, want 9.38s with 10: Begin, a commit each second to 8 s, the final one", took, w.Writes)
+		}
+	})
+}
+
 func TestEndingSoon(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
 	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
