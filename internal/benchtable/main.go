@@ -600,8 +600,8 @@ func caseB(ctx context.Context, c config, dir, scratch string, urls []string) (r
 		figure:    human(got) + " req/s",
 		reference: human(ref) + " req/s plain loop",
 		ratio:     fmt.Sprintf("%.2f", got/ref),
-		target:    "≥ 0.70",
-		verdict:   verdict(got/ref >= 0.7),
+		target:    "≥ 0.90",
+		verdict:   verdict(got/ref >= 0.9),
 	}, nil
 }
 
