@@ -33,6 +33,14 @@ func (s *pacedSender) Send(ctx context.Context, _ string) Outcome {
 	}
 }
 
+// pacedWrites turns objstore's pacing of writes to one name on for the
+// test: it is what a commit made too soon waits out (TestMain lifts it for
+// the other tests). No test that calls it runs in parallel.
+func pacedWrites(t *testing.T) {
+	objstore.MinWriteInterval = time.Second
+	t.Cleanup(func() { objstore.MinWriteInterval = 0 })
+}
+
 // runTimed runs objs live on a fresh local state with send's answers, and
 // returns the report, how long the run took, and the writes to its
 // manifest.
@@ -59,10 +67,7 @@ func runTimed(t *testing.T, objs []Object, window int, concurrency int, send Sen
 //     1.5 ms. At 4 s the 917 rows left look like 0.92 s and take 1.375 s:
 //     the run ends at 5.375 s, not at 6 s after a commit forced at 5.
 func TestRunEndsWithItsLastRow(t *testing.T) {
-	// The pacing is what a commit in the last second would wait out
-	// (TestMain lifts it for the other tests). No test here runs in parallel.
-	objstore.MinWriteInterval = time.Second
-	t.Cleanup(func() { objstore.MinWriteInterval = 0 })
+	pacedWrites(t)
 	for _, c := range []struct {
 		name string
 		last int64 // rows of the last row group, after four of 1,000
@@ -120,8 +125,7 @@ func TestRunEndingSoonStillGivesTheWindowBack(t *testing.T) {
 // run at 2 s; deferring, the decoders wait from 1.25 s for the commit the
 // full window forces, and the run ends a second after that.
 func TestRunEndingSoonCommitsForTheRowsToCome(t *testing.T) {
-	objstore.MinWriteInterval = time.Second
-	t.Cleanup(func() { objstore.MinWriteInterval = 0 })
+	pacedWrites(t)
 	synctest.Test(t, func(t *testing.T) {
 		objs := []Object{{URI: "mem://o", Key: "o", RowGroups: []int64{7600}}}
 		rep, took, w := runTimed(t, objs, 5000, 4, &pacedSender{d: time.Millisecond})
@@ -145,8 +149,7 @@ func TestRunEndingSoonCommitsForTheRowsToCome(t *testing.T) {
 // acknowledged at 9.38 s, ends the run with the final commit. (With both
 // committing, the run took 10.4 to 14.3 s in 20 of 20 tries.)
 func TestRunCommitsOnceASecond(t *testing.T) {
-	objstore.MinWriteInterval = time.Second
-	t.Cleanup(func() { objstore.MinWriteInterval = 0 })
+	pacedWrites(t)
 	synctest.Test(t, func(t *testing.T) {
 		objs := []Object{{URI: "mem://o", Key: "o", RowGroups: []int64{60000}}}
 		rep, took, w := runTimed(t, objs, 10000, 64, &pacedSender{d: 10 * time.Millisecond})
