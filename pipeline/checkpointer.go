@@ -376,7 +376,7 @@ func (k *checkpointer) commit(ctx context.Context) error {
 	k.commits++
 	k.dirty = false
 	if k.permits > 0 {
-		k.r.releaseWindow(k.permits, false)
+		k.r.releaseWindow(k.permits)
 		k.permits = 0
 	}
 	if k.r.deps.Committed != nil {

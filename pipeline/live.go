@@ -281,12 +281,9 @@ func (r *liveRun) acquireWindow(ctx context.Context, n int64) error {
 	return nil
 }
 
-// releaseWindow gives back n permits, taken by rows that are done (the
-// checkpointer's commit) or by a row not sent after all (unsent).
-func (r *liveRun) releaseWindow(n int64, unsent bool) {
-	if unsent {
-		r.windowRows.Add(-1)
-	}
+// releaseWindow gives back n permits: those of the rows a commit recorded,
+// or of a row not sent after all.
+func (r *liveRun) releaseWindow(n int64) {
 	r.windowHeld.Add(-n)
 	r.window.Release(n)
 }
@@ -437,7 +434,8 @@ func (r *liveRun) decodeWorker(ctx context.Context) error {
 				if !r.budget.take(int64(len(urls))) {
 					// The rows before it go on as usual; this one and the
 					// rest wait for the next day's budget.
-					r.releaseWindow(rs.permits, true)
+					r.windowRows.Add(-1)
+					r.releaseWindow(rs.permits)
 					if len(skipped) > 0 {
 						if err := put(ctx, r.skips, skipBatch{unit: ui, rows: skipped}); err != nil {
 							return err
