@@ -356,6 +356,7 @@ func (c *Client) Get(ctx context.Context, rawURL string) (Result, error) {
 	var (
 		res       Result
 		failingAt time.Time // this request's first transient failure
+		failedAt  time.Time // its latest transient failure before this attempt's
 	)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -408,6 +409,8 @@ func (c *Client) Get(ctx context.Context, rawURL string) (Result, error) {
 		if c.health.failed(now, err) {
 			return res, getError(rawURL, c.health.downErr())
 		}
+		prevFail := failedAt
+		failedAt = now
 		if failingAt.IsZero() {
 			failingAt = now
 		}
@@ -417,8 +420,13 @@ func (c *Client) Get(ctx context.Context, rawURL string) (Result, error) {
 		if c.maxAttempts > 0 && res.Attempts >= c.maxAttempts {
 			return res, getError(rawURL, fmt.Errorf("%w after %d attempts: %w", ErrGaveUp, res.Attempts, err))
 		}
-		if d := now.Sub(failingAt); c.giveUpAfter > 0 && d >= c.giveUpAfter {
-			// Convertro answers others, but never this request.
+		// Convertro answers others, but never this request: it gives up
+		// alone only if an answer came in its last wait. An answer to a
+		// request sent before an outage can arrive after this request's
+		// first failure, and so start Convertro's failing streak later than
+		// this request's; without the check, this request would give up
+		// first, and an outage end the run as one bad row.
+		if d := now.Sub(failingAt); c.giveUpAfter > 0 && d >= c.giveUpAfter && c.health.answeredSince(prevFail) {
 			return res, getError(rawURL, fmt.Errorf("%w after %d attempts over %v while other requests went through: %w",
 				ErrGaveUp, res.Attempts, d.Round(time.Second), err))
 		}

@@ -813,3 +813,50 @@ func TestClientErrorsNameNoQuery(t *testing.T) {
 		}
 	}
 }
+
+// TestClientDownWhenTheLastAnswerCameAfterItsFirstFailure: a request fails
+// once, an answer to a request sent before the outage then comes back, and
+// from there every attempt fails. Convertro's failing streak starts a wait
+// later than the request's, so the request has failed for DownAfter first;
+// it must not give up alone (no answer came in its last waits) but stop
+// with ErrDown when the streak reaches DownAfter. The late answer takes
+// 10 s and no wait lasts a second, so some attempt falls between the
+// request's minute and the streak's.
+func TestClientDownWhenTheLastAnswerCameAfterItsFirstFailure(t *testing.T) {
+	srv := newClientTestServer(t, simulator.Options{Script: func(identity string, _ int) int {
+		if strings.Contains(identity, "eid=late") {
+			return 0
+		}
+		return http.StatusServiceUnavailable
+	}})
+	clock := newFakeClock()
+	var (
+		c      *Client
+		waited int
+		streak time.Time // the failure after the late answer
+	)
+	c = NewClient(ClientOptions{Now: clock.now, DownAfter: time.Minute, MaxBackoff: time.Second, Sleep: func(ctx context.Context, d time.Duration) error {
+		waited++
+		if waited == 1 {
+			clock.advance(10 * time.Second)
+			if _, err := c.Get(ctx, srv.hitURL("?sid=d&typ=t&val=1&eid=late&ts=1")); err != nil {
+				return err
+			}
+		}
+		clock.advance(d)
+		if waited == 1 {
+			streak = clock.now()
+		}
+		return ctx.Err()
+	}})
+	_, err := c.Get(t.Context(), srv.hitURL("?sid=d&typ=t&val=1&eid=o1&ts=1"))
+	if !errors.Is(err, ErrDown) || errors.Is(err, ErrGaveUp) {
+		t.Fatalf("err = %v, want ErrDown, not ErrGaveUp", err)
+	}
+	if d := clock.now().Sub(streak); d < time.Minute {
+		t.Errorf("down declared %v into the streak, want at least %v", d, time.Minute)
+	}
+	if want := "Convertro down since " + streak.Format(time.RFC3339); !strings.Contains(err.Error(), want) {
+		t.Errorf("message %q, want it to contain %q", err, want)
+	}
+}

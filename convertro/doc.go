@@ -142,7 +142,10 @@
 // those waiting to retry, then returns [ErrDown] at once, saying since when
 // Convertro has been down, so that the run stops and can be resumed later.
 // One request that fails for DownAfter while others go through returns
-// [ErrGaveUp] instead of being retried for ever.
+// [ErrGaveUp] instead of being retried for ever; it gives up alone only if
+// an answer came during its last wait, so that a request whose failures
+// began a moment before an outage's streak stops with the others on
+// [ErrDown].
 //
 // The simulator subpackage serves the API the design page describes and can
 // be told to misbehave, so that retries, throttling and crash recovery are

@@ -287,6 +287,14 @@ func (h *health) failed(now time.Time, cause error) bool {
 	return true
 }
 
+// answeredSince reports whether an answer showed Convertro up after t, a
+// failure recorded by failed: since was set at t or before, and only up
+// clears it. With no streak kept (never down), every answer counts.
+func (h *health) answeredSince(t time.Time) bool {
+	s := h.since.Load()
+	return h.after < 0 || s == 0 || s > t.UnixNano()
+}
+
 // downErr returns the error every Get returns once Convertro is down, else nil.
 func (h *health) downErr() error {
 	select {
