@@ -104,7 +104,9 @@ type inputs struct {
 	// order, so the next ones are read while these decode. asked is the
 	// last unit in plan order whose prefetch was asked (those before it
 	// were asked or passed), so that each is asked once without a set as
-	// large as the plan.
+	// large as the plan; a prefetch the memory budget had no room for
+	// moves it back (unask), so that the unit is asked again when a
+	// decoder starts once bytes were given back.
 	lookahead int
 	// byURI is the objects' places in refs sorted by URI, or nil when
 	// refs are in that order (no kind's order): find looks an object up
@@ -1193,9 +1195,23 @@ func (e *openObject) closeLocked() {
 // row groups of one object together, so that their chunks merge into few
 // reads. Other objects are opened and read in the background; a failure
 // there is left for the decoder of that unit to meet.
+//
+// The lookahead is in units, the budget in bytes: it asks for no more
+// units than the budget can hold at the size of those read lately
+// (AheadGroups), and a prefetch refused for room is asked again later
+// (unask). Before, it asked for up to --read-concurrency units ahead: the
+// farthest took the room first, the nearer ones were refused and marked
+// asked, and each was read only when its decoder came to it. Through a
+// proxy adding 30 ms to every request, a dry run of a 2M-row, 240-object
+// export (row groups of about 1.3 MB) from the GCS emulator took 3.7 s
+// where it took 1.4-1.6 s without the delay; it now takes 1.8-1.9 s.
 func (in *inputs) prefetch(ctx context.Context, pf *readers.ParquetFile, i, rowGroup int) {
+	look := in.lookahead
+	if fit := in.budget.AheadGroups(); fit >= 0 {
+		look = min(look, max(fit, 1))
+	}
 	n := 0
-	for oi := i; oi < len(in.refs) && n < in.lookahead; oi++ {
+	for oi := i; oi < len(in.refs) && n < look; oi++ {
 		if !in.ready[oi].Load() {
 			break // not planned yet: its units come later
 		}
@@ -1212,7 +1228,7 @@ func (in *inputs) prefetch(ctx context.Context, pf *readers.ParquetFile, i, rowG
 		}
 		var gs []int
 		in.askedMu.Lock()
-		for g := start; g < int(r.nrows) && n < in.lookahead; g++ {
+		for g := start; g < int(r.nrows) && n < look; g++ {
 			if filter != nil && slices.Contains(filter.Pruned, g) {
 				continue
 			}
@@ -1227,7 +1243,10 @@ func (in *inputs) prefetch(ctx context.Context, pf *readers.ParquetFile, i, rowG
 			continue
 		}
 		if oi == i {
-			pf.Prefetch(gs...)
+			if k := pf.Prefetch(gs...); k < len(gs) {
+				in.unask(oi, gs[k])
+				return
+			}
 			continue
 		}
 		po := in.object(oi)
@@ -1240,8 +1259,22 @@ func (in *inputs) prefetch(ctx context.Context, pf *readers.ParquetFile, i, rowG
 			if in.closed.Load() || in.left[oi].Load() <= 0 || e.openLocked(ctx, r.from.src, obj, in.hint) != nil {
 				return
 			}
-			e.pf.Prefetch(gs...)
+			if k := e.pf.Prefetch(gs...); k < len(gs) {
+				in.unask(oi, gs[k])
+			}
 		}()
+	}
+}
+
+// unask moves asked back to just before unit (oi, g), whose prefetch the
+// budget had no room for, unless it is there already. The units after it
+// that were prefetched are asked again too, and find their row groups
+// read or being read.
+func (in *inputs) unask(oi, g int) {
+	in.askedMu.Lock()
+	defer in.askedMu.Unlock()
+	if k := (unitKey{oi, g - 1}); in.asked.after(k) {
+		in.asked = k
 	}
 }
 

@@ -144,6 +144,64 @@ func TestReadAheadOnlyFromRemoteStores(t *testing.T) {
 	}
 }
 
+// Reading ahead asks for no more row groups than the memory budget holds,
+// nearest first, and asks again for those it had no room for: from a GCS
+// bucket 30 ms away, with a budget whose part for reading ahead holds a
+// few of the export's row groups where the lookahead is dozens, the
+// decoders find most row groups read ahead: 80-86 of 120, where they
+// read the other 34-40 themselves. Before, the lookahead's farthest row
+// groups took the room, the nearer ones were refused and never asked
+// again, and the decoders read 107-109 themselves, each 30 ms away.
+func TestReadAheadWithinBudget(t *testing.T) {
+	ctx := context.Background()
+	export := filepath.Join(t.TempDir(), "export")
+	if _, err := generate.Generate(ctx, generate.Options{Out: export, Rows: 120_000, Seed: 29, Days: 1}); err != nil {
+		t.Fatal(err)
+	}
+	_, groups, need, _, _ := exportNeeds(t, export)
+	root := objstoretest.GCS(t) + "/budget-ahead"
+	objstoretest.PutTree(t, export, root)
+	o := testOptions(root, "", "").withDefaults()
+	o.MemoryBudget, o.Decoders = readers.MinMemoryBudget>>20, 2
+	in, err := gather(ctx, o, plainListing(time.Time{}, time.Time{}), pipeline.Shard{Index: 0, Count: 1}, nil, testEnv(nil).Log, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.close()
+	if fit := int64(readers.MinMemoryBudget/4) * int64(groups) / need; fit >= int64(in.lookahead) || fit >= int64(groups)/4 {
+		t.Fatalf("reading ahead's part holds %d of %d row groups, lookahead %d: want it to bind", fit, groups, in.lookahead)
+	}
+	traffic := objstoretest.TrafficOf("gcs")
+	traffic.Delay.Store(int64(30 * time.Millisecond))
+	defer traffic.Delay.Store(0)
+	objs := in.all()
+	units := pipeline.BuildPlan(objs)
+	work := make(chan pipeline.Unit)
+	g, gctx := errgroup.WithContext(ctx)
+	for range o.Decoders {
+		g.Go(func() error {
+			for u := range work {
+				if err := in.Decode(gctx, objs[u.Object], u.RowGroup, func(int64, []segment.Message, []string) error { return nil }); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	for _, u := range units {
+		work <- u
+	}
+	close(work)
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	ahead, onDemand := in.budget.Reads()
+	t.Logf("%d row groups of %d bytes on average: %d read ahead, %d by their decoders", len(units), need/int64(groups), ahead, onDemand)
+	if ahead+onDemand != int64(len(units)) || onDemand > int64(len(units))/2 {
+		t.Errorf("of %d row groups, %d read ahead and %d by their decoders: want at most half by their decoders", len(units), ahead, onDemand)
+	}
+}
+
 // Every object a run opens, to decode or to read ahead, is closed once its
 // row groups are all read: with decoders and read-ahead sharing objects of
 // several row groups, none is left open, and each decode read its rows.

@@ -58,6 +58,55 @@ type MemoryBudget struct {
 	// bufs keeps the buffers of decoded row groups, up to an eighth of
 	// the budget idle.
 	bufs fetchBuffers
+
+	// The bytes of the row groups read whole lately, and how many
+	// (halved together past recentGroups): what AheadGroups divides by.
+	recentMu                  sync.Mutex
+	recentBytes, recentGroups int64
+
+	// The row groups decoders found read ahead, and those they read
+	// themselves (see Reads).
+	readAhead, readOnDemand atomic.Int64
+}
+
+// Reads is how many row groups decoders found read, or being read, ahead
+// of them, and how many they had to start reading themselves (none was
+// asked for ahead, or the budget had no room for it, or it is streamed).
+func (b *MemoryBudget) Reads() (ahead, onDemand int64) {
+	return b.readAhead.Load(), b.readOnDemand.Load()
+}
+
+// recentGroups is how many row groups read whole AheadGroups averages
+// over, about: enough to smooth the sizes of one table's objects, few
+// enough to follow a run from one table to the next.
+const recentGroups = 64
+
+// noteRead records a read of groups row groups whole, of n bytes in all.
+func (b *MemoryBudget) noteRead(n int64, groups int) {
+	b.recentMu.Lock()
+	defer b.recentMu.Unlock()
+	b.recentBytes += n
+	b.recentGroups += int64(groups)
+	if b.recentGroups > recentGroups {
+		b.recentBytes /= 2
+		b.recentGroups /= 2
+	}
+}
+
+// AheadGroups is how many row groups of the size of those read lately
+// reading ahead can hold beside the footers kept, or -1 before any was
+// read (or when they were read from what the footers kept, at no cost).
+// A caller that asks for row groups ahead asks for no more than that:
+// asked beyond it, the farther ones take the room before the nearer ones,
+// which are then read only when decoded.
+func (b *MemoryBudget) AheadGroups() int {
+	b.recentMu.Lock()
+	n, groups := b.recentBytes, b.recentGroups
+	b.recentMu.Unlock()
+	if n <= 0 || groups <= 0 {
+		return -1
+	}
+	return int(max(b.ahead-b.footerHeld.Load(), 0) * groups / n)
 }
 
 // NewMemoryBudget returns a budget of bytes (at least MinMemoryBudget)
@@ -142,6 +191,9 @@ func (b *MemoryBudget) tryAhead(n int64) bool {
 	b.count(n)
 	return true
 }
+
+// aheadFree is what tryAhead may take now.
+func (b *MemoryBudget) aheadFree() int64 { return b.ahead - b.aheadHeld.Load() }
 
 // giveAhead returns what tryAhead took.
 func (b *MemoryBudget) giveAhead(n int64) {

@@ -163,3 +163,53 @@ func TestRowGroupLargerThanBudgetStreams(t *testing.T) {
 		t.Errorf("%d bytes still counted after release", n)
 	}
 }
+
+// Prefetch asked for more row groups than reading ahead's part of the
+// budget holds reads the first ones that fit and says how many; asked
+// again once those are decoded, it reads the next. AheadGroups tells a
+// caller how many to ask for, from the sizes of those read.
+func TestPrefetchReadsWhatFits(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	budgetFile(t, dir, "small.parquet", 48, 500) // row groups of ~150 KB
+	b := NewMemoryBudget(MinMemoryBudget, 2)     // 1 MiB to read ahead
+	p := openOnlyParquet(t, openSource(t, dir, SourceOptions{MemoryBudget: b}), false)
+	if n := b.AheadGroups(); n != -1 {
+		t.Fatalf("AheadGroups before any read = %d, want -1", n)
+	}
+	all := make([]int, len(p.RowGroups()))
+	for g := range all {
+		all[g] = g
+	}
+	fit := int(b.ahead / p.planFetch(0).held) // the row groups are alike
+	n := p.Prefetch(all...)
+	if n < fit-1 || n > fit || fit >= len(all) {
+		t.Fatalf("Prefetch of %d row groups read %d ahead, want the %d that fit", len(all), n, fit)
+	}
+	if got := b.AheadGroups(); got < fit-1 || got > fit {
+		t.Errorf("AheadGroups = %d, want %d", got, fit)
+	}
+	if again := p.Prefetch(all[n:]...); again != 0 {
+		t.Errorf("Prefetch with no room read %d more", again)
+	}
+	for g := range n {
+		if err := checkGroup(ctx, p, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if more := p.Prefetch(all[n:]...); more < fit-1 {
+		t.Errorf("Prefetch once %d row groups were decoded read %d more, want %d", n, more, fit)
+	}
+	for g := n; g < len(all); g++ {
+		if err := checkGroup(ctx, p, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ahead, onDemand := b.Reads(); ahead < int64(2*fit-2) || ahead+onDemand != int64(len(all)) {
+		t.Errorf("%d row groups read ahead and %d on demand, want at least %d of %d ahead", ahead, onDemand, 2*fit-2, len(all))
+	}
+	p.Release()
+	if h := b.Held(); h != 0 {
+		t.Errorf("%d bytes still counted after release", h)
+	}
+}

@@ -46,7 +46,9 @@
 // less than holding it); a row group's column chunks are read as a few
 // exact ranges (neighbours merged while the gaps add at most 5%, or 128 KiB) in
 // parallel, at most SourceOptions.ReadConcurrency reads in flight, and
-// ParquetFile.Prefetch reads the next row groups while others decode. What
+// ParquetFile.Prefetch reads the next row groups while others decode, as
+// many as the budget has room for (MemoryBudget.AheadGroups says how many
+// to ask for; Reads how many the decoders found read ahead). What
 // is held in memory is bounded by a MemoryBudget (budget.go) shared by a
 // job's sources: the row groups decoded and read ahead and the footers
 // kept; a row group larger than a decoder's share of it is streamed, a

@@ -261,7 +261,13 @@ func (p *ParquetFile) start(ft *fetch) {
 // memory. A row group larger than a decoder's share of the budget is not
 // prefetched: it will be streamed. Bytes prefetched and never decoded are
 // dropped by Release.
-func (p *ParquetFile) Prefetch(gs ...int) {
+//
+// When the budget has no room for them all, Prefetch reads the first ones
+// that fit, and returns how many of gs, from the first, are now read or
+// being read (or will be streamed): the caller may ask for the rest again
+// once decoders have given bytes back; a row group never asked again is
+// read when decoded.
+func (p *ParquetFile) Prefetch(gs ...int) int {
 	_, b := p.io()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -269,26 +275,53 @@ func (p *ParquetFile) Prefetch(gs ...int) {
 		p.fetches = map[int]*fetch{}
 	}
 	var todo []int
-	for _, i := range gs {
+	at := make([]int, 0, len(gs)) // todo[k] is gs[at[k]]
+	for k, i := range gs {
 		if _, ok := p.fetches[i]; ok || i < 0 || i >= len(p.groups) || slices.Contains(todo, i) ||
 			p.planWhole(i, b) == nil {
 			continue
 		}
 		todo = append(todo, i)
+		at = append(at, k)
 	}
 	if len(todo) == 0 {
-		return
+		return len(gs)
 	}
+	// The most of them, from the first, that the room free now holds;
+	// another reader taking it meanwhile halves them.
+	n := len(todo)
 	ft := p.planFetch(todo...)
-	if !b.tryAhead(ft.held) {
-		return
+	if ft.held > b.aheadFree() {
+		lo, hi := 0, n-1
+		for lo < hi {
+			if mid := (lo + hi + 1) / 2; p.planFetch(todo[:mid]...).held <= b.aheadFree() {
+				lo = mid
+			} else {
+				hi = mid - 1
+			}
+		}
+		n, ft = lo, nil
 	}
-	ft.budget, ft.ahead = b, true
-	p.start(ft)
-	ft.users.Store(int32(len(todo)))
-	for _, i := range todo {
-		p.fetches[i] = ft
+	for ; n > 0; n, ft = n/2, nil {
+		if ft == nil {
+			ft = p.planFetch(todo[:n]...)
+		}
+		if !b.tryAhead(ft.held) {
+			continue
+		}
+		b.noteRead(ft.held, n)
+		ft.budget, ft.ahead = b, true
+		p.start(ft)
+		ft.users.Store(int32(n))
+		for _, i := range todo[:n] {
+			p.fetches[i] = ft
+		}
+		if n < len(todo) {
+			return at[n]
+		}
+		return len(gs)
 	}
+	return at[0]
 }
 
 // planWhole is the fetch reading row group i whole, or nil when it would
@@ -320,11 +353,15 @@ func (p *ParquetFile) takeFetch(ctx context.Context, i int) (*fetch, error) {
 	p.fetches[i] = nil // taken: a later Prefetch(i) is not made
 	p.mu.Unlock()
 	if ft != nil {
+		b.readAhead.Add(1)
 		return ft, nil
 	}
+	b.readOnDemand.Add(1)
 	if ft = p.planWhole(i, b); ft == nil {
 		// Too large to hold: streamed through windows within the share.
 		ft = p.streamFetch(i, b)
+	} else {
+		b.noteRead(ft.held, 1)
 	}
 	if err := b.take(ctx, ft.held); err != nil {
 		return nil, err
