@@ -13,30 +13,40 @@ import (
 	"github.com/convertro-etl/convertro-etl/writers/generate"
 )
 
-// storageBenchRows is the size of the export BenchmarkDryRunStorage reads:
-// one day, 168 files of 20 to 500 KB (41 MB), 1 to 4 row groups of 500
-// rows each, most small enough that the decoder's first tail read fetches
-// the whole file.
-const storageBenchRows = 200_000
+// storageBenchShapes are the exports BenchmarkDryRunStorage reads:
+//   - small: one day, 168 files of 20 to 500 KB (41 MB), 1 to 4 row
+//     groups of 500 rows each, most small enough that the decoder's first
+//     tail read fetches the whole file;
+//   - large: the generator's default shape, two days, 240 files of about
+//     1.5 MB (376 MB), row groups of up to 10,000 rows (1.3 MB of mapped
+//     column chunks), more than reading ahead's part of the default
+//     memory budget holds at once.
+var storageBenchShapes = []struct {
+	name string
+	o    generate.Options
+}{
+	{"small", generate.Options{Rows: 200_000, Seed: 19, Days: 1, RowGroupRows: 500}},
+	{"large", generate.Options{Rows: 2_000_000, Seed: 19}},
+}
 
-// storageBenchRoots are the buckets holding a copy of the export, by
-// backend: uploaded once per test binary, which a -count run reuses (the
-// export is generated again, byte for byte the same).
+// storageBenchRoots are the buckets holding a copy of an export, by
+// backend and shape: uploaded once per test binary, which a -count run
+// reuses (the export is generated again, byte for byte the same).
 var storageBenchRoots = struct {
 	sync.Mutex
 	m map[string]string
 }{m: map[string]string{}}
 
-func storageBenchRoot(b *testing.B, backend, export string) string {
+func storageBenchRoot(b *testing.B, backend, shape, export string) string {
 	b.Helper()
 	storageBenchRoots.Lock()
 	defer storageBenchRoots.Unlock()
-	if root, ok := storageBenchRoots.m[backend]; ok {
+	if root, ok := storageBenchRoots.m[backend+"/"+shape]; ok {
 		return root
 	}
-	root := remoteBackends[backend](b) + "/segment"
+	root := remoteBackends[backend](b) + "/" + shape
 	objstoretest.PutTree(b, export, root)
-	storageBenchRoots.m[backend] = root
+	storageBenchRoots.m[backend+"/"+shape] = root
 	return root
 }
 
@@ -45,8 +55,8 @@ func storageBenchRoot(b *testing.B, backend, export string) string {
 // take, where the emulators answer at once.
 const storageBenchDelay = 30 * time.Millisecond
 
-// BenchmarkDryRunStorage runs a dry run of the same 200,000-row export
-// from local disk and from a bucket of each emulator (the real SDK client
+// BenchmarkDryRunStorage runs a dry run of the same export (of each
+// shape) from local disk and from a bucket of each emulator (the real SDK client
 // through the emulator's proxy), as they answer and with storageBenchDelay
 // added to every request ("gcs+30ms"), with the default settings, and
 // reports rows read a second and, for the remote ones, their ratio to
@@ -61,11 +71,16 @@ const storageBenchDelay = 30 * time.Millisecond
 // the remote runs, not the store's latency: a ratio to local disk measured
 // here is at most the job's share of that time.
 func BenchmarkDryRunStorage(b *testing.B) {
+	for _, shape := range storageBenchShapes {
+		b.Run(shape.name, func(b *testing.B) { benchDryRunStorage(b, shape.name, shape.o) })
+	}
+}
+
+func benchDryRunStorage(b *testing.B, shape string, g generate.Options) {
 	ctx := context.Background()
 	export := filepath.Join(b.TempDir(), "export")
-	if _, err := generate.Generate(ctx, generate.Options{
-		Out: export, Rows: storageBenchRows, Seed: 19, Days: 1, RowGroupRows: 500,
-	}); err != nil {
+	g.Out = export
+	if _, err := generate.Generate(ctx, g); err != nil {
 		b.Fatal(err)
 	}
 	var localRate float64
@@ -74,7 +89,7 @@ func BenchmarkDryRunStorage(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			src := export
 			if backend != "local" {
-				src = storageBenchRoot(b, backend, export)
+				src = storageBenchRoot(b, backend, shape, export)
 			}
 			dir := b.TempDir()
 			// A dry run sends nothing: the endpoint is never dialled.
@@ -97,8 +112,8 @@ func BenchmarkDryRunStorage(b *testing.B) {
 				if err != nil {
 					b.Fatalf("dry run from %s: %v", src, err)
 				}
-				if rep.Counts.RowsRead != storageBenchRows {
-					b.Fatalf("dry run from %s read %d rows, want %d", src, rep.Counts.RowsRead, storageBenchRows)
+				if rep.Counts.RowsRead != int64(g.Rows) {
+					b.Fatalf("dry run from %s read %d rows, want %d", src, rep.Counts.RowsRead, g.Rows)
 				}
 				rows += rep.Counts.RowsRead
 			}
