@@ -144,6 +144,35 @@ func TestReadAheadOnlyFromRemoteStores(t *testing.T) {
 	}
 }
 
+// decodeAll decodes units, in plan order, with decoders of in's Decode at
+// once, as a run does, and returns the rows decoded.
+func decodeAll(ctx context.Context, in *inputs, units []pipeline.Unit, decoders int) (int64, error) {
+	objs := in.all()
+	work := make(chan pipeline.Unit)
+	var rows atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	for range decoders {
+		g.Go(func() error {
+			for u := range work {
+				err := in.Decode(gctx, objs[u.Object], u.RowGroup, func(_ int64, batch []segment.Message, _ []string) error {
+					rows.Add(int64(len(batch)))
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	for _, u := range units {
+		work <- u
+	}
+	close(work)
+	err := g.Wait()
+	return rows.Load(), err
+}
+
 // Reading ahead asks for no more row groups than the memory budget holds,
 // nearest first, and asks again for those it had no room for: from a GCS
 // bucket 30 ms away, with a budget whose part for reading ahead holds a
@@ -174,25 +203,8 @@ func TestReadAheadWithinBudget(t *testing.T) {
 	traffic := objstoretest.TrafficOf("gcs")
 	traffic.Delay.Store(int64(30 * time.Millisecond))
 	defer traffic.Delay.Store(0)
-	objs := in.all()
-	units := pipeline.BuildPlan(objs)
-	work := make(chan pipeline.Unit)
-	g, gctx := errgroup.WithContext(ctx)
-	for range o.Decoders {
-		g.Go(func() error {
-			for u := range work {
-				if err := in.Decode(gctx, objs[u.Object], u.RowGroup, func(int64, []segment.Message, []string) error { return nil }); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}
-	for _, u := range units {
-		work <- u
-	}
-	close(work)
-	if err := g.Wait(); err != nil {
+	units := pipeline.BuildPlan(in.all())
+	if _, err := decodeAll(ctx, in, units, o.Decoders); err != nil {
 		t.Fatal(err)
 	}
 	ahead, onDemand := in.budget.Reads()
@@ -224,32 +236,12 @@ func TestDecodedObjectsAreClosed(t *testing.T) {
 		if len(units) <= len(objs) {
 			t.Fatalf("%s: %d units of %d objects: want objects of several row groups", source, len(units), len(objs))
 		}
-		work := make(chan pipeline.Unit)
-		var rows atomic.Int64
-		g, gctx := errgroup.WithContext(ctx)
-		for range 3 {
-			g.Go(func() error {
-				for u := range work {
-					err := in.Decode(gctx, objs[u.Object], u.RowGroup, func(_ int64, batch []segment.Message, _ []string) error {
-						rows.Add(int64(len(batch)))
-						return nil
-					})
-					if err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-		}
-		for _, u := range units {
-			work <- u
-		}
-		close(work)
-		if err := g.Wait(); err != nil {
+		rows, err := decodeAll(ctx, in, units, 3)
+		if err != nil {
 			t.Fatalf("%s: %v", source, err)
 		}
-		if want := pipeline.PlanRows(units); rows.Load() != want {
-			t.Errorf("%s: decoded %d rows, want %d", source, rows.Load(), want)
+		if want := pipeline.PlanRows(units); rows != want {
+			t.Errorf("%s: decoded %d rows, want %d", source, rows, want)
 		}
 		// A read-ahead started last may still be letting its object go.
 		deadline := time.Now().Add(30 * time.Second)
