@@ -421,7 +421,8 @@ func (c *Client) Get(ctx context.Context, rawURL string) (Result, error) {
 			return res, getError(rawURL, fmt.Errorf("%w after %d attempts: %w", ErrGaveUp, res.Attempts, err))
 		}
 		// Convertro answers others, but never this request: it gives up
-		// alone only if an answer came in its last wait. An answer to a
+		// alone only if an answer came since its previous failure (in its
+		// last wait, or beside this attempt). An answer to a
 		// request sent before an outage can arrive after this request's
 		// first failure, and so start Convertro's failing streak later than
 		// this request's; without the check, this request would give up

@@ -143,7 +143,7 @@
 // Convertro has been down, so that the run stops and can be resumed later.
 // One request that fails for DownAfter while others go through returns
 // [ErrGaveUp] instead of being retried for ever; it gives up alone only if
-// an answer came during its last wait, so that a request whose failures
+// an answer came since its previous failure, so that a request whose failures
 // began a moment before an outage's streak stops with the others on
 // [ErrDown].
 //
