@@ -1243,6 +1243,9 @@ func (in *inputs) prefetch(ctx context.Context, pf *readers.ParquetFile, i, rowG
 			continue
 		}
 		if oi == i {
+			// Refused here, the farther units would find no room either;
+			// those of other objects are asked in the background, and
+			// their refusals known only there.
 			if k := pf.Prefetch(gs...); k < len(gs) {
 				in.unask(oi, gs[k])
 				return

@@ -275,14 +275,12 @@ func (p *ParquetFile) Prefetch(gs ...int) int {
 		p.fetches = map[int]*fetch{}
 	}
 	var todo []int
-	at := make([]int, 0, len(gs)) // todo[k] is gs[at[k]]
-	for k, i := range gs {
+	for _, i := range gs {
 		if _, ok := p.fetches[i]; ok || i < 0 || i >= len(p.groups) || slices.Contains(todo, i) ||
 			p.planWhole(i, b) == nil {
 			continue
 		}
 		todo = append(todo, i)
-		at = append(at, k)
 	}
 	if len(todo) == 0 {
 		return len(gs)
@@ -317,11 +315,11 @@ func (p *ParquetFile) Prefetch(gs ...int) int {
 			p.fetches[i] = ft
 		}
 		if n < len(todo) {
-			return at[n]
+			return slices.Index(gs, todo[n]) // its first place: a repeat is skipped
 		}
 		return len(gs)
 	}
-	return at[0]
+	return slices.Index(gs, todo[0])
 }
 
 // planWhole is the fetch reading row group i whole, or nil when it would
